@@ -1,0 +1,201 @@
+"""Every error durable raises, under one root.
+
+    DurableError
+    ├── ActivityError          an activity failed for good (retries exhausted or non-retryable)
+    ├── ChildWorkflowError     a child workflow failed, was cancelled or terminated
+    ├── WorkflowFailed         handle.result(): the workflow raised
+    ├── WorkflowCancelled      handle.result(): the workflow was cancelled or terminated
+    ├── NonDeterminismError    replay: the code no longer does what the journal recorded
+    ├── SerializationError     a value cannot be encoded or decoded as a payload
+    ├── WorkflowNotFound       no workflow with that id
+    ├── WorkflowAlreadyExists  client.start(..., if_exists="error") found one
+    ├── NotInWorkflowError     a workflow-only call made outside a workflow
+    ├── StoreError             the database cannot be used (newer schema, bad URL, ...)
+    │   └── LeaseLost          a worker's write was fenced off: another owner took over
+    └── ApplicationError       raised by user code for a structured failure
+
+`RemoteError` is not an exception: it is the recorded description of one (type, message,
+traceback, details) as it travels through the journal, and it is what `.cause` and
+`WorkflowDescription.error` carry.
+"""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ActivityError",
+    "ApplicationError",
+    "ChildWorkflowError",
+    "DurableError",
+    "LeaseLost",
+    "NonDeterminismError",
+    "NotInWorkflowError",
+    "RemoteError",
+    "SerializationError",
+    "StoreError",
+    "WorkflowAlreadyExists",
+    "WorkflowCancelled",
+    "WorkflowFailed",
+    "WorkflowNotFound",
+]
+
+
+@dataclass(frozen=True)
+class RemoteError:
+    """A failure as recorded in the journal: what was raised, where, and its details.
+
+    `type` is the exception's qualified class name (or an `ApplicationError`'s `type`),
+    `message` its text, `traceback` the formatted traceback where one was captured.
+    """
+
+    type: str
+    message: str
+    traceback: str = ""
+    details: Any = None
+    non_retryable: bool = False
+    cause: RemoteError | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> RemoteError:
+        """Describe `exc` (and its chain of causes) for the journal."""
+        tb = "".join(_traceback.format_exception(exc))
+        if isinstance(exc, ApplicationError):
+            return cls(exc.type, exc.message, tb, exc.details, exc.non_retryable)
+        if isinstance(exc, ActivityError | ChildWorkflowError):
+            return cls(type(exc).__name__, str(exc), tb, None, False, exc.cause)
+        name = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", "__main__"):
+            name = f"{module}.{name}"
+        return cls(name, str(exc), tb)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain form stored in payloads."""
+        return {
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "details": self.details,
+            "non_retryable": self.non_retryable,
+            "cause": self.cause.to_dict() if self.cause is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RemoteError:
+        """Rebuild from `to_dict()`'s output."""
+        cause = data.get("cause")
+        return cls(
+            type=str(data.get("type", "Exception")),
+            message=str(data.get("message", "")),
+            traceback=str(data.get("traceback", "")),
+            details=data.get("details"),
+            non_retryable=bool(data.get("non_retryable", False)),
+            cause=cls.from_dict(cause) if isinstance(cause, dict) else None,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+class DurableError(Exception):
+    """Root of every error durable raises."""
+
+
+class ApplicationError(DurableError):
+    """Raise this from an activity or workflow for a structured failure.
+
+    `type` names the failure for callers (defaults to the class name), `details` is any
+    serializable value, and `non_retryable=True` stops an activity's retries at once.
+
+        raise ApplicationError("card declined", type="CardDeclined", non_retryable=True)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        type: str | None = None,
+        non_retryable: bool = False,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type or "ApplicationError"
+        self.non_retryable = non_retryable
+        self.details = details
+
+
+class ActivityError(DurableError):
+    """Raised inside a workflow when an activity has failed for good.
+
+    `.cause` is the `RemoteError` of the last attempt; `.attempts` how many were made.
+    """
+
+    def __init__(self, message: str, cause: RemoteError, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.attempts = attempts
+
+
+class ChildWorkflowError(DurableError):
+    """Raised inside a workflow when a child workflow failed, was cancelled or terminated.
+
+    `.cause` is the child's `RemoteError`; `.workflow_id` names the child.
+    """
+
+    def __init__(self, message: str, cause: RemoteError, workflow_id: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.workflow_id = workflow_id
+
+
+class WorkflowFailed(DurableError):
+    """Raised by `handle.result()` when the workflow raised; `.cause` is its `RemoteError`."""
+
+    def __init__(self, message: str, cause: RemoteError, workflow_id: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.workflow_id = workflow_id
+
+
+class WorkflowCancelled(DurableError):
+    """Raised by `handle.result()` when the workflow was cancelled or terminated."""
+
+    def __init__(self, message: str, workflow_id: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.reason = reason
+
+
+class NonDeterminismError(DurableError):
+    """Replay found the code doing something other than what the journal recorded.
+
+    The workflow is parked (not failed, nothing written) until compatible code is deployed;
+    `describe().problem` carries this message.
+    """
+
+
+class SerializationError(DurableError, TypeError):
+    """A value cannot be encoded or decoded as a msgpack payload (names the path inside it)."""
+
+
+class WorkflowNotFound(DurableError, LookupError):
+    """No workflow (or run) with that id exists in this database."""
+
+
+class WorkflowAlreadyExists(DurableError):
+    """`client.start(..., if_exists="error")` found a workflow with that id."""
+
+
+class NotInWorkflowError(DurableError, RuntimeError):
+    """A call that only makes sense inside a workflow (or activity) was made outside one."""
+
+
+class StoreError(DurableError):
+    """The database cannot be used as asked: bad URL, newer schema, missing driver."""
+
+
+class LeaseLost(StoreError):
+    """A worker's write was rejected because its lease on the workflow or task is gone."""

@@ -1,0 +1,107 @@
+"""In-process wake-ups: a store that commits tells every waiter on the same database at once.
+
+Stores of one database in one process (a client and a worker side by side, as in tests,
+notebooks and the benchmarks) share a `Hub`, found by `hub_for(key)`. Cross-process
+wake-ups are each backend's business (LISTEN/NOTIFY, a data_version poll); they feed the
+same hub with `Hub.notify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Collection, Iterable
+
+__all__ = ["ALL", "Hub", "hub_for"]
+
+ALL = "*"  # notifying this topic wakes every waiter (a change seen from another process)
+
+_hubs: dict[str, Hub] = {}
+_hubs_lock = threading.Lock()
+
+
+class Hub:
+    """Waiters keyed by topic; `notify` wakes those on any of the given topics.
+
+    Waiters are futures on whatever loop awaited; notifying from another loop or thread is
+    safe (the wake-up is scheduled on the waiter's loop).
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0  # bumped by every notify; read it before a query, pass as since
+        self._topic_generation: dict[str, int] = {}
+
+    def notify(self, topics: Iterable[str]) -> None:
+        """Wake every waiter on any of ``topics`` (``ALL`` wakes everyone)."""
+        woken: set[asyncio.Future[None]] = set()
+        with self._lock:
+            topics = set(topics)
+            self.generation += 1
+            for topic in topics:
+                self._topic_generation[topic] = self.generation
+            if ALL in topics:
+                for waiters in self._waiters.values():
+                    woken |= waiters
+            else:
+                for topic in topics:
+                    woken |= self._waiters.get(topic, set())
+        for fut in woken:
+            loop = fut.get_loop()
+            if loop.is_closed():
+                continue
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    async def wait(
+        self, topics: Collection[str], timeout: float, since: int | None = None
+    ) -> None:
+        """Return when one of ``topics`` is notified or ``timeout`` seconds pass.
+
+        With ``since`` (a `generation` read before the caller's last query), return at once
+        if one of the topics was notified after it: no wake-up falls between query and wait.
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if since is not None:
+                seen = max(
+                    (self._topic_generation.get(t, 0) for t in (*topics, ALL)), default=0
+                )
+                if seen > since:
+                    return
+            for topic in topics:
+                self._waiters.setdefault(topic, set()).add(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                for topic in topics:
+                    waiters = self._waiters.get(topic)
+                    if waiters is not None:
+                        waiters.discard(fut)
+                        if not waiters:
+                            del self._waiters[topic]
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def hub_for(key: str) -> Hub:
+    """The process-wide hub for one database (key: a resolved file path or a server URL)."""
+    with _hubs_lock:
+        hub = _hubs.get(key)
+        if hub is None:
+            hub = _hubs[key] = Hub()
+        return hub

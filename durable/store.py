@@ -1,0 +1,529 @@
+"""The storage contract: the few transactional operations a client and a worker need.
+
+A backend (``backends/durable_sqlite``, ``backends/durable_postgres``) subclasses `Store`.
+Payloads are opaque ``bytes`` here (msgpack, encoded above this layer); times are POSIX
+seconds as ``float``. The store never reads a clock: every method that needs "now" is
+given it, so a test's virtual clock and a worker's wall clock both pass through.
+
+Logical schema (each backend spells it in its own SQL):
+
+- ``runs``: one row per workflow run. ``workflow_id`` + ``is_current`` (at most one current
+  run per workflow id), ``name``, ``queue``, ``status``, ``input``/``result``/``error``,
+  times, ``parent_id``/``parent_run_id``, ``history_length`` (journal entries so far),
+  ``ready`` (there is something for a worker to do), ``lease_owner``/``lease_expires_at``,
+  ``parked``/``problem``, ``continued_to``, ``timeout``.
+- ``journal``: (run_id, seq) → kind, time, data. Gapless seq from 1, append-only, written only
+  by `Store.commit_steps` (fenced by the lease) and `Store.terminate`.
+- ``inbox``: id (increasing) → run_id, kind, time, data. Everything that is not the lease
+  holder writes here; the lease holder moves items into the journal in id order.
+- ``tasks``: activity tasks, one per scheduled activity (``task_id`` = ``"{run_id}:{seq}"``),
+  with attempt, ``visible_at`` (next attempt time), lease, heartbeat details, cancel flag.
+- ``timers``: (run_id, seq) → due_at. A due timer becomes a ``timer_fired`` inbox item.
+- ``published``: (workflow_id, key) → value, read by ``handle.read``.
+- ``workers``: live workers and what they serve (for ``describe().problem``).
+- ``meta``: schema version.
+
+Notifications: after a commit a store calls its hub so waiters in this process wake at once
+(see `Store.wait`); backends that can also reach other processes (PostgreSQL
+LISTEN/NOTIFY, SQLite's data_version poll) do so.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from .errors import StoreError
+from .notify import Hub
+
+__all__ = [
+    "CLOSED_STATUSES",
+    "TOPIC_RUNS",
+    "TOPIC_TASKS",
+    "TOPIC_TIMERS",
+    "ClaimedRun",
+    "InboxItem",
+    "JournalEntry",
+    "NewRun",
+    "NewTask",
+    "NewTimer",
+    "Outgoing",
+    "RunRecord",
+    "StepCommit",
+    "Store",
+    "TaskOutcome",
+    "TaskRecord",
+    "WorkerRecord",
+    "open_store",
+    "run_topic",
+]
+
+#: Statuses after which a run never changes again.
+CLOSED_STATUSES = frozenset(
+    {"completed", "failed", "cancelled", "terminated", "continued_as_new"}
+)
+
+TOPIC_RUNS = "runs"  # a run was created or became ready
+TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
+TOPIC_TIMERS = "timers"  # a timer or a delayed task was created
+
+
+def run_topic(workflow_id: str) -> str:
+    """The topic notified when a workflow's state changes (closed, published, continued)."""
+    return f"run:{workflow_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to create: a workflow started by a client, a child, or a continue-as-new."""
+
+    workflow_id: str
+    run_id: str
+    name: str
+    queue: str
+    input: bytes
+    created_at: float
+    parent_id: str | None = None
+    parent_run_id: str | None = None
+    timeout: float | None = None  # seconds the whole run may take
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of ``runs`` as stored."""
+
+    workflow_id: str
+    run_id: str
+    name: str
+    queue: str
+    status: str
+    input: bytes
+    result: bytes | None
+    error: bytes | None
+    created_at: float
+    updated_at: float
+    closed_at: float | None
+    parent_id: str | None
+    parent_run_id: str | None
+    history_length: int
+    ready: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+    parked: bool
+    problem: str | None
+    continued_to: str | None
+    timeout: float | None
+    is_current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journal entry: ``seq`` from 1, gapless per run."""
+
+    seq: int
+    kind: str
+    time: float
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """Something for a run that its lease holder has not yet moved into the journal."""
+
+    id: int
+    run_id: str
+    kind: str
+    time: float
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A run a worker now holds the lease on, with every inbox item it had at claim time."""
+
+    run: RunRecord
+    inbox: list[InboxItem]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """An activity task to create. ``lease_owner`` set means "already claimed by me"."""
+
+    task_id: str
+    run_id: str
+    workflow_id: str
+    seq: int
+    name: str
+    queue: str
+    data: bytes
+    visible_at: float
+    attempt: int = 1
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One row of ``tasks``."""
+
+    task_id: str
+    run_id: str
+    workflow_id: str
+    seq: int
+    name: str
+    queue: str
+    data: bytes
+    attempt: int
+    status: str  # "queued" | "running"
+    visible_at: float
+    lease_owner: str | None
+    lease_expires_at: float | None
+    heartbeat_details: bytes | None
+    cancel_requested: bool
+    last_error: bytes | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """How an attempt ended, for `Store.finish_task`.
+
+    ``kind="done"``: delete the task and deliver ``item_kind``/``item_data`` to the run's
+    inbox (``activity_completed`` or ``activity_failed``).
+    ``kind="retry"``: requeue the task with ``attempt + 1`` at ``visible_at`` and deliver an
+    ``activity_retrying`` item carrying the error (``last_error`` is stored on the task).
+    ``kind="release"``: requeue as it is (same attempt, no inbox item), e.g. on shutdown.
+    """
+
+    kind: Literal["done", "retry", "release"]
+    item_kind: str = ""
+    item_data: bytes = b""
+    visible_at: float = 0.0
+    last_error: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTimer:
+    """A durable timer: at ``due_at`` a ``timer_fired`` item with ``data`` reaches the run."""
+
+    run_id: str
+    seq: int
+    due_at: float
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An inbox item for another workflow (a parent hearing of its child, a child cancelled).
+
+    Delivered to run ``run_id`` if given and still open, else to the current run of
+    ``workflow_id`` if open; dropped silently if there is none.
+    """
+
+    workflow_id: str
+    kind: str
+    data: bytes
+    run_id: str | None = None
+
+
+@dataclass(slots=True)
+class StepCommit:
+    """Everything one step of one run writes, committed atomically and fenced.
+
+    The step is accepted only if, at commit time, ``runs.lease_owner == owner``, the lease
+    has not expired (``lease_expires_at > now``), ``history_length == expected_length``,
+    the run is not closed, and every task in ``finished_tasks`` still exists leased to
+    ``owner``. Otherwise nothing of it is written.
+
+    Accepted, the store: appends ``entries`` (their seqs continue from
+    ``expected_length``); deletes the ``consumed_inbox`` items; creates ``new_tasks``,
+    ``new_timers`` and ``new_runs`` (children; an existing workflow id is left alone);
+    deletes ``finished_tasks`` and ``cancelled_timers``; sets ``cancel_requested`` on
+    ``cancelled_tasks``; delivers ``outgoing``; upserts ``published``; sets
+    ``history_length``, ``updated_at`` and, when given, ``status`` (``running`` after the
+    first step), ``result``/``error``.
+
+    When ``status`` is closed: ``closed_at = now``; the run's remaining timers and queued
+    tasks are deleted and its running tasks get ``cancel_requested``; the lease is released.
+    When ``status == "continued_as_new"``, ``successor`` becomes the workflow's current run
+    (ready), the old run's ``continued_to`` names it, and the old run's unconsumed
+    ``signal`` inbox items move to it.
+    With ``release_lease`` the lease is released (``lease_owner = NULL``) after the step.
+    """
+
+    run_id: str
+    owner: str
+    expected_length: int
+    entries: list[JournalEntry]
+    consumed_inbox: list[int] = field(default_factory=list)
+    status: str | None = None
+    result: bytes | None = None
+    error: bytes | None = None
+    release_lease: bool = False
+    new_tasks: list[NewTask] = field(default_factory=list)
+    finished_tasks: list[str] = field(default_factory=list)
+    cancelled_tasks: list[str] = field(default_factory=list)
+    new_timers: list[NewTimer] = field(default_factory=list)
+    cancelled_timers: list[int] = field(default_factory=list)  # seqs of this run's timers
+    new_runs: list[NewRun] = field(default_factory=list)
+    successor: NewRun | None = None
+    outgoing: list[Outgoing] = field(default_factory=list)
+    published: dict[str, bytes] = field(default_factory=dict)
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A live worker and what it serves."""
+
+    worker_id: str
+    queues: tuple[str, ...]
+    workflows: tuple[str, ...]
+    activities: tuple[str, ...]
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+
+
+class Store(abc.ABC):
+    """The storage contract. One instance per client or worker; not shared across loops.
+
+    Implementations are async context managers: ``async with store:`` opens (connects and
+    migrates) and closes. `aclose` is idempotent; using a closed store raises `StoreError`.
+    """
+
+    #: The URL this store was opened from, with any password removed.
+    url: str
+    #: This database's in-process hub (`durable.notify.hub_for`); notified after commits.
+    hub: Hub
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema to this code's version.
+
+        Migrations are serialised across processes (a file lock or an advisory lock), so any
+        number of processes may open an empty database at once. A database whose schema is
+        newer than this code raises `StoreError` naming both versions and saying to upgrade
+        durable-flow; nothing is changed then.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close connections. Idempotent."""
+
+    # ---- client side -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_run(
+        self, run: NewRun, *, if_exists: Literal["return", "error", "restart"]
+    ) -> tuple[RunRecord, bool]:
+        """Create ``run`` as the current run of ``run.workflow_id``, status ``pending``, ready.
+
+        Atomic and race-free: of two concurrent creates with one workflow id, one wins.
+        If the workflow id already has a current run: ``"return"`` gives ``(existing,
+        False)``; ``"error"`` raises `WorkflowAlreadyExists`; ``"restart"`` gives
+        ``(existing, False)`` while it is open and otherwise makes the new run current
+        (the old one stays, ``is_current = False``) and gives ``(new, True)``.
+        """
+
+    @abc.abstractmethod
+    async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
+        """The workflow's current run, or the given run of it; ``None`` if there is none."""
+
+    @abc.abstractmethod
+    async def list_runs(
+        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Runs (every run, current or not), newest ``created_at`` first, filtered."""
+
+    @abc.abstractmethod
+    async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
+        """The run's journal entries with ``seq > after_seq``, in order."""
+
+    @abc.abstractmethod
+    async def read_extras(self, workflow_id: str, run_id: str) -> tuple[
+        dict[str, bytes], list[TaskRecord]
+    ]:
+        """The workflow's published values (by key) and the run's activity tasks."""
+
+    @abc.abstractmethod
+    async def send(
+        self, workflow_id: str, kind: str, data: bytes, now: float, *, run_id: str | None = None
+    ) -> str | None:
+        """Append an inbox item to the workflow's current run (or run ``run_id``) and mark it
+        ready. Returns the run id it went to, or ``None`` when that run is closed.
+
+        Raises `WorkflowNotFound` when no such workflow (or run) exists.
+        """
+
+    @abc.abstractmethod
+    async def terminate(
+        self,
+        run_id: str,
+        *,
+        entry_data: bytes,
+        error: bytes,
+        now: float,
+        parent_item: Outgoing | None,
+    ) -> bool:
+        """Close an open run as ``terminated`` at once, whoever holds its lease.
+
+        In one transaction: append a ``workflow_terminated`` journal entry (``entry_data``),
+        set status/error/closed_at, revoke the lease (so the holder's next commit is
+        rejected), delete its timers and queued tasks, flag its running tasks
+        ``cancel_requested``, and deliver ``parent_item``. False if the run was closed.
+        """
+
+    # ---- worker side -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Record a starting worker, and unpark the runs it can serve (queue and name match)
+        so they are retried at once with its code."""
+
+    @abc.abstractmethod
+    async def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        runs: Collection[str],
+        tasks: dict[str, bytes | None],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """Renew the worker's row and its leases, in one transaction.
+
+        ``runs``: run ids whose lease to extend to ``lease_until`` (only where still owned).
+        ``tasks``: task ids to extend likewise, each with new heartbeat details (``None``
+        keeps the old). Returns ``(lost, cancel_requested)``: the run and task ids no longer
+        leased to this worker, and the task ids whose cancellation was requested.
+        Workers not heard from for a while are deleted from ``workers`` here too.
+        """
+
+    @abc.abstractmethod
+    async def deregister_worker(self, worker_id: str, now: float) -> None:
+        """Graceful stop: hand back every run and task lease the worker holds (runs become
+        ready for others at once, running tasks requeued with the same attempt) and delete
+        its row."""
+
+    @abc.abstractmethod
+    async def claim_runs(
+        self,
+        owner: str,
+        *,
+        queues: Collection[str],
+        names: Collection[str],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> list[ClaimedRun]:
+        """Lease up to ``limit`` runs with work, oldest first, and return them with their inbox.
+
+        Claimable: open, not parked, ``queue`` in ``queues``, ``name`` in ``names``, and
+        either ready with its lease free, expired or already ``owner``'s, or holding an
+        expired lease (its worker died). Claiming sets ``lease_owner``, ``lease_expires_at =
+        lease_until`` and ``ready = False``; an inbox item arriving later sets ready again.
+        """
+
+    @abc.abstractmethod
+    async def commit_steps(self, steps: Sequence[StepCommit], now: float) -> list[bool]:
+        """Commit many runs' steps in one transaction (group commit); see `StepCommit`.
+
+        Returns, per step, whether it was accepted; a rejected step writes nothing and does
+        not affect the others.
+        """
+
+    @abc.abstractmethod
+    async def park(self, run_id: str, owner: str, problem: str) -> None:
+        """Park a run the owner cannot advance (non-determinism): set ``parked`` and
+        ``problem``, release the lease; nothing else changes. No-op if not owner's."""
+
+    @abc.abstractmethod
+    async def claim_tasks(
+        self,
+        owner: str,
+        *,
+        queues: Collection[str],
+        names: Collection[str],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> list[TaskRecord]:
+        """Lease up to ``limit`` activity tasks, earliest ``visible_at`` first.
+
+        Claimable: ``queue``/``name`` match and either queued with ``visible_at <= now``, or
+        running with an expired lease (its worker died: returned with ``status="running"``
+        so the caller can count that attempt as failed). Sets status ``running``, the lease.
+        """
+
+    @abc.abstractmethod
+    async def finish_task(
+        self, task_id: str, owner: str, outcome: TaskOutcome, now: float
+    ) -> bool:
+        """End an attempt (see `TaskOutcome`), fenced: False, and nothing written, unless the
+        task exists leased to ``owner``. The inbox item is dropped if the run has closed."""
+
+    @abc.abstractmethod
+    async def fire_timers(self, now: float, limit: int) -> float | None:
+        """Turn up to ``limit`` timers due by ``now`` into ``timer_fired`` inbox items (data
+        as given at creation; marking their runs ready), atomically and exactly once across
+        processes. Returns the earliest remaining due time of any timer or of any queued
+        task not yet visible, or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    async def list_workers(self) -> list[WorkerRecord]:
+        """The workers that have registered and not deregistered or gone silent."""
+
+    def watermark(self) -> int:
+        """A token to read before a query and pass to `wait` as ``since``."""
+        return self.hub.generation
+
+    async def wait(
+        self, topics: Collection[str], timeout: float, since: int | None = None
+    ) -> None:
+        """Return once one of ``topics`` may have been notified (after ``since``, a
+        `watermark`), or after ``timeout`` seconds.
+
+        Spurious returns are allowed (callers re-query); a missed notification is not,
+        within this process. Backends override this to also see other processes' commits
+        (LISTEN/NOTIFY, or a poll whose interval is a documented constant).
+        """
+        await self.hub.wait(topics, timeout, since)
+
+
+def open_store(url: str) -> Store:
+    """The `Store` for ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``.
+
+    Raises `StoreError` for an unknown scheme, and with the install command when the
+    backend's driver is missing.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        from durable_sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError:
+            raise StoreError(
+                "PostgreSQL support needs asyncpg: pip install 'durable-flow[postgres]'"
+            ) from None
+        from durable_postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(
+        f"Unknown database URL {url!r}: use 'sqlite:///path/to/file.db' or "
+        "'postgresql://user@host/dbname'."
+    )
