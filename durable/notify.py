@@ -61,9 +61,7 @@ class Hub:
             else:
                 loop.call_soon_threadsafe(_resolve, fut)
 
-    async def wait(
-        self, topics: Collection[str], timeout: float, since: int | None = None
-    ) -> None:
+    async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
         """Return when one of ``topics`` is notified or ``timeout`` seconds pass.
 
         With ``since`` (a `generation` read before the caller's last query), return at once
@@ -72,9 +70,7 @@ class Hub:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:
             if since is not None:
-                seen = max(
-                    (self._topic_generation.get(t, 0) for t in (*topics, ALL)), default=0
-                )
+                seen = max((self._topic_generation.get(t, 0) for t in (*topics, ALL)), default=0)
                 if seen > since:
                     return
             for topic in topics:

@@ -62,9 +62,7 @@ __all__ = [
 ]
 
 #: Statuses after which a run never changes again.
-CLOSED_STATUSES = frozenset(
-    {"completed", "failed", "cancelled", "terminated", "continued_as_new"}
-)
+CLOSED_STATUSES = frozenset({"completed", "failed", "cancelled", "terminated", "continued_as_new"})
 
 TOPIC_RUNS = "runs"  # a run was created or became ready
 TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
@@ -352,9 +350,9 @@ class Store(abc.ABC):
         """The run's journal entries with ``seq > after_seq``, in order."""
 
     @abc.abstractmethod
-    async def read_extras(self, workflow_id: str, run_id: str) -> tuple[
-        dict[str, bytes], list[TaskRecord]
-    ]:
+    async def read_extras(
+        self, workflow_id: str, run_id: str
+    ) -> tuple[dict[str, bytes], list[TaskRecord]]:
         """The workflow's published values (by key) and the run's activity tasks."""
 
     @abc.abstractmethod
@@ -468,9 +466,7 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def finish_task(
-        self, task_id: str, owner: str, outcome: TaskOutcome, now: float
-    ) -> bool:
+    async def finish_task(self, task_id: str, owner: str, outcome: TaskOutcome, now: float) -> bool:
         """End an attempt (see `TaskOutcome`), fenced: False, and nothing written, unless the
         task exists leased to ``owner``. The inbox item is dropped if the run has closed."""
 
@@ -489,9 +485,7 @@ class Store(abc.ABC):
         """A token to read before a query and pass to `wait` as ``since``."""
         return self.hub.generation
 
-    async def wait(
-        self, topics: Collection[str], timeout: float, since: int | None = None
-    ) -> None:
+    async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
         """Return once one of ``topics`` may have been notified (after ``since``, a
         `watermark`), or after ``timeout`` seconds.
 

@@ -1,0 +1,525 @@
+"""Starting and steering workflows: `connect`, `Client`, `WorkflowHandle`.
+
+    async with durable.connect("sqlite:///app.db") as client:
+        handle = await client.start(place_order, order, id="order-42")
+        print(await handle.result())
+
+A client writes only to a workflow's inbox (signals, cancellation) or creates runs; the
+worker holding a run's lease moves those into its journal. `terminate` is the one
+exception: it closes the run itself and revokes any lease on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
+
+from . import payload
+from .clock import Clock, RealClock
+from .definition import workflow_definition
+from .errors import (
+    RemoteError,
+    StoreError,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowNotFound,
+)
+from .store import CLOSED_STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
+
+__all__ = [
+    "DEFAULT_URL",
+    "Client",
+    "Event",
+    "PendingStep",
+    "WorkflowDescription",
+    "WorkflowHandle",
+    "connect",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_URL = "sqlite:///durable.db"
+RESULT_POLL = 0.5  # seconds between re-checks while waiting, if no notification arrives
+HISTORY_WARN = 20_000  # mirrors worker.HISTORY_WARN for describe().problem
+
+
+@dataclass(frozen=True)
+class PendingStep:
+    """A step in flight: an activity (with its attempt and last error), a timer, a child."""
+
+    kind: str  # "activity" | "timer" | "child"
+    name: str
+    attempt: int
+    scheduled_at: datetime
+    last_error: RemoteError | None
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """What `WorkflowHandle.describe` and `Client.list` return."""
+
+    id: str
+    run_id: str
+    name: str
+    status: str
+    queue: str
+    input: Any
+    result: Any
+    error: RemoteError | None
+    created_at: datetime
+    closed_at: datetime | None
+    history_length: int
+    pending: list[PendingStep]
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journal entry, decoded: ``seq`` from 1, ``kind``, ``time``, ``data``."""
+
+    seq: int
+    kind: str
+    time: datetime
+    data: dict[str, Any]
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+_PAYLOAD_FIELDS = ("args", "result", "value")
+
+
+def _readable(data: dict[str, Any]) -> dict[str, Any]:
+    """Decode the nested payloads of a journal entry for people and tools."""
+    out = dict(data)
+    for key in _PAYLOAD_FIELDS:
+        raw = out.get(key)
+        if isinstance(raw, bytes):
+            try:
+                out[key] = payload.decode(raw)
+            except Exception:
+                out[key] = raw
+    if key_error := out.get("error"):
+        if isinstance(key_error, dict):
+            out["error"] = RemoteError.from_dict(key_error)
+    return out
+
+
+class WorkflowHandle(Generic[T]):
+    """A workflow, by id: wait for it, signal it, cancel it, inspect it.
+
+    ``handle.result()`` follows continue-as-new to the run that finally ends.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        workflow_id: str,
+        *,
+        run_id: str | None = None,
+        fn: Callable[..., Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.id = workflow_id
+        self.run_id = run_id
+        self._fn = fn
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.id!r}>"
+
+    async def _current(self) -> RunRecord:
+        store = await self.client._open()
+        run = await store.get_run(self.id)
+        if run is None:
+            raise WorkflowNotFound(f"No workflow with id {self.id!r} in {store.url}.")
+        return run
+
+    async def result(self, timeout: float | timedelta | None = None) -> T:
+        """Wait for the workflow to end and return its result.
+
+        Raises `WorkflowFailed` (``.cause`` says why) or `WorkflowCancelled`, and
+        `TimeoutError` if ``timeout`` passes first (the workflow goes on).
+        """
+        limit = _seconds(timeout)
+        store = await self.client._open()
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        while True:
+            mark = store.watermark()
+            run = await self._current()
+            if run.status in CLOSED_STATUSES and run.status != "continued_as_new":
+                return self._outcome(run)
+            if run.status == "continued_as_new":
+                continue  # the successor is current now; look again at once
+            remaining = RESULT_POLL if deadline is None else deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"Workflow {self.id!r} is still {run.status} after {limit}s; it goes on. "
+                    "Call result() again to keep waiting."
+                )
+            if self.client._waiter is not None:
+                await self.client._waiter(self)  # time skipping (durable.testing)
+            else:
+                await store.wait([run_topic(self.id)], min(remaining, RESULT_POLL), since=mark)
+
+    def _outcome(self, run: RunRecord) -> T:
+        if run.status == "completed":
+            assert run.result is not None
+            if self._fn is not None:
+                return payload.decode_result(self._fn, run.result)  # type: ignore[no-any-return]
+            return payload.decode(run.result)  # type: ignore[no-any-return]
+        error = RemoteError.from_dict(payload.decode(run.error)) if run.error else None
+        if run.status == "failed":
+            cause = error or RemoteError("Exception", "unknown failure")
+            raise WorkflowFailed(
+                f"Workflow {run.name!r} ({self.id}) failed: {cause}", cause, self.id
+            )
+        reason = error.message if error else ""
+        raise WorkflowCancelled(
+            f"Workflow {run.name!r} ({self.id}) was {run.status}"
+            + (f": {reason}" if reason else ""),
+            self.id,
+            reason,
+        )
+
+    async def signal(self, name: str, value: Any = None) -> None:
+        """Send a signal: the workflow's next ``wait_signal(name)`` receives ``value``.
+
+        Raises `WorkflowNotFound` if there is no such workflow or it has closed.
+        """
+        store = await self.client._open()
+        data = payload.encode(
+            {"name": name, "value": payload.encode(value, what=f"signal {name!r}")}
+        )
+        went = await store.send(self.id, "signal_received", data, self.client.clock.now())
+        if went is None:
+            raise WorkflowNotFound(
+                f"Workflow {self.id!r} has closed; signal {name!r} was not delivered."
+            )
+
+    async def cancel(self, reason: str = "") -> None:
+        """Request cancellation: `asyncio.CancelledError` is raised in the workflow at its
+        current await point; it may clean up (compensate) before it ends. No-op if closed."""
+        store = await self.client._open()
+        data = payload.encode({"reason": reason or "cancelled by client"})
+        await store.send(self.id, "cancel_requested", data, self.client.clock.now())
+
+    async def terminate(self, reason: str = "") -> None:
+        """Close the workflow now, without running any more of its code.
+
+        The run is ``terminated`` when this returns, and the lease of any worker on it is
+        revoked, so that worker's next write is rejected. No-op if already closed.
+        """
+        store = await self.client._open()
+        run = await self._current()
+        if run.status in CLOSED_STATUSES:
+            return
+        reason = reason or "terminated by client"
+        error = RemoteError("Terminated", reason)
+        parent = None
+        if run.parent_id is not None:
+            item = {"workflow_id": self.id, "error": error.to_dict(), "status": "terminated"}
+            parent = Outgoing(
+                run.parent_id, "child_failed", payload.encode(item), run_id=run.parent_run_id
+            )
+        await store.terminate(
+            run.run_id,
+            entry_data=payload.encode({"reason": reason}),
+            error=payload.encode(error.to_dict()),
+            now=self.client.clock.now(),
+            parent_item=parent,
+        )
+
+    async def describe(self) -> WorkflowDescription:
+        """Status, times, input, result or error, pending steps, and any problem."""
+        run = await self._current()
+        return await self.client._describe(run, detailed=True)
+
+    async def history(self) -> list[Event]:
+        """The current run's journal, decoded, in order."""
+        store = await self.client._open()
+        run = await self._current()
+        entries = await store.read_journal(run.run_id)
+        return [
+            Event(e.seq, e.kind, _dt(e.time), _readable(payload.decode(e.data))) for e in entries
+        ]
+
+    async def read(self, key: str, timeout: float | timedelta | None = None) -> Any:
+        """The latest value the workflow published under ``key``.
+
+        Waits for the first one if none yet (up to ``timeout``; `TimeoutError` after). Raises
+        `KeyError` if the workflow closed without publishing it.
+        """
+        store = await self.client._open()
+        limit = _seconds(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        while True:
+            mark = store.watermark()
+            run = await self._current()
+            published, _ = await store.read_extras(self.id, run.run_id)
+            if key in published:
+                return payload.decode(published[key])
+            if run.status in CLOSED_STATUSES and run.status != "continued_as_new":
+                raise KeyError(f"Workflow {self.id!r} closed without publishing {key!r}")
+            remaining = RESULT_POLL if deadline is None else deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"Workflow {self.id!r} published no {key!r} within {limit}s")
+            await store.wait([run_topic(self.id)], min(remaining, RESULT_POLL), since=mark)
+
+
+class Client:
+    """A connection to one durable database, for starting and steering workflows.
+
+    Create it with `durable.connect`; use it as an async context manager (or call
+    `aclose`). It opens on first use.
+    """
+
+    def __init__(self, url: str | None = None, *, clock: Clock | None = None) -> None:
+        self.url = url or os.environ.get("DURABLE_DB") or DEFAULT_URL
+        self.clock: Clock = clock or RealClock()
+        self._store: Store | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._lock = asyncio.Lock()
+        # Set by durable.testing to skip time while a test awaits a result.
+        self._waiter: Callable[[WorkflowHandle[Any]], Awaitable[None]] | None = None
+
+    async def _open(self) -> Store:
+        if self._state == "open" and self._store is not None:
+            return self._store
+        async with self._lock:
+            if self._state == "closed":
+                raise StoreError("Cannot use a client once it has been closed; connect again.")
+            if self._store is None:
+                store = open_store(self.url)
+                await store.open()
+                self._store = store
+                self._state = "open"
+            return self._store
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection. Idempotent."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        if self._store is not None:
+            await self._store.aclose()
+            self._store = None
+
+    @overload
+    async def start(
+        self,
+        fn: Callable[P, Awaitable[T]],
+        *args: Any,
+        id: str | None = None,
+        queue: str | None = None,
+        if_exists: Literal["return", "error", "restart"] = "return",
+    ) -> WorkflowHandle[T]: ...
+    @overload
+    async def start(
+        self,
+        fn: str,
+        *args: Any,
+        id: str | None = None,
+        queue: str | None = None,
+        if_exists: Literal["return", "error", "restart"] = "return",
+    ) -> WorkflowHandle[Any]: ...
+
+    async def start(
+        self,
+        fn: Callable[..., Awaitable[Any]] | str,
+        *args: Any,
+        id: str | None = None,
+        queue: str | None = None,
+        if_exists: Literal["return", "error", "restart"] = "return",
+    ) -> WorkflowHandle[Any]:
+        """Start a workflow (a `@workflow` function, or its name) and return its handle.
+
+        Idempotent on ``id``: with ``if_exists="return"`` (default) an existing workflow's
+        handle comes back; ``"error"`` raises `WorkflowAlreadyExists`; ``"restart"`` starts
+        a new run if the existing one has closed. Arguments are checked for
+        serializability here, before anything is written.
+        """
+        if if_exists not in ("return", "error", "restart"):
+            raise ValueError(f"if_exists must be 'return', 'error' or 'restart', not {if_exists!r}")
+        if isinstance(fn, str):
+            name, default_queue, timeout, func = fn, "default", None, None
+            encoded = payload.encode(
+                {
+                    "args": [
+                        payload.decode(payload.encode(a, what=f"argument {i} of workflow {fn!r}"))
+                        for i, a in enumerate(args)
+                    ],
+                    "kwargs": {},
+                },
+                what=f"arguments of workflow {fn!r}",
+            )
+        else:
+            defn = workflow_definition(fn)
+            name, default_queue, timeout, func = defn.name, defn.queue, defn.timeout, defn.fn
+            encoded = payload.encode_args(defn.fn, args, {}, what=f"arguments of workflow {name!r}")
+        store = await self._open()
+        from .store import NewRun
+
+        workflow_id = id or uuid.uuid4().hex
+        run, _ = await store.create_run(
+            NewRun(
+                workflow_id=workflow_id,
+                run_id=str(uuid.uuid4()),
+                name=name,
+                queue=queue or default_queue,
+                input=encoded,
+                created_at=self.clock.now(),
+                timeout=timeout,
+            ),
+            if_exists=if_exists,
+        )
+        return WorkflowHandle(self, workflow_id, run_id=run.run_id, fn=func)
+
+    async def execute(
+        self,
+        fn: Callable[..., Awaitable[T]] | str,
+        *args: Any,
+        id: str | None = None,
+        queue: str | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> T:
+        """Start a workflow and wait for its result (`start` + `WorkflowHandle.result`)."""
+        handle: WorkflowHandle[T] = await self.start(fn, *args, id=id, queue=queue)
+        return await handle.result(timeout=timeout)
+
+    def get_handle(
+        self, workflow_id: str, fn: Callable[..., Any] | None = None
+    ) -> WorkflowHandle[Any]:
+        """A handle for an existing workflow (give ``fn`` to decode its result by type)."""
+        return WorkflowHandle(self, workflow_id, fn=fn)
+
+    async def _describe(self, run: RunRecord, *, detailed: bool) -> WorkflowDescription:
+        store = await self._open()
+        args: Any = None
+        try:
+            decoded = payload.decode(run.input)
+            args = decoded.get("args") if isinstance(decoded, dict) else decoded
+        except Exception:
+            args = run.input
+        result = None
+        if run.result is not None:
+            try:
+                result = payload.decode(run.result)
+            except Exception:
+                result = run.result
+        error = RemoteError.from_dict(payload.decode(run.error)) if run.error else None
+        pending: list[PendingStep] = []
+        problem = run.problem if run.parked else None
+        if detailed and run.status not in CLOSED_STATUSES:
+            pending = await self._pending(store, run)
+            if problem is None:
+                problem = await self._problem(store, run)
+        return WorkflowDescription(
+            id=run.workflow_id,
+            run_id=run.run_id,
+            name=run.name,
+            status=run.status,
+            queue=run.queue,
+            input=args,
+            result=result,
+            error=error,
+            created_at=_dt(run.created_at),
+            closed_at=_dt(run.closed_at) if run.closed_at is not None else None,
+            history_length=run.history_length,
+            pending=pending,
+            problem=problem,
+        )
+
+    async def _pending(self, store: Store, run: RunRecord) -> list[PendingStep]:
+        entries = await store.read_journal(run.run_id)
+        _, tasks = await store.read_extras(run.workflow_id, run.run_id)
+        by_seq = {t.seq: t for t in tasks}
+        open_steps: dict[int, PendingStep] = {}
+        children: dict[str, int] = {}
+        for e in entries:
+            data = payload.decode(e.data)
+            if e.kind == "activity_scheduled" and e.seq in by_seq:
+                task = by_seq[e.seq]
+                last = (
+                    RemoteError.from_dict(payload.decode(task.last_error))
+                    if task.last_error
+                    else None
+                )
+                open_steps[e.seq] = PendingStep(
+                    "activity", data["name"], task.attempt, _dt(e.time), last
+                )
+            elif e.kind == "timer_started" and float(data["due"]) > self.clock.now():
+                due = _dt(float(data["due"])).isoformat()
+                open_steps[e.seq] = PendingStep("timer", f"until {due}", 1, _dt(e.time), None)
+            elif e.kind == "timer_fired":
+                open_steps.pop(int(data["ref"]), None)
+            elif e.kind == "child_started":
+                open_steps[e.seq] = PendingStep(
+                    "child", f"{data['name']} ({data['id']})", 1, _dt(e.time), None
+                )
+                children[str(data["id"])] = e.seq
+            elif e.kind in ("child_completed", "child_failed"):
+                seq = children.pop(str(data["workflow_id"]), None)
+                if seq is not None:
+                    open_steps.pop(seq, None)
+        return [open_steps[k] for k in sorted(open_steps)]
+
+    async def _problem(self, store: Store, run: RunRecord) -> str | None:
+        if run.history_length > HISTORY_WARN:
+            return (
+                f"Its journal has {run.history_length} entries (warning threshold "
+                f"{HISTORY_WARN}); use durable.continue_as_new() to start afresh."
+            )
+        if not run.ready or run.lease_owner is not None:
+            return None
+        workers = await store.list_workers()
+        if any(run.queue in w.queues and run.name in w.workflows for w in workers):
+            return None
+        serving_queue = [w for w in workers if run.queue in w.queues]
+        if serving_queue:
+            return (
+                f"No live worker registers workflow {run.name!r}: the workers on queue "
+                f"{run.queue!r} serve {sorted({n for w in serving_queue for n in w.workflows})}. "
+                "Deploy a worker that includes it (durable worker your.module)."
+            )
+        return (
+            f"No live worker serves queue {run.queue!r} for workflow {run.name!r}. Start one: "
+            f"durable worker your.module --queue {run.queue}"
+        )
+
+    async def list(
+        self, status: str | None = None, name: str | None = None, limit: int = 100
+    ) -> AsyncIterator[WorkflowDescription]:
+        """Workflow runs, newest first, optionally filtered by status and name."""
+        store = await self._open()
+        for run in await store.list_runs(status=status, name=name, limit=limit):
+            yield await self._describe(run, detailed=False)
+
+
+def connect(url: str | None = None, *, clock: Clock | None = None) -> Client:
+    """A `Client` for ``url`` (default: ``$DURABLE_DB``, else ``sqlite:///durable.db``).
+
+    async with durable.connect("postgresql://app@db/app") as client: ...
+    """
+    return Client(url, clock=clock)

@@ -1,0 +1,332 @@
+"""`@workflow`, `@activity`, `RetryPolicy` and `call`: marking work, not registering it.
+
+A decorator attaches a frozen definition to the function and returns a thin
+`functools.wraps` wrapper whose only job is to route a call by context:
+
+- inside a workflow, calling an activity schedules it and returns an awaitable of its result;
+  calling a workflow starts it as a child and returns an awaitable of its result;
+- outside, an activity call just runs the function (handy in unit tests), and a workflow call
+  raises `NotInWorkflowError` pointing at ``client.start``.
+
+There is no global registry: a `Worker` is given the functions it serves.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from .errors import NotInWorkflowError
+
+__all__ = [
+    "ActivityDefinition",
+    "RetryPolicy",
+    "WorkflowDefinition",
+    "activity",
+    "activity_definition",
+    "call",
+    "workflow",
+    "workflow_definition",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+
+
+def _seconds(value: timedelta | float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds <= 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How an activity's failed attempts are retried: durably, with exponential backoff.
+
+        RetryPolicy(max_attempts=5, initial_interval=timedelta(seconds=1), backoff=2.0,
+                    max_interval=timedelta(minutes=1), non_retryable=(ValueError,))
+
+    ``max_attempts=0`` retries forever. ``non_retryable`` lists exception classes (or their
+    names, matched against the error's type) that fail the activity at once, as does an
+    `ApplicationError` raised with ``non_retryable=True``.
+    """
+
+    max_attempts: int = 3
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff: float = 2.0
+    max_interval: timedelta = timedelta(seconds=100)
+    non_retryable: Sequence[type[BaseException] | str] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 0:
+            raise ValueError(
+                f"RetryPolicy.max_attempts must be >= 0 (0 = unlimited), got {self.max_attempts}"
+            )
+        if self.initial_interval.total_seconds() < 0:
+            raise ValueError("RetryPolicy.initial_interval must not be negative")
+        if self.backoff < 1.0:
+            raise ValueError(f"RetryPolicy.backoff must be >= 1.0, got {self.backoff}")
+        if self.max_interval < self.initial_interval:
+            raise ValueError("RetryPolicy.max_interval must be >= initial_interval")
+        object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        raw = self.initial_interval.total_seconds() * self.backoff ** (attempt - 1)
+        return min(raw, self.max_interval.total_seconds())
+
+    def allows_another(self, attempt: int) -> bool:
+        """Whether attempt ``attempt + 1`` may run."""
+        return self.max_attempts == 0 or attempt < self.max_attempts
+
+    def non_retryable_names(self) -> list[str]:
+        """``non_retryable`` as type names, the form stored with a task."""
+        names = []
+        for item in self.non_retryable:
+            if isinstance(item, str):
+                names.append(item)
+            else:
+                names.append(item.__qualname__)
+                if item.__module__ not in ("builtins", "__main__"):
+                    names.append(f"{item.__module__}.{item.__qualname__}")
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain form stored with a task."""
+        return {
+            "max_attempts": self.max_attempts,
+            "initial_interval": self.initial_interval.total_seconds(),
+            "backoff": self.backoff,
+            "max_interval": self.max_interval.total_seconds(),
+            "non_retryable": self.non_retryable_names(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
+        """Rebuild from `to_dict()`."""
+        return cls(
+            max_attempts=int(data["max_attempts"]),
+            initial_interval=timedelta(seconds=data["initial_interval"]),
+            backoff=float(data["backoff"]),
+            max_interval=timedelta(seconds=data["max_interval"]),
+            non_retryable=tuple(data["non_retryable"]),
+        )
+
+
+@dataclass(frozen=True)
+class ActivityDefinition:
+    """What `@activity` attaches to a function (``fn.__durable_activity__``)."""
+
+    name: str
+    fn: Callable[..., Any]
+    queue: str = DEFAULT_QUEUE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None  # seconds per attempt (start-to-close)
+    heartbeat_timeout: float | None = None
+    schedule_to_close: float | None = None  # seconds from first schedule to final result
+    is_async: bool = True
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """What `@workflow` attaches to a function (``fn.__durable_workflow__``)."""
+
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    queue: str = DEFAULT_QUEUE
+    timeout: float | None = None  # seconds the whole run may take
+
+
+def activity_definition(fn: object) -> ActivityDefinition:
+    """The definition behind an `@activity` function; a clear error for anything else."""
+    defn = getattr(fn, "__durable_activity__", None)
+    if not isinstance(defn, ActivityDefinition):
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r} is not an activity: was it decorated "
+            "with @activity?"
+        )
+    return defn
+
+
+def workflow_definition(fn: object) -> WorkflowDefinition:
+    """The definition behind a `@workflow` function; a clear error for anything else."""
+    defn = getattr(fn, "__durable_workflow__", None)
+    if not isinstance(defn, WorkflowDefinition):
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r} is not a workflow: was it decorated "
+            "with @workflow?"
+        )
+    return defn
+
+
+def _in_workflow() -> bool:
+    from .engine import current_run
+
+    return current_run() is not None
+
+
+@overload
+def workflow(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]: ...
+@overload
+def workflow(
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    timeout: timedelta | float | None = None,
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
+
+
+def workflow(
+    fn: Callable[P, Awaitable[R]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    timeout: timedelta | float | None = None,
+) -> Any:
+    """Mark an ``async def`` as a workflow: its awaited steps are journaled and replayed.
+
+        @workflow
+        async def place_order(order: dict) -> dict: ...
+
+        @workflow(name="orders.place", queue="orders", timeout=timedelta(days=30))
+        async def place_order_v2(order: dict) -> dict: ...
+
+    Inside another workflow, calling it starts a child workflow. Elsewhere, start it with
+    ``client.start(place_order, order)``.
+    """
+
+    def mark(f: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        if not inspect.iscoroutinefunction(f):
+            raise TypeError(
+                f"@workflow needs an 'async def' function; {f.__qualname__!r} is not one."
+            )
+        defn = WorkflowDefinition(
+            name=name or f.__name__,
+            fn=f,
+            queue=queue,
+            timeout=_seconds(timeout, "workflow timeout"),
+        )
+
+        @functools.wraps(f)
+        def route(*args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+            from .engine import current_run
+
+            run = current_run()
+            if run is None:
+                raise NotInWorkflowError(
+                    f"Workflow {defn.name!r} was called outside a workflow. Start it with "
+                    f"client.start({f.__name__}, ...) or client.execute(...); inside a "
+                    "workflow, calling it runs it as a child workflow."
+                )
+            return cast(Awaitable[R], run.start_child(defn, args, kwargs, {}))
+
+        route.__durable_workflow__ = defn  # type: ignore[attr-defined]
+        return route
+
+    return mark(fn) if fn is not None else mark
+
+
+@overload
+def activity(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def activity(
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    retry: RetryPolicy | None = None,
+    timeout: timedelta | float | None = None,
+    heartbeat_timeout: timedelta | float | None = None,
+    schedule_to_close: timedelta | float | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def activity(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    retry: RetryPolicy | None = None,
+    timeout: timedelta | float | None = None,
+    heartbeat_timeout: timedelta | float | None = None,
+    schedule_to_close: timedelta | float | None = None,
+) -> Any:
+    """Mark a function (async, or sync: run in a thread pool) as an activity.
+
+        @activity
+        async def charge(order_id: str, cents: int) -> str: ...
+
+        @activity(retry=RetryPolicy(max_attempts=5), timeout=timedelta(minutes=5))
+        def refund(order_id: str) -> None: ...
+
+    In a workflow, ``await charge(...)`` schedules it (at least once, retried per ``retry``)
+    and returns its result or raises `ActivityError`. Outside a workflow it simply runs.
+    ``timeout`` bounds each attempt; ``heartbeat_timeout`` fails an attempt whose last
+    ``durable.heartbeat()`` is older; ``schedule_to_close`` bounds all attempts together.
+    """
+
+    def mark(f: Callable[P, R]) -> Callable[P, R]:
+        defn = ActivityDefinition(
+            name=name or f.__name__,
+            fn=f,
+            queue=queue,
+            retry=retry if retry is not None else RetryPolicy(),
+            timeout=_seconds(timeout, "activity timeout"),
+            heartbeat_timeout=_seconds(heartbeat_timeout, "heartbeat_timeout"),
+            schedule_to_close=_seconds(schedule_to_close, "schedule_to_close"),
+            is_async=inspect.iscoroutinefunction(f),
+        )
+
+        @functools.wraps(f)
+        def route(*args: P.args, **kwargs: P.kwargs) -> R:
+            from .engine import current_run
+
+            run = current_run()
+            if run is None:
+                return f(*args, **kwargs)
+            return cast(R, run.schedule_activity(defn, args, kwargs, {}))
+
+        route.__durable_activity__ = defn  # type: ignore[attr-defined]
+        return route
+
+    return mark(fn) if fn is not None else mark
+
+
+_CALL_OPTIONS = frozenset({"retry", "timeout", "queue", "id", "heartbeat_timeout"})
+
+
+def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
+    """Call an activity or child workflow with per-call options overriding the decorator's.
+
+        receipt = await durable.call(charge, order_id, cents, retry=RetryPolicy(max_attempts=1))
+        child = await durable.call(ship, order, id=f"ship-{order_id}")
+
+    Options: ``retry``, ``timeout``, ``heartbeat_timeout``, ``queue`` and, for child
+    workflows, ``id``. Every other keyword is passed to the function. Only valid inside a
+    workflow.
+    """
+    from .engine import current_run
+
+    run = current_run()
+    if run is None:
+        raise NotInWorkflowError(
+            "durable.call() schedules an activity or child workflow, so it only works "
+            "inside a workflow. Outside one, call the function directly or use client.start."
+        )
+    overrides = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
+    if getattr(fn, "__durable_workflow__", None) is not None:
+        return run.start_child(workflow_definition(fn), args, options, overrides)
+    defn = activity_definition(fn)
+    if "id" in overrides:
+        raise TypeError(f"'id' is an option for child workflows, not activity {defn.name!r}")
+    return run.schedule_activity(defn, args, options, overrides)

@@ -1,0 +1,135 @@
+"""Running one activity attempt: arguments in, a result or a classified failure out.
+
+The executor knows nothing of the store. It decodes the arguments with the function's type
+hints, runs the function (async directly, sync in a worker thread via anyio), enforces the
+per-attempt timeout and the heartbeat timeout, and says whether a failure may be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+
+from . import payload
+from .context import ActivityContext, _activity
+from .definition import ActivityDefinition, RetryPolicy
+from .errors import ApplicationError, RemoteError
+
+__all__ = ["Attempt", "AttemptResult", "run_attempt"]
+
+logger = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL = 0.25  # seconds between heartbeat-timeout and cancellation checks
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt to run: the task's identity, its spec (the scheduled command) and context."""
+
+    task_id: str
+    definition: ActivityDefinition
+    spec: dict[str, Any]  # the activity_scheduled command's data
+    attempt: int
+    context: ActivityContext
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """A finished attempt: ``result`` (encoded) or ``error``; ``retryable`` if it may be tried
+    again under its policy (the caller checks attempts and deadlines)."""
+
+    result: bytes | None = None
+    error: RemoteError | None = None
+    retryable: bool = False
+    cancelled: bool = False
+
+
+def _retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    if isinstance(exc, ApplicationError) and exc.non_retryable:
+        return False
+    names = set(policy.non_retryable_names())
+    for cls in type(exc).__mro__:
+        if cls.__qualname__ in names or f"{cls.__module__}.{cls.__qualname__}" in names:
+            return False
+    return True
+
+
+async def run_attempt(attempt: Attempt) -> AttemptResult:
+    """Run ``attempt`` to its end; never raises except for the caller's own cancellation."""
+    defn = attempt.definition
+    spec = attempt.spec
+    policy = RetryPolicy.from_dict(spec["retry"])
+    timeout: float | None = spec.get("timeout")
+    heartbeat_timeout: float | None = spec.get("heartbeat_timeout")
+    ctx = attempt.context
+    ctx.last_heartbeat = time.monotonic()
+    try:
+        args, kwargs = payload.decode_args(defn.fn, spec["args"])
+    except Exception as exc:
+        return AttemptResult(error=RemoteError.from_exception(exc), retryable=False)
+
+    token = _activity.set(ctx)
+    try:
+        if defn.is_async:
+            coro = defn.fn(*args, **kwargs)
+        else:
+            call = functools.partial(contextvars.copy_context().run, defn.fn, *args, **kwargs)
+            coro = anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+    finally:
+        _activity.reset(token)
+
+    started = time.monotonic()
+    reason: str | None = None
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=WATCHDOG_INTERVAL)
+            if task.done():
+                break
+            now = time.monotonic()
+            if timeout is not None and now - started > timeout:
+                reason = f"timed out after {timeout}s (the activity's per-attempt timeout)"
+            elif heartbeat_timeout is not None and now - ctx.last_heartbeat > heartbeat_timeout:
+                reason = (
+                    f"sent no heartbeat for {heartbeat_timeout}s (its heartbeat_timeout); "
+                    "call durable.heartbeat() more often or raise the timeout"
+                )
+            if reason is not None:
+                task.cancel()
+                await asyncio.wait({task})
+                break
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.wait({task})
+        raise
+
+    if reason is not None:
+        error = RemoteError(
+            "TimeoutError",
+            f"Activity {defn.name!r} attempt {attempt.attempt} {reason}",
+        )
+        return AttemptResult(error=error, retryable=True)
+    if task.cancelled():
+        return AttemptResult(
+            error=RemoteError("CancelledError", f"Activity {defn.name!r} was cancelled"),
+            cancelled=True,
+        )
+    failure = task.exception()
+    if failure is not None:
+        if isinstance(failure, asyncio.CancelledError):
+            return AttemptResult(error=RemoteError.from_exception(failure), cancelled=True)
+        return AttemptResult(
+            error=RemoteError.from_exception(failure), retryable=_retryable(failure, policy)
+        )
+    try:
+        encoded = payload.encode(task.result(), what=f"result of activity {defn.name!r}")
+    except Exception as exc:
+        return AttemptResult(error=RemoteError.from_exception(exc), retryable=False)
+    return AttemptResult(result=encoded)

@@ -1,0 +1,452 @@
+"""The replay engine offline: journal in, commands out — no store, no clock, no worker."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import durable
+from durable import payload
+from durable.definition import workflow_definition
+from durable.engine import INPUT_KINDS, WorkflowRun
+from durable.errors import NonDeterminismError, RemoteError
+
+T0 = 1_700_000_000.0
+
+
+@durable.activity
+async def fetch(key: str) -> str:
+    return f"value-{key}"
+
+
+@durable.activity
+async def other(key: str) -> str:
+    return key
+
+
+@dataclass
+class Receipt:
+    order: str
+    cents: int
+
+
+@durable.activity
+async def charge(order: str, cents: int) -> Receipt:
+    return Receipt(order, cents)
+
+
+class Journal:
+    """Drives a WorkflowRun live, recording the journal as a worker would."""
+
+    def __init__(self, fn: Any, *args: Any, run_id: str = "run-1") -> None:
+        self.fn = fn
+        self.run_id = run_id
+        self.entries: list[tuple[str, dict[str, Any], float]] = []
+        self.run = self.new_run()
+        self.feed("workflow_started", {"args": payload.encode_args(fn, args, {}, what="args")})
+
+    def new_run(self) -> WorkflowRun:
+        return WorkflowRun(
+            workflow_definition(self.fn), workflow_id="wf-1", run_id=self.run_id, queue="default"
+        )
+
+    def feed(self, kind: str, data: dict[str, Any], time: float = T0) -> list[Any]:
+        commands = self.run.apply(kind, data, time)
+        self.entries.append((kind, data, time))
+        self.entries.extend((c.kind, c.data, time) for c in commands)
+        return commands
+
+    def seq_of(self, kind: str, n: int = 0) -> int:
+        seqs = [i + 1 for i, (k, _, _) in enumerate(self.entries) if k == kind]
+        return seqs[n]
+
+    def complete(self, seq: int, value: Any, time: float = T0) -> list[Any]:
+        return self.feed("activity_completed", {"ref": seq, "result": payload.encode(value)}, time)
+
+    def kinds(self) -> list[str]:
+        return [k for k, _, _ in self.entries]
+
+    def replay(self, fn: Any = None) -> WorkflowRun:
+        """Rebuild a fresh run from the recorded journal, checking every command."""
+        run = WorkflowRun(
+            workflow_definition(fn or self.fn),
+            workflow_id="wf-1",
+            run_id=self.run_id,
+            queue="default",
+        )
+        i = 0
+        while i < len(self.entries):
+            kind, data, time = self.entries[i]
+            j = i + 1
+            while j < len(self.entries) and self.entries[j][0] not in INPUT_KINDS:
+                j += 1
+            run.apply(kind, data, time, recorded=[(k, d) for k, d, _ in self.entries[i + 1 : j]])
+            i = j
+        return run
+
+
+@durable.workflow
+async def sequential(n: int) -> list[str]:
+    return [await fetch(str(i)) for i in range(n)]
+
+
+def test_sequential_activities_one_command_per_input() -> None:
+    j = Journal(sequential, 3)
+    assert j.kinds() == ["workflow_started", "activity_scheduled"]
+    for i in range(3):
+        j.complete(j.seq_of("activity_scheduled", i), f"value-{i}")
+    assert j.kinds()[-1] == "workflow_completed"
+    assert payload.decode(j.run.outcome.result) == ["value-0", "value-1", "value-2"]  # type: ignore[union-attr]
+    replayed = j.replay()
+    assert replayed.outcome is not None
+    assert replayed.outcome.status == "completed"
+    assert replayed.history_length == len(j.entries)
+
+
+@durable.workflow
+async def typed_result() -> int:
+    receipt = await charge("o-1", 250)
+    assert isinstance(receipt, Receipt)  # rebuilt from the return annotation
+    return receipt.cents
+
+
+def test_activity_result_rebuilt_as_dataclass() -> None:
+    j = Journal(typed_result)
+    j.complete(2, Receipt("o-1", 250))
+    assert j.run.outcome is not None
+    assert j.run.outcome.status == "completed", j.run.outcome
+    assert payload.decode(j.run.outcome.result or b"") == 250
+
+
+@durable.workflow
+async def gathered() -> list[str]:
+    return list(await asyncio.gather(fetch("a"), fetch("b"), fetch("c")))
+
+
+def test_gather_schedules_in_call_order_and_replays_any_completion_order() -> None:
+    j = Journal(gathered)
+    names = [d["args"] for k, d, _ in j.entries if k == "activity_scheduled"]
+    assert len(names) == 3
+    # Complete out of order: c, a, b.
+    j.complete(4, "C")
+    j.complete(2, "A")
+    assert j.run.outcome is None
+    j.complete(3, "B")
+    assert payload.decode(j.run.outcome.result or b"") == ["A", "B", "C"]  # type: ignore[union-attr]
+    assert j.replay().outcome is not None
+
+
+@durable.workflow
+async def first_wins() -> str:
+    a = asyncio.ensure_future(fetch("slow"))
+    b = asyncio.ensure_future(fetch("fast"))
+    done, pending = await asyncio.wait({a, b}, return_when=asyncio.FIRST_COMPLETED)
+    for p in pending:
+        p.cancel()
+    winner = done.pop().result()
+    follow = await other(winner)
+    return str(follow)
+
+
+def test_wait_first_completed_is_deterministic_and_cancels_loser() -> None:
+    j = Journal(first_wins)
+    assert j.kinds().count("activity_scheduled") == 2
+    slow, fast = j.seq_of("activity_scheduled", 0), j.seq_of("activity_scheduled", 1)
+    j.complete(fast, "F")
+    effects = j.run.take_effects()
+    assert effects.cancelled_activities == [slow]
+    assert j.kinds()[-1] == "activity_scheduled"  # `other`
+    j.complete(j.seq_of("activity_scheduled", 2), "F!")
+    assert payload.decode(j.run.outcome.result or b"") == "F!"  # type: ignore[union-attr]
+    j.replay()
+
+
+@durable.workflow
+async def signal_or_timeout() -> str:
+    try:
+        value = await durable.wait_signal("go", timeout=60)
+    except TimeoutError:
+        return "timed out"
+    return f"got {value}"
+
+
+def test_signal_beats_timer_and_cancels_it() -> None:
+    j = Journal(signal_or_timeout)
+    assert j.kinds() == ["workflow_started", "timer_started"]
+    assert j.entries[1][1]["due"] == T0 + 60
+    j.feed("signal_received", {"name": "go", "value": payload.encode(7)}, T0 + 5)
+    assert payload.decode(j.run.outcome.result or b"") == "got 7"  # type: ignore[union-attr]
+    assert j.run.take_effects().cancelled_timers == [2]
+    j.replay()
+
+
+def test_timer_beats_signal() -> None:
+    j = Journal(signal_or_timeout)
+    j.feed("timer_fired", {"ref": 2}, T0 + 60)
+    assert payload.decode(j.run.outcome.result or b"") == "timed out"  # type: ignore[union-attr]
+    # A signal arriving after the run closed changes nothing.
+    j.feed("signal_received", {"name": "go", "value": payload.encode(1)}, T0 + 61)
+    assert j.kinds()[-2:] == ["workflow_completed", "signal_received"]
+    j.replay()
+
+
+@durable.workflow
+async def wait_for_activity() -> str:
+    try:
+        return await asyncio.wait_for(fetch("x"), timeout=10)
+    except TimeoutError:
+        return "too slow"
+
+
+def test_asyncio_wait_for_is_a_durable_timer() -> None:
+    j = Journal(wait_for_activity)
+    assert j.kinds() == [
+        "workflow_started",
+        "timer_started",
+        "activity_scheduled",
+    ] or j.kinds() == [
+        "workflow_started",
+        "activity_scheduled",
+        "timer_started",
+    ]
+    timer = j.seq_of("timer_started")
+    j.feed("timer_fired", {"ref": timer}, T0 + 10)
+    assert payload.decode(j.run.outcome.result or b"") == "too slow"  # type: ignore[union-attr]
+    assert j.run.take_effects().cancelled_activities == [j.seq_of("activity_scheduled")]
+    j.replay()
+
+
+@durable.workflow
+async def sleeper() -> float:
+    start = durable.now()
+    await asyncio.sleep(3600)
+    await durable.sleep(60)
+    return (durable.now() - start).total_seconds()
+
+
+def test_sleep_is_durable_and_time_is_the_inputs_time() -> None:
+    j = Journal(sleeper)
+    j.feed("timer_fired", {"ref": 2}, T0 + 3600)
+    j.feed("timer_fired", {"ref": j.seq_of("timer_started", 1)}, T0 + 3660)
+    assert payload.decode(j.run.outcome.result or b"") == 3660.0  # type: ignore[union-attr]
+    j.replay()
+
+
+@durable.workflow
+async def random_things() -> list[Any]:
+    return [durable.random().randint(0, 10**9), str(durable.uuid4())]
+
+
+def test_random_and_uuid_replay_identically_and_differ_per_run() -> None:
+    a = Journal(random_things, run_id="r-a")
+    again = Journal(random_things, run_id="r-a")
+    b = Journal(random_things, run_id="r-b")
+    result = payload.decode(a.run.outcome.result or b"")  # type: ignore[union-attr]
+    assert result == payload.decode(again.run.outcome.result or b"")  # type: ignore[union-attr]
+    assert result != payload.decode(b.run.outcome.result or b"")  # type: ignore[union-attr]
+
+
+@durable.workflow
+async def v1() -> str:
+    return await fetch("x")
+
+
+@durable.workflow(name="v1")
+async def v1_renamed_activity() -> str:
+    return await other("x")
+
+
+def test_changed_activity_is_non_determinism_naming_both() -> None:
+    j = Journal(v1)
+    j.complete(2, "done")
+    with pytest.raises(NonDeterminismError) as info:
+        j.replay(v1_renamed_activity)
+    message = str(info.value)
+    assert "'fetch'" in message
+    assert "'other'" in message
+    assert "wf-1" in message
+
+
+@durable.workflow(name="v1")
+async def v1_extra_step() -> str:
+    await other("first")
+    return await fetch("x")
+
+
+@durable.workflow(name="v1")
+async def v1_fewer_steps() -> str:
+    return "no activity at all"
+
+
+def test_added_or_removed_command_is_non_determinism() -> None:
+    j = Journal(v1)
+    j.complete(2, "done")
+    with pytest.raises(NonDeterminismError):
+        j.replay(v1_extra_step)
+    with pytest.raises(
+        NonDeterminismError, match=r"holds activity_scheduled 'fetch'.*issued workflow_completed"
+    ):
+        j.replay(v1_fewer_steps)
+
+
+@durable.workflow(name="v1")
+async def v1_patched() -> str:
+    if durable.patched("use-other"):
+        return await other("x")
+    return await fetch("x")
+
+
+def test_patched_keeps_old_runs_on_old_path_and_new_runs_on_new() -> None:
+    old = Journal(v1)
+    old.complete(2, "done")
+    replayed = old.replay(v1_patched)  # recorded before the patch: takes the old branch
+    assert replayed.outcome is not None
+    new = Journal(v1_patched)
+    assert new.kinds() == ["workflow_started", "marker", "activity_scheduled"]
+    assert new.entries[2][1]["name"] == "other"
+    new.complete(3, "x")
+    new.replay(v1_patched)
+
+
+@durable.workflow(name="v1")
+async def v1_deprecated() -> str:
+    durable.deprecate_patch("use-other")
+    return await other("x")
+
+
+def test_deprecate_patch_replays_marked_runs_and_marks_nothing_new() -> None:
+    marked = Journal(v1_patched)
+    marked.complete(3, "x")
+    marked.replay(v1_deprecated)
+    fresh = Journal(v1_deprecated)
+    assert "marker" not in fresh.kinds()
+
+
+@durable.workflow
+async def compensating() -> str:
+    try:
+        await fetch("book")
+        return "booked"
+    except asyncio.CancelledError:
+        await other("undo")
+        return "compensated"
+
+
+def test_cancel_raises_at_the_await_point_and_workflow_can_compensate() -> None:
+    j = Journal(compensating)
+    commands = j.feed("cancel_requested", {"reason": "user"})
+    assert [c.kind for c in commands] == ["activity_scheduled"]
+    assert commands[0].data["name"] == "other"
+    assert j.run.take_effects().cancelled_activities == [2]
+    j.complete(commands[0].seq, "undone")
+    assert payload.decode(j.run.outcome.result or b"") == "compensated"  # type: ignore[union-attr]
+    j.replay()
+
+
+@durable.workflow
+async def failing() -> str:
+    try:
+        await fetch("x")
+    except durable.ActivityError as err:
+        raise ValueError(f"gave up: {err.cause.message}") from err
+    return "unreachable"
+
+
+def test_activity_failure_raises_activity_error_and_fails_workflow() -> None:
+    j = Journal(failing)
+    error = RemoteError("ConnectionError", "refused")
+    j.feed("activity_retrying", {"ref": 2, "attempt": 1, "error": error.to_dict()})
+    j.feed("activity_failed", {"ref": 2, "error": error.to_dict(), "attempts": 2})
+    outcome = j.run.outcome
+    assert outcome is not None
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error.type == "ValueError"
+    assert "gave up: refused" in outcome.error.message
+    j.replay()
+
+
+@durable.workflow
+async def io_in_workflow() -> str:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, print, "x")
+    return "no"
+
+
+def test_threads_and_io_are_refused_with_a_clear_error() -> None:
+    j = Journal(io_in_workflow)
+    outcome = j.run.outcome
+    assert outcome is not None
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "cannot do I/O" in outcome.error.message
+    assert "@activity" in outcome.error.message
+
+
+@durable.workflow
+async def mapped(items: list[str]) -> list[str]:
+    return await durable.map(fetch, items, max_concurrency=2)
+
+
+def test_map_bounds_concurrency_and_keeps_item_order() -> None:
+    j = Journal(mapped, ["a", "b", "c", "d"])
+    assert j.kinds().count("activity_scheduled") == 2  # only two in flight
+    j.complete(3, "B")
+    assert j.kinds().count("activity_scheduled") == 3
+    j.complete(2, "A")
+    j.complete(j.seq_of("activity_scheduled", 3), "D")
+    j.complete(j.seq_of("activity_scheduled", 2), "C")
+    assert payload.decode(j.run.outcome.result or b"") == ["A", "B", "C", "D"]  # type: ignore[union-attr]
+    j.replay()
+
+
+@durable.workflow
+async def mailbox() -> list[Any]:
+    await fetch("x")
+    return [await durable.wait_signal("s"), await durable.wait_signal("s")]
+
+
+def test_signals_before_waiting_are_kept_in_order() -> None:
+    j = Journal(mailbox)
+    j.feed("signal_received", {"name": "s", "value": payload.encode(1)})
+    j.feed("signal_received", {"name": "s", "value": payload.encode(2)})
+    j.complete(2, "x")
+    assert payload.decode(j.run.outcome.result or b"") == [1, 2]  # type: ignore[union-attr]
+
+
+@durable.workflow
+async def looping(n: int) -> int:
+    if n < 3:
+        durable.continue_as_new(n + 1)
+    return n
+
+
+def test_continue_as_new_closes_run_with_new_arguments() -> None:
+    j = Journal(looping, 0)
+    outcome = j.run.outcome
+    assert outcome is not None
+    assert outcome.status == "continued_as_new"
+    args, _ = payload.decode_args(looping, outcome.continue_args or b"")
+    assert args == (1,)
+    assert outcome.successor_run_id
+
+
+def test_evict_unwinds_every_coroutine() -> None:
+    j = Journal(gathered)
+    tasks = list(j.run._loop._tasks)
+    assert tasks
+    j.run.evict()
+    assert all(t.done() for t in tasks)
+    assert j.run._loop.is_closed()
+
+
+def test_workflow_called_outside_workflow_points_at_client_start() -> None:
+    with pytest.raises(durable.NotInWorkflowError, match=r"client\.start"):
+        sequential(1)
+
+
+async def test_activity_called_outside_workflow_just_runs() -> None:
+    assert await fetch("k") == "value-k"
