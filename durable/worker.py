@@ -267,11 +267,24 @@ class Worker:
             background, self._background = self._background, None
             await background
 
+    def _running(self) -> dict[str, ActivityContext]:
+        """Every attempt running in this worker, local or claimed, by task id."""
+        running = dict(self._remote)
+        for driver in self._drivers.values():
+            running.update(driver.local)
+        return running
+
     async def _drain(self) -> None:
+        # Attempts whose workflow no longer wants them are not waited for.
+        try:
+            await self._beat()  # learn of cancellations now, not at the next interval
+        except Exception:
+            logger.exception("Heartbeat of worker %s failed", self.worker_id)
         deadline = time.monotonic() + STOP_GRACE
-        while (self._remote or any(d.local for d in self._drivers.values()) or self._busy) and (
-            time.monotonic() < deadline
-        ):
+        while time.monotonic() < deadline:
+            wanted = [c for c in self._running().values() if not c.cancelled]
+            if not wanted and not self._busy:
+                return
             await asyncio.sleep(0.05)
 
     def _record(self) -> WorkerRecord:
@@ -336,7 +349,6 @@ class Worker:
         if driver is None:
             driver = _Driver(run.run_id, self.workflows[run.name])
             self._drivers[run.run_id] = driver
-            self._trim_cache()
         else:
             self._drivers.move_to_end(run.run_id)
         if driver.engine is not None and driver.engine.history_length != run.history_length:
@@ -354,6 +366,7 @@ class Worker:
                 driver.seen_inbox.add(item.id)
                 driver.pending.append((item.kind, item.data, item.time, item.id, None))
         self._kick(driver, force=True)
+        self._trim_cache()
 
     def _kick(self, driver: _Driver, force: bool = False) -> None:
         if driver.stepping or not (driver.pending or force):
@@ -526,6 +539,8 @@ class Worker:
             driver.seen_inbox.clear()
             if outcome is not None:
                 self._forget(driver)
+            else:
+                self._trim_cache()
             return False
         return True
 
@@ -818,6 +833,13 @@ class Worker:
                     )
                 await self.store.finish_task(task.task_id, self.worker_id, outcome, now)
                 return
+            if task.cancel_requested:
+                # Its workflow gave up on it before it (re)started: record that, run nothing.
+                error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
+                item = {"ref": task.seq, "error": error.to_dict(), "attempts": attempt_no}
+                outcome = TaskOutcome("done", "activity_failed", payload.encode(item))
+                await self.store.finish_task(task.task_id, self.worker_id, outcome, now)
+                return
             defn = self.activities[task.name]
             info = self._info(
                 task.workflow_id,
@@ -858,31 +880,32 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            held = [d.run_id for d in self._drivers.values() if d.held]
-            tasks: dict[str, bytes | None] = {}
-            running = {
-                **{t: c for d in self._drivers.values() for t, c in d.local.items()},
-                **self._remote,
-            }
-            for task_id, ctx in running.items():
-                tasks[task_id] = payload.encode(ctx.details) if ctx.has_details else None
-            now = self.clock.now()
             try:
-                lost, cancelled = await self.store.heartbeat(
-                    self.worker_id, runs=held, tasks=tasks, now=now, lease_until=now + LEASE_SECONDS
-                )
+                await self._beat()
             except Exception:
                 logger.exception("Heartbeat of worker %s failed", self.worker_id)
-                continue
-            for task_id in cancelled | (lost & set(running)):
-                victim = running.get(task_id)
-                if victim is not None:
-                    victim.cancelled = True
-            for run_id in lost:
-                driver = self._drivers.get(run_id)
-                if driver is not None and driver.held and not driver.stepping:
-                    logger.warning("Worker %s lost its lease on run %s", self.worker_id, run_id)
-                    self._forget(driver)
+
+    async def _beat(self) -> None:
+        """Renew leases, save heartbeat details, and learn of cancellations and lost leases."""
+        held = [d.run_id for d in self._drivers.values() if d.held]
+        running = self._running()
+        tasks = {
+            task_id: payload.encode(ctx.details) if ctx.has_details else None
+            for task_id, ctx in running.items()
+        }
+        now = self.clock.now()
+        lost, cancelled = await self.store.heartbeat(
+            self.worker_id, runs=held, tasks=tasks, now=now, lease_until=now + LEASE_SECONDS
+        )
+        for task_id in cancelled | (lost & set(running)):
+            victim = running.get(task_id)
+            if victim is not None:
+                victim.cancelled = True
+        for run_id in lost:
+            driver = self._drivers.get(run_id)
+            if driver is not None and driver.held and not driver.stepping:
+                logger.warning("Worker %s lost its lease on run %s", self.worker_id, run_id)
+                self._forget(driver)
 
 
 class _Stop(Exception):

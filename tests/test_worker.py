@@ -1,0 +1,441 @@
+"""Client + Worker end to end on a real database (every backend, via ``store_url``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import durable
+from durable import ApplicationError, RetryPolicy
+
+FAST = RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=20))
+calls: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    calls.clear()
+
+
+@pytest.fixture
+async def client(store_url: str) -> AsyncIterator[durable.Client]:
+    async with durable.connect(store_url) as c:
+        yield c
+
+
+@durable.activity
+async def add_one(x: int) -> int:
+    calls["add_one"] += 1
+    return x + 1
+
+
+@durable.workflow
+async def count_to(n: int) -> int:
+    x = 0
+    for _ in range(n):
+        x = await add_one(x)
+    return x
+
+
+def journal_is_sound(events: list[durable.Event]) -> None:
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    refs = [e.data["ref"] for e in events if e.kind == "activity_completed"]
+    assert len(refs) == len(set(refs)), "an activity completion was journaled twice"
+
+
+async def test_sequential_activities_journaled_once_each(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[count_to], activities=[add_one]):
+        handle = await client.start(count_to, 5, id="count")
+        assert await handle.result(timeout=20) == 5
+    events = await handle.history()
+    kinds = Counter(e.kind for e in events)
+    assert kinds["activity_scheduled"] == 5
+    assert kinds["activity_completed"] == 5
+    assert events[0].kind == "workflow_started"
+    assert events[-1].kind == "workflow_completed"
+    journal_is_sound(events)
+    desc = await handle.describe()
+    assert desc.status == "completed"
+    assert desc.result == 5
+    assert desc.input == [5]
+    assert desc.closed_at is not None
+
+
+@durable.activity(retry=FAST)
+async def flaky(key: str) -> str:
+    calls[key] += 1
+    if calls[key] < 3:
+        raise ConnectionError(f"attempt {calls[key]} of {key} failed")
+    return f"{key} ok"
+
+
+@durable.workflow
+async def uses_flaky(key: str) -> str:
+    return await flaky(key)
+
+
+async def test_retries_are_durable_and_each_failed_attempt_is_in_history(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[uses_flaky], activities=[flaky]):
+        handle = await client.start(uses_flaky, "k1")
+        assert await handle.result(timeout=20) == "k1 ok"
+    events = await handle.history()
+    retrying = [e for e in events if e.kind == "activity_retrying"]
+    assert [e.data["attempt"] for e in retrying] == [1, 2]
+    assert "attempt 1 of k1 failed" in retrying[0].data["error"].message
+    assert retrying[0].data["error"].type == "ConnectionError"
+    assert calls["k1"] == 3
+    journal_is_sound(events)
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=5, non_retryable=(ValueError,)))
+async def picky(x: int) -> int:
+    calls["picky"] += 1
+    raise ValueError(f"bad value {x}")
+
+
+@durable.workflow
+async def uses_picky() -> int:
+    return await picky(7)
+
+
+async def test_non_retryable_error_fails_workflow_with_cause(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[uses_picky], activities=[picky]):
+        handle = await client.start(uses_picky)
+        with pytest.raises(durable.WorkflowFailed) as info:
+            await handle.result(timeout=20)
+    assert calls["picky"] == 1
+    cause = info.value.cause
+    assert cause.type == "durable.errors.ActivityError" or "ActivityError" in cause.type
+    assert "bad value 7" in str(info.value)
+    desc = await handle.describe()
+    assert desc.status == "failed"
+    assert desc.error is not None
+
+
+@durable.activity(queue="elsewhere")
+async def remote_double(x: int) -> int:
+    return 2 * x
+
+
+@durable.workflow
+async def uses_remote(x: int) -> int:
+    return await remote_double(x)
+
+
+async def test_activity_on_other_queue_runs_on_the_worker_serving_it(
+    client: durable.Client,
+) -> None:
+    async with (
+        durable.Worker(client, workflows=[uses_remote], queues=["default"]),
+        durable.Worker(client, activities=[remote_double], queues=["elsewhere"]),
+    ):
+        assert await client.execute(uses_remote, 21, timeout=20) == 42
+
+
+@durable.workflow
+async def naps() -> float:
+    start = durable.now()
+    await durable.sleep(0.3)
+    await asyncio.sleep(0.2)
+    return (durable.now() - start).total_seconds()
+
+
+async def test_timers_fire_and_time_moves_with_them(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[naps]):
+        elapsed = await client.execute(naps, timeout=20)
+    assert elapsed >= 0.5
+
+
+@durable.workflow
+async def collect_signals(n: int) -> list[Any]:
+    got = []
+    for _ in range(n):
+        got.append(await durable.wait_signal("item", timeout=timedelta(seconds=30)))
+    return got
+
+
+async def test_signals_arrive_in_order_even_before_waiting(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[collect_signals]):
+        handle = await client.start(collect_signals, 3)
+        for i in range(3):
+            await handle.signal("item", {"n": i})
+        assert await handle.result(timeout=20) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    with pytest.raises(durable.WorkflowNotFound, match="closed"):
+        await handle.signal("item", 4)
+
+
+@durable.workflow
+async def impatient() -> str:
+    try:
+        await durable.wait_signal("never", timeout=0.2)
+    except TimeoutError:
+        return "timed out"
+    return "signalled"
+
+
+async def test_wait_signal_times_out(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[impatient]):
+        assert await client.execute(impatient, timeout=20) == "timed out"
+
+
+@durable.workflow
+async def child(x: int) -> int:
+    if x < 0:
+        raise ApplicationError("negative", type="Negative")
+    return await add_one(x)
+
+
+@durable.workflow
+async def parent(xs: list[int]) -> list[Any]:
+    results: list[Any] = []
+    for x in xs:
+        try:
+            results.append(await child(x))
+        except durable.ChildWorkflowError as err:
+            results.append(f"child failed: {err.cause.type}")
+    return results
+
+
+async def test_child_workflows_return_results_and_failures(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[parent, child], activities=[add_one]):
+        handle = await client.start(parent, [1, -1, 5], id="parent-1")
+        assert await handle.result(timeout=20) == [2, "child failed: Negative", 6]
+    kinds = [e.kind for e in await handle.history()]
+    assert kinds.count("child_started") == 3
+    assert kinds.count("child_completed") == 2
+    assert kinds.count("child_failed") == 1
+    children = [d async for d in client.list(name="child")]
+    assert {d.status for d in children} == {"completed", "failed"}
+
+
+@durable.workflow
+async def fan_out(n: int) -> list[int]:
+    return await durable.map(add_one, range(n), max_concurrency=3)
+
+
+async def test_map_runs_every_item_in_order(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[fan_out], activities=[add_one]):
+        assert await client.execute(fan_out, 10, timeout=20) == list(range(1, 11))
+
+
+@durable.activity
+async def slow_step(key: str) -> str:
+    await asyncio.sleep(30)
+    return key
+
+
+@durable.activity
+async def undo(key: str) -> str:
+    calls[f"undo {key}"] += 1
+    return f"undone {key}"
+
+
+@durable.workflow
+async def cancellable(compensate: bool) -> str:
+    try:
+        return await slow_step("booking")
+    except asyncio.CancelledError:
+        if not compensate:
+            raise
+        return await undo("booking")
+
+
+async def wait_for_kind(handle: durable.WorkflowHandle[Any], kind: str) -> None:
+    for _ in range(400):
+        if any(e.kind == kind for e in await handle.history()):
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"no {kind} in {handle.id}")
+
+
+async def test_cancel_lets_the_workflow_compensate(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[cancellable], activities=[slow_step, undo]):
+        handle = await client.start(cancellable, True)
+        await wait_for_kind(handle, "activity_scheduled")
+        await handle.cancel()
+        assert await handle.result(timeout=20) == "undone booking"
+    assert calls["undo booking"] == 1
+    kinds = [e.kind for e in await handle.history()]
+    assert "cancel_requested" in kinds
+
+
+async def test_cancel_uncaught_ends_cancelled(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[cancellable], activities=[slow_step, undo]):
+        handle = await client.start(cancellable, False)
+        await wait_for_kind(handle, "activity_scheduled")
+        await handle.cancel()
+        with pytest.raises(durable.WorkflowCancelled):
+            await handle.result(timeout=20)
+    assert (await handle.describe()).status == "cancelled"
+
+
+async def test_terminate_closes_at_once_and_runs_no_more_code(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[cancellable], activities=[slow_step, undo]):
+        handle = await client.start(cancellable, True)
+        await wait_for_kind(handle, "activity_scheduled")
+        await handle.terminate(reason="bad data")
+        desc = await handle.describe()
+        assert desc.status == "terminated"
+        with pytest.raises(durable.WorkflowCancelled, match="bad data"):
+            await handle.result(timeout=5)
+        await asyncio.sleep(0.3)
+    events = await handle.history()
+    assert events[-1].kind == "workflow_terminated"
+    assert calls["undo booking"] == 0  # the compensation never ran
+
+
+@durable.workflow
+async def counter_loop(n: int, total: int) -> int:
+    total += await add_one(n)
+    if n < 3:
+        durable.continue_as_new(n + 1, total)
+    return total
+
+
+async def test_continue_as_new_result_follows_to_the_last_run(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[counter_loop], activities=[add_one]):
+        handle = await client.start(counter_loop, 0, 0, id="looper")
+        assert await handle.result(timeout=20) == 1 + 2 + 3 + 4
+    runs = [d async for d in client.list(name="counter_loop")]
+    assert sorted(d.status for d in runs) == ["completed"] + ["continued_as_new"] * 3
+    assert len({d.run_id for d in runs}) == 4
+
+
+@durable.workflow
+async def reporter(steps: int) -> str:
+    for i in range(steps):
+        durable.publish("progress", {"done": i + 1, "of": steps})
+        await add_one(i)
+    return "finished"
+
+
+async def test_published_values_are_readable(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[reporter], activities=[add_one]):
+        handle = await client.start(reporter, 3)
+        first = await handle.read("progress", timeout=20)
+        assert first["of"] == 3
+        assert await handle.result(timeout=20) == "finished"
+        assert await handle.read("progress") == {"done": 3, "of": 3}
+        with pytest.raises(KeyError):
+            await handle.read("missing", timeout=1)
+
+
+async def test_start_is_idempotent_on_id(client: durable.Client) -> None:
+    first = await client.start(count_to, 1, id="same")
+    again = await client.start(count_to, 2, id="same")
+    assert again.run_id == first.run_id
+    with pytest.raises(durable.WorkflowAlreadyExists):
+        await client.start(count_to, 3, id="same", if_exists="error")
+    async with durable.Worker(client, workflows=[count_to], activities=[add_one]):
+        assert await first.result(timeout=20) == 1
+        restarted = await client.start(count_to, 4, id="same", if_exists="restart")
+        assert restarted.run_id != first.run_id
+        assert await restarted.result(timeout=20) == 4
+
+
+async def test_unknown_workflow_waits_and_describe_says_why(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[count_to], activities=[add_one]):
+        handle = await client.start("no_such_workflow", 1)
+        await asyncio.sleep(0.2)
+        desc = await handle.describe()
+        assert desc.status == "pending"
+        assert desc.problem is not None
+        assert "no_such_workflow" in desc.problem
+    desc = await handle.describe()
+    assert desc.problem is not None
+    assert "No live worker" in desc.problem
+
+
+async def test_unserializable_argument_is_refused_before_anything_is_written(
+    client: durable.Client,
+) -> None:
+    with pytest.raises(durable.SerializationError, match="count_to"):
+        await client.start(count_to, object(), id="bad")  # type: ignore[arg-type]
+    with pytest.raises(durable.WorkflowNotFound):
+        await client.get_handle("bad").describe()
+
+
+async def test_oversized_argument_is_refused(client: durable.Client) -> None:
+    with pytest.raises(durable.SerializationError, match=r"MiB|bytes"):
+        await client.start(collect_signals, "x" * (3 * 1024 * 1024))  # type: ignore[arg-type]
+
+
+@durable.activity(
+    retry=RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10)),
+    heartbeat_timeout=timedelta(seconds=0.5),
+)
+async def silent(x: int) -> int:
+    calls["silent"] += 1
+    if calls["silent"] == 1:
+        await asyncio.sleep(5)  # no heartbeat: the attempt is failed after 0.5 s
+    return x
+
+
+@durable.workflow
+async def uses_silent() -> int:
+    return await silent(3)
+
+
+async def test_heartbeat_timeout_fails_the_attempt_and_retries(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[uses_silent], activities=[silent]):
+        handle = await client.start(uses_silent)
+        assert await handle.result(timeout=20) == 3
+    retrying = [e for e in await handle.history() if e.kind == "activity_retrying"]
+    assert len(retrying) == 1
+    assert "heartbeat" in retrying[0].data["error"].message
+
+
+@durable.activity
+async def heartbeating() -> str:
+    for _ in range(400):
+        durable.heartbeat({"progress": calls["hb"]})
+        calls["hb"] += 1
+        await asyncio.sleep(0.025)
+    return "ran to the end"
+
+
+@durable.workflow
+async def abandons_activity() -> str:
+    try:
+        return await asyncio.wait_for(heartbeating(), timeout=0.3)
+    except TimeoutError:
+        await asyncio.sleep(0.5)  # give the cancellation time to reach the heartbeat
+        return "gave up"
+
+
+async def test_cancellation_reaches_a_running_activity_at_its_heartbeat(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[abandons_activity], activities=[heartbeating]):
+        assert await client.execute(abandons_activity, timeout=20) == "gave up"
+        beats = calls["hb"]
+        await asyncio.sleep(0.3)
+        assert calls["hb"] == beats  # it stopped at a heartbeat
+    assert beats < 100
+
+
+@durable.workflow
+async def sleepy(i: int) -> int:
+    await durable.wait_signal("wake")
+    return await add_one(i)
+
+
+async def test_evicted_workflows_rebuild_by_replay(client: durable.Client) -> None:
+    async with durable.Worker(
+        client, workflows=[sleepy], activities=[add_one], cache_size=2
+    ) as worker:
+        handles = [await client.start(sleepy, i) for i in range(8)]
+        for h in handles:
+            await wait_for_kind(h, "workflow_started")
+        assert len(worker._drivers) <= 2 + 1
+        for h in handles:
+            await h.signal("wake")
+        results = [await h.result(timeout=20) for h in handles]
+    assert results == list(range(1, 9))
