@@ -76,7 +76,10 @@ class RetryPolicy:
         if self.backoff < 1.0:
             raise ValueError(f"RetryPolicy.backoff must be >= 1.0, got {self.backoff}")
         if self.max_interval < self.initial_interval:
-            raise ValueError("RetryPolicy.max_interval must be >= initial_interval")
+            raise ValueError(
+                f"RetryPolicy.max_interval ({self.max_interval}) must be >= initial_interval "
+                f"({self.initial_interval}); raise max_interval too"
+            )
         object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
 
     def delay(self, attempt: int) -> float:

@@ -61,6 +61,11 @@ class Hub:
             else:
                 loop.call_soon_threadsafe(_resolve, fut)
 
+    def notified_since(self, topics: Collection[str], since: int) -> bool:
+        """Whether one of ``topics`` (or ``ALL``) was notified after generation ``since``."""
+        with self._lock:
+            return any(self._topic_generation.get(t, 0) > since for t in (*topics, ALL))
+
     async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
         """Return when one of ``topics`` is notified or ``timeout`` seconds pass.
 

@@ -315,9 +315,13 @@ class Worker:
             return False
         if any(d.local or d.pending or d.stepping for d in self._drivers.values()):
             return False
-        generation = self.store.watermark()
+        topics = {"runs": TOPIC_RUNS, "tasks": TOPIC_TASKS}
         wanted = ["runs"] + (["tasks"] if self.activities else [])
-        return all(self._idle_marks[k] == generation for k in wanted)
+        for key in wanted:
+            mark = self._idle_marks[key]
+            if mark is None or self.store.hub.notified_since([topics[key]], mark):
+                return False
+        return True
 
     # -- claim loop ---------------------------------------------------------------------
 
