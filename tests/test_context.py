@@ -1,0 +1,162 @@
+"""What user code calls inside workflows and activities, end to end on a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import durable
+from durable import RetryPolicy
+from durable import worker as worker_module
+from durable.store import Store
+
+seen: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _reset_seen() -> None:
+    seen.clear()
+
+
+@pytest.fixture
+async def client(store_url: str) -> AsyncIterator[durable.Client]:
+    async with durable.connect(store_url) as c:
+        yield c
+
+
+@durable.activity
+async def inspect_me(tag: str) -> dict[str, Any]:
+    info = durable.activity_info()
+    return {"tag": tag, "attempt": info.attempt, "workflow_id": info.workflow_id, "name": info.name}
+
+
+@durable.workflow(name="introspective")
+async def introspective() -> dict[str, Any]:
+    info = durable.info()
+    durable.logger.info("before the activity (live once)")
+    activity = await inspect_me("t")
+    durable.logger.info("after the activity")
+    return {"id": info.id, "name": info.name, "queue": info.queue, "activity": activity}
+
+
+async def test_info_activity_info_and_replay_silent_logger(
+    client: durable.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="durable.workflow")
+    async with durable.Worker(
+        client, workflows=[introspective], activities=[inspect_me], cache_size=1
+    ):
+        result = await client.execute(introspective, id="intro", timeout=20)
+    assert result == {
+        "id": "intro",
+        "name": "introspective",
+        "queue": "default",
+        "activity": {"tag": "t", "attempt": 1, "workflow_id": "intro", "name": "inspect_me"},
+    }
+    messages = [r.getMessage() for r in caplog.records if r.name == "durable.workflow"]
+    assert sum("before the activity" in m for m in messages) == 1
+    assert all("[intro #" in m for m in messages)
+
+
+@durable.activity
+async def flaky_once(key: str) -> str:
+    seen[key] = seen.get(key, 0) + 1
+    if seen[key] == 1:
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+
+@durable.workflow
+async def per_call_options(key: str) -> str:
+    try:
+        return await durable.call(flaky_once, key, retry=RetryPolicy(max_attempts=1))
+    except durable.ActivityError as err:
+        return f"failed after {err.attempts}: {err.cause.message}"
+
+
+async def test_call_options_override_the_decorator(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[per_call_options], activities=[flaky_once]):
+        assert await client.execute(per_call_options, "c1", timeout=20) == (
+            "failed after 1: first attempt fails"
+        )
+
+
+@durable.workflow(timeout=timedelta(seconds=0.3))
+async def too_slow() -> str:
+    await durable.sleep(60)
+    return "never"
+
+
+async def test_workflow_timeout_fails_the_run(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[too_slow]):
+        handle = await client.start(too_slow)
+        with pytest.raises(durable.WorkflowFailed, match="exceeded its timeout"):
+            await handle.result(timeout=20)
+
+
+@durable.workflow
+async def uses_asyncio_timeout() -> str:
+    try:
+        async with asyncio.timeout(0.2):
+            await durable.wait_signal("never")
+    except TimeoutError:
+        return "asyncio.timeout fired"
+    return "signalled"
+
+
+async def test_asyncio_timeout_is_a_durable_timer(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[uses_asyncio_timeout]):
+        handle = await client.start(uses_asyncio_timeout)
+        assert await handle.result(timeout=20) == "asyncio.timeout fired"
+    kinds = [e.kind for e in await handle.history()]
+    assert "timer_started" in kinds
+    assert "timer_fired" in kinds
+
+
+@durable.activity
+async def nop(i: int) -> int:
+    return i
+
+
+@durable.workflow
+async def chatty(n: int) -> int:
+    for i in range(n):
+        await nop(i)
+    return n
+
+
+async def test_history_limit_fails_the_run_with_advice(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "HISTORY_LIMIT", 12)
+    async with durable.Worker(client, workflows=[chatty], activities=[nop]):
+        handle = await client.start(chatty, 50)
+        with pytest.raises(durable.WorkflowFailed, match="continue_as_new"):
+            await handle.result(timeout=20)
+    assert (await handle.describe()).history_length < 20
+
+
+async def test_concurrent_workflows_share_commits(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    async with durable.Worker(client, workflows=[chatty], activities=[nop]) as worker:
+        # Wrap (not replace) the backend's commit, to count transactions.
+        cls = type(worker.store)
+        real = cls.commit_steps
+
+        async def counting(self: Store, steps: Any, now: float) -> list[bool]:
+            batches.append(len(steps))
+            return await real(self, steps, now)
+
+        monkeypatch.setattr(cls, "commit_steps", counting)
+        handles = [await client.start(chatty, 5) for _ in range(40)]
+        assert [await h.result(timeout=30) for h in handles] == [5] * 40
+    steps = sum(batches)
+    assert steps >= 40 * 6
+    assert len(batches) < steps / 2, f"{len(batches)} transactions for {steps} steps"
