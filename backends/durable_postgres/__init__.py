@@ -1,0 +1,11 @@
+"""PostgreSQL backend for durable: `PostgresStore` implements `durable.store.Store`.
+
+Users never import this package: ``durable.connect("postgresql://user@host/db")`` picks it.
+Module layout: `store` (the class), `commit` (group commit), `connection` (pool, retries),
+`listener` (LISTEN/NOTIFY wake-ups), `schema` (tables, indexes, migrations).
+"""
+
+from .schema import SCHEMA_VERSION
+from .store import POLL_INTERVAL, PostgresStore
+
+__all__ = ["POLL_INTERVAL", "SCHEMA_VERSION", "PostgresStore"]

@@ -1,0 +1,201 @@
+"""Claims: leasing runs and activity tasks, and firing due timers, across processes.
+
+Every claim is one statement that picks candidates with ``FOR UPDATE SKIP LOCKED`` and
+updates them in place, inside the caller's transaction. SKIP LOCKED means concurrent
+claimers (any number of workers on any number of machines) never wait for one another and
+never get the same row: a row another transaction has locked is passed over, and a row
+another transaction changed and committed since this statement's snapshot is re-checked
+against the WHERE clause before it is locked (READ COMMITTED's EvalPlanQual), so a run
+claimed a moment ago, no longer ready, is not claimed again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection
+from typing import Any
+
+from durable.store import ClaimedRun, InboxItem, TaskRecord
+
+from .schema import RUN_COLUMNS, TASK_COLUMNS, prefixed, run_record, task_record
+
+__all__ = ["claim_runs", "claim_runs_sql", "claim_tasks", "claim_tasks_sql", "fire_timers"]
+
+# Claimable runs come from two index-driven scans: ready runs (runs_ready_idx, walked in
+# created_at order once per queue, so a claim reads about `limit` rows per queue however
+# long the backlog) and runs whose worker died (runs_lease_idx). Each locks with SKIP
+# LOCKED, so rows another claimer is taking are passed over rather than waited for, and a
+# row changed since the scan is re-checked against the WHERE clause before it is locked
+# (READ COMMITTED's EvalPlanQual). Candidates beyond the `limit` oldest stay locked, not
+# updated, until this short transaction ends.
+#
+# One branch per queue, each with ``queue = $n``: an equality with a parameter lets the
+# planner read the (queue, created_at) index already in created_at order and stop after
+# `limit` rows, which ``queue = ANY(...)`` (or a LATERAL join over the queues) does not.
+_CLAIM_RUNS_READY = """ready_{i} AS (
+    SELECT run_id, created_at FROM runs
+    WHERE ready AND closed_at IS NULL AND NOT parked
+      AND queue = ${queue} AND name = ANY($2::text[])
+      AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $4)
+    ORDER BY created_at LIMIT $6
+    FOR UPDATE SKIP LOCKED
+)"""
+_CLAIM_RUNS = """
+WITH {ready_ctes}, ready AS ({ready}), expired AS (
+    SELECT run_id, created_at FROM runs
+    WHERE lease_owner IS NOT NULL AND lease_expires_at <= $3
+      AND closed_at IS NULL AND NOT parked
+      AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+    ORDER BY lease_expires_at LIMIT $6
+    FOR UPDATE SKIP LOCKED
+), chosen AS (
+    SELECT run_id FROM (SELECT * FROM ready UNION SELECT * FROM expired) c
+    ORDER BY created_at LIMIT $6
+)
+UPDATE runs r SET lease_owner = $4, lease_expires_at = $5, ready = false
+FROM chosen WHERE r.run_id = chosen.run_id
+RETURNING {columns}
+"""
+# The same shape for tasks; RETURNING gives the status *before* the claim, so the caller
+# sees "running" for a task taken over from a dead worker.
+_CLAIM_TASKS_QUEUED = """queued_{i} AS (
+    SELECT task_id, visible_at, status FROM tasks
+    WHERE status = 'queued' AND queue = ${queue} AND visible_at <= $3
+      AND name = ANY($2::text[])
+    ORDER BY visible_at LIMIT $6
+    FOR UPDATE SKIP LOCKED
+)"""
+_CLAIM_TASKS = """
+WITH {queued_ctes}, queued AS ({queued}), expired AS (
+    SELECT task_id, visible_at, status FROM tasks
+    WHERE status = 'running' AND lease_expires_at <= $3
+      AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+    ORDER BY lease_expires_at LIMIT $6
+    FOR UPDATE SKIP LOCKED
+), chosen AS (
+    SELECT task_id, status FROM (SELECT * FROM queued UNION ALL SELECT * FROM expired) c
+    ORDER BY visible_at LIMIT $6
+)
+UPDATE tasks t SET status = 'running', lease_owner = $4, lease_expires_at = $5
+FROM chosen WHERE t.task_id = chosen.task_id
+RETURNING {columns}
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def claim_runs_sql(n_queues: int) -> str:
+    """`claim_runs`'s statement for ``n_queues`` queues: ``$1`` the queues, ``$2`` the names,
+    ``$3`` now, ``$4`` the owner, ``$5`` lease_until, ``$6`` the limit, ``$7...`` each queue."""
+    return _CLAIM_RUNS.format(
+        ready_ctes=", ".join(
+            _CLAIM_RUNS_READY.replace("${queue}", f"${7 + i}").format(i=i) for i in range(n_queues)
+        ),
+        ready=" UNION ALL ".join(f"SELECT * FROM ready_{i}" for i in range(n_queues)),
+        columns=prefixed(RUN_COLUMNS, "r"),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def claim_tasks_sql(n_queues: int) -> str:
+    """`claim_tasks`'s statement for ``n_queues`` queues (parameters as `claim_runs_sql`)."""
+    return _CLAIM_TASKS.format(
+        queued_ctes=", ".join(
+            _CLAIM_TASKS_QUEUED.replace("${queue}", f"${7 + i}").format(i=i)
+            for i in range(n_queues)
+        ),
+        queued=" UNION ALL ".join(f"SELECT * FROM queued_{i}" for i in range(n_queues)),
+        columns=prefixed(TASK_COLUMNS, "t").replace("t.status", "chosen.status"),
+    )
+
+
+_FIRE_TIMERS = """
+WITH due AS (
+    SELECT run_id, seq FROM timers WHERE due_at <= $1
+    ORDER BY due_at LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), fired AS (
+    DELETE FROM timers t USING due WHERE t.run_id = due.run_id AND t.seq = due.seq
+    RETURNING t.run_id, t.seq, t.due_at, t.data
+), ins AS (
+    INSERT INTO inbox (run_id, kind, time, data)
+    SELECT f.run_id, 'timer_fired', $1, f.data
+    FROM fired f JOIN runs r ON r.run_id = f.run_id
+    WHERE r.closed_at IS NULL
+    ORDER BY f.due_at, f.run_id, f.seq
+    RETURNING run_id
+), woken AS (
+    SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM ins)
+    ORDER BY run_id FOR UPDATE
+)
+UPDATE runs SET ready = true WHERE run_id IN (SELECT run_id FROM woken)
+"""
+_NEXT_DUE = """
+SELECT LEAST(
+    (SELECT min(due_at) FROM timers),
+    (SELECT min(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > $1)
+)
+"""
+
+
+async def claim_runs(
+    conn: Any,
+    owner: str,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+    lease_until: float,
+    limit: int,
+) -> list[ClaimedRun]:
+    """Lease up to ``limit`` claimable runs to ``owner``, oldest first, with their inbox."""
+    if limit <= 0 or not queues or not names:
+        return []
+    wanted = sorted(set(queues))
+    rows = await conn.fetch(
+        claim_runs_sql(len(wanted)), wanted, list(names), now, owner, lease_until, limit,
+        *wanted,
+    )  # fmt: skip
+    if not rows:
+        return []
+    # A later statement: its snapshot includes every item committed before the claim
+    # locked the rows; items committed after that set ``ready`` again (see PostgresStore).
+    inbox: dict[str, list[InboxItem]] = {r["run_id"]: [] for r in rows}
+    for item in await conn.fetch(
+        "SELECT id, run_id, kind, time, data FROM inbox WHERE run_id = ANY($1::text[]) ORDER BY id",
+        list(inbox),
+    ):
+        inbox[item["run_id"]].append(
+            InboxItem(item["id"], item["run_id"], item["kind"], item["time"], item["data"])
+        )
+    runs = sorted((run_record(r) for r in rows), key=lambda r: (r.created_at, r.run_id))
+    return [ClaimedRun(r, inbox[r.run_id]) for r in runs]
+
+
+async def claim_tasks(
+    conn: Any,
+    owner: str,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+    lease_until: float,
+    limit: int,
+) -> list[TaskRecord]:
+    """Lease up to ``limit`` claimable tasks to ``owner``, earliest ``visible_at`` first,
+    each with its status before the claim."""
+    if limit <= 0 or not queues or not names:
+        return []
+    wanted = sorted(set(queues))
+    rows = await conn.fetch(
+        claim_tasks_sql(len(wanted)), wanted, list(names), now, owner, lease_until, limit,
+        *wanted,
+    )  # fmt: skip
+    return sorted((task_record(r) for r in rows), key=lambda t: (t.visible_at, t.task_id))
+
+
+async def fire_timers(conn: Any, now: float, limit: int) -> tuple[bool, float | None]:
+    """Fire up to ``limit`` due timers; return whether any reached an open run, and the
+    earliest remaining due time (timers and not-yet-visible queued tasks)."""
+    fired = await conn.execute(_FIRE_TIMERS, now, limit) if limit > 0 else "UPDATE 0"
+    next_due = await conn.fetchval(_NEXT_DUE, now)
+    return fired != "UPDATE 0", next_due

@@ -1,0 +1,238 @@
+"""The PostgreSQL schema, its version, and the migrations that bring a database up to it.
+
+Every table lives in one PostgreSQL schema (``durable`` unless the URL says
+``?schema=name``), so several applications, or every test, can share one database.
+`migrate` runs on every `PostgresStore.open`: inside one transaction it takes an
+advisory lock derived from the schema name (so any number of processes opening an empty
+database at once apply each migration exactly once), creates the schema if missing, reads
+the version from ``meta`` and applies the missing steps of `MIGRATIONS` in order.
+A database newer than this code is refused before anything is changed.
+
+Conventions: times are POSIX seconds in ``double precision`` (the store contract's floats,
+no time zone arithmetic in SQL); payloads are ``bytea``; inbox ids come from a
+``bigserial`` so they increase in insertion order. There are no foreign keys: rows are
+only written by the store, runs are never deleted, and a foreign key check would take a
+``FOR KEY SHARE`` lock on the run row that queues every inbox insert behind a step commit.
+
+Indexes (names are asserted by ``tests/test_postgres.py`` against ``EXPLAIN`` output):
+
+- ``runs_current_key``: unique ``(workflow_id) WHERE is_current``, at most one current run.
+- ``runs_ready_idx``: ``(queue, created_at) WHERE ready AND closed_at IS NULL AND NOT
+  parked``, the claim of runs with work.
+- ``runs_lease_idx``: ``(lease_expires_at) WHERE lease_owner IS NOT NULL``, the claim of
+  runs whose worker died.
+- ``runs_created_idx`` / ``runs_status_idx``: ``list_runs``, newest first.
+- ``tasks_queue_idx``: ``(queue, visible_at) WHERE status = 'queued'``, task claims;
+  ``tasks_lease_idx``: running tasks whose lease expired; ``tasks_visible_idx``: the
+  earliest not-yet-visible task for `fire_timers`.
+- ``timers_due_idx``: ``(due_at)``, due timers.
+
+A closed run has ``closed_at`` set (and only a closed one), which is what the partial
+indexes test instead of listing the closed statuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from durable.errors import StoreError
+from durable.store import RunRecord, TaskRecord
+
+__all__ = [
+    "MIGRATIONS",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "TASK_COLUMNS",
+    "migrate",
+    "prefixed",
+    "quote_ident",
+    "run_record",
+    "task_record",
+]
+
+logger = logging.getLogger(__name__)
+
+_V1 = [
+    """CREATE TABLE meta (
+        key text PRIMARY KEY,
+        value text NOT NULL
+    )""",
+    # fillfactor leaves room on each page so the per-step update of history_length and
+    # updated_at (no indexed column changes) can stay a HOT update.
+    """CREATE TABLE runs (
+        run_id text PRIMARY KEY,
+        workflow_id text NOT NULL,
+        is_current boolean NOT NULL,
+        name text NOT NULL,
+        queue text NOT NULL,
+        status text NOT NULL,
+        input bytea NOT NULL,
+        result bytea,
+        error bytea,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        closed_at double precision,
+        parent_id text,
+        parent_run_id text,
+        history_length bigint NOT NULL DEFAULT 0,
+        ready boolean NOT NULL,
+        lease_owner text,
+        lease_expires_at double precision,
+        parked boolean NOT NULL DEFAULT false,
+        problem text,
+        continued_to text,
+        timeout double precision
+    ) WITH (fillfactor = 80)""",
+    "CREATE UNIQUE INDEX runs_current_key ON runs (workflow_id) WHERE is_current",
+    """CREATE INDEX runs_ready_idx ON runs (queue, created_at)
+        WHERE ready AND closed_at IS NULL AND NOT parked""",
+    "CREATE INDEX runs_lease_idx ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL",
+    "CREATE INDEX runs_created_idx ON runs (created_at DESC)",
+    "CREATE INDEX runs_status_idx ON runs (status, created_at DESC)",
+    "CREATE INDEX runs_parked_idx ON runs (queue, name) WHERE parked",
+    """CREATE TABLE journal (
+        run_id text NOT NULL,
+        seq bigint NOT NULL,
+        kind text NOT NULL,
+        time double precision NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    """CREATE TABLE inbox (
+        id bigserial PRIMARY KEY,
+        run_id text NOT NULL,
+        kind text NOT NULL,
+        time double precision NOT NULL,
+        data bytea NOT NULL
+    )""",
+    "CREATE INDEX inbox_run_idx ON inbox (run_id, id)",
+    """CREATE TABLE tasks (
+        task_id text PRIMARY KEY,
+        run_id text NOT NULL,
+        workflow_id text NOT NULL,
+        seq bigint NOT NULL,
+        name text NOT NULL,
+        queue text NOT NULL,
+        data bytea NOT NULL,
+        attempt integer NOT NULL,
+        status text NOT NULL,
+        visible_at double precision NOT NULL,
+        lease_owner text,
+        lease_expires_at double precision,
+        heartbeat_details bytea,
+        cancel_requested boolean NOT NULL DEFAULT false,
+        last_error bytea,
+        created_at double precision NOT NULL
+    )""",
+    "CREATE INDEX tasks_queue_idx ON tasks (queue, visible_at) WHERE status = 'queued'",
+    "CREATE INDEX tasks_visible_idx ON tasks (visible_at) WHERE status = 'queued'",
+    "CREATE INDEX tasks_lease_idx ON tasks (lease_expires_at) WHERE status = 'running'",
+    "CREATE INDEX tasks_run_idx ON tasks (run_id)",
+    """CREATE TABLE timers (
+        run_id text NOT NULL,
+        seq bigint NOT NULL,
+        due_at double precision NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    "CREATE INDEX timers_due_idx ON timers (due_at)",
+    """CREATE TABLE published (
+        workflow_id text NOT NULL,
+        key text NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (workflow_id, key)
+    )""",
+    """CREATE TABLE workers (
+        worker_id text PRIMARY KEY,
+        queues text[] NOT NULL,
+        workflows text[] NOT NULL,
+        activities text[] NOT NULL,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        started_at double precision NOT NULL,
+        heartbeat_at double precision NOT NULL
+    )""",
+]
+
+#: Schema steps, oldest first: ``(version, statements)``. A later release appends
+#: ``(2, [...])`` and bumps `SCHEMA_VERSION`; never edit a step that has shipped.
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
+
+#: The schema version this code reads and writes.
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+#: Column lists in the field order of the record they become.
+RUN_COLUMNS = """workflow_id, run_id, name, queue, status, input, result, error, created_at,
+    updated_at, closed_at, parent_id, parent_run_id, history_length, ready, lease_owner,
+    lease_expires_at, parked, problem, continued_to, timeout, is_current"""
+TASK_COLUMNS = """task_id, run_id, workflow_id, seq, name, queue, data, attempt, status,
+    visible_at, lease_owner, lease_expires_at, heartbeat_details, cancel_requested,
+    last_error, created_at"""
+
+
+def prefixed(columns: str, alias: str) -> str:
+    """``columns`` (a comma-separated list) each qualified with ``alias``."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+def run_record(row: Any) -> RunRecord:
+    """A `RunRecord` from a row with `RUN_COLUMNS`."""
+    return RunRecord(**dict(row))
+
+
+def task_record(row: Any) -> TaskRecord:
+    """A `TaskRecord` from a row with `TASK_COLUMNS`."""
+    return TaskRecord(**dict(row))
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lock_key(schema: str) -> int:
+    # A signed 64-bit advisory lock key per schema: two schemas migrate independently.
+    digest = hashlib.sha256(b"durable-flow migrate:" + schema.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def migrate(conn: Any, schema: str, *, url: str) -> int:
+    """Bring ``schema`` to `SCHEMA_VERSION` on ``conn`` (an asyncpg connection).
+
+    Returns the version found before migrating (0 for an empty schema). Raises
+    `StoreError`, having changed nothing, when the database is newer than this code.
+    """
+    async with conn.transaction():
+        # Held until commit: a second process blocks here, then sees the finished schema.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        meta = f"{quote_ident(schema)}.meta"
+        found = 0
+        if await conn.fetchval("SELECT to_regclass($1)", meta) is not None:
+            value = await conn.fetchval(f"SELECT value FROM {meta} WHERE key = 'schema_version'")
+            found = int(value) if value is not None else 0
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"Database {url} has schema version {found}, newer than this "
+                f"durable-flow (supports up to {SCHEMA_VERSION}). Upgrade durable-flow "
+                "(pip install -U durable-flow) on every worker and client."
+            )
+        if found == SCHEMA_VERSION:
+            return found
+        # Every statement is schema-qualified by search_path, set for this transaction only.
+        await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
+        for version, statements in MIGRATIONS:
+            if version <= found:
+                continue
+            logger.info("Migrating %s to schema version %d", url, version)
+            for statement in statements:
+                await conn.execute(statement)
+        await conn.execute(
+            f"INSERT INTO {meta} (key, value) VALUES ('schema_version', $1) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            str(SCHEMA_VERSION),
+        )
+        return found

@@ -1,0 +1,638 @@
+"""`PostgresStore`: the storage contract (`durable.store.Store`) on PostgreSQL with asyncpg.
+
+The scale-out backend: any number of worker processes on any number of machines share one
+database. How it fits together:
+
+- **Schema** (`durable_postgres.schema`): tables ``runs``, ``journal``, ``inbox``,
+  ``tasks``, ``timers``, ``published``, ``workers``, ``meta`` in their own PostgreSQL
+  schema (``?schema=name`` in the URL, default ``durable``), created and migrated on
+  `open` under an advisory lock; a database newer than this code is refused.
+- **Connections** (`durable_postgres.connection`): an asyncpg pool; every operation is a
+  read or one write transaction, retried with backoff across lost connections and server
+  restarts, with a commit whose outcome was cut off resolved by ``txid_status``.
+- **Claims** of runs, tasks and due timers use ``FOR UPDATE SKIP LOCKED``: concurrent
+  workers each take different rows, never wait for each other, and never both get one.
+- **Group commit** (`durable_postgres.commit`): `commit_steps` writes a whole batch of
+  steps in one transaction with a few array statements, fencing each step on its own.
+- **Notifications** (`durable_postgres.listener`): a write transaction ends with
+  ``pg_notify`` carrying its topics; after it commits the store wakes its own process's
+  hub, and a dedicated LISTEN connection forwards other processes' topics to it. While that
+  connection is down `wait` polls every `POLL_INTERVAL` seconds.
+
+Isolation is PostgreSQL's default READ COMMITTED. Every invariant that spans a read and a
+write holds because the write takes a row lock on the ``runs`` row first, so writers of
+one run are serialised, see "Claims and the inbox" in `PostgresStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, Literal, TypeVar
+
+from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
+from durable.notify import hub_for
+from durable.store import (
+    TOPIC_RUNS,
+    TOPIC_TASKS,
+    TOPIC_TIMERS,
+    ClaimedRun,
+    JournalEntry,
+    NewRun,
+    Outgoing,
+    RunRecord,
+    StepCommit,
+    Store,
+    TaskOutcome,
+    TaskRecord,
+    WorkerRecord,
+    run_topic,
+)
+
+from . import claims, commit
+from .connection import Database, is_connection_error, parse_url
+from .listener import Listener, hub_origin
+from .schema import RUN_COLUMNS, TASK_COLUMNS, migrate, run_record, task_record
+
+__all__ = ["POLL_INTERVAL", "WORKER_SILENCE_SECONDS", "PostgresStore"]
+
+T = TypeVar("T")
+
+POLL_INTERVAL = 1.0  # seconds between re-queries while the LISTEN connection is down
+WORKER_SILENCE_SECONDS = 60.0  # a worker not heard from for this long is dropped from workers
+
+_INSERT_RUN = f"""
+INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, created_at,
+                  updated_at, parent_id, parent_run_id, history_length, ready, timeout)
+VALUES ($1, $2, true, $3, $4, 'pending', $5, $6, $6, $7, $8, 0, true, $9)
+ON CONFLICT (workflow_id) WHERE is_current DO NOTHING
+RETURNING {RUN_COLUMNS}
+"""
+_LOCK_CURRENT = f"""
+SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND is_current FOR UPDATE
+"""
+
+
+class PostgresStore(Store):
+    """The storage contract on PostgreSQL (asyncpg); see the module docstring.
+
+        async with PostgresStore("postgresql://app@db.internal/app?schema=orders") as store:
+            run = await store.get_run("order-42")
+
+    ``?schema=name`` picks the PostgreSQL schema holding the tables (created if missing,
+    default ``durable``); every other URL parameter goes to asyncpg as it is.
+
+    **Claims and the inbox.** `send` appends an item *and* sets ``runs.ready`` in one
+    transaction, updating the run row; a claim locks that row and sets ``ready = false``
+    before reading the inbox. Under READ COMMITTED the row lock orders them:
+
+    - send commits first: the claim sees ``ready`` and, reading the inbox afterwards
+      in a later statement, the item.
+    - the claim locks the row first: send's UPDATE waits for the claim to commit, then
+      sets ``ready`` again on the new row version, so the item (invisible to the claim,
+      being uncommitted) is left for the next claim, by this owner or another.
+    - send holds the row when the claim scans: SKIP LOCKED passes the run over; it is
+      ready once send commits.
+
+    In no order is an item left in the inbox of a run that is not ready, which is what
+    "no stranded runs" needs. A step commit locks the same row, so an item that arrives
+    during a step keeps the run ready for its next claim.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._info = parse_url(url)
+        self.url = self._info.public_url
+        self.hub = hub_for(self.url)
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._db = Database(self._info, hub_origin(self.hub), self._check_open)
+        self._listener: Listener | None = None
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding this store's tables."""
+        return self._info.schema
+
+    @property
+    def listening(self) -> bool:
+        """Whether other processes' notifications reach this store (else `wait` polls)."""
+        return self._listener is not None and self._listener.listening
+
+    def _check_open(self) -> None:
+        if self._state == "new":
+            raise StoreError(
+                "This PostgresStore is not open yet: use 'async with store:' or "
+                "'await store.open()' first."
+            )
+        if self._state == "closed":
+            raise StoreError(
+                "This PostgresStore has been closed; create a new one to use the database."
+            )
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, and start listening for notifications.
+
+        Raises `StoreError` at once if the server cannot be reached, and (changing nothing)
+        if the database's schema is newer than this code. Opening an open store does
+        nothing; a closed one cannot be reopened.
+        """
+        if self._state == "open":
+            return
+        if self._state == "closed":
+            raise StoreError("Cannot reopen a PostgresStore once it has been closed.")
+        await self._db.open()
+        try:
+            async with self._db.pool.acquire() as conn:
+                await migrate(conn, self._info.schema, url=self.url)
+            listener = Listener(self._db.connect, self._info.channel, self.hub)
+            await listener.start()
+        except BaseException as exc:
+            await self._db.close()
+            if is_connection_error(exc):
+                raise StoreError(f"Lost the connection to {self.url} while opening: {exc}") from exc
+            raise
+        self._listener = listener
+        self._state = "open"
+
+    async def aclose(self) -> None:
+        """Stop listening and close the pool. Idempotent."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.aclose()
+        await self._db.close()
+
+    async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
+        """`Store.wait`, woken by this process's commits and, through LISTEN, by every
+        other process's; while the LISTEN connection is down it returns after at most
+        `POLL_INTERVAL` seconds so the caller re-queries."""
+        self._check_open()
+        if not self.listening:
+            timeout = min(timeout, POLL_INTERVAL)
+        await self.hub.wait(topics, timeout, since)
+
+    async def _write(self, op: Callable[[Any], Awaitable[tuple[T, Collection[str]]]]) -> T:
+        result, topics = await self._db.write(op)
+        if topics:
+            self.hub.notify(topics)
+        return result
+
+    # ---- client side -----------------------------------------------------------------
+
+    async def create_run(
+        self, run: NewRun, *, if_exists: Literal["return", "error", "restart"]
+    ) -> tuple[RunRecord, bool]:
+        """See `Store.create_run`. A retry of our own create (lost COMMIT) finds our run id
+        and reports it as created."""
+        created_topics = (TOPIC_RUNS, run_topic(run.workflow_id))
+
+        async def op(conn: Any) -> tuple[tuple[RunRecord, bool], Collection[str]]:
+            while True:
+                row = await conn.fetchrow(
+                    _INSERT_RUN, run.workflow_id, run.run_id, run.name, run.queue,
+                    run.input, run.created_at, run.parent_id, run.parent_run_id, run.timeout,
+                )  # fmt: skip
+                if row is not None:
+                    return (run_record(row), True), created_topics
+                existing = await conn.fetchrow(_LOCK_CURRENT, run.workflow_id)
+                if existing is None:
+                    continue  # a concurrent restart replaced it between our statements
+                if existing["run_id"] == run.run_id:
+                    return (run_record(existing), True), ()
+                if if_exists == "error":
+                    raise WorkflowAlreadyExists(
+                        f"Workflow {run.workflow_id!r} already exists (run "
+                        f"{existing['run_id']!r}, status {existing['status']!r}). Pass "
+                        "if_exists='return' to get its handle, or 'restart' to start it "
+                        "again once it has closed."
+                    )
+                if if_exists == "return" or existing["closed_at"] is None:
+                    return (run_record(existing), False), ()
+                await conn.execute(
+                    "UPDATE runs SET is_current = false WHERE run_id = $1", existing["run_id"]
+                )
+
+        return await self._write(op)
+
+    async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
+        """See `Store.get_run`."""
+        if run_id is None:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND is_current"
+            args: tuple[str, ...] = (workflow_id,)
+        else:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $2 AND workflow_id = $1"
+            args = (workflow_id, run_id)
+        row = await self._db.read(lambda conn: conn.fetchrow(sql, *args))
+        return run_record(row) if row is not None else None
+
+    async def list_runs(
+        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """See `Store.list_runs` (index-driven: ``runs_status_idx`` or ``runs_created_idx``)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            args.append(status)
+            clauses.append(f"status = ${len(args)}")
+        if name is not None:
+            args.append(name)
+            clauses.append(f"name = ${len(args)}")
+        args.append(limit)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC LIMIT ${len(args)}"
+        rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
+        return [run_record(row) for row in rows]
+
+    async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
+        """See `Store.read_journal`."""
+        rows = await self._db.read(
+            lambda conn: conn.fetch(
+                "SELECT seq, kind, time, data FROM journal WHERE run_id = $1 AND seq > $2 "
+                "ORDER BY seq",
+                run_id,
+                after_seq,
+            )
+        )
+        return [JournalEntry(r["seq"], r["kind"], r["time"], r["data"]) for r in rows]
+
+    async def read_extras(
+        self, workflow_id: str, run_id: str
+    ) -> tuple[dict[str, bytes], list[TaskRecord]]:
+        """See `Store.read_extras`."""
+
+        async def op(conn: Any) -> tuple[list[Any], list[Any]]:
+            published = await conn.fetch(
+                "SELECT key, value FROM published WHERE workflow_id = $1", workflow_id
+            )
+            tasks = await conn.fetch(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = $1 ORDER BY seq", run_id
+            )
+            return published, tasks
+
+        published, tasks = await self._db.read(op)
+        return {r["key"]: r["value"] for r in published}, [task_record(r) for r in tasks]
+
+    async def send(
+        self, workflow_id: str, kind: str, data: bytes, now: float, *, run_id: str | None = None
+    ) -> str | None:
+        """See `Store.send` and "Claims and the inbox" above."""
+
+        async def op(conn: Any) -> tuple[str | None, Collection[str]]:
+            while True:
+                # Locks the run row: serialised with claims and step commits of this run.
+                if run_id is None:
+                    target = await conn.fetchval(
+                        "UPDATE runs SET ready = true WHERE workflow_id = $1 AND is_current "
+                        "AND closed_at IS NULL RETURNING run_id",
+                        workflow_id,
+                    )
+                else:
+                    target = await conn.fetchval(
+                        "UPDATE runs SET ready = true WHERE run_id = $2 AND workflow_id = $1 "
+                        "AND closed_at IS NULL RETURNING run_id",
+                        workflow_id,
+                        run_id,
+                    )
+                if target is not None:
+                    await conn.execute(
+                        "INSERT INTO inbox (run_id, kind, time, data) VALUES ($1, $2, $3, $4)",
+                        target, kind, now, data,
+                    )  # fmt: skip
+                    return target, (TOPIC_RUNS,)
+                # Not sent: closed, missing, or (by current run) just continued-as-new by
+                # a commit that moved is_current after our UPDATE's snapshot: look again.
+                if run_id is None:
+                    row = await conn.fetchrow(
+                        "SELECT closed_at FROM runs WHERE workflow_id = $1 AND is_current",
+                        workflow_id,
+                    )
+                else:
+                    row = await conn.fetchrow(
+                        "SELECT closed_at FROM runs WHERE run_id = $2 AND workflow_id = $1",
+                        workflow_id,
+                        run_id,
+                    )
+                if row is None:
+                    which = f"run {run_id!r} of workflow" if run_id else "workflow"
+                    raise WorkflowNotFound(
+                        f"No {which} {workflow_id!r} in {self.url}: check the id, or start "
+                        "the workflow first."
+                    )
+                if row["closed_at"] is not None:
+                    return None, ()
+
+        return await self._write(op)
+
+    async def terminate(
+        self,
+        run_id: str,
+        *,
+        entry_data: bytes,
+        error: bytes,
+        now: float,
+        parent_item: Outgoing | None,
+    ) -> bool:
+        """See `Store.terminate`. Takes the run row lock, so a step commit in flight either
+        lands before (and terminate appends after it) or is rejected after."""
+
+        async def op(conn: Any) -> tuple[bool, Collection[str]]:
+            row = await conn.fetchrow(
+                "SELECT workflow_id, history_length, closed_at FROM runs WHERE run_id = $1 "
+                "FOR UPDATE",
+                run_id,
+            )
+            if row is None or row["closed_at"] is not None:
+                return False, ()
+            seq = row["history_length"] + 1
+            await conn.execute(
+                "INSERT INTO journal (run_id, seq, kind, time, data) "
+                "VALUES ($1, $2, 'workflow_terminated', $3, $4)",
+                run_id, seq, now, entry_data,
+            )  # fmt: skip
+            await conn.execute(
+                "UPDATE runs SET status = 'terminated', error = $2, closed_at = $3, "
+                "updated_at = $3, history_length = $4, lease_owner = NULL, "
+                "lease_expires_at = NULL, ready = false WHERE run_id = $1",
+                run_id, error, now, seq,
+            )  # fmt: skip
+            await commit.close_leftovers(conn, [run_id])
+            topics = {run_topic(row["workflow_id"])}
+            if parent_item is not None:
+                await commit.deliver(conn, [parent_item], now)
+                topics.add(TOPIC_RUNS)
+            return True, topics
+
+        return await self._write(op)
+
+    # ---- worker side -----------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """See `Store.register_worker`. Unparking clears the run's ``problem`` and makes it
+        ready, so it is claimed (and replayed with the new code) at once."""
+
+        async def op(conn: Any) -> tuple[None, Collection[str]]:
+            await conn.execute(
+                """INSERT INTO workers (worker_id, queues, workflows, activities, host, pid,
+                                        started_at, heartbeat_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (worker_id) DO UPDATE SET queues = EXCLUDED.queues,
+                       workflows = EXCLUDED.workflows, activities = EXCLUDED.activities,
+                       host = EXCLUDED.host, pid = EXCLUDED.pid,
+                       started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at""",
+                worker.worker_id, list(worker.queues), list(worker.workflows),
+                list(worker.activities), worker.host, worker.pid, worker.started_at,
+                worker.heartbeat_at,
+            )  # fmt: skip
+            unparked = await conn.fetch(
+                "UPDATE runs SET parked = false, problem = NULL, ready = true "
+                "WHERE parked AND closed_at IS NULL AND queue = ANY($1::text[]) "
+                "AND name = ANY($2::text[]) RETURNING workflow_id",
+                list(worker.queues),
+                list(worker.workflows),
+            )
+            if not unparked:
+                return None, ()
+            return None, {TOPIC_RUNS, *(run_topic(r["workflow_id"]) for r in unparked)}
+
+        await self._write(op)
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        runs: Collection[str],
+        tasks: dict[str, bytes | None],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """See `Store.heartbeat`. Workers silent for `WORKER_SILENCE_SECONDS` are deleted."""
+        run_ids = sorted(runs)
+        task_ids = sorted(tasks)
+
+        async def op(conn: Any) -> tuple[tuple[set[str], set[str]], Collection[str]]:
+            kept_runs = await conn.fetch(
+                "UPDATE runs SET lease_expires_at = $3 "
+                "WHERE run_id = ANY($1::text[]) AND lease_owner = $2 RETURNING run_id",
+                run_ids,
+                worker_id,
+                lease_until,
+            )
+            kept_tasks = await conn.fetch(
+                """UPDATE tasks t SET lease_expires_at = $2,
+                       heartbeat_details = COALESCE(u.details, t.heartbeat_details)
+                   FROM unnest($3::text[], $4::bytea[]) AS u(task_id, details)
+                   WHERE t.task_id = u.task_id AND t.lease_owner = $1
+                   RETURNING t.task_id, t.cancel_requested""",
+                worker_id,
+                lease_until,
+                task_ids,
+                [tasks[t] for t in task_ids],
+            )
+            await conn.execute(
+                "UPDATE workers SET heartbeat_at = $2 WHERE worker_id = $1", worker_id, now
+            )
+            await conn.execute(
+                "DELETE FROM workers WHERE heartbeat_at < $1", now - WORKER_SILENCE_SECONDS
+            )
+            lost = set(run_ids) - {r["run_id"] for r in kept_runs}
+            lost |= set(task_ids) - {r["task_id"] for r in kept_tasks}
+            cancelled = {r["task_id"] for r in kept_tasks if r["cancel_requested"]}
+            return (lost, cancelled), ()
+
+        return await self._write(op)
+
+    async def deregister_worker(self, worker_id: str, now: float) -> None:
+        """See `Store.deregister_worker`."""
+
+        async def op(conn: Any) -> tuple[None, Collection[str]]:
+            runs = await conn.fetch(
+                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = true "
+                "WHERE run_id IN (SELECT run_id FROM runs WHERE lease_owner = $1 "
+                "AND closed_at IS NULL ORDER BY run_id FOR UPDATE) RETURNING run_id",
+                worker_id,
+            )
+            tasks = await conn.fetch(
+                "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
+                "lease_expires_at = NULL, visible_at = LEAST(visible_at, $2) "
+                "WHERE lease_owner = $1 RETURNING task_id",
+                worker_id,
+                now,
+            )
+            await conn.execute("DELETE FROM workers WHERE worker_id = $1", worker_id)
+            topics = set()
+            if runs:
+                topics.add(TOPIC_RUNS)
+            if tasks:
+                topics.add(TOPIC_TASKS)
+            return None, topics
+
+        await self._write(op)
+
+    async def claim_runs(
+        self,
+        owner: str,
+        *,
+        queues: Collection[str],
+        names: Collection[str],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> list[ClaimedRun]:
+        """See `Store.claim_runs` and "Claims and the inbox" above."""
+        self._check_open()
+        if limit <= 0 or not queues or not names:
+            return []
+
+        async def op(conn: Any) -> tuple[list[ClaimedRun], Collection[str]]:
+            claimed = await claims.claim_runs(
+                conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
+                limit=limit,
+            )  # fmt: skip
+            return claimed, ()
+
+        return await self._write(op)
+
+    async def commit_steps(self, steps: Sequence[StepCommit], now: float) -> list[bool]:
+        """See `Store.commit_steps` and `durable_postgres.commit`.
+
+        If the connection is lost during COMMIT, the outcome is looked up (see
+        `durable_postgres.connection`) and the answer describes what really happened; were
+        the batch ever run twice, its second run would be rejected by the fences.
+        """
+        self._check_open()
+        if not steps:
+            return []
+        commit.check_entries(steps)
+
+        async def op(conn: Any) -> tuple[list[bool], Collection[str]]:
+            runs, tasks = await commit.lock(conn, steps)
+            plan = commit.plan(steps, runs, tasks, now)
+            if any(plan.accepted):
+                await commit.apply(conn, plan, now)
+            return plan.accepted, plan.topics
+
+        return await self._write(op)
+
+    async def park(self, run_id: str, owner: str, problem: str) -> None:
+        """See `Store.park`."""
+
+        async def op(conn: Any) -> tuple[None, Collection[str]]:
+            workflow_id = await conn.fetchval(
+                "UPDATE runs SET parked = true, problem = $3, lease_owner = NULL, "
+                "lease_expires_at = NULL WHERE run_id = $1 AND lease_owner = $2 "
+                "RETURNING workflow_id",
+                run_id,
+                owner,
+                problem,
+            )
+            return None, (run_topic(workflow_id),) if workflow_id is not None else ()
+
+        await self._write(op)
+
+    async def claim_tasks(
+        self,
+        owner: str,
+        *,
+        queues: Collection[str],
+        names: Collection[str],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> list[TaskRecord]:
+        """See `Store.claim_tasks`. A task taken from a dead worker is returned with
+        ``status="running"``, a fresh one with ``status="queued"`` (its status before the
+        claim; both are ``running`` in the database afterwards)."""
+        self._check_open()
+        if limit <= 0 or not queues or not names:
+            return []
+
+        async def op(conn: Any) -> tuple[list[TaskRecord], Collection[str]]:
+            tasks = await claims.claim_tasks(
+                conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
+                limit=limit,
+            )  # fmt: skip
+            return tasks, ()
+
+        return await self._write(op)
+
+    async def finish_task(self, task_id: str, owner: str, outcome: TaskOutcome, now: float) -> bool:
+        """See `Store.finish_task`. Locks the run row before the task row, the order every
+        other writer uses, so it cannot deadlock with a step commit."""
+
+        async def op(conn: Any) -> tuple[bool, Collection[str]]:
+            row = await conn.fetchrow(
+                "SELECT t.run_id, r.closed_at FROM runs r JOIN tasks t ON t.run_id = r.run_id "
+                "WHERE t.task_id = $1 AND t.lease_owner = $2 FOR UPDATE OF r, t",
+                task_id,
+                owner,
+            )
+            if row is None:
+                return False, ()
+            topics: set[str] = set()
+            if outcome.kind == "done":
+                await conn.execute("DELETE FROM tasks WHERE task_id = $1", task_id)
+            elif outcome.kind == "retry":
+                await conn.execute(
+                    "UPDATE tasks SET attempt = attempt + 1, status = 'queued', "
+                    "visible_at = $2, lease_owner = NULL, lease_expires_at = NULL, "
+                    "last_error = $3 WHERE task_id = $1",
+                    task_id, outcome.visible_at, outcome.last_error,
+                )  # fmt: skip
+                topics.add(TOPIC_TASKS if outcome.visible_at <= now else TOPIC_TIMERS)
+            else:
+                await conn.execute(
+                    "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
+                    "lease_expires_at = NULL WHERE task_id = $1",
+                    task_id,
+                )
+                topics.add(TOPIC_TASKS)
+            if outcome.kind != "release" and row["closed_at"] is None:
+                kind = outcome.item_kind or (
+                    "activity_retrying" if outcome.kind == "retry" else "activity_completed"
+                )
+                await conn.execute(
+                    "INSERT INTO inbox (run_id, kind, time, data) VALUES ($1, $2, $3, $4)",
+                    row["run_id"], kind, now, outcome.item_data,
+                )  # fmt: skip
+                await conn.execute("UPDATE runs SET ready = true WHERE run_id = $1", row["run_id"])
+                topics.add(TOPIC_RUNS)
+            return True, topics
+
+        return await self._write(op)
+
+    async def fire_timers(self, now: float, limit: int) -> float | None:
+        """See `Store.fire_timers`. Due timers are locked with SKIP LOCKED and deleted as
+        they become inbox items, in one statement: each fires exactly once."""
+
+        async def op(conn: Any) -> tuple[float | None, Collection[str]]:
+            fired, next_due = await claims.fire_timers(conn, now, limit)
+            return next_due, (TOPIC_RUNS,) if fired else ()
+
+        return await self._write(op)
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """See `Store.list_workers`."""
+        rows = await self._db.read(
+            lambda conn: conn.fetch(
+                "SELECT worker_id, queues, workflows, activities, host, pid, started_at, "
+                "heartbeat_at FROM workers ORDER BY started_at, worker_id"
+            )
+        )
+        return [
+            WorkerRecord(
+                worker_id=r["worker_id"],
+                queues=tuple(r["queues"]),
+                workflows=tuple(r["workflows"]),
+                activities=tuple(r["activities"]),
+                host=r["host"],
+                pid=r["pid"],
+                started_at=r["started_at"],
+                heartbeat_at=r["heartbeat_at"],
+            )
+            for r in rows
+        ]
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r}, {self._state})"

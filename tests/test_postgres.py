@@ -1,0 +1,589 @@
+"""PostgreSQL-specific behaviour of `durable_postgres.PostgresStore`.
+
+The storage contract itself is tested for every backend by ``tests/test_store.py``; here is
+what only PostgreSQL has: migrations racing across connections, LISTEN/NOTIFY between
+processes, surviving terminated backends, SKIP LOCKED claims, and index-driven plans.
+Each test gets its own PostgreSQL schema (``?schema=``), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from durable.errors import StoreError  # noqa: E402
+from durable.notify import Hub  # noqa: E402
+from durable.store import (  # noqa: E402
+    TOPIC_RUNS,
+    JournalEntry,
+    NewRun,
+    NewTask,
+    NewTimer,
+    StepCommit,
+    TaskOutcome,
+)
+from durable_postgres import SCHEMA_VERSION, PostgresStore  # noqa: E402
+from durable_postgres import claims as pg_claims  # noqa: E402
+from durable_postgres import connection as pg_connection  # noqa: E402
+from durable_postgres import store as pg_store  # noqa: E402
+from durable_postgres.connection import parse_url  # noqa: E402
+
+BASE_URL = os.environ.get("DURABLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _with_schema(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+async def _reachable() -> str | None:
+    try:
+        conn = await asyncpg.connect(BASE_URL, timeout=5)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        return repr(exc)
+    await conn.close()
+    return None
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[None]:
+    problem = asyncio.run(_reachable())
+    if problem is not None:
+        if os.environ.get("DURABLE_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL at {BASE_URL} is required but unreachable: {problem}")
+        pytest.skip(f"PostgreSQL at {BASE_URL} unreachable ({problem}); set DURABLE_TEST_POSTGRES")
+    return
+
+
+@pytest.fixture
+async def schema(server: None) -> AsyncIterator[str]:
+    name = "test_pg_" + uuid.uuid4().hex[:12]
+    yield name
+    conn = await asyncpg.connect(BASE_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def url(schema: str) -> str:
+    return _with_schema(BASE_URL, schema)
+
+
+@pytest.fixture
+async def store(url: str) -> AsyncIterator[PostgresStore]:
+    async with PostgresStore(url) as s:
+        yield s
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[Any]:
+    conn = await asyncpg.connect(BASE_URL)
+    yield conn
+    await conn.close()
+
+
+def _run(i: int, now: float, queue: str = "default", name: str = "wf") -> NewRun:
+    return NewRun(f"wf-{i}", f"run-{i}", name, queue, b"input", now + i * 1e-6)
+
+
+async def _terminate_store_backends(admin: Any, schema: str) -> int:
+    """Kill every server connection of stores on ``schema`` (pool and listener alike)."""
+    rows = await admin.fetch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND application_name = $1",
+        f"durable[{schema}]",
+    )
+    return len(rows)
+
+
+# ---- URLs and lifecycle --------------------------------------------------------------
+
+
+def test_parse_url_strips_schema_and_password() -> None:
+    info = parse_url("postgres://app:s3cret@db:5433/prod?schema=orders&sslmode=disable")
+    assert info.schema == "orders"
+    assert "schema=" not in info.dsn
+    assert "sslmode=disable" in info.dsn
+    assert "s3cret" in info.dsn
+    assert info.public_url == "postgres://app@db:5433/prod?schema=orders&sslmode=disable"
+    assert info.channel == "durable_orders"
+    assert info.server_settings["search_path"] == '"orders"'
+    assert parse_url("postgresql://db/x").schema == "durable"
+
+
+@pytest.mark.parametrize("bad", ["postgresql://db/x?schema=a-b", "postgresql://db/x?schema=1a"])
+def test_parse_url_refuses_bad_schema_names(bad: str) -> None:
+    with pytest.raises(StoreError, match="Invalid schema name"):
+        parse_url(bad)
+
+
+async def test_store_must_be_open(url: str) -> None:
+    store = PostgresStore(url)
+    with pytest.raises(StoreError, match="not open yet"):
+        await store.get_run("x")
+    async with store:
+        assert await store.get_run("x") is None
+    with pytest.raises(StoreError, match="has been closed"):
+        await store.list_runs()
+    with pytest.raises(StoreError, match="has been closed"):
+        await store.wait([TOPIC_RUNS], 0.01)
+    with pytest.raises(StoreError, match="Cannot reopen"):
+        await store.open()
+    await store.aclose()  # idempotent
+
+
+async def test_unreachable_server_fails_at_once() -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="Cannot connect to PostgreSQL"):
+        async with PostgresStore("postgresql://nobody@127.0.0.1:1/nothing"):
+            pass
+    assert time.monotonic() - started < 10
+
+
+# ---- migrations ----------------------------------------------------------------------
+
+
+async def test_ten_concurrent_opens_of_an_empty_schema(url: str, schema: str, admin: Any) -> None:
+    stores = [PostgresStore(url) for _ in range(10)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        version = await admin.fetchval(
+            f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
+        )
+        assert version == str(SCHEMA_VERSION)
+        # every store works, and they all see one another's writes
+        now = time.time()
+        await stores[0].create_run(_run(1, now), if_exists="error")
+        for s in stores:
+            run = await s.get_run("wf-1")
+            assert run is not None
+            assert run.run_id == "run-1"
+    finally:
+        await asyncio.gather(*(s.aclose() for s in stores))
+
+
+async def test_newer_schema_is_refused_and_left_alone(url: str, schema: str, admin: Any) -> None:
+    async with PostgresStore(url):
+        pass
+    newer = SCHEMA_VERSION + 1
+    await admin.execute(
+        f"UPDATE \"{schema}\".meta SET value = $1 WHERE key = 'schema_version'", str(newer)
+    )
+    tables = await admin.fetchval(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema
+    )
+    with pytest.raises(StoreError) as info:
+        await PostgresStore(url).open()
+    message = str(info.value)
+    assert f"schema version {newer}, newer than this durable-flow" in message
+    assert f"supports up to {SCHEMA_VERSION}" in message
+    assert "on every worker and client" in message
+    assert await admin.fetchval(
+        f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
+    ) == str(newer)
+    assert tables == await admin.fetchval(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema
+    )
+
+
+# ---- claims --------------------------------------------------------------------------
+
+
+async def test_two_owners_racing_never_share_a_run(url: str) -> None:
+    async with PostgresStore(url) as a, PostgresStore(url) as b:
+        now = time.time()
+        for i in range(200):
+            await a.create_run(_run(i, now), if_exists="error")
+
+        async def claimer(store: PostgresStore, owner: str) -> list[str]:
+            got: list[str] = []
+            while True:
+                claimed = await store.claim_runs(
+                    owner, queues=["default"], names=["wf"], now=now, lease_until=now + 60,
+                    limit=7,
+                )  # fmt: skip
+                if not claimed:
+                    return got
+                got.extend(c.run.run_id for c in claimed)
+
+        results = await asyncio.gather(
+            claimer(a, "owner-a"), claimer(b, "owner-b"), claimer(a, "owner-c")
+        )
+        everything = [r for got in results for r in got]
+        assert len(everything) == len(set(everything)) == 200
+        assert all(results), "every claimer got some runs (SKIP LOCKED, not waiting)"
+
+
+async def test_send_during_claims_never_strands_an_item(store: PostgresStore, admin: Any) -> None:
+    """Sends racing claims and step commits: afterwards every run holding inbox items is
+    ready (or still leased), so some claim will pick them up."""
+    now = time.time()
+    for i in range(20):
+        await store.create_run(_run(i, now), if_exists="error")
+    lengths: dict[str, int] = {}
+    stop = asyncio.Event()
+
+    async def sender() -> None:
+        for n in range(300):
+            await store.send(f"wf-{n % 20}", "signal", str(n).encode(), now)
+        stop.set()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            claimed = await store.claim_runs(
+                "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=5
+            )
+            steps = []
+            for c in claimed:
+                n = lengths.get(c.run.run_id, 0)
+                entries = [
+                    JournalEntry(n + i + 1, "signal_received", now, item.data)
+                    for i, item in enumerate(c.inbox)
+                ]
+                lengths[c.run.run_id] = n + len(entries)
+                steps.append(
+                    StepCommit(c.run.run_id, "w", n, entries,
+                               consumed_inbox=[item.id for item in c.inbox], release_lease=True)
+                )  # fmt: skip
+            assert all(await store.commit_steps(steps, now))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(sender(), worker())
+    prefix = f'"{store.schema}".'
+    stranded = await admin.fetchval(
+        f"SELECT count(*) FROM {prefix}runs r WHERE NOT r.ready AND r.lease_owner IS NULL "
+        f"AND EXISTS (SELECT 1 FROM {prefix}inbox i WHERE i.run_id = r.run_id)"
+    )
+    journaled = await admin.fetchval(f"SELECT count(*) FROM {prefix}journal")
+    queued = await admin.fetchval(f"SELECT count(*) FROM {prefix}inbox")
+    assert stranded == 0
+    assert journaled + queued == 300
+
+
+# ---- notifications -------------------------------------------------------------------
+
+
+async def test_notify_from_another_process_wakes_wait(store: PostgresStore, url: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, time
+        from durable.store import NewRun
+        from durable_postgres import PostgresStore
+
+        async def main():
+            async with PostgresStore({url!r}) as s:
+                await s.create_run(NewRun("other", "other-1", "wf", "default", b"", time.time()),
+                                   if_exists="error")
+
+        asyncio.run(main())
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "backends")])}
+    mark = store.watermark()
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", script, env=env)
+    started = time.monotonic()
+    await store.wait([TOPIC_RUNS], timeout=30, since=mark)
+    woke_after = time.monotonic() - started
+    assert await child.wait() == 0
+    assert await store.get_run("other") is not None
+    assert woke_after < 20, "woken by the other process's NOTIFY, not by the timeout"
+
+
+async def test_notify_reaches_a_store_with_another_hub(url: str) -> None:
+    """Two stores in one process with different hubs behave like two processes: the
+    second hears the first's commits only through LISTEN/NOTIFY."""
+    async with (
+        PostgresStore(url) as a,
+        PostgresStore(url.replace("postgresql", "postgres", 1)) as b,
+    ):
+        assert a.hub is not b.hub
+        mark = b.watermark()
+        waiter = asyncio.create_task(b.wait([TOPIC_RUNS], timeout=30, since=mark))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await a.create_run(_run(1, time.time()), if_exists="error")
+        await asyncio.wait_for(waiter, 5)
+        assert time.monotonic() - started < 5
+
+
+async def test_own_notifications_are_not_forwarded_twice(url: str) -> None:
+    async with PostgresStore(url) as a:
+        hub: Hub = a.hub
+        before = hub.generation
+        await a.create_run(_run(1, time.time()), if_exists="error")
+        await asyncio.sleep(0.3)  # time for the NOTIFY to come back over LISTEN
+        assert hub.generation == before + 1
+
+
+async def test_listener_loss_falls_back_to_polling(
+    store: PostgresStore, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener = store._listener
+    assert listener is not None
+    assert store.listening
+    monkeypatch.setattr(pg_store, "POLL_INTERVAL", 0.2)
+    waiter = asyncio.create_task(store.wait(["nothing-happens"], timeout=60))
+    await asyncio.sleep(0.05)
+    await admin.execute("SELECT pg_terminate_backend($1)", listener.server_pid)
+    await asyncio.wait_for(waiter, 5)  # woken when the connection dropped
+    # Reconnects with backoff; meanwhile (or after) waits are capped, never 60 s.
+    started = time.monotonic()
+    await store.wait(["nothing-happens"], timeout=60)
+    assert time.monotonic() - started < 2
+    for _ in range(100):
+        if store.listening:
+            break
+        await asyncio.sleep(0.05)
+    assert store.listening
+
+
+# ---- reconnects ----------------------------------------------------------------------
+
+
+async def test_operations_continue_while_backends_are_terminated(
+    store: PostgresStore, admin: Any, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every server connection of the store is killed, again and again, while senders and
+    a worker run: operations retry, nothing is lost or applied twice, and every step
+    commit is accepted (a commit replayed after a lost COMMIT would be rejected)."""
+    caplog.set_level("INFO", logger="durable_postgres")
+    now = time.time()
+    n_runs = 30
+    for i in range(n_runs):
+        await store.create_run(_run(i, now), if_exists="error")
+    stop = asyncio.Event()
+    sent = 0
+    lengths = dict.fromkeys((f"run-{i}" for i in range(n_runs)), 0)
+
+    async def sender(k: int) -> None:
+        nonlocal sent
+        n = 0
+        while not stop.is_set():
+            await store.send(f"wf-{(n * 7 + k) % n_runs}", "signal", f"{k}:{n}".encode(), now)
+            sent += 1
+            n += 1
+
+    async def step_all() -> None:
+        claimed = await store.claim_runs(
+            "w", queues=["default"], names=["wf"], now=now, lease_until=now + 600, limit=n_runs
+        )
+        steps = []
+        for c in claimed:
+            n = lengths[c.run.run_id]
+            entries = [
+                JournalEntry(n + k + 1, "signal_received", now, item.data)
+                for k, item in enumerate(c.inbox)
+            ]
+            consumed = [item.id for item in c.inbox]
+            steps.append(StepCommit(c.run.run_id, "w", n, entries, consumed_inbox=consumed))
+        accepted = await store.commit_steps(steps, now)
+        assert all(accepted), "a step commit was lost or applied twice"
+        for step in steps:
+            lengths[step.run_id] = step.expected_length + len(step.entries)
+
+    async def worker() -> None:
+        while not stop.is_set():
+            await step_all()
+            await asyncio.sleep(0.005)
+
+    async def killer() -> int:
+        kills = 0
+        for _ in range(25):
+            await asyncio.sleep(0.1)
+            kills += await _terminate_store_backends(admin, schema)
+        stop.set()
+        return kills
+
+    results = await asyncio.wait_for(
+        asyncio.gather(killer(), worker(), *(sender(k) for k in range(3))), 90
+    )
+    assert results[0] >= 25
+    retried = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert retried, "the test killed no connection in use"
+    await step_all()  # drain what the last sends left
+    journaled = 0
+    for i in range(n_runs):
+        entries = await store.read_journal(f"run-{i}")
+        assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+        journaled += len(entries)
+    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".inbox') == 0
+    assert journaled == sent, "every signal journaled exactly once"
+    for _ in range(100):  # and the listener came back
+        if store.listening:
+            break
+        await asyncio.sleep(0.05)
+    assert store.listening
+
+
+async def test_commit_outcome_lost_in_flight_is_looked_up(
+    store: PostgresStore, admin: Any, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection lost during COMMIT: the store asks txid_status and neither loses nor
+    repeats the write (a send here, which has no fence to catch a repeat)."""
+    now = time.time()
+    await store.create_run(_run(1, now), if_exists="error")
+    original = asyncpg.transaction.Transaction.__aexit__
+    mode = {"fail": "after"}
+
+    async def flaky_exit(self: Any, et: Any, e: Any, tb: Any) -> Any:
+        if et is None and mode["fail"] == "after":
+            mode["fail"] = ""
+            await original(self, et, e, tb)  # committed, then the "connection drops"
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("lost during COMMIT")
+        if et is None and mode["fail"] == "before":
+            mode["fail"] = ""
+            await original(self, RuntimeError, RuntimeError(), None)  # rolled back
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("lost during COMMIT")
+        return await original(self, et, e, tb)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", flaky_exit)
+    monkeypatch.setattr(pg_connection, "RETRY_INITIAL", 0.01)
+    assert await store.send("wf-1", "signal", b"once", now) == "run-1"
+    mode["fail"] = "before"
+    assert await store.send("wf-1", "signal", b"twice", now) == "run-1"
+    items = await admin.fetch(f'SELECT data FROM "{schema}".inbox ORDER BY id')
+    assert [r["data"] for r in items] == [b"once", b"twice"]
+
+
+# ---- group commit --------------------------------------------------------------------
+
+
+async def test_group_commit_fences_each_step(store: PostgresStore) -> None:
+    now = time.time()
+    for i in range(3):
+        await store.create_run(_run(i, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=2
+    )
+    steps = [
+        StepCommit("run-0", "w", 0, [JournalEntry(1, "workflow_started", now, b"")],
+                   new_tasks=[NewTask("run-0:2", "run-0", "wf-0", 2, "a", "default", b"", now)]),
+        StepCommit("run-1", "w", 5, [JournalEntry(6, "workflow_started", now, b"")],
+                   new_timers=[NewTimer("run-1", 7, now, b"")]),  # wrong length
+        StepCommit("run-2", "w", 0, [JournalEntry(1, "workflow_started", now, b"")]),  # no lease
+        StepCommit("run-0", "w", 1, [JournalEntry(2, "activity_scheduled", now, b"")],
+                   status="running"),  # second step of run-0 in the same batch
+    ]  # fmt: skip
+    assert await store.commit_steps(steps, now) == [True, False, False, True]
+    assert [e.seq for e in await store.read_journal("run-0")] == [1, 2]
+    assert await store.read_journal("run-1") == []
+    assert await store.fire_timers(now + 1, 10) is None  # run-1's timer was not written
+    tasks = await store.claim_tasks(
+        "x", queues=["default"], names=["a"], now=now, lease_until=now + 60, limit=10
+    )
+    assert [t.task_id for t in tasks] == ["run-0:2"]
+    assert await store.finish_task("run-0:2", "x", TaskOutcome("done", "activity_completed"), now)
+
+
+# ---- indexes -------------------------------------------------------------------------
+
+_PLANS = {
+    "claim_runs": (pg_claims.claim_runs_sql(2), ["runs_ready_idx", "runs_lease_idx"]),
+    "claim_tasks": (pg_claims.claim_tasks_sql(2), ["tasks_queue_idx", "tasks_lease_idx"]),
+    "fire_timers": (pg_claims._FIRE_TIMERS, ["timers_due_idx"]),
+    "next_due": (pg_claims._NEXT_DUE, ["timers_due_idx", "tasks_visible_idx"]),
+    "list_runs": (
+        "SELECT * FROM runs ORDER BY created_at DESC LIMIT 100",
+        ["runs_created_idx"],
+    ),
+    "list_runs_by_status": (
+        "SELECT * FROM runs WHERE status = 'running' ORDER BY created_at DESC LIMIT 100",
+        ["runs_status_idx"],
+    ),
+    "claim_inbox": (
+        "SELECT id, run_id, kind, time, data FROM inbox WHERE run_id = ANY($1::text[]) ORDER BY id",
+        ["inbox_run_idx"],
+    ),
+    "read_journal": (
+        "SELECT seq, kind, time, data FROM journal WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+        ["journal_pkey"],
+    ),
+    "current_run": (
+        "SELECT * FROM runs WHERE workflow_id = 'wf-77' AND is_current",
+        ["runs_current_key"],
+    ),
+}
+_ARGS = {
+    "claim_runs": (["q0", "q10"], ["wf"], 1000.0, "w", 2000.0, 10, "q0", "q10"),
+    "claim_tasks": (["q0", "q1"], ["act"], 1000.0, "w", 2000.0, 10, "q0", "q1"),
+    "fire_timers": (1000.0, 10),
+    "next_due": (1000.0,),
+    "claim_inbox": (["run-50", "run-100"],),
+    "read_journal": ("run-77", 0),
+}
+
+
+async def _seed(conn: Any, n: int) -> None:
+    """``n`` runs (mostly closed, some ready, some leased), as many tasks, timers and inbox
+    items, and five journal entries per run. Task visibility times are shuffled against
+    insertion order, as retries and delays make them."""
+    await conn.execute(
+        """
+        INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input,
+                          created_at, updated_at, closed_at, history_length, ready,
+                          lease_owner, lease_expires_at)
+        SELECT 'wf-' || i, 'run-' || i, true, 'wf', 'q' || (i % 20), s.status, '\\x00',
+               i, i, CASE WHEN s.status = 'completed' THEN i END, 10, i % 50 = 0,
+               CASE WHEN i % 97 = 0 THEN 'w' END, CASE WHEN i % 97 = 0 THEN i + 30 END
+        FROM generate_series(1, $1) i,
+             LATERAL (SELECT CASE WHEN i % 10 = 0 THEN 'running' ELSE 'completed' END) s(status)
+        """,
+        n,
+    )
+    await conn.execute(
+        """
+        INSERT INTO tasks (task_id, run_id, workflow_id, seq, name, queue, data, attempt,
+                           status, visible_at, lease_owner, lease_expires_at, created_at)
+        SELECT 'run-' || i || ':1', 'run-' || i, 'wf-' || i, 1, 'act', 'q' || (i % 20),
+               '\\x00', 1, CASE WHEN i % 3 = 0 THEN 'running' ELSE 'queued' END,
+               (i::bigint * 7919) % $1,
+               CASE WHEN i % 3 = 0 THEN 'w' END, CASE WHEN i % 3 = 0 THEN i + 30 END, i
+        FROM generate_series(1, $1) i
+        """,
+        n,
+    )
+    await conn.execute(
+        "INSERT INTO timers (run_id, seq, due_at, data) "
+        "SELECT 'run-' || i, 2, i, '\\x00' FROM generate_series(1, $1) i",
+        n,
+    )
+    await conn.execute(
+        "INSERT INTO journal (run_id, seq, kind, time, data) "
+        "SELECT 'run-' || (i % $1), i, 'x', i, '\\x00' FROM generate_series(1, $1 * 5) i",
+        n,
+    )
+    await conn.execute(
+        "INSERT INTO inbox (run_id, kind, time, data) "
+        "SELECT 'run-' || (i % $1), 'signal', i, '\\x00' FROM generate_series(1, $1) i",
+        n,
+    )
+    await conn.execute("ANALYZE")
+
+
+async def test_queries_are_index_driven(store: PostgresStore, schema: str) -> None:
+    conn = await asyncpg.connect(BASE_URL, server_settings={"search_path": f'"{schema}"'})
+    try:
+        await _seed(conn, 20_000)
+        for name, (sql, indexes) in _PLANS.items():
+            args = _ARGS.get(name, ())
+            rows = await conn.fetch(f"EXPLAIN (COSTS OFF) {sql}", *args)
+            plan = "\n".join(r[0] for r in rows)
+            for index in indexes:
+                assert index in plan, f"{name} does not use {index}:\n{plan}"
+            for table in ("runs", "tasks", "timers", "inbox", "journal"):
+                assert f"Seq Scan on {table}" not in plan, plan
+    finally:
+        await conn.close()
