@@ -1,0 +1,201 @@
+"""The worker's polling queries: claiming runs and tasks, ending attempts, firing timers.
+
+Each function runs inside the caller's ``BEGIN IMMEDIATE`` transaction, so "choose, then
+update" is atomic across processes: SQLite admits one writer at a time, and the chosen
+rows cannot change between the SELECT and the UPDATE. Each claim unions two index range
+scans (work that is ready, leases that expired), forced with ``INDEXED BY`` so the plan
+does not depend on table statistics (see `durable_sqlite.schema` for the indexes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Collection
+
+import aiosqlite
+
+from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, ClaimedRun, TaskOutcome, TaskRecord
+
+from .schema import INBOX_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, inbox_item, run_record, task_record
+
+__all__ = ["claim_runs", "claim_tasks", "finish_task", "fire_timers"]
+
+_FILTERS = (
+    "AND queue IN (SELECT value FROM json_each(?)) AND name IN (SELECT value FROM json_each(?))"
+)
+
+
+def _json(values: Collection[str]) -> str:
+    return json.dumps(list(values))
+
+
+async def claim_runs(
+    db: aiosqlite.Connection,
+    owner: str,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+    lease_until: float,
+    limit: int,
+) -> list[ClaimedRun]:
+    """`Store.claim_runs` inside an open write transaction."""
+    ready = await db.execute_fetchall(
+        "SELECT run_id, created_at FROM runs INDEXED BY runs_ready "
+        f"WHERE ready = 1 AND closed_at IS NULL AND parked = 0 {_FILTERS} "
+        "AND (lease_owner IS NULL OR lease_expires_at <= ? OR lease_owner = ?) "
+        "ORDER BY created_at LIMIT ?",
+        (_json(queues), _json(names), now, owner, limit),
+    )
+    expired = await db.execute_fetchall(
+        "SELECT run_id, created_at FROM runs INDEXED BY runs_lease "
+        "WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
+        f"AND closed_at IS NULL AND parked = 0 {_FILTERS} ORDER BY created_at LIMIT ?",
+        (now, _json(queues), _json(names), limit),
+    )
+    chosen = sorted({row[0]: row[1] for row in [*ready, *expired]}.items(), key=lambda kv: kv[1])
+    if not chosen:
+        return []
+    ids = _json([run_id for run_id, _ in chosen[:limit]])
+    await db.execute(
+        "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, ready = 0 "
+        "WHERE run_id IN (SELECT value FROM json_each(?))",
+        (owner, lease_until, ids),
+    )
+    rows = await db.execute_fetchall(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT value FROM json_each(?)) "
+        "ORDER BY created_at, rowid",
+        (ids,),
+    )
+    items = await db.execute_fetchall(
+        f"SELECT {INBOX_COLUMNS} FROM inbox "
+        "WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        (ids,),
+    )
+    claimed = [ClaimedRun(run_record(row), []) for row in rows]
+    by_id = {c.run.run_id: c for c in claimed}
+    for row in items:
+        by_id[row[1]].inbox.append(inbox_item(row))
+    return claimed
+
+
+async def claim_tasks(
+    db: aiosqlite.Connection,
+    owner: str,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+    lease_until: float,
+    limit: int,
+) -> list[TaskRecord]:
+    """`Store.claim_tasks` inside an open write transaction.
+
+    Each task is returned with its new lease but the status it had before this claim:
+    ``"queued"``, or ``"running"`` when its previous worker's lease had expired.
+    """
+    queued = await db.execute_fetchall(
+        f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_queue "
+        f"WHERE status = 'queued' {_FILTERS} AND visible_at <= ? ORDER BY visible_at LIMIT ?",
+        (_json(queues), _json(names), now, limit),
+    )
+    expired = await db.execute_fetchall(
+        f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_lease "
+        f"WHERE status = 'running' AND lease_expires_at <= ? {_FILTERS} "
+        "ORDER BY visible_at LIMIT ?",
+        (now, _json(queues), _json(names), limit),
+    )
+    records = (task_record(row) for row in [*queued, *expired])
+    chosen = sorted(records, key=lambda t: t.visible_at)[:limit]
+    if not chosen:
+        return []
+    await db.execute(
+        "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ? "
+        "WHERE task_id IN (SELECT value FROM json_each(?))",
+        (owner, lease_until, _json([t.task_id for t in chosen])),
+    )
+    return [dataclasses.replace(t, lease_owner=owner, lease_expires_at=lease_until) for t in chosen]
+
+
+async def finish_task(
+    db: aiosqlite.Connection, task_id: str, owner: str, outcome: TaskOutcome, now: float
+) -> tuple[bool, set[str]]:
+    """`Store.finish_task` inside an open write transaction; also returns the topics.
+
+    A retry or release of a task whose run has closed deletes the task instead: nobody
+    wants another attempt.
+    """
+    if outcome.kind not in ("done", "retry", "release"):
+        raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
+    rows = list(
+        await db.execute_fetchall(
+            "SELECT t.run_id, t.lease_owner, r.run_id IS NOT NULL AND r.closed_at IS NULL "
+            "FROM tasks t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.task_id = ?",
+            (task_id,),
+        )
+    )
+    if not rows or rows[0][1] != owner:
+        return False, set()
+    run_id, _, run_open = rows[0]
+    topics: set[str] = set()
+    if outcome.kind == "done" or not run_open:
+        await db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+    elif outcome.kind == "retry":
+        await db.execute(
+            "UPDATE tasks SET status = 'queued', attempt = attempt + 1, visible_at = ?, "
+            "last_error = ?, lease_owner = NULL, lease_expires_at = NULL WHERE task_id = ?",
+            (outcome.visible_at, outcome.last_error, task_id),
+        )
+        topics.add(TOPIC_TASKS if outcome.visible_at <= now else TOPIC_TIMERS)
+    else:
+        await db.execute(
+            "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE task_id = ?",
+            (task_id,),
+        )
+        topics.add(TOPIC_TASKS)
+    if run_open and outcome.kind != "release":
+        default = "activity_retrying" if outcome.kind == "retry" else "activity_completed"
+        await db.execute(
+            "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
+            (run_id, outcome.item_kind or default, now, outcome.item_data),
+        )
+        await db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (run_id,))
+        topics.add(TOPIC_RUNS)
+    return True, topics
+
+
+async def fire_timers(
+    db: aiosqlite.Connection, now: float, limit: int
+) -> tuple[float | None, bool]:
+    """`Store.fire_timers` inside an open write transaction; also returns whether any fired."""
+    due = list(
+        await db.execute_fetchall(
+            "SELECT run_id, seq, data FROM timers INDEXED BY timers_due WHERE due_at <= ? "
+            "ORDER BY due_at LIMIT ?",
+            (now, limit),
+        )
+    )
+    if due:
+        # A timer of a closed run is deleted at close; the EXISTS is belt and braces.
+        await db.executemany(
+            "INSERT INTO inbox (run_id, kind, time, data) SELECT ?, 'timer_fired', ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND closed_at IS NULL)",
+            [(run_id, now, data, run_id) for run_id, _, data in due],
+        )
+        await db.executemany(
+            "DELETE FROM timers WHERE run_id = ? AND seq = ?",
+            [(run_id, seq) for run_id, seq, _ in due],
+        )
+        await db.executemany(
+            "UPDATE runs SET ready = 1 WHERE run_id = ? AND closed_at IS NULL",
+            [(run_id,) for run_id in {row[0] for row in due}],
+        )
+    rows = await db.execute_fetchall(
+        "SELECT MIN(due_at) FROM timers UNION ALL "
+        "SELECT MIN(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > ?",
+        (now,),
+    )
+    times = [row[0] for row in rows if row[0] is not None]
+    return (min(times) if times else None), bool(due)

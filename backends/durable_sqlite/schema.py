@@ -1,0 +1,337 @@
+"""The SQLite schema, its version, the migrations, and the row ↔ record conversions.
+
+Tables follow the logical schema of `durable.store`; SQLite spells booleans as 0/1
+integers, times as REAL (POSIX seconds, stored exactly as the floats given), payloads as
+BLOB. Inbox ids are ``INTEGER PRIMARY KEY AUTOINCREMENT``, so they only ever increase,
+even after the newest item is deleted. There are no foreign keys: only the store writes
+these rows and runs are never deleted.
+
+A run is closed exactly when ``closed_at`` is set, which is what the partial indexes test
+(rather than listing the closed statuses). The indexes make every polling query a range
+scan over the rows it may return:
+
+- ``runs_current``: unique ``(workflow_id) WHERE is_current = 1``, at most one current run
+  per workflow id (what makes concurrent creates race-free).
+- ``runs_ready``: ``(queue, created_at) WHERE ready = 1 AND closed_at IS NULL AND parked
+  = 0``, `claim_runs` of runs with work.
+- ``runs_lease``: ``(lease_expires_at) WHERE lease_owner IS NOT NULL``, runs whose worker
+  died.
+- ``runs_parked``: ``(queue, name) WHERE parked = 1``, unparking by `register_worker`.
+- ``runs_created`` / ``runs_status``: `list_runs`, newest first.
+- ``tasks_queue``: ``(queue, visible_at) WHERE status = 'queued'``, `claim_tasks`;
+  ``tasks_visible``: the earliest not-yet-visible task for `fire_timers`;
+  ``tasks_lease``: running tasks whose lease expired; ``tasks_run``: a run's tasks.
+- ``timers_due``: ``(due_at)``, due timers.
+
+`migrate` applies the missing steps of `MIGRATIONS` inside one ``BEGIN IMMEDIATE``
+transaction: SQLite has one writer at a time, so processes opening an empty file together
+queue up there and each step runs exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import aiosqlite
+
+from durable.errors import StoreError
+from durable.store import InboxItem, JournalEntry, NewRun, RunRecord, TaskRecord, WorkerRecord
+
+__all__ = [
+    "INBOX_COLUMNS",
+    "MIGRATIONS",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "TASK_COLUMNS",
+    "WORKER_COLUMNS",
+    "inbox_item",
+    "journal_entry",
+    "migrate",
+    "pending_record",
+    "read_version",
+    "run_record",
+    "task_record",
+    "worker_record",
+]
+
+logger = logging.getLogger(__name__)
+
+_V1 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        is_current INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input BLOB NOT NULL,
+        result BLOB,
+        error BLOB,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        closed_at REAL,
+        parent_id TEXT,
+        parent_run_id TEXT,
+        history_length INTEGER NOT NULL DEFAULT 0,
+        ready INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        parked INTEGER NOT NULL DEFAULT 0,
+        problem TEXT,
+        continued_to TEXT,
+        timeout REAL
+    )""",
+    "CREATE UNIQUE INDEX runs_current ON runs (workflow_id) WHERE is_current = 1",
+    """CREATE INDEX runs_ready ON runs (queue, created_at)
+        WHERE ready = 1 AND closed_at IS NULL AND parked = 0""",
+    "CREATE INDEX runs_lease ON runs (lease_expires_at) WHERE lease_owner IS NOT NULL",
+    "CREATE INDEX runs_parked ON runs (queue, name) WHERE parked = 1",
+    "CREATE INDEX runs_created ON runs (created_at)",
+    "CREATE INDEX runs_status ON runs (status, created_at)",
+    """CREATE TABLE journal (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        time REAL NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    """CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        time REAL NOT NULL,
+        data BLOB NOT NULL
+    )""",
+    "CREATE INDEX inbox_run ON inbox (run_id, id)",
+    """CREATE TABLE tasks (
+        task_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        data BLOB NOT NULL,
+        attempt INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        visible_at REAL NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        heartbeat_details BLOB,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        last_error BLOB,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX tasks_queue ON tasks (queue, visible_at) WHERE status = 'queued'",
+    "CREATE INDEX tasks_visible ON tasks (visible_at) WHERE status = 'queued'",
+    "CREATE INDEX tasks_lease ON tasks (lease_expires_at) WHERE status = 'running'",
+    "CREATE INDEX tasks_run ON tasks (run_id)",
+    """CREATE TABLE timers (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        due_at REAL NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    "CREATE INDEX timers_due ON timers (due_at)",
+    """CREATE TABLE published (
+        workflow_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (workflow_id, key)
+    )""",
+    """CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        queues TEXT NOT NULL,
+        workflows TEXT NOT NULL,
+        activities TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    )""",
+)
+
+#: Schema steps, oldest first: ``(version, statements)``. A later release appends
+#: ``(2, (...))`` and thereby bumps `SCHEMA_VERSION`; never edit a step that has shipped.
+MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1)]
+
+#: The schema version this code reads and writes.
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+async def read_version(conn: aiosqlite.Connection) -> int:
+    """The database's schema version; 0 for an empty file."""
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        )
+    )
+    if not rows:
+        return 0
+    rows = list(await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'schema_version'"))
+    return int(rows[0][0]) if rows else 0
+
+
+def _too_new(found: int, name: str) -> StoreError:
+    return StoreError(
+        f"Database {name} has schema version {found}, newer than this durable-flow "
+        f"(supports up to {SCHEMA_VERSION}). Upgrade durable-flow (pip install -U "
+        "durable-flow) on every worker and client."
+    )
+
+
+async def migrate(conn: aiosqlite.Connection, name: str) -> int:
+    """Bring the database to `SCHEMA_VERSION`; return the version found (0 if empty).
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Raises `StoreError`,
+    having changed nothing, when the database is newer than this code.
+    """
+    # A cheap look first, so a too-new database is refused without taking the write lock.
+    found = await read_version(conn)
+    if found > SCHEMA_VERSION:
+        raise _too_new(found, name)
+    if found == SCHEMA_VERSION:
+        return found
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = await read_version(conn)  # another process may have migrated meanwhile
+        if found > SCHEMA_VERSION:
+            raise _too_new(found, name)
+        for version, statements in MIGRATIONS:
+            if version <= found:
+                continue
+            logger.info("Migrating %s to schema version %d", name, version)
+            for statement in statements:
+                await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+    except BaseException:
+        await conn.rollback()
+        raise
+    await conn.commit()
+    return found
+
+
+# ---- rows ↔ records ----------------------------------------------------------------------
+
+#: Column lists in the field order of the record they become.
+RUN_COLUMNS = (
+    "workflow_id, run_id, name, queue, status, input, result, error, created_at, "
+    "updated_at, closed_at, parent_id, parent_run_id, history_length, ready, lease_owner, "
+    "lease_expires_at, parked, problem, continued_to, timeout, is_current"
+)
+TASK_COLUMNS = (
+    "task_id, run_id, workflow_id, seq, name, queue, data, attempt, status, visible_at, "
+    "lease_owner, lease_expires_at, heartbeat_details, cancel_requested, last_error, created_at"
+)
+INBOX_COLUMNS = "id, run_id, kind, time, data"
+WORKER_COLUMNS = "worker_id, queues, workflows, activities, host, pid, started_at, heartbeat_at"
+
+
+def run_record(row: Any) -> RunRecord:
+    """A `RunRecord` from a row selected with `RUN_COLUMNS`."""
+    return RunRecord(
+        workflow_id=row[0],
+        run_id=row[1],
+        name=row[2],
+        queue=row[3],
+        status=row[4],
+        input=row[5],
+        result=row[6],
+        error=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        closed_at=row[10],
+        parent_id=row[11],
+        parent_run_id=row[12],
+        history_length=row[13],
+        ready=bool(row[14]),
+        lease_owner=row[15],
+        lease_expires_at=row[16],
+        parked=bool(row[17]),
+        problem=row[18],
+        continued_to=row[19],
+        timeout=row[20],
+        is_current=bool(row[21]),
+    )
+
+
+def task_record(row: Any, status: str | None = None) -> TaskRecord:
+    """A `TaskRecord` from a row selected with `TASK_COLUMNS` (``status`` overrides)."""
+    return TaskRecord(
+        task_id=row[0],
+        run_id=row[1],
+        workflow_id=row[2],
+        seq=row[3],
+        name=row[4],
+        queue=row[5],
+        data=row[6],
+        attempt=row[7],
+        status=row[8] if status is None else status,
+        visible_at=row[9],
+        lease_owner=row[10],
+        lease_expires_at=row[11],
+        heartbeat_details=row[12],
+        cancel_requested=bool(row[13]),
+        last_error=row[14],
+        created_at=row[15],
+    )
+
+
+def inbox_item(row: Any) -> InboxItem:
+    """An `InboxItem` from a row selected with `INBOX_COLUMNS`."""
+    return InboxItem(id=row[0], run_id=row[1], kind=row[2], time=row[3], data=row[4])
+
+
+def journal_entry(row: Any) -> JournalEntry:
+    """A `JournalEntry` from ``(seq, kind, time, data)``."""
+    return JournalEntry(seq=row[0], kind=row[1], time=row[2], data=row[3])
+
+
+def worker_record(row: Any) -> WorkerRecord:
+    """A `WorkerRecord` from a row selected with `WORKER_COLUMNS` (lists stored as JSON)."""
+    return WorkerRecord(
+        worker_id=row[0],
+        queues=tuple(json.loads(row[1])),
+        workflows=tuple(json.loads(row[2])),
+        activities=tuple(json.loads(row[3])),
+        host=row[4],
+        pid=row[5],
+        started_at=row[6],
+        heartbeat_at=row[7],
+    )
+
+
+def pending_record(run: NewRun) -> RunRecord:
+    """The `RunRecord` that inserting ``run`` as new (pending, ready, current) stores."""
+    return RunRecord(
+        workflow_id=run.workflow_id,
+        run_id=run.run_id,
+        name=run.name,
+        queue=run.queue,
+        status="pending",
+        input=run.input,
+        result=None,
+        error=None,
+        created_at=run.created_at,
+        updated_at=run.created_at,
+        closed_at=None,
+        parent_id=run.parent_id,
+        parent_run_id=run.parent_run_id,
+        history_length=0,
+        ready=True,
+        lease_owner=None,
+        lease_expires_at=None,
+        parked=False,
+        problem=None,
+        continued_to=None,
+        timeout=run.timeout,
+        is_current=True,
+    )

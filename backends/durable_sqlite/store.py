@@ -1,0 +1,634 @@
+"""`SQLiteStore`: the storage contract on one SQLite file, shared by processes on one machine.
+
+URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, optionally with
+``?synchronous=full`` (the default: every commit is fsynced before it returns, so a
+committed step survives a power cut) or ``?synchronous=normal`` (WAL is synced only at
+checkpoints: a commit survives the process dying but the last ones may be lost with the
+machine; several times faster on slow disks). ``sqlite:///:memory:`` is refused: workers
+and clients are separate connections, and they must share a file.
+
+Schema: see `durable_sqlite.schema` (tables, indexes, migrations).
+
+Concurrency model:
+
+- **Across processes** SQLite allows one writer at a time. The file is in WAL mode, so
+  readers never block the writer nor it them. Every write transaction starts with
+  ``BEGIN IMMEDIATE``: it takes the write lock up front (waiting up to `BUSY_TIMEOUT`),
+  which is what makes "read, decide, write" race-free across processes (two claims cannot
+  both pick one run, one timer fires once) and avoids the deadlock of two readers both
+  upgrading to writers.
+- **Within a store** there is one aiosqlite connection (one database thread). An
+  `asyncio.Lock` lets one operation at a time use it, so the statements of concurrent
+  coroutines never interleave inside a transaction and a read never sees another
+  coroutine's uncommitted writes.
+- **Wake-ups**: after a commit the store notifies its in-process `Hub` (shared by every
+  store of this file in this process). Commits by other processes are seen by `wait`
+  polling ``PRAGMA data_version`` every `POLL_INTERVAL` while it waits for work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import aiosqlite
+
+from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
+from durable.notify import hub_for
+from durable.store import (
+    CLOSED_STATUSES,
+    TOPIC_RUNS,
+    TOPIC_TASKS,
+    TOPIC_TIMERS,
+    ClaimedRun,
+    JournalEntry,
+    NewRun,
+    Outgoing,
+    RunRecord,
+    StepCommit,
+    Store,
+    TaskOutcome,
+    TaskRecord,
+    WorkerRecord,
+    run_topic,
+)
+
+from . import claims as _claims
+from . import steps as _steps
+from .schema import (
+    RUN_COLUMNS,
+    TASK_COLUMNS,
+    WORKER_COLUMNS,
+    journal_entry,
+    migrate,
+    pending_record,
+    read_version,
+    run_record,
+    task_record,
+    worker_record,
+)
+
+__all__ = ["BUSY_TIMEOUT", "POLL_INTERVAL", "WORKER_GONE_SECONDS", "SQLiteStore"]
+
+BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write lock
+POLL_INTERVAL = 0.05  # seconds between checks for other processes' commits while waiting
+WORKER_GONE_SECONDS = 60.0  # a worker silent this long is dropped from `workers`
+
+_WORK_TOPICS = frozenset({TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS})
+_SYNCHRONOUS = ("full", "normal")
+
+
+def _json(values: Collection[str]) -> str:
+    return json.dumps(list(values))
+
+
+def _parse_url(url: str) -> tuple[str, str]:
+    """``(file path, synchronous)`` from a ``sqlite:///...`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite" or parts.netloc:
+        raise StoreError(
+            f"Not an SQLite URL: {url!r}. Use 'sqlite:///relative/path.db' or "
+            "'sqlite:////absolute/path.db'."
+        )
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise StoreError(
+            f"{url!r} names no database file. durable needs a file on disk, because its "
+            "workers and clients share it: use e.g. 'sqlite:///durable.db'."
+        )
+    synchronous = "full"
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "synchronous" and value.lower() in _SYNCHRONOUS:
+            synchronous = value.lower()
+        else:
+            raise StoreError(
+                f"Unsupported option {key}={value!r} in {url!r}: the SQLite backend takes "
+                "only ?synchronous=full (default) or ?synchronous=normal."
+            )
+    return path, synchronous
+
+
+def _check_directory(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise StoreError(
+            f"Cannot open the SQLite database {path!r}: directory {directory!r} does not "
+            "exist. Create it, or point the URL at an existing directory."
+        )
+
+
+async def _enable_wal(db: aiosqlite.Connection) -> None:
+    """Put the file in WAL mode (persistent; a no-op once done).
+
+    Switching needs the file to itself for a moment, and SQLite reports "locked" at once
+    rather than waiting, when processes open a new file together: so retry, up to
+    `BUSY_TIMEOUT`.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+            if str(rows[0][0]).lower() == "wal":
+                return
+            problem = f"journal_mode stayed {rows[0][0]!r}"
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            problem = str(exc)
+        if time.monotonic() > deadline:
+            raise StoreError(f"Cannot switch the database to WAL mode: {problem}.")
+        await asyncio.sleep(0.01)
+
+
+class SQLiteStore(Store):
+    """The `Store` for one SQLite file.
+
+        async with SQLiteStore("sqlite:///app.db") as store:
+            run, created = await store.create_run(new_run, if_exists="return")
+
+    Users reach it through ``durable.connect("sqlite:///app.db")``; see the module
+    docstring for the URL options and the concurrency model.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path, self._synchronous = _parse_url(url)
+        self.hub = hub_for(os.path.realpath(self.path))
+        self._db: aiosqlite.Connection | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._lock = asyncio.Lock()
+        # data_version read at the start of the last query feeding each work topic: a wait
+        # on that topic returns once another process has committed since.
+        self._seen: dict[str, int] = {}
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the file (creating it), switch it to WAL, and migrate the schema."""
+        if self._state != "new":
+            raise StoreError(
+                f"Cannot open this store of {self.url} twice: it is {self._state}. "
+                "Create a new one with durable.store.open_store(url)."
+            )
+        _check_directory(self.path)
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            # aiosqlite stops its thread in the background and reports back to this loop:
+            # let it, so it does not find the loop closed.
+            await asyncio.sleep(0.01)
+            raise StoreError(f"Cannot open the SQLite database {self.path!r}: {exc}.") from exc
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            try:
+                await read_version(db)  # fails here if the file is not a database
+                await db.execute_fetchall("SELECT json_array()")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"Cannot use {self.path!r} as a durable database: {exc}. Is it an SQLite "
+                    "file (version 3.38 or later, with the JSON functions)?"
+                ) from exc
+            await db.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            await migrate(db, self.path)  # refuses a newer schema before changing anything
+            await _enable_wal(db)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+        self._state = "open"
+
+    async def aclose(self) -> None:
+        """Close the connection. Idempotent."""
+        db, self._db = self._db, None
+        self._state = "closed"
+        if db is not None:
+            async with self._lock:
+                await db.close()
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            if self._state == "closed":
+                raise StoreError(
+                    f"This store of {self.url} has been closed; open a new one with "
+                    "durable.store.open_store(url)."
+                )
+            raise StoreError(
+                f"This store of {self.url} is not open yet: use 'async with store:' or "
+                "'await store.open()' first."
+            )
+        return self._db
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction, committed on success, rolled back on error.
+
+        Statements run in order on the database thread, so a rollback queued after a
+        cancelled ``BEGIN`` or statement still undoes it: the connection is never left
+        inside a transaction (which would also keep other processes' writers waiting).
+        """
+        self._conn()  # plain-English error before waiting for the lock
+        async with self._lock:
+            db = self._conn()  # closed while we waited?
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                yield db
+                await db.commit()
+            except sqlite3.OperationalError as exc:
+                await db.rollback()
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                raise StoreError(
+                    f"{self.path!r} stayed locked by another process for {BUSY_TIMEOUT:g} s "
+                    f"({exc}); is a process stuck inside a write transaction?"
+                ) from exc
+            except BaseException:
+                await db.rollback()
+                raise
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._conn()
+        async with self._lock:
+            return list(await self._conn().execute_fetchall(sql, params))
+
+    async def _data_version(self, db: aiosqlite.Connection) -> int:
+        rows = list(await db.execute_fetchall("PRAGMA data_version"))
+        return int(rows[0][0])
+
+    # ---- client side -------------------------------------------------------------------
+
+    async def create_run(
+        self, run: NewRun, *, if_exists: Literal["return", "error", "restart"]
+    ) -> tuple[RunRecord, bool]:
+        """Create ``run`` as current, pending and ready; see `Store.create_run`."""
+        if if_exists not in ("return", "error", "restart"):
+            raise ValueError(f"if_exists must be 'return', 'error' or 'restart', not {if_exists!r}")
+        async with self._write() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND is_current = 1",
+                    (run.workflow_id,),
+                )
+            )
+            if rows:
+                existing = run_record(rows[0])
+                if if_exists == "error":
+                    raise WorkflowAlreadyExists(
+                        f"Workflow {run.workflow_id!r} already exists (run {existing.run_id!r}, "
+                        f"{existing.status}). Pass if_exists='return' to get its handle, or "
+                        "'restart' to start it again once it has closed."
+                    )
+                if if_exists == "return" or existing.status not in CLOSED_STATUSES:
+                    return existing, False
+                await db.execute(
+                    "UPDATE runs SET is_current = 0 WHERE run_id = ?", (existing.run_id,)
+                )
+            await _steps.insert_runs(db, [run], or_ignore=False)
+        self.hub.notify([TOPIC_RUNS, run_topic(run.workflow_id)])
+        return pending_record(run), True
+
+    async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
+        """The workflow's current run, or its run ``run_id``; ``None`` if there is none."""
+        if run_id is None:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND is_current = 1"
+            rows = await self._read(sql, (workflow_id,))
+        else:
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND workflow_id = ?"
+            rows = await self._read(sql, (run_id, workflow_id))
+        return run_record(rows[0]) if rows else None
+
+    async def list_runs(
+        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Every run (current or not), newest first, filtered by status and name."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        )
+        return [run_record(row) for row in await self._read(sql, (*params, limit))]
+
+    async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
+        """The run's journal entries after ``after_seq``, in order."""
+        rows = await self._read(
+            "SELECT seq, kind, time, data FROM journal WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after_seq),
+        )
+        return [journal_entry(row) for row in rows]
+
+    async def read_extras(
+        self, workflow_id: str, run_id: str
+    ) -> tuple[dict[str, bytes], list[TaskRecord]]:
+        """The workflow's published values and the run's activity tasks (by seq)."""
+        self._conn()
+        async with self._lock:
+            db = self._conn()
+            published = await db.execute_fetchall(
+                "SELECT key, value FROM published WHERE workflow_id = ?", (workflow_id,)
+            )
+            tasks = await db.execute_fetchall(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = ? ORDER BY seq", (run_id,)
+            )
+        return {row[0]: row[1] for row in published}, [task_record(row) for row in tasks]
+
+    async def send(
+        self, workflow_id: str, kind: str, data: bytes, now: float, *, run_id: str | None = None
+    ) -> str | None:
+        """Append an inbox item to the current run (or ``run_id``) and mark it ready."""
+        async with self._write() as db:
+            if run_id is None:
+                sql = "SELECT run_id, closed_at FROM runs WHERE workflow_id = ? AND is_current = 1"
+                rows = list(await db.execute_fetchall(sql, (workflow_id,)))
+            else:
+                sql = "SELECT run_id, closed_at FROM runs WHERE run_id = ? AND workflow_id = ?"
+                rows = list(await db.execute_fetchall(sql, (run_id, workflow_id)))
+            if not rows:
+                which = "" if run_id is None else f" (run {run_id!r})"
+                raise WorkflowNotFound(f"No workflow {workflow_id!r}{which} in {self.url}.")
+            target, closed_at = rows[0]
+            if closed_at is not None:
+                return None
+            await db.execute(
+                "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
+                (target, kind, now, data),
+            )
+            await db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (target,))
+        self.hub.notify([TOPIC_RUNS])
+        return str(target)
+
+    async def terminate(
+        self,
+        run_id: str,
+        *,
+        entry_data: bytes,
+        error: bytes,
+        now: float,
+        parent_item: Outgoing | None,
+    ) -> bool:
+        """Close an open run as ``terminated`` at once, revoking its lease."""
+        topics: set[str] = set()
+        async with self._write() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT workflow_id, history_length, closed_at FROM runs WHERE run_id = ?",
+                    (run_id,),
+                )
+            )
+            if not rows or rows[0][2] is not None:
+                return False
+            workflow_id, length, _ = rows[0]
+            await db.execute(
+                "INSERT INTO journal (run_id, seq, kind, time, data) "
+                "VALUES (?, ?, 'workflow_terminated', ?, ?)",
+                (run_id, length + 1, now, entry_data),
+            )
+            await db.execute(
+                "UPDATE runs SET status = 'terminated', error = ?, closed_at = ?, "
+                "updated_at = ?, history_length = ?, lease_owner = NULL, "
+                "lease_expires_at = NULL, ready = 0 WHERE run_id = ?",
+                (error, now, now, length + 1, run_id),
+            )
+            await _steps.close_runs(db, [run_id])
+            if parent_item is not None and await _steps.deliver(db, [(parent_item, now)]):
+                topics.add(TOPIC_RUNS)
+            topics.add(run_topic(workflow_id))
+        self.hub.notify(topics)
+        return True
+
+    # ---- worker side -------------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Record the worker and unpark the runs it serves (retried at once)."""
+        async with self._write() as db:
+            await db.execute(
+                f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    worker.worker_id,
+                    _json(worker.queues),
+                    _json(worker.workflows),
+                    _json(worker.activities),
+                    worker.host,
+                    worker.pid,
+                    worker.started_at,
+                    worker.heartbeat_at,
+                ),
+            )
+            cursor = await db.execute(
+                "UPDATE runs SET parked = 0, problem = NULL, ready = 1 WHERE parked = 1 "
+                "AND queue IN (SELECT value FROM json_each(?)) "
+                "AND name IN (SELECT value FROM json_each(?))",
+                (_json(worker.queues), _json(worker.workflows)),
+            )
+            unparked = cursor.rowcount
+        if unparked > 0:
+            self.hub.notify([TOPIC_RUNS])
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        runs: Collection[str],
+        tasks: dict[str, bytes | None],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """Renew the worker's row and leases; return ``(lost, cancel_requested)``."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id)
+            )
+            await db.execute(
+                "DELETE FROM workers WHERE heartbeat_at < ?", (now - WORKER_GONE_SECONDS,)
+            )
+            owned: set[str] = set()
+            if runs:
+                await db.execute(
+                    "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? "
+                    "AND run_id IN (SELECT value FROM json_each(?))",
+                    (lease_until, worker_id, _json(runs)),
+                )
+                rows = await db.execute_fetchall(
+                    "SELECT run_id FROM runs WHERE lease_owner = ? "
+                    "AND run_id IN (SELECT value FROM json_each(?))",
+                    (worker_id, _json(runs)),
+                )
+                owned = {row[0] for row in rows}
+            cancelled: set[str] = set()
+            if tasks:
+                await db.executemany(
+                    "UPDATE tasks SET lease_expires_at = ?, "
+                    "heartbeat_details = COALESCE(?, heartbeat_details) "
+                    "WHERE task_id = ? AND lease_owner = ?",
+                    [(lease_until, details, t, worker_id) for t, details in tasks.items()],
+                )
+                rows = await db.execute_fetchall(
+                    "SELECT task_id, cancel_requested FROM tasks WHERE lease_owner = ? "
+                    "AND task_id IN (SELECT value FROM json_each(?))",
+                    (worker_id, _json(tasks)),
+                )
+                for task_id, cancel in rows:
+                    owned.add(task_id)
+                    if cancel:
+                        cancelled.add(task_id)
+        return (set(runs) | set(tasks)) - owned, cancelled
+
+    async def deregister_worker(self, worker_id: str, now: float) -> None:
+        """Hand back the worker's run and task leases at once and delete its row."""
+        topics: set[str] = set()
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = 1 "
+                "WHERE lease_owner = ?",
+                (worker_id,),
+            )
+            if cursor.rowcount > 0:
+                topics.add(TOPIC_RUNS)
+            # A task of a closed run is not worth another attempt: drop it.
+            await db.execute(
+                "DELETE FROM tasks WHERE lease_owner = ? AND run_id IN "
+                "(SELECT run_id FROM runs WHERE closed_at IS NOT NULL)",
+                (worker_id,),
+            )
+            cursor = await db.execute(
+                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE lease_owner = ?",
+                (worker_id,),
+            )
+            if cursor.rowcount > 0:
+                topics.add(TOPIC_TASKS)
+            await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+        self.hub.notify(topics)
+
+    async def claim_runs(
+        self,
+        owner: str,
+        *,
+        queues: Collection[str],
+        names: Collection[str],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> list[ClaimedRun]:
+        """Lease up to ``limit`` runs with work, oldest first, with their inbox."""
+        if limit <= 0 or not queues or not names:
+            return []
+        async with self._write() as db:
+            self._seen[TOPIC_RUNS] = await self._data_version(db)
+            return await _claims.claim_runs(
+                db, owner, queues=queues, names=names, now=now, lease_until=lease_until, limit=limit
+            )
+
+    async def commit_steps(self, steps: Sequence[StepCommit], now: float) -> list[bool]:
+        """Commit many runs' steps in one transaction (group commit); see `StepCommit`."""
+        if not steps:
+            return []
+        async with self._write() as db:
+            accepted, topics = await _steps.commit_steps(db, steps, now)
+        if topics:
+            self.hub.notify(topics)
+        return accepted
+
+    async def park(self, run_id: str, owner: str, problem: str) -> None:
+        """Park the owner's run with ``problem`` and release its lease."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE runs SET parked = 1, problem = ?, lease_owner = NULL, "
+                "lease_expires_at = NULL WHERE run_id = ? AND lease_owner = ?",
+                (problem, run_id, owner),
+            )
+
+    async def claim_tasks(
+        self,
+        owner: str,
+        *,
+        queues: Collection[str],
+        names: Collection[str],
+        now: float,
+        lease_until: float,
+        limit: int,
+    ) -> list[TaskRecord]:
+        """Lease up to ``limit`` activity tasks, earliest ``visible_at`` first.
+
+        Each is returned with its new lease but the status it had before this claim:
+        ``"queued"``, or ``"running"`` when its previous worker's lease had expired (that
+        attempt was lost with its worker).
+        """
+        if limit <= 0 or not queues or not names:
+            return []
+        async with self._write() as db:
+            self._seen[TOPIC_TASKS] = await self._data_version(db)
+            return await _claims.claim_tasks(
+                db, owner, queues=queues, names=names, now=now, lease_until=lease_until, limit=limit
+            )
+
+    async def finish_task(self, task_id: str, owner: str, outcome: TaskOutcome, now: float) -> bool:
+        """End an attempt (see `TaskOutcome`), fenced by the task's lease.
+
+        A retry or release of a task whose run has closed deletes the task instead.
+        """
+        async with self._write() as db:
+            done, topics = await _claims.finish_task(db, task_id, owner, outcome, now)
+        self.hub.notify(topics)
+        return done
+
+    async def fire_timers(self, now: float, limit: int) -> float | None:
+        """Turn due timers into ``timer_fired`` inbox items, exactly once; return the next
+        due time of a timer or a delayed task, if any."""
+        async with self._write() as db:
+            self._seen[TOPIC_TIMERS] = await self._data_version(db)
+            next_due, fired = await _claims.fire_timers(db, now, limit)
+        if fired:
+            self.hub.notify([TOPIC_RUNS])
+        return next_due
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """The registered workers not yet deregistered or dropped as silent."""
+        rows = await self._read(f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at")
+        return [worker_record(row) for row in rows]
+
+    # ---- wake-ups ----------------------------------------------------------------------
+
+    async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
+        """Wait on the hub; for work topics also return once another process has committed.
+
+        Another process's commit is seen by ``PRAGMA data_version`` (checked every
+        `POLL_INTERVAL`) differing from its value at the start of this store's last
+        `claim_runs` / `claim_tasks` / `fire_timers` (the query feeding that topic), so a
+        commit between that query and this wait is not missed either.
+        """
+        work = [t for t in topics if t in _WORK_TOPICS]
+        if not work:
+            await self.hub.wait(topics, timeout, since)
+            return
+        db = self._conn()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if since is None:
+            since = self.hub.generation
+        current = await self._data_version(db)
+        baselines = {self._seen.get(t, current) for t in work}
+        while True:
+            if any(b != current for b in baselines):
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            pause = min(POLL_INTERVAL, remaining)
+            started = loop.time()
+            await self.hub.wait(topics, pause, since)
+            if loop.time() - started < pause * 0.9:
+                return  # notified in this process (a late one is caught on the next turn)
+            current = await self._data_version(self._conn())
