@@ -1,0 +1,173 @@
+"""What only the SQLite backend promises: URL forms, file settings, and its own extras.
+
+The storage contract itself is tests/test_store.py, run against every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import sqlite3
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from durable.errors import StoreError
+from durable.store import JournalEntry, NewRun, StepCommit, open_store
+from durable_sqlite import SQLiteStore
+from durable_sqlite.schema import SCHEMA_VERSION
+
+
+def new_run(workflow_id: str) -> NewRun:
+    return NewRun(workflow_id, f"{workflow_id}-1", "wf", "default", b"in", 1.0)
+
+
+def _wal_size(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_url_forms(tmp_path: Path) -> None:
+    assert SQLiteStore("sqlite:///relative/app.db").path == "relative/app.db"
+    assert SQLiteStore("sqlite:////abs/app.db").path == "/abs/app.db"
+    assert isinstance(open_store(f"sqlite:///{tmp_path}/x.db"), SQLiteStore)
+    for bad, says in [
+        ("sqlite:///:memory:", "needs a file on disk"),
+        ("sqlite://", "names no database file"),
+        ("sqlite://host/app.db", "Not an SQLite URL"),
+        ("sqlite:///app.db?synchronous=off", "synchronous=normal"),
+        ("sqlite:///app.db?timeout=3", "Unsupported option timeout"),
+    ]:
+        with pytest.raises(StoreError, match=says):
+            SQLiteStore(bad)
+
+
+async def test_relative_and_absolute_urls_of_one_file_share_a_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = SQLiteStore("sqlite:///app.db")
+    absolute = SQLiteStore(f"sqlite:///{tmp_path / 'app.db'}")
+    assert relative.hub is absolute.hub
+    assert SQLiteStore(f"sqlite:///{tmp_path / 'other.db'}").hub is not relative.hub
+
+
+@pytest.mark.parametrize(("option", "expected"), [("", 2), ("?synchronous=normal", 1)])
+async def test_file_settings(tmp_path: Path, option: str, expected: int) -> None:
+    async with SQLiteStore(f"sqlite:///{tmp_path / 'app.db'}{option}") as store:
+        db = store._conn()
+        assert list(await db.execute_fetchall("PRAGMA synchronous")) == [(expected,)]
+        assert list(await db.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
+        assert list(await db.execute_fetchall("PRAGMA busy_timeout")) == [(10_000,)]
+    with closing(sqlite3.connect(tmp_path / "app.db")) as db:
+        assert db.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
+
+
+async def test_unusable_files_are_refused_plainly(tmp_path: Path) -> None:
+    (tmp_path / "junk.db").write_bytes(b"this is not a database, just some text" * 100)
+    with pytest.raises(StoreError, match=r"Cannot use .*junk\.db"):
+        await SQLiteStore(f"sqlite:///{tmp_path / 'junk.db'}").open()
+    with pytest.raises(StoreError, match="missing' does not exist"):
+        await SQLiteStore(f"sqlite:///{tmp_path / 'missing' / 'app.db'}").open()
+
+
+async def test_a_store_opens_once(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'app.db'}")
+    async with store:
+        with pytest.raises(StoreError, match="twice"):
+            await store.open()
+    with pytest.raises(StoreError, match="twice"):
+        await store.open()
+
+
+async def test_newer_schema_leaves_the_file_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    async with SQLiteStore(f"sqlite:///{path}") as store:
+        await store.create_run(new_run("w"), if_exists="error")
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = '7'")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(StoreError) as info:
+        await SQLiteStore(f"sqlite:///{path}").open()
+    assert str(info.value) == (
+        f"Database {path} has schema version 7, newer than this durable-flow (supports up to "
+        f"{SCHEMA_VERSION}). Upgrade durable-flow (pip install -U durable-flow) on every worker "
+        "and client."
+    )
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert _wal_size(path) == 0  # nothing written to the log either
+
+
+async def test_released_lease_with_unconsumed_items_leaves_the_run_ready(tmp_path: Path) -> None:
+    # An item the worker saw at claim time but did not consume must not be stranded when
+    # it hands the lease back: the run stays claimable.
+    async with SQLiteStore(f"sqlite:///{tmp_path / 'app.db'}") as store:
+        await store.create_run(new_run("w"), if_exists="error")
+        await store.send("w", "signal", b"x", 2.0)
+        kw = {"queues": ["default"], "names": ["wf"], "now": 3.0, "lease_until": 100.0}
+        [claimed] = await store.claim_runs("a", limit=10, **kw)  # type: ignore[arg-type]
+        assert [i.data for i in claimed.inbox] == [b"x"]  # and not consumed below
+        step = StepCommit("w-1", "a", 0, [JournalEntry(1, "workflow_started", 3.0, b"")])
+        step.release_lease = True
+        assert await store.commit_steps([step], 4.0) == [True]
+        [again] = await store.claim_runs("b", limit=10, **kw)  # type: ignore[arg-type]
+        assert [i.data for i in again.inbox] == [b"x"]
+
+
+async def test_entries_must_continue_the_journal(tmp_path: Path) -> None:
+    async with SQLiteStore(f"sqlite:///{tmp_path / 'app.db'}") as store:
+        step = StepCommit("r", "a", 3, [JournalEntry(5, "marker", 1.0, b"")])
+        with pytest.raises(ValueError, match="seq 5, expected 4"):
+            await store.commit_steps([step], 1.0)
+
+
+async def test_cancelled_writes_never_leave_a_transaction_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    async with SQLiteStore(url) as store, SQLiteStore(url) as other:
+        await store.create_run(new_run("w"), if_exists="error")
+        for spins in range(16):  # cancel at every await point of a write, in turn
+            write = asyncio.create_task(store.send("w", "signal", b"x", 1.0))
+            for _ in range(spins):
+                await asyncio.sleep(0)
+            write.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await write
+            assert not store._conn().in_transaction
+            # Another connection can take the write lock at once (no 10 s busy wait).
+            async with asyncio.timeout(2.0):
+                assert await other.send("w", "signal", b"y", 2.0) == "w-1"
+            assert await store.send("w", "signal", b"z", 3.0) == "w-1"
+
+
+_OPEN_AND_CREATE = """
+import asyncio, sys, time
+from durable.store import NewRun, open_store
+
+async def main() -> None:
+    url, name, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    while time.time() < go:
+        await asyncio.sleep(0.001)
+    async with open_store(url) as store:
+        await store.create_run(NewRun(name, name, "wf", "default", b"", 1.0), if_exists="error")
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_opening_a_new_file_together(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    go = time.time() + 1.5  # all open at once, after their imports
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _OPEN_AND_CREATE, url, f"w{i}", str(go)
+        )
+        for i in range(6)
+    ]
+    assert [await p.wait() for p in procs] == [0] * 6
+    async with SQLiteStore(url) as store:
+        assert len(await store.list_runs()) == 6
+        assert list(await store._conn().execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
