@@ -1,0 +1,230 @@
+"""The `durable` command, run as a person runs it: real processes on a SQLite file.
+
+A `durable worker cli_app` process serves `tests/cli_app.py`; every other command is a
+short-lived `python -m durable ...` beside it. The worker is stopped with SIGTERM at the
+end of each test and must exit 0 (graceful).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes: a few seconds in all
+
+TESTS = Path(__file__).resolve().parent
+WAIT = 20.0  # seconds a test waits for a workflow to get somewhere
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DURABLE_DB"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    return env
+
+
+@dataclass
+class Cli:
+    """Runs `durable` commands against one database, from one directory."""
+
+    db: str
+    cwd: Path
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "durable", *args, "--db", self.db],
+            cwd=self.cwd,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str) -> str:
+        """Run a command that must succeed; its stdout."""
+        done = self(*args)
+        assert done.returncode == 0, f"durable {' '.join(args)} failed:\n{done.stderr}"
+        assert done.stderr == ""
+        return done.stdout
+
+    def show(self, workflow_id: str) -> str:
+        return self.ok("show", workflow_id)
+
+    def wait_for(self, workflow_id: str, text: str) -> str:
+        """Poll `durable show` until its output contains ``text``; that output."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            out = self.show(workflow_id)
+            if text in out:
+                return out
+            assert time.monotonic() < deadline, f"no {text!r} within {WAIT}s:\n{out}"
+            time.sleep(0.05)
+
+
+def _history_kinds(show_output: str) -> list[str]:
+    history = show_output.split("history:\n", 1)[1]
+    return [line.split()[2] for line in history.splitlines()]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(db=f"sqlite:///{tmp_path / 'cli.db'}", cwd=tmp_path)
+
+
+@pytest.fixture
+def worker(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """`durable worker cli_app` in the background; stopped with SIGTERM, must exit 0."""
+    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "durable", "worker", "cli_app", "--db", cli.db],
+            cwd=cli.cwd,
+            env=_env(),
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + WAIT
+        while "Ctrl-C stops." not in out.read_text():
+            assert proc.poll() is None, f"the worker exited early:\n{err.read_text()}"
+            assert time.monotonic() < deadline, "the worker printed no banner"
+            time.sleep(0.05)
+        banner = out.read_text()
+        assert f"on {cli.db}" in banner
+        assert "1 workflow(s), 1 activity(ies)" in banner
+        yield proc
+    finally:
+        code = _stop(proc)
+    assert code == 0, f"the worker did not stop gracefully (exit {code}):\n{err.read_text()}"
+    assert "Traceback" not in err.read_text()
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM the worker (unless it has exited) and wait for it; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def test_start_list_signal_show(cli: Cli, worker: subprocess.Popen[str]) -> None:
+    assert cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-1") == "wf-1\n"
+    # Idempotent on the id: the same id comes back and nothing new is started.
+    assert cli.ok("start", "greet_when_told", "--input", '["bob"]', "--id", "wf-1") == "wf-1\n"
+
+    waiting = cli.wait_for("wf-1", "published")
+    assert "  status   running\n" in waiting
+    assert "  input    ['ada']\n" in waiting
+
+    listing = cli.ok("list").splitlines()
+    assert listing[0].split() == ["ID", "NAME", "STATUS", "CREATED"]
+    assert [row.split()[:3] for row in listing[1:]] == [["wf-1", "greet_when_told", "running"]]
+
+    assert cli.ok("signal", "wf-1", "go", '{"fast": true}') == ""
+    done = cli.wait_for("wf-1", "workflow_completed")
+    assert done.splitlines()[0].startswith("greet_when_told wf-1 (run ")
+    assert "  status   completed\n" in done
+    assert "  result   {'greeting': 'hello ada', 'go': {'fast': True}}\n" in done
+    assert _history_kinds(done) == [
+        "workflow_started",
+        "activity_scheduled",
+        "activity_completed",
+        "published",
+        "signal_received",
+        "workflow_completed",
+    ]
+    assert re.search(r"signal_received +\{'name': 'go', 'value': \{'fast': True\}\}", done)
+
+    assert [
+        row.split()[:3] for row in cli.ok("list", "--status", "completed").splitlines()[1:]
+    ] == [["wf-1", "greet_when_told", "completed"]]
+    # A closed workflow takes no more signals, and says so.
+    late = cli("signal", "wf-1", "go", "1")
+    assert late.returncode == 1
+    assert "durable: Workflow 'wf-1' has closed; signal 'go' was not delivered." in late.stderr
+
+
+def test_start_without_id_prints_a_fresh_one(cli: Cli, worker: subprocess.Popen[str]) -> None:
+    workflow_id = cli.ok("start", "greet_when_told", "--input", '"grace"').strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", workflow_id)
+    cli.wait_for(workflow_id, "published")
+    cli.ok("signal", workflow_id, "go")  # no value: null
+    done = cli.wait_for(workflow_id, "workflow_completed")
+    assert "  result   {'greeting': 'hello grace', 'go': None}\n" in done
+
+
+def test_cancel(cli: Cli, worker: subprocess.Popen[str]) -> None:
+    cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-c")
+    cli.wait_for("wf-c", "published")
+    assert cli.ok("cancel", "wf-c") == ""
+    done = cli.wait_for("wf-c", "workflow_cancelled")
+    assert "  status   cancelled\n" in done
+    assert _history_kinds(done)[-2:] == ["cancel_requested", "workflow_cancelled"]
+
+
+def test_terminate_with_reason(cli: Cli, worker: subprocess.Popen[str]) -> None:
+    cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-t")
+    cli.wait_for("wf-t", "published")
+    assert cli.ok("terminate", "wf-t", "--reason", "bad data") == ""
+    # Closed when the command returns: no waiting needed.
+    done = cli.show("wf-t")
+    assert "  status   terminated\n" in done
+    assert "  error    Terminated: bad data\n" in done
+    assert _history_kinds(done)[-1] == "workflow_terminated"
+    assert done.rstrip().endswith("workflow_terminated  {'reason': 'bad data'}")
+
+
+def test_unserved_workflow_says_why_it_waits(cli: Cli, worker: subprocess.Popen[str]) -> None:
+    cli.ok("start", "no_such_workflow", "--id", "wf-u")
+    # (Polled: the worker registers itself just after printing its banner.)
+    shown = cli.wait_for("wf-u", "No live worker registers workflow 'no_such_workflow'")
+    assert "  status   pending\n" in shown
+    assert "serve ['greet_when_told']" in shown
+    # A worker stopped with SIGTERM deregisters at once: nobody serves the queue now.
+    assert _stop(worker) == 0
+    shown = cli.show("wf-u")
+    assert "No live worker serves queue 'default' for workflow 'no_such_workflow'" in shown
+
+
+def test_worker_for_a_module_that_cannot_be_imported(cli: Cli) -> None:
+    done = cli("worker", "no_such_module")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "durable: cannot import module 'no_such_module'" in done.stderr
+    assert "importable from the current directory" in done.stderr
+
+
+def test_worker_for_a_module_without_workflows(cli: Cli) -> None:
+    done = cli("worker", "json")
+    assert done.returncode == 1
+    assert "durable: json define no @workflow or @activity functions." in done.stderr
+
+
+def test_bad_json_is_refused_before_anything_is_written(cli: Cli) -> None:
+    done = cli("start", "greet_when_told", "--input", "{bad", "--id", "wf-j")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "durable: --input is not valid JSON" in done.stderr
+    assert "'{bad'" in done.stderr
+    missing = cli("show", "wf-j")
+    assert missing.returncode == 1
+    assert "No workflow with id 'wf-j'" in missing.stderr
+
+    cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-j")
+    done = cli("signal", "wf-j", "go", "not json")
+    assert done.returncode == 1
+    assert "durable: the value is not valid JSON" in done.stderr
+    assert "signal_received" not in cli.show("wf-j")
