@@ -558,8 +558,11 @@ class PostgresStore(Store):
         return await self._write(op)
 
     async def finish_task(self, task_id: str, owner: str, outcome: TaskOutcome, now: float) -> bool:
-        """See `Store.finish_task`. Locks the run row before the task row, the order every
+        """See `Store.finish_task`. A retry or release of a task whose run has closed
+        deletes the task instead. Locks the run row before the task row, the order every
         other writer uses, so it cannot deadlock with a step commit."""
+        if outcome.kind not in ("done", "retry", "release"):
+            raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
 
         async def op(conn: Any) -> tuple[bool, Collection[str]]:
             row = await conn.fetchrow(
@@ -571,7 +574,8 @@ class PostgresStore(Store):
             if row is None:
                 return False, ()
             topics: set[str] = set()
-            if outcome.kind == "done":
+            if outcome.kind == "done" or row["closed_at"] is not None:
+                # A retry or release for a closed run deletes the task: nobody wants it.
                 await conn.execute("DELETE FROM tasks WHERE task_id = $1", task_id)
             elif outcome.kind == "retry":
                 await conn.execute(
