@@ -7,8 +7,8 @@ transaction) to every connection listening on the channel. The payload is
 listener skips its own hub's notifications (already delivered in-process) and forwards
 everyone else's to `Hub.notify`.
 
-The listener uses its own connection, not one from the pool: a pooled connection would be
-reset on release (``UNLISTEN *``) and could not be held for the store's whole life. If that
+The listener uses its own connection, not one from the pool: it is held for the store's
+whole life, and asyncpg drops a pooled connection's listeners when it is released. If that
 connection drops (server restart, ``pg_terminate_backend``, network) a background task owned
 by the `Listener` reconnects with backoff; while it is down `listening` is False and
 `PostgresStore.wait` caps its timeouts at ``POLL_INTERVAL`` so callers poll. Both edges
@@ -114,26 +114,23 @@ class Listener:
         if origin != self._origin:
             self._hub.notify(topics)
 
-    def _on_termination(self, conn: Any) -> None:
-        self._lost.set()
-
     async def _attach(self) -> None:
         conn = await self._connect()
+        # One event per connection: a late callback of an old connection sets its own.
+        lost = asyncio.Event()
         try:
-            self._lost = asyncio.Event()
-            conn.add_termination_listener(self._on_termination)
+            conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(self._channel, self._on_notification)
         except BaseException:
             conn.terminate()
             raise
-        self._conn = conn
+        self._conn, self._lost = conn, lost
         self.listening = True
 
     async def _detach(self) -> None:
         conn, self._conn = self._conn, None
         self.listening = False
         if conn is not None and not conn.is_closed():
-            conn.remove_termination_listener(self._on_termination)
             try:
                 await asyncio.wait_for(conn.close(), LISTENER_PING_TIMEOUT)
             except Exception:  # best effort: it is being dropped anyway
