@@ -78,7 +78,7 @@ async def _worker(args: argparse.Namespace) -> int:
     workflows, activities = collect(_import(args.modules))
     if not workflows and not activities:
         raise SystemExit(
-            f"durable: {', '.join(args.modules)} define no @workflow or @activity functions."
+            f"durable: no @workflow or @activity functions found in {', '.join(args.modules)}."
         )
     async with Client(args.db) as client:
         worker = Worker(
@@ -240,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(asyncio.run(args.run(args)))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except DurableError as exc:
         print(f"durable: {exc}", file=sys.stderr)
         return 1

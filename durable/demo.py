@@ -8,7 +8,7 @@ that the demo sends. Each journal entry is printed as the worker writes it.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import context as durable
@@ -55,6 +55,19 @@ async def book_trip(trip: str, cents: int) -> dict[str, Any]:
     return {"hotel": hotel, "flight": flight, "receipt": receipt, "approved": approved}
 
 
+def _summary(data: dict[str, Any]) -> str:
+    """One readable line for a journal entry's data."""
+    parts = []
+    for key in ("name", "ref", "attempt", "key", "value", "result"):
+        if key in data and data[key] is not None:
+            parts.append(f"{key}={data[key]!r}")
+    if "due" in data:
+        parts.append(f"due={datetime.fromtimestamp(data['due'], UTC):%H:%M:%S.%f}"[:-3])
+    if "error" in data:
+        parts.append(f"error={data['error']}")
+    return " ".join(parts)
+
+
 async def run_demo(url: str) -> None:
     """Run `book_trip` with a worker in this process, printing each journal entry."""
     print(f"durable demo on {url}")
@@ -71,12 +84,7 @@ async def run_demo(url: str) -> None:
             while True:
                 events = await handle.history()
                 for event in events[seen:]:
-                    detail = {
-                        k: v
-                        for k, v in event.data.items()
-                        if k in ("name", "result", "ref", "error", "key", "value", "due")
-                    }
-                    print(f"  {event.seq:>3}  {event.kind:<20} {detail}")
+                    print(f"  {event.seq:>3}  {event.kind:<20} {_summary(event.data)}")
                 seen = len(events)
                 if events and events[-1].kind.startswith("workflow_"):
                     if events[-1].kind != "workflow_started":

@@ -408,7 +408,9 @@ class Worker:
     async def _drive(self, driver: _Driver) -> None:
         try:
             first = True
-            while (driver.pending or first) and driver.held and not self._stopping.is_set():
+            # Steps go on while stopping: results of attempts that finish within the grace
+            # period are committed (new activities then go to the task table for others).
+            while (driver.pending or first) and driver.held:
                 first = False
                 if not await self._step(driver):
                     break
@@ -418,7 +420,7 @@ class Worker:
         finally:
             driver.stepping = False
             self._busy -= 1
-        if driver.pending and driver.held and not self._stopping.is_set():
+        if driver.pending and driver.held:
             self._kick(driver)
 
     async def _rebuild(self, driver: _Driver) -> WorkflowRun:

@@ -210,7 +210,7 @@ def test_worker_for_a_module_that_cannot_be_imported(cli: Cli) -> None:
 def test_worker_for_a_module_without_workflows(cli: Cli) -> None:
     done = cli("worker", "json")
     assert done.returncode == 1
-    assert "durable: json define no @workflow or @activity functions." in done.stderr
+    assert "durable: no @workflow or @activity functions found in json." in done.stderr
 
 
 def test_bad_json_is_refused_before_anything_is_written(cli: Cli) -> None:
