@@ -270,7 +270,7 @@ class WorkflowHandle(Generic[T]):
         while True:
             mark = store.watermark()
             run = await self._current()
-            published, _ = await store.read_extras(self.id, run.run_id)
+            published = (await store.read_extras(self.id, run.run_id)).published
             if key in published:
                 return payload.decode(published[key])
             if run.status in CLOSED_STATUSES and run.status != "continued_as_new":
@@ -453,7 +453,8 @@ class Client:
 
     async def _pending(self, store: Store, run: RunRecord) -> list[PendingStep]:
         entries = await store.read_journal(run.run_id)
-        _, tasks = await store.read_extras(run.workflow_id, run.run_id)
+        extras = await store.read_extras(run.workflow_id, run.run_id)
+        tasks = extras.tasks
         by_seq = {t.seq: t for t in tasks}
         open_steps: dict[int, PendingStep] = {}
         children: dict[str, int] = {}
@@ -469,7 +470,7 @@ class Client:
                 open_steps[e.seq] = PendingStep(
                     "activity", data["name"], task.attempt, _dt(e.time), last
                 )
-            elif e.kind == "timer_started" and float(data["due"]) > self.clock.now():
+            elif e.kind == "timer_started" and e.seq in extras.timers:
                 due = _dt(float(data["due"])).isoformat()
                 open_steps[e.seq] = PendingStep("timer", f"until {due}", 1, _dt(e.time), None)
             elif e.kind == "timer_fired":

@@ -33,7 +33,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import StoreError
@@ -51,6 +51,7 @@ __all__ = [
     "NewTask",
     "NewTimer",
     "Outgoing",
+    "RunExtras",
     "RunRecord",
     "StepCommit",
     "Store",
@@ -273,6 +274,14 @@ class StepCommit:
     problem: str | None = None
 
 
+class RunExtras(NamedTuple):
+    """What `Store.read_extras` returns: a run's state beyond its row and journal."""
+
+    published: dict[str, bytes]
+    tasks: list[TaskRecord]
+    timers: dict[int, float]
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerRecord:
     """A live worker and what it serves."""
@@ -350,10 +359,9 @@ class Store(abc.ABC):
         """The run's journal entries with ``seq > after_seq``, in order."""
 
     @abc.abstractmethod
-    async def read_extras(
-        self, workflow_id: str, run_id: str
-    ) -> tuple[dict[str, bytes], list[TaskRecord]]:
-        """The workflow's published values (by key) and the run's activity tasks."""
+    async def read_extras(self, workflow_id: str, run_id: str) -> RunExtras:
+        """The workflow's published values (by key), the run's activity tasks (by seq), and
+        its timers still to fire (seq → due time)."""
 
     @abc.abstractmethod
     async def send(

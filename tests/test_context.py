@@ -160,3 +160,44 @@ async def test_concurrent_workflows_share_commits(
     steps = sum(batches)
     assert steps >= 40 * 6
     assert len(batches) < steps / 2, f"{len(batches)} transactions for {steps} steps"
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=0, initial_interval=timedelta(seconds=30)))
+async def always_down(x: int) -> int:
+    raise ConnectionError(f"service down for {x}")
+
+
+@durable.workflow
+async def waits_then_calls() -> int:
+    try:
+        await durable.wait_signal("go", timeout=timedelta(hours=1))
+    except TimeoutError:
+        return -1
+    return await always_down(5)
+
+
+async def test_describe_lists_pending_steps_with_attempts_and_errors(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[waits_then_calls], activities=[always_down]):
+        handle = await client.start(waits_then_calls)
+        for _ in range(200):
+            desc = await handle.describe()
+            if desc.pending:
+                break
+            await asyncio.sleep(0.02)
+        assert [(p.kind, p.attempt) for p in desc.pending] == [("timer", 1)]
+        await handle.signal("go")
+        for _ in range(200):
+            desc = await handle.describe()
+            if any(p.kind == "activity" and p.last_error for p in desc.pending):
+                break
+            await asyncio.sleep(0.02)
+        # The timer lost the race to the signal and is gone; the activity waits to retry.
+        [step] = desc.pending
+        assert step.kind == "activity"
+        assert step.name == "always_down"
+        assert step.attempt == 2
+        assert step.last_error is not None
+        assert "service down for 5" in step.last_error.message
+        await handle.terminate("test over")

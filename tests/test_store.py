@@ -313,7 +313,7 @@ async def test_commit_step_writes_everything(store: Store) -> None:
     assert (run.history_length, run.updated_at, run.status) == (5, 6.0, "running")
     assert run.problem == "history is long"
     assert run.lease_owner == "w1"
-    published, tasks = await store.read_extras("w", run_id)
+    published, tasks, _ = await store.read_extras("w", run_id)
     assert published == {"progress": b"1"}
     by_id = {t.task_id: t for t in tasks}
     assert by_id[f"{run_id}:3"].status == "queued"
@@ -344,7 +344,7 @@ async def test_published_values_are_upserted(store: Store) -> None:
         StepCommit(run_id, "w1", 2, entries(3, "published"), published={"k": b"2"}),
     ]
     assert await store.commit_steps(steps, 4.0) == [True, True]
-    published, _ = await store.read_extras("w", run_id)
+    published, _, _ = await store.read_extras("w", run_id)
     assert published == {"k": b"2", "j": b"j"}
 
 
@@ -407,10 +407,10 @@ async def test_fencing_rejects_bad_steps_and_accepts_the_rest(store: Store) -> N
         assert run is not None
         assert (run.history_length, run.status, run.result) == (length, status, None), wid
         assert len(await store.read_journal(run_id)) == length
-        published, tasks = await store.read_extras(wid, run_id)
+        published, tasks, _ = await store.read_extras(wid, run_id)
         assert published == {}, wid
         assert all(t.seq != 90 for t in tasks), wid
-    _, tasks = await store.read_extras("stolen", stolen)
+    _, tasks, _ = await store.read_extras("stolen", stolen)
     assert [(t.task_id, t.lease_owner) for t in tasks] == [(f"{stolen}:2", "w2")]
     run = await store.get_run("good")
     assert run is not None
@@ -485,7 +485,7 @@ async def test_closing_cleans_up_timers_tasks_and_lease(store: Store) -> None:
         7.0,
         None,
     )
-    _, tasks = await store.read_extras("w", run_id)
+    _, tasks, _ = await store.read_extras("w", run_id)
     assert [(t.task_id, t.cancel_requested) for t in tasks] == [(f"{run_id}:2", True)]
     assert await store.fire_timers(AFTER, 100) is None  # timer and delayed task are gone
     lost, cancelled = await store.heartbeat(

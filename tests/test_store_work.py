@@ -72,7 +72,7 @@ async def test_claim_tasks_visible_first_filtered_and_leased(store: Store) -> No
     assert [t.task_id for t in await claim_tasks(store, "tw", now=20.0)] == [f"{run_id}:4"]
     assert [t.task_id for t in await claim_tasks(store, "x", queues=["other"])] == [f"{run_id}:5"]
     assert [t.task_id for t in await claim_tasks(store, "x", names=["other"])] == [f"{run_id}:6"]
-    _, tasks = await store.read_extras("w", run_id)
+    _, tasks, _ = await store.read_extras("w", run_id)
     assert {t.status for t in tasks} == {"running"}
 
 
@@ -238,7 +238,7 @@ async def test_terminate_closes_at_once_and_revokes_the_lease(store: Store) -> N
     assert (last.seq, last.kind, last.data, last.time) == (5, "workflow_terminated", b"why", 6.0)
     next_step = StepCommit(run.run_id, "w1", 4, entries(5, "marker"))
     assert await store.commit_steps([next_step], 7.0) == [False]
-    _, tasks = await store.read_extras("w", run.run_id)
+    _, tasks, _ = await store.read_extras("w", run.run_id)
     assert [(t.task_id, t.cancel_requested) for t in tasks] == [(running.task_id, True)]
     assert await store.fire_timers(AFTER, 100) is None
     assert await peek(store, parent) == [("child_failed", b"terminated")]

@@ -39,6 +39,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    RunExtras,
     RunRecord,
     StepCommit,
     Store,
@@ -257,22 +258,27 @@ class PostgresStore(Store):
         )
         return [JournalEntry(r["seq"], r["kind"], r["time"], r["data"]) for r in rows]
 
-    async def read_extras(
-        self, workflow_id: str, run_id: str
-    ) -> tuple[dict[str, bytes], list[TaskRecord]]:
+    async def read_extras(self, workflow_id: str, run_id: str) -> RunExtras:
         """See `Store.read_extras`."""
 
-        async def op(conn: Any) -> tuple[list[Any], list[Any]]:
+        async def op(conn: Any) -> tuple[list[Any], list[Any], list[Any]]:
             published = await conn.fetch(
                 "SELECT key, value FROM published WHERE workflow_id = $1", workflow_id
             )
             tasks = await conn.fetch(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = $1 ORDER BY seq", run_id
             )
-            return published, tasks
+            timers = await conn.fetch(
+                "SELECT seq, due_at FROM timers WHERE run_id = $1 ORDER BY seq", run_id
+            )
+            return published, tasks, timers
 
-        published, tasks = await self._db.read(op)
-        return {r["key"]: r["value"] for r in published}, [task_record(r) for r in tasks]
+        published, tasks, timers = await self._db.read(op)
+        return RunExtras(
+            {r["key"]: r["value"] for r in published},
+            [task_record(r) for r in tasks],
+            {int(r["seq"]): float(r["due_at"]) for r in timers},
+        )
 
     async def send(
         self, workflow_id: str, kind: str, data: bytes, now: float, *, run_id: str | None = None

@@ -51,6 +51,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    RunExtras,
     RunRecord,
     StepCommit,
     Store,
@@ -328,10 +329,8 @@ class SQLiteStore(Store):
         )
         return [journal_entry(row) for row in rows]
 
-    async def read_extras(
-        self, workflow_id: str, run_id: str
-    ) -> tuple[dict[str, bytes], list[TaskRecord]]:
-        """The workflow's published values and the run's activity tasks (by seq)."""
+    async def read_extras(self, workflow_id: str, run_id: str) -> RunExtras:
+        """The workflow's published values, the run's activity tasks and pending timers."""
         self._conn()
         async with self._lock:
             db = self._conn()
@@ -341,7 +340,14 @@ class SQLiteStore(Store):
             tasks = await db.execute_fetchall(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = ? ORDER BY seq", (run_id,)
             )
-        return {row[0]: row[1] for row in published}, [task_record(row) for row in tasks]
+            timers = await db.execute_fetchall(
+                "SELECT seq, due_at FROM timers WHERE run_id = ? ORDER BY seq", (run_id,)
+            )
+        return RunExtras(
+            {row[0]: row[1] for row in published},
+            [task_record(row) for row in tasks],
+            {int(row[0]): float(row[1]) for row in timers},
+        )
 
     async def send(
         self, workflow_id: str, kind: str, data: bytes, now: float, *, run_id: str | None = None
