@@ -439,3 +439,52 @@ async def test_evicted_workflows_rebuild_by_replay(client: durable.Client) -> No
             await h.signal("wake")
         results = [await h.result(timeout=20) for h in handles]
     assert results == list(range(1, 9))
+
+
+@durable.activity(
+    timeout=timedelta(seconds=0.3),
+    retry=RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=10)),
+)
+async def hangs_first(x: int) -> int:
+    calls["hangs_first"] += 1
+    if calls["hangs_first"] == 1:
+        await asyncio.sleep(10)
+    return x
+
+
+@durable.workflow
+async def uses_hangs_first() -> int:
+    return await hangs_first(9)
+
+
+async def test_per_attempt_timeout_fails_the_attempt_and_retries(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[uses_hangs_first], activities=[hangs_first]):
+        handle = await client.start(uses_hangs_first)
+        assert await handle.result(timeout=20) == 9
+    [retry] = [e for e in await handle.history() if e.kind == "activity_retrying"]
+    assert retry.data["error"].type == "TimeoutError"
+    assert "per-attempt timeout" in retry.data["error"].message
+
+
+running = {"now": 0, "peak": 0}
+
+
+@durable.activity
+async def occupy(i: int) -> int:
+    running["now"] += 1
+    running["peak"] = max(running["peak"], running["now"])
+    await asyncio.sleep(0.05)
+    running["now"] -= 1
+    return i
+
+
+@durable.workflow
+async def wide(n: int) -> list[int]:
+    return list(await asyncio.gather(*(occupy(i) for i in range(n))))
+
+
+async def test_max_concurrency_bounds_running_activities(client: durable.Client) -> None:
+    running.update(now=0, peak=0)
+    async with durable.Worker(client, workflows=[wide], activities=[occupy], max_concurrency=3):
+        assert await client.execute(wide, 12, timeout=20) == list(range(12))
+    assert running["peak"] == 3
