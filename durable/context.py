@@ -228,6 +228,7 @@ class ActivityContext:
     has_details: bool = False
     last_heartbeat: float = 0.0
     cancelled: bool = False
+    started: bool = False
     on_heartbeat: Callable[[], None] | None = field(default=None, repr=False)
 
 

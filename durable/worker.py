@@ -175,6 +175,8 @@ class Worker:
         self._slots = max_concurrency
         self._slot_freed = asyncio.Event()
         self._remote: dict[str, ActivityContext] = {}  # task id -> running claimed attempt
+        # Local attempts leased to this worker, waiting for an activity slot.
+        self._waiting: collections.deque[tuple[_Driver, Attempt]] = collections.deque()
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._state = "new"
@@ -282,7 +284,7 @@ class Worker:
             logger.exception("Heartbeat of worker %s failed", self.worker_id)
         deadline = time.monotonic() + STOP_GRACE
         while time.monotonic() < deadline:
-            wanted = [c for c in self._running().values() if not c.cancelled]
+            wanted = [c for c in self._running().values() if c.started and not c.cancelled]
             if not wanted and not self._busy:
                 return
             await asyncio.sleep(0.05)
@@ -434,7 +436,7 @@ class Worker:
             queue=run.queue,
             parent_id=run.parent_id,
         )
-        entries = await self.store.read_journal(run.run_id)
+        entries = await self.store.read_journal(run.run_id) if run.history_length else []
         i = 0
         while i < len(entries):
             entry = entries[i]
@@ -526,8 +528,6 @@ class Worker:
         commit.release_lease = outcome is not None or not (driver.local or local)
         accepted = await self._commit(commit)
         if not accepted:
-            for _ in local:
-                self._free_slot()
             logger.info(
                 "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
             )
@@ -536,7 +536,8 @@ class Worker:
         driver.record_length = engine.history_length
         for attempt in local:
             driver.local[attempt.task_id] = attempt.context
-            self._spawn(self._run_local(driver, attempt))
+            self._waiting.append((driver, attempt))
+        self._start_waiting()
         if commit.release_lease:
             # Items claimed meanwhile stay in the inbox (the store re-marks the run ready)
             # and come back with the next claim, by whichever worker.
@@ -566,10 +567,11 @@ class Worker:
             if cmd.kind == "activity_scheduled":
                 task_id = f"{run.run_id}:{cmd.seq}"
                 adefn = self.activities.get(data["name"])
-                mine = adefn is not None and data["queue"] in self.queues and self._slots > 0
+                # Served here: leased to this worker now and run here as soon as a slot is
+                # free, so its result rides the run's next commit (no task-table round trip).
+                mine = adefn is not None and data["queue"] in self.queues
                 owner = None
                 if mine and adefn is not None and not self._stopping.is_set():
-                    self._slots -= 1
                     owner = self.worker_id
                     info = self._info(run.workflow_id, run.run_id, task_id, data, 1, None, now)
                     local.append(Attempt(task_id, adefn, data, 1, ActivityContext(info)))
@@ -734,6 +736,15 @@ class Worker:
     def _free_slot(self) -> None:
         self._slots += 1
         self._slot_freed.set()
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Start local attempts waiting for a slot, oldest first (not once stopping: their
+        task rows are handed back to the queue instead)."""
+        while self._slots > 0 and self._waiting and not self._stopping.is_set():
+            driver, attempt = self._waiting.popleft()
+            self._slots -= 1
+            self._spawn(self._run_local(driver, attempt))
 
     def _decide(
         self, spec: dict[str, Any], attempt: int, created_at: float, result: AttemptResult
@@ -771,7 +782,15 @@ class Worker:
         seq = int(attempt.task_id.rsplit(":", 1)[1])
         spec["_seq"] = seq
         try:
-            result = await run_attempt(attempt)
+            if attempt.context.cancelled:
+                # The workflow gave up on it while it waited for a slot: run nothing.
+                error = RemoteError(
+                    "CancelledError", f"Activity {attempt.definition.name!r} was cancelled"
+                )
+                result = AttemptResult(error=error, cancelled=True)
+            else:
+                attempt.context.started = True
+                result = await run_attempt(attempt)
             outcome = self._decide(spec, attempt.attempt, self.clock.now(), result)
             if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
                 # The fast path: straight into the run's next step, one commit for both.
@@ -856,7 +875,7 @@ class Worker:
                 task.heartbeat_details,
                 task.created_at,
             )
-            ctx = ActivityContext(info, cancelled=task.cancel_requested)
+            ctx = ActivityContext(info, cancelled=task.cancel_requested, started=True)
             self._remote[task.task_id] = ctx
             try:
                 result = await run_attempt(Attempt(task.task_id, defn, spec, attempt_no, ctx))
