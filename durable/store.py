@@ -31,7 +31,7 @@ LISTEN/NOTIFY, SQLite's data_version poll) do so.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -235,7 +235,8 @@ class StepCommit:
     The step is accepted only if, at commit time, ``runs.lease_owner == owner``, the lease
     has not expired (``lease_expires_at > now``), ``history_length == expected_length``,
     the run is not closed, and every task in ``finished_tasks`` still exists leased to
-    ``owner``. Otherwise nothing of it is written.
+    ``owner`` at the attempt given (an attempt declared lost, and retried, cannot deliver
+    its result late). Otherwise nothing of it is written.
 
     Accepted, the store: appends ``entries`` (their seqs continue from
     ``expected_length``); deletes the ``consumed_inbox`` items; creates ``new_tasks``,
@@ -263,7 +264,7 @@ class StepCommit:
     error: bytes | None = None
     release_lease: bool = False
     new_tasks: list[NewTask] = field(default_factory=list)
-    finished_tasks: list[str] = field(default_factory=list)
+    finished_tasks: dict[str, int] = field(default_factory=dict)  # task id -> attempt
     cancelled_tasks: list[str] = field(default_factory=list)
     new_timers: list[NewTimer] = field(default_factory=list)
     cancelled_timers: list[int] = field(default_factory=list)  # seqs of this run's timers
@@ -404,16 +405,17 @@ class Store(abc.ABC):
         worker_id: str,
         *,
         runs: Collection[str],
-        tasks: dict[str, bytes | None],
+        tasks: Mapping[str, tuple[int, bytes | None]],
         now: float,
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
         """Renew the worker's row and its leases, in one transaction.
 
         ``runs``: run ids whose lease to extend to ``lease_until`` (only where still owned).
-        ``tasks``: task ids to extend likewise, each with new heartbeat details (``None``
-        keeps the old). Returns ``(lost, cancel_requested)``: the run and task ids no longer
-        leased to this worker, and the task ids whose cancellation was requested.
+        ``tasks``: task id -> (attempt, new heartbeat details or ``None`` to keep the old),
+        extended likewise only where still leased to this worker at that attempt. Returns
+        ``(lost, cancel_requested)``: the run and task ids no longer leased to this worker
+        (at that attempt), and the task ids whose cancellation was requested.
         Workers not heard from for a while are deleted from ``workers`` here too.
         """
 
@@ -465,18 +467,26 @@ class Store(abc.ABC):
         now: float,
         lease_until: float,
         limit: int,
+        exclude: Collection[str] = (),
     ) -> list[TaskRecord]:
         """Lease up to ``limit`` activity tasks, earliest ``visible_at`` first.
 
         Claimable: ``queue``/``name`` match and either queued with ``visible_at <= now``, or
         running with an expired lease (its worker died: returned with ``status="running"``
         so the caller can count that attempt as failed). Sets status ``running``, the lease.
+        ``exclude``: task ids not to claim, the caller's own attempts still running: a
+        lease of its own that lapsed is not taken back (the attempt is alive, merely late
+        to renew), and a retry of a task waits until the caller's attempt of it has
+        ended, so one worker never runs two attempts of one task at once.
         """
 
     @abc.abstractmethod
-    async def finish_task(self, task_id: str, owner: str, outcome: TaskOutcome, now: float) -> bool:
-        """End an attempt (see `TaskOutcome`), fenced: False, and nothing written, unless the
-        task exists leased to ``owner``. The inbox item is dropped if the run has closed."""
+    async def finish_task(
+        self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float
+    ) -> bool:
+        """End attempt ``attempt`` (see `TaskOutcome`), fenced: False, and nothing written,
+        unless the task exists leased to ``owner`` at that attempt. The inbox item is
+        dropped if the run has closed."""
 
     @abc.abstractmethod
     async def fire_timers(self, now: float, limit: int) -> float | None:

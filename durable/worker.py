@@ -86,6 +86,7 @@ class _Driver:
     __slots__ = (
         "claimed",
         "engine",
+        "finishing",
         "held",
         "local",
         "pending",
@@ -102,10 +103,13 @@ class _Driver:
         self.workflow = workflow
         self.engine: WorkflowRun | None = None
         self.claimed: ClaimedRun | None = None
-        # (kind, data, time, inbox id or None, finished task id or None)
-        self.pending: list[tuple[str, bytes, float, int | None, str | None]] = []
+        # (kind, data, time, inbox id or None, the attempt it reports the end of or None)
+        self.pending: list[tuple[str, bytes, float, int | None, ActivityContext | None]] = []
         self.seen_inbox: set[int] = set()
         self.local: dict[str, ActivityContext] = {}  # task id -> running local attempt
+        # Local attempts that ended, their results not yet committed: their task leases
+        # are still renewed, and their tasks not taken back, until the commit says.
+        self.finishing: dict[str, ActivityContext] = {}
         self.held = False
         self.stepping = False
         self.record_length = 0
@@ -270,10 +274,14 @@ class Worker:
             await background
 
     def _running(self) -> dict[str, ActivityContext]:
-        """Every attempt running in this worker, local or claimed, by task id."""
+        """Every attempt this worker holds a task lease for, local or claimed, by task id:
+        running, waiting for a slot, or ended with its result not yet committed."""
         running = dict(self._remote)
         for driver in self._drivers.values():
-            running.update(driver.local)
+            if driver.local:
+                running.update(driver.local)
+            if driver.finishing:
+                running.update(driver.finishing)
         return running
 
     async def _drain(self) -> None:
@@ -401,6 +409,7 @@ class Worker:
             driver.engine = None
         driver.held = False
         driver.pending.clear()
+        driver.finishing.clear()
         driver.seen_inbox.clear()
         if not driver.local:
             self._drivers.pop(driver.run_id, None)
@@ -479,7 +488,7 @@ class Worker:
                 if inbox_id is not None:
                     commit.consumed_inbox.append(inbox_id)
                 if finished is not None:
-                    commit.finished_tasks.append(finished)
+                    commit.finished_tasks[finished.info.task_id] = finished.info.attempt
                 if engine.closed:
                     continue  # late arrivals for a closed run are consumed, not journaled
                 when = max(when, engine._now)
@@ -527,6 +536,8 @@ class Worker:
             self._close(driver, engine, commit)
         commit.release_lease = outcome is not None or not (driver.local or local)
         accepted = await self._commit(commit)
+        for task_id in commit.finished_tasks:
+            driver.finishing.pop(task_id, None)
         if not accepted:
             logger.info(
                 "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
@@ -794,13 +805,17 @@ class Worker:
             outcome = self._decide(spec, attempt.attempt, self.clock.now(), result)
             if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
                 # The fast path: straight into the run's next step, one commit for both.
+                now = self.clock.now()
                 driver.pending.append(
-                    (outcome.item_kind, outcome.item_data, self.clock.now(), None, attempt.task_id)
+                    (outcome.item_kind, outcome.item_data, now, None, attempt.context)
                 )
+                driver.finishing[attempt.task_id] = attempt.context
                 driver.local.pop(attempt.task_id, None)
                 self._kick(driver)
                 return
-            await self.store.finish_task(attempt.task_id, self.worker_id, outcome, self.clock.now())
+            await self.store.finish_task(
+                attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
+            )
             driver.local.pop(attempt.task_id, None)
             if not driver.local and not driver.pending and not driver.stepping and driver.held:
                 # Nothing more in flight here: the inbox item brings the run back.
@@ -825,6 +840,7 @@ class Worker:
                 now=now,
                 lease_until=now + LEASE_SECONDS,
                 limit=self._slots,
+                exclude=list(self._running()),
             )
             for task in tasks:
                 self._slots -= 1
@@ -856,14 +872,14 @@ class Worker:
                     outcome = TaskOutcome(
                         "retry", outcome.item_kind, outcome.item_data, now, outcome.last_error
                     )
-                await self.store.finish_task(task.task_id, self.worker_id, outcome, now)
+                await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
                 return
             if task.cancel_requested:
                 # Its workflow gave up on it before it (re)started: record that, run nothing.
                 error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
                 item = {"ref": task.seq, "error": error.to_dict(), "attempts": attempt_no}
                 outcome = TaskOutcome("done", "activity_failed", payload.encode(item))
-                await self.store.finish_task(task.task_id, self.worker_id, outcome, now)
+                await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
                 return
             defn = self.activities[task.name]
             info = self._info(
@@ -882,7 +898,8 @@ class Worker:
             finally:
                 self._remote.pop(task.task_id, None)
             outcome = self._decide(spec, attempt_no, task.created_at, result)
-            await self.store.finish_task(task.task_id, self.worker_id, outcome, self.clock.now())
+            now = self.clock.now()
+            await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
         except Exception:
             logger.exception("Activity task %s failed in worker %s", task.task_id, self.worker_id)
         finally:
@@ -915,7 +932,7 @@ class Worker:
         held = [d.run_id for d in self._drivers.values() if d.held]
         running = self._running()
         tasks = {
-            task_id: payload.encode(ctx.details) if ctx.has_details else None
+            task_id: (ctx.info.attempt, payload.encode(ctx.details) if ctx.has_details else None)
             for task_id, ctx in running.items()
         }
         now = self.clock.now()

@@ -86,6 +86,7 @@ async def claim_tasks(store: Store, owner: str, now: float = 10.0, **kw: Any) ->
         now=now,
         lease_until=kw.get("lease_until", LEASE),
         limit=kw.get("limit", 100),
+        exclude=kw.get("exclude", ()),
     )
 
 

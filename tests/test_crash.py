@@ -11,7 +11,8 @@ and then reads the journals back:
 - SIGTERM: the worker exits 0 at once and hands its leases back, so another worker goes on
   without waiting for them to expire; what finished in its grace period is kept.
 - A live worker presumed dead (its heartbeat stalled past the lease; in-process, with the
-  worker's constants patched): an attempt declared lost cannot commit its result.
+  worker's constants patched): an attempt declared lost cannot commit its result, even
+  when the retry lands on the same worker; alone, the late worker keeps its attempt.
 
 Leases: durable reads ``LEASE_SECONDS`` / ``HEARTBEAT_INTERVAL`` from ``durable.worker``
 and offers no environment variable for them, so ``tests/crash_app.py`` patches them at
@@ -39,6 +40,9 @@ import pytest
 
 import durable
 import durable.worker
+from durable import payload
+from durable.errors import RemoteError
+from durable.store import Store, TaskOutcome, TaskRecord, open_store
 from tests import crash_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -450,34 +454,75 @@ async def test_sigterm_keeps_what_finished_in_its_grace_period(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: task leases are fenced by worker id only; a worker that claims its "
-    "own lapsed task back (WorkerLost, attempt 2) still 'owns' it, so attempt 1's result "
-    "passes the fence of the fast-path commit after attempt 1 was journaled as lost",
-)
-async def test_attempt_declared_lost_cannot_commit_its_result(
-    store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A live worker whose heartbeat stalls past its lease (a long database outage or lock
-    wait, a GC or VM pause) is presumed dead: its running attempt is declared lost and the
-    activity runs again, possibly in that same worker. The stale attempt's result must then
-    lose to the fence, like any dead worker's: the journal never says "attempt 1 was lost"
-    and also commits attempt 1's result."""
+def _stall_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leases of 1 s that nobody renews: every worker in this process is late (a long
+    database outage or lock wait, a GC or VM pause), though alive."""
     monkeypatch.setattr(durable.worker, "LEASE_SECONDS", 1.0)
     monkeypatch.setattr(durable.worker, "HEARTBEAT_INTERVAL", 60.0)  # the stall
     monkeypatch.setattr(durable.worker, "POLL_INTERVAL", 0.1)
-    async with durable.connect(store_url) as client:
+
+
+async def test_attempt_declared_lost_cannot_commit_its_result(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live worker whose heartbeat stalls past its lease is presumed dead by another:
+    its running attempt is declared lost and retried, and the retry may well come back to
+    this same worker. The stale attempt's result must then lose to the fence, like any
+    dead worker's: the journal never says "attempt 1 was lost" and also commits attempt
+    1's result. This test plays the other worker through the storage contract, so that
+    the retry can only go to the late worker (its owner id matches; its attempt does not).
+    """
+    _stall_heartbeats(monkeypatch)
+    detector = open_store(store_url)
+    async with durable.connect(store_url) as client, detector:
         workflows, activities = [crash_app.lapse], [crash_app.lapsing]
         async with durable.Worker(client, workflows=workflows, activities=activities):
             handle = await client.start(crash_app.lapse, 1.5, 0.8, id="lapse")
+            started = time.monotonic()
+            while not (lost := await _claim_lapsed(detector)):
+                assert time.monotonic() - started < 10, "attempt 1's lease never lapsed"
+                await asyncio.sleep(0.05)
+            [task] = lost
+            assert (task.status, task.attempt) == ("running", 1)
+            error = RemoteError("WorkerLost", "presumed dead by the test").to_dict()
+            item = {"ref": task.seq, "attempt": 1, "error": error}
+            retry = TaskOutcome(
+                "retry", "activity_retrying", payload.encode(item), visible_at=time.time()
+            )
+            assert await detector.finish_task(task.task_id, "detector", 1, retry, time.time())
             committed = await handle.result(timeout=15)
-            await asyncio.sleep(1.0)  # the other attempt ends too
         events = await handle.history()
-    lost = {e.data["attempt"] for e in events if e.kind == "activity_retrying"}
-    assert lost, "attempt 1 outlived its lease: it should have been declared lost"
-    assert committed not in lost, (
-        f"attempt {committed}'s result was committed, but the journal declared attempts "
-        f"{sorted(lost)} lost: {[(e.seq, e.kind, e.data.get('attempt')) for e in events]}"
+    lost_attempts = {e.data["attempt"] for e in events if e.kind == "activity_retrying"}
+    assert lost_attempts == {1}
+    assert committed == 2, (
+        f"attempt {committed}'s result was committed, but the journal declared attempt 1 "
+        f"lost: {[(e.seq, e.kind, e.data.get('attempt')) for e in events]}"
     )
+    check_journal(events, {("lapsing", 1.5)})
+
+
+async def _claim_lapsed(store: Store) -> list[TaskRecord]:
+    now = time.time()
+    return await store.claim_tasks(
+        "detector", queues=["default"], names=["lapsing"], now=now, lease_until=now + 60, limit=1
+    )
+
+
+async def test_lone_worker_late_to_renew_keeps_its_running_attempt(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same stall with no other worker: the late worker does not declare its own
+    running attempt lost (it knows that attempt is alive), so it runs once and counts."""
+    _stall_heartbeats(monkeypatch)
+    async with durable.connect(store_url) as client:
+        async with durable.Worker(
+            client, workflows=[crash_app.lapse], activities=[crash_app.lapsing]
+        ):
+            handle = await client.start(crash_app.lapse, 1.5, 0.8, id="lapse-alone")
+            assert await handle.result(timeout=15) == 1
+        events = await handle.history()
+    assert [e.kind for e in events if e.kind.startswith("activity")] == [
+        "activity_scheduled",
+        "activity_completed",
+    ]
     check_journal(events, {("lapsing", 1.5)})

@@ -485,7 +485,8 @@ async def test_group_commit_fences_each_step(store: PostgresStore) -> None:
         "x", queues=["default"], names=["a"], now=now, lease_until=now + 60, limit=10
     )
     assert [t.task_id for t in tasks] == ["run-0:2"]
-    assert await store.finish_task("run-0:2", "x", TaskOutcome("done", "activity_completed"), now)
+    done = TaskOutcome("done", "activity_completed")
+    assert await store.finish_task("run-0:2", "x", 1, done, now)
 
 
 # ---- indexes -------------------------------------------------------------------------
@@ -518,7 +519,7 @@ _PLANS = {
 }
 _ARGS = {
     "claim_runs": (["q0", "q10"], ["wf"], 1000.0, "w", 2000.0, 10, "q0", "q10"),
-    "claim_tasks": (["q0", "q1"], ["act"], 1000.0, "w", 2000.0, 10, "q0", "q1"),
+    "claim_tasks": (["q0", "q1"], ["act"], 1000.0, "w", 2000.0, 10, ["run-3:1"], "q0", "q1"),
     "fire_timers": (1000.0, 10),
     "next_due": (1000.0,),
     "claim_inbox": (["run-50", "run-100"],),

@@ -392,7 +392,7 @@ async def test_fencing_rejects_bad_steps_and_accepts_the_rest(store: Store) -> N
         step_for(expired),
         step_for(stale, expected=0),
         step_for(closed, expected=2),
-        step_for(stolen, expected=2, finished_tasks=[f"{stolen}:2"]),
+        step_for(stolen, expected=2, finished_tasks={f"{stolen}:2": 1}),
         step_for(good),
     ]
     assert await store.commit_steps(batch, 9.0) == [False, False, False, False, False, True]
@@ -434,7 +434,7 @@ async def test_two_steps_of_one_run_chain_in_one_batch(store: Store) -> None:
         new_tasks=[new_task(run_id, "w", 2, lease_owner="w1")],
     )
     finish = StepCommit(
-        run_id, "w1", 2, entries(3, "activity_completed"), finished_tasks=[f"{run_id}:2"]
+        run_id, "w1", 2, entries(3, "activity_completed"), finished_tasks={f"{run_id}:2": 1}
     )
     duplicate = StepCommit(run_id, "w1", 2, entries(3, "marker"))
     assert await store.commit_steps([create, finish, duplicate], 4.0) == [True, True, False]
@@ -489,7 +489,7 @@ async def test_closing_cleans_up_timers_tasks_and_lease(store: Store) -> None:
     assert [(t.task_id, t.cancel_requested) for t in tasks] == [(f"{run_id}:2", True)]
     assert await store.fire_timers(AFTER, 100) is None  # timer and delayed task are gone
     lost, cancelled = await store.heartbeat(
-        "tw", runs=[], tasks={running.task_id: None}, now=8.0, lease_until=LEASE
+        "tw", runs=[], tasks={running.task_id: (1, None)}, now=8.0, lease_until=LEASE
     )
     assert (lost, cancelled) == (set(), {running.task_id})
     assert await claim(store, "other", now=AFTER) == []

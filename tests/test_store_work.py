@@ -80,8 +80,8 @@ async def test_finish_task_done_delivers_the_item(store: Store) -> None:
     run_id = await _with_tasks(store, new_task("", "w", 2))
     [t] = await claim_tasks(store, "tw")
     outcome = TaskOutcome("done", "activity_completed", b"result")
-    assert not await store.finish_task(t.task_id, "intruder", outcome, 11.0)
-    assert await store.finish_task(t.task_id, "tw", outcome, 11.0)
+    assert not await store.finish_task(t.task_id, "intruder", 1, outcome, 11.0)
+    assert await store.finish_task(t.task_id, "tw", 1, outcome, 11.0)
     assert (await store.read_extras("w", run_id))[1] == []
     run = await store.get_run("w")
     assert run is not None
@@ -90,7 +90,7 @@ async def test_finish_task_done_delivers_the_item(store: Store) -> None:
     assert [(i.kind, i.data, i.time) for i in claimed.inbox] == [
         ("activity_completed", b"result", 11.0)
     ]
-    assert not await store.finish_task(t.task_id, "tw", outcome, 12.0)  # gone
+    assert not await store.finish_task(t.task_id, "tw", 1, outcome, 12.0)  # gone
 
 
 async def test_finish_task_retry_requeues_later_with_next_attempt(store: Store) -> None:
@@ -99,7 +99,7 @@ async def test_finish_task_retry_requeues_later_with_next_attempt(store: Store) 
     outcome = TaskOutcome(
         "retry", "activity_retrying", b"err-1", visible_at=30.0, last_error=b"boom"
     )
-    assert await store.finish_task(t.task_id, "tw", outcome, 11.0)
+    assert await store.finish_task(t.task_id, "tw", 1, outcome, 11.0)
     [requeued] = (await store.read_extras("w", run_id))[1]
     assert (requeued.status, requeued.attempt, requeued.visible_at) == ("queued", 2, 30.0)
     assert requeued.last_error == b"boom"
@@ -114,7 +114,7 @@ async def test_finish_task_retry_requeues_later_with_next_attempt(store: Store) 
 async def test_finish_task_release_requeues_same_attempt_silently(store: Store) -> None:
     run_id = await _with_tasks(store, new_task("", "w", 2))
     [t] = await claim_tasks(store, "tw", now=10.0)
-    assert await store.finish_task(t.task_id, "tw", TaskOutcome("release"), 11.0)
+    assert await store.finish_task(t.task_id, "tw", 1, TaskOutcome("release"), 11.0)
     [released] = (await store.read_extras("w", run_id))[1]
     assert (released.status, released.attempt, released.lease_owner) == ("queued", 1, None)
     assert await peek(store, run_id) == []
@@ -134,10 +134,67 @@ async def test_expired_task_is_reclaimed_running_and_old_owner_is_fenced(store: 
         1,
     )
     done = TaskOutcome("done", "activity_completed", b"late")
-    assert not await store.finish_task(t.task_id, "dead", done, 21.0)
+    assert not await store.finish_task(t.task_id, "dead", 1, done, 21.0)
     [row] = (await store.read_extras("w", run_id))[1]
     assert row.lease_owner == "alive"
     assert await peek(store, run_id) == []
+
+
+async def test_an_attempt_declared_lost_is_fenced_out_by_its_retry(store: Store) -> None:
+    """Attempt 1 outlives its lease, another worker declares it lost and retries, and the
+    next attempt lands on attempt 1's worker again: the owner matches, the attempt does
+    not, so attempt 1's late result, heartbeat and commit are all refused."""
+    run_id = await _with_tasks(store, new_task("", "w", 2))
+    [t] = await claim_tasks(store, "w1", now=10.0, lease_until=20.0)
+    [lost] = await claim_tasks(store, "w2", now=20.0, lease_until=50.0)
+    retry = TaskOutcome("retry", "activity_retrying", b"lost", visible_at=21.0)
+    assert await store.finish_task(lost.task_id, "w2", 1, retry, 20.0)
+    [again] = await claim_tasks(store, "w1", now=21.0, lease_until=60.0)
+    assert (again.task_id, again.attempt, again.lease_owner) == (t.task_id, 2, "w1")
+
+    late = TaskOutcome("done", "activity_completed", b"from attempt 1")
+    assert not await store.finish_task(t.task_id, "w1", 1, late, 22.0)
+    lost_ids, _ = await store.heartbeat(
+        "w1", runs=[], tasks={t.task_id: (1, b"attempt 1")}, now=22.0, lease_until=99.0
+    )
+    assert lost_ids == {t.task_id}
+    [row] = (await store.read_extras("w", run_id))[1]
+    assert (row.attempt, row.lease_expires_at, row.heartbeat_details) == (2, 60.0, None)
+    stale = StepCommit(
+        run_id, "w1", 2, entries(3, "activity_completed"), finished_tasks={t.task_id: 1}
+    )
+    assert await store.commit_steps([stale], 22.0) == [False]
+    assert len(await store.read_journal(run_id)) == 2
+
+    lost_ids, _ = await store.heartbeat(
+        "w1", runs=[], tasks={t.task_id: (2, b"attempt 2")}, now=23.0, lease_until=99.0
+    )
+    assert lost_ids == set()
+    fresh = StepCommit(
+        run_id, "w1", 2, entries(3, "activity_completed"), finished_tasks={t.task_id: 2}
+    )
+    assert await store.commit_steps([fresh], 24.0) == [True]
+    assert (await store.read_extras("w", run_id))[1] == []
+
+
+async def test_claim_tasks_leaves_the_claimers_own_live_attempts_alone(store: Store) -> None:
+    """A worker late to renew its leases does not take back tasks it is still running
+    (``exclude``), only those it lost track of, nor a retry of one; other workers take
+    any lapsed lease."""
+    await _with_tasks(store, new_task("", "w", 2), new_task("", "w", 3), new_task("", "w", 4))
+    a, b = await claim_tasks(store, "w1", now=10.0, lease_until=20.0, limit=2)
+    [c] = await claim_tasks(store, "w1", now=10.0, lease_until=15.0)
+    [lost] = await claim_tasks(store, "w2", now=15.0, lease_until=45.0)  # c, presumed dead
+    retry = TaskOutcome("retry", "activity_retrying", b"", visible_at=15.0)
+    assert await store.finish_task(lost.task_id, "w2", 1, retry, 15.0)
+    running = [a.task_id, c.task_id]  # w1 still runs c's attempt 1, and a
+    [mine] = await claim_tasks(store, "w1", now=25.0, lease_until=55.0, exclude=running)
+    assert (mine.task_id, mine.status) == (b.task_id, "running")
+    theirs = await claim_tasks(store, "w2", now=26.0, lease_until=56.0)
+    assert [(t.task_id, t.status, t.lease_owner) for t in theirs] == [
+        (a.task_id, "running", "w2"),
+        (c.task_id, "queued", "w2"),
+    ]
 
 
 async def test_finish_task_of_a_closed_run_drops_the_item(store: Store) -> None:
@@ -145,7 +202,7 @@ async def test_finish_task_of_a_closed_run_drops_the_item(store: Store) -> None:
     [t] = await claim_tasks(store, "tw")
     await store.terminate(run_id, entry_data=b"", error=b"", now=11.0, parent_item=None)
     assert await store.finish_task(
-        t.task_id, "tw", TaskOutcome("done", "activity_completed", b"r"), 12.0
+        t.task_id, "tw", 1, TaskOutcome("done", "activity_completed", b"r"), 12.0
     )
     assert (await store.read_extras("w", run_id))[1] == []
     assert await peek(store, run_id) == []
@@ -259,7 +316,7 @@ async def test_heartbeat_extends_leases_and_reports_lost_and_cancelled(store: St
     lost, cancelled = await store.heartbeat(
         "w1",
         runs=[mine, theirs, "no-such-run"],
-        tasks={a.task_id: b"progress", b.task_id: None, "no-such-task": None},
+        tasks={a.task_id: (1, b"progress"), b.task_id: (1, None), "no-such-task": (1, None)},
         now=12.0,
         lease_until=300.0,
     )
@@ -275,7 +332,7 @@ async def test_heartbeat_extends_leases_and_reports_lost_and_cancelled(store: St
     tasks = {t.task_id: t for t in (await store.read_extras("t", run_id))[1]}
     assert tasks[a.task_id].lease_expires_at == 300.0
     assert tasks[a.task_id].heartbeat_details == b"progress"
-    await store.heartbeat("w1", runs=[], tasks={a.task_id: None}, now=13.0, lease_until=300.0)
+    await store.heartbeat("w1", runs=[], tasks={a.task_id: (1, None)}, now=13.0, lease_until=300.0)
     tasks = {t.task_id: t for t in (await store.read_extras("t", run_id))[1]}
     assert tasks[a.task_id].heartbeat_details == b"progress"  # None keeps the old details
     assert await claim_tasks(store, "w3", now=250.0) == []  # extended beyond 20

@@ -61,7 +61,7 @@ RETURNING {columns}
 _CLAIM_TASKS_QUEUED = """queued_{i} AS (
     SELECT task_id, visible_at, status FROM tasks
     WHERE status = 'queued' AND queue = ${queue} AND visible_at <= $3
-      AND name = ANY($2::text[])
+      AND name = ANY($2::text[]) AND NOT task_id = ANY($7::text[])
     ORDER BY visible_at LIMIT $6
     FOR UPDATE SKIP LOCKED
 )"""
@@ -70,6 +70,7 @@ WITH {queued_ctes}, queued AS ({queued}), expired AS (
     SELECT task_id, visible_at, status FROM tasks
     WHERE status = 'running' AND lease_expires_at <= $3
       AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+      AND NOT task_id = ANY($7::text[])
     ORDER BY lease_expires_at LIMIT $6
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
@@ -97,10 +98,11 @@ def claim_runs_sql(n_queues: int) -> str:
 
 @functools.lru_cache(maxsize=64)
 def claim_tasks_sql(n_queues: int) -> str:
-    """`claim_tasks`'s statement for ``n_queues`` queues (parameters as `claim_runs_sql`)."""
+    """`claim_tasks`'s statement for ``n_queues`` queues (parameters as `claim_runs_sql`,
+    but ``$7`` is the task ids not to claim and each queue follows from ``$8``)."""
     return _CLAIM_TASKS.format(
         queued_ctes=", ".join(
-            _CLAIM_TASKS_QUEUED.replace("${queue}", f"${7 + i}").format(i=i)
+            _CLAIM_TASKS_QUEUED.replace("${queue}", f"${8 + i}").format(i=i)
             for i in range(n_queues)
         ),
         queued=" UNION ALL ".join(f"SELECT * FROM queued_{i}" for i in range(n_queues)),
@@ -180,15 +182,16 @@ async def claim_tasks(
     now: float,
     lease_until: float,
     limit: int,
+    exclude: Collection[str] = (),
 ) -> list[TaskRecord]:
     """Lease up to ``limit`` claimable tasks to ``owner``, earliest ``visible_at`` first,
-    each with its status before the claim."""
+    each with its status before the claim; none of ``exclude``."""
     if limit <= 0 or not queues or not names:
         return []
     wanted = sorted(set(queues))
     rows = await conn.fetch(
         claim_tasks_sql(len(wanted)), wanted, list(names), now, owner, lease_until, limit,
-        *wanted,
+        list(exclude), *wanted,
     )  # fmt: skip
     return sorted((task_record(r) for r in rows), key=lambda t: (t.visible_at, t.task_id))
 

@@ -58,7 +58,7 @@ SELECT run_id, workflow_id, status, closed_at, lease_owner, lease_expires_at,
 FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE
 """
 _LOCK_TASKS = """
-SELECT task_id, lease_owner FROM tasks
+SELECT task_id, lease_owner, attempt FROM tasks
 WHERE task_id = ANY($1::text[]) ORDER BY task_id FOR UPDATE
 """
 _INSERT_JOURNAL = """
@@ -287,7 +287,9 @@ def plan(
             ready=row["ready"],
             problem=row["problem"],
         )
-    task_owner: dict[str, str | None] = {r["task_id"]: r["lease_owner"] for r in task_rows}
+    task_lease: dict[str, tuple[str | None, int]] = {
+        r["task_id"]: (r["lease_owner"], r["attempt"]) for r in task_rows
+    }
     for step in steps:
         run = out.runs.get(step.run_id)
         ok = (
@@ -297,17 +299,24 @@ def plan(
             and run.lease_expires_at is not None
             and run.lease_expires_at > now
             and run.history_length == step.expected_length
-            and all(t in task_owner and task_owner[t] == step.owner for t in step.finished_tasks)
+            and all(
+                task_lease.get(t) == (step.owner, attempt)
+                for t, attempt in step.finished_tasks.items()
+            )
         )
         out.accepted.append(ok)
         if ok:
             assert run is not None
-            _accept(out, run, step, task_owner, now)
+            _accept(out, run, step, task_lease, now)
     return out
 
 
 def _accept(
-    out: Plan, run: _Run, step: StepCommit, task_owner: dict[str, str | None], now: float
+    out: Plan,
+    run: _Run,
+    step: StepCommit,
+    task_lease: dict[str, tuple[str | None, int]],
+    now: float,
 ) -> None:
     run_id, topic = step.run_id, run_topic(run.workflow_id)
     for entry in step.entries:
@@ -335,12 +344,12 @@ def _accept(
              task.data, task.attempt, status, task.visible_at, task.lease_owner,
              task.lease_expires_at)
         )  # fmt: skip
-        task_owner[task.task_id] = task.lease_owner
+        task_lease[task.task_id] = (task.lease_owner, task.attempt)
         if task.lease_owner is None:
             out.topics.add(TOPIC_TASKS if task.visible_at <= now else TOPIC_TIMERS)
     for task_id in step.finished_tasks:
         out.finished_tasks.append(task_id)
-        task_owner.pop(task_id, None)
+        task_lease.pop(task_id, None)
     out.cancelled_tasks.extend(step.cancelled_tasks)
     for timer in step.new_timers:
         out.timers.append((timer.run_id, timer.seq, timer.due_at, timer.data))

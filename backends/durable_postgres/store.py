@@ -26,7 +26,7 @@ one run are serialised, see "Claims and the inbox" in `PostgresStore`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
@@ -409,7 +409,7 @@ class PostgresStore(Store):
         worker_id: str,
         *,
         runs: Collection[str],
-        tasks: dict[str, bytes | None],
+        tasks: Mapping[str, tuple[int, bytes | None]],
         now: float,
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
@@ -428,13 +428,15 @@ class PostgresStore(Store):
             kept_tasks = await conn.fetch(
                 """UPDATE tasks t SET lease_expires_at = $2,
                        heartbeat_details = COALESCE(u.details, t.heartbeat_details)
-                   FROM unnest($3::text[], $4::bytea[]) AS u(task_id, details)
-                   WHERE t.task_id = u.task_id AND t.lease_owner = $1
+                   FROM unnest($3::text[], $4::int[], $5::bytea[])
+                       AS u(task_id, attempt, details)
+                   WHERE t.task_id = u.task_id AND t.lease_owner = $1 AND t.attempt = u.attempt
                    RETURNING t.task_id, t.cancel_requested""",
                 worker_id,
                 lease_until,
                 task_ids,
-                [tasks[t] for t in task_ids],
+                [tasks[t][0] for t in task_ids],
+                [tasks[t][1] for t in task_ids],
             )
             await conn.execute(
                 "UPDATE workers SET heartbeat_at = $2 WHERE worker_id = $1", worker_id, now
@@ -546,6 +548,7 @@ class PostgresStore(Store):
         now: float,
         lease_until: float,
         limit: int,
+        exclude: Collection[str] = (),
     ) -> list[TaskRecord]:
         """See `Store.claim_tasks`. A task taken from a dead worker is returned with
         ``status="running"``, a fresh one with ``status="queued"`` (its status before the
@@ -557,13 +560,15 @@ class PostgresStore(Store):
         async def op(conn: Any) -> tuple[list[TaskRecord], Collection[str]]:
             tasks = await claims.claim_tasks(
                 conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
-                limit=limit,
+                limit=limit, exclude=exclude,
             )  # fmt: skip
             return tasks, ()
 
         return await self._write(op)
 
-    async def finish_task(self, task_id: str, owner: str, outcome: TaskOutcome, now: float) -> bool:
+    async def finish_task(
+        self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float
+    ) -> bool:
         """See `Store.finish_task`. A retry or release of a task whose run has closed
         deletes the task instead. Locks the run row before the task row, the order every
         other writer uses, so it cannot deadlock with a step commit."""
@@ -573,9 +578,11 @@ class PostgresStore(Store):
         async def op(conn: Any) -> tuple[bool, Collection[str]]:
             row = await conn.fetchrow(
                 "SELECT t.run_id, r.closed_at FROM runs r JOIN tasks t ON t.run_id = r.run_id "
-                "WHERE t.task_id = $1 AND t.lease_owner = $2 FOR UPDATE OF r, t",
+                "WHERE t.task_id = $1 AND t.lease_owner = $2 AND t.attempt = $3 "
+                "FOR UPDATE OF r, t",
                 task_id,
                 owner,
+                attempt,
             )
             if row is None:
                 return False, ()

@@ -89,6 +89,7 @@ async def claim_tasks(
     now: float,
     lease_until: float,
     limit: int,
+    exclude: Collection[str] = (),
 ) -> list[TaskRecord]:
     """`Store.claim_tasks` inside an open write transaction.
 
@@ -97,14 +98,15 @@ async def claim_tasks(
     """
     queued = await db.execute_fetchall(
         f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_queue "
-        f"WHERE status = 'queued' {_FILTERS} AND visible_at <= ? ORDER BY visible_at LIMIT ?",
-        (_json(queues), _json(names), now, limit),
+        f"WHERE status = 'queued' {_FILTERS} AND visible_at <= ? "
+        "AND task_id NOT IN (SELECT value FROM json_each(?)) ORDER BY visible_at LIMIT ?",
+        (_json(queues), _json(names), now, _json(exclude), limit),
     )
     expired = await db.execute_fetchall(
         f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_lease "
         f"WHERE status = 'running' AND lease_expires_at <= ? {_FILTERS} "
-        "ORDER BY visible_at LIMIT ?",
-        (now, _json(queues), _json(names), limit),
+        "AND task_id NOT IN (SELECT value FROM json_each(?)) ORDER BY visible_at LIMIT ?",
+        (now, _json(queues), _json(names), _json(exclude), limit),
     )
     records = (task_record(row) for row in [*queued, *expired])
     chosen = sorted(records, key=lambda t: t.visible_at)[:limit]
@@ -119,7 +121,12 @@ async def claim_tasks(
 
 
 async def finish_task(
-    db: aiosqlite.Connection, task_id: str, owner: str, outcome: TaskOutcome, now: float
+    db: aiosqlite.Connection,
+    task_id: str,
+    owner: str,
+    attempt: int,
+    outcome: TaskOutcome,
+    now: float,
 ) -> tuple[bool, set[str]]:
     """`Store.finish_task` inside an open write transaction; also returns the topics.
 
@@ -130,14 +137,15 @@ async def finish_task(
         raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
     rows = list(
         await db.execute_fetchall(
-            "SELECT t.run_id, t.lease_owner, r.run_id IS NOT NULL AND r.closed_at IS NULL "
+            "SELECT t.run_id, t.lease_owner, t.attempt, "
+            "r.run_id IS NOT NULL AND r.closed_at IS NULL "
             "FROM tasks t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.task_id = ?",
             (task_id,),
         )
     )
-    if not rows or rows[0][1] != owner:
+    if not rows or rows[0][1] != owner or rows[0][2] != attempt:
         return False, set()
-    run_id, _, run_open = rows[0]
+    run_id, _, _, run_open = rows[0]
     topics: set[str] = set()
     if outcome.kind == "done" or not run_open:
         await db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))

@@ -215,12 +215,12 @@ async def commit_steps(
         )
     }
     task_ids = {task_id for step in steps for task_id in step.finished_tasks}
-    task_owner: dict[str, str | None] = {}
+    task_lease: dict[str, tuple[str | None, int]] = {}
     if task_ids:
-        task_owner = {
-            row[0]: row[1]
+        task_lease = {
+            row[0]: (row[1], row[2])
             for row in await conn.execute_fetchall(
-                "SELECT task_id, lease_owner FROM tasks "
+                "SELECT task_id, lease_owner, attempt FROM tasks "
                 "WHERE task_id IN (SELECT value FROM json_each(?))",
                 (_json(task_ids),),
             )
@@ -236,15 +236,18 @@ async def commit_steps(
             and run.expires > now
             and run.length == step.expected_length
             and run.status not in CLOSED_STATUSES
-            and all(task_owner.get(t) == step.owner for t in step.finished_tasks)
+            and all(
+                task_lease.get(t) == (step.owner, attempt)
+                for t, attempt in step.finished_tasks.items()
+            )
         )
         accepted.append(ok)
         if ok and run is not None:
             _accept(step, run, now, out)
             for task_id in step.finished_tasks:
-                task_owner.pop(task_id, None)
+                task_lease.pop(task_id, None)
             for task in step.new_tasks:
-                task_owner[task.task_id] = task.lease_owner
+                task_lease[task.task_id] = (task.lease_owner, task.attempt)
     if any(accepted):
         await _write(conn, out, now)
     return accepted, out.topics

@@ -33,7 +33,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -447,7 +447,7 @@ class SQLiteStore(Store):
         worker_id: str,
         *,
         runs: Collection[str],
-        tasks: dict[str, bytes | None],
+        tasks: Mapping[str, tuple[int, bytes | None]],
         now: float,
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
@@ -477,15 +477,20 @@ class SQLiteStore(Store):
                 await db.executemany(
                     "UPDATE tasks SET lease_expires_at = ?, "
                     "heartbeat_details = COALESCE(?, heartbeat_details) "
-                    "WHERE task_id = ? AND lease_owner = ?",
-                    [(lease_until, details, t, worker_id) for t, details in tasks.items()],
+                    "WHERE task_id = ? AND lease_owner = ? AND attempt = ?",
+                    [
+                        (lease_until, details, t, worker_id, attempt)
+                        for t, (attempt, details) in tasks.items()
+                    ],
                 )
                 rows = await db.execute_fetchall(
-                    "SELECT task_id, cancel_requested FROM tasks WHERE lease_owner = ? "
+                    "SELECT task_id, attempt, cancel_requested FROM tasks WHERE lease_owner = ? "
                     "AND task_id IN (SELECT value FROM json_each(?))",
                     (worker_id, _json(tasks)),
                 )
-                for task_id, cancel in rows:
+                for task_id, attempt, cancel in rows:
+                    if tasks[task_id][0] != attempt:
+                        continue
                     owned.add(task_id)
                     if cancel:
                         cancelled.add(task_id)
@@ -565,28 +570,38 @@ class SQLiteStore(Store):
         now: float,
         lease_until: float,
         limit: int,
+        exclude: Collection[str] = (),
     ) -> list[TaskRecord]:
         """Lease up to ``limit`` activity tasks, earliest ``visible_at`` first.
 
         Each is returned with its new lease but the status it had before this claim:
         ``"queued"``, or ``"running"`` when its previous worker's lease had expired (that
-        attempt was lost with its worker).
+        attempt was lost with its worker). None of ``exclude`` is claimed.
         """
         if limit <= 0 or not queues or not names:
             return []
         async with self._write() as db:
             self._seen[TOPIC_TASKS] = await self._data_version(db)
             return await _claims.claim_tasks(
-                db, owner, queues=queues, names=names, now=now, lease_until=lease_until, limit=limit
+                db,
+                owner,
+                queues=queues,
+                names=names,
+                now=now,
+                lease_until=lease_until,
+                limit=limit,
+                exclude=exclude,
             )
 
-    async def finish_task(self, task_id: str, owner: str, outcome: TaskOutcome, now: float) -> bool:
-        """End an attempt (see `TaskOutcome`), fenced by the task's lease.
+    async def finish_task(
+        self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float
+    ) -> bool:
+        """End an attempt (see `TaskOutcome`), fenced by the task's lease and attempt.
 
         A retry or release of a task whose run has closed deletes the task instead.
         """
         async with self._write() as db:
-            done, topics = await _claims.finish_task(db, task_id, owner, outcome, now)
+            done, topics = await _claims.finish_task(db, task_id, owner, attempt, outcome, now)
         self.hub.notify(topics)
         return done
 
