@@ -458,6 +458,84 @@ async def test_commit_outcome_lost_in_flight_is_looked_up(
     assert [r["data"] for r in items] == [b"once", b"twice"]
 
 
+# ---- lock order ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table", ["runs", "tasks"])
+async def test_heartbeat_locks_rows_in_id_order(
+    store: PostgresStore, admin: Any, schema: str, table: str
+) -> None:
+    """Writers that lock several rows take them in id order, as the group commit does;
+    a heartbeat that took them in table order deadlocked with a commit (one of the two
+    stalled for ``deadlock_timeout``, then retried). Here a "commit" holds row 0 and then
+    wants row 1, stored first, while a heartbeat waits for row 0: row 1 must be free."""
+    now = time.time()
+    for i in (1, 0):  # stored in this order: a table-order scan meets row 1 first
+        await store.create_run(_run(i, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=10
+    )
+    ids = ["run-1", "run-0"]
+    if table == "tasks":
+        new = [NewTask(f"run-0:{i}", "run-0", "wf-0", i, "a", "default", b"", now,
+                       lease_owner="w", lease_expires_at=now + 60) for i in (1, 0)]  # fmt: skip
+        step = StepCommit("run-0", "w", 0, [JournalEntry(1, "workflow_started", now, b"")],
+                          new_tasks=new)  # fmt: skip
+        assert await store.commit_steps([step], now) == [True]
+        ids = ["run-0:1", "run-0:0"]
+    key = "run_id" if table == "runs" else "task_id"
+    lock = f'SELECT 1 FROM "{schema}".{table} WHERE {key} = $1 FOR UPDATE'
+    async with admin.transaction():
+        await admin.execute("SET LOCAL lock_timeout = '500ms'")
+        await admin.execute(lock, ids[1])
+        beat = asyncio.create_task(
+            store.heartbeat(
+                "w",
+                runs=ids if table == "runs" else [],
+                tasks=dict.fromkeys(ids, (1, None)) if table == "tasks" else {},
+                now=now,
+                lease_until=now + 120,
+            )
+        )
+        await asyncio.sleep(0.3)  # the heartbeat is waiting for row 0 now
+        assert not beat.done()
+        await admin.execute(lock, ids[0])  # LockNotAvailableError if the heartbeat took it
+    lost, _ = await beat
+    assert lost == set()
+
+
+async def test_a_frozen_transaction_does_not_strand_its_runs(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process frozen (SIGSTOP, a VM pause) in the middle of a transaction holds
+    its row locks, and claims skip locked rows: the server must end that transaction, so
+    the runs go to another worker once their leases expire."""
+    monkeypatch.setattr(pg_connection, "IDLE_IN_TRANSACTION_SECONDS", 0.5)
+    info = parse_url(url)
+    now = time.time()
+    async with PostgresStore(url) as store:
+        await store.create_run(_run(0, now), if_exists="error")
+        await store.claim_runs(
+            "frozen", queues=["default"], names=["wf"], now=now, lease_until=now + 1, limit=1
+        )
+        # The frozen worker's connection, as the store opens it, stopped inside a commit.
+        frozen = await asyncpg.connect(info.dsn, server_settings=info.server_settings)
+        try:
+            await frozen.execute("BEGIN")
+            await frozen.execute("SELECT 1 FROM runs WHERE run_id = 'run-0' FOR UPDATE")
+            await asyncio.sleep(1.5)  # frozen past its lease and the server's patience
+            later = time.time()
+            [claimed] = await store.claim_runs(
+                "other", queues=["default"], names=["wf"], now=later, lease_until=later + 30,
+                limit=1,
+            )  # fmt: skip
+            assert claimed.run.lease_owner == "other"
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await frozen.execute("COMMIT")  # its session was ended
+        finally:
+            frozen.terminate()
+
+
 # ---- group commit --------------------------------------------------------------------
 
 

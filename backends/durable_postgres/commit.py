@@ -26,7 +26,7 @@ in the same batch is dropped as it would be one transaction later.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +49,21 @@ __all__ = [
     "deliver",
     "insert_runs",
     "lock",
+    "lock_runs",
     "plan",
 ]
 
+# Every writer that locks several rows locks runs before tasks, each in id order, so no
+# two of them can deadlock. A batch's runs are locked together with the runs its outgoing
+# items will wake (``$2``: their workflows' current runs), in one ordered statement.
 _LOCK_RUNS = """
 SELECT run_id, workflow_id, status, closed_at, lease_owner, lease_expires_at,
        history_length, ready, problem
-FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE
+FROM runs WHERE run_id IN (
+    SELECT unnest($1::text[])
+    UNION ALL SELECT run_id FROM runs WHERE workflow_id = ANY($2::text[]) AND is_current
+)
+ORDER BY run_id FOR UPDATE
 """
 _LOCK_TASKS = """
 SELECT task_id, lease_owner, attempt FROM tasks
@@ -125,16 +133,26 @@ WHERE r.run_id = ANY($1::text[]) AND NOT r.ready
   AND EXISTS (SELECT 1 FROM inbox i WHERE i.run_id = r.run_id)
 """
 _DELETE_TASKS = "DELETE FROM tasks WHERE task_id = ANY($1::text[])"
-_CANCEL_TASKS = "UPDATE tasks SET cancel_requested = true WHERE task_id = ANY($1::text[])"
+_CANCEL_TASKS = """
+UPDATE tasks SET cancel_requested = true WHERE task_id IN (
+    SELECT task_id FROM tasks WHERE task_id = ANY($1::text[]) ORDER BY task_id FOR UPDATE
+)
+"""
 _DELETE_TIMERS = """
 DELETE FROM timers t USING unnest($1::text[], $2::bigint[]) AS u(run_id, seq)
 WHERE t.run_id = u.run_id AND t.seq = u.seq
 """
 _CLOSE_LEFTOVERS = """
 WITH timers_gone AS (DELETE FROM timers WHERE run_id = ANY($1::text[])),
-     queued_gone AS (DELETE FROM tasks WHERE run_id = ANY($1::text[]) AND status = 'queued')
+     locked AS (
+        SELECT task_id, status FROM tasks WHERE run_id = ANY($1::text[])
+        ORDER BY task_id FOR UPDATE
+     ),
+     queued_gone AS (
+        DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM locked WHERE status = 'queued')
+     )
 UPDATE tasks SET cancel_requested = true
-WHERE run_id = ANY($1::text[]) AND status = 'running'
+WHERE task_id IN (SELECT task_id FROM locked WHERE status = 'running')
 """
 _UPSERT_PUBLISHED = """
 INSERT INTO published (workflow_id, key, value)
@@ -262,11 +280,21 @@ def check_entries(steps: Sequence[StepCommit]) -> None:
                 )
 
 
+async def lock_runs(conn: Any, run_ids: Collection[str], outgoing: Sequence[Outgoing]) -> list[Any]:
+    """Lock ``run_ids`` and the runs ``outgoing`` may be delivered to, in one statement in
+    run id order; return the rows of ``run_ids``."""
+    wanted = set(run_ids)
+    ids = sorted(wanted | {o.run_id for o in outgoing if o.run_id is not None})
+    rows = await conn.fetch(_LOCK_RUNS, ids, sorted({o.workflow_id for o in outgoing}))
+    return [row for row in rows if row["run_id"] in wanted]
+
+
 async def lock(conn: Any, steps: Sequence[StepCommit]) -> tuple[list[Any], list[Any]]:
-    """Lock the batch's run rows and finished-task rows; return them."""
-    run_ids = sorted({s.run_id for s in steps})
+    """Lock the batch's run rows (with the runs its outgoing items go to), then its
+    finished-task rows; return the batch's rows."""
+    outgoing = [o for s in steps for o in s.outgoing]
+    runs = await lock_runs(conn, {s.run_id for s in steps}, outgoing)
     task_ids = sorted({t for s in steps for t in s.finished_tasks})
-    runs = await conn.fetch(_LOCK_RUNS, run_ids)
     tasks = await conn.fetch(_LOCK_TASKS, task_ids) if task_ids else []
     return runs, tasks
 

@@ -43,6 +43,7 @@ from .schema import quote_ident
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "IDLE_IN_TRANSACTION_SECONDS",
     "POOL_MAX_SIZE",
     "POOL_MIN_SIZE",
     "RETRY_SECONDS",
@@ -63,6 +64,11 @@ POOL_IDLE_SECONDS = 300.0  # idle pooled connections above the minimum close aft
 RETRY_SECONDS = 30.0  # how long an operation keeps retrying a lost connection before failing
 RETRY_INITIAL = 0.05  # first delay between retries; doubles each time
 RETRY_MAX = 2.0  # longest delay between retries
+# The server ends a transaction left idle this long: its process froze (SIGSTOP, a VM
+# pause) holding row locks, which would keep its runs from every other worker (claims
+# skip locked rows) however long ago its leases expired. Well below the 30 s lease; our
+# transactions are a few statements with no waiting between them.
+IDLE_IN_TRANSACTION_SECONDS = 10.0
 
 # What a dead or restarting server looks like from asyncpg. InterfaceError covers "the
 # connection is closed" and ConnectionDoesNotExistError; the 57P0x errors are the
@@ -135,6 +141,9 @@ def parse_url(url: str) -> ConnectInfo:
     settings = {"search_path": quote_ident(schema)}
     if not any(key == "application_name" for key, _ in rest):
         settings["application_name"] = f"durable[{schema}]"[:63]
+    if not any(key == "idle_in_transaction_session_timeout" for key, _ in rest):
+        timeout_ms = int(IDLE_IN_TRANSACTION_SECONDS * 1000)
+        settings["idle_in_transaction_session_timeout"] = f"{timeout_ms}ms"
     return ConnectInfo(dsn, public_url, schema, channel, settings)
 
 

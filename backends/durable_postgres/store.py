@@ -73,6 +73,29 @@ SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND is_current FOR UPDATE
 """
 
 
+_HEARTBEAT_RUNS = """
+UPDATE runs SET lease_expires_at = $3
+WHERE run_id IN (
+    SELECT run_id FROM runs WHERE run_id = ANY($1::text[]) AND lease_owner = $2
+    ORDER BY run_id FOR UPDATE
+)
+RETURNING run_id
+"""
+_HEARTBEAT_TASKS = """
+WITH u AS (
+    SELECT * FROM unnest($3::text[], $4::int[], $5::bytea[]) AS u(task_id, attempt, details)
+), mine AS (
+    SELECT t.task_id FROM tasks t JOIN u ON u.task_id = t.task_id
+    WHERE t.lease_owner = $1 AND t.attempt = u.attempt
+    ORDER BY t.task_id FOR UPDATE OF t
+)
+UPDATE tasks t SET lease_expires_at = $2,
+    heartbeat_details = COALESCE(u.details, t.heartbeat_details)
+FROM u WHERE t.task_id = u.task_id AND t.task_id IN (SELECT task_id FROM mine)
+RETURNING t.task_id, t.cancel_requested
+"""
+
+
 class PostgresStore(Store):
     """The storage contract on PostgreSQL (asyncpg); see the module docstring.
 
@@ -344,11 +367,9 @@ class PostgresStore(Store):
         lands before (and terminate appends after it) or is rejected after."""
 
         async def op(conn: Any) -> tuple[bool, Collection[str]]:
-            row = await conn.fetchrow(
-                "SELECT workflow_id, history_length, closed_at FROM runs WHERE run_id = $1 "
-                "FOR UPDATE",
-                run_id,
-            )
+            parent = [parent_item] if parent_item is not None else []
+            rows = await commit.lock_runs(conn, [run_id], parent)  # with the parent's, in order
+            row = rows[0] if rows else None
             if row is None or row["closed_at"] is not None:
                 return False, ()
             seq = row["history_length"] + 1
@@ -418,20 +439,11 @@ class PostgresStore(Store):
         task_ids = sorted(tasks)
 
         async def op(conn: Any) -> tuple[tuple[set[str], set[str]], Collection[str]]:
-            kept_runs = await conn.fetch(
-                "UPDATE runs SET lease_expires_at = $3 "
-                "WHERE run_id = ANY($1::text[]) AND lease_owner = $2 RETURNING run_id",
-                run_ids,
-                worker_id,
-                lease_until,
-            )
+            # Rows locked in id order, runs before tasks, as the group commit locks them:
+            # in table order, a heartbeat and a commit could deadlock (and stall a second).
+            kept_runs = await conn.fetch(_HEARTBEAT_RUNS, run_ids, worker_id, lease_until)
             kept_tasks = await conn.fetch(
-                """UPDATE tasks t SET lease_expires_at = $2,
-                       heartbeat_details = COALESCE(u.details, t.heartbeat_details)
-                   FROM unnest($3::text[], $4::int[], $5::bytea[])
-                       AS u(task_id, attempt, details)
-                   WHERE t.task_id = u.task_id AND t.lease_owner = $1 AND t.attempt = u.attempt
-                   RETURNING t.task_id, t.cancel_requested""",
+                _HEARTBEAT_TASKS,
                 worker_id,
                 lease_until,
                 task_ids,
@@ -464,7 +476,8 @@ class PostgresStore(Store):
             tasks = await conn.fetch(
                 "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
                 "lease_expires_at = NULL, visible_at = LEAST(visible_at, $2) "
-                "WHERE lease_owner = $1 RETURNING task_id",
+                "WHERE task_id IN (SELECT task_id FROM tasks WHERE lease_owner = $1 "
+                "ORDER BY task_id FOR UPDATE) RETURNING task_id",
                 worker_id,
                 now,
             )
