@@ -7,7 +7,8 @@
 Workloads (one worker, the client in the same process, unless said otherwise):
 
 - W1 latency: a workflow of 10 sequential no-op activities, run 30 times one after another
-  after a warm-up; p50 and p95.
+  after a warm-up; p50 and p95. ``--external``: the worker is a ``durable worker``
+  subprocess, so the result reaches the client across processes.
 - W2 throughput: 500 such workflows started at once (``asyncio.gather``), then all results
   awaited; workflows/s and steps/s (a step is one activity: 5,000 steps). ``--workers
   1,2,4`` runs it with that many worker processes: the one in this process plus
@@ -420,8 +421,12 @@ async def client_and_worker(url: str, *, worker: bool = True) -> AsyncIterator[d
 # -- workloads ------------------------------------------------------------------------------
 
 
-async def w1_latency(url: str, report: Report) -> None:
-    async with client_and_worker(url) as client:
+async def w1_latency(url: str, report: Report, external: bool = False) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(client_and_worker(url, worker=not external))
+        if external:
+            await stack.enter_async_context(worker_processes(url, 1))
+            await wait_for_workers(url, 1)
         for _ in range(W1_WARMUP):
             await client.execute(sequence, STEPS)
         samples = []
@@ -430,8 +435,11 @@ async def w1_latency(url: str, report: Report) -> None:
             await client.execute(sequence, STEPS)
             samples.append((time.perf_counter() - started) * 1000)
     note = f"{W1_RUNS} runs of {STEPS} sequential activities; min {min(samples):.1f} ms"
-    report.add("W1", "p50 ms", statistics.median(samples), note)
-    report.add("W1", "p95 ms", percentile(samples, 95), f"max {max(samples):.1f} ms")
+    label = "W1 ext" if external else "W1"
+    if external:
+        note += "; the worker in a subprocess"
+    report.add(label, "p50 ms", statistics.median(samples), note)
+    report.add(label, "p95 ms", percentile(samples, 95), f"max {max(samples):.1f} ms")
 
 
 async def w2_throughput(
@@ -717,7 +725,7 @@ async def run(args: argparse.Namespace) -> Report:
         for name in sorted(only, key=lambda w: (w != "S", ALL.index(w))):
             print(f"{name} ...", file=sys.stderr)
             if name == "W1":
-                await w1_latency(dbs.fresh("w1"), report)
+                await w1_latency(dbs.fresh("w1"), report, args.external)
             elif name == "W2":
                 for n in args.workers:
                     url = dbs.fresh(f"w2_{n}")
@@ -749,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--external",
         action="store_true",
-        help="W2: run every worker as a subprocess (default: one in this process)",
+        help="W1 and W2: run every worker as a subprocess (default: one in this process)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of W2 and W3")
     parser.add_argument("--sleepers", type=int, default=100_000, help="workflows asleep in S")

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+import pytest
 from storekit import (
     AFTER,
     LEASE,
@@ -477,6 +478,53 @@ async def test_a_commit_by_another_process_before_the_wait_is_not_missed(store_u
         assert time.monotonic() - started < 10.0
         [claimed] = await claim(waiter, "w1")
         assert [i.data for i in claimed.inbox] == [b"from afar"]
+
+
+_STEP_FROM_ANOTHER_PROCESS = """
+import asyncio, sys
+from durable.store import JournalEntry, StepCommit, open_store
+
+async def main() -> None:
+    url, run_id, status = sys.argv[1], sys.argv[2], sys.argv[3]
+    async with open_store(url) as store:
+        entry = JournalEntry(2, "workflow_" + status, 4.0, b"")
+        step = StepCommit(run_id, "w1", 1, [entry], status=status, result=b"r",
+                          published={"k": b"v"})
+        assert await store.commit_steps([step], 4.0) == [True]
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("when", ["during", "before"])
+async def test_a_workflow_topic_wakes_on_another_process_closing_it(
+    store_url: str, when: str
+) -> None:
+    """``result()`` and ``read()`` wait on a workflow's topic: a step committed by another
+    process (the worker) wakes them, whether it lands while they wait or between their
+    query and their wait. Only that path can wake this wait before its 30 s timeout."""
+    async with open_store(store_url) as waiter:
+        run_id = await start(waiter, "w")
+        mark = waiter.watermark()
+        run = await waiter.get_run("w")
+        assert run is not None
+        assert run.status == "running"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _STEP_FROM_ANOTHER_PROCESS, store_url, run_id, "completed"
+        )
+        if when == "before":
+            assert await proc.wait() == 0
+        started = time.monotonic()
+        while time.monotonic() - started < 20.0:
+            await waiter.wait([run_topic("w")], 30.0, since=mark)
+            mark = waiter.watermark()
+            run = await waiter.get_run("w")
+            assert run is not None
+            if run.status == "completed":
+                break
+        assert time.monotonic() - started < 20.0, "the other process's commit went unseen"
+        assert await proc.wait() == 0
+        assert (await waiter.read_extras("w", run_id)).published == {"k": b"v"}
 
 
 _CLAIM_IN_A_LOOP = """

@@ -23,12 +23,20 @@ Concurrency model:
   coroutine's uncommitted writes.
 - **Wake-ups**: after a commit the store notifies its in-process `Hub` (shared by every
   store of this file in this process). Commits by other processes are seen by `wait`
-  polling ``PRAGMA data_version`` every `POLL_INTERVAL` while it waits for work.
+  polling ``PRAGMA data_version`` while it waits for work: first after `POLL_FIRST`, the
+  delay doubling up to `POLL_INTERVAL` while nothing changes, so a busy neighbour is
+  noticed within milliseconds and an idle wait costs about 20 checks a second. Waits on
+  a workflow's topic (``result()``, ``read()``) share one watcher task per store: while
+  any are waiting it checks ``data_version`` the same way and, when another
+  process has committed, reads the watched workflows' current runs in one query and
+  notifies those whose (run, status, journal length) changed since this store last saw
+  them (in that query or in `get_run`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -76,13 +84,19 @@ from .schema import (
     worker_record,
 )
 
-__all__ = ["BUSY_TIMEOUT", "POLL_INTERVAL", "WORKER_GONE_SECONDS", "SQLiteStore"]
+__all__ = ["BUSY_TIMEOUT", "POLL_FIRST", "POLL_INTERVAL", "WORKER_GONE_SECONDS", "SQLiteStore"]
 
 BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write lock
-POLL_INTERVAL = 0.05  # seconds between checks for other processes' commits while waiting
+POLL_INTERVAL = 0.05  # most seconds between checks for other processes' commits while waiting
+POLL_FIRST = 0.005  # the first check's delay; doubling up to POLL_INTERVAL while nothing changes
 WORKER_GONE_SECONDS = 60.0  # a worker silent this long is dropped from `workers`
 
 _WORK_TOPICS = frozenset({TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS})
+_RUN_TOPIC = run_topic("")  # the prefix of every workflow's topic
+_OBSERVED_MAX = 10_000  # workflows whose last seen state a store remembers for its watcher
+
+# What a waiter on a workflow's topic may be waiting for: a new run, status, or step.
+_Seen = tuple[str, str, int] | None
 _SYNCHRONOUS = ("full", "normal")
 
 
@@ -168,6 +182,11 @@ class SQLiteStore(Store):
         # data_version read at the start of the last query feeding each work topic: a wait
         # on that topic returns once another process has committed since.
         self._seen: dict[str, int] = {}
+        # Workflow topics: waiters per workflow id, the state last seen of each, and the
+        # task that watches for other processes' commits while anyone waits.
+        self._watched: dict[str, int] = {}
+        self._observed: dict[str, _Seen] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -207,6 +226,11 @@ class SQLiteStore(Store):
 
     async def aclose(self) -> None:
         """Close the connection. Idempotent."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         db, self._db = self._db, None
         self._state = "closed"
         if db is not None:
@@ -299,6 +323,11 @@ class SQLiteStore(Store):
         if run_id is None:
             sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND is_current = 1"
             rows = await self._read(sql, (workflow_id,))
+            run = run_record(rows[0]) if rows else None
+            self._observe(
+                workflow_id, (run.run_id, run.status, run.history_length) if run else None
+            )
+            return run
         else:
             sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND workflow_id = ?"
             rows = await self._read(sql, (run_id, workflow_id))
@@ -628,8 +657,26 @@ class SQLiteStore(Store):
         Another process's commit is seen by ``PRAGMA data_version`` (checked every
         `POLL_INTERVAL`) differing from its value at the start of this store's last
         `claim_runs` / `claim_tasks` / `fire_timers` (the query feeding that topic), so a
-        commit between that query and this wait is not missed either.
+        commit between that query and this wait is not missed either. A workflow's topic
+        is compared with what this store's last `get_run` of it saw (``result()`` and
+        ``read()`` query it so), by the watcher task the module docstring describes.
         """
+        workflows = [t[len(_RUN_TOPIC) :] for t in topics if t.startswith(_RUN_TOPIC)]
+        for workflow_id in workflows:
+            self._watched[workflow_id] = self._watched.get(workflow_id, 0) + 1
+        if workflows and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+        try:
+            await self._wait(topics, timeout, since)
+        finally:
+            for workflow_id in workflows:
+                left = self._watched[workflow_id] - 1
+                if left:
+                    self._watched[workflow_id] = left
+                else:
+                    del self._watched[workflow_id]
+
+    async def _wait(self, topics: Collection[str], timeout: float, since: int | None) -> None:
         work = [t for t in topics if t in _WORK_TOPICS]
         if not work:
             await self.hub.wait(topics, timeout, since)
@@ -641,15 +688,60 @@ class SQLiteStore(Store):
             since = self.hub.generation
         current = await self._data_version(db)
         baselines = {self._seen.get(t, current) for t in work}
+        step = POLL_FIRST
         while True:
             if any(b != current for b in baselines):
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            pause = min(POLL_INTERVAL, remaining)
+            pause = min(step, remaining)
+            step = min(step * 2, POLL_INTERVAL)
             started = loop.time()
             await self.hub.wait(topics, pause, since)
             if loop.time() - started < pause * 0.9:
                 return  # notified in this process (a late one is caught on the next turn)
             current = await self._data_version(self._conn())
+
+    def _observe(self, workflow_id: str, seen: _Seen) -> None:
+        """Remember what this store last saw of a workflow; a change announces itself to
+        the waiters in this process, which may have read it before the change."""
+        old = self._observed.pop(workflow_id, "unseen")
+        self._observed[workflow_id] = seen
+        if len(self._observed) > _OBSERVED_MAX:
+            del self._observed[next(iter(self._observed))]
+        if old != "unseen" and old != seen:
+            self.hub.notify([run_topic(workflow_id)])
+
+    async def _watch(self) -> None:
+        """While workflows are waited on, notice other processes' commits that changed them
+        (see the module docstring); ends when nobody waits."""
+        version: int | None = None
+        step = POLL_FIRST
+        try:
+            while self._watched and self._db is not None:
+                current = await self._data_version(self._conn())
+                if current != version:
+                    version = current
+                    await self._look(list(self._watched))
+                    step = POLL_FIRST  # busy: the next change is likely soon
+                await asyncio.sleep(step)
+                step = min(step * 2, POLL_INTERVAL)
+        except StoreError:
+            pass  # closed meanwhile: waiters time out and query for themselves
+        finally:
+            if self._watcher is asyncio.current_task():
+                self._watcher = None
+
+    async def _look(self, workflow_ids: list[str]) -> None:
+        found: dict[str, _Seen] = dict.fromkeys(workflow_ids)
+        for i in range(0, len(workflow_ids), 500):
+            rows = await self._read(
+                "SELECT workflow_id, run_id, status, history_length FROM runs "
+                "WHERE is_current = 1 AND workflow_id IN (SELECT value FROM json_each(?))",
+                (_json(workflow_ids[i : i + 500]),),
+            )
+            for workflow_id, run_id, status, length in rows:
+                found[workflow_id] = (run_id, status, length)
+        for workflow_id, seen in found.items():
+            self._observe(workflow_id, seen)
