@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable
 
-__all__ = ["ALL", "Hub", "hub_for"]
+__all__ = ["ALL", "TOPICS_REMEMBERED", "Hub", "hub_for"]
 
 ALL = "*"  # notifying this topic wakes every waiter (a change seen from another process)
+TOPICS_REMEMBERED = 4096  # topics whose last notification a hub remembers (see Hub)
 
 _hubs: dict[str, Hub] = {}
 _hubs_lock = threading.Lock()
@@ -25,13 +27,22 @@ class Hub:
 
     Waiters are futures on whatever loop awaited; notifying from another loop or thread is
     safe (the wake-up is scheduled on the waiter's loop).
+
+    For ``since``, the hub remembers the generation of the last notification of the
+    `TOPICS_REMEMBERED` most recently notified topics (one per workflow would grow without
+    bound); a topic forgotten counts as notified at the latest generation forgotten, so
+    at worst a wait returns early (allowed), never late.
     """
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._lock = threading.Lock()
         self.generation = 0  # bumped by every notify; read it before a query, pass as since
-        self._topic_generation: dict[str, int] = {}
+        self._topic_generation: OrderedDict[str, int] = OrderedDict()  # oldest first
+        self._forgotten = 0  # the latest generation of a topic dropped from the above
+
+    def _last_notified(self, topic: str) -> int:
+        return self._topic_generation.get(topic, self._forgotten)
 
     def notify(self, topics: Iterable[str]) -> None:
         """Wake every waiter on any of ``topics`` (``ALL`` wakes everyone)."""
@@ -39,8 +50,13 @@ class Hub:
         with self._lock:
             topics = set(topics)
             self.generation += 1
+            remembered = self._topic_generation
             for topic in topics:
-                self._topic_generation[topic] = self.generation
+                remembered[topic] = self.generation
+                remembered.move_to_end(topic)
+            while len(remembered) > TOPICS_REMEMBERED:
+                _, generation = remembered.popitem(last=False)
+                self._forgotten = max(self._forgotten, generation)
             if ALL in topics:
                 for waiters in self._waiters.values():
                     woken |= waiters
@@ -64,7 +80,7 @@ class Hub:
     def notified_since(self, topics: Collection[str], since: int) -> bool:
         """Whether one of ``topics`` (or ``ALL``) was notified after generation ``since``."""
         with self._lock:
-            return any(self._topic_generation.get(t, 0) > since for t in (*topics, ALL))
+            return any(self._last_notified(t) > since for t in (*topics, ALL))
 
     async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
         """Return when one of ``topics`` is notified or ``timeout`` seconds pass.
@@ -75,7 +91,7 @@ class Hub:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:
             if since is not None:
-                seen = max((self._topic_generation.get(t, 0) for t in (*topics, ALL)), default=0)
+                seen = max(self._last_notified(t) for t in (*topics, ALL))
                 if seen > since:
                     return
             for topic in topics:
