@@ -87,6 +87,7 @@ async def _worker(args: argparse.Namespace) -> int:
             activities=activities,
             queues=args.queue or None,
             max_concurrency=args.concurrency,
+            lease_seconds=args.lease,
         )
         print(
             f"durable worker {worker.worker_id} on {client.url}: queues {list(worker.queues)}, "
@@ -188,6 +189,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("modules", nargs="+", metavar="MODULE")
     p.add_argument("--queue", action="append", help="a queue to serve (repeatable)")
     p.add_argument("--concurrency", type=int, default=100, help="activities at once")
+    p.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help="how long this worker's claims outlive it if it dies (default: 30); "
+        "others take over after that",
+    )
     p.set_defaults(run=_worker)
 
     p = command("start", "start a workflow by name; prints its id")

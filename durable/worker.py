@@ -128,6 +128,10 @@ class Worker:
 
     ``queues`` defaults to every queue the given workflows and activities name.
     ``max_concurrency`` bounds the activity attempts running at once.
+    ``lease_seconds`` (default `LEASE_SECONDS`, 30) is how long this worker's claims on
+    workflows and activity tasks outlive it if it dies without a word: other workers take
+    them over after that. It renews them six times per lease, so a shorter lease means a
+    faster takeover and more heartbeat writes.
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class Worker:
         max_concurrency: int = 100,
         cache_size: int = CACHE_SIZE,
         worker_id: str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self.client = client
         self.workflows: dict[str, WorkflowDefinition] = {}
@@ -163,6 +168,15 @@ class Worker:
             self.activities[adefn.name] = adefn
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if lease_seconds is None:
+            self.lease_seconds, self.heartbeat_interval = LEASE_SECONDS, HEARTBEAT_INTERVAL
+        elif lease_seconds > 0:
+            self.lease_seconds, self.heartbeat_interval = lease_seconds, lease_seconds / 6
+        else:
+            raise ValueError(
+                f"lease_seconds must be > 0, got {lease_seconds!r} (default {LEASE_SECONDS:g}: "
+                "how long a dead worker's claims last before others take over)"
+            )
         if queues is None:
             found = {d.queue for d in self.workflows.values()}
             found |= {d.queue for d in self.activities.values()}
@@ -345,7 +359,7 @@ class Worker:
                 queues=self.queues,
                 names=names,
                 now=now,
-                lease_until=now + LEASE_SECONDS,
+                lease_until=now + self.lease_seconds,
                 limit=100,
             )
             for item in claimed:
@@ -597,7 +611,7 @@ class Worker:
                         data=payload.encode(data),
                         visible_at=now,
                         lease_owner=owner,
-                        lease_expires_at=now + LEASE_SECONDS if owner else None,
+                        lease_expires_at=now + self.lease_seconds if owner else None,
                     )
                 )
             elif cmd.kind == "timer_started":
@@ -838,7 +852,7 @@ class Worker:
                 queues=self.queues,
                 names=names,
                 now=now,
-                lease_until=now + LEASE_SECONDS,
+                lease_until=now + self.lease_seconds,
                 limit=self._slots,
                 exclude=list(self._running()),
             )
@@ -921,7 +935,7 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await asyncio.sleep(self.heartbeat_interval)
             try:
                 await self._beat()
             except Exception:
@@ -937,7 +951,7 @@ class Worker:
         }
         now = self.clock.now()
         lost, cancelled = await self.store.heartbeat(
-            self.worker_id, runs=held, tasks=tasks, now=now, lease_until=now + LEASE_SECONDS
+            self.worker_id, runs=held, tasks=tasks, now=now, lease_until=now + self.lease_seconds
         )
         for task_id in cancelled | (lost & set(running)):
             victim = running.get(task_id)

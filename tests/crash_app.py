@@ -1,18 +1,12 @@
 """Workflows and activities that the worker subprocesses of ``tests/test_crash.py`` serve.
 
 The crash tests run ``python -m durable worker tests.crash_app --db URL`` from the repository
-root and kill those processes for real. Two environment variables steer this module:
+root (with ``--lease 2``, mostly) and kill those processes for real.
 
-- ``CRASH_LEASE_SECONDS``: when set, the worker's lease (``durable.worker.LEASE_SECONDS``)
-  becomes that many seconds and its heartbeat interval a quarter of it. durable has no
-  setting for these, but the worker reads both module constants each time it uses them,
-  and the CLI imports this module before it starts serving, so patching them at import
-  time is enough. Unset (e.g. when the test process itself imports this module), nothing
-  is patched.
-- ``CRASH_LOG``: a file to which every activity execution appends one line,
-  ``"<event> <activity> <key> <pid> <attempt>"`` with event ``start`` or ``end``: the side
-  record that shows which steps really ran, where, and how often (activities are
-  at-least-once, so a step may run more than once).
+``CRASH_LOG``, an environment variable, names a file to which every activity execution
+appends one line, ``"<event> <activity> <key> <pid> <attempt>"`` with event ``start`` or
+``end``: the side record that shows which steps really ran, where, and how often
+(activities are at-least-once, so a step may run more than once).
 """
 
 from __future__ import annotations
@@ -22,11 +16,6 @@ import os
 from datetime import timedelta
 
 import durable
-import durable.worker
-
-if lease := os.environ.get("CRASH_LEASE_SECONDS"):
-    durable.worker.LEASE_SECONDS = float(lease)
-    durable.worker.HEARTBEAT_INTERVAL = float(lease) / 4
 
 #: Retry forever, quickly: an attempt lost with a killed worker comes back at once.
 AGAIN = durable.RetryPolicy(

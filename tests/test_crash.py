@@ -14,9 +14,8 @@ and then reads the journals back:
   worker's constants patched): an attempt declared lost cannot commit its result, even
   when the retry lands on the same worker; alone, the late worker keeps its attempt.
 
-Leases: durable reads ``LEASE_SECONDS`` / ``HEARTBEAT_INTERVAL`` from ``durable.worker``
-and offers no environment variable for them, so ``tests/crash_app.py`` patches them at
-import time when ``CRASH_LEASE_SECONDS`` is set (2 s here instead of 30 s).
+Leases: the workers run with ``--lease 2`` (2 s instead of 30 s: ``Worker(lease_seconds=)``,
+renewed every third of a second) unless a test needs durable's default.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from tests import crash_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT_LEASE = 2.0  # seconds a claim survives a silent worker in these tests (not 30)
-HEARTBEAT = SHORT_LEASE / 4  # what crash_app makes the heartbeat interval
+HEARTBEAT = SHORT_LEASE / 6  # the heartbeat interval that lease gives a worker
 SEED = int(os.environ.get("DURABLE_CRASH_SEED", "20261122"))  # same kill schedule each run
 KILLS = 6
 FIRST_WAVE = 40  # workflows started before the first kill
@@ -92,13 +91,12 @@ class Workers:
         """Start ``durable worker tests.crash_app``; ``lease=None`` keeps durable's default."""
         name = f"worker-{len(self.procs)}"
         env = dict(os.environ, CRASH_LOG=str(self.log), PYTHONUNBUFFERED="1")
-        env.pop("CRASH_LEASE_SECONDS", None)
-        if lease is not None:
-            env["CRASH_LEASE_SECONDS"] = str(lease)
+        options = ("--lease", str(lease)) if lease is not None else ()
         stdout, stderr = self.dir / f"{name}.out", self.dir / f"{name}.err"
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *("-m", "durable", "--verbose", "worker", "tests.crash_app", "--db", self.url),
+            *options,
             cwd=ROOT,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,

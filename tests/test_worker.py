@@ -488,3 +488,43 @@ async def test_max_concurrency_bounds_running_activities(client: durable.Client)
     async with durable.Worker(client, workflows=[wide], activities=[occupy], max_concurrency=3):
         assert await client.execute(wide, 12, timeout=20) == list(range(12))
     assert running["peak"] == 3
+
+
+release = asyncio.Event()
+
+
+@durable.activity
+async def held() -> str:
+    await release.wait()
+    return "released"
+
+
+@durable.workflow
+async def holding() -> str:
+    return await held()
+
+
+async def test_lease_seconds_sets_how_long_claims_outlive_the_worker(
+    client: durable.Client,
+) -> None:
+    with pytest.raises(ValueError, match="lease_seconds must be > 0"):
+        durable.Worker(client, workflows=[holding], lease_seconds=0)
+    release.clear()
+    async with durable.Worker(client, workflows=[holding], activities=[held], lease_seconds=7):
+        handle = await client.start(holding, id="held")
+        store = await client._open()
+        for _ in range(200):
+            _, tasks, _ = await store.read_extras("held", handle.run_id)
+            if tasks:
+                break
+            await asyncio.sleep(0.01)
+        run = await store.get_run("held")
+        assert run is not None
+        assert run.lease_expires_at is not None
+        [task] = tasks
+        assert task.lease_expires_at is not None
+        now = client.clock.now()
+        assert 5.0 < run.lease_expires_at - now <= 7.0  # not the default 30 s
+        assert 5.0 < task.lease_expires_at - now <= 7.0
+        release.set()
+        assert await handle.result(timeout=10) == "released"
