@@ -415,7 +415,9 @@ class Store(abc.ABC):
         ``tasks``: task id -> (attempt, new heartbeat details or ``None`` to keep the old),
         extended likewise only where still leased to this worker at that attempt. Returns
         ``(lost, cancel_requested)``: the run and task ids no longer leased to this worker
-        (at that attempt), and the task ids whose cancellation was requested.
+        (at that attempt), and the task ids whose cancellation was requested; ``lost``
+        holds ``worker_id`` too if its row was gone (dropped as silent after a stall): the
+        caller registers again.
         Workers not heard from for a while are deleted from ``workers`` here too.
         """
 

@@ -953,6 +953,10 @@ class Worker:
         lost, cancelled = await self.store.heartbeat(
             self.worker_id, runs=held, tasks=tasks, now=now, lease_until=now + self.lease_seconds
         )
+        if self.worker_id in lost:
+            # Dropped from `workers` as silent (a long stall): be listed, and serve, again.
+            logger.warning("Worker %s was presumed gone; registering again", self.worker_id)
+            await self.store.register_worker(self._record())
         for task_id in cancelled | (lost & set(running)):
             victim = running.get(task_id)
             if victim is not None:

@@ -491,7 +491,7 @@ async def test_closing_cleans_up_timers_tasks_and_lease(store: Store) -> None:
     lost, cancelled = await store.heartbeat(
         "tw", runs=[], tasks={running.task_id: (1, None)}, now=8.0, lease_until=LEASE
     )
-    assert (lost, cancelled) == (set(), {running.task_id})
+    assert (lost, cancelled) == ({"tw"}, {running.task_id})  # "tw" never registered
     assert await claim(store, "other", now=AFTER) == []
     later = StepCommit(run_id, "w1", 5, entries(6, "marker"))
     assert await store.commit_steps([later], 8.0) == [False]

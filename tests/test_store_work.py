@@ -146,6 +146,7 @@ async def test_an_attempt_declared_lost_is_fenced_out_by_its_retry(store: Store)
     next attempt lands on attempt 1's worker again: the owner matches, the attempt does
     not, so attempt 1's late result, heartbeat and commit are all refused."""
     run_id = await _with_tasks(store, new_task("", "w", 2))
+    await store.register_worker(worker("w1", at=10.0))
     [t] = await claim_tasks(store, "w1", now=10.0, lease_until=20.0)
     [lost] = await claim_tasks(store, "w2", now=20.0, lease_until=50.0)
     retry = TaskOutcome("retry", "activity_retrying", b"lost", visible_at=21.0)
@@ -337,6 +338,19 @@ async def test_heartbeat_extends_leases_and_reports_lost_and_cancelled(store: St
     tasks = {t.task_id: t for t in (await store.read_extras("t", run_id))[1]}
     assert tasks[a.task_id].heartbeat_details == b"progress"  # None keeps the old details
     assert await claim_tasks(store, "w3", now=250.0) == []  # extended beyond 20
+
+
+async def test_a_heartbeat_says_when_its_worker_was_dropped(store: Store) -> None:
+    """A worker that stalled past `WORKER_GONE_SECONDS` was dropped from ``workers`` by
+    someone else's heartbeat; its own next heartbeat says so (its id in ``lost``), so it
+    registers again rather than stay unlisted for good."""
+    await store.register_worker(worker("stalled", at=0.0))
+    lost, _ = await store.heartbeat("stalled", runs=[], tasks={}, now=5.0, lease_until=LEASE)
+    assert lost == set()
+    await store.heartbeat("other", runs=[], tasks={}, now=3600.0, lease_until=LEASE)
+    assert await store.list_workers() == []
+    lost, _ = await store.heartbeat("stalled", runs=[], tasks={}, now=3601.0, lease_until=LEASE)
+    assert lost == {"stalled"}
 
 
 async def test_silent_workers_are_dropped_by_a_heartbeat(store: Store) -> None:

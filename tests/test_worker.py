@@ -528,3 +528,25 @@ async def test_lease_seconds_sets_how_long_claims_outlive_the_worker(
         assert 5.0 < task.lease_expires_at - now <= 7.0
         release.set()
         assert await handle.result(timeout=10) == "released"
+
+
+async def test_a_worker_dropped_as_silent_registers_again(client: durable.Client) -> None:
+    """After a stall long enough for others to drop it from ``workers`` (it then looks
+    gone to ``describe()`` and the dashboard), a worker's next heartbeat re-registers it."""
+    worker = durable.Worker(client, workflows=[count_to], activities=[add_one], lease_seconds=0.6)
+    async with worker:
+        store = await client._open()
+
+        async def listed() -> bool:
+            return worker.worker_id in {w.worker_id for w in await store.list_workers()}
+
+        assert await listed()
+        later = client.clock.now() + 3600  # someone else's heartbeat, an hour on
+        await store.heartbeat("someone", runs=[], tasks={}, now=later, lease_until=later)
+        assert not await listed()
+        for _ in range(100):
+            if await listed():
+                break
+            await asyncio.sleep(0.05)
+        assert await listed()
+        assert await client.execute(count_to, 2, timeout=10) == 2

@@ -450,7 +450,7 @@ class PostgresStore(Store):
                 [tasks[t][0] for t in task_ids],
                 [tasks[t][1] for t in task_ids],
             )
-            await conn.execute(
+            registered = await conn.execute(
                 "UPDATE workers SET heartbeat_at = $2 WHERE worker_id = $1", worker_id, now
             )
             await conn.execute(
@@ -459,6 +459,8 @@ class PostgresStore(Store):
             lost = set(run_ids) - {r["run_id"] for r in kept_runs}
             lost |= set(task_ids) - {r["task_id"] for r in kept_tasks}
             cancelled = {r["task_id"] for r in kept_tasks if r["cancel_requested"]}
+            if registered == "UPDATE 0":
+                lost.add(worker_id)
             return (lost, cancelled), ()
 
         return await self._write(op)

@@ -482,9 +482,10 @@ class SQLiteStore(Store):
     ) -> tuple[set[str], set[str]]:
         """Renew the worker's row and leases; return ``(lost, cancel_requested)``."""
         async with self._write() as db:
-            await db.execute(
+            cursor = await db.execute(
                 "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id)
             )
+            registered = cursor.rowcount > 0
             await db.execute(
                 "DELETE FROM workers WHERE heartbeat_at < ?", (now - WORKER_GONE_SECONDS,)
             )
@@ -523,7 +524,10 @@ class SQLiteStore(Store):
                     owned.add(task_id)
                     if cancel:
                         cancelled.add(task_id)
-        return (set(runs) | set(tasks)) - owned, cancelled
+        lost = (set(runs) | set(tasks)) - owned
+        if not registered:
+            lost.add(worker_id)
+        return lost, cancelled
 
     async def deregister_worker(self, worker_id: str, now: float) -> None:
         """Hand back the worker's run and task leases at once and delete its row."""
