@@ -501,7 +501,7 @@ async def test_heartbeat_locks_rows_in_id_order(
         assert not beat.done()
         await admin.execute(lock, ids[0])  # LockNotAvailableError if the heartbeat took it
     lost, _ = await beat
-    assert lost == set()
+    assert not lost & set(ids)  # every lease renewed ("w" itself never registered)
 
 
 async def test_a_frozen_transaction_does_not_strand_its_runs(

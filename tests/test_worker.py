@@ -490,11 +490,12 @@ async def test_max_concurrency_bounds_running_activities(client: durable.Client)
     assert running["peak"] == 3
 
 
-release = asyncio.Event()
+release: asyncio.Event | None = None  # one per test: an Event belongs to one event loop
 
 
 @durable.activity
 async def held() -> str:
+    assert release is not None
     await release.wait()
     return "released"
 
@@ -507,9 +508,10 @@ async def holding() -> str:
 async def test_lease_seconds_sets_how_long_claims_outlive_the_worker(
     client: durable.Client,
 ) -> None:
+    global release
     with pytest.raises(ValueError, match="lease_seconds must be > 0"):
         durable.Worker(client, workflows=[holding], lease_seconds=0)
-    release.clear()
+    release = asyncio.Event()
     async with durable.Worker(client, workflows=[holding], activities=[held], lease_seconds=7):
         handle = await client.start(holding, id="held")
         store = await client._open()
