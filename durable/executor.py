@@ -65,7 +65,6 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
     """Run ``attempt`` to its end; never raises except for the caller's own cancellation."""
     defn = attempt.definition
     spec = attempt.spec
-    policy = RetryPolicy.from_dict(spec["retry"])
     timeout: float | None = spec.get("timeout")
     heartbeat_timeout: float | None = spec.get("heartbeat_timeout")
     ctx = attempt.context
@@ -82,6 +81,19 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
         else:
             call = functools.partial(contextvars.copy_context().run, defn.fn, *args, **kwargs)
             coro = anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        if timeout is None and heartbeat_timeout is None:
+            # Nothing to watch: run it in this task, without a task and a watchdog per
+            # attempt (a no-op activity then costs no event-loop iteration at all).
+            try:
+                value = await coro
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the caller's own cancellation
+                return _cancelled(defn)
+            except Exception as failure:
+                return _failed(failure, spec)
+            return _succeeded(value, defn)
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
     finally:
         _activity.reset(token)
@@ -117,19 +129,30 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
         )
         return AttemptResult(error=error, retryable=True)
     if task.cancelled():
-        return AttemptResult(
-            error=RemoteError("CancelledError", f"Activity {defn.name!r} was cancelled"),
-            cancelled=True,
-        )
-    failure = task.exception()
-    if failure is not None:
-        if isinstance(failure, asyncio.CancelledError):
-            return AttemptResult(error=RemoteError.from_exception(failure), cancelled=True)
-        return AttemptResult(
-            error=RemoteError.from_exception(failure), retryable=_retryable(failure, policy)
-        )
+        return _cancelled(defn)
+    raised = task.exception()
+    if raised is not None:
+        return _failed(raised, spec)
+    return _succeeded(task.result(), defn)
+
+
+def _cancelled(defn: ActivityDefinition) -> AttemptResult:
+    error = RemoteError("CancelledError", f"Activity {defn.name!r} was cancelled")
+    return AttemptResult(error=error, cancelled=True)
+
+
+def _failed(failure: BaseException, spec: dict[str, Any]) -> AttemptResult:
+    if isinstance(failure, asyncio.CancelledError):
+        return AttemptResult(error=RemoteError.from_exception(failure), cancelled=True)
+    policy = RetryPolicy.from_dict(spec["retry"])
+    return AttemptResult(
+        error=RemoteError.from_exception(failure), retryable=_retryable(failure, policy)
+    )
+
+
+def _succeeded(value: Any, defn: ActivityDefinition) -> AttemptResult:
     try:
-        encoded = payload.encode(task.result(), what=f"result of activity {defn.name!r}")
+        encoded = payload.encode(value, what=f"result of activity {defn.name!r}")
     except Exception as exc:
         return AttemptResult(error=RemoteError.from_exception(exc), retryable=False)
     return AttemptResult(result=encoded)
