@@ -201,7 +201,7 @@ class WorkflowHandle(Generic[T]):
         Raises `WorkflowNotFound` if there is no such workflow or it has closed.
         """
         store = await self.client._open()
-        data = payload.encode(
+        data = payload.envelope(
             {"name": name, "value": payload.encode(value, what=f"signal {name!r}")}
         )
         went = await store.send(self.id, "signal_received", data, self.client.clock.now())
@@ -214,7 +214,7 @@ class WorkflowHandle(Generic[T]):
         """Request cancellation: `asyncio.CancelledError` is raised in the workflow at its
         current await point; it may clean up (compensate) before it ends. No-op if closed."""
         store = await self.client._open()
-        data = payload.encode({"reason": reason or "cancelled by client"})
+        data = payload.envelope({"reason": reason or "cancelled by client"})
         await store.send(self.id, "cancel_requested", data, self.client.clock.now())
 
     async def terminate(self, reason: str = "") -> None:
@@ -233,12 +233,12 @@ class WorkflowHandle(Generic[T]):
         if run.parent_id is not None:
             item = {"workflow_id": self.id, "error": error.to_dict(), "status": "terminated"}
             parent = Outgoing(
-                run.parent_id, "child_failed", payload.encode(item), run_id=run.parent_run_id
+                run.parent_id, "child_failed", payload.envelope(item), run_id=run.parent_run_id
             )
         await store.terminate(
             run.run_id,
-            entry_data=payload.encode({"reason": reason}),
-            error=payload.encode(error.to_dict()),
+            entry_data=payload.envelope({"reason": reason}),
+            error=payload.envelope(error.to_dict()),
             now=self.client.clock.now(),
             parent_item=parent,
         )

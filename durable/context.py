@@ -224,8 +224,7 @@ class ActivityContext:
     """The worker's side of a running attempt: heartbeats in, cancellation out."""
 
     info: ActivityInfo
-    details: Any = None
-    has_details: bool = False
+    details: bytes | None = None  # the last heartbeat's details, encoded when given
     last_heartbeat: float = 0.0
     cancelled: bool = False
     started: bool = False
@@ -240,8 +239,9 @@ _activity: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextV
 def heartbeat(details: Any = None) -> None:
     """Tell the worker this activity is alive, optionally saving progress ``details``.
 
-    The details are kept with the task and handed to the next attempt in
-    ``activity_info().heartbeat_details``. This is also where cancellation is delivered:
+    The details are saved with the task (at the worker's next lease renewal, and when the
+    attempt fails) and handed to the next attempt in ``activity_info().heartbeat_details``,
+    so a retry can resume where this one got to. This is also where cancellation is delivered:
     if the workflow no longer wants the result, it raises `asyncio.CancelledError`.
     Outside an activity it does nothing (so activities stay callable in plain tests).
     """
@@ -252,9 +252,8 @@ def heartbeat(details: Any = None) -> None:
 
     ctx.last_heartbeat = time.monotonic()
     if details is not None:
-        payload.encode(details, what=f"heartbeat details of activity {ctx.info.name!r}")
-        ctx.details = details
-        ctx.has_details = True
+        what = f"heartbeat details of activity {ctx.info.name!r}"
+        ctx.details = payload.encode(details, what=what)
     if ctx.on_heartbeat is not None:
         ctx.on_heartbeat()
     if ctx.cancelled:

@@ -195,6 +195,8 @@ class TaskOutcome:
     ``kind="retry"``: requeue the task with ``attempt + 1`` at ``visible_at`` and deliver an
     ``activity_retrying`` item carrying the error (``last_error`` is stored on the task).
     ``kind="release"``: requeue as it is (same attempt, no inbox item), e.g. on shutdown.
+    ``details``: for retry and release, the attempt's last heartbeat details, saved for the
+    next attempt (``None`` keeps what the task has).
     """
 
     kind: Literal["done", "retry", "release"]
@@ -202,6 +204,7 @@ class TaskOutcome:
     item_data: bytes = b""
     visible_at: float = 0.0
     last_error: bytes | None = None
+    details: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

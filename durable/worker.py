@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
@@ -43,7 +44,7 @@ from .definition import (
     workflow_definition,
 )
 from .engine import INPUT_KINDS, Command, WorkflowRun
-from .errors import NonDeterminismError, RemoteError
+from .errors import NonDeterminismError, RemoteError, StoreError
 from .executor import Attempt, AttemptResult, run_attempt
 from .store import (
     TOPIC_RUNS,
@@ -76,6 +77,8 @@ POLL_INTERVAL = 1.0  # fallback wake-up when no notification arrives (seconds)
 CACHE_SIZE = 1000  # live workflow loops kept in memory; idle ones beyond are evicted
 COMMIT_BATCH = 500  # most steps written in one group-commit transaction
 STOP_GRACE = 10.0  # seconds running activities get to finish on a graceful stop
+LOOP_RETRY_INITIAL = 0.1  # a failed claim/task/timer loop restarts after this, doubling...
+LOOP_RETRY_MAX = 5.0  # ...up to this while it keeps failing
 HISTORY_WARN = 20_000  # journal length past which describe() and the log warn
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
 
@@ -237,11 +240,11 @@ class Worker:
                 self._tg = tg
                 tg.create_task(self._committer())
                 tg.create_task(self._heartbeat_loop())
-                tg.create_task(self._timer_loop())
+                tg.create_task(self._supervise("timer loop", self._timer_loop))
                 if self.workflows:
-                    tg.create_task(self._claim_loop())
+                    tg.create_task(self._supervise("claim loop", self._claim_loop))
                 if self.activities:
-                    tg.create_task(self._task_loop())
+                    tg.create_task(self._supervise("task loop", self._task_loop))
                 self._started.set()
                 await self._stopping.wait()
                 await self._drain()
@@ -330,6 +333,29 @@ class Worker:
             return
         self._tg.create_task(coro)
 
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the worker's loops until stopping. A failure (the database out of reach
+        for longer than the store retries, a bug) is logged and the loop restarted after a
+        backoff: it never ends the worker, which goes on as soon as the database is back."""
+        delay = LOOP_RETRY_INITIAL
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                await loop()
+                return
+            except Exception:
+                if time.monotonic() - started > 60:
+                    delay = LOOP_RETRY_INITIAL  # it ran fine for a while: a new episode
+                logger.exception(
+                    "Worker %s: its %s failed; restarting it in %.1f s",
+                    self.worker_id,
+                    name,
+                    delay,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, LOOP_RETRY_MAX)
+
     # -- idleness (for time skipping in durable.testing) ---------------------------------
 
     def is_idle(self) -> bool:
@@ -387,7 +413,7 @@ class Worker:
         driver.held = True
         driver.record_length = run.history_length
         if run.history_length == 0 and not any(p[0] == "workflow_started" for p in driver.pending):
-            started = payload.encode({"args": run.input})
+            started = payload.envelope({"args": run.input})
             driver.pending.append(("workflow_started", started, self.clock.now(), None, None))
         for item in claimed.inbox:
             if item.id not in driver.seen_inbox:
@@ -439,9 +465,24 @@ class Worker:
                 first = False
                 if not await self._step(driver):
                     break
-        except Exception:
-            logger.exception("Worker %s failed stepping run %s", self.worker_id, driver.run_id)
+        except StoreError:
+            # The database, not the run: drop it here; it comes back by a claim once the
+            # database answers (this worker's lease, or another's after it expires).
+            logger.exception("Worker %s could not step run %s", self.worker_id, driver.run_id)
             self._forget(driver)
+        except Exception as exc:
+            # A bug: park the run with the reason in describe().problem rather than retry
+            # it blindly forever. Starting a worker (with the fix) unparks it.
+            logger.exception("Worker %s failed stepping run %s", self.worker_id, driver.run_id)
+            problem = (
+                f"Worker {self.worker_id} failed stepping this run: {exc!r}. It is parked "
+                "until a worker starts; see that worker's log for the traceback."
+            )
+            try:
+                await self._park(driver, problem)
+            except Exception:
+                logger.exception("Could not park run %s", driver.run_id)
+                self._forget(driver)
         finally:
             driver.stepping = False
             self._busy -= 1
@@ -512,7 +553,7 @@ class Worker:
                 )
                 for cmd in new:
                     commit.entries.append(
-                        JournalEntry(cmd.seq, cmd.kind, when, payload.encode(cmd.data))
+                        JournalEntry(cmd.seq, cmd.kind, when, payload.envelope(cmd.data))
                     )
                 commands.extend(new)
         except NonDeterminismError as err:
@@ -530,7 +571,7 @@ class Worker:
             )
             for cmd in engine._commands:
                 commit.entries.append(
-                    JournalEntry(cmd.seq, cmd.kind, now, payload.encode(cmd.data))
+                    JournalEntry(cmd.seq, cmd.kind, now, payload.envelope(cmd.data))
                 )
                 commands.append(cmd)
         elif engine.history_length > HISTORY_WARN and not driver.warned:
@@ -608,7 +649,7 @@ class Worker:
                         seq=cmd.seq,
                         name=data["name"],
                         queue=data["queue"],
-                        data=payload.encode(data),
+                        data=payload.envelope(data),
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
@@ -617,7 +658,7 @@ class Worker:
             elif cmd.kind == "timer_started":
                 commit.new_timers.append(
                     NewTimer(
-                        run.run_id, cmd.seq, float(data["due"]), payload.encode({"ref": cmd.seq})
+                        run.run_id, cmd.seq, float(data["due"]), payload.envelope({"ref": cmd.seq})
                     )
                 )
             elif cmd.kind == "child_started":
@@ -651,7 +692,7 @@ class Worker:
         for child_id in effects.cancelled_children:
             commit.outgoing.append(
                 Outgoing(
-                    child_id, "cancel_requested", payload.encode({"reason": "parent cancelled"})
+                    child_id, "cancel_requested", payload.envelope({"reason": "parent cancelled"})
                 )
             )
 
@@ -663,7 +704,7 @@ class Worker:
         commit.status = outcome.status
         commit.result = outcome.result
         if outcome.error is not None:
-            commit.error = payload.encode(outcome.error.to_dict())
+            commit.error = payload.envelope(outcome.error.to_dict())
         for ctx in driver.local.values():
             ctx.cancelled = True
         if outcome.status == "continued_as_new":
@@ -696,7 +737,7 @@ class Worker:
             }
             kind = "child_failed"
         commit.outgoing.append(
-            Outgoing(run.parent_id, kind, payload.encode(item), run_id=run.parent_run_id)
+            Outgoing(run.parent_id, kind, payload.envelope(item), run_id=run.parent_run_id)
         )
 
     async def _park(self, driver: _Driver, problem: str) -> None:
@@ -772,12 +813,18 @@ class Worker:
             self._spawn(self._run_local(driver, attempt))
 
     def _decide(
-        self, spec: dict[str, Any], attempt: int, created_at: float, result: AttemptResult
+        self,
+        spec: dict[str, Any],
+        attempt: int,
+        created_at: float,
+        result: AttemptResult,
+        details: bytes | None = None,
     ) -> TaskOutcome:
-        """What to record for a finished attempt: done (completed/failed) or retry."""
+        """What to record for a finished attempt: done (completed/failed) or retry (with the
+        attempt's last heartbeat ``details``, for the next one)."""
         if result.error is None:
             data = {"ref": int(spec.get("_seq", 0)), "result": result.result}
-            return TaskOutcome("done", "activity_completed", payload.encode(data))
+            return TaskOutcome("done", "activity_completed", payload.envelope(data))
         error = result.error
         policy = RetryPolicy.from_dict(spec["retry"])
         now = self.clock.now()
@@ -795,12 +842,13 @@ class Worker:
             return TaskOutcome(
                 "retry",
                 "activity_retrying",
-                payload.encode(item),
+                payload.envelope(item),
                 visible_at=now + delay,
-                last_error=payload.encode(error.to_dict()),
+                last_error=payload.envelope(error.to_dict()),
+                details=details,
             )
         item = {"ref": ref, "error": error.to_dict(), "attempts": attempt}
-        return TaskOutcome("done", "activity_failed", payload.encode(item))
+        return TaskOutcome("done", "activity_failed", payload.envelope(item))
 
     async def _run_local(self, driver: _Driver, attempt: Attempt) -> None:
         spec = dict(attempt.spec)
@@ -816,7 +864,9 @@ class Worker:
             else:
                 attempt.context.started = True
                 result = await run_attempt(attempt)
-            outcome = self._decide(spec, attempt.attempt, self.clock.now(), result)
+            scheduled = attempt.context.info.scheduled_at.timestamp()
+            details = attempt.context.details
+            outcome = self._decide(spec, attempt.attempt, scheduled, result, details)
             if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
                 # The fast path: straight into the run's next step, one commit for both.
                 now = self.clock.now()
@@ -834,6 +884,11 @@ class Worker:
             if not driver.local and not driver.pending and not driver.stepping and driver.held:
                 # Nothing more in flight here: the inbox item brings the run back.
                 self._kick(driver, force=True)
+        except Exception:
+            # Its task lease lapses and the attempt is retried as lost, here or elsewhere.
+            logger.exception(
+                "Activity task %s failed in worker %s", attempt.task_id, self.worker_id
+            )
         finally:
             driver.local.pop(attempt.task_id, None)
             self._free_slot()
@@ -892,7 +947,7 @@ class Worker:
                 # Its workflow gave up on it before it (re)started: record that, run nothing.
                 error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
                 item = {"ref": task.seq, "error": error.to_dict(), "attempts": attempt_no}
-                outcome = TaskOutcome("done", "activity_failed", payload.encode(item))
+                outcome = TaskOutcome("done", "activity_failed", payload.envelope(item))
                 await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
                 return
             defn = self.activities[task.name]
@@ -911,7 +966,7 @@ class Worker:
                 result = await run_attempt(Attempt(task.task_id, defn, spec, attempt_no, ctx))
             finally:
                 self._remote.pop(task.task_id, None)
-            outcome = self._decide(spec, attempt_no, task.created_at, result)
+            outcome = self._decide(spec, attempt_no, task.created_at, result, ctx.details)
             now = self.clock.now()
             await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
         except Exception:
@@ -945,10 +1000,7 @@ class Worker:
         """Renew leases, save heartbeat details, and learn of cancellations and lost leases."""
         held = [d.run_id for d in self._drivers.values() if d.held]
         running = self._running()
-        tasks = {
-            task_id: (ctx.info.attempt, payload.encode(ctx.details) if ctx.has_details else None)
-            for task_id, ctx in running.items()
-        }
+        tasks = {task_id: (ctx.info.attempt, ctx.details) for task_id, ctx in running.items()}
         now = self.clock.now()
         lost, cancelled = await self.store.heartbeat(
             self.worker_id, runs=held, tasks=tasks, now=now, lease_until=now + self.lease_seconds

@@ -171,3 +171,29 @@ async def test_processes_opening_a_new_file_together(tmp_path: Path) -> None:
     async with SQLiteStore(url) as store:
         assert len(await store.list_runs()) == 6
         assert list(await store._conn().execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
+
+
+async def test_a_worker_outlasts_the_file_locked_past_its_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holding the write lock longer than `BUSY_TIMEOUT` makes every write
+    of the worker fail (claims, timers, commits, heartbeats); the worker logs, backs off and
+    goes on once the lock is released, and the workflow completes."""
+    import durable
+    from durable_sqlite import store as sqlite_store
+    from tests.test_worker import add_one, count_to, naps_and_counts
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "locked.db"
+    async with durable.connect(f"sqlite:///{path}") as client:
+        worker = durable.Worker(client, workflows=[naps_and_counts, count_to], activities=[add_one])
+        async with worker:
+            assert await client.execute(count_to, 1, timeout=10) == 1
+            with closing(sqlite3.connect(path, isolation_level=None)) as other:
+                handle = await client.start(naps_and_counts, 3)  # its timer and steps...
+                other.execute("BEGIN IMMEDIATE")  # ...meet another process's long write
+                await asyncio.sleep(1.5)
+                other.execute("ROLLBACK")
+            assert await handle.result(timeout=20) == 3
+            assert worker._background is not None
+            assert not worker._background.done()

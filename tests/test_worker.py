@@ -552,3 +552,89 @@ async def test_a_worker_dropped_as_silent_registers_again(client: durable.Client
             await asyncio.sleep(0.05)
         assert await listed()
         assert await client.execute(count_to, 2, timeout=10) == 2
+
+
+@durable.activity(retry=FAST)
+async def resumable(total: int) -> tuple[int, int | None]:
+    """Counts to ``total``, saving its progress; attempt 1 fails half way."""
+    info = durable.activity_info()
+    start = info.heartbeat_details or 0
+    for i in range(start, total):
+        durable.heartbeat(i + 1)
+        if info.attempt == 1 and i + 1 == total // 2:
+            raise RuntimeError("flaky")
+    return info.attempt, info.heartbeat_details
+
+
+@durable.workflow
+async def resumes() -> tuple[int, int | None]:
+    return await resumable(10)
+
+
+async def test_a_retry_resumes_from_the_failed_attempts_heartbeat_details(
+    client: durable.Client,
+) -> None:
+    """Details saved by heartbeats reach the next attempt even when the attempt fails long
+    before the worker's next lease renewal (every 5 s) would have stored them."""
+    async with durable.Worker(client, workflows=[resumes], activities=[resumable]):
+        assert await client.execute(resumes, timeout=10) == (2, 5)
+
+
+@durable.activity
+async def echo(blob: bytes) -> bytes:
+    return blob
+
+
+@durable.workflow
+async def carries(blob: bytes) -> int:
+    back = await echo(blob)
+    return len(back)
+
+
+async def test_payloads_at_the_limit_go_through(client: durable.Client) -> None:
+    """Arguments and results exactly at the payload limit are accepted, and the worker's own
+    records around them (a few bytes more) do not fail later: the journal entry of the
+    workflow's start, the scheduled activity's arguments, and its completion."""
+    from durable import payload
+
+    probe = 100_000
+    overhead = len(payload.encode_args(carries, (b"x" * probe,), {}, what="probe")) - probe
+    size = payload.MAX_PAYLOAD_BYTES - overhead
+    blob = b"x" * size
+    assert len(payload.encode_args(carries, (blob,), {}, what="blob")) == payload.MAX_PAYLOAD_BYTES
+    async with durable.Worker(client, workflows=[carries], activities=[echo]):
+        assert await client.execute(carries, blob, timeout=20) == size
+
+
+@durable.workflow
+async def naps_and_counts(n: int) -> int:
+    await asyncio.sleep(0.05)  # a durable timer
+    return await count_to(n)
+
+
+async def test_worker_loops_survive_database_errors(client: durable.Client) -> None:
+    """The database out of reach for longer than the store retries makes each of the
+    worker's loops fail; they restart with backoff and the worker goes on (here every
+    claim, task claim and timer check fails three times before the database "returns")."""
+    from durable.errors import StoreError
+
+    async with durable.Worker(
+        client, workflows=[naps_and_counts, count_to], activities=[add_one]
+    ) as worker:
+        store = worker.store
+        failures: Counter[str] = Counter()
+        for name in ("claim_runs", "claim_tasks", "fire_timers"):
+            real = getattr(store, name)
+
+            def failing(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+                if failures[_name] < 3:
+                    failures[_name] += 1
+                    raise StoreError(f"injected: the database is unreachable ({_name})")
+                return _real(*args, **kwargs)
+
+            setattr(store, name, failing)
+        store.hub.notify(["runs", "tasks", "timers"])  # every loop queries now
+        assert await client.execute(naps_and_counts, 3, timeout=20) == 3
+        assert failures == {"claim_runs": 3, "claim_tasks": 3, "fire_timers": 3}
+        assert worker._background is not None
+        assert not worker._background.done()

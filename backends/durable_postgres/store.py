@@ -609,15 +609,18 @@ class PostgresStore(Store):
                 await conn.execute(
                     "UPDATE tasks SET attempt = attempt + 1, status = 'queued', "
                     "visible_at = $2, lease_owner = NULL, lease_expires_at = NULL, "
-                    "last_error = $3 WHERE task_id = $1",
-                    task_id, outcome.visible_at, outcome.last_error,
+                    "last_error = $3, heartbeat_details = COALESCE($4, heartbeat_details) "
+                    "WHERE task_id = $1",
+                    task_id, outcome.visible_at, outcome.last_error, outcome.details,
                 )  # fmt: skip
                 topics.add(TOPIC_TASKS if outcome.visible_at <= now else TOPIC_TIMERS)
             else:
                 await conn.execute(
                     "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
-                    "lease_expires_at = NULL WHERE task_id = $1",
+                    "lease_expires_at = NULL, heartbeat_details = COALESCE($2, heartbeat_details) "
+                    "WHERE task_id = $1",
                     task_id,
+                    outcome.details,
                 )
                 topics.add(TOPIC_TASKS)
             if outcome.kind != "release" and row["closed_at"] is None:

@@ -152,15 +152,16 @@ async def finish_task(
     elif outcome.kind == "retry":
         await db.execute(
             "UPDATE tasks SET status = 'queued', attempt = attempt + 1, visible_at = ?, "
-            "last_error = ?, lease_owner = NULL, lease_expires_at = NULL WHERE task_id = ?",
-            (outcome.visible_at, outcome.last_error, task_id),
+            "last_error = ?, lease_owner = NULL, lease_expires_at = NULL, "
+            "heartbeat_details = COALESCE(?, heartbeat_details) WHERE task_id = ?",
+            (outcome.visible_at, outcome.last_error, outcome.details, task_id),
         )
         topics.add(TOPIC_TASKS if outcome.visible_at <= now else TOPIC_TIMERS)
     else:
         await db.execute(
-            "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
-            "WHERE task_id = ?",
-            (task_id,),
+            "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
+            "heartbeat_details = COALESCE(?, heartbeat_details) WHERE task_id = ?",
+            (outcome.details, task_id),
         )
         topics.add(TOPIC_TASKS)
     if run_open and outcome.kind != "release":
