@@ -188,10 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     p = command("worker", "serve the workflows and activities the modules define")
     p.add_argument("modules", nargs="+", metavar="MODULE")
     p.add_argument("--queue", action="append", help="a queue to serve (repeatable)")
-    p.add_argument("--concurrency", type=int, default=100, help="activities at once")
+    p.add_argument("--concurrency", type=_at_least_one, default=100, help="activities at once")
     p.add_argument(
         "--lease",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="how long this worker's claims outlive it if it dies (default: 30); "
         "others take over after that",
@@ -233,6 +233,26 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

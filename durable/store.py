@@ -398,9 +398,10 @@ class Store(abc.ABC):
     # ---- worker side -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def register_worker(self, worker: WorkerRecord) -> None:
-        """Record a starting worker, and unpark the runs it can serve (queue and name match)
-        so they are retried at once with its code."""
+    async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
+        """Record a starting worker (or replace its row), and unless ``unpark`` is false,
+        unpark the runs it can serve (queue and name match) so they are retried at once
+        with its code."""
 
     @abc.abstractmethod
     async def heartbeat(

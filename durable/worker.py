@@ -133,8 +133,8 @@ class Worker:
     ``max_concurrency`` bounds the activity attempts running at once.
     ``lease_seconds`` (default `LEASE_SECONDS`, 30) is how long this worker's claims on
     workflows and activity tasks outlive it if it dies without a word: other workers take
-    them over after that. It renews them six times per lease, so a shorter lease means a
-    faster takeover and more heartbeat writes.
+    them over after that. It renews them six times per lease (at least every
+    `HEARTBEAT_INTERVAL`), so a shorter lease means a faster takeover and more writes.
     """
 
     def __init__(
@@ -173,12 +173,15 @@ class Worker:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if lease_seconds is None:
             self.lease_seconds, self.heartbeat_interval = LEASE_SECONDS, HEARTBEAT_INTERVAL
-        elif lease_seconds > 0:
-            self.lease_seconds, self.heartbeat_interval = lease_seconds, lease_seconds / 6
+        elif 0 < lease_seconds < float("inf"):
+            # Renewed six times per lease, and at least every HEARTBEAT_INTERVAL: the
+            # heartbeat also keeps the worker listed and delivers cancellations.
+            self.lease_seconds = lease_seconds
+            self.heartbeat_interval = min(lease_seconds / 6, HEARTBEAT_INTERVAL)
         else:
             raise ValueError(
-                f"lease_seconds must be > 0, got {lease_seconds!r} (default {LEASE_SECONDS:g}: "
-                "how long a dead worker's claims last before others take over)"
+                f"lease_seconds must be a number of seconds > 0, got {lease_seconds!r} (default "
+                f"{LEASE_SECONDS:g}: how long a dead worker's claims last before others take over)"
             )
         if queues is None:
             found = {d.queue for d in self.workflows.values()}
@@ -205,6 +208,7 @@ class Worker:
         self._started = asyncio.Event()
         self._busy = 0  # steps and commits in flight
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
+        self._started_at: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -316,6 +320,8 @@ class Worker:
 
     def _record(self) -> WorkerRecord:
         now = self.clock.now()
+        if self._started_at is None:
+            self._started_at = now
         return WorkerRecord(
             worker_id=self.worker_id,
             queues=self.queues,
@@ -323,7 +329,7 @@ class Worker:
             activities=tuple(sorted(self.activities)),
             host=socket.gethostname(),
             pid=os.getpid(),
-            started_at=now,
+            started_at=self._started_at,
             heartbeat_at=now,
         )
 
@@ -961,14 +967,15 @@ class Worker:
                 task.created_at,
             )
             ctx = ActivityContext(info, cancelled=task.cancel_requested, started=True)
+            # Held (lease renewed, not claimed back) until its outcome is written.
             self._remote[task.task_id] = ctx
             try:
                 result = await run_attempt(Attempt(task.task_id, defn, spec, attempt_no, ctx))
+                outcome = self._decide(spec, attempt_no, task.created_at, result, ctx.details)
+                now = self.clock.now()
+                await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
             finally:
                 self._remote.pop(task.task_id, None)
-            outcome = self._decide(spec, attempt_no, task.created_at, result, ctx.details)
-            now = self.clock.now()
-            await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
         except Exception:
             logger.exception("Activity task %s failed in worker %s", task.task_id, self.worker_id)
         finally:
@@ -1007,8 +1014,9 @@ class Worker:
         )
         if self.worker_id in lost:
             # Dropped from `workers` as silent (a long stall): be listed, and serve, again.
+            # Its code has not changed: parked runs stay parked.
             logger.warning("Worker %s was presumed gone; registering again", self.worker_id)
-            await self.store.register_worker(self._record())
+            await self.store.register_worker(self._record(), unpark=False)
         for task_id in cancelled | (lost & set(running)):
             victim = running.get(task_id)
             if victim is not None:

@@ -213,6 +213,21 @@ def test_worker_for_a_module_without_workflows(cli: Cli) -> None:
     assert "durable: no @workflow or @activity functions found in json." in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lease", "0", "expected a number of seconds > 0, got '0'"),
+        ("--lease", "inf", "expected a number of seconds > 0, got 'inf'"),
+        ("--concurrency", "0", "expected a whole number >= 1, got '0'"),
+    ],
+)
+def test_worker_options_are_checked(cli: Cli, option: str, value: str, message: str) -> None:
+    done = cli("worker", "cli_app", option, value)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert f"argument {option}: {message}" in done.stderr
+
+
 def test_bad_json_is_refused_before_anything_is_written(cli: Cli) -> None:
     done = cli("start", "greet_when_told", "--input", "{bad", "--id", "wf-j")
     assert done.returncode == 1

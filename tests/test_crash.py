@@ -451,7 +451,6 @@ async def test_sigterm_keeps_what_finished_in_its_grace_period(
         assert result[2] == f"s2@{first.pid}"
 
 
-@pytest.mark.slow
 def _stall_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
     """Leases of 1 s that nobody renews: every worker in this process is late (a long
     database outage or lock wait, a GC or VM pause), though alive."""
@@ -460,6 +459,7 @@ def _stall_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(durable.worker, "POLL_INTERVAL", 0.1)
 
 
+@pytest.mark.slow
 async def test_attempt_declared_lost_cannot_commit_its_result(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -506,6 +506,7 @@ async def _claim_lapsed(store: Store) -> list[TaskRecord]:
     )
 
 
+@pytest.mark.slow
 async def test_lone_worker_late_to_renew_keeps_its_running_attempt(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

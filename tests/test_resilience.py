@@ -15,7 +15,10 @@ import durable
 from durable.errors import StoreError
 from durable.store import open_store
 
-asyncpg = pytest.importorskip("asyncpg")
+if os.environ.get("DURABLE_REQUIRE_POSTGRES"):
+    import asyncpg  # required (CI): a missing driver fails here rather than skipping
+else:
+    asyncpg = pytest.importorskip("asyncpg")
 
 BASE_URL = os.environ.get("DURABLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

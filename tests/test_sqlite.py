@@ -197,3 +197,34 @@ async def test_a_worker_outlasts_the_file_locked_past_its_busy_timeout(
             assert await handle.result(timeout=20) == 3
             assert worker._background is not None
             assert not worker._background.done()
+
+
+async def test_watching_one_more_workflow_catches_a_change_already_seen(tmp_path: Path) -> None:
+    """The watcher is already running for workflow A when B's waiter reads B; another
+    process commits to B and the watcher, looking at A only, takes in that data_version.
+    B's wait must still return at once (it used to sleep out its timeout)."""
+    from storekit import start
+
+    from durable.store import run_topic
+
+    path = tmp_path / "watch.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        await start(store, "A")
+        await start(store, "B")
+        await store.get_run("A")
+        waiting_on_a = asyncio.create_task(store.wait([run_topic("A")], 10.0))
+        await asyncio.sleep(0.1)  # the watcher runs, watching A
+        mark = store.watermark()
+        await store.get_run("B")
+        with closing(sqlite3.connect(path)) as other:
+            other.execute(
+                "UPDATE runs SET history_length = history_length + 1 WHERE workflow_id = 'B'"
+            )
+            other.commit()
+        await asyncio.sleep(0.2)  # the watcher has seen the new data_version by now
+        started = time.monotonic()
+        await store.wait([run_topic("B")], 5.0, since=mark)
+        assert time.monotonic() - started < 2.5
+        waiting_on_a.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting_on_a

@@ -266,6 +266,9 @@ async def test_park_and_unpark_by_a_registering_worker(store: Store) -> None:
     assert await claim(store, "b", now=AFTER) == []
     await store.register_worker(worker("d", queues=("other",)))
     assert await claim(store, "b", now=AFTER) == []
+    await store.register_worker(worker("e"), unpark=False)  # re-registering after a stall
+    assert await claim(store, "b", now=AFTER) == []
+    assert "e" in {w.worker_id for w in await store.list_workers()}
     await store.register_worker(worker("e"))
     run = await store.get_run("w")
     assert run is not None

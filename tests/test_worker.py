@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import durable
+import durable.worker
 from durable import ApplicationError, RetryPolicy
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=20))
@@ -509,8 +510,12 @@ async def test_lease_seconds_sets_how_long_claims_outlive_the_worker(
     client: durable.Client,
 ) -> None:
     global release
-    with pytest.raises(ValueError, match="lease_seconds must be > 0"):
-        durable.Worker(client, workflows=[holding], lease_seconds=0)
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="lease_seconds must be a number of seconds > 0"):
+            durable.Worker(client, workflows=[holding], lease_seconds=bad)
+    # A long lease still renews often enough to keep the worker listed (silent > 60 s: gone).
+    hour = durable.Worker(client, workflows=[holding], lease_seconds=3600)
+    assert hour.heartbeat_interval == durable.worker.HEARTBEAT_INTERVAL
     release = asyncio.Event()
     async with durable.Worker(client, workflows=[holding], activities=[held], lease_seconds=7):
         handle = await client.start(holding, id="held")

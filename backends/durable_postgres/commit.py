@@ -2,10 +2,12 @@
 
 `commit_steps` runs in one transaction:
 
-1. Lock every run row of the batch (``SELECT ... FOR UPDATE``, in run id order) and every
-   task row named in a ``finished_tasks`` list. From then on nobody else can change what
-   the fences read: a concurrent `send`, `terminate`, claim or heartbeat of those rows
-   waits for this commit (claims skip them).
+1. Lock every run row of the batch, with the runs its outgoing items will wake, in one
+   ``SELECT ... ORDER BY run_id FOR UPDATE``; then every task row it may change (finished,
+   cancelled, or of a run it may close) in one statement in task id order, as every
+   writer here locks rows: runs before tasks, each in id order, so none can deadlock.
+   From then on nobody else can change what the fences read: a concurrent `send`,
+   `terminate`, claim or heartbeat of those rows waits for this commit (claims skip them).
 2. `plan` decides each step in order against those locked rows, in Python, updating its
    view as it accepts steps (so two steps of one run in one batch chain correctly), and
    gathers the writes of the accepted steps into column arrays.
@@ -65,9 +67,16 @@ FROM runs WHERE run_id IN (
 )
 ORDER BY run_id FOR UPDATE
 """
+# Every task row the batch may change, in one ordered statement: those it finishes or
+# cancels ($1) and those of the runs it may close ($2). Locking them in several statements
+# (finished, then cancelled, then a closed run's leftovers) could deadlock with a heartbeat
+# renewing the same tasks in id order.
 _LOCK_TASKS = """
 SELECT task_id, lease_owner, attempt FROM tasks
-WHERE task_id = ANY($1::text[]) ORDER BY task_id FOR UPDATE
+WHERE task_id IN (
+    SELECT unnest($1::text[]) UNION ALL SELECT task_id FROM tasks WHERE run_id = ANY($2::text[])
+)
+ORDER BY task_id FOR UPDATE
 """
 _INSERT_JOURNAL = """
 INSERT INTO journal (run_id, seq, kind, time, data)
@@ -290,12 +299,13 @@ async def lock_runs(conn: Any, run_ids: Collection[str], outgoing: Sequence[Outg
 
 
 async def lock(conn: Any, steps: Sequence[StepCommit]) -> tuple[list[Any], list[Any]]:
-    """Lock the batch's run rows (with the runs its outgoing items go to), then its
-    finished-task rows; return the batch's rows."""
+    """Lock the batch's run rows (with the runs its outgoing items go to), then every task
+    row it may change; return the batch's run rows and the task rows."""
     outgoing = [o for s in steps for o in s.outgoing]
     runs = await lock_runs(conn, {s.run_id for s in steps}, outgoing)
-    task_ids = sorted({t for s in steps for t in s.finished_tasks})
-    tasks = await conn.fetch(_LOCK_TASKS, task_ids) if task_ids else []
+    task_ids = sorted({t for s in steps for t in (*s.finished_tasks, *s.cancelled_tasks)})
+    closing = sorted({s.run_id for s in steps if s.status in CLOSED_STATUSES})
+    tasks = await conn.fetch(_LOCK_TASKS, task_ids, closing) if task_ids or closing else []
     return runs, tasks
 
 

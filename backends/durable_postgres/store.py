@@ -395,7 +395,7 @@ class PostgresStore(Store):
 
     # ---- worker side -----------------------------------------------------------------
 
-    async def register_worker(self, worker: WorkerRecord) -> None:
+    async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
         """See `Store.register_worker`. Unparking clears the run's ``problem`` and makes it
         ready, so it is claimed (and replayed with the new code) at once."""
 
@@ -412,10 +412,13 @@ class PostgresStore(Store):
                 list(worker.activities), worker.host, worker.pid, worker.started_at,
                 worker.heartbeat_at,
             )  # fmt: skip
+            if not unpark:
+                return None, ()
             unparked = await conn.fetch(
                 "UPDATE runs SET parked = false, problem = NULL, ready = true "
-                "WHERE parked AND closed_at IS NULL AND queue = ANY($1::text[]) "
-                "AND name = ANY($2::text[]) RETURNING workflow_id",
+                "WHERE run_id IN (SELECT run_id FROM runs WHERE parked AND closed_at IS NULL "
+                "AND queue = ANY($1::text[]) AND name = ANY($2::text[]) "
+                "ORDER BY run_id FOR UPDATE) RETURNING workflow_id",
                 list(worker.queues),
                 list(worker.workflows),
             )
@@ -453,8 +456,10 @@ class PostgresStore(Store):
             registered = await conn.execute(
                 "UPDATE workers SET heartbeat_at = $2 WHERE worker_id = $1", worker_id, now
             )
-            await conn.execute(
-                "DELETE FROM workers WHERE heartbeat_at < $1", now - WORKER_SILENCE_SECONDS
+            await conn.execute(  # SKIP LOCKED: two heartbeats never wait on each other here
+                "DELETE FROM workers WHERE worker_id IN (SELECT worker_id FROM workers "
+                "WHERE heartbeat_at < $1 ORDER BY worker_id FOR UPDATE SKIP LOCKED)",
+                now - WORKER_SILENCE_SECONDS,
             )
             lost = set(run_ids) - {r["run_id"] for r in kept_runs}
             lost |= set(task_ids) - {r["task_id"] for r in kept_tasks}

@@ -19,7 +19,15 @@ from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, ClaimedRun, Tas
 
 from .schema import INBOX_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, inbox_item, run_record, task_record
 
-__all__ = ["claim_runs", "claim_tasks", "finish_task", "fire_timers"]
+__all__ = [
+    "claim_runs",
+    "claim_tasks",
+    "finish_task",
+    "fire_timers",
+    "runs_claimable",
+    "tasks_claimable",
+    "timers_due",
+]
 
 _FILTERS = (
     "AND queue IN (SELECT value FROM json_each(?)) AND name IN (SELECT value FROM json_each(?))"
@@ -28,6 +36,78 @@ _FILTERS = (
 
 def _json(values: Collection[str]) -> str:
     return json.dumps(list(values))
+
+
+# Read-only checks, run before taking the write lock: an idle worker polling a busy file
+# then costs readers (which WAL never blocks), not writers queueing for the one lock.
+
+
+async def runs_claimable(
+    db: aiosqlite.Connection,
+    owner: str,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+) -> bool:
+    """Whether `claim_runs` would find anything (it may still find nothing: a race)."""
+    rows = await db.execute_fetchall(
+        "SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_ready "
+        f"WHERE ready = 1 AND closed_at IS NULL AND parked = 0 {_FILTERS} "
+        "AND (lease_owner IS NULL OR lease_expires_at <= ? OR lease_owner = ?)) "
+        "OR EXISTS (SELECT 1 FROM runs INDEXED BY runs_lease "
+        "WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
+        f"AND closed_at IS NULL AND parked = 0 {_FILTERS})",
+        (_json(queues), _json(names), now, owner, now, _json(queues), _json(names)),
+    )
+    return bool(next(iter(rows))[0])
+
+
+async def tasks_claimable(
+    db: aiosqlite.Connection,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+    exclude: Collection[str],
+) -> bool:
+    """Whether `claim_tasks` would find anything (it may still find nothing: a race)."""
+    rows = await db.execute_fetchall(
+        "SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_queue "
+        f"WHERE status = 'queued' {_FILTERS} AND visible_at <= ? "
+        "AND task_id NOT IN (SELECT value FROM json_each(?))) "
+        "OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_lease "
+        f"WHERE status = 'running' AND lease_expires_at <= ? {_FILTERS} "
+        "AND task_id NOT IN (SELECT value FROM json_each(?)))",
+        (
+            _json(queues), _json(names), now, _json(exclude),
+            now, _json(queues), _json(names), _json(exclude),
+        ),
+    )  # fmt: skip
+    return bool(next(iter(rows))[0])
+
+
+async def timers_due(db: aiosqlite.Connection, now: float) -> tuple[bool, float | None]:
+    """Whether a timer is due by ``now``, and `fire_timers`'s answer if none is."""
+    rows = list(
+        await db.execute_fetchall(
+            "SELECT EXISTS (SELECT 1 FROM timers INDEXED BY timers_due WHERE due_at <= ?)",
+            (now,),
+        )
+    )
+    if rows[0][0]:
+        return True, None
+    return False, await _next_due(db, now)
+
+
+async def _next_due(db: aiosqlite.Connection, now: float) -> float | None:
+    rows = await db.execute_fetchall(
+        "SELECT MIN(due_at) FROM timers UNION ALL "
+        "SELECT MIN(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > ?",
+        (now,),
+    )
+    times = [row[0] for row in rows if row[0] is not None]
+    return min(times) if times else None
 
 
 async def claim_runs(
@@ -201,10 +281,4 @@ async def fire_timers(
             "UPDATE runs SET ready = 1 WHERE run_id = ? AND closed_at IS NULL",
             [(run_id,) for run_id in {row[0] for row in due}],
         )
-    rows = await db.execute_fetchall(
-        "SELECT MIN(due_at) FROM timers UNION ALL "
-        "SELECT MIN(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > ?",
-        (now,),
-    )
-    times = [row[0] for row in rows if row[0] is not None]
-    return (min(times) if times else None), bool(due)
+    return await _next_due(db, now), bool(due)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -85,6 +86,8 @@ from .schema import (
 )
 
 __all__ = ["BUSY_TIMEOUT", "POLL_FIRST", "POLL_INTERVAL", "WORKER_GONE_SECONDS", "SQLiteStore"]
+
+logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write lock
 POLL_INTERVAL = 0.05  # most seconds between checks for other processes' commits while waiting
@@ -185,6 +188,7 @@ class SQLiteStore(Store):
         # Workflow topics: waiters per workflow id, the state last seen of each, and the
         # task that watches for other processes' commits while anyone waits.
         self._watched: dict[str, int] = {}
+        self._newly_watched = False  # the watcher must look even if nothing changed since
         self._observed: dict[str, _Seen] = {}
         self._watcher: asyncio.Task[None] | None = None
 
@@ -226,13 +230,14 @@ class SQLiteStore(Store):
 
     async def aclose(self) -> None:
         """Close the connection. Idempotent."""
+        self._state = "closed"  # no new watcher from here on
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
+        if watcher is not None and not watcher.done():
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            if watcher.get_loop() is asyncio.get_running_loop():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         db, self._db = self._db, None
-        self._state = "closed"
         if db is not None:
             async with self._lock:
                 await db.close()
@@ -444,7 +449,7 @@ class SQLiteStore(Store):
 
     # ---- worker side -------------------------------------------------------------------
 
-    async def register_worker(self, worker: WorkerRecord) -> None:
+    async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
         """Record the worker and unpark the runs it serves (retried at once)."""
         async with self._write() as db:
             await db.execute(
@@ -461,6 +466,8 @@ class SQLiteStore(Store):
                     worker.heartbeat_at,
                 ),
             )
+            if not unpark:
+                return
             cursor = await db.execute(
                 "UPDATE runs SET parked = 0, problem = NULL, ready = 1 WHERE parked = 1 "
                 "AND queue IN (SELECT value FROM json_each(?)) "
@@ -569,6 +576,12 @@ class SQLiteStore(Store):
         """Lease up to ``limit`` runs with work, oldest first, with their inbox."""
         if limit <= 0 or not queues or not names:
             return []
+        async with self._lock:
+            db = self._conn()
+            self._seen[TOPIC_RUNS] = await self._data_version(db)
+            found = await _claims.runs_claimable(db, owner, queues=queues, names=names, now=now)
+        if not found:
+            return []
         async with self._write() as db:
             self._seen[TOPIC_RUNS] = await self._data_version(db)
             return await _claims.claim_runs(
@@ -613,6 +626,14 @@ class SQLiteStore(Store):
         """
         if limit <= 0 or not queues or not names:
             return []
+        async with self._lock:
+            db = self._conn()
+            self._seen[TOPIC_TASKS] = await self._data_version(db)
+            found = await _claims.tasks_claimable(
+                db, queues=queues, names=names, now=now, exclude=exclude
+            )
+        if not found:
+            return []
         async with self._write() as db:
             self._seen[TOPIC_TASKS] = await self._data_version(db)
             return await _claims.claim_tasks(
@@ -641,6 +662,12 @@ class SQLiteStore(Store):
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """Turn due timers into ``timer_fired`` inbox items, exactly once; return the next
         due time of a timer or a delayed task, if any."""
+        async with self._lock:
+            db = self._conn()
+            self._seen[TOPIC_TIMERS] = await self._data_version(db)
+            due, next_due = await _claims.timers_due(db, now)
+        if not due:
+            return next_due
         async with self._write() as db:
             self._seen[TOPIC_TIMERS] = await self._data_version(db)
             next_due, fired = await _claims.fire_timers(db, now, limit)
@@ -658,8 +685,9 @@ class SQLiteStore(Store):
     async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
         """Wait on the hub; for work topics also return once another process has committed.
 
-        Another process's commit is seen by ``PRAGMA data_version`` (checked every
-        `POLL_INTERVAL`) differing from its value at the start of this store's last
+        Another process's commit is seen by ``PRAGMA data_version`` (checked after
+        `POLL_FIRST`, then less often, up to every `POLL_INTERVAL`) differing from its value
+        at the start of this store's last
         `claim_runs` / `claim_tasks` / `fire_timers` (the query feeding that topic), so a
         commit between that query and this wait is not missed either. A workflow's topic
         is compared with what this store's last `get_run` of it saw (``result()`` and
@@ -667,8 +695,14 @@ class SQLiteStore(Store):
         """
         workflows = [t[len(_RUN_TOPIC) :] for t in topics if t.startswith(_RUN_TOPIC)]
         for workflow_id in workflows:
-            self._watched[workflow_id] = self._watched.get(workflow_id, 0) + 1
-        if workflows and self._watcher is None:
+            count = self._watched.get(workflow_id, 0)
+            self._watched[workflow_id] = count + 1
+            if not count:
+                # Another process may have committed to it since our get_run, and the
+                # watcher may already have seen that data_version (looking at others).
+                self._newly_watched = True
+        idle = self._watcher is None or self._watcher.done()
+        if workflows and idle and self._state == "open":
             self._watcher = asyncio.create_task(self._watch())
         try:
             await self._wait(topics, timeout, since)
@@ -713,7 +747,11 @@ class SQLiteStore(Store):
         old = self._observed.pop(workflow_id, "unseen")
         self._observed[workflow_id] = seen
         if len(self._observed) > _OBSERVED_MAX:
-            del self._observed[next(iter(self._observed))]
+            # Forget the least recently seen that nobody waits on (a waiter's baseline stays).
+            for oldest in self._observed:
+                if oldest not in self._watched:
+                    del self._observed[oldest]
+                    break
         if old != "unseen" and old != seen:
             self.hub.notify([run_topic(workflow_id)])
 
@@ -725,14 +763,17 @@ class SQLiteStore(Store):
         try:
             while self._watched and self._db is not None:
                 current = await self._data_version(self._conn())
-                if current != version:
-                    version = current
+                if current != version or self._newly_watched:
+                    version, self._newly_watched = current, False
                     await self._look(list(self._watched))
                     step = POLL_FIRST  # busy: the next change is likely soon
                 await asyncio.sleep(step)
                 step = min(step * 2, POLL_INTERVAL)
         except StoreError:
             pass  # closed meanwhile: waiters time out and query for themselves
+        except Exception:
+            # Waiters fall back to their own polling; the next wait starts a new watcher.
+            logger.exception("Watching %s for other processes' commits failed", self.path)
         finally:
             if self._watcher is asyncio.current_task():
                 self._watcher = None
