@@ -761,14 +761,18 @@ class SQLiteStore(Store):
         version: int | None = None
         step = POLL_FIRST
         try:
-            while self._watched and self._db is not None:
+            while True:
+                # Sleep first: a wait that an in-process notification ends within POLL_FIRST
+                # (the worker in this process) costs no query at all.
+                await asyncio.sleep(step)
+                step = min(step * 2, POLL_INTERVAL)
+                if not self._watched or self._db is None:
+                    break
                 current = await self._data_version(self._conn())
                 if current != version or self._newly_watched:
                     version, self._newly_watched = current, False
                     await self._look(list(self._watched))
                     step = POLL_FIRST  # busy: the next change is likely soon
-                await asyncio.sleep(step)
-                step = min(step * 2, POLL_INTERVAL)
         except StoreError:
             pass  # closed meanwhile: waiters time out and query for themselves
         except Exception:
