@@ -314,9 +314,10 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
         receipt = await durable.call(charge, order_id, cents, retry=RetryPolicy(max_attempts=1))
         child = await durable.call(ship, order, id=f"ship-{order_id}")
 
-    Options: ``retry``, ``timeout``, ``heartbeat_timeout``, ``queue`` and, for child
-    workflows, ``id``. Every other keyword is passed to the function. Only valid inside a
-    workflow.
+    Options: for activities ``retry``, ``timeout`` (per attempt), ``heartbeat_timeout`` and
+    ``queue``; for child workflows ``id``, ``timeout`` (the whole child run) and ``queue``.
+    Every other keyword is passed to the function (so a parameter named like an option
+    is passed positionally). Only valid inside a workflow.
     """
     from .engine import current_run
 
@@ -328,7 +329,14 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
         )
     overrides = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
     if getattr(fn, "__durable_workflow__", None) is not None:
-        return run.start_child(workflow_definition(fn), args, options, overrides)
+        wdefn = workflow_definition(fn)
+        wrong = sorted(set(overrides) - {"id", "timeout", "queue"})
+        if wrong:
+            raise TypeError(
+                f"{', '.join(map(repr, wrong))}: option(s) for activities, not child workflow "
+                f"{wdefn.name!r} (a child takes id, timeout and queue)"
+            )
+        return run.start_child(wdefn, args, options, overrides)
     defn = activity_definition(fn)
     if "id" in overrides:
         raise TypeError(f"'id' is an option for child workflows, not activity {defn.name!r}")

@@ -373,12 +373,16 @@ class WorkflowRun:
         run_id: str,
         queue: str,
         parent_id: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.definition = definition
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.queue = queue
         self.parent_id = parent_id
+        # The run's own timeout (fixed when it was started: a child's may be a per-call
+        # override), else the decorator's.
+        self.timeout = timeout if timeout is not None else definition.timeout
         self.history_length = 0
         self.started_at = 0.0
         self.outcome: Outcome | None = None
@@ -509,8 +513,8 @@ class WorkflowRun:
     def _start(self, data: dict[str, Any]) -> None:
         self.started_at = self._now
         args, kwargs = payload.decode_args(self.definition.fn, data["args"])
-        if self.definition.timeout is not None:
-            self._timeout_timer = self._start_timer(self._now + self.definition.timeout)
+        if self.timeout is not None:
+            self._timeout_timer = self._start_timer(self._now + self.timeout)
         coro = cast(Coroutine[Any, Any, Any], self.definition.fn(*args, **kwargs))
         self._main = self._loop.create_task(coro, name=f"workflow:{self.workflow_id}")
         self._main.add_done_callback(self._main_done)
@@ -584,7 +588,7 @@ class WorkflowRun:
         error = RemoteError(
             "TimeoutError",
             f"workflow {self.definition.name!r} ({self.workflow_id}) exceeded its timeout "
-            f"of {self.definition.timeout}s",
+            f"of {self.timeout}s",
         )
         self._close(Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()})
         self._evicting = True  # unwind silently: the run is closed
@@ -756,7 +760,7 @@ class WorkflowRun:
             "run_id": run_id,
             "queue": overrides.get("queue", defn.queue),
             "args": encoded,
-            "timeout": defn.timeout,
+            "timeout": _as_seconds(overrides.get("timeout", defn.timeout)),
         }
         seq = self._emit("child_started", data)
         fut: asyncio.Future[Any] = self._loop.create_future()

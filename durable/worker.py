@@ -505,6 +505,7 @@ class Worker:
             run_id=run.run_id,
             queue=run.queue,
             parent_id=run.parent_id,
+            timeout=run.timeout,
         )
         entries = await self.store.read_journal(run.run_id) if run.history_length else []
         i = 0

@@ -86,6 +86,71 @@ async def test_call_options_override_the_decorator(client: durable.Client) -> No
         )
 
 
+@durable.activity(queue="nowhere")
+async def where_am_i() -> str:
+    return durable.activity_info().queue
+
+
+@durable.activity
+async def dawdles() -> str:
+    await asyncio.sleep(5)
+    return "late"
+
+
+@durable.workflow
+async def naps(seconds: float) -> str:
+    await durable.sleep(seconds)
+    return "woke"
+
+
+@durable.workflow(queue="nowhere")
+async def naps_nowhere(seconds: float) -> str:
+    await durable.sleep(seconds)
+    return "woke elsewhere"
+
+
+@durable.workflow
+async def every_call_option() -> list[str]:
+    out = [await durable.call(where_am_i, queue="default")]  # served only thanks to queue=
+    try:
+        await durable.call(dawdles, timeout=0.2, retry=RetryPolicy(max_attempts=1))
+    except durable.ActivityError as err:
+        out.append(f"activity: {err.cause.type}")
+    out.append(await durable.call(naps, 0.01, id="kid-named"))
+    out.append(await durable.call(naps_nowhere, 0.01, queue="default"))
+    try:
+        await durable.call(naps, 60, id="kid-slow", timeout=timedelta(seconds=0.3))
+    except durable.ChildWorkflowError as err:
+        out.append(f"child: {err.workflow_id}")
+    try:
+        durable.call(naps, 1, retry=RetryPolicy())
+    except TypeError as err:
+        out.append(str(err))
+    return out
+
+
+async def test_every_call_option_overrides_the_decorator(client: durable.Client) -> None:
+    """DESIGN: per-call ``retry``, ``timeout``, ``queue``, and for children ``id``."""
+    workflows = [every_call_option, naps, naps_nowhere]
+    activities = [where_am_i, dawdles]
+    async with durable.Worker(client, workflows, activities, queues=["default"]):
+        assert await client.execute(every_call_option, timeout=20) == [
+            "default",
+            "activity: TimeoutError",
+            "woke",
+            "woke elsewhere",
+            "child: kid-slow",
+            "'retry': option(s) for activities, not child workflow 'naps' "
+            "(a child takes id, timeout and queue)",
+        ]
+        named = await client.get_handle("kid-named").describe()
+        assert (named.status, named.name) == ("completed", "naps")
+        slow = await client.get_handle("kid-slow").describe()
+        assert slow.status == "failed"
+        assert slow.error is not None
+        assert "exceeded its timeout" in slow.error.message
+
+
 @durable.workflow(timeout=timedelta(seconds=0.3))
 async def too_slow() -> str:
     await durable.sleep(60)
