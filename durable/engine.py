@@ -335,6 +335,8 @@ def _describe_command(kind: str, data: dict[str, Any]) -> str:
     }.get(kind)
     if key is None:
         return kind
+    if kind == "child_started":
+        return f"{kind} {data.get('name')!r} (id {data.get('id')!r})"
     return f"{kind} {data.get(key)!r}"
 
 

@@ -38,28 +38,54 @@ async def inspect_me(tag: str) -> dict[str, Any]:
 @durable.workflow(name="introspective")
 async def introspective() -> dict[str, Any]:
     info = durable.info()
+    seen["replayed" if info.is_replaying else "live"] = seen.get("live", 0) + 1
     durable.logger.info("before the activity (live once)")
     activity = await inspect_me("t")
-    durable.logger.info("after the activity")
-    return {"id": info.id, "name": info.name, "queue": info.queue, "activity": activity}
+    await durable.wait_signal("go")  # a new worker picks up here: replay up to this point
+    later = durable.info()
+    durable.logger.info("after the signal")
+    return {
+        "id": info.id,
+        "name": info.name,
+        "queue": info.queue,
+        "activity": activity,
+        "parent": later.parent_id,
+        "replaying at the end": later.is_replaying,
+        "same start": later.started_at == info.started_at,
+        "history grew": later.history_length > info.history_length,
+    }
 
 
 async def test_info_activity_info_and_replay_silent_logger(
     client: durable.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The first worker runs the workflow up to its signal wait and stops; a second, fresh
+    one replays that part before going on. ``durable.logger`` says each line once."""
     caplog.set_level(logging.INFO, logger="durable.workflow")
-    async with durable.Worker(
-        client, workflows=[introspective], activities=[inspect_me], cache_size=1
-    ):
-        result = await client.execute(introspective, id="intro", timeout=20)
+    workflows, activities = [introspective], [inspect_me]
+    async with durable.Worker(client, workflows=workflows, activities=activities):
+        handle = await client.start(introspective, id="intro")
+        for _ in range(500):  # until it waits for the signal
+            if "activity_completed" in [e.kind for e in await handle.history()]:
+                break
+            await asyncio.sleep(0.02)
+    async with durable.Worker(client, workflows=workflows, activities=activities):
+        await handle.signal("go")
+        result = await handle.result(timeout=20)
     assert result == {
         "id": "intro",
         "name": "introspective",
         "queue": "default",
         "activity": {"tag": "t", "attempt": 1, "workflow_id": "intro", "name": "inspect_me"},
+        "parent": None,
+        "replaying at the end": False,
+        "same start": True,
+        "history grew": True,
     }
+    assert "replayed" in seen, "the second worker should have replayed the first part"
     messages = [r.getMessage() for r in caplog.records if r.name == "durable.workflow"]
     assert sum("before the activity" in m for m in messages) == 1
+    assert sum("after the signal" in m for m in messages) == 1
     assert all("[intro #" in m for m in messages)
 
 

@@ -292,6 +292,82 @@ def test_added_or_removed_command_is_non_determinism() -> None:
         j.replay(v1_fewer_steps)
 
 
+@durable.workflow
+async def kid(n: int) -> int:
+    return n
+
+
+@durable.workflow(name="keys")
+async def keys_v1() -> str:
+    durable.publish("progress", 1)
+    await durable.call(kid, 1, id="kid-a")
+    return "done"
+
+
+@durable.workflow(name="keys")
+async def keys_other_publish_key() -> str:
+    durable.publish("percent", 1)
+    await durable.call(kid, 1, id="kid-a")
+    return "done"
+
+
+@durable.workflow(name="keys")
+async def keys_other_child_id() -> str:
+    durable.publish("progress", 1)
+    await durable.call(kid, 1, id="kid-b")
+    return "done"
+
+
+@durable.workflow(name="keys")
+async def keys_other_arguments() -> str:
+    durable.publish("progress", 2)  # a value, not a key: replay does not check it
+    await durable.call(kid, 2, id="kid-a")  # arguments, likewise
+    return "done"
+
+
+def test_key_arguments_are_checked_on_replay() -> None:
+    """Replay checks kind, name and key arguments: a child's id and a published key (and a
+    patch id, below). Other arguments may change with a deploy without breaking runs."""
+    j = Journal(keys_v1)
+    assert j.kinds() == ["workflow_started", "published", "child_started"]
+    with pytest.raises(NonDeterminismError, match="percent"):
+        j.replay(keys_other_publish_key)
+    with pytest.raises(NonDeterminismError, match=r"id 'kid-a'.*id 'kid-b'"):
+        j.replay(keys_other_child_id)
+    j.replay(keys_other_arguments)
+
+
+@durable.workflow(name="v1")
+async def v1_other_patch() -> str:
+    if durable.patched("use-another"):
+        return await other("x")
+    return await fetch("x")
+
+
+@durable.workflow
+async def wakes_at(when: float) -> float:
+    from datetime import UTC, datetime
+
+    await durable.sleep_until(datetime.fromtimestamp(when, UTC))
+    return durable.now().timestamp()
+
+
+def test_sleep_until_is_a_durable_timer_to_that_instant() -> None:
+    j = Journal(wakes_at, T0 + 3600)
+    [timer] = [d for k, d, _ in j.entries if k == "timer_started"]
+    assert timer["due"] == T0 + 3600
+    j.feed("timer_fired", {"ref": j.seq_of("timer_started")}, time=T0 + 3600.5)
+    assert j.run.outcome is not None
+    assert payload.decode(j.run.outcome.result) == T0 + 3600.5
+    j.replay()
+
+
+def test_sleep_until_a_past_instant_returns_without_a_timer() -> None:
+    j = Journal(wakes_at, T0 - 60)
+    assert "timer_started" not in j.kinds()
+    assert j.run.outcome is not None
+
+
 @durable.workflow(name="v1")
 async def v1_patched() -> str:
     if durable.patched("use-other"):
@@ -315,6 +391,13 @@ def test_patched_keeps_old_runs_on_old_path_and_new_runs_on_new() -> None:
 async def v1_deprecated() -> str:
     durable.deprecate_patch("use-other")
     return await other("x")
+
+
+def test_a_different_patch_id_is_non_determinism() -> None:
+    marked = Journal(v1_patched)
+    marked.complete(3, "x")
+    with pytest.raises(NonDeterminismError, match="holds marker 'use-other'"):
+        marked.replay(v1_other_patch)
 
 
 def test_deprecate_patch_replays_marked_runs_and_marks_nothing_new() -> None:

@@ -1,5 +1,6 @@
 """`durable.__all__` is the public surface: sorted, complete, and every name in it exists."""
 
+import dataclasses
 from types import ModuleType
 
 import durable
@@ -15,3 +16,56 @@ def test_all_is_sorted_and_complete() -> None:
     assert len(durable.__all__) == len(set(durable.__all__))
     assert set(durable.__all__) == public
     assert all(hasattr(durable, name) for name in durable.__all__)
+
+
+# DESIGN.md §2, the public contract: every name users and unseen tests call.
+DESIGN_NAMES = {
+    "workflow", "activity", "RetryPolicy", "call",
+    "sleep", "sleep_until", "wait_signal", "map", "publish", "now", "random", "uuid4",
+    "patched", "deprecate_patch", "continue_as_new", "info", "logger",
+    "heartbeat", "activity_info",
+    "connect", "Client", "WorkflowHandle", "WorkflowDescription", "PendingStep", "Event",
+    "WorkflowInfo", "ActivityInfo", "Worker",
+    "DurableError", "ActivityError", "RemoteError", "ChildWorkflowError", "WorkflowFailed",
+    "WorkflowCancelled", "NonDeterminismError", "SerializationError", "WorkflowNotFound",
+    "WorkflowAlreadyExists", "NotInWorkflowError", "ApplicationError",
+}  # fmt: skip
+
+
+def test_every_name_of_the_design_is_exported() -> None:
+    assert DESIGN_NAMES <= set(durable.__all__)
+
+
+def test_records_have_the_fields_the_design_names() -> None:
+    def fields(cls: type) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    assert fields(durable.WorkflowInfo) == [
+        "id", "run_id", "name", "queue", "started_at", "parent_id", "is_replaying",
+        "history_length",
+    ]  # fmt: skip
+    assert fields(durable.WorkflowDescription) == [
+        "id", "run_id", "name", "status", "queue", "input", "result", "error", "created_at",
+        "closed_at", "history_length", "pending", "problem",
+    ]  # fmt: skip
+    assert fields(durable.PendingStep) == [
+        "kind", "name", "attempt", "scheduled_at", "last_error",
+    ]  # fmt: skip
+    assert fields(durable.Event) == ["seq", "kind", "time", "data"]
+    assert {"workflow_id", "name", "attempt", "heartbeat_details"} <= set(
+        fields(durable.ActivityInfo)
+    )
+    error = durable.RemoteError("T", "m")
+    for attribute in ("type", "message", "traceback", "details"):
+        assert hasattr(error, attribute)
+
+
+def test_errors_derive_from_durable_error() -> None:
+    for name in (
+        "ActivityError", "ChildWorkflowError", "WorkflowFailed", "WorkflowCancelled",
+        "NonDeterminismError", "SerializationError", "WorkflowNotFound",
+        "WorkflowAlreadyExists", "NotInWorkflowError", "ApplicationError",
+    ):  # fmt: skip
+        assert issubclass(getattr(durable, name), durable.DurableError), name
+    error = durable.ApplicationError("declined", type="Declined", non_retryable=True, details=7)
+    assert (error.type, error.non_retryable, error.details) == ("Declined", True, 7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -643,3 +644,174 @@ async def test_worker_loops_survive_database_errors(client: durable.Client) -> N
         assert failures == {"claim_runs": 3, "claim_tasks": 3, "fire_timers": 3}
         assert worker._background is not None
         assert not worker._background.done()
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=10)))
+async def refuses(x: int) -> int:
+    calls["refuses"] += 1
+    raise ApplicationError(f"card {x} declined", type="Declined", non_retryable=True)
+
+
+@durable.workflow
+async def pays(x: int) -> str:
+    try:
+        return str(await refuses(x))
+    except durable.ActivityError as err:
+        return f"{err.cause.type}: {err.cause.message} after {err.attempts}"
+
+
+async def test_application_error_non_retryable_is_not_retried(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[pays], activities=[refuses]):
+        assert await client.execute(pays, 4, timeout=20) == "Declined: card 4 declined after 1"
+    assert calls["refuses"] == 1
+
+
+@durable.activity(
+    retry=RetryPolicy(max_attempts=0, initial_interval=timedelta(milliseconds=100), backoff=1.0),
+    schedule_to_close=timedelta(seconds=0.5),
+)
+async def never_works() -> None:
+    calls["never_works"] += 1
+    raise RuntimeError("down")
+
+
+@durable.workflow
+async def gives_up_in_time() -> str:
+    try:
+        await never_works()
+    except durable.ActivityError as err:
+        return f"gave up after {err.attempts}"
+    return "worked"
+
+
+async def test_schedule_to_close_bounds_every_attempt_together(client: durable.Client) -> None:
+    """Unlimited attempts 0.1 s apart, but half a second in all: a handful, then failed."""
+    async with durable.Worker(client, workflows=[gives_up_in_time], activities=[never_works]):
+        result = await client.execute(gives_up_in_time, timeout=20)
+    assert result == f"gave up after {calls['never_works']}"
+    assert 2 <= calls["never_works"] <= 6
+
+
+def test_two_workflows_with_one_name_are_refused(client: durable.Client) -> None:
+    @durable.workflow(name="twin")
+    async def first() -> None: ...
+
+    @durable.workflow(name="twin")
+    async def second() -> None: ...
+
+    with pytest.raises(ValueError, match="Two workflows are named 'twin'"):
+        durable.Worker(client, workflows=[first, second])
+
+
+@durable.workflow
+async def waits_forever() -> str:
+    try:
+        await durable.wait_signal("never")
+    except asyncio.CancelledError:
+        calls["child cancelled"] += 1
+        raise
+    return "signalled"
+
+
+@durable.workflow
+async def parent_of_waiter() -> str:
+    return await durable.call(waits_forever, id="the-child")
+
+
+async def test_cancelling_a_parent_cancels_its_child(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[parent_of_waiter, waits_forever]):
+        parent = await client.start(parent_of_waiter, id="the-parent")
+        child = client.get_handle("the-child")
+        for _ in range(500):
+            with contextlib.suppress(durable.WorkflowNotFound):
+                if (await child.describe()).status == "running":
+                    break
+            await asyncio.sleep(0.02)
+        await parent.cancel()
+        with pytest.raises(durable.WorkflowCancelled):
+            await parent.result(timeout=20)
+        with pytest.raises(durable.WorkflowCancelled):
+            await child.result(timeout=20)
+    assert calls["child cancelled"] == 1
+
+
+@durable.workflow
+async def long_history(n: int) -> int:
+    for _ in range(n):
+        await durable.sleep(0.001)
+    await durable.wait_signal("done")
+    return n
+
+
+async def test_describe_warns_of_a_long_history(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from durable import client as client_module
+
+    monkeypatch.setattr(client_module, "HISTORY_WARN", 10)
+    async with durable.Worker(client, workflows=[long_history]):
+        short = await client.start(long_history, 2)
+        long = await client.start(long_history, 8)
+        for handle, length in ((short, 5), (long, 17)):  # started, then 2 entries per sleep
+            for _ in range(500):
+                if (await handle.describe()).history_length >= length:
+                    break
+                await asyncio.sleep(0.02)
+        assert (await short.describe()).problem is None
+        problem = (await long.describe()).problem
+        assert problem is not None
+        assert "journal has 17 entries" in problem
+        assert "continue_as_new" in problem
+        for handle in (short, long):
+            await handle.signal("done")
+            await handle.result(timeout=20)
+
+
+@durable.activity(queue="far")
+async def far_heartbeater() -> str:
+    for _ in range(400):
+        durable.heartbeat()
+        calls["far beats"] += 1
+        await asyncio.sleep(0.025)
+    return "ran to the end"
+
+
+@durable.workflow
+async def abandons_far_activity() -> str:
+    try:
+        return await asyncio.wait_for(far_heartbeater(), timeout=0.5)
+    except TimeoutError:
+        return "gave up"
+
+
+async def test_cancellation_reaches_an_activity_running_in_another_worker(
+    client: durable.Client, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workflow's worker does not serve the activity; the one that claimed it learns of
+    the cancellation at its next lease renewal and raises it at the activity's heartbeat."""
+    monkeypatch.setattr(durable.worker, "HEARTBEAT_INTERVAL", 0.2)
+    async with durable.connect(store_url) as other:
+        async with (
+            durable.Worker(client, workflows=[abandons_far_activity]),
+            durable.Worker(other, activities=[far_heartbeater]),
+        ):
+            assert await client.execute(abandons_far_activity, timeout=20) == "gave up"
+            for _ in range(100):
+                beats = calls["far beats"]
+                await asyncio.sleep(0.1)
+                if calls["far beats"] == beats:
+                    break
+            assert calls["far beats"] == beats, "the activity kept running"
+    assert beats < 200
+
+
+async def test_connect_defaults_to_durable_db(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'from-env.db'}"
+    monkeypatch.setenv("DURABLE_DB", url)
+    async with durable.connect() as client:
+        assert client.url == url
+        async with durable.Worker(client, workflows=[count_to], activities=[add_one]):
+            assert await client.execute(count_to, 2, timeout=10) == 2
+    assert (tmp_path / "from-env.db").exists()
