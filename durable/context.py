@@ -155,8 +155,10 @@ def deprecate_patch(change_id: str) -> None:
 def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:
     """End this run and start a fresh one of the same workflow and id, with an empty journal.
 
-    Use it for long-lived loops, so no journal grows without bound. Unprocessed signals
-    move to the new run; ``handle.result()`` follows to the run that finally ends.
+    Use it for long-lived loops, so no journal grows without bound. Signals not yet
+    delivered to this run move to the new one; signals it already received that no
+    `wait_signal` took are not carried over (take them first, as Temporal users drain
+    theirs). ``handle.result()`` follows to the run that finally ends.
     """
     run = _run("continue_as_new")
     encoded = payload.encode_args(

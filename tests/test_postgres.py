@@ -613,6 +613,10 @@ _PLANS = {
         "SELECT * FROM runs ORDER BY created_at DESC LIMIT 100",
         ["runs_created_idx"],
     ),
+    "list_runs_by_name": (
+        "SELECT * FROM runs WHERE name = 'wf-rare' ORDER BY created_at DESC LIMIT 100",
+        ["runs_name_idx"],
+    ),
     "list_runs_by_status": (
         "SELECT * FROM runs WHERE status = 'running' ORDER BY created_at DESC LIMIT 100",
         ["runs_status_idx"],

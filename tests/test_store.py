@@ -70,6 +70,23 @@ async def test_newer_schema_is_refused_and_nothing_changes(store_url: str, schem
         assert kept.run_id == run.run_id
 
 
+async def test_a_version_1_database_is_migrated_and_keeps_its_data(
+    store_url: str, schema_meta: Any
+) -> None:
+    """A database written by the first release (schema 1: no runs-by-name index) is brought
+    up to date on open, its runs intact."""
+    async with open_store(store_url) as s:
+        run, _ = await s.create_run(new_run("old", name="report"), if_exists="error")
+    index = "runs_name" if store_url.startswith("sqlite") else "runs_name_idx"
+    await schema_meta._run(f"DROP INDEX {index}")
+    await schema_meta.set(1)
+    async with open_store(store_url) as s:
+        assert await schema_meta.get() >= 2
+        [listed] = await s.list_runs(name="report")
+        assert listed.run_id == run.run_id
+    await schema_meta._run(f"DROP INDEX {index}")  # it was created again: dropping works
+
+
 async def test_concurrent_opens_of_an_empty_database_migrate_once(store_url: str) -> None:
     stores = [open_store(store_url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))
@@ -132,6 +149,19 @@ async def test_create_run_if_exists(store: Store) -> None:
     await store.terminate(restarted.run_id, entry_data=b"", error=b"e", now=7.0, parent_item=None)
     back, created = await store.create_run(new_run("w"), if_exists="return")
     assert (back.run_id, created) == (restarted.run_id, False)
+
+
+async def test_a_restart_does_not_inherit_published_values(store: Store) -> None:
+    run_id = await start(store, "w")
+    close = StepCommit(
+        run_id, "w1", 1, entries(2, "published", "workflow_completed"),
+        published={"progress": b"100%"}, status="completed", result=b"r",
+    )  # fmt: skip
+    assert await store.commit_steps([close], 4.0) == [True]
+    assert (await store.read_extras("w", run_id)).published == {"progress": b"100%"}
+    again, created = await store.create_run(new_run("w", at=6.0), if_exists="restart")
+    assert created
+    assert (await store.read_extras("w", again.run_id)).published == {}
 
 
 @pytest.mark.parametrize("mode", ["return", "error", "restart"])

@@ -158,7 +158,11 @@ _V1 = [
 
 #: Schema steps, oldest first: ``(version, statements)``. A later release appends
 #: ``(2, [...])`` and bumps `SCHEMA_VERSION`; never edit a step that has shipped.
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _V1),
+    # 2: client.list(name=...) newest first without reading every run of other names.
+    (2, ["CREATE INDEX runs_name_idx ON runs (name, created_at DESC)"]),
+]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]

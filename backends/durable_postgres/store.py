@@ -237,6 +237,10 @@ class PostgresStore(Store):
                 await conn.execute(
                     "UPDATE runs SET is_current = false WHERE run_id = $1", existing["run_id"]
                 )
+                # A new execution: the old one's published values are not its own.
+                await conn.execute(
+                    "DELETE FROM published WHERE workflow_id = $1", run.workflow_id
+                )
 
         return await self._write(op)
 
@@ -254,7 +258,8 @@ class PostgresStore(Store):
     async def list_runs(
         self, *, status: str | None = None, name: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
-        """See `Store.list_runs` (index-driven: ``runs_status_idx`` or ``runs_created_idx``)."""
+        """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
+        ``runs_created_idx``)."""
         clauses: list[str] = []
         args: list[Any] = []
         if status is not None:

@@ -157,7 +157,11 @@ _V1 = (
 
 #: Schema steps, oldest first: ``(version, statements)``. A later release appends
 #: ``(2, (...))`` and thereby bumps `SCHEMA_VERSION`; never edit a step that has shipped.
-MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
+    (1, _V1),
+    # 2: client.list(name=...) newest first without reading every run of other names.
+    (2, ("CREATE INDEX runs_name ON runs (name, created_at)",)),
+]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
