@@ -1,4 +1,4 @@
-"""The `durable` command, run as a person runs it: real processes on a SQLite file.
+"""The `durable` command, run as a person runs it: real processes, on every backend.
 
 A `durable worker cli_app` process serves `tests/cli_app.py`; every other command is a
 short-lived `python -m durable ...` beside it. The worker is stopped with SIGTERM at the
@@ -75,8 +75,9 @@ def _history_kinds(show_output: str) -> list[str]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(db=f"sqlite:///{tmp_path / 'cli.db'}", cwd=tmp_path)
+def cli(store_url: str, tmp_path: Path) -> Cli:
+    """Commands against a fresh database of each backend (SQLite file, PostgreSQL schema)."""
+    return Cli(db=store_url, cwd=tmp_path)
 
 
 @pytest.fixture
