@@ -815,3 +815,40 @@ async def test_connect_defaults_to_durable_db(
         async with durable.Worker(client, workflows=[count_to], activities=[add_one]):
             assert await client.execute(count_to, 2, timeout=10) == 2
     assert (tmp_path / "from-env.db").exists()
+
+
+async def test_a_finished_attempt_keeps_its_lease_until_its_result_commits(
+    client: durable.Client, store_url: str
+) -> None:
+    """A local attempt's result rides the run's next commit. While that commit is slow
+    (here: held for 1.5 s, past the 1 s lease), the worker keeps renewing the task's lease,
+    so nobody declares the finished attempt lost and runs the activity again."""
+    from durable.store import open_store
+
+    async with durable.Worker(
+        client, workflows=[count_to], activities=[add_one], lease_seconds=1.0
+    ) as worker:
+        store = worker.store
+        real = store.commit_steps
+
+        async def slow_when_finishing(steps: Any, now: float) -> Any:
+            if any(step.finished_tasks for step in steps):
+                await asyncio.sleep(1.5)
+            return await real(steps, now)
+
+        store.commit_steps = slow_when_finishing  # type: ignore[method-assign]
+        handle = await client.start(count_to, 1)
+        stolen = []
+        async with open_store(store_url) as detector:
+            while not stolen:
+                now = client.clock.now()
+                stolen = await detector.claim_tasks(
+                    "detector", queues=["default"], names=["add_one"], now=now,
+                    lease_until=now + 60, limit=1,
+                )  # fmt: skip
+                if (await handle.describe()).status == "completed":
+                    break
+                await asyncio.sleep(0.1)
+        assert stolen == [], "a finished attempt's lease lapsed while its result committed"
+        assert await handle.result(timeout=10) == 1
+    assert calls["add_one"] == 1
