@@ -238,9 +238,7 @@ class PostgresStore(Store):
                     "UPDATE runs SET is_current = false WHERE run_id = $1", existing["run_id"]
                 )
                 # A new execution: the old one's published values are not its own.
-                await conn.execute(
-                    "DELETE FROM published WHERE workflow_id = $1", run.workflow_id
-                )
+                await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
 
         return await self._write(op)
 

@@ -320,9 +320,7 @@ class SQLiteStore(Store):
                     "UPDATE runs SET is_current = 0 WHERE run_id = ?", (existing.run_id,)
                 )
                 # A new execution: the old one's published values are not its own.
-                await db.execute(
-                    "DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,)
-                )
+                await db.execute("DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,))
             await _steps.insert_runs(db, [run], or_ignore=False)
         self.hub.notify([TOPIC_RUNS, run_topic(run.workflow_id)])
         return pending_record(run), True
