@@ -31,13 +31,17 @@ LISTEN/NOTIFY, SQLite's data_version poll) do so.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from .errors import StoreError
+from .errors import StoreError, WorkflowAlreadyExists
 from .notify import Hub
+
+IfExists = Literal["return", "error", "restart"]
+CREATE_BATCH = 500  # most runs one create_runs transaction takes from concurrent create_run
 
 __all__ = [
     "CLOSED_STATUSES",
@@ -311,6 +315,9 @@ class Store(abc.ABC):
     url: str
     #: This database's in-process hub (`durable.notify.hub_for`); notified after commits.
     hub: Hub
+    # create_run calls waiting to be written together, and the task writing them.
+    _creates: list[tuple[NewRun, IfExists, asyncio.Future[tuple[RunRecord, bool]]]] | None = None
+    _creator: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -335,10 +342,7 @@ class Store(abc.ABC):
 
     # ---- client side -------------------------------------------------------------------
 
-    @abc.abstractmethod
-    async def create_run(
-        self, run: NewRun, *, if_exists: Literal["return", "error", "restart"]
-    ) -> tuple[RunRecord, bool]:
+    async def create_run(self, run: NewRun, *, if_exists: IfExists) -> tuple[RunRecord, bool]:
         """Create ``run`` as the current run of ``run.workflow_id``, status ``pending``, ready.
 
         Atomic and race-free: of two concurrent creates with one workflow id, one wins.
@@ -346,7 +350,53 @@ class Store(abc.ABC):
         False)``; ``"error"`` raises `WorkflowAlreadyExists`; ``"restart"`` gives
         ``(existing, False)`` while it is open and otherwise makes the new run current
         (the old one stays, ``is_current = False``) and gives ``(new, True)``.
+
+        Concurrent calls on one store are written together by `create_runs`, in one
+        transaction (group commit, as the worker does for steps): a client starting many
+        workflows at once pays one durable write per batch, not one per start.
         """
+        if if_exists not in ("return", "error", "restart"):
+            raise ValueError(f"if_exists must be 'return', 'error' or 'restart', not {if_exists!r}")
+        fut: asyncio.Future[tuple[RunRecord, bool]] = asyncio.get_running_loop().create_future()
+        if self._creates is None:
+            self._creates = []
+        self._creates.append((run, if_exists, fut))
+        if self._creator is None or self._creator.done():
+            self._creator = asyncio.ensure_future(self._create_pending())
+        return await fut
+
+    async def _create_pending(self) -> None:
+        while self._creates:
+            batch = self._creates[:CREATE_BATCH]
+            del self._creates[:CREATE_BATCH]
+            try:
+                results = await self.create_runs([(run, mode) for run, mode, _ in batch])
+            except BaseException as exc:
+                for *_, fut in batch:
+                    if fut.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        fut.cancel()
+                    else:
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (*_, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue  # its caller gave up waiting
+                if isinstance(result, WorkflowAlreadyExists):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+    @abc.abstractmethod
+    async def create_runs(
+        self, runs: Sequence[tuple[NewRun, IfExists]]
+    ) -> list[tuple[RunRecord, bool] | WorkflowAlreadyExists]:
+        """`create_run` for each ``(run, if_exists)`` in order, in one transaction: each
+        sees the ones before it. A run refused by ``"error"`` gets its `WorkflowAlreadyExists`
+        in the list (returned, not raised) and the others go on."""
 
     @abc.abstractmethod
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:

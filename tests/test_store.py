@@ -151,6 +151,45 @@ async def test_create_run_if_exists(store: Store) -> None:
     assert (back.run_id, created) == (restarted.run_id, False)
 
 
+async def test_concurrent_creates_are_written_together_each_with_its_own_answer(
+    store: Store,
+) -> None:
+    """create_run calls that overlap go into one create_runs transaction (a client
+    starting many workflows pays one durable write per batch), each caller still getting
+    its own result or its own WorkflowAlreadyExists."""
+    batches: list[int] = []
+    real = store.create_runs
+
+    async def counted(runs: Any) -> Any:
+        batches.append(len(runs))
+        return await real(runs)
+
+    store.create_runs = counted  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        *(store.create_run(new_run(f"many-{i}"), if_exists="error") for i in range(50)),
+        store.create_run(new_run("dup", run_id="dup-1"), if_exists="error"),
+        store.create_run(new_run("dup", run_id="dup-2"), if_exists="error"),
+        store.create_run(new_run("dup", run_id="dup-3"), if_exists="return"),
+        return_exceptions=True,
+    )
+    created = results[:50]
+    assert all(isinstance(r, tuple) and r[1] for r in created)
+    assert sorted(r[0].workflow_id for r in created) == sorted(f"many-{i}" for i in range(50))  # type: ignore[index]
+    first, second, third = results[50:]
+    assert isinstance(first, tuple)
+    assert first[0].run_id == "dup-1"
+    assert isinstance(second, WorkflowAlreadyExists)
+    assert "'dup'" in str(second)
+    assert isinstance(third, tuple)
+    assert (third[0].run_id, third[1]) == ("dup-1", False)
+    assert sum(batches) == 53
+    assert len(batches) < 10, f"{len(batches)} transactions for 53 concurrent creates"
+    listed = {r.workflow_id for r in await store.list_runs(limit=100)}
+    assert listed == {f"many-{i}" for i in range(50)} | {"dup"}
+    with pytest.raises(ValueError, match="if_exists must be"):
+        await store.create_run(new_run("x"), if_exists="sometimes")  # type: ignore[arg-type]
+
+
 async def test_a_restart_does_not_inherit_published_values(store: Store) -> None:
     run_id = await start(store, "w")
     close = StepCommit(

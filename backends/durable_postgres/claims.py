@@ -19,7 +19,14 @@ from durable.store import ClaimedRun, InboxItem, TaskRecord
 
 from .schema import RUN_COLUMNS, TASK_COLUMNS, prefixed, run_record, task_record
 
-__all__ = ["claim_runs", "claim_runs_sql", "claim_tasks", "claim_tasks_sql", "fire_timers"]
+__all__ = [
+    "claim_runs",
+    "claim_runs_sql",
+    "claim_tasks",
+    "claim_tasks_sql",
+    "fire_timers",
+    "wake",
+]
 
 # Claimable runs come from two index-driven scans: ready runs (runs_ready_idx, walked in
 # created_at order once per queue, so a claim reads about `limit` rows per queue however
@@ -125,12 +132,10 @@ WITH due AS (
     WHERE r.closed_at IS NULL
     ORDER BY f.due_at, f.run_id, f.seq
     RETURNING run_id
-), woken AS (
-    SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM ins)
-    ORDER BY run_id FOR UPDATE
 )
-UPDATE runs SET ready = true WHERE run_id IN (SELECT run_id FROM woken)
+SELECT DISTINCT run_id FROM ins
 """
+# Then the woken runs are locked in id order and marked ready: `wake`.
 _NEXT_DUE = """
 SELECT LEAST(
     (SELECT min(due_at) FROM timers),
@@ -199,6 +204,18 @@ async def claim_tasks(
 async def fire_timers(conn: Any, now: float, limit: int) -> tuple[bool, float | None]:
     """Fire up to ``limit`` due timers; return whether any reached an open run, and the
     earliest remaining due time (timers and not-yet-visible queued tasks)."""
-    fired = await conn.execute(_FIRE_TIMERS, now, limit) if limit > 0 else "UPDATE 0"
+    woken = [r["run_id"] for r in await conn.fetch(_FIRE_TIMERS, now, limit)] if limit > 0 else []
+    await wake(conn, woken)
     next_due = await conn.fetchval(_NEXT_DUE, now)
-    return fired != "UPDATE 0", next_due
+    return bool(woken), next_due
+
+
+async def wake(conn: Any, run_ids: Collection[str]) -> None:
+    """Mark ``run_ids`` ready (an inbox item arrived), locking them in id order first with a
+    plain scan (a locking statement over a join can lose rows updated while it waits)."""
+    if run_ids:
+        ids = sorted(set(run_ids))
+        await conn.execute(
+            "SELECT 1 FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE", ids
+        )
+        await conn.execute("UPDATE runs SET ready = true WHERE run_id = ANY($1::text[])", ids)

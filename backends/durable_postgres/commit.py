@@ -43,6 +43,8 @@ from durable.store import (
     run_topic,
 )
 
+from .claims import wake
+
 __all__ = [
     "Plan",
     "apply",
@@ -52,31 +54,33 @@ __all__ = [
     "insert_runs",
     "lock",
     "lock_runs",
+    "lock_tasks",
     "plan",
 ]
 
 # Every writer that locks several rows locks runs before tasks, each in id order, so no
 # two of them can deadlock. A batch's runs are locked together with the runs its outgoing
-# items will wake (``$2``: their workflows' current runs), in one ordered statement.
+# items will wake, in one ordered statement. The locking statements themselves are plain
+# ``id = ANY(...)`` scans: the ids to lock are looked up first, without locks, because a
+# locking statement whose WHERE held a subquery over the same table lost rows that another
+# transaction updated while it waited (seen under load: whole batches rejected as if their
+# leases were gone).
+_RECIPIENTS = "SELECT run_id FROM runs WHERE workflow_id = ANY($1::text[]) AND is_current"
 _LOCK_RUNS = """
 SELECT run_id, workflow_id, status, closed_at, lease_owner, lease_expires_at,
        history_length, ready, problem
-FROM runs WHERE run_id IN (
-    SELECT unnest($1::text[])
-    UNION ALL SELECT run_id FROM runs WHERE workflow_id = ANY($2::text[]) AND is_current
-)
-ORDER BY run_id FOR UPDATE
+FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE
 """
 # Every task row the batch may change, in one ordered statement: those it finishes or
-# cancels ($1) and those of the runs it may close ($2). Locking them in several statements
+# cancels and those of the runs it may close. Locking them in several statements
 # (finished, then cancelled, then a closed run's leftovers) could deadlock with a heartbeat
-# renewing the same tasks in id order.
+# renewing the same tasks in id order. Only a run's lease holder adds tasks to it, and the
+# batch holds its runs: the task ids of a closing run cannot change between the lookup and
+# the lock.
+_RUN_TASKS = "SELECT task_id FROM tasks WHERE run_id = ANY($1::text[])"
 _LOCK_TASKS = """
 SELECT task_id, lease_owner, attempt FROM tasks
-WHERE task_id IN (
-    SELECT unnest($1::text[]) UNION ALL SELECT task_id FROM tasks WHERE run_id = ANY($2::text[])
-)
-ORDER BY task_id FOR UPDATE
+WHERE task_id = ANY($1::text[]) ORDER BY task_id FOR UPDATE
 """
 _INSERT_JOURNAL = """
 INSERT INTO journal (run_id, seq, kind, time, data)
@@ -142,26 +146,17 @@ WHERE r.run_id = ANY($1::text[]) AND NOT r.ready
   AND EXISTS (SELECT 1 FROM inbox i WHERE i.run_id = r.run_id)
 """
 _DELETE_TASKS = "DELETE FROM tasks WHERE task_id = ANY($1::text[])"
-_CANCEL_TASKS = """
-UPDATE tasks SET cancel_requested = true WHERE task_id IN (
-    SELECT task_id FROM tasks WHERE task_id = ANY($1::text[]) ORDER BY task_id FOR UPDATE
-)
-"""
+# The writes below touch only task rows `lock_tasks` locked first.
+_CANCEL_TASKS = "UPDATE tasks SET cancel_requested = true WHERE task_id = ANY($1::text[])"
 _DELETE_TIMERS = """
 DELETE FROM timers t USING unnest($1::text[], $2::bigint[]) AS u(run_id, seq)
 WHERE t.run_id = u.run_id AND t.seq = u.seq
 """
 _CLOSE_LEFTOVERS = """
 WITH timers_gone AS (DELETE FROM timers WHERE run_id = ANY($1::text[])),
-     locked AS (
-        SELECT task_id, status FROM tasks WHERE run_id = ANY($1::text[])
-        ORDER BY task_id FOR UPDATE
-     ),
-     queued_gone AS (
-        DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM locked WHERE status = 'queued')
-     )
+     queued_gone AS (DELETE FROM tasks WHERE run_id = ANY($1::text[]) AND status = 'queued')
 UPDATE tasks SET cancel_requested = true
-WHERE task_id IN (SELECT task_id FROM locked WHERE status = 'running')
+WHERE run_id = ANY($1::text[]) AND status = 'running'
 """
 _UPSERT_PUBLISHED = """
 INSERT INTO published (workflow_id, key, value)
@@ -170,8 +165,8 @@ ON CONFLICT (workflow_id, key) DO UPDATE SET value = EXCLUDED.value
 """
 # An Outgoing item goes to its run_id if given and still open, else to the workflow's
 # current run if open (the contract's reading of "else"), else nowhere. Ids are assigned
-# in item order; every recipient becomes ready, its row locked in run id order like every
-# multi-run writer here, so two such statements cannot deadlock on each other.
+# in item order; then every recipient becomes ready (`claims.wake`: locked in run id order
+# like every multi-run writer here).
 _DELIVER = """
 WITH o AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
@@ -188,18 +183,15 @@ WITH o AS (
     INSERT INTO inbox (run_id, kind, time, data)
     SELECT target, kind, $5, data FROM t WHERE target IS NOT NULL ORDER BY ord
     RETURNING run_id
-), woken AS (
-    SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM ins)
-    ORDER BY run_id FOR UPDATE
 )
-UPDATE runs SET ready = true WHERE run_id IN (SELECT run_id FROM woken)
+SELECT DISTINCT run_id FROM ins
 """
 
 
 async def deliver(conn: Any, items: Sequence[Outgoing], now: float) -> None:
     """Append ``items`` to their recipients' inboxes and mark those runs ready."""
     if items:
-        await conn.execute(
+        rows = await conn.fetch(
             _DELIVER,
             [o.workflow_id for o in items],
             [o.run_id for o in items],
@@ -207,10 +199,12 @@ async def deliver(conn: Any, items: Sequence[Outgoing], now: float) -> None:
             [o.data for o in items],
             now,
         )
+        await wake(conn, [r["run_id"] for r in rows])
 
 
 async def close_leftovers(conn: Any, run_ids: Sequence[str]) -> None:
-    """For runs just closed: delete their timers and queued tasks, flag running tasks."""
+    """For runs just closed: delete their timers and queued tasks, flag running tasks
+    (lock them first with `lock_tasks`)."""
     if run_ids:
         await conn.execute(_CLOSE_LEFTOVERS, list(run_ids))
 
@@ -293,8 +287,11 @@ async def lock_runs(conn: Any, run_ids: Collection[str], outgoing: Sequence[Outg
     """Lock ``run_ids`` and the runs ``outgoing`` may be delivered to, in one statement in
     run id order; return the rows of ``run_ids``."""
     wanted = set(run_ids)
-    ids = sorted(wanted | {o.run_id for o in outgoing if o.run_id is not None})
-    rows = await conn.fetch(_LOCK_RUNS, ids, sorted({o.workflow_id for o in outgoing}))
+    ids = wanted | {o.run_id for o in outgoing if o.run_id is not None}
+    if outgoing:
+        workflows = sorted({o.workflow_id for o in outgoing})
+        ids |= {r["run_id"] for r in await conn.fetch(_RECIPIENTS, workflows)}
+    rows = await conn.fetch(_LOCK_RUNS, sorted(ids))
     return [row for row in rows if row["run_id"] in wanted]
 
 
@@ -303,10 +300,19 @@ async def lock(conn: Any, steps: Sequence[StepCommit]) -> tuple[list[Any], list[
     row it may change; return the batch's run rows and the task rows."""
     outgoing = [o for s in steps for o in s.outgoing]
     runs = await lock_runs(conn, {s.run_id for s in steps}, outgoing)
-    task_ids = sorted({t for s in steps for t in (*s.finished_tasks, *s.cancelled_tasks)})
-    closing = sorted({s.run_id for s in steps if s.status in CLOSED_STATUSES})
-    tasks = await conn.fetch(_LOCK_TASKS, task_ids, closing) if task_ids or closing else []
-    return runs, tasks
+    return runs, await lock_tasks(
+        conn,
+        {t for s in steps for t in (*s.finished_tasks, *s.cancelled_tasks)},
+        {s.run_id for s in steps if s.status in CLOSED_STATUSES},
+    )
+
+
+async def lock_tasks(conn: Any, task_ids: Collection[str], closing: Collection[str]) -> list[Any]:
+    """Lock ``task_ids`` and every task of the runs ``closing``, in task id order."""
+    ids = set(task_ids)
+    if closing:
+        ids |= {r["task_id"] for r in await conn.fetch(_RUN_TASKS, list(closing))}
+    return await conn.fetch(_LOCK_TASKS, sorted(ids)) if ids else []
 
 
 def plan(

@@ -36,6 +36,7 @@ from durable.store import (
     TOPIC_TASKS,
     TOPIC_TIMERS,
     ClaimedRun,
+    IfExists,
     JournalEntry,
     NewRun,
     Outgoing,
@@ -73,27 +74,53 @@ SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND is_current FOR UPDATE
 """
 
 
-_HEARTBEAT_RUNS = """
-UPDATE runs SET lease_expires_at = $3
-WHERE run_id IN (
-    SELECT run_id FROM runs WHERE run_id = ANY($1::text[]) AND lease_owner = $2
-    ORDER BY run_id FOR UPDATE
-)
-RETURNING run_id
+# Locking statements are plain scans (see durable_postgres.commit): lock, then write.
+_LOCK_MY_RUNS = """
+SELECT run_id FROM runs WHERE run_id = ANY($1::text[]) AND lease_owner = $2
+ORDER BY run_id FOR UPDATE
 """
-_HEARTBEAT_TASKS = """
-WITH u AS (
-    SELECT * FROM unnest($3::text[], $4::int[], $5::bytea[]) AS u(task_id, attempt, details)
-), mine AS (
-    SELECT t.task_id FROM tasks t JOIN u ON u.task_id = t.task_id
-    WHERE t.lease_owner = $1 AND t.attempt = u.attempt
-    ORDER BY t.task_id FOR UPDATE OF t
-)
-UPDATE tasks t SET lease_expires_at = $2,
+_LOCK_MY_TASKS = """
+SELECT task_id, attempt, cancel_requested FROM tasks
+WHERE task_id = ANY($1::text[]) AND lease_owner = $2 ORDER BY task_id FOR UPDATE
+"""
+_RENEW_TASKS = """
+UPDATE tasks t SET lease_expires_at = $1,
     heartbeat_details = COALESCE(u.details, t.heartbeat_details)
-FROM u WHERE t.task_id = u.task_id AND t.task_id IN (SELECT task_id FROM mine)
-RETURNING t.task_id, t.cancel_requested
+FROM unnest($2::text[], $3::bytea[]) AS u(task_id, details)
+WHERE t.task_id = u.task_id
 """
+
+
+async def _create_one(
+    conn: Any, run: NewRun, if_exists: IfExists
+) -> tuple[RunRecord, bool] | WorkflowAlreadyExists:
+    """One `Store.create_run` inside the caller's transaction."""
+    while True:
+        row = await conn.fetchrow(
+            _INSERT_RUN, run.workflow_id, run.run_id, run.name, run.queue,
+            run.input, run.created_at, run.parent_id, run.parent_run_id, run.timeout,
+        )  # fmt: skip
+        if row is not None:
+            return run_record(row), True
+        existing = await conn.fetchrow(_LOCK_CURRENT, run.workflow_id)
+        if existing is None:
+            continue  # a concurrent restart replaced it between our statements
+        if existing["run_id"] == run.run_id:
+            return run_record(existing), True  # ours: this is a retry after a lost COMMIT
+        if if_exists == "error":
+            return WorkflowAlreadyExists(
+                f"Workflow {run.workflow_id!r} already exists (run "
+                f"{existing['run_id']!r}, status {existing['status']!r}). Pass "
+                "if_exists='return' to get its handle, or 'restart' to start it "
+                "again once it has closed."
+            )
+        if if_exists == "return" or existing["closed_at"] is None:
+            return run_record(existing), False
+        await conn.execute(
+            "UPDATE runs SET is_current = false WHERE run_id = $1", existing["run_id"]
+        )
+        # A new execution: the old one's published values are not its own.
+        await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
 
 
 class PostgresStore(Store):
@@ -205,40 +232,23 @@ class PostgresStore(Store):
 
     # ---- client side -----------------------------------------------------------------
 
-    async def create_run(
-        self, run: NewRun, *, if_exists: Literal["return", "error", "restart"]
-    ) -> tuple[RunRecord, bool]:
-        """See `Store.create_run`. A retry of our own create (lost COMMIT) finds our run id
-        and reports it as created."""
-        created_topics = (TOPIC_RUNS, run_topic(run.workflow_id))
+    async def create_runs(
+        self, runs: Sequence[tuple[NewRun, IfExists]]
+    ) -> list[tuple[RunRecord, bool] | WorkflowAlreadyExists]:
+        """See `Store.create_runs`. A retry of our own creates (lost COMMIT) finds our run
+        ids and reports them as created."""
 
-        async def op(conn: Any) -> tuple[tuple[RunRecord, bool], Collection[str]]:
-            while True:
-                row = await conn.fetchrow(
-                    _INSERT_RUN, run.workflow_id, run.run_id, run.name, run.queue,
-                    run.input, run.created_at, run.parent_id, run.parent_run_id, run.timeout,
-                )  # fmt: skip
-                if row is not None:
-                    return (run_record(row), True), created_topics
-                existing = await conn.fetchrow(_LOCK_CURRENT, run.workflow_id)
-                if existing is None:
-                    continue  # a concurrent restart replaced it between our statements
-                if existing["run_id"] == run.run_id:
-                    return (run_record(existing), True), ()
-                if if_exists == "error":
-                    raise WorkflowAlreadyExists(
-                        f"Workflow {run.workflow_id!r} already exists (run "
-                        f"{existing['run_id']!r}, status {existing['status']!r}). Pass "
-                        "if_exists='return' to get its handle, or 'restart' to start it "
-                        "again once it has closed."
-                    )
-                if if_exists == "return" or existing["closed_at"] is None:
-                    return (run_record(existing), False), ()
-                await conn.execute(
-                    "UPDATE runs SET is_current = false WHERE run_id = $1", existing["run_id"]
-                )
-                # A new execution: the old one's published values are not its own.
-                await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
+        async def op(
+            conn: Any,
+        ) -> tuple[list[tuple[RunRecord, bool] | WorkflowAlreadyExists], Collection[str]]:
+            results: list[tuple[RunRecord, bool] | WorkflowAlreadyExists] = []
+            topics: set[str] = set()
+            for run, if_exists in runs:
+                result = await _create_one(conn, run, if_exists)
+                if isinstance(result, tuple) and result[1]:
+                    topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+                results.append(result)
+            return results, topics
 
         return await self._write(op)
 
@@ -387,6 +397,7 @@ class PostgresStore(Store):
                 "lease_expires_at = NULL, ready = false WHERE run_id = $1",
                 run_id, error, now, seq,
             )  # fmt: skip
+            await commit.lock_tasks(conn, (), [run_id])
             await commit.close_leftovers(conn, [run_id])
             topics = {run_topic(row["workflow_id"])}
             if parent_item is not None:
@@ -418,13 +429,18 @@ class PostgresStore(Store):
             if not unpark:
                 return None, ()
             unparked = await conn.fetch(
-                "UPDATE runs SET parked = false, problem = NULL, ready = true "
-                "WHERE run_id IN (SELECT run_id FROM runs WHERE parked AND closed_at IS NULL "
+                "SELECT run_id, workflow_id FROM runs WHERE parked AND closed_at IS NULL "
                 "AND queue = ANY($1::text[]) AND name = ANY($2::text[]) "
-                "ORDER BY run_id FOR UPDATE) RETURNING workflow_id",
+                "ORDER BY run_id FOR UPDATE",
                 list(worker.queues),
                 list(worker.workflows),
             )
+            if unparked:
+                await conn.execute(
+                    "UPDATE runs SET parked = false, problem = NULL, ready = true "
+                    "WHERE run_id = ANY($1::text[])",
+                    [r["run_id"] for r in unparked],
+                )
             if not unparked:
                 return None, ()
             return None, {TOPIC_RUNS, *(run_topic(r["workflow_id"]) for r in unparked)}
@@ -447,15 +463,18 @@ class PostgresStore(Store):
         async def op(conn: Any) -> tuple[tuple[set[str], set[str]], Collection[str]]:
             # Rows locked in id order, runs before tasks, as the group commit locks them:
             # in table order, a heartbeat and a commit could deadlock (and stall a second).
-            kept_runs = await conn.fetch(_HEARTBEAT_RUNS, run_ids, worker_id, lease_until)
-            kept_tasks = await conn.fetch(
-                _HEARTBEAT_TASKS,
-                worker_id,
-                lease_until,
-                task_ids,
-                [tasks[t][0] for t in task_ids],
-                [tasks[t][1] for t in task_ids],
-            )
+            kept_runs = [r["run_id"] for r in await conn.fetch(_LOCK_MY_RUNS, run_ids, worker_id)]
+            if kept_runs:
+                await conn.execute(
+                    "UPDATE runs SET lease_expires_at = $2 WHERE run_id = ANY($1::text[])",
+                    kept_runs,
+                    lease_until,
+                )
+            locked = await conn.fetch(_LOCK_MY_TASKS, task_ids, worker_id) if task_ids else []
+            kept_tasks = [r for r in locked if r["attempt"] == tasks[r["task_id"]][0]]
+            if kept_tasks:
+                ids = [r["task_id"] for r in kept_tasks]
+                await conn.execute(_RENEW_TASKS, lease_until, ids, [tasks[t][1] for t in ids])
             registered = await conn.execute(
                 "UPDATE workers SET heartbeat_at = $2 WHERE worker_id = $1", worker_id, now
             )
@@ -464,7 +483,7 @@ class PostgresStore(Store):
                 "WHERE heartbeat_at < $1 ORDER BY worker_id FOR UPDATE SKIP LOCKED)",
                 now - WORKER_SILENCE_SECONDS,
             )
-            lost = set(run_ids) - {r["run_id"] for r in kept_runs}
+            lost = set(run_ids) - set(kept_runs)
             lost |= set(task_ids) - {r["task_id"] for r in kept_tasks}
             cancelled = {r["task_id"] for r in kept_tasks if r["cancel_requested"]}
             if registered == "UPDATE 0":
@@ -478,19 +497,28 @@ class PostgresStore(Store):
 
         async def op(conn: Any) -> tuple[None, Collection[str]]:
             runs = await conn.fetch(
-                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = true "
-                "WHERE run_id IN (SELECT run_id FROM runs WHERE lease_owner = $1 "
-                "AND closed_at IS NULL ORDER BY run_id FOR UPDATE) RETURNING run_id",
+                "SELECT run_id FROM runs WHERE lease_owner = $1 AND closed_at IS NULL "
+                "ORDER BY run_id FOR UPDATE",
                 worker_id,
             )
+            if runs:
+                await conn.execute(
+                    "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = true "
+                    "WHERE run_id = ANY($1::text[])",
+                    [r["run_id"] for r in runs],
+                )
             tasks = await conn.fetch(
-                "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
-                "lease_expires_at = NULL, visible_at = LEAST(visible_at, $2) "
-                "WHERE task_id IN (SELECT task_id FROM tasks WHERE lease_owner = $1 "
-                "ORDER BY task_id FOR UPDATE) RETURNING task_id",
+                "SELECT task_id FROM tasks WHERE lease_owner = $1 ORDER BY task_id FOR UPDATE",
                 worker_id,
-                now,
             )
+            if tasks:
+                await conn.execute(
+                    "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
+                    "lease_expires_at = NULL, visible_at = LEAST(visible_at, $2) "
+                    "WHERE task_id = ANY($1::text[])",
+                    [r["task_id"] for r in tasks],
+                    now,
+                )
             await conn.execute("DELETE FROM workers WHERE worker_id = $1", worker_id)
             topics = set()
             if runs:

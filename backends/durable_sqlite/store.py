@@ -57,6 +57,7 @@ from durable.store import (
     TOPIC_TASKS,
     TOPIC_TIMERS,
     ClaimedRun,
+    IfExists,
     JournalEntry,
     NewRun,
     Outgoing,
@@ -293,37 +294,49 @@ class SQLiteStore(Store):
 
     # ---- client side -------------------------------------------------------------------
 
-    async def create_run(
-        self, run: NewRun, *, if_exists: Literal["return", "error", "restart"]
-    ) -> tuple[RunRecord, bool]:
-        """Create ``run`` as current, pending and ready; see `Store.create_run`."""
-        if if_exists not in ("return", "error", "restart"):
-            raise ValueError(f"if_exists must be 'return', 'error' or 'restart', not {if_exists!r}")
+    async def create_runs(
+        self, runs: Sequence[tuple[NewRun, IfExists]]
+    ) -> list[tuple[RunRecord, bool] | WorkflowAlreadyExists]:
+        """Create runs as current, pending and ready, in one transaction; see
+        `Store.create_runs`."""
+        results: list[tuple[RunRecord, bool] | WorkflowAlreadyExists] = []
+        topics: set[str] = set()
         async with self._write() as db:
-            rows = list(
-                await db.execute_fetchall(
-                    f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND is_current = 1",
-                    (run.workflow_id,),
-                )
-            )
-            if rows:
-                existing = run_record(rows[0])
-                if if_exists == "error":
-                    raise WorkflowAlreadyExists(
-                        f"Workflow {run.workflow_id!r} already exists (run {existing.run_id!r}, "
-                        f"{existing.status}). Pass if_exists='return' to get its handle, or "
-                        "'restart' to start it again once it has closed."
+            for run, if_exists in runs:
+                rows = list(
+                    await db.execute_fetchall(
+                        f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND is_current = 1",
+                        (run.workflow_id,),
                     )
-                if if_exists == "return" or existing.status not in CLOSED_STATUSES:
-                    return existing, False
-                await db.execute(
-                    "UPDATE runs SET is_current = 0 WHERE run_id = ?", (existing.run_id,)
                 )
-                # A new execution: the old one's published values are not its own.
-                await db.execute("DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,))
-            await _steps.insert_runs(db, [run], or_ignore=False)
-        self.hub.notify([TOPIC_RUNS, run_topic(run.workflow_id)])
-        return pending_record(run), True
+                if rows:
+                    existing = run_record(rows[0])
+                    if if_exists == "error":
+                        results.append(
+                            WorkflowAlreadyExists(
+                                f"Workflow {run.workflow_id!r} already exists (run "
+                                f"{existing.run_id!r}, {existing.status}). Pass "
+                                "if_exists='return' to get its handle, or 'restart' to start it "
+                                "again once it has closed."
+                            )
+                        )
+                        continue
+                    if if_exists == "return" or existing.status not in CLOSED_STATUSES:
+                        results.append((existing, False))
+                        continue
+                    await db.execute(
+                        "UPDATE runs SET is_current = 0 WHERE run_id = ?", (existing.run_id,)
+                    )
+                    # A new execution: the old one's published values are not its own.
+                    await db.execute(
+                        "DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,)
+                    )
+                await _steps.insert_runs(db, [run], or_ignore=False)
+                results.append((pending_record(run), True))
+                topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+        if topics:
+            self.hub.notify(topics)
+        return results
 
     async def get_run(self, workflow_id: str, run_id: str | None = None) -> RunRecord | None:
         """The workflow's current run, or its run ``run_id``; ``None`` if there is none."""
