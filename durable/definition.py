@@ -315,7 +315,8 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
         child = await durable.call(ship, order, id=f"ship-{order_id}")
 
     Options: for activities ``retry``, ``timeout`` (per attempt), ``heartbeat_timeout`` and
-    ``queue``; for child workflows ``id``, ``timeout`` (the whole child run) and ``queue``.
+    ``queue``; for child workflows ``id``, ``timeout`` (the whole child run; ``None`` for
+    none, whatever the decorator says) and ``queue``.
     Every other keyword is passed to the function (so a parameter named like an option
     is passed positionally). Only valid inside a workflow.
     """
@@ -332,10 +333,18 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
         wdefn = workflow_definition(fn)
         wrong = sorted(set(overrides) - {"id", "timeout", "queue"})
         if wrong:
-            raise TypeError(
-                f"{', '.join(map(repr, wrong))}: option(s) for activities, not child workflow "
-                f"{wdefn.name!r} (a child takes id, timeout and queue)"
+            # Ignored, not refused: runs recorded while they were silently ignored must
+            # still replay. Said once per live call (the workflow logger is replay-silent).
+            from .context import logger
+
+            logger.warning(
+                "durable.call: %s ignored for child workflow %r (a child takes id, timeout "
+                "and queue)",
+                ", ".join(map(repr, wrong)),
+                wdefn.name,
             )
+            for key in wrong:
+                del overrides[key]
         return run.start_child(wdefn, args, options, overrides)
     defn = activity_definition(fn)
     if "id" in overrides:

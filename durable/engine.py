@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import math
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -515,7 +516,7 @@ class WorkflowRun:
     def _start(self, data: dict[str, Any]) -> None:
         self.started_at = self._now
         args, kwargs = payload.decode_args(self.definition.fn, data["args"])
-        if self.timeout is not None:
+        if self.timeout is not None and math.isfinite(self.timeout):
             self._timeout_timer = self._start_timer(self._now + self.timeout)
         coro = cast(Coroutine[Any, Any, Any], self.definition.fn(*args, **kwargs))
         self._main = self._loop.create_task(coro, name=f"workflow:{self.workflow_id}")
@@ -762,7 +763,13 @@ class WorkflowRun:
             "run_id": run_id,
             "queue": overrides.get("queue", defn.queue),
             "args": encoded,
-            "timeout": _as_seconds(overrides.get("timeout", defn.timeout)),
+            # An explicit timeout=None means none at all: recorded as infinity, since a
+            # run without a recorded timeout falls back to the decorator's.
+            "timeout": (
+                math.inf
+                if "timeout" in overrides and overrides["timeout"] is None
+                else _as_seconds(overrides.get("timeout", defn.timeout))
+            ),
         }
         seq = self._emit("child_started", data)
         fut: asyncio.Future[Any] = self._loop.create_future()

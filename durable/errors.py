@@ -43,6 +43,30 @@ __all__ = [
 ]
 
 
+MAX_MESSAGE = 16 * 1024  # characters of an error message kept in the journal
+MAX_TRACEBACK = 64 * 1024  # characters of a traceback kept (its end: where it was raised)
+MAX_DETAILS = 64 * 1024  # bytes ApplicationError.details may encode to
+
+
+def _cut(text: str, limit: int, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    note = f"[... {len(text) - limit:,} characters cut ...]"
+    return note + text[-limit:] if keep_end else text[:limit] + note
+
+
+def _storable_details(details: Any) -> Any:
+    if details is None:
+        return None
+    from . import payload
+
+    try:
+        payload.encode(details, what="ApplicationError details", limit=MAX_DETAILS)
+    except SerializationError as err:
+        return {"unstorable": _cut(repr(details), 1024), "why": _cut(str(err), 1024)}
+    return details
+
+
 @dataclass(frozen=True)
 class RemoteError:
     """A failure as recorded in the journal: what was raised, where, and its details.
@@ -60,17 +84,24 @@ class RemoteError:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> RemoteError:
-        """Describe `exc` (and its chain of causes) for the journal."""
-        tb = "".join(_traceback.format_exception(exc))
+        """Describe `exc` (and its chain of causes) for the journal.
+
+        It goes into the journal as it is: a message longer than `MAX_MESSAGE` characters
+        and a traceback longer than `MAX_TRACEBACK` are cut (saying so), and ``details``
+        that cannot be serialized, or encode to more than `MAX_DETAILS` bytes, are replaced
+        by a note with their ``repr``.
+        """
+        tb = _cut("".join(_traceback.format_exception(exc)), MAX_TRACEBACK, keep_end=True)
         if isinstance(exc, ApplicationError):
-            return cls(exc.type, exc.message, tb, exc.details, exc.non_retryable)
+            details = _storable_details(exc.details)
+            return cls(exc.type, _cut(exc.message, MAX_MESSAGE), tb, details, exc.non_retryable)
         if isinstance(exc, ActivityError | ChildWorkflowError):
-            return cls(type(exc).__name__, str(exc), tb, None, False, exc.cause)
+            return cls(type(exc).__name__, _cut(str(exc), MAX_MESSAGE), tb, None, False, exc.cause)
         name = type(exc).__qualname__
         module = type(exc).__module__
         if module not in ("builtins", "__main__"):
             name = f"{module}.{name}"
-        return cls(name, str(exc), tb)
+        return cls(name, _cut(str(exc), MAX_MESSAGE), tb)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain form stored in payloads."""

@@ -471,9 +471,10 @@ class Worker:
                 first = False
                 if not await self._step(driver):
                     break
-        except StoreError:
-            # The database, not the run: drop it here; it comes back by a claim once the
-            # database answers (this worker's lease, or another's after it expires).
+        except (StoreError, _StoreTrouble):
+            # The database, not the run (a driver error too: disk I/O, a cancelled query):
+            # drop it here; it comes back by a claim once the database answers (this
+            # worker's lease, or another's after it expires).
             logger.exception("Worker %s could not step run %s", self.worker_id, driver.run_id)
             self._forget(driver)
         except Exception as exc:
@@ -507,7 +508,12 @@ class Worker:
             parent_id=run.parent_id,
             timeout=run.timeout,
         )
-        entries = await self.store.read_journal(run.run_id) if run.history_length else []
+        try:
+            entries = await self.store.read_journal(run.run_id) if run.history_length else []
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _StoreTrouble(exc) from exc
         i = 0
         while i < len(entries):
             entry = entries[i]
@@ -597,7 +603,12 @@ class Worker:
         if outcome is not None:
             self._close(driver, engine, commit)
         commit.release_lease = outcome is not None or not (driver.local or local)
-        accepted = await self._commit(commit)
+        try:
+            accepted = await self._commit(commit)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _StoreTrouble(exc) from exc
         for task_id in commit.finished_tasks:
             driver.finishing.pop(task_id, None)
         if not accepted:
@@ -1031,6 +1042,10 @@ class Worker:
 
 class _Stop(Exception):
     pass
+
+
+class _StoreTrouble(Exception):
+    """A store call of a step failed with the driver's own error, not a `StoreError`."""
 
 
 def threading_is_main() -> bool:

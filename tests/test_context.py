@@ -38,7 +38,8 @@ async def inspect_me(tag: str) -> dict[str, Any]:
 @durable.workflow(name="introspective")
 async def introspective() -> dict[str, Any]:
     info = durable.info()
-    seen["replayed" if info.is_replaying else "live"] = seen.get("live", 0) + 1
+    key = "replayed" if info.is_replaying else "live"
+    seen[key] = seen.get(key, 0) + 1
     durable.logger.info("before the activity (live once)")
     activity = await inspect_me("t")
     await durable.wait_signal("go")  # a new worker picks up here: replay up to this point
@@ -148,10 +149,8 @@ async def every_call_option() -> list[str]:
         await durable.call(naps, 60, id="kid-slow", timeout=timedelta(seconds=0.3))
     except durable.ChildWorkflowError as err:
         out.append(f"child: {err.workflow_id}")
-    try:
-        durable.call(naps, 1, retry=RetryPolicy())
-    except TypeError as err:
-        out.append(str(err))
+    out.append(await durable.call(naps, 0.01, id="kid-free", timeout=None))
+    out.append(await durable.call(naps, 0.01, id="kid-retry", retry=RetryPolicy()))  # ignored
     return out
 
 
@@ -166,8 +165,8 @@ async def test_every_call_option_overrides_the_decorator(client: durable.Client)
             "woke",
             "woke elsewhere",
             "child: kid-slow",
-            "'retry': option(s) for activities, not child workflow 'naps' "
-            "(a child takes id, timeout and queue)",
+            "woke",
+            "woke",
         ]
         named = await client.get_handle("kid-named").describe()
         assert (named.status, named.name) == ("completed", "naps")
@@ -292,3 +291,19 @@ async def test_describe_lists_pending_steps_with_attempts_and_errors(
         assert step.last_error is not None
         assert "service down for 5" in step.last_error.message
         await handle.terminate("test over")
+
+
+@durable.workflow(timeout=timedelta(seconds=0.2))
+async def naps_briefly_at_most(seconds: float) -> str:
+    await durable.sleep(seconds)
+    return "woke"
+
+
+@durable.workflow
+async def frees_its_child() -> str:
+    return await durable.call(naps_briefly_at_most, 0.5, timeout=None)
+
+
+async def test_a_child_called_with_timeout_none_has_no_timeout(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[frees_its_child, naps_briefly_at_most]):
+        assert await client.execute(frees_its_child, timeout=20) == "woke"

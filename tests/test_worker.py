@@ -692,6 +692,35 @@ async def test_schedule_to_close_bounds_every_attempt_together(client: durable.C
     assert 2 <= calls["never_works"] <= 6
 
 
+@durable.activity(
+    retry=RetryPolicy(max_attempts=0, initial_interval=timedelta(milliseconds=100)),
+    schedule_to_close=timedelta(seconds=0.5),
+)
+async def slow_and_failing() -> None:
+    calls["slow_and_failing"] += 1
+    await asyncio.sleep(0.6)
+    raise RuntimeError("down")
+
+
+@durable.workflow
+async def out_of_time() -> str:
+    try:
+        await slow_and_failing()
+    except durable.ActivityError as err:
+        return f"gave up after {err.attempts}"
+    return "worked"
+
+
+async def test_schedule_to_close_counts_from_scheduling_not_from_the_attempts_end(
+    client: durable.Client,
+) -> None:
+    """One attempt that itself outlasts schedule_to_close: no retry (a local attempt's
+    deadline was once measured from its end)."""
+    async with durable.Worker(client, workflows=[out_of_time], activities=[slow_and_failing]):
+        assert await client.execute(out_of_time, timeout=20) == "gave up after 1"
+    assert calls["slow_and_failing"] == 1
+
+
 def test_two_workflows_with_one_name_are_refused(client: durable.Client) -> None:
     @durable.workflow(name="twin")
     async def first() -> None: ...
@@ -796,13 +825,15 @@ async def test_cancellation_reaches_an_activity_running_in_another_worker(
             durable.Worker(other, activities=[far_heartbeater]),
         ):
             assert await client.execute(abandons_far_activity, timeout=20) == "gave up"
-            for _ in range(100):
+            stopped = False
+            for _ in range(100):  # until it stops beating: cancelled at a heartbeat
                 beats = calls["far beats"]
                 await asyncio.sleep(0.1)
                 if calls["far beats"] == beats:
+                    stopped = True
                     break
-            assert calls["far beats"] == beats, "the activity kept running"
-    assert beats < 200
+            assert stopped, "the activity kept running"
+    assert beats < 200  # it ran ~0.5 s, not its 10 s
 
 
 async def test_connect_defaults_to_durable_db(
@@ -852,3 +883,66 @@ async def test_a_finished_attempt_keeps_its_lease_until_its_result_commits(
         assert stolen == [], "a finished attempt's lease lapsed while its result committed"
         assert await handle.result(timeout=10) == 1
     assert calls["add_one"] == 1
+
+
+async def test_a_driver_error_in_a_commit_does_not_park_the_runs(client: durable.Client) -> None:
+    """A database driver's own error (disk I/O, a cancelled statement; not a StoreError)
+    failing a group commit is the database's trouble, not the runs': they are dropped and
+    taken up again, never parked (a parked run waits for a worker to start)."""
+    async with durable.Worker(
+        client, workflows=[count_to], activities=[add_one], lease_seconds=1.0
+    ) as worker:
+        store = worker.store
+        real = store.commit_steps
+        failed = []
+
+        async def flaky(steps: Any, now: float) -> Any:
+            if not failed and any(step.finished_tasks for step in steps):
+                failed.append(len(steps))
+                raise OSError("disk I/O error")
+            return await real(steps, now)
+
+        store.commit_steps = flaky  # type: ignore[method-assign]
+        handles = [await client.start(count_to, 2) for _ in range(3)]
+        results = [await h.result(timeout=20) for h in handles]
+        assert results == [2, 2, 2]
+        assert failed, "the commit should have failed once"
+        for handle in handles:
+            assert (await handle.describe()).problem is None
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=1))
+async def fails_loudly(kind: str) -> None:
+    if kind == "long":
+        raise ApplicationError("x" * 5_000_000, type="Huge")
+    raise ApplicationError("odd details", type="Odd", details={"handle": object()})
+
+
+@durable.workflow
+async def reports(kind: str) -> dict[str, Any]:
+    try:
+        await fails_loudly(kind)
+    except durable.ActivityError as err:
+        return {
+            "type": err.cause.type,
+            "length": len(err.cause.message),
+            "details": err.cause.details,
+        }
+    return {}
+
+
+async def test_an_error_too_big_or_odd_for_the_journal_is_cut_not_fatal(
+    client: durable.Client,
+) -> None:
+    """An activity's error goes into the journal: a 5 MB message is cut (it is not a
+    payload the user chose to pass), unserializable details become a note, and the
+    workflow sees the real error type either way, not a lost worker."""
+    from durable.errors import MAX_MESSAGE
+
+    async with durable.Worker(client, workflows=[reports], activities=[fails_loudly]):
+        long = await client.execute(reports, "long", timeout=20)
+        odd = await client.execute(reports, "odd", timeout=20)
+    assert long["type"] == "Huge"
+    assert MAX_MESSAGE <= long["length"] < MAX_MESSAGE + 100
+    assert odd["type"] == "Odd"
+    assert "object object" in odd["details"]["unstorable"]
