@@ -41,10 +41,12 @@ from durable.errors import StoreError
 from durable.store import RunRecord, TaskRecord
 
 __all__ = [
+    "EXTRA_INDEXES",
     "MIGRATIONS",
     "RUN_COLUMNS",
     "SCHEMA_VERSION",
     "TASK_COLUMNS",
+    "ensure_extra_indexes",
     "migrate",
     "prefixed",
     "quote_ident",
@@ -158,10 +160,15 @@ _V1 = [
 
 #: Schema steps, oldest first: ``(version, statements)``. A later release appends
 #: ``(2, [...])`` and bumps `SCHEMA_VERSION`; never edit a step that has shipped.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (1, _V1),
-    # 2: client.list(name=...) newest first without reading every run of other names.
-    (2, ["CREATE INDEX runs_name_idx ON runs (name, created_at DESC)"]),
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
+
+#: Indexes added since a schema version shipped that code of that version can work beside
+#: (it neither needs nor minds them): created with a new schema, and on open when missing,
+#: without a version bump, so a rolling deploy never makes older processes refuse the
+#: database. On an existing table they are built CONCURRENTLY (writes go on meanwhile).
+EXTRA_INDEXES: list[tuple[str, str]] = [
+    # client.list(name=...) newest first without reading every run of other names.
+    ("runs_name_idx", "runs (name, created_at DESC)"),
 ]
 
 #: The schema version this code reads and writes.
@@ -203,6 +210,35 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+async def ensure_extra_indexes(conn: Any, schema: str, *, url: str) -> None:
+    """Build any of `EXTRA_INDEXES` missing (or left invalid by an interrupted build) on
+    ``conn``, outside a transaction. One process builds, the others go on without waiting
+    (a session advisory lock, tried, not awaited: a waiter would hold up the build)."""
+    q = quote_ident(schema)
+    rows = await conn.fetch(
+        "SELECT c.relname, i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+        schema,
+    )
+    valid = {r["relname"]: r["indisvalid"] for r in rows}
+    todo = [(name, d) for name, d in EXTRA_INDEXES if not valid.get(name, False)]
+    if not todo:
+        return
+    key = _lock_key(schema) ^ 1
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        return  # another process is building them
+    try:
+        for name, definition in todo:
+            logger.info("Building index %s of %s", name, url)
+            if name in valid:  # present but invalid: an earlier build was interrupted
+                await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {q}.{name}")
+            await conn.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {q}.{definition}"
+            )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
 async def migrate(conn: Any, schema: str, *, url: str) -> int:
     """Bring ``schema`` to `SCHEMA_VERSION` on ``conn`` (an asyncpg connection).
 
@@ -234,6 +270,9 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             logger.info("Migrating %s to schema version %d", url, version)
             for statement in statements:
                 await conn.execute(statement)
+        if found == 0:  # a new schema: its tables are empty, the extras cost nothing now
+            for name, definition in EXTRA_INDEXES:
+                await conn.execute(f"CREATE INDEX {name} ON {definition}")
         await conn.execute(
             f"INSERT INTO {meta} (key, value) VALUES ('schema_version', $1) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

@@ -53,7 +53,14 @@ from durable.store import (
 from . import claims, commit
 from .connection import Database, is_connection_error, parse_url
 from .listener import Listener, hub_origin
-from .schema import RUN_COLUMNS, TASK_COLUMNS, migrate, run_record, task_record
+from .schema import (
+    RUN_COLUMNS,
+    TASK_COLUMNS,
+    ensure_extra_indexes,
+    migrate,
+    run_record,
+    task_record,
+)
 
 __all__ = ["POLL_INTERVAL", "WORKER_SILENCE_SECONDS", "PostgresStore"]
 
@@ -195,6 +202,7 @@ class PostgresStore(Store):
         try:
             async with self._db.pool.acquire() as conn:
                 await migrate(conn, self._info.schema, url=self.url)
+                await ensure_extra_indexes(conn, self._info.schema, url=self.url)
             listener = Listener(self._db.connect, self._info.channel, self.hub)
             await listener.start()
         except BaseException as exc:

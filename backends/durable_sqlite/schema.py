@@ -40,6 +40,7 @@ from durable.errors import StoreError
 from durable.store import InboxItem, JournalEntry, NewRun, RunRecord, TaskRecord, WorkerRecord
 
 __all__ = [
+    "EXTRA_INDEXES",
     "INBOX_COLUMNS",
     "MIGRATIONS",
     "RUN_COLUMNS",
@@ -157,11 +158,15 @@ _V1 = (
 
 #: Schema steps, oldest first: ``(version, statements)``. A later release appends
 #: ``(2, (...))`` and thereby bumps `SCHEMA_VERSION`; never edit a step that has shipped.
-MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
-    (1, _V1),
-    # 2: client.list(name=...) newest first without reading every run of other names.
-    (2, ("CREATE INDEX runs_name ON runs (name, created_at)",)),
-]
+MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1)]
+
+#: Indexes added since a schema version shipped that code of that version can work beside:
+#: created if missing on open, without a version bump, so a rolling deploy never makes
+#: older processes refuse the file.
+EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
+    # client.list(name=...) newest first without reading every run of other names.
+    ("runs_name", "runs (name, created_at)"),
+)
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -199,7 +204,14 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
     if found > SCHEMA_VERSION:
         raise _too_new(found, name)
     if found == SCHEMA_VERSION:
-        return found
+        present = {
+            row[0]
+            for row in await conn.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'index'"
+            )
+        }
+        if all(name in present for name, _ in EXTRA_INDEXES):
+            return found
     await conn.execute("BEGIN IMMEDIATE")
     try:
         found = await read_version(conn)  # another process may have migrated meanwhile
@@ -211,6 +223,8 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
             logger.info("Migrating %s to schema version %d", name, version)
             for statement in statements:
                 await conn.execute(statement)
+        for index, definition in EXTRA_INDEXES:
+            await conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {definition}")
         await conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
