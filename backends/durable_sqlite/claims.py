@@ -38,6 +38,27 @@ def _json(values: Collection[str]) -> str:
     return json.dumps(list(values))
 
 
+# What is claimable, shared by the claims and their read-only checks below. Parameters:
+# runs ready: queues, names, now, owner; runs expired: now, queues, names;
+# tasks queued: queues, names, now, exclude; tasks expired: now, queues, names, exclude.
+_RUNS_READY = (
+    "runs INDEXED BY runs_ready "
+    f"WHERE ready = 1 AND closed_at IS NULL AND parked = 0 {_FILTERS} "
+    "AND (lease_owner IS NULL OR lease_expires_at <= ? OR lease_owner = ?)"
+)
+_RUNS_EXPIRED = (
+    "runs INDEXED BY runs_lease WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
+    f"AND closed_at IS NULL AND parked = 0 {_FILTERS}"
+)
+_TASKS_QUEUED = (
+    f"tasks INDEXED BY tasks_queue WHERE status = 'queued' {_FILTERS} AND visible_at <= ? "
+    "AND task_id NOT IN (SELECT value FROM json_each(?))"
+)
+_TASKS_EXPIRED = (
+    f"tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ? "
+    f"{_FILTERS} AND task_id NOT IN (SELECT value FROM json_each(?))"
+)
+
 # Read-only checks, run before taking the write lock: an idle worker polling a busy file
 # then costs readers (which WAL never blocks), not writers queueing for the one lock.
 
@@ -52,12 +73,7 @@ async def runs_claimable(
 ) -> bool:
     """Whether `claim_runs` would find anything (it may still find nothing: a race)."""
     rows = await db.execute_fetchall(
-        "SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_ready "
-        f"WHERE ready = 1 AND closed_at IS NULL AND parked = 0 {_FILTERS} "
-        "AND (lease_owner IS NULL OR lease_expires_at <= ? OR lease_owner = ?)) "
-        "OR EXISTS (SELECT 1 FROM runs INDEXED BY runs_lease "
-        "WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
-        f"AND closed_at IS NULL AND parked = 0 {_FILTERS})",
+        f"SELECT EXISTS (SELECT 1 FROM {_RUNS_READY}) OR EXISTS (SELECT 1 FROM {_RUNS_EXPIRED})",
         (_json(queues), _json(names), now, owner, now, _json(queues), _json(names)),
     )
     return bool(next(iter(rows))[0])
@@ -73,12 +89,8 @@ async def tasks_claimable(
 ) -> bool:
     """Whether `claim_tasks` would find anything (it may still find nothing: a race)."""
     rows = await db.execute_fetchall(
-        "SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_queue "
-        f"WHERE status = 'queued' {_FILTERS} AND visible_at <= ? "
-        "AND task_id NOT IN (SELECT value FROM json_each(?))) "
-        "OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_lease "
-        f"WHERE status = 'running' AND lease_expires_at <= ? {_FILTERS} "
-        "AND task_id NOT IN (SELECT value FROM json_each(?)))",
+        f"SELECT EXISTS (SELECT 1 FROM {_TASKS_QUEUED}) "
+        f"OR EXISTS (SELECT 1 FROM {_TASKS_EXPIRED})",
         (
             _json(queues), _json(names), now, _json(exclude),
             now, _json(queues), _json(names), _json(exclude),
@@ -122,16 +134,11 @@ async def claim_runs(
 ) -> list[ClaimedRun]:
     """`Store.claim_runs` inside an open write transaction."""
     ready = await db.execute_fetchall(
-        "SELECT run_id, created_at FROM runs INDEXED BY runs_ready "
-        f"WHERE ready = 1 AND closed_at IS NULL AND parked = 0 {_FILTERS} "
-        "AND (lease_owner IS NULL OR lease_expires_at <= ? OR lease_owner = ?) "
-        "ORDER BY created_at LIMIT ?",
+        f"SELECT run_id, created_at FROM {_RUNS_READY} ORDER BY created_at LIMIT ?",
         (_json(queues), _json(names), now, owner, limit),
     )
     expired = await db.execute_fetchall(
-        "SELECT run_id, created_at FROM runs INDEXED BY runs_lease "
-        "WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
-        f"AND closed_at IS NULL AND parked = 0 {_FILTERS} ORDER BY created_at LIMIT ?",
+        f"SELECT run_id, created_at FROM {_RUNS_EXPIRED} ORDER BY created_at LIMIT ?",
         (now, _json(queues), _json(names), limit),
     )
     chosen = sorted({row[0]: row[1] for row in [*ready, *expired]}.items(), key=lambda kv: kv[1])
@@ -177,15 +184,11 @@ async def claim_tasks(
     ``"queued"``, or ``"running"`` when its previous worker's lease had expired.
     """
     queued = await db.execute_fetchall(
-        f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_queue "
-        f"WHERE status = 'queued' {_FILTERS} AND visible_at <= ? "
-        "AND task_id NOT IN (SELECT value FROM json_each(?)) ORDER BY visible_at LIMIT ?",
+        f"SELECT {TASK_COLUMNS} FROM {_TASKS_QUEUED} ORDER BY visible_at LIMIT ?",
         (_json(queues), _json(names), now, _json(exclude), limit),
     )
     expired = await db.execute_fetchall(
-        f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_lease "
-        f"WHERE status = 'running' AND lease_expires_at <= ? {_FILTERS} "
-        "AND task_id NOT IN (SELECT value FROM json_each(?)) ORDER BY visible_at LIMIT ?",
+        f"SELECT {TASK_COLUMNS} FROM {_TASKS_EXPIRED} ORDER BY visible_at LIMIT ?",
         (now, _json(queues), _json(names), _json(exclude), limit),
     )
     records = (task_record(row) for row in [*queued, *expired])
