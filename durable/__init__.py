@@ -3,6 +3,7 @@
 General layout (one concept per module):
 
 - definition  @workflow, @activity, RetryPolicy, call: mark functions; nothing global
+- journal     the journal's vocabulary: entry kinds, typed records, task ids, routing
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - executor    runs one activity attempt: timeouts, heartbeats, retry classification

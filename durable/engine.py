@@ -43,6 +43,7 @@ from .errors import (
     RemoteError,
     SerializationError,
 )
+from .journal import CLOSING_KINDS, INPUT_KINDS
 
 __all__ = [
     "CLOSING_KINDS",
@@ -58,22 +59,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INPUT_KINDS = frozenset(
-    {
-        "workflow_started",
-        "activity_completed",
-        "activity_failed",
-        "activity_retrying",
-        "timer_fired",
-        "signal_received",
-        "child_completed",
-        "child_failed",
-        "cancel_requested",
-    }
-)
-CLOSING_KINDS = frozenset(
-    {"workflow_completed", "workflow_failed", "workflow_cancelled", "continued_as_new"}
-)
 EVICTION_ROUNDS = 20  # cancel-and-pump rounds before an evicted run's coroutines are closed
 
 

@@ -1,0 +1,450 @@
+"""The journal's vocabulary: every entry kind, the shape of its data, and ids built from them.
+
+This is the one place that spells journal and inbox kinds and their fields; the engine, the
+worker, the client, the steps model and both backends import them from here. An entry is
+stored as ``kind`` (a `Kind` value) and ``data`` (msgpack bytes of a small map); `decode`
+turns the pair into one of the typed records below and `encode` does the reverse.
+
+    kind                  record             data fields
+    --------------------  -----------------  --------------------------------------------
+    inputs (the run observes them; they arrive through the inbox or the worker)
+    workflow_started      WorkflowStarted    args
+    activity_completed    ActivityCompleted  ref, result
+    activity_failed       ActivityFailed     ref, error, attempts
+    activity_retrying     ActivityRetrying   ref, attempt, error
+    timer_fired           TimerFired         ref
+    signal_received       SignalReceived     name, value
+    child_completed       ChildCompleted     workflow_id, result, run_id
+    child_failed          ChildFailed        workflow_id, error, status, run_id
+    cancel_requested      CancelRequested    reason
+    commands (the code issued them)
+    activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
+                                             heartbeat_timeout, schedule_to_close,
+                                             branch, group
+    timer_started         TimerStarted       due, branch, group
+    child_started         ChildStarted       name, id, run_id, queue, args, timeout,
+                                             branch, group
+    published             Published          key, value, branch
+    marker                Marker             patch, branch
+    closings (commands that end the run)
+    workflow_completed    WorkflowCompleted  result
+    workflow_failed       WorkflowFailed     error
+    workflow_cancelled    WorkflowCancelled  -
+    continued_as_new      ContinuedAsNew     args, run_id
+    workflow_terminated   WorkflowTerminated reason (written by the client, not the code)
+
+``ref`` is the seq of the command an input answers. ``args``/``result``/``value`` are
+payloads (bytes, encoded by `durable.payload` against the function's type hints); ``error``
+is a `RemoteError`. ``branch`` is the path of the workflow task that issued a command
+(``"0"`` the main coroutine, ``"0.2"`` the third task it spawned) and ``group`` the seq of
+the first command of the concurrent group it belongs to (`None` alone); entries recorded
+before these existed read as branch ``"0"``, no group.
+
+Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
+signal or cancellation): when the run they reached ends by ``continue_as_new`` before
+consuming them, they move to its successor, never dropped. Every other inbox item answers
+one run's own command and stays with that run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgpack
+
+from .errors import RemoteError
+
+__all__ = [
+    "CLOSING_KINDS",
+    "COMMAND_KINDS",
+    "INPUT_KINDS",
+    "WORKFLOW_ADDRESSED",
+    "ActivityCompleted",
+    "ActivityFailed",
+    "ActivityRetrying",
+    "ActivityScheduled",
+    "CancelRequested",
+    "ChildCompleted",
+    "ChildFailed",
+    "ChildStarted",
+    "ContinuedAsNew",
+    "Damaged",
+    "Kind",
+    "Marker",
+    "Published",
+    "Record",
+    "SignalReceived",
+    "TimerFired",
+    "TimerStarted",
+    "WorkflowCancelled",
+    "WorkflowCompleted",
+    "WorkflowFailed",
+    "WorkflowStarted",
+    "WorkflowTerminated",
+    "decode",
+    "encode",
+    "parse_task_id",
+    "task_id",
+]
+
+
+class Kind(enum.StrEnum):
+    """Every kind of journal entry and inbox item; the value is what is stored."""
+
+    WORKFLOW_STARTED = "workflow_started"
+    ACTIVITY_COMPLETED = "activity_completed"
+    ACTIVITY_FAILED = "activity_failed"
+    ACTIVITY_RETRYING = "activity_retrying"
+    TIMER_FIRED = "timer_fired"
+    SIGNAL_RECEIVED = "signal_received"
+    CHILD_COMPLETED = "child_completed"
+    CHILD_FAILED = "child_failed"
+    CANCEL_REQUESTED = "cancel_requested"
+    ACTIVITY_SCHEDULED = "activity_scheduled"
+    TIMER_STARTED = "timer_started"
+    CHILD_STARTED = "child_started"
+    PUBLISHED = "published"
+    MARKER = "marker"
+    WORKFLOW_COMPLETED = "workflow_completed"
+    WORKFLOW_FAILED = "workflow_failed"
+    WORKFLOW_CANCELLED = "workflow_cancelled"
+    CONTINUED_AS_NEW = "continued_as_new"
+    WORKFLOW_TERMINATED = "workflow_terminated"
+
+
+#: What the run observes; the engine applies them one at a time.
+INPUT_KINDS: frozenset[str] = frozenset(
+    {
+        Kind.WORKFLOW_STARTED,
+        Kind.ACTIVITY_COMPLETED,
+        Kind.ACTIVITY_FAILED,
+        Kind.ACTIVITY_RETRYING,
+        Kind.TIMER_FIRED,
+        Kind.SIGNAL_RECEIVED,
+        Kind.CHILD_COMPLETED,
+        Kind.CHILD_FAILED,
+        Kind.CANCEL_REQUESTED,
+    }
+)
+#: Commands that close the run when the code issues them.
+CLOSING_KINDS: frozenset[str] = frozenset(
+    {
+        Kind.WORKFLOW_COMPLETED,
+        Kind.WORKFLOW_FAILED,
+        Kind.WORKFLOW_CANCELLED,
+        Kind.CONTINUED_AS_NEW,
+    }
+)
+#: What the code issues (replay checks these against the journal).
+COMMAND_KINDS: frozenset[str] = frozenset(
+    {Kind.ACTIVITY_SCHEDULED, Kind.TIMER_STARTED, Kind.CHILD_STARTED, Kind.PUBLISHED, Kind.MARKER}
+    | CLOSING_KINDS
+)
+#: Inbox kinds sent to a workflow id, not to one run: they follow it across continue-as-new.
+WORKFLOW_ADDRESSED: frozenset[str] = frozenset({Kind.SIGNAL_RECEIVED, Kind.CANCEL_REQUESTED})
+
+
+def task_id(run_id: str, seq: int) -> str:
+    """The id of the activity task scheduled at ``seq`` of run ``run_id``."""
+    return f"{run_id}:{seq}"
+
+
+def parse_task_id(value: str) -> tuple[str, int]:
+    """``(run_id, seq)`` of a `task_id`. Raises `ValueError` for anything else."""
+    run_id, sep, seq = value.rpartition(":")
+    if not sep or not run_id or not seq.isdigit():
+        raise ValueError(f"{value!r} is not a durable task id ('<run id>:<seq>')")
+    return run_id, int(seq)
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Base of the typed journal records: ``KIND`` names the stored kind."""
+
+    KIND: ClassVar[Kind]
+
+    def to_data(self) -> dict[str, Any]:
+        """The map stored as the entry's data (errors as plain maps)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, RemoteError) else value
+        return out
+
+
+def _error(value: Any) -> RemoteError:
+    if isinstance(value, dict):
+        return RemoteError.from_dict(value)
+    return RemoteError("Exception", "unknown error (no error was recorded)")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStarted(Record):
+    """The run began with ``args`` (an encoded ``{"args": [...], "kwargs": {...}}``)."""
+
+    KIND = Kind.WORKFLOW_STARTED
+    args: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCompleted(Record):
+    """The activity scheduled at ``ref`` returned ``result``."""
+
+    KIND = Kind.ACTIVITY_COMPLETED
+    ref: int
+    result: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityFailed(Record):
+    """The activity scheduled at ``ref`` failed for good after ``attempts`` attempts."""
+
+    KIND = Kind.ACTIVITY_FAILED
+    ref: int
+    error: RemoteError
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRetrying(Record):
+    """Attempt ``attempt`` of the activity at ``ref`` failed with ``error``; another follows."""
+
+    KIND = Kind.ACTIVITY_RETRYING
+    ref: int
+    attempt: int
+    error: RemoteError
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired(Record):
+    """The timer started at ``ref`` came due."""
+
+    KIND = Kind.TIMER_FIRED
+    ref: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalReceived(Record):
+    """A signal called ``name`` arrived with ``value`` (a payload)."""
+
+    KIND = Kind.SIGNAL_RECEIVED
+    name: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCompleted(Record):
+    """Child workflow ``workflow_id`` (run ``run_id``) returned ``result``."""
+
+    KIND = Kind.CHILD_COMPLETED
+    workflow_id: str
+    result: bytes | None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFailed(Record):
+    """Child workflow ``workflow_id`` ended without a result: ``status`` is ``failed``,
+    ``cancelled``, ``terminated``, or ``not_started`` (its id was taken)."""
+
+    KIND = Kind.CHILD_FAILED
+    workflow_id: str
+    error: RemoteError
+    status: str = "failed"
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested(Record):
+    """Cancellation was requested (by a client, or by the parent closing)."""
+
+    KIND = Kind.CANCEL_REQUESTED
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityScheduled(Record):
+    """The code called activity ``name``; ``retry`` is a `RetryPolicy` as a map, times are
+    seconds (`None`: no limit)."""
+
+    KIND = Kind.ACTIVITY_SCHEDULED
+    name: str
+    queue: str
+    args: bytes
+    retry: dict[str, Any]
+    timeout: float | None = None
+    heartbeat_timeout: float | None = None
+    schedule_to_close: float | None = None
+    branch: str = "0"
+    group: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerStarted(Record):
+    """The code started a timer due at ``due`` (POSIX seconds)."""
+
+    KIND = Kind.TIMER_STARTED
+    due: float
+    branch: str = "0"
+    group: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildStarted(Record):
+    """The code started child workflow ``name`` as ``id`` (run ``run_id``); ``timeout`` is
+    seconds (`None`: the child's decorator decides; infinity: none)."""
+
+    KIND = Kind.CHILD_STARTED
+    name: str
+    id: str
+    run_id: str
+    queue: str
+    args: bytes
+    timeout: float | None = None
+    branch: str = "0"
+    group: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Published(Record):
+    """The code published ``value`` under ``key``."""
+
+    KIND = Kind.PUBLISHED
+    key: str
+    value: bytes
+    branch: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class Marker(Record):
+    """A `durable.patched` marker: this run took the new path of change ``patch``."""
+
+    KIND = Kind.MARKER
+    patch: str
+    branch: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowCompleted(Record):
+    """The run returned ``result``."""
+
+    KIND = Kind.WORKFLOW_COMPLETED
+    result: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFailed(Record):
+    """The run raised ``error`` (or hit its timeout or a limit)."""
+
+    KIND = Kind.WORKFLOW_FAILED
+    error: RemoteError
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowCancelled(Record):
+    """The run ended by cancellation."""
+
+    KIND = Kind.WORKFLOW_CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class ContinuedAsNew(Record):
+    """The run ended; successor run ``run_id`` starts afresh with ``args``."""
+
+    KIND = Kind.CONTINUED_AS_NEW
+    args: bytes
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTerminated(Record):
+    """A client terminated the run."""
+
+    KIND = Kind.WORKFLOW_TERMINATED
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Damaged:
+    """An entry that cannot be read: an unknown kind or data that does not decode.
+
+    Shown as such (with ``problem``) rather than hiding the rest of the journal."""
+
+    kind: str
+    problem: str
+    raw: bytes = b""
+
+
+_RECORDS: dict[str, type[Record]] = {
+    cls.KIND: cls
+    for cls in (
+        WorkflowStarted,
+        ActivityCompleted,
+        ActivityFailed,
+        ActivityRetrying,
+        TimerFired,
+        SignalReceived,
+        ChildCompleted,
+        ChildFailed,
+        CancelRequested,
+        ActivityScheduled,
+        TimerStarted,
+        ChildStarted,
+        Published,
+        Marker,
+        WorkflowCompleted,
+        WorkflowFailed,
+        WorkflowCancelled,
+        ContinuedAsNew,
+        WorkflowTerminated,
+    )
+}
+_ERROR_FIELDS = frozenset({"error"})
+
+
+def from_data(kind: str, data: dict[str, Any]) -> Record:
+    """The record of ``kind`` built from its decoded data map.
+
+    Unknown fields are ignored (a newer writer may add some); missing ones take their
+    defaults. Raises `ValueError` for an unknown kind or a missing required field.
+    """
+    cls = _RECORDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown journal kind {kind!r}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            kwargs[f.name] = _error(value) if f.name in _ERROR_FIELDS else value
+        elif f.name in _ERROR_FIELDS:
+            kwargs[f.name] = _error(None)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{kind} entry is missing a field: {exc}") from None
+
+
+def decode(kind: str, data: bytes) -> Record | Damaged:
+    """The typed record of a stored entry, or `Damaged` saying why it cannot be read."""
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:
+        return Damaged(kind, f"its data does not decode ({type(exc).__name__}: {exc})", data)
+    if not isinstance(fields, dict):
+        return Damaged(kind, f"its data is a {type(fields).__name__}, not a map", data)
+    try:
+        return from_data(kind, fields)
+    except ValueError as exc:
+        return Damaged(kind, str(exc), data)
+
+
+def encode(record: Record) -> bytes:
+    """The stored data of ``record`` (its payload fields are already encoded bytes)."""
+    packed: bytes = msgpack.packb(record.to_data(), use_bin_type=True)
+    return packed
