@@ -11,7 +11,8 @@
     ├── WorkflowAlreadyExists  client.start(..., if_exists="error") found one
     ├── NotInWorkflowError     a workflow-only call made outside a workflow
     ├── StoreError             the database cannot be used (newer schema, bad URL, ...)
-    │   └── LeaseLost          a worker's write was fenced off: another owner took over
+    │   ├── LeaseLost          a worker's write was fenced off: another owner took over
+    │   └── StepDataError      a commit failed on what a step holds, not on the database
     └── ApplicationError       raised by user code for a structured failure
 
 `RemoteError` is not an exception: it is the recorded description of one (type, message,
@@ -35,6 +36,7 @@ __all__ = [
     "NotInWorkflowError",
     "RemoteError",
     "SerializationError",
+    "StepDataError",
     "StoreError",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",
@@ -230,3 +232,9 @@ class StoreError(DurableError):
 
 class LeaseLost(StoreError):
     """A worker's write was rejected because its lease on the workflow or task is gone."""
+
+
+class StepDataError(StoreError):
+    """A commit failed because of the data one of its steps holds (a constraint the values
+    break), not because the database is out of reach: retrying the same batch would fail
+    again. The worker then commits the batch's steps apart and parks the step at fault."""
