@@ -103,7 +103,13 @@ class RemoteError:
         module = type(exc).__module__
         if module not in ("builtins", "__main__"):
             name = f"{module}.{name}"
-        return cls(name, _cut(str(exc), MAX_MESSAGE), tb)
+        message = str(exc)
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            message = (
+                f"user code raised {exc!r}; durable records it as a failure of this step "
+                "(it does not stop the worker): return or raise an ordinary exception instead"
+            )
+        return cls(name, _cut(message, MAX_MESSAGE), tb)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain form stored in payloads."""

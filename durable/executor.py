@@ -77,9 +77,11 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
     token = _activity.set(ctx)
     try:
         if defn.is_async:
-            coro = defn.fn(*args, **kwargs)
+            coro = _contained(defn.fn(*args, **kwargs))
         else:
-            call = functools.partial(contextvars.copy_context().run, defn.fn, *args, **kwargs)
+            call = functools.partial(
+                contextvars.copy_context().run, _contained_sync, defn.fn, *args, **kwargs
+            )
             coro = anyio.to_thread.run_sync(call, abandon_on_cancel=True)
         if timeout is None and heartbeat_timeout is None:
             # Nothing to watch: run it in this task, without a task and a watchdog per
@@ -136,6 +138,30 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
     return _succeeded(task.result(), defn)
 
 
+class _Exited(Exception):
+    """`SystemExit` or `KeyboardInterrupt` raised by activity code, carried as an ordinary
+    exception: left alone, asyncio re-raises them out of the event loop and the worker
+    (every worker that picks the task up again) would stop."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(repr(raised))
+        self.raised = raised
+
+
+async def _contained(coro: Any) -> Any:
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Exited(exc) from exc
+
+
+def _contained_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Exited(exc) from exc
+
+
 def _cancelled(defn: ActivityDefinition) -> AttemptResult:
     error = RemoteError("CancelledError", f"Activity {defn.name!r} was cancelled")
     return AttemptResult(error=error, cancelled=True)
@@ -144,6 +170,8 @@ def _cancelled(defn: ActivityDefinition) -> AttemptResult:
 def _failed(failure: BaseException, spec: dict[str, Any]) -> AttemptResult:
     if isinstance(failure, asyncio.CancelledError):
         return AttemptResult(error=RemoteError.from_exception(failure), cancelled=True)
+    if isinstance(failure, _Exited):
+        failure = failure.raised
     policy = RetryPolicy.from_dict(spec["retry"])
     return AttemptResult(
         error=RemoteError.from_exception(failure), retryable=_retryable(failure, policy)
