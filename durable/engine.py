@@ -224,7 +224,13 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             while self._ready:
                 handle = self._ready.popleft()
                 if not handle._cancelled:
-                    handle._run()
+                    try:
+                        handle._run()
+                    except (SystemExit, KeyboardInterrupt):
+                        # Raised by workflow code: its task holds the exception and fails
+                        # like any other; it must not stop the worker (asyncio re-raises
+                        # these two from a task's step to stop its loop).
+                        pass
         finally:
             asyncio._set_running_loop(previous)
 
@@ -637,10 +643,12 @@ class WorkflowRun:
                 fut.set_exception(err)
             return
         error = RemoteError.from_dict(data["error"])
+        status = data.get("status", "failed")
+        what = "could not start" if status == "already_exists" else status
         fut.set_exception(
             ChildWorkflowError(
                 f"Child workflow {defn.name!r} ({child_id}, started at step {seq} of "
-                f"{self.workflow_id!r}) {data.get('status', 'failed')}: {error}",
+                f"{self.workflow_id!r}) {what}: {error}",
                 error,
                 child_id,
             )
@@ -738,9 +746,7 @@ class WorkflowRun:
         encoded = payload.encode_args(
             defn.fn, args, kwargs, what=f"arguments of child workflow {defn.name!r}"
         )
-        child_id = (
-            overrides.get("id") or f"{self.workflow_id}/{defn.name}-{self.history_length + 1}"
-        )
+        child_id = overrides.get("id") or self._default_child_id(defn.name)
         run_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
         data = {
             "name": defn.name,
@@ -764,6 +770,18 @@ class WorkflowRun:
         fut.add_done_callback(lambda f: self._child_future_done(child_id, f))
         return fut
 
+    def _default_child_id(self, name: str) -> str:
+        """A child id unique to this run: its workflow id, a prefix of its run id (so a
+        successor or a restarted run never reuses a predecessor's child ids), the child's
+        name and the seq of the command starting it."""
+        seq = self.history_length + 1
+        if self.is_replaying and self._expected_pos < len(self._expected):
+            kind, recorded = self._expected[self._expected_pos]
+            if kind == "child_started" and recorded.get("name") == name:
+                # Runs recorded before ids carried the run keep the id they started with.
+                return str(recorded.get("id"))
+        return f"{self.workflow_id}/{self.run_id[:8]}/{name}-{seq}"
+
     def _child_future_done(self, child_id: str, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() and child_id in self._children and not self._evicting:
             del self._children[child_id]
@@ -771,6 +789,11 @@ class WorkflowRun:
 
     def publish(self, key: str, value: Any) -> None:
         """Issue ``published``: clients read the value with ``handle.read(key)``."""
+        if not isinstance(key, str) or not key:
+            raise TypeError(
+                f"durable.publish() takes a non-empty str key (clients read it with "
+                f"handle.read(key)), got {key!r} in workflow {self.definition.name!r}"
+            )
         encoded = payload.encode(value, what=f"published value {key!r}")
         self._emit("published", {"key": key, "value": encoded})
         self.published[key] = encoded
