@@ -44,8 +44,9 @@ from .definition import (
     workflow_definition,
 )
 from .engine import INPUT_KINDS, Command, WorkflowRun
-from .errors import NonDeterminismError, RemoteError, StoreError
+from .errors import NonDeterminismError, RemoteError, StepDataError, StoreError
 from .executor import Attempt, AttemptResult, run_attempt
+from .journal import WORKFLOW_ADDRESSED
 from .store import (
     TOPIC_RUNS,
     TOPIC_TASKS,
@@ -81,6 +82,8 @@ LOOP_RETRY_INITIAL = 0.1  # a failed claim/task/timer loop restarts after this, 
 LOOP_RETRY_MAX = 5.0  # ...up to this while it keeps failing
 HISTORY_WARN = 20_000  # journal length past which describe() and the log warn
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
+MAX_UNDELIVERED = 10_000  # finished attempts kept through a database outage, at most
+DELIVERY_RETRY_MAX = 30.0  # seconds between tries to deliver them while the outage lasts
 
 
 class _Driver:
@@ -199,6 +202,13 @@ class Worker:
         self._slots = max_concurrency
         self._slot_freed = asyncio.Event()
         self._remote: dict[str, ActivityContext] = {}  # task id -> running claimed attempt
+        # Attempts that finished while their result could not be written (the database out
+        # of reach): kept, their task leases renewed, and delivered once it answers, so an
+        # outage costs time rather than running the activities again.
+        self._undelivered: collections.OrderedDict[str, tuple[ActivityContext, TaskOutcome]] = (
+            collections.OrderedDict()
+        )
+        self._undelivered_added = asyncio.Event()
         # Local attempts leased to this worker, waiting for an activity slot.
         self._waiting: collections.deque[tuple[_Driver, Attempt]] = collections.deque()
         self._tg: asyncio.TaskGroup | None = None
@@ -245,6 +255,7 @@ class Worker:
                 tg.create_task(self._committer())
                 tg.create_task(self._heartbeat_loop())
                 tg.create_task(self._supervise("timer loop", self._timer_loop))
+                tg.create_task(self._supervise("delivery loop", self._delivery_loop))
                 if self.workflows:
                     tg.create_task(self._supervise("claim loop", self._claim_loop))
                 if self.activities:
@@ -298,6 +309,7 @@ class Worker:
         """Every attempt this worker holds a task lease for, local or claimed, by task id:
         running, waiting for a slot, or ended with its result not yet committed."""
         running = dict(self._remote)
+        running.update((task_id, ctx) for task_id, (ctx, _) in self._undelivered.items())
         for driver in self._drivers.values():
             if driver.local:
                 running.update(driver.local)
@@ -367,7 +379,7 @@ class Worker:
     def is_idle(self) -> bool:
         """True when nothing is in flight and no notification arrived since the claim loops
         last found nothing to do: only a timer can make progress now."""
-        if self._busy or self._remote or self._commits:
+        if self._busy or self._remote or self._commits or self._undelivered:
             return False
         if any(d.local or d.pending or d.stepping for d in self._drivers.values()):
             return False
@@ -471,11 +483,24 @@ class Worker:
                 first = False
                 if not await self._step(driver):
                     break
+        except StepDataError as exc:
+            # What this step holds breaks a constraint of the database: retrying it would
+            # fail again, so park the run with the reason (its neighbours were committed).
+            problem = (
+                f"Worker {self.worker_id} could not commit a step of this run: {exc}. It is "
+                "parked until a worker starts (with code that fixes what the step wrote)."
+            )
+            try:
+                await self._park(driver, problem)
+            except Exception:
+                logger.exception("Could not park run %s", driver.run_id)
+                self._forget(driver)
         except (StoreError, _StoreTrouble):
             # The database, not the run (a driver error too: disk I/O, a cancelled query):
             # drop it here; it comes back by a claim once the database answers (this
             # worker's lease, or another's after it expires).
             logger.exception("Worker %s could not step run %s", self.worker_id, driver.run_id)
+            self._salvage(driver)
             self._forget(driver)
         except Exception as exc:
             # A bug: park the run with the reason in describe().problem rather than retry
@@ -553,12 +578,22 @@ class Worker:
         commands: list[Command] = []
         try:
             for kind, data, when, inbox_id, finished in inputs:
-                if inbox_id is not None:
-                    commit.consumed_inbox.append(inbox_id)
                 if finished is not None:
                     commit.finished_tasks[finished.info.task_id] = finished.info.attempt
                 if engine.closed:
-                    continue  # late arrivals for a closed run are consumed, not journaled
+                    # Late arrivals for a closed run are not journaled. What was sent to
+                    # the workflow id (a signal, a cancellation) stays in the inbox when
+                    # the run continued as new: the store moves it to the successor.
+                    # Answers to this run's own commands are consumed.
+                    if inbox_id is not None and not (
+                        kind in WORKFLOW_ADDRESSED
+                        and engine.outcome is not None
+                        and engine.outcome.status == "continued_as_new"
+                    ):
+                        commit.consumed_inbox.append(inbox_id)
+                    continue
+                if inbox_id is not None:
+                    commit.consumed_inbox.append(inbox_id)
                 when = max(when, engine._now)
                 new = engine.apply(kind, payload.decode(data), when)
                 commit.entries.append(
@@ -605,9 +640,14 @@ class Worker:
         commit.release_lease = outcome is not None or not (driver.local or local)
         try:
             accepted = await self._commit(commit)
-        except StoreError:
+        except StepDataError:
             raise
         except Exception as exc:
+            # The database, not the run: keep the inputs, so that results of activities
+            # that finished are delivered later rather than lost (see `_salvage`).
+            driver.pending = inputs + driver.pending
+            if isinstance(exc, StoreError):
+                raise
             raise _StoreTrouble(exc) from exc
         for task_id in commit.finished_tasks:
             driver.finishing.pop(task_id, None)
@@ -744,7 +784,7 @@ class Worker:
             return
         item: dict[str, Any]
         if outcome.status == "completed":
-            item = {"workflow_id": run.workflow_id, "result": outcome.result}
+            item = {"workflow_id": run.workflow_id, "result": outcome.result, "run_id": run.run_id}
             kind = "child_completed"
         else:
             error = outcome.error or RemoteError("CancelledError", "child workflow was cancelled")
@@ -752,6 +792,7 @@ class Worker:
                 "workflow_id": run.workflow_id,
                 "error": error.to_dict(),
                 "status": outcome.status,
+                "run_id": run.run_id,
             }
             kind = "child_failed"
         commit.outgoing.append(
@@ -777,20 +818,38 @@ class Worker:
                 batch, self._commits = self._commits[:COMMIT_BATCH], self._commits[COMMIT_BATCH:]
                 self._busy += 1
                 try:
-                    results = await self.store.commit_steps(
-                        [step for step, _ in batch], self.clock.now()
-                    )
-                except Exception as exc:
-                    logger.exception("Group commit of %d steps failed", len(batch))
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                else:
-                    for (_, fut), ok in zip(batch, results, strict=True):
-                        if not fut.done():
-                            fut.set_result(ok)
+                    await self._commit_batch(batch)
                 finally:
                     self._busy -= 1
+
+    async def _commit_batch(self, batch: list[tuple[StepCommit, asyncio.Future[bool]]]) -> None:
+        """Commit ``batch`` in one transaction and settle each step's future.
+
+        A batch that fails on one step's data (`StepDataError`) is split in halves and each
+        committed apart, down to the step at fault, whose future gets the error (its run is
+        parked): the healthy steps beside it go through at once instead of waiting for their
+        leases to expire. Any other failure (the database out of reach) fails them all.
+        """
+        try:
+            results = await self.store.commit_steps([step for step, _ in batch], self.clock.now())
+        except StepDataError as exc:
+            if len(batch) == 1:
+                logger.error("Step of run %s cannot be committed: %s", batch[0][0].run_id, exc)
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            half = len(batch) // 2
+            await self._commit_batch(batch[:half])
+            await self._commit_batch(batch[half:])
+        except Exception as exc:
+            logger.exception("Group commit of %d steps failed", len(batch))
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for (_, fut), ok in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(ok)
 
     # -- activities ---------------------------------------------------------------------
 
@@ -895,9 +954,14 @@ class Worker:
                 driver.local.pop(attempt.task_id, None)
                 self._kick(driver)
                 return
-            await self.store.finish_task(
-                attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
-            )
+            try:
+                await self.store.finish_task(
+                    attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
+                )
+            except Exception:
+                logger.exception("Could not record the end of activity task %s", attempt.task_id)
+                self._keep_undelivered(attempt.context, outcome)
+                return
             driver.local.pop(attempt.task_id, None)
             if not driver.local and not driver.pending and not driver.stepping and driver.held:
                 # Nothing more in flight here: the inbox item brings the run back.
@@ -985,13 +1049,79 @@ class Worker:
                 result = await run_attempt(Attempt(task.task_id, defn, spec, attempt_no, ctx))
                 outcome = self._decide(spec, attempt_no, task.created_at, result, ctx.details)
                 now = self.clock.now()
-                await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
+                try:
+                    await self.store.finish_task(
+                        task.task_id, self.worker_id, attempt_no, outcome, now
+                    )
+                except Exception:
+                    logger.exception("Could not record the end of activity task %s", task.task_id)
+                    self._keep_undelivered(ctx, outcome)
             finally:
                 self._remote.pop(task.task_id, None)
         except Exception:
             logger.exception("Activity task %s failed in worker %s", task.task_id, self.worker_id)
         finally:
             self._free_slot()
+
+    # -- results kept through an outage ---------------------------------------------------
+
+    def _salvage(self, driver: _Driver) -> None:
+        """Keep the results of local attempts that a failed step was to commit."""
+        for kind, data, _, _, finished in driver.pending:
+            if finished is not None:
+                self._keep_undelivered(finished, TaskOutcome("done", kind, data))
+                driver.finishing.pop(finished.info.task_id, None)
+
+    def _keep_undelivered(self, ctx: ActivityContext, outcome: TaskOutcome) -> None:
+        self._undelivered[ctx.info.task_id] = (ctx, outcome)
+        while len(self._undelivered) > MAX_UNDELIVERED:
+            task_id, _ = self._undelivered.popitem(last=False)
+            logger.warning(
+                "Worker %s keeps at most %d undelivered results; dropping that of task %s "
+                "(its attempt will count as lost and run again)",
+                self.worker_id,
+                MAX_UNDELIVERED,
+                task_id,
+            )
+        self._undelivered_added.set()
+
+    async def _delivery_loop(self) -> None:
+        """Deliver kept results, oldest first, retrying with backoff while the database
+        is out of reach. A result whose attempt was meanwhile declared lost (its lease taken
+        over) is dropped: the fence says another attempt owns the task now."""
+        delay = LOOP_RETRY_INITIAL
+        while True:
+            if not self._undelivered:
+                if self._stopping.is_set():
+                    return
+                self._undelivered_added.clear()
+                await self._undelivered_added.wait()
+                continue
+            task_id, (ctx, outcome) = next(iter(self._undelivered.items()))
+            try:
+                ok = await self.store.finish_task(
+                    task_id, self.worker_id, ctx.info.attempt, outcome, self.clock.now()
+                )
+            except Exception as exc:
+                logger.info(
+                    "Worker %s: %d finished activity result(s) wait for the database (%s); "
+                    "next try in %.1f s",
+                    self.worker_id,
+                    len(self._undelivered),
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)  # through a graceful stop too, for its grace
+                delay = min(delay * 2, DELIVERY_RETRY_MAX)
+                continue
+            delay = LOOP_RETRY_INITIAL
+            self._undelivered.pop(task_id, None)
+            if not ok:
+                logger.info(
+                    "Result of task %s (attempt %d) arrived after its lease was taken over",
+                    task_id,
+                    ctx.info.attempt,
+                )
 
     # -- timers and heartbeats ----------------------------------------------------------
 
