@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from . import payload
+from .branches import Branches
 from .definition import ActivityDefinition, RetryPolicy, WorkflowDefinition
 from .errors import (
     ActivityError,
@@ -148,6 +149,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.branches = Branches()
         self._closed = False
         self._exception_handler: Any = None
 
@@ -212,6 +214,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
         task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self.branches.spawned(task, asyncio.current_task(self))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -231,6 +234,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
                         # like any other; it must not stop the worker (asyncio re-raises
                         # these two from a task's step to stop its loop).
                         pass
+                    self.branches.segment_done()
         finally:
             asyncio._set_running_loop(previous)
 
@@ -324,6 +328,7 @@ def _describe_command(kind: str, data: dict[str, Any]) -> str:
         "child_started": "name",
         "published": "key",
         "marker": "patch",
+        "signal_wait_started": "name",
     }.get(kind)
     if key is None:
         return kind
@@ -344,6 +349,8 @@ def _same_command(kind: str, data: dict[str, Any], other_kind: str, other: dict[
         return data.get("key") == other.get("key")
     if kind == "marker":
         return data.get("patch") == other.get("patch")
+    if kind == "signal_wait_started":
+        return data.get("name") == other.get("name")
     return True
 
 
@@ -687,8 +694,23 @@ class WorkflowRun:
                 self._nondeterminism = self._nondeterminism or err
                 raise err
             self._expected_pos += 1
+        if kind not in CLOSING_KINDS:
+            self._loop.branches.tag(asyncio.current_task(self._loop), kind, seq, data)
         self._commands.append(Command(seq, kind, data))
         return seq
+
+    def _annotate(self, kind: str, data: dict[str, Any]) -> None:
+        """Issue a command that only tells (such as ``signal_wait_started``): like `_emit`,
+        except that on replay of a journal recorded before such commands existed, where the
+        next recorded command is something else, it is left out rather than a mismatch."""
+        if self._evicting:
+            return
+        if self.is_replaying and not (
+            self._expected_pos < len(self._expected)
+            and self._expected[self._expected_pos][0] == kind
+        ):
+            return
+        self._emit(kind, data)
 
     def _start_timer(self, when: float) -> int:
         return self._emit("timer_started", {"due": when})
@@ -805,6 +827,8 @@ class WorkflowRun:
             return buffered.popleft()
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._signal_waiters[name].append(fut)
+        due = None if timeout is None else self._now + timeout
+        self._annotate("signal_wait_started", {"name": name, "due": due})
         if timeout is None:
             return await fut
         return await asyncio.wait_for(fut, timeout)

@@ -9,9 +9,9 @@ turns the pair into one of the typed records below and `encode` does the reverse
     --------------------  -----------------  --------------------------------------------
     inputs (the run observes them; they arrive through the inbox or the worker)
     workflow_started      WorkflowStarted    args
-    activity_completed    ActivityCompleted  ref, result
-    activity_failed       ActivityFailed     ref, error, attempts
-    activity_retrying     ActivityRetrying   ref, attempt, error
+    activity_completed    ActivityCompleted  ref, result, started_at, worker
+    activity_failed       ActivityFailed     ref, error, attempts, started_at, worker
+    activity_retrying     ActivityRetrying   ref, attempt, error, started_at, worker
     timer_fired           TimerFired         ref
     signal_received       SignalReceived     name, value
     child_completed       ChildCompleted     workflow_id, result, run_id
@@ -25,6 +25,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     child_started         ChildStarted       name, id, run_id, queue, args, timeout,
                                              branch, group
     published             Published          key, value, branch
+    signal_wait_started   SignalWaitStarted  name, due, branch, group (tells only: see below)
     marker                Marker             patch, branch
     closings (commands that end the run)
     workflow_completed    WorkflowCompleted  result
@@ -33,12 +34,18 @@ turns the pair into one of the typed records below and `encode` does the reverse
     continued_as_new      ContinuedAsNew     args, run_id
     workflow_terminated   WorkflowTerminated reason (written by the client, not the code)
 
-``ref`` is the seq of the command an input answers. ``args``/``result``/``value`` are
-payloads (bytes, encoded by `durable.payload` against the function's type hints); ``error``
-is a `RemoteError`. ``branch`` is the path of the workflow task that issued a command
-(``"0"`` the main coroutine, ``"0.2"`` the third task it spawned) and ``group`` the seq of
-the first command of the concurrent group it belongs to (`None` alone); entries recorded
-before these existed read as branch ``"0"``, no group.
+``ref`` is the seq of the command an input answers; ``started_at`` and ``worker`` say when
+and where the attempt it reports began (`None` when it never ran, or in older journals).
+``args``/``result``/``value`` are payloads (bytes, encoded by `durable.payload` against the
+function's type hints); ``error`` is a `RemoteError`. ``branch`` is the path of the
+workflow task that issued a command (``"0"`` the main coroutine, ``"0.2"`` the third task
+it spawned) and ``group`` the seq of the first command of the concurrent group it belongs
+to (`None` alone; see `durable.branches`); entries recorded before these existed read as
+branch ``"0"``, no group.
+
+``signal_wait_started`` records that the code began waiting for a signal (``due``: when its
+timeout fires, or `None`), so a waiting run shows what it waits for. It only tells: replay
+of a journal recorded before it existed, which lacks it, is not a mismatch.
 
 Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
 signal or cancellation): when the run they reached ends by ``continue_as_new`` before
@@ -77,6 +84,7 @@ __all__ = [
     "Published",
     "Record",
     "SignalReceived",
+    "SignalWaitStarted",
     "TimerFired",
     "TimerStarted",
     "WorkflowCancelled",
@@ -108,6 +116,7 @@ class Kind(enum.StrEnum):
     CHILD_STARTED = "child_started"
     PUBLISHED = "published"
     MARKER = "marker"
+    SIGNAL_WAIT_STARTED = "signal_wait_started"
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
@@ -140,7 +149,14 @@ CLOSING_KINDS: frozenset[str] = frozenset(
 )
 #: What the code issues (replay checks these against the journal).
 COMMAND_KINDS: frozenset[str] = frozenset(
-    {Kind.ACTIVITY_SCHEDULED, Kind.TIMER_STARTED, Kind.CHILD_STARTED, Kind.PUBLISHED, Kind.MARKER}
+    {
+        Kind.ACTIVITY_SCHEDULED,
+        Kind.TIMER_STARTED,
+        Kind.CHILD_STARTED,
+        Kind.PUBLISHED,
+        Kind.MARKER,
+        Kind.SIGNAL_WAIT_STARTED,
+    }
     | CLOSING_KINDS
 )
 #: Inbox kinds sent to a workflow id, not to one run: they follow it across continue-as-new.
@@ -199,6 +215,8 @@ class ActivityCompleted(Record):
     KIND = Kind.ACTIVITY_COMPLETED
     ref: int
     result: bytes | None
+    started_at: float | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +227,8 @@ class ActivityFailed(Record):
     ref: int
     error: RemoteError
     attempts: int = 1
+    started_at: float | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +239,8 @@ class ActivityRetrying(Record):
     ref: int
     attempt: int
     error: RemoteError
+    started_at: float | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +353,17 @@ class Marker(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class SignalWaitStarted(Record):
+    """The code began waiting for a signal called ``name``, until ``due`` (or for ever)."""
+
+    KIND = Kind.SIGNAL_WAIT_STARTED
+    name: str
+    due: float | None = None
+    branch: str = "0"
+    group: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted(Record):
     """The run returned ``result``."""
 
@@ -398,6 +431,7 @@ _RECORDS: dict[str, type[Record]] = {
         ChildStarted,
         Published,
         Marker,
+        SignalWaitStarted,
         WorkflowCompleted,
         WorkflowFailed,
         WorkflowCancelled,

@@ -144,6 +144,7 @@ def test_start_list_signal_show(cli: Cli, worker: subprocess.Popen[str]) -> None
         "activity_scheduled",
         "activity_completed",
         "published",
+        "signal_wait_started",
         "signal_received",
         "workflow_completed",
     ]

@@ -175,17 +175,19 @@ async def signal_or_timeout() -> str:
 
 def test_signal_beats_timer_and_cancels_it() -> None:
     j = Journal(signal_or_timeout)
-    assert j.kinds() == ["workflow_started", "timer_started"]
+    assert j.kinds() == ["workflow_started", "signal_wait_started", "timer_started"]
+    assert j.entries[1][1]["name"] == "go"
     assert j.entries[1][1]["due"] == T0 + 60
+    assert j.entries[2][1]["due"] == T0 + 60
     j.feed("signal_received", {"name": "go", "value": payload.encode(7)}, T0 + 5)
     assert payload.decode(j.run.outcome.result or b"") == "got 7"  # type: ignore[union-attr]
-    assert j.run.take_effects().cancelled_timers == [2]
+    assert j.run.take_effects().cancelled_timers == [3]
     j.replay()
 
 
 def test_timer_beats_signal() -> None:
     j = Journal(signal_or_timeout)
-    j.feed("timer_fired", {"ref": 2}, T0 + 60)
+    j.feed("timer_fired", {"ref": j.seq_of("timer_started")}, T0 + 60)
     assert payload.decode(j.run.outcome.result or b"") == "timed out"  # type: ignore[union-attr]
     # A signal arriving after the run closed changes nothing.
     j.feed("signal_received", {"name": "go", "value": payload.encode(1)}, T0 + 61)
