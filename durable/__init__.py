@@ -4,8 +4,10 @@ General layout (one concept per module):
 
 - definition  @workflow, @activity, RetryPolicy, call: mark functions; nothing global
 - journal     the journal's vocabulary: entry kinds, typed records, task ids, routing
+- branches    which task of the workflow's code issued each command, and which ran together
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
+- steps       the one model of a run people see: journal in, steps, pending work, problems
 - executor    runs one activity attempt: timeouts, heartbeats, retry classification
 - worker      Worker: claims runs and tasks, steps workflows, group-commits their journals
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
@@ -18,7 +20,7 @@ General layout (one concept per module):
 - cli         the `durable` command
 """
 
-from .client import Client, Event, PendingStep, WorkflowDescription, WorkflowHandle, connect
+from .client import Client, Event, WorkflowDescription, WorkflowHandle, connect
 from .context import (
     ActivityInfo,
     activity_info,
@@ -53,6 +55,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .steps import Attempt, PendingStep, Step
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -61,6 +64,7 @@ __all__ = [
     "ActivityError",
     "ActivityInfo",
     "ApplicationError",
+    "Attempt",
     "ChildWorkflowError",
     "Client",
     "DurableError",
@@ -71,6 +75,7 @@ __all__ = [
     "RemoteError",
     "RetryPolicy",
     "SerializationError",
+    "Step",
     "Worker",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import payload
+from . import journal, payload, steps
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -29,6 +29,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .steps import PendingStep
 from .store import CLOSED_STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
 
 __all__ = [
@@ -46,18 +47,6 @@ T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///durable.db"
 RESULT_POLL = 0.5  # seconds between re-checks while waiting, if no notification arrives
-HISTORY_WARN = 20_000  # mirrors worker.HISTORY_WARN for describe().problem
-
-
-@dataclass(frozen=True)
-class PendingStep:
-    """A step in flight: an activity (with its attempt and last error), a timer, a child."""
-
-    kind: str  # "activity" | "timer" | "child"
-    name: str
-    attempt: int
-    scheduled_at: datetime
-    last_error: RemoteError | None
 
 
 @dataclass(frozen=True)
@@ -75,7 +64,7 @@ class WorkflowDescription:
     created_at: datetime
     closed_at: datetime | None
     history_length: int
-    pending: list[PendingStep]
+    pending: list[steps.PendingStep]
     problem: str | None
 
 
@@ -93,29 +82,20 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _error(data: bytes | None) -> RemoteError | None:
+    """A run's stored error; one that cannot be read says so rather than hiding the rest."""
+    if data is None:
+        return None
+    try:
+        return RemoteError.from_dict(payload.decode(data))
+    except Exception as exc:
+        return RemoteError("DamagedEntry", f"the run's error cannot be read: {exc}")
+
+
 def _seconds(value: float | timedelta | None) -> float | None:
     if value is None:
         return None
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-_PAYLOAD_FIELDS = ("args", "result", "value")
-
-
-def _readable(data: dict[str, Any]) -> dict[str, Any]:
-    """Decode the nested payloads of a journal entry for people and tools."""
-    out = dict(data)
-    for key in _PAYLOAD_FIELDS:
-        raw = out.get(key)
-        if isinstance(raw, bytes):
-            try:
-                out[key] = payload.decode(raw)
-            except Exception:
-                out[key] = raw
-    if key_error := out.get("error"):
-        if isinstance(key_error, dict):
-            out["error"] = RemoteError.from_dict(key_error)
-    return out
 
 
 class WorkflowHandle(Generic[T]):
@@ -181,7 +161,7 @@ class WorkflowHandle(Generic[T]):
             if self._fn is not None:
                 return payload.decode_result(self._fn, run.result)  # type: ignore[no-any-return]
             return payload.decode(run.result)  # type: ignore[no-any-return]
-        error = RemoteError.from_dict(payload.decode(run.error)) if run.error else None
+        error = _error(run.error)
         if run.status == "failed":
             cause = error or RemoteError("Exception", "unknown failure")
             raise WorkflowFailed(
@@ -214,8 +194,8 @@ class WorkflowHandle(Generic[T]):
         """Request cancellation: `asyncio.CancelledError` is raised in the workflow at its
         current await point; it may clean up (compensate) before it ends. No-op if closed."""
         store = await self.client._open()
-        data = payload.envelope({"reason": reason or "cancelled by client"})
-        await store.send(self.id, "cancel_requested", data, self.client.clock.now())
+        item = journal.CancelRequested(reason or "cancelled by client")
+        await store.send(self.id, item.KIND, journal.encode(item), self.client.clock.now())
 
     async def terminate(self, reason: str = "") -> None:
         """Close the workflow now, without running any more of its code.
@@ -231,13 +211,13 @@ class WorkflowHandle(Generic[T]):
         error = RemoteError("Terminated", reason)
         parent = None
         if run.parent_id is not None:
-            item = {"workflow_id": self.id, "error": error.to_dict(), "status": "terminated"}
+            item = journal.ChildFailed(self.id, error, "terminated", run.run_id)
             parent = Outgoing(
-                run.parent_id, "child_failed", payload.envelope(item), run_id=run.parent_run_id
+                run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id
             )
         await store.terminate(
             run.run_id,
-            entry_data=payload.envelope({"reason": reason}),
+            entry_data=journal.encode(journal.WorkflowTerminated(reason)),
             error=payload.envelope(error.to_dict()),
             now=self.client.clock.now(),
             parent_item=parent,
@@ -249,13 +229,24 @@ class WorkflowHandle(Generic[T]):
         return await self.client._describe(run, detailed=True)
 
     async def history(self) -> list[Event]:
-        """The current run's journal, decoded, in order."""
+        """The current run's journal, decoded, in order. An entry that cannot be read
+        (damaged, or of a kind this version does not know) has ``{"damaged": why}`` as its
+        data; the others are shown as usual."""
         store = await self.client._open()
         run = await self._current()
         entries = await store.read_journal(run.run_id)
-        return [
-            Event(e.seq, e.kind, _dt(e.time), _readable(payload.decode(e.data))) for e in entries
-        ]
+        return [Event(e.seq, e.kind, _dt(e.time), steps.readable(e.kind, e.data)) for e in entries]
+
+    async def steps(self) -> list[steps.Step]:
+        """The current run as people see it: one `Step` per durable operation (activity
+        with its attempts, child workflow, timer, signal wait, published value, marker), in
+        journal order, with its branch and group, status, times, input, output and error.
+        See `durable.steps`."""
+        store = await self.client._open()
+        run = await self._current()
+        entries = await store.read_journal(run.run_id)
+        extras = await store.read_extras(run.workflow_id, run.run_id)
+        return steps.build(run, entries, extras.tasks, extras.timers)
 
     async def read(self, key: str, timeout: float | timedelta | None = None) -> Any:
         """The latest value the workflow published under ``key``.
@@ -428,13 +419,15 @@ class Client:
                 result = payload.decode(run.result)
             except Exception:
                 result = run.result
-        error = RemoteError.from_dict(payload.decode(run.error)) if run.error else None
-        pending: list[PendingStep] = []
+        error = _error(run.error)
+        pending: list[steps.PendingStep] = []
         problem = run.problem if run.parked else None
         if detailed and run.status not in CLOSED_STATUSES:
-            pending = await self._pending(store, run)
+            entries = await store.read_journal(run.run_id)
+            extras = await store.read_extras(run.workflow_id, run.run_id)
+            pending = steps.pending(steps.build(run, entries, extras.tasks, extras.timers))
             if problem is None:
-                problem = await self._problem(store, run)
+                problem = steps.problem(run, await store.list_workers())
         return WorkflowDescription(
             id=run.workflow_id,
             run_id=run.run_id,
@@ -449,64 +442,6 @@ class Client:
             history_length=run.history_length,
             pending=pending,
             problem=problem,
-        )
-
-    async def _pending(self, store: Store, run: RunRecord) -> list[PendingStep]:
-        entries = await store.read_journal(run.run_id)
-        extras = await store.read_extras(run.workflow_id, run.run_id)
-        tasks = extras.tasks
-        by_seq = {t.seq: t for t in tasks}
-        open_steps: dict[int, PendingStep] = {}
-        children: dict[str, int] = {}
-        for e in entries:
-            data = payload.decode(e.data)
-            if e.kind == "activity_scheduled" and e.seq in by_seq:
-                task = by_seq[e.seq]
-                last = (
-                    RemoteError.from_dict(payload.decode(task.last_error))
-                    if task.last_error
-                    else None
-                )
-                open_steps[e.seq] = PendingStep(
-                    "activity", data["name"], task.attempt, _dt(e.time), last
-                )
-            elif e.kind == "timer_started" and e.seq in extras.timers:
-                due = _dt(float(data["due"])).isoformat()
-                open_steps[e.seq] = PendingStep("timer", f"until {due}", 1, _dt(e.time), None)
-            elif e.kind == "timer_fired":
-                open_steps.pop(int(data["ref"]), None)
-            elif e.kind == "child_started":
-                open_steps[e.seq] = PendingStep(
-                    "child", f"{data['name']} ({data['id']})", 1, _dt(e.time), None
-                )
-                children[str(data["id"])] = e.seq
-            elif e.kind in ("child_completed", "child_failed"):
-                seq = children.pop(str(data["workflow_id"]), None)
-                if seq is not None:
-                    open_steps.pop(seq, None)
-        return [open_steps[k] for k in sorted(open_steps)]
-
-    async def _problem(self, store: Store, run: RunRecord) -> str | None:
-        if run.history_length > HISTORY_WARN:
-            return (
-                f"Its journal has {run.history_length} entries (warning threshold "
-                f"{HISTORY_WARN}); use durable.continue_as_new() to start afresh."
-            )
-        if not run.ready or run.lease_owner is not None:
-            return None
-        workers = await store.list_workers()
-        if any(run.queue in w.queues and run.name in w.workflows for w in workers):
-            return None
-        serving_queue = [w for w in workers if run.queue in w.queues]
-        if serving_queue:
-            return (
-                f"No live worker registers workflow {run.name!r}: the workers on queue "
-                f"{run.queue!r} serve {sorted({n for w in serving_queue for n in w.workflows})}. "
-                "Deploy a worker that includes it (durable worker your.module)."
-            )
-        return (
-            f"No live worker serves queue {run.queue!r} for workflow {run.name!r}. Start one: "
-            f"durable worker your.module --queue {run.queue}"
         )
 
     async def list(

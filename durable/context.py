@@ -230,6 +230,7 @@ class ActivityContext:
     last_heartbeat: float = 0.0
     cancelled: bool = False
     started: bool = False
+    started_at: float | None = None  # when the attempt began running (the worker's clock)
     on_heartbeat: Callable[[], None] | None = field(default=None, repr=False)
 
 

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from . import payload
+from . import journal, payload
 from .context import ActivityContext, ActivityInfo
 from .definition import (
     ActivityDefinition,
@@ -47,6 +47,7 @@ from .engine import INPUT_KINDS, Command, WorkflowRun
 from .errors import NonDeterminismError, RemoteError, StepDataError, StoreError
 from .executor import Attempt, AttemptResult, run_attempt
 from .journal import WORKFLOW_ADDRESSED
+from .steps import HISTORY_WARN
 from .store import (
     TOPIC_RUNS,
     TOPIC_TASKS,
@@ -80,7 +81,6 @@ COMMIT_BATCH = 500  # most steps written in one group-commit transaction
 STOP_GRACE = 10.0  # seconds running activities get to finish on a graceful stop
 LOOP_RETRY_INITIAL = 0.1  # a failed claim/task/timer loop restarts after this, doubling...
 LOOP_RETRY_MAX = 5.0  # ...up to this while it keeps failing
-HISTORY_WARN = 20_000  # journal length past which describe() and the log warn
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
 MAX_UNDELIVERED = 10_000  # finished attempts kept through a database outage, at most
 DELIVERY_RETRY_MAX = 30.0  # seconds between tries to deliver them while the outage lasts
@@ -431,7 +431,7 @@ class Worker:
         driver.held = True
         driver.record_length = run.history_length
         if run.history_length == 0 and not any(p[0] == "workflow_started" for p in driver.pending):
-            started = payload.envelope({"args": run.input})
+            started = journal.encode(journal.WorkflowStarted(run.input))
             driver.pending.append(("workflow_started", started, self.clock.now(), None, None))
         for item in claimed.inbox:
             if item.id not in driver.seen_inbox:
@@ -689,7 +689,7 @@ class Worker:
         for cmd in commands:
             data = cmd.data
             if cmd.kind == "activity_scheduled":
-                task_id = f"{run.run_id}:{cmd.seq}"
+                task_id = journal.task_id(run.run_id, cmd.seq)
                 adefn = self.activities.get(data["name"])
                 # Served here: leased to this worker now and run here as soon as a slot is
                 # free, so its result rides the run's next commit (no task-table round trip).
@@ -716,7 +716,10 @@ class Worker:
             elif cmd.kind == "timer_started":
                 commit.new_timers.append(
                     NewTimer(
-                        run.run_id, cmd.seq, float(data["due"]), payload.envelope({"ref": cmd.seq})
+                        run.run_id,
+                        cmd.seq,
+                        float(data["due"]),
+                        journal.encode(journal.TimerFired(cmd.seq)),
                     )
                 )
             elif cmd.kind == "child_started":
@@ -741,18 +744,15 @@ class Worker:
         effects = engine.take_effects()
         run_id = driver.run_id
         for seq in effects.cancelled_activities:
-            task_id = f"{run_id}:{seq}"
+            task_id = journal.task_id(run_id, seq)
             commit.cancelled_tasks.append(task_id)
             ctx = driver.local.get(task_id) or self._remote.get(task_id)
             if ctx is not None:
                 ctx.cancelled = True
         commit.cancelled_timers.extend(effects.cancelled_timers)
         for child_id in effects.cancelled_children:
-            commit.outgoing.append(
-                Outgoing(
-                    child_id, "cancel_requested", payload.envelope({"reason": "parent cancelled"})
-                )
-            )
+            cancel = journal.CancelRequested("parent cancelled")
+            commit.outgoing.append(Outgoing(child_id, cancel.KIND, journal.encode(cancel)))
 
     def _close(self, driver: _Driver, engine: WorkflowRun, commit: StepCommit) -> None:
         outcome = engine.outcome
@@ -782,21 +782,14 @@ class Worker:
             return
         if run.parent_id is None:
             return
-        item: dict[str, Any]
+        item: journal.Record
         if outcome.status == "completed":
-            item = {"workflow_id": run.workflow_id, "result": outcome.result, "run_id": run.run_id}
-            kind = "child_completed"
+            item = journal.ChildCompleted(run.workflow_id, outcome.result, run.run_id)
         else:
             error = outcome.error or RemoteError("CancelledError", "child workflow was cancelled")
-            item = {
-                "workflow_id": run.workflow_id,
-                "error": error.to_dict(),
-                "status": outcome.status,
-                "run_id": run.run_id,
-            }
-            kind = "child_failed"
+            item = journal.ChildFailed(run.workflow_id, error, outcome.status, run.run_id)
         commit.outgoing.append(
-            Outgoing(run.parent_id, kind, payload.envelope(item), run_id=run.parent_run_id)
+            Outgoing(run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id)
         )
 
     async def _park(self, driver: _Driver, problem: str) -> None:
@@ -895,42 +888,44 @@ class Worker:
         attempt: int,
         created_at: float,
         result: AttemptResult,
-        details: bytes | None = None,
+        ctx: ActivityContext | None = None,
     ) -> TaskOutcome:
         """What to record for a finished attempt: done (completed/failed) or retry (with the
-        attempt's last heartbeat ``details``, for the next one)."""
+        attempt's last heartbeat details, for the next one). ``ctx`` is the attempt's, when
+        it ran here: when it began and its heartbeat details."""
+        ref = int(spec.get("_seq", 0))
+        started_at = ctx.started_at if ctx is not None else None
+        worker = self.worker_id if started_at is not None else None
         if result.error is None:
-            data = {"ref": int(spec.get("_seq", 0)), "result": result.result}
-            return TaskOutcome("done", "activity_completed", payload.envelope(data))
+            done = journal.ActivityCompleted(ref, result.result, started_at, worker)
+            return TaskOutcome("done", done.KIND, journal.encode(done))
         error = result.error
         policy = RetryPolicy.from_dict(spec["retry"])
         now = self.clock.now()
         delay = policy.delay(attempt)
         deadline = spec.get("schedule_to_close")
         in_time = deadline is None or now + delay - created_at < float(deadline)
-        ref = int(spec.get("_seq", 0))
         if (
             result.retryable
             and not error.non_retryable
             and policy.allows_another(attempt)
             and in_time
         ):
-            item = {"ref": ref, "attempt": attempt, "error": error.to_dict()}
+            retrying = journal.ActivityRetrying(ref, attempt, error, started_at, worker)
             return TaskOutcome(
                 "retry",
-                "activity_retrying",
-                payload.envelope(item),
+                retrying.KIND,
+                journal.encode(retrying),
                 visible_at=now + delay,
                 last_error=payload.envelope(error.to_dict()),
-                details=details,
+                details=ctx.details if ctx is not None else None,
             )
-        item = {"ref": ref, "error": error.to_dict(), "attempts": attempt}
-        return TaskOutcome("done", "activity_failed", payload.envelope(item))
+        failed = journal.ActivityFailed(ref, error, attempt, started_at, worker)
+        return TaskOutcome("done", failed.KIND, journal.encode(failed))
 
     async def _run_local(self, driver: _Driver, attempt: Attempt) -> None:
         spec = dict(attempt.spec)
-        seq = int(attempt.task_id.rsplit(":", 1)[1])
-        spec["_seq"] = seq
+        spec["_seq"] = journal.parse_task_id(attempt.task_id)[1]
         try:
             if attempt.context.cancelled:
                 # The workflow gave up on it while it waited for a slot: run nothing.
@@ -940,10 +935,10 @@ class Worker:
                 result = AttemptResult(error=error, cancelled=True)
             else:
                 attempt.context.started = True
+                attempt.context.started_at = self.clock.now()
                 result = await run_attempt(attempt)
             scheduled = attempt.context.info.scheduled_at.timestamp()
-            details = attempt.context.details
-            outcome = self._decide(spec, attempt.attempt, scheduled, result, details)
+            outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
             if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
                 # The fast path: straight into the run's next step, one commit for both.
                 now = self.clock.now()
@@ -1028,8 +1023,8 @@ class Worker:
             if task.cancel_requested:
                 # Its workflow gave up on it before it (re)started: record that, run nothing.
                 error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
-                item = {"ref": task.seq, "error": error.to_dict(), "attempts": attempt_no}
-                outcome = TaskOutcome("done", "activity_failed", payload.envelope(item))
+                failed = journal.ActivityFailed(task.seq, error, attempt_no)
+                outcome = TaskOutcome("done", failed.KIND, journal.encode(failed))
                 await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
                 return
             defn = self.activities[task.name]
@@ -1042,12 +1037,14 @@ class Worker:
                 task.heartbeat_details,
                 task.created_at,
             )
-            ctx = ActivityContext(info, cancelled=task.cancel_requested, started=True)
+            ctx = ActivityContext(
+                info, cancelled=task.cancel_requested, started=True, started_at=self.clock.now()
+            )
             # Held (lease renewed, not claimed back) until its outcome is written.
             self._remote[task.task_id] = ctx
             try:
                 result = await run_attempt(Attempt(task.task_id, defn, spec, attempt_no, ctx))
-                outcome = self._decide(spec, attempt_no, task.created_at, result, ctx.details)
+                outcome = self._decide(spec, attempt_no, task.created_at, result, ctx)
                 now = self.clock.now()
                 try:
                     await self.store.finish_task(

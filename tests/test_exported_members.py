@@ -25,7 +25,7 @@ DESIGN_NAMES = {
     "patched", "deprecate_patch", "continue_as_new", "info", "logger",
     "heartbeat", "activity_info",
     "connect", "Client", "WorkflowHandle", "WorkflowDescription", "PendingStep", "Event",
-    "WorkflowInfo", "ActivityInfo", "Worker",
+    "WorkflowInfo", "ActivityInfo", "Worker", "Step", "Attempt",
     "DurableError", "ActivityError", "RemoteError", "ChildWorkflowError", "WorkflowFailed",
     "WorkflowCancelled", "NonDeterminismError", "SerializationError", "WorkflowNotFound",
     "WorkflowAlreadyExists", "NotInWorkflowError", "ApplicationError",
@@ -52,6 +52,14 @@ def test_records_have_the_fields_the_design_names() -> None:
         "kind", "name", "attempt", "scheduled_at", "last_error",
     ]  # fmt: skip
     assert fields(durable.Event) == ["seq", "kind", "time", "data"]
+    # DESIGN §6 (child_id is ours: the workflow id of a child workflow step).
+    assert fields(durable.Step) == [
+        "seq", "kind", "name", "branch", "group", "status", "attempts", "scheduled_at",
+        "started_at", "closed_at", "input", "output", "error", "logs", "child_id",
+    ]  # fmt: skip
+    assert fields(durable.Attempt) == [
+        "number", "started_at", "closed_at", "worker", "error", "heartbeat",
+    ]  # fmt: skip
     assert {"workflow_id", "name", "attempt", "heartbeat_details"} <= set(
         fields(durable.ActivityInfo)
     )

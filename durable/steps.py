@@ -1,0 +1,385 @@
+"""Steps: the one model of a run that everything shows (DESIGN §6).
+
+The journal is the truth; a *step* is how people see it: one per durable operation (an
+activity with all its attempts, a child workflow, a timer, a signal wait, a published value,
+a patch marker), with its branch and group, status, times, input, output and error. This
+module turns a run's journal (and what the store knows beyond it: the activity tasks with
+their attempts in flight, the timers still to fire) into `Step`\\ s, the pending ones into
+`PendingStep`\\ s, and says why a run cannot progress (`problem`). It is pure — entries in,
+steps out — so the client, the CLI, the HTTP API and the console all show the same thing,
+and nobody else interprets journal entries.
+
+Statuses: ``scheduled`` (an activity waiting for a worker), ``running`` (an attempt under
+way), ``retrying`` (an attempt failed; the next waits for its backoff), ``waiting`` (a
+timer, a signal wait, a child workflow), ``completed``, ``failed``, ``cancelled`` (given up
+by the code, or the run closed first).
+
+An entry that cannot be read (`durable.journal.Damaged`) becomes a step of kind
+``damaged`` saying why, and the rest of the run is still shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import journal, payload
+from .errors import RemoteError
+from .store import CLOSED_STATUSES, JournalEntry, RunRecord, TaskRecord, WorkerRecord
+
+__all__ = [
+    "HISTORY_WARN",
+    "Attempt",
+    "PendingStep",
+    "Step",
+    "build",
+    "pending",
+    "problem",
+    "readable",
+]
+
+HISTORY_WARN = 20_000  # journal length past which describe() and the worker's log warn
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of an activity: when it ran, on which worker, and how it ended."""
+
+    number: int
+    started_at: datetime | None
+    closed_at: datetime | None
+    worker: str | None
+    error: RemoteError | None
+    heartbeat: Any = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One durable operation of a run, as people see it (see the module docstring).
+
+    ``seq`` is the journal position of the command that began it; ``name`` the activity's
+    or child workflow's name, the signal's name, the published key, or the patch id;
+    ``child_id`` the workflow id of a child workflow. ``input``/``output`` are decoded
+    values (the arguments as a list; a timer's input is its due time).
+    """
+
+    seq: int
+    kind: str  # activity | child | timer | signal | publish | marker | damaged
+    name: str
+    branch: str
+    group: int | None
+    status: str
+    attempts: list[Attempt] = field(default_factory=list)
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    closed_at: datetime | None = None
+    input: Any = None
+    output: Any = None
+    error: RemoteError | None = None
+    logs: list[Any] = field(default_factory=list)
+    child_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingStep:
+    """A step in flight: an activity (with its attempt and last error), a timer, a child
+    workflow, a signal wait."""
+
+    kind: str  # "activity" | "timer" | "child" | "signal"
+    name: str
+    attempt: int
+    scheduled_at: datetime
+    last_error: RemoteError | None
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _value(data: bytes | None) -> Any:
+    """A payload decoded for people: the raw bytes where it cannot be decoded."""
+    if data is None:
+        return None
+    try:
+        return payload.decode(data)
+    except Exception:
+        return data
+
+
+def _args(data: bytes) -> Any:
+    decoded = _value(data)
+    if isinstance(decoded, dict) and "args" in decoded:
+        kwargs = decoded.get("kwargs") or {}
+        return [*decoded["args"], kwargs] if kwargs else list(decoded["args"])
+    return decoded
+
+
+class _Builder:
+    """Walks a journal once, keeping each step's state until its end is seen."""
+
+    def __init__(self, closed: bool) -> None:
+        self.closed = closed
+        self.steps: dict[int, dict[str, Any]] = {}
+        self.children: dict[str, int] = {}  # child workflow id -> seq, while unresolved
+        self.waits: dict[str, list[int]] = {}  # signal name -> seqs of open waits, FIFO
+        self.wait_timers: dict[int, int] = {}  # timer seq -> seq of the wait it times out
+
+    def add(self, seq: int, kind: str, rec: journal.Record, time: float, **fields: Any) -> None:
+        self.steps[seq] = {
+            "seq": seq,
+            "kind": kind,
+            "branch": getattr(rec, "branch", "0"),
+            "group": getattr(rec, "group", None),
+            "scheduled_at": _dt(time),
+            "attempts": [],
+            **fields,
+        }
+
+    def entry(self, entry: JournalEntry, rec: journal.Record | journal.Damaged) -> None:
+        seq, t = entry.seq, entry.time
+        if isinstance(rec, journal.Damaged):
+            self.steps[seq] = {
+                "seq": seq,
+                "kind": "damaged",
+                "name": rec.kind,
+                "branch": "0",
+                "group": None,
+                "status": "failed",
+                "scheduled_at": _dt(t),
+                "attempts": [],
+                "error": RemoteError("DamagedEntry", f"journal entry {seq}: {rec.problem}"),
+            }
+            return
+        if isinstance(rec, journal.ActivityScheduled):
+            self.add(
+                seq, "activity", rec, t, name=rec.name, status="scheduled", input=_args(rec.args)
+            )
+        elif isinstance(rec, journal.ActivityRetrying):
+            step = self.steps.get(rec.ref)
+            if step is not None:
+                step["attempts"].append(
+                    Attempt(rec.attempt, _dt(rec.started_at), _dt(t), rec.worker, rec.error)
+                )
+                step["status"] = "retrying"
+                step["error"] = rec.error
+        elif isinstance(rec, journal.ActivityCompleted | journal.ActivityFailed):
+            self._end_activity(rec, t)
+        elif isinstance(rec, journal.ChildStarted):
+            self.add(
+                seq,
+                "child",
+                rec,
+                t,
+                name=rec.name,
+                status="waiting",
+                input=_args(rec.args),
+                child_id=rec.id,
+                started_at=_dt(t),
+            )
+            self.children[rec.id] = seq
+        elif isinstance(rec, journal.ChildCompleted | journal.ChildFailed):
+            ref = self.children.pop(rec.workflow_id, None)
+            step = self.steps.get(ref) if ref is not None else None
+            if step is not None:
+                step["closed_at"] = _dt(t)
+                if isinstance(rec, journal.ChildCompleted):
+                    step.update(status="completed", output=_value(rec.result))
+                else:
+                    status = "cancelled" if rec.status in ("cancelled", "terminated") else "failed"
+                    step.update(status=status, error=rec.error)
+        elif isinstance(rec, journal.TimerStarted):
+            wait = self._wait_timed_by(seq, rec)
+            if wait is not None:
+                self.wait_timers[seq] = wait
+            else:
+                self.add(seq, "timer", rec, t, name="timer", status="waiting", input=_dt(rec.due))
+        elif isinstance(rec, journal.TimerFired):
+            self._timer_fired(rec.ref, t)
+        elif isinstance(rec, journal.SignalWaitStarted):
+            self.add(seq, "signal", rec, t, name=rec.name, status="waiting", input=_dt(rec.due))
+            self.waits.setdefault(rec.name, []).append(seq)
+        elif isinstance(rec, journal.SignalReceived):
+            open_waits = self.waits.get(rec.name)
+            if open_waits:
+                step = self.steps[open_waits.pop(0)]
+                step.update(status="completed", output=_value(rec.value), closed_at=_dt(t))
+        elif isinstance(rec, journal.Published):
+            self.add(
+                seq,
+                "publish",
+                rec,
+                t,
+                name=rec.key,
+                status="completed",
+                input=_value(rec.value),
+                closed_at=_dt(t),
+            )
+        elif isinstance(rec, journal.Marker):
+            self.add(seq, "marker", rec, t, name=rec.patch, status="completed", closed_at=_dt(t))
+
+    def _wait_timed_by(self, seq: int, rec: journal.TimerStarted) -> int | None:
+        """The signal wait this timer is the timeout of: issued right after it, by the same
+        branch, due when the wait's timeout is."""
+        wait = self.steps.get(seq - 1)
+        if (
+            wait is not None
+            and wait["kind"] == "signal"
+            and wait["branch"] == rec.branch
+            and wait["input"] is not None
+            and wait["input"] == _dt(rec.due)
+        ):
+            return seq - 1
+        return None
+
+    def _end_activity(
+        self, rec: journal.ActivityCompleted | journal.ActivityFailed, t: float
+    ) -> None:
+        step = self.steps.get(rec.ref)
+        if step is None:
+            return
+        number = len(step["attempts"]) + 1
+        if isinstance(rec, journal.ActivityCompleted):
+            step["attempts"].append(Attempt(number, _dt(rec.started_at), _dt(t), rec.worker, None))
+            step.update(status="completed", output=_value(rec.result), error=None)
+        else:
+            number = max(number, rec.attempts)
+            cancelled = rec.error.type == "CancelledError"
+            step["attempts"].append(
+                Attempt(number, _dt(rec.started_at), _dt(t), rec.worker, rec.error)
+            )
+            step.update(status="cancelled" if cancelled else "failed", error=rec.error)
+        step["closed_at"] = _dt(t)
+
+    def _timer_fired(self, ref: int, t: float) -> None:
+        wait = self.wait_timers.pop(ref, None)
+        if wait is not None:
+            step = self.steps[wait]
+            if step["status"] == "waiting":
+                error = RemoteError("TimeoutError", f"no signal {step['name']!r} in time")
+                step.update(status="failed", error=error, closed_at=_dt(t))
+                for seqs in self.waits.values():
+                    if wait in seqs:
+                        seqs.remove(wait)
+            return
+        timer = self.steps.get(ref)
+        if timer is not None and timer["kind"] == "timer":
+            timer.update(status="completed", closed_at=_dt(t))
+
+    def finish(self, tasks: Mapping[int, TaskRecord], timers: Mapping[int, float]) -> list[Step]:
+        """Fold in the store's view of what is in flight, and close what can no longer end."""
+        out = []
+        for seq in sorted(self.steps):
+            step = self.steps[seq]
+            status = step["status"]
+            if step["kind"] == "activity" and status in ("scheduled", "retrying"):
+                self._in_flight(step, tasks.get(seq))
+            elif step["kind"] == "timer" and status == "waiting" and seq not in timers:
+                status = "cancelled"  # the code gave up on it (its row was deleted)
+                step["status"] = status
+            if self.closed and step["status"] in ("scheduled", "running", "retrying", "waiting"):
+                step["status"] = "cancelled"
+            step.setdefault("name", "")
+            out.append(Step(**step))
+        return out
+
+    def _in_flight(self, step: dict[str, Any], task: TaskRecord | None) -> None:
+        if task is None:
+            return
+        if task.status == "running":
+            heartbeat = _value(task.heartbeat_details)
+            step["attempts"].append(
+                Attempt(task.attempt, None, None, task.lease_owner, None, heartbeat)
+            )
+            step["status"] = "running"
+        elif task.attempt > 1 or step["attempts"]:
+            step["status"] = "retrying"
+        if task.cancel_requested:
+            step["status"] = "cancelled"  # the code gave up on it; an attempt may still run
+        if task.last_error is not None and step.get("error") is None:
+            step["error"] = RemoteError.from_dict(payload.decode(task.last_error))
+
+
+def build(
+    run: RunRecord,
+    entries: Iterable[JournalEntry],
+    tasks: Sequence[TaskRecord] = (),
+    timers: Mapping[int, float] | None = None,
+) -> list[Step]:
+    """The run's steps in journal order, from its entries and the store's tasks and
+    timers (`durable.store.RunExtras`)."""
+    builder = _Builder(closed=run.status in CLOSED_STATUSES)
+    for entry in entries:
+        builder.entry(entry, journal.decode(entry.kind, entry.data))
+    return builder.finish({t.seq: t for t in tasks}, timers or {})
+
+
+def pending(steps: Iterable[Step]) -> list[PendingStep]:
+    """The steps still in flight, as `describe().pending` lists them."""
+    out = []
+    for step in steps:
+        if step.status not in ("scheduled", "running", "retrying", "waiting"):
+            continue
+        scheduled = step.scheduled_at or datetime.fromtimestamp(0, UTC)
+        if step.kind == "activity":
+            last = next((a.error for a in reversed(step.attempts) if a.error), step.error)
+            number = max([a.number for a in step.attempts] + [1])
+            if step.status == "retrying":
+                number += 1
+            out.append(PendingStep("activity", step.name, number, scheduled, last))
+        elif step.kind == "timer":
+            due = step.input.isoformat() if isinstance(step.input, datetime) else "?"
+            out.append(PendingStep("timer", f"until {due}", 1, scheduled, None))
+        elif step.kind == "child":
+            out.append(PendingStep("child", f"{step.name} ({step.child_id})", 1, scheduled, None))
+        elif step.kind == "signal":
+            until = f" until {step.input.isoformat()}" if isinstance(step.input, datetime) else ""
+            out.append(PendingStep("signal", f"{step.name}{until}", 1, scheduled, None))
+    return out
+
+
+def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
+    """Why the run cannot progress right now, or `None`: parked (non-determinism, a step
+    that cannot be committed), a journal past the warning length, or no live worker
+    serving its queue and name."""
+    if run.parked:
+        return run.problem
+    if run.status in CLOSED_STATUSES:
+        return None
+    if run.history_length > HISTORY_WARN:
+        return (
+            f"Its journal has {run.history_length} entries (warning threshold "
+            f"{HISTORY_WARN}); use durable.continue_as_new() to start afresh."
+        )
+    if not run.ready or run.lease_owner is not None:
+        return None
+    if any(run.queue in w.queues and run.name in w.workflows for w in workers):
+        return None
+    serving_queue = [w for w in workers if run.queue in w.queues]
+    if serving_queue:
+        names = sorted({n for w in serving_queue for n in w.workflows})
+        return (
+            f"No live worker registers workflow {run.name!r}: the workers on queue "
+            f"{run.queue!r} serve {names}. Deploy a worker that includes it "
+            "(durable worker your.module)."
+        )
+    return (
+        f"No live worker serves queue {run.queue!r} for workflow {run.name!r}. Start one: "
+        f"durable worker your.module --queue {run.queue}"
+    )
+
+
+def readable(kind: str, data: bytes) -> dict[str, Any]:
+    """A journal entry's data for people and tools: payloads decoded (raw bytes where they
+    cannot be), errors as `RemoteError`; an unreadable entry as ``{"damaged": why}``."""
+    rec = journal.decode(kind, data)
+    if isinstance(rec, journal.Damaged):
+        return {"damaged": rec.problem}
+    out = rec.to_data()
+    for key in ("args", "result", "value"):
+        if isinstance(out.get(key), bytes):
+            out[key] = _value(out[key])
+    if isinstance(out.get("error"), dict):
+        out["error"] = RemoteError.from_dict(out["error"])
+    return out

@@ -1,0 +1,244 @@
+"""handle.steps(): the run as people see it, with branches and groups (every backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import closing
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+
+import durable
+from durable import RetryPolicy, steps
+from durable.steps import Step
+from tests.conftest import _postgres_admin
+
+calls: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    calls.clear()
+
+
+@pytest.fixture
+async def client(store_url: str) -> AsyncIterator[durable.Client]:
+    async with durable.connect(store_url) as c:
+        yield c
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=10)))
+async def double(x: int) -> int:
+    calls[f"double-{x}"] += 1
+    if x == 3 and calls["double-3"] < 3:
+        raise ConnectionError(f"attempt {calls['double-3']} lost the connection")
+    return 2 * x
+
+
+@durable.workflow
+async def doubler(x: int) -> int:
+    return await double(x)
+
+
+@durable.workflow
+async def tour() -> int:
+    first = await double(1)  # alone
+    a, b = await asyncio.gather(double(2), double(3))  # two futures issued together
+    mapped = await durable.map(double, [4, 5, 6], max_concurrency=2)  # three tasks
+
+    async def pair(k: int) -> int:  # two tasks, each with two sequential calls
+        return await double(k) + await double(k + 1)
+
+    pairs = await asyncio.gather(pair(10), pair(20))
+    child = await doubler(7)
+    durable.publish("progress", "almost")
+    try:
+        await durable.wait_signal("hurry", timeout=timedelta(milliseconds=50))
+    except TimeoutError:
+        pass
+    await durable.sleep(0.05)
+    go = await durable.wait_signal("go")
+    return first + a + b + sum(mapped) + sum(pairs) + child + go
+
+
+def _by_kind(all_steps: list[Step], kind: str) -> list[Step]:
+    return [s for s in all_steps if s.kind == kind]
+
+
+async def test_steps_show_branches_groups_attempts_and_waits(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[tour, doubler], activities=[double]):
+        handle = await client.start(tour, id="tour")
+        for _ in range(400):
+            waiting = [s for s in await handle.steps() if s.status == "waiting"]
+            if waiting and waiting[-1].kind == "signal" and waiting[-1].name == "go":
+                break
+            await asyncio.sleep(0.02)
+        before = await handle.steps()
+        assert [s.status for s in before][-1] == "waiting"
+        pending = (await handle.describe()).pending
+        assert [(p.kind, p.name) for p in pending] == [("signal", "go")]
+        await handle.signal("go", 1000)
+        assert await handle.result(timeout=20) == 1000 + 2 * (
+            1 + 2 + 3 + 4 + 5 + 6 + 10 + 11 + 20 + 21 + 7
+        )
+        after = await handle.steps()
+
+    activities = _by_kind(after, "activity")
+    assert [s.input for s in activities] == [[1], [2], [3], [4], [5], [6], [10], [20], [11], [21]]
+    assert all(s.status == "completed" for s in activities)
+    assert [s.output for s in activities[:3]] == [2, 4, 6]
+    # Branches: the main coroutine issues the first three; map and gather spawn tasks.
+    assert [s.branch for s in activities[:3]] == ["0", "0", "0"]
+    assert [s.branch for s in activities[3:6]] == ["0.0", "0.1", "0.2"]
+    assert sorted(s.branch for s in activities[6:]) == ["0.3", "0.3", "0.4", "0.4"]
+    # Groups: alone, the gathered pair, the map's three items, the two gathered tasks.
+    first, two, three = activities[0], activities[1], activities[2]
+    assert first.group is None
+    assert two.group == three.group == two.seq
+    assert {s.group for s in activities[3:6]} == {activities[3].seq}
+    assert {s.group for s in activities[6:]} == {activities[6].seq}
+    # Every attempt is there, with its error and where it ran.
+    assert [len(s.attempts) for s in activities] == [1, 1, 3, 1, 1, 1, 1, 1, 1, 1]
+    failed = three.attempts[:2]
+    assert [a.number for a in three.attempts] == [1, 2, 3]
+    assert all(a.error is not None and "lost the connection" in a.error.message for a in failed)
+    assert three.attempts[2].error is None
+    assert all(a.worker is not None and a.started_at is not None for a in three.attempts)
+    assert all(a.closed_at is not None for a in three.attempts)
+    assert three.attempts[0].started_at <= three.attempts[0].closed_at  # type: ignore[operator]
+
+    [child] = _by_kind(after, "child")
+    assert (child.name, child.status, child.output, child.input) == (
+        "doubler",
+        "completed",
+        14,
+        [7],
+    )
+    assert child.child_id is not None
+    assert child.child_id.startswith("tour/")
+    [published] = _by_kind(after, "publish")
+    assert (published.name, published.input) == ("progress", "almost")
+    timed_out, go = _by_kind(after, "signal")
+    assert (timed_out.name, timed_out.status) == ("hurry", "failed")
+    assert timed_out.error is not None
+    assert timed_out.error.type == "TimeoutError"
+    assert isinstance(timed_out.input, datetime)  # its deadline
+    assert (go.name, go.status, go.output) == ("go", "completed", 1000)
+    [timer] = _by_kind(after, "timer")  # the wait's own timeout timer is not a step
+    assert timer.status == "completed"
+    assert [s.seq for s in after] == sorted(s.seq for s in after)
+
+
+@durable.activity
+async def never_finishes() -> None:
+    calls["never"] += 1
+    await asyncio.sleep(3600)
+
+
+@durable.workflow
+async def abandons(seconds: float) -> str:
+    try:
+        await asyncio.wait_for(never_finishes(), seconds)
+    except TimeoutError:
+        pass
+    await durable.sleep(3600)
+    return "done"
+
+
+async def test_steps_of_a_run_in_flight_and_after_it_closes(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[abandons], activities=[never_finishes]):
+        handle = await client.start(abandons, 0.2, id="abandons")
+        for _ in range(400):
+            now = await handle.steps()
+            if [s.kind for s in now][-1:] == ["timer"] and now[-1].seq > 4:
+                break
+            await asyncio.sleep(0.02)
+        activity = _by_kind(now, "activity")[0]
+        assert activity.status == "cancelled"  # wait_for gave up on it
+        assert [s.status for s in _by_kind(now, "timer")] == ["completed", "waiting"]
+        await handle.terminate("enough")
+        closed = await handle.steps()
+    assert [s.status for s in _by_kind(closed, "timer")] == ["completed", "cancelled"]
+
+
+# -- a damaged journal entry hides nothing else ----------------------------------------
+
+
+@durable.workflow
+async def naps() -> str:
+    await durable.sleep(timedelta(days=1))
+    return "rested"
+
+
+async def _corrupt(store_url: str, run_id: str, seq: int) -> None:
+    """Overwrite one journal entry's data with bytes msgpack cannot read, behind the
+    store's back."""
+    parts = urlsplit(store_url)
+    if parts.scheme == "sqlite":
+        with closing(sqlite3.connect(parts.path[1:])) as db, db:
+            db.execute(
+                "UPDATE journal SET data = x'c1' WHERE run_id = ? AND seq = ?", (run_id, seq)
+            )
+        return
+    schema = dict(p.split("=", 1) for p in parts.query.split("&"))["schema"]
+    admin = await _postgres_admin()
+    try:
+        await admin.execute(
+            f'UPDATE "{schema}".journal SET data = $1 WHERE run_id = $2 AND seq = $3',
+            b"\xc1",
+            run_id,
+            seq,
+        )
+    finally:
+        await admin.close()
+
+
+async def test_a_parked_run_with_a_damaged_entry_can_still_be_inspected(
+    client: durable.Client, store_url: str
+) -> None:
+    async with durable.Worker(client, workflows=[naps]):
+        handle = await client.start(naps, id="naps")
+        for _ in range(400):
+            if (await handle.describe()).pending:
+                break
+            await asyncio.sleep(0.02)
+    run_id = (await handle.describe()).run_id
+    await _corrupt(store_url, run_id, 2)  # the timer_started entry
+    async with durable.Worker(client, workflows=[naps]):  # a new worker must replay
+        await handle.signal("wake-up", None)
+        for _ in range(400):
+            desc = await handle.describe()
+            if desc.problem:
+                break
+            await asyncio.sleep(0.02)
+    assert desc.status == "running"
+    assert desc.problem is not None
+    events = await handle.history()
+    assert [e.kind for e in events][:2] == ["workflow_started", "timer_started"]
+    assert "damaged" in events[1].data
+    assert "does not decode" in events[1].data["damaged"]
+    shown = await handle.steps()
+    assert [s.kind for s in shown] == ["damaged"]
+    assert shown[0].error is not None
+    assert "journal entry 2" in shown[0].error.message
+
+
+def test_pending_names_what_each_step_waits_for() -> None:
+    at = datetime(2026, 1, 1).astimezone()
+    built = [
+        Step(1, "activity", "charge", "0", None, "retrying", scheduled_at=at),
+        Step(2, "timer", "timer", "0", None, "waiting", scheduled_at=at, input=at),
+        Step(3, "child", "ship", "0", None, "waiting", scheduled_at=at, child_id="c-1"),
+        Step(4, "signal", "approve", "0", None, "waiting", scheduled_at=at),
+        Step(5, "publish", "progress", "0", None, "completed", scheduled_at=at),
+    ]
+    assert [(p.kind, p.name, p.attempt) for p in steps.pending(built)] == [
+        ("activity", "charge", 2),
+        ("timer", f"until {at.isoformat()}", 1),
+        ("child", "ship (c-1)", 1),
+        ("signal", "approve", 1),
+    ]
