@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import inspect
 import logging
 import math
 import random
@@ -513,7 +514,28 @@ class WorkflowRun:
 
     def _start(self, data: dict[str, Any]) -> None:
         self.started_at = self._now
-        args, kwargs = payload.decode_args(self.definition.fn, data["args"])
+        try:
+            args, kwargs = payload.decode_args(self.definition.fn, data["args"])
+            inspect.signature(self.definition.fn).bind(*args, **kwargs)
+        except (SerializationError, TypeError) as exc:
+            if self.is_replaying:
+                # It bound when it started: the code changed under a recorded run.
+                self._nondeterminism = self._mismatch(
+                    f"its recorded input no longer fits the workflow's signature ({exc})"
+                )
+                return
+            # A new run whose input does not fit (started by name with wrong arguments):
+            # it fails, saying why, rather than waiting for code that would accept it.
+            error = RemoteError.from_exception(exc)
+            error = RemoteError(
+                error.type,
+                f"the input of workflow {self.definition.name!r} does not fit its signature: {exc}",
+                error.traceback,
+            )
+            self._close(
+                Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()}
+            )
+            return
         if self.timeout is not None and math.isfinite(self.timeout):
             self._timeout_timer = self._start_timer(self._now + self.timeout)
         coro = cast(Coroutine[Any, Any, Any], self.definition.fn(*args, **kwargs))

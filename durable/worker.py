@@ -324,11 +324,32 @@ class Worker:
         except Exception:
             logger.exception("Heartbeat of worker %s failed", self.worker_id)
         deadline = time.monotonic() + STOP_GRACE
+        said = False
         while time.monotonic() < deadline:
             wanted = [c for c in self._running().values() if c.started and not c.cancelled]
             if not wanted and not self._busy:
+                if said:
+                    logger.info("Worker %s: everything in flight has ended", self.worker_id)
                 return
+            if not said:
+                said = True
+                names = sorted({c.info.name for c in wanted})
+                logger.info(
+                    "Worker %s stopping: waiting up to %g s for %d activity attempt(s) %s and "
+                    "%d step(s) or commit(s) in flight; what is still running then is handed "
+                    "back to the queue",
+                    self.worker_id,
+                    STOP_GRACE,
+                    len(wanted),
+                    names,
+                    self._busy,
+                )
             await asyncio.sleep(0.05)
+        logger.info(
+            "Worker %s: grace period over; handing back %d attempt(s) still running",
+            self.worker_id,
+            len([c for c in self._running().values() if c.started and not c.cancelled]),
+        )
 
     def _record(self) -> WorkerRecord:
         now = self.clock.now()
@@ -637,6 +658,14 @@ class Worker:
         outcome = engine.outcome
         if outcome is not None:
             self._close(driver, engine, commit)
+            if outcome.error is not None:
+                logger.info(
+                    "Workflow %r (%s) %s: %s",
+                    driver.workflow.name,
+                    run.workflow_id,
+                    outcome.status,
+                    outcome.error,
+                )
         commit.release_lease = outcome is not None or not (driver.local or local)
         try:
             accepted = await self._commit(commit)
@@ -911,6 +940,15 @@ class Worker:
             and policy.allows_another(attempt)
             and in_time
         ):
+            logger.info(
+                "Activity %r (step %s) attempt %d failed: %s; attempt %d in %.3g s",
+                spec.get("name"),
+                ref,
+                attempt,
+                error,
+                attempt + 1,
+                delay,
+            )
             retrying = journal.ActivityRetrying(ref, attempt, error, started_at, worker)
             return TaskOutcome(
                 "retry",
@@ -920,6 +958,13 @@ class Worker:
                 last_error=payload.envelope(error.to_dict()),
                 details=ctx.details if ctx is not None else None,
             )
+        logger.info(
+            "Activity %r (step %s) failed for good after %d attempt(s): %s",
+            spec.get("name"),
+            ref,
+            attempt,
+            error,
+        )
         failed = journal.ActivityFailed(ref, error, attempt, started_at, worker)
         return TaskOutcome("done", failed.KIND, journal.encode(failed))
 
@@ -1005,6 +1050,14 @@ class Worker:
             now = self.clock.now()
             if task.status == "running":
                 # Its last worker died mid-attempt: that attempt failed.
+                logger.info(
+                    "Worker %s reclaimed task %s (%r attempt %d): its worker stopped renewing "
+                    "its lease, so that attempt counts as lost",
+                    self.worker_id,
+                    task.task_id,
+                    task.name,
+                    attempt_no,
+                )
                 lost = AttemptResult(
                     error=RemoteError(
                         "WorkerLost",
@@ -1159,6 +1212,15 @@ class Worker:
         for task_id in cancelled | (lost & set(running)):
             victim = running.get(task_id)
             if victim is not None:
+                if task_id in lost:
+                    logger.warning(
+                        "Worker %s lost its lease on task %s (%r attempt %d); another attempt "
+                        "owns it now, so this one's result will not be recorded",
+                        self.worker_id,
+                        task_id,
+                        victim.info.name,
+                        victim.info.attempt,
+                    )
                 victim.cancelled = True
         for run_id in lost:
             driver = self._drivers.get(run_id)
