@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from . import payload
+from . import journal, payload
 from .branches import Branches
 from .definition import ActivityDefinition, RetryPolicy, WorkflowDefinition
 from .errors import (
@@ -486,36 +486,32 @@ class WorkflowRun:
     # -- inputs -------------------------------------------------------------------------
 
     def _deliver(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "workflow_started":
-            self._start(data)
-        elif kind == "activity_completed":
-            self._resolve_activity(data, None)
-        elif kind == "activity_failed":
-            self._resolve_activity(data, RemoteError.from_dict(data["error"]))
-        elif kind == "activity_retrying":
-            self._activity_attempts[data["ref"]] = (
-                int(data.get("attempt", 1)),
-                RemoteError.from_dict(data["error"]),
-            )
-        elif kind == "timer_fired":
-            ref = int(data["ref"])
-            if ref == self._timeout_timer:
+        """Apply one input, dispatched on its typed record (`durable.journal`)."""
+        rec = journal.from_data(kind, data)
+        if isinstance(rec, journal.WorkflowStarted):
+            self._start(rec)
+        elif isinstance(rec, journal.ActivityCompleted | journal.ActivityFailed):
+            self._resolve_activity(rec)
+        elif isinstance(rec, journal.ActivityRetrying):
+            self._activity_attempts[rec.ref] = (rec.attempt, rec.error)
+        elif isinstance(rec, journal.TimerFired):
+            if rec.ref == self._timeout_timer:
                 self._timed_out()
             else:
-                self._loop._fire_timer(ref)
-        elif kind == "signal_received":
-            self._receive_signal(data)
-        elif kind in ("child_completed", "child_failed"):
-            self._resolve_child(kind, data)
-        elif kind == "cancel_requested":
+                self._loop._fire_timer(rec.ref)
+        elif isinstance(rec, journal.SignalReceived):
+            self._receive_signal(rec)
+        elif isinstance(rec, journal.ChildCompleted | journal.ChildFailed):
+            self._resolve_child(rec)
+        elif isinstance(rec, journal.CancelRequested):
             self._cancel_requested = True
             if self._main is not None and not self._main.done():
-                self._main.cancel(msg=data.get("reason") or "workflow cancelled")
+                self._main.cancel(msg=rec.reason or "workflow cancelled")
 
-    def _start(self, data: dict[str, Any]) -> None:
+    def _start(self, rec: journal.WorkflowStarted) -> None:
         self.started_at = self._now
         try:
-            args, kwargs = payload.decode_args(self.definition.fn, data["args"])
+            args, kwargs = payload.decode_args(self.definition.fn, rec.args)
             inspect.signature(self.definition.fn).bind(*args, **kwargs)
         except (SerializationError, TypeError) as exc:
             if self.is_replaying:
@@ -618,34 +614,33 @@ class WorkflowRun:
         if self._main is not None:
             self._main.cancel()
 
-    def _resolve_activity(self, data: dict[str, Any], error: RemoteError | None) -> None:
-        ref = int(data["ref"])
+    def _resolve_activity(self, rec: journal.ActivityCompleted | journal.ActivityFailed) -> None:
+        ref = rec.ref
         entry = self._activities.pop(ref, None)
         if entry is None:
             return
         fut, defn = entry
         if fut.done():
             return
-        if error is not None:
-            attempts = int(data.get("attempts", 1))
+        if isinstance(rec, journal.ActivityFailed):
             fut.set_exception(
                 ActivityError(
                     f"Activity {defn.name!r} (step {ref} of workflow {self.workflow_id!r}) "
-                    f"failed after {attempts} attempt(s): {error}",
-                    error,
-                    attempts,
+                    f"failed after {rec.attempts} attempt(s): {rec.error}",
+                    rec.error,
+                    rec.attempts,
                 )
             )
             return
         try:
-            fut.set_result(payload.decode_result(defn.fn, data["result"]))
+            fut.set_result(payload.decode_result(defn.fn, rec.result or b"\xc0"))
         except SerializationError as err:
             fut.set_exception(err)
 
-    def _receive_signal(self, data: dict[str, Any]) -> None:
-        name = str(data["name"])
+    def _receive_signal(self, rec: journal.SignalReceived) -> None:
+        name = rec.name
         try:
-            value = payload.decode(data["value"], what=f"signal {name!r}")
+            value = payload.decode(rec.value, what=f"signal {name!r}")
         except SerializationError as err:
             logger.error("Dropping undecodable signal %r for %s: %s", name, self.workflow_id, err)
             return
@@ -657,23 +652,22 @@ class WorkflowRun:
                 return
         self._signals[name].append(value)
 
-    def _resolve_child(self, kind: str, data: dict[str, Any]) -> None:
-        child_id = str(data["workflow_id"])
+    def _resolve_child(self, rec: journal.ChildCompleted | journal.ChildFailed) -> None:
+        child_id = rec.workflow_id
         entry = self._children.pop(child_id, None)
         if entry is None:
             return
         seq, fut, defn = entry
         if fut.done():
             return
-        if kind == "child_completed":
+        if isinstance(rec, journal.ChildCompleted):
             try:
-                fut.set_result(payload.decode_result(defn.fn, data["result"]))
+                fut.set_result(payload.decode_result(defn.fn, rec.result or b"\xc0"))
             except SerializationError as err:
                 fut.set_exception(err)
             return
-        error = RemoteError.from_dict(data["error"])
-        status = data.get("status", "failed")
-        what = "could not start" if status == "already_exists" else status
+        error = rec.error
+        what = "could not start" if rec.status == "already_exists" else rec.status
         fut.set_exception(
             ChildWorkflowError(
                 f"Child workflow {defn.name!r} ({child_id}, started at step {seq} of "

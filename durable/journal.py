@@ -439,7 +439,10 @@ _RECORDS: dict[str, type[Record]] = {
         WorkflowTerminated,
     )
 }
-_ERROR_FIELDS = frozenset({"error"})
+# Per kind: its record class and its field names (read on every input the engine applies).
+_FIELDS: dict[str, tuple[type[Record], tuple[str, ...]]] = {
+    kind: (cls, tuple(f.name for f in dataclasses.fields(cls))) for kind, cls in _RECORDS.items()
+}
 
 
 def from_data(kind: str, data: dict[str, Any]) -> Record:
@@ -448,16 +451,13 @@ def from_data(kind: str, data: dict[str, Any]) -> Record:
     Unknown fields are ignored (a newer writer may add some); missing ones take their
     defaults. Raises `ValueError` for an unknown kind or a missing required field.
     """
-    cls = _RECORDS.get(kind)
-    if cls is None:
+    found = _FIELDS.get(kind)
+    if found is None:
         raise ValueError(f"unknown journal kind {kind!r}")
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            value = data[f.name]
-            kwargs[f.name] = _error(value) if f.name in _ERROR_FIELDS else value
-        elif f.name in _ERROR_FIELDS:
-            kwargs[f.name] = _error(None)
+    cls, names = found
+    kwargs = {name: data[name] for name in names if name in data}
+    if "error" in names:
+        kwargs["error"] = _error(kwargs.get("error"))
     try:
         return cls(**kwargs)
     except TypeError as exc:

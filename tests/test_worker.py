@@ -775,13 +775,14 @@ async def long_history(n: int) -> int:
 async def test_describe_warns_of_a_long_history(
     client: durable.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from durable import client as client_module
+    from durable import steps
 
-    monkeypatch.setattr(client_module, "HISTORY_WARN", 10)
+    monkeypatch.setattr(steps, "HISTORY_WARN", 10)
     async with durable.Worker(client, workflows=[long_history]):
         short = await client.start(long_history, 2)
         long = await client.start(long_history, 8)
-        for handle, length in ((short, 5), (long, 17)):  # started, then 2 entries per sleep
+        # started, 2 entries per sleep, then the start of the wait for "done"
+        for handle, length in ((short, 6), (long, 18)):
             for _ in range(500):
                 if (await handle.describe()).history_length >= length:
                     break
@@ -789,7 +790,7 @@ async def test_describe_warns_of_a_long_history(
         assert (await short.describe()).problem is None
         problem = (await long.describe()).problem
         assert problem is not None
-        assert "journal has 17 entries" in problem
+        assert "journal has 18 entries" in problem
         assert "continue_as_new" in problem
         for handle in (short, long):
             await handle.signal("done")
