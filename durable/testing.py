@@ -33,14 +33,18 @@ and the generation did not change. Then nothing can happen before the next due t
   attempt counts until the write handing back its result has committed; and writes move
   work inside the database atomically (a timer firing makes its run ready in the same
   transaction; a step giving back its lease marks the run ready again if items arrived).
-- Memory was empty at 1, and equal tokens say the worker started nothing after it (no step
-  kicked, no activity slot taken). So no work went from the database into memory between
-  1 and 3 — what ran was at most a claim query that found nothing, the timer loop (it
-  turns a due timer into a ready run: 2 sees one or the other) and a heartbeat (it renews
-  leases) — and none came back from memory either. The database's work at 3 is therefore
-  what 2 saw, none, and memory at 3 is empty: only the clock can make progress.
+- Memory was empty at 1 and at 3, and equal tokens say the worker started nothing in
+  between (no step kicked, no activity slot taken); a claim that found something would
+  still be under way at 3 or have kicked a step. So no work went from the database into
+  memory between 1 and 3 — what ran was at most a claim query that found nothing, the
+  timer loop (it turns a due timer into a ready run: 2 sees one or the other) and a
+  heartbeat (it renews leases) — and none came back from memory. The database's work at 3
+  is therefore what 2 saw, none, and memory at 3 is empty: only the clock can make
+  progress, and the environment alone moves it.
 - The next due time read in 2 is still right at 3: only steps create timers and tasks.
-- The clock itself moves only here.
+- Later checks that the token and generation are unchanged extend the same argument to
+  that moment. ``handle.result()`` reads its run after a look and jumps only if they
+  are, so the status it saw holds at the jump: it never jumps once its run has closed.
 
 The one thing a look cannot see is a client call the test makes from *another* task while
 it awaits ``result()`` or ``env.sleep()``: one that finished shows in 2 or changes the
@@ -60,7 +64,7 @@ import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import aiosqlite
 
@@ -78,6 +82,15 @@ SETTLE_STEP = 0.002  # real seconds between looks while the worker is busy
 SETTLE_LIMIT = 30.0  # real seconds env.sleep() waits for the worker to go quiet, then fails
 RESULT_SLICE = 0.05  # most real seconds one wait inside handle.result() takes before it
 # returns to look at the run again (and at its own timeout)
+
+
+class _Look(NamedTuple):
+    """What a quiet look saw: the next due time, and the worker's idle token and the hub's
+    generation that bracket it (equal later: still nothing has happened)."""
+
+    next_due: float | None
+    token: int
+    generation: int
 
 
 class WorkflowEnvironment:
@@ -187,57 +200,62 @@ class WorkflowEnvironment:
         finally:
             await db.execute("COMMIT")
 
-    async def _quiet(self) -> tuple[bool, float | None]:
-        """One look: ``(True, next due time or None)`` if nothing can happen before the
-        clock moves, else ``(False, None)``."""
+    async def _quiet(self) -> _Look | None:
+        """One look: what it saw if nothing can happen before the clock moves, else None."""
         worker = self.worker
         hub = worker.store.hub
         token, generation = worker.idle_token(), hub.generation
         if token is None:
-            return False, None
+            return None
         work, next_due = await self._probe()
         if work or worker.idle_token() != token or hub.generation != generation:
-            return False, None
-        return True, next_due
+            return None
+        return _Look(next_due, token, generation)
 
-    async def _settle(self, limit: float) -> tuple[bool, float | None]:
-        """Look until quiet, for up to ``limit`` real seconds; as `_quiet`."""
+    def _still(self, look: _Look) -> bool:
+        """Whether nothing has happened since ``look`` (extending its bracket to now)."""
+        worker = self.worker
+        return worker.idle_token() == look.token and worker.store.hub.generation == look.generation
+
+    async def _settle(self, limit: float) -> _Look | None:
+        """Look until quiet, for up to ``limit`` real seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while True:
-            quiet, next_due = await self._quiet()
-            if quiet or loop.time() >= deadline:
-                return quiet, next_due
+            look = await self._quiet()
+            if look is not None or loop.time() >= deadline:
+                return look
             await asyncio.sleep(SETTLE_STEP)
 
     async def _settled(self) -> float | None:
-        quiet, next_due = await self._settle(SETTLE_LIMIT)
-        if not quiet:
+        """Wait until quiet (`TimeoutError` after `SETTLE_LIMIT`); the next due time."""
+        look = await self._settle(SETTLE_LIMIT)
+        if look is None:
             raise TimeoutError(
                 f"env.sleep(): the worker was still busy after {SETTLE_LIMIT:g} s of real "
                 "time (an activity still running, or work it cannot finish), so virtual time "
                 "was not moved. Is an activity blocking or waiting on something real?"
             )
-        return next_due
+        return look.next_due
 
     async def _skip(self, handle: WorkflowHandle[Any]) -> None:
         """Called by ``handle.result()`` while it waits: once quiet, jump to the next due
         time, unless the awaited run has closed meanwhile (then nothing need move)."""
-        quiet, next_due = await self._settle(RESULT_SLICE)
-        if not quiet:
+        look = await self._settle(RESULT_SLICE)
+        if look is None:
             return  # result() looks at the run again and comes back
-        hub = self.worker.store.hub
-        mark = hub.generation
         run = await handle._current()
         if run.status in CLOSED_STATUSES:
             return  # result() returns it (or follows a continue-as-new) without a jump
-        if next_due is None:
+        if not self._still(look):
+            return  # something happened while we read the run (another task's call)
+        if look.next_due is None:
             # Blocked on something only the test can send (a signal): wait for it.
             topics = [TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, run_topic(handle.id)]
-            await hub.wait(topics, RESULT_SLICE, since=mark)
+            await self.worker.store.hub.wait(topics, RESULT_SLICE, since=look.generation)
             return
         assert isinstance(self._clock, VirtualClock)
-        self._clock.advance_to(next_due)
+        self._clock.advance_to(look.next_due)
 
     async def sleep(self, duration: timedelta | float) -> None:
         """Let ``duration`` pass: in virtual time, firing every timer due on the way in
