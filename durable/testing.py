@@ -161,17 +161,16 @@ class WorkflowEnvironment:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            if self._worker is not None:
-                await self._worker.aclose()
-            if self._probe_db is not None:
-                await self._probe_db.close()
-                self._probe_db = None
-            if self._client is not None:
-                await self._client.aclose()
-        finally:
+        # Last in, first out, each even if one before it failed: worker, probe, client, files.
+        async with contextlib.AsyncExitStack() as stack:
             if self._dir is not None:
-                shutil.rmtree(self._dir, ignore_errors=True)
+                stack.callback(shutil.rmtree, self._dir, ignore_errors=True)
+            if self._client is not None:
+                stack.push_async_callback(self._client.aclose)
+            if self._probe_db is not None:
+                stack.push_async_callback(self._probe_db.close)
+            if self._worker is not None:
+                stack.push_async_callback(self._worker.aclose)
 
     # -- looks (see the module docstring for why they are exact) ---------------------------
 
