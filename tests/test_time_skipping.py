@@ -9,11 +9,13 @@ loops repeat it a few hundred times, because a race shows only now and then.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 import pytest
 
 import durable
+import durable.testing
 from durable.testing import WorkflowEnvironment
 
 TICK = 60.0  # virtual seconds between ticks
@@ -107,3 +109,65 @@ async def test_env_sleep_rejects_a_negative_duration() -> None:
     async with WorkflowEnvironment(workflows=WORKFLOWS) as env:
         with pytest.raises(ValueError, match="duration >= 0"):
             await env.sleep(-1)
+
+
+@durable.workflow
+async def go_then_tick() -> float:
+    await durable.wait_signal("go")
+    await durable.sleep(TICK)
+    return durable.now().timestamp()
+
+
+async def test_result_waits_for_a_signal_when_no_timer_is_due() -> None:
+    # Nothing due: result() waits (in real time) for the signal another task sends, and
+    # only then jumps to the workflow's timer.
+    async with WorkflowEnvironment(workflows=[go_then_tick]) as env:
+        handle = await env.client.start(go_then_tick)
+        start = env.now()
+
+        async def go_later() -> None:
+            await asyncio.sleep(0.2)
+            assert env.now() == start
+            await handle.signal("go")
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(go_later())
+            fired = await handle.result(timeout=30)
+        late = datetime.fromtimestamp(fired, start.tzinfo) - start - timedelta(seconds=TICK)
+        assert abs(late) < EXACT
+        assert abs(env.now() - start - timedelta(seconds=TICK)) < EXACT
+
+
+release = asyncio.Event()
+
+
+@durable.activity
+async def blocked() -> str:
+    await release.wait()
+    return "released"
+
+
+@durable.workflow
+async def waits_for_blocked() -> str:
+    return await blocked()
+
+
+async def test_the_clock_stands_still_while_an_activity_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(durable.testing, "SETTLE_LIMIT", 0.3)
+    release.clear()
+    async with WorkflowEnvironment(
+        workflows=[waits_for_blocked, sleeper], activities=[blocked]
+    ) as env:
+        await env.client.start(sleeper, id="sleeper")
+        handle = await env.client.start(waits_for_blocked)
+        start = env.now()
+        with pytest.raises(TimeoutError, match="still busy"):
+            await env.sleep(timedelta(days=400))
+        with pytest.raises(TimeoutError):
+            await handle.result(timeout=0.3)
+        assert env.now() == start
+        release.set()
+        assert await handle.result(timeout=30) == "released"
+        assert env.now() == start
