@@ -138,12 +138,12 @@ async def test_result_waits_for_a_signal_when_no_timer_is_due() -> None:
         assert abs(env.now() - start - timedelta(seconds=TICK)) < EXACT
 
 
-release = asyncio.Event()
+gates: dict[str, asyncio.Event] = {}  # made by each test, on its own event loop
 
 
 @durable.activity
 async def blocked() -> str:
-    await release.wait()
+    await gates["release"].wait()
     return "released"
 
 
@@ -156,7 +156,7 @@ async def test_the_clock_stands_still_while_an_activity_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(durable.testing, "SETTLE_LIMIT", 0.3)
-    release.clear()
+    gates["release"] = release = asyncio.Event()
     async with WorkflowEnvironment(
         workflows=[waits_for_blocked, sleeper], activities=[blocked]
     ) as env:
