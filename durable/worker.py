@@ -385,6 +385,8 @@ class Worker:
         piece of work is either in the database (a run ready, a task visible, a timer due)
         or makes this ``None``, and two equal tokens around a read of the database mean the
         worker claimed nothing meanwhile (`durable.testing` relies on this to skip time).
+        New work kept in memory must keep this so: counted here until its write has
+        committed, and started through `_kick` or by taking a slot.
         """
         if self._busy or self._remote or self._commits or self._waiting:
             return None
