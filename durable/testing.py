@@ -117,6 +117,7 @@ class WorkflowEnvironment:
         self._client: Client | None = None
         self._worker: Worker | None = None
         self._probe_db: aiosqlite.Connection | None = None  # for looks (time skipping)
+        self._probe_lock = asyncio.Lock()  # one read transaction at a time on it
 
     @property
     def client(self) -> Client:
@@ -183,21 +184,23 @@ class WorkflowEnvironment:
         now = self._clock.now()
         # One read transaction: in WAL mode all its queries see one snapshot, so a commit
         # between them (a timer firing: timer gone, run ready) cannot hide work from both.
-        await db.execute("BEGIN")
-        try:
-            names = list(worker.workflows)
-            if names and await runs_claimable(
-                db, worker.worker_id, queues=worker.queues, names=names, now=now
-            ):
-                return True, None
-            names = list(worker.activities)
-            if names and await tasks_claimable(
-                db, queues=worker.queues, names=names, now=now, exclude=()
-            ):
-                return True, None
-            return await timers_due(db, now)
-        finally:
-            await db.execute("COMMIT")
+        # The lock: result() calls awaited together look concurrently.
+        async with self._probe_lock:
+            await db.execute("BEGIN")
+            try:
+                names = list(worker.workflows)
+                if names and await runs_claimable(
+                    db, worker.worker_id, queues=worker.queues, names=names, now=now
+                ):
+                    return True, None
+                names = list(worker.activities)
+                if names and await tasks_claimable(
+                    db, queues=worker.queues, names=names, now=now, exclude=()
+                ):
+                    return True, None
+                return await timers_due(db, now)
+            finally:
+                await db.execute("COMMIT")
 
     async def _quiet(self) -> _Look | None:
         """One look: what it saw if nothing can happen before the clock moves, else None."""

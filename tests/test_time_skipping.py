@@ -82,6 +82,26 @@ async def test_result_jumps_only_when_nothing_else_can_happen() -> None:
             assert abs(overshoot) < EXACT, f"repetition {rep}: the clock moved {overshoot} too far"
 
 
+async def test_results_awaited_together() -> None:
+    # Each result() takes its own looks and jumps; together they must still stop exactly
+    # when the longest ticker completes, with every tick of every ticker on time.
+    lengths = [2, 5, 3]
+    async with WorkflowEnvironment(workflows=WORKFLOWS, activities=[tick_activity]) as env:
+        await env.client.start(sleeper, id="sleeper")
+        for rep in range(10):
+            handles = [
+                await env.client.start(ticker, n, id=f"ticker-{rep}-{k}")
+                for k, n in enumerate(lengths)
+            ]
+            start = env.now()
+            results = await asyncio.gather(*(handle.result(timeout=30) for handle in handles))
+            for n, result in zip(lengths, results, strict=True):
+                assert len(result) == n, f"repetition {rep}"
+                assert_ticks(result, start, rep)
+            overshoot = env.now() - start - timedelta(seconds=TICK * max(lengths))
+            assert abs(overshoot) < EXACT, f"repetition {rep}: the clock moved {overshoot} too far"
+
+
 @pytest.mark.parametrize("per_sleep", [1, 5])
 async def test_env_sleep_runs_every_tick_due_on_the_way(per_sleep: int) -> None:
     # Two tickers at once, 20 ticks each, checked after every env.sleep(). Before the fix
