@@ -181,11 +181,11 @@ class WorkflowEnvironment:
         db = self._probe_db
         assert db is not None
         worker = self.worker
-        now = self._clock.now()
         # One read transaction: in WAL mode all its queries see one snapshot, so a commit
         # between them (a timer firing: timer gone, run ready) cannot hide work from both.
         # The lock: result() calls awaited together look concurrently.
         async with self._probe_lock:
+            now = self._clock.now()
             await db.execute("BEGIN")
             try:
                 names = list(worker.workflows)
