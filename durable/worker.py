@@ -217,7 +217,10 @@ class Worker:
         self._background: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._busy = 0  # steps and commits in flight
+        # Per claim loop: the hub generation read before its last query found nothing, or
+        # None while it queries or holds what it found (see idle_token).
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
+        self._work_started = 0  # steps kicked and activity slots taken, ever (idle_token)
         self._started_at: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -398,19 +401,40 @@ class Worker:
     # -- idleness (for time skipping in durable.testing) ---------------------------------
 
     def is_idle(self) -> bool:
-        """True when nothing is in flight and no notification arrived since the claim loops
-        last found nothing to do: only a timer can make progress now."""
-        if self._busy or self._remote or self._commits or self._undelivered:
-            return False
-        if any(d.local or d.pending or d.stepping for d in self._drivers.values()):
-            return False
+        """True when nothing is in flight in this worker's memory and its claim loops have
+        seen every notification: only the database (a timer, a task or run not yet claimed)
+        or the clock can make progress now. See `idle_token`."""
+        return self.idle_token() is not None
+
+    def idle_token(self) -> int | None:
+        """``None`` while this worker holds any work in memory; otherwise a number that
+        changes whenever it starts some (a step, an activity attempt).
+
+        Work is held in memory from before the query that claims it until after the write
+        that hands it back is committed: a claim loop counts as busy from before its query
+        until what it found is accepted (a step kicked, an activity slot taken); a step
+        from its kick until its commit returned; an activity attempt holds its slot from
+        its claim or scheduling until its outcome is written. So at every instant each
+        piece of work is either in the database (a run ready, a task visible, a timer due)
+        or makes this ``None``, and two equal tokens around a read of the database mean the
+        worker claimed nothing meanwhile (`durable.testing` relies on this to skip time).
+        New work kept in memory must keep this so: counted here until its write has
+        committed, and started through `_kick` or by taking a slot.
+        """
+        if self._busy or self._remote or self._commits or self._waiting or self._undelivered:
+            return None
+        if self._slots != self.max_concurrency:
+            return None  # an activity attempt, claimed or local, has not ended
+        for d in self._drivers.values():
+            if d.local or d.pending or d.stepping or d.finishing:
+                return None
         topics = {"runs": TOPIC_RUNS, "tasks": TOPIC_TASKS}
-        wanted = ["runs"] + (["tasks"] if self.activities else [])
+        wanted = (["runs"] if self.workflows else []) + (["tasks"] if self.activities else [])
         for key in wanted:
             mark = self._idle_marks[key]
             if mark is None or self.store.hub.notified_since([topics[key]], mark):
-                return False
-        return True
+                return None
+        return self._work_started
 
     # -- claim loop ---------------------------------------------------------------------
 
@@ -419,6 +443,7 @@ class Worker:
         while not self._stopping.is_set():
             mark = self.store.watermark()
             now = self.clock.now()
+            self._idle_marks["runs"] = None  # busy until what the query finds is accepted
             claimed = await self.store.claim_runs(
                 self.worker_id,
                 queues=self.queues,
@@ -466,6 +491,7 @@ class Worker:
             return
         driver.stepping = True
         self._busy += 1
+        self._work_started += 1
         self._spawn(self._drive(driver))
 
     def _trim_cache(self) -> None:
@@ -909,6 +935,7 @@ class Worker:
         while self._slots > 0 and self._waiting and not self._stopping.is_set():
             driver, attempt = self._waiting.popleft()
             self._slots -= 1
+            self._work_started += 1
             self._spawn(self._run_local(driver, attempt))
 
     def _decide(
@@ -1024,6 +1051,7 @@ class Worker:
                 continue
             mark = self.store.watermark()
             now = self.clock.now()
+            self._idle_marks["tasks"] = None  # busy until what the query finds is started
             tasks = await self.store.claim_tasks(
                 self.worker_id,
                 queues=self.queues,
@@ -1035,6 +1063,7 @@ class Worker:
             )
             for task in tasks:
                 self._slots -= 1
+                self._work_started += 1
                 self._spawn(self._run_claimed(task))
             if not tasks:
                 self._idle_marks["tasks"] = mark

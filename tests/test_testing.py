@@ -103,11 +103,26 @@ async def test_retry_backoff_is_skipped_too() -> None:
         assert env.now() - before >= timedelta(hours=3)  # 1 h + 2 h of backoff
 
 
+@durable.workflow
+async def nap(seconds: float) -> float:
+    before = durable.now()
+    await durable.sleep(seconds)
+    return (durable.now() - before).total_seconds()
+
+
 async def test_without_time_skipping_the_clock_is_real() -> None:
-    async with WorkflowEnvironment(workflows=[approval], time_skipping=False) as env:
-        handle = await env.client.start(approval, 1)
+    async with WorkflowEnvironment(workflows=[nap], time_skipping=False) as env:
+        started = time.monotonic()
+        handle = await env.client.start(nap, 0.5)
         with pytest.raises(TimeoutError):
-            await handle.result(timeout=0.3)
+            await handle.result(timeout=0.1)  # no jump to the timer 0.5 s away
+        # The worker fires the timer once 0.5 s have really passed, no sooner.
+        slept = await handle.result(timeout=20)
+        assert slept >= 0.499  # timestamps are rounded to microseconds
+        assert time.monotonic() - started >= 0.5
+        before = time.monotonic()
+        await env.sleep(timedelta(seconds=0.2))
+        assert time.monotonic() - before >= 0.2
 
 
 # -- non-determinism: parked, not failed; resumes with compatible code ---------------------
