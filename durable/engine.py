@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from . import payload
+from . import guard, payload
 from .definition import ActivityDefinition, RetryPolicy, WorkflowDefinition
 from .errors import (
     ActivityError,
@@ -235,12 +235,14 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         """Run callbacks until none is ready (quiescence)."""
         previous = asyncio._get_running_loop()
         asyncio._set_running_loop(self)
+        outer = guard.enter(self.run.definition.name)
         try:
             while self._ready:
                 handle = self._ready.popleft()
                 if not handle._cancelled:
                     handle._run()
         finally:
+            guard.leave(outer)
             asyncio._set_running_loop(previous)
 
     # -- state and error handling -------------------------------------------------------
