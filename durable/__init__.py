@@ -4,6 +4,7 @@ General layout (one concept per module):
 
 - definition  @workflow, @activity, RetryPolicy, call: mark functions; nothing global
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
+- guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - executor    runs one activity attempt: timeouts, heartbeats, retry classification
 - worker      Worker: claims runs and tasks, steps workflows, group-commits their journals

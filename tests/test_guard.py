@@ -52,6 +52,7 @@ CASES = {
     "time.time": Case(lambda _: time.time(), "time.time()", "durable.now()"),
     "time.time_ns": Case(lambda _: time.time_ns(), "time.time_ns()", "durable.now()"),
     "date.today": Case(lambda _: datetime.date.today(), "date.today()", "durable.now()"),
+    "datetime.today": Case(lambda _: datetime.datetime.today(), "date.today()", "durable.now()"),
     "random.random": Case(lambda _: random.random(), "random.random()", "durable.random()"),
     "random.choice": Case(lambda _: random.choice("ab"), "random.choice()", "durable.random()"),
     "random.shuffle": Case(lambda _: random.shuffle([1, 2]), "random.shuffle()", "durable.random"),
@@ -298,3 +299,34 @@ def test_code_outside_workflows_is_never_refused(tmp_path: Path) -> None:
         assert _every_call(str(tmp_path)) == []  # this thread runs no workflow code now
     finally:
         run.evict()
+
+
+LAZY_INSTALL = """
+import asyncio
+import time
+
+import durable
+from durable.testing import WorkflowEnvironment
+
+print(type(time.sleep).__name__)
+
+@durable.workflow
+async def nothing() -> int:
+    return 1
+
+async def main() -> None:
+    async with WorkflowEnvironment(workflows=[nothing]) as env:
+        await env.client.execute(nothing, timeout=20)
+
+asyncio.run(main())
+print(type(time.sleep).__name__)
+"""
+
+
+def test_the_guard_is_installed_only_when_a_workflow_first_runs() -> None:
+    # A process that only imports durable (a client, say) keeps the plain functions.
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_INSTALL], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["builtin_function_or_method", "function"]
