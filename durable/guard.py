@@ -14,7 +14,8 @@ first `enter` installs, once per process (lazily: an audit hook cannot be remove
 - an audit hook (`sys.addaudithook`) refusing the events, in Python 3.11, ``open``
   (builtin ``open``, ``io.open``, ``os.open``, `pathlib`, `tempfile` files), ``os.*``
   (``listdir``, ``scandir``, ``remove``, ``rename``, ``mkdir``, ``chmod``, ``system``,
-  ``exec*``, ``fork``, ``posix_spawn``, ``kill``, ``putenv``, ...), ``shutil.*``,
+  ``exec*``, ``fork``, ``posix_spawn``, ``kill``, ``chdir``, ``putenv`` hence
+  ``os.environ[...] = ...``), ``shutil.*``,
   ``glob.*``, ``tempfile.*``, ``sqlite3.*``, ``subprocess.Popen`` (hence
   ``subprocess.run``/``check_output`` and ``os.popen``), ``socket.*`` (creating a socket,
   ``connect``, ``bind``, ``getaddrinfo``, ``gethostbyname``, ``sendto``, ...), and the
@@ -38,7 +39,8 @@ Let through: imports (which read ``.py``/``.pyc`` files, and whose module-level 
 do anything), logging (``durable.logger`` and any handler it reaches, even one opening a
 file or socket), tracebacks and warnings (which read source lines). A guarded call is
 allowed when a frame of one of `_MACHINERY`'s modules lies on the stack between it and the
-callback running the workflow code (`asyncio.Handle._run`).
+callback running the workflow code (`asyncio.Handle._run`). Reading package data or
+metadata (`importlib.resources`, `importlib.metadata`) is file I/O like any other.
 
 Cost outside workflow code (measured on CPython 3.11): when no thread runs workflow code,
 the audit hook returns after one test of `_windows`, but CPython's dispatch of every audit
@@ -55,6 +57,7 @@ from __future__ import annotations
 import _thread
 import functools
 import random
+import socket
 import sys
 import threading
 import time
@@ -81,15 +84,18 @@ _get_ident = threading.get_ident
 _install_lock = threading.Lock()
 _installed = False
 
-# Top-level modules whose frames make a refused call allowed: they are the interpreter's
-# own machinery (imports, logging, tracebacks, warnings), not the workflow's logic.
+# Modules whose frames make a guarded call allowed: the interpreter's own machinery for
+# imports, logging, tracebacks and warnings, not the workflow's logic. Exact names, so that
+# importlib.metadata or importlib.resources reading files for workflow code is refused.
 _MACHINERY = frozenset(
     {
-        "importlib",
-        "_frozen_importlib",
+        "importlib._bootstrap",
+        "importlib._bootstrap_external",
+        "_frozen_importlib",  # the same two, before importlib renames them at start-up
         "_frozen_importlib_external",
         "zipimport",
         "logging",
+        "logging.handlers",
         "linecache",
         "tokenize",
         "traceback",
@@ -99,7 +105,14 @@ _MACHINERY = frozenset(
 
 # What each kind of refused call is, and what to use instead.
 _FILES = ("do file I/O", "Do it in an @activity and await that from the workflow.")
-_PROCESS = ("start or signal processes", "Do it in an @activity and await that.")
+_PROCESS = (
+    "start or signal processes",
+    "Do it in an @activity and await that from the workflow.",
+)
+_STATE = (
+    "change the worker process's environment or directory",
+    "Pass what the code needs as arguments, or do it in an @activity.",
+)
 _NETWORK = ("do network I/O", "Do it in an @activity and await that from the workflow.")
 _THREAD = (
     "start threads",
@@ -134,6 +147,9 @@ _EVENTS: dict[str, tuple[str, str]] = {
     "os.startfile": _PROCESS,
     "os.kill": _PROCESS,
     "os.killpg": _PROCESS,
+    "os.putenv": _STATE,
+    "os.unsetenv": _STATE,
+    "os.chdir": _STATE,
     "pty.spawn": _PROCESS,
     "_thread.start_new_thread": _THREAD,
     "urllib.Request": _NETWORK,
@@ -189,7 +205,7 @@ def _refused(frame: FrameType | None) -> bool:
         if isinstance(name, str):
             if name == "asyncio.events":
                 return True
-            if name.partition(".")[0] in _MACHINERY:
+            if name in _MACHINERY:
                 return False
         frame = frame.f_back
     return True
@@ -204,10 +220,13 @@ def _refuse(workflow: str, call: str, kind: tuple[str, str], name: str = "") -> 
 
 
 def _describe(event: str, args: tuple[Any, ...]) -> str:
-    if event == "open" and args:
-        return f"open({args[0]!r})"
-    shown = ", ".join(repr(arg)[:80] for arg in args[:2])
-    return f"{event}({shown})" if shown else f"{event}()"
+    """The refused call as the user wrote it, roughly: the event and its main argument."""
+    if event == "socket.__new__":
+        return "socket.socket()"
+    if event == "subprocess.Popen" and len(args) > 1:
+        return f"subprocess.Popen({args[1]!r:.120})"
+    shown = [arg for arg in args if not isinstance(arg, socket.socket)][:1]
+    return f"{event}({shown[0]!r:.120})" if shown else f"{event}()"
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -261,7 +280,9 @@ def _install() -> None:
             return
         # setattr: the point is to replace module attributes everyone reaches.
         setattr(time, "sleep", _guarded(time.sleep, "time.sleep()", _SLEEP))  # noqa: B010
-        clock = _guarded_bare(time.time, "time.time() (date.today() calls it too)", _CLOCK)
+        clock = _guarded_bare(
+            time.time, "time.time() (which date.today() and datetime.today() call)", _CLOCK
+        )
         setattr(time, "time", clock)  # noqa: B010
         clock_ns = _guarded_bare(time.time_ns, "time.time_ns()", _CLOCK)
         setattr(time, "time_ns", clock_ns)  # noqa: B010

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,11 @@ CASES = {
         "subprocess.Popen(",
         "@activity",
     ),
+    "os.environ": Case(lambda _: os.environ.update(GUARD_TEST="x"), "os.putenv(", "argument"),
+    "importlib.metadata": Case(lambda _: metadata.version("pytest"), "open(", "@activity"),
     "os.system": Case(lambda _: os.system("true"), "os.system(", "@activity"),
-    "socket": Case(lambda _: socket.socket().close(), "socket.__new__(", "@activity"),
-    "socket.connect": Case(_connect, "socket.getaddrinfo(", "@activity"),
+    "socket": Case(lambda _: socket.socket().close(), "socket.socket()", "@activity"),
+    "socket.connect": Case(_connect, "socket.getaddrinfo('127.0.0.1')", "@activity"),
     "thread": Case(_start_thread, "threading.Thread.start()", "asyncio"),
 }
 
@@ -123,6 +126,7 @@ def _every_call(scratch: str) -> list[str]:
         else:
             if hasattr(opened, "close"):
                 opened.close()
+    os.environ.pop("GUARD_TEST", None)
     return refused
 
 
