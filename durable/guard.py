@@ -298,6 +298,10 @@ def _install() -> None:
             fn = getattr(random, name, None)
             if callable(fn) and hidden is not None and getattr(fn, "__self__", None) is hidden:
                 wrap = _guarded_bare if name == "random" else _guarded
-                setattr(random, name, wrap(fn, f"random.{name}()", _RANDOM))
+                wrapped = wrap(fn, f"random.{name}()", _RANDOM)
+                # Named as a module function, so pickle (process pools) finds it by name.
+                setattr(wrapped, "__module__", "random")  # noqa: B010
+                setattr(wrapped, "__qualname__", name)  # noqa: B010
+                setattr(random, name, wrapped)
         sys.addaudithook(_audit)
         _installed = True

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import logging
 import os
+import pickle
 import random
 import socket
 import subprocess
@@ -295,14 +296,16 @@ def _recorded(commands: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(c.kind, c.data) for c in commands]
 
 
-def test_code_outside_workflows_is_never_refused(tmp_path: Path) -> None:
+def _install_guard() -> None:
+    """Run a workflow step, which installs the guard if no test did yet."""
     run = WorkflowRun(workflow_definition(tolerant), workflow_id="wf-1", run_id="r", queue="q")
-    args = payload.encode_args(tolerant, (), {}, what="args")
-    run.apply("workflow_started", {"args": args}, 1000.0)  # installs the guard, if not yet
-    try:
-        assert _every_call(str(tmp_path)) == []  # this thread runs no workflow code now
-    finally:
-        run.evict()
+    run.apply("workflow_started", {"args": payload.encode_args(tolerant, (), {}, what="a")}, 1.0)
+    run.evict()
+
+
+def test_code_outside_workflows_is_never_refused(tmp_path: Path) -> None:
+    _install_guard()
+    assert _every_call(str(tmp_path)) == []  # this thread runs no workflow code now
 
 
 LAZY_INSTALL = """
@@ -334,3 +337,11 @@ def test_the_guard_is_installed_only_when_a_workflow_first_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["builtin_function_or_method", "function"]
+
+
+def test_wrapped_functions_still_pickle_by_name() -> None:
+    # Process pools pickle the functions they run: time.sleep or random.random must still go.
+    _install_guard()
+    for fn in (time.sleep, time.time, random.random, random.randint, uuid.uuid4):
+        assert hasattr(fn, "__wrapped__"), fn  # the guard's wrapper, not the original
+        assert pickle.loads(pickle.dumps(fn)) is fn
