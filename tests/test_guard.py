@@ -345,3 +345,37 @@ def test_wrapped_functions_still_pickle_by_name() -> None:
     for fn in (time.sleep, time.time, random.random, random.randint, uuid.uuid4):
         assert hasattr(fn, "__wrapped__"), fn  # the guard's wrapper, not the original
         assert pickle.loads(pickle.dumps(fn)) is fn
+
+
+@durable.activity
+async def stamp(at: float) -> float:
+    return at
+
+
+@durable.workflow
+async def stamping() -> float:
+    return await stamp(time.time())
+
+
+def test_a_run_recorded_before_the_guard_is_parked_on_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from durable import guard
+    from durable.errors import NonDeterminismError
+
+    defn = workflow_definition(stamping)
+    args = payload.encode_args(stamping, (), {}, what="args")
+    with monkeypatch.context() as old_version:  # an earlier durable: no guard
+        old_version.setattr(guard, "enter", lambda workflow: None)
+        old_version.setattr(guard, "leave", lambda previous: None)
+        live = WorkflowRun(defn, workflow_id="wf-1", run_id="run-1", queue="default")
+        first = live.apply("workflow_started", {"args": args}, 1000.0)
+    assert [c.kind for c in first] == ["activity_scheduled"]
+    live.evict()
+
+    replay = WorkflowRun(defn, workflow_id="wf-1", run_id="run-1", queue="default")
+    with pytest.raises(NonDeterminismError) as parked:
+        replay.apply("workflow_started", {"args": args}, 1000.0, recorded=_recorded(first))
+    replay.evict()
+    assert "holds activity_scheduled 'stamp'" in str(parked.value)
+    assert "the code issued workflow_failed" in str(parked.value)
