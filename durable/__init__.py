@@ -6,6 +6,7 @@ General layout (one concept per module):
 - journal     the journal's vocabulary: entry kinds, typed records, task ids, routing
 - branches    which task of the workflow's code issued each command, and which ran together
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
+- guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - steps       the one model of a run people see: journal in, steps, pending work, problems
 - executor    runs one activity attempt: timeouts, heartbeats, retry classification

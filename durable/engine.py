@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from . import journal, payload
+from . import guard, journal, payload
 from .branches import Branches
 from .definition import ActivityDefinition, RetryPolicy, WorkflowDefinition
 from .errors import (
@@ -224,6 +224,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         """Run callbacks until none is ready (quiescence)."""
         previous = asyncio._get_running_loop()
         asyncio._set_running_loop(self)
+        outer = guard.enter(self.run.definition.name)
         try:
             while self._ready:
                 handle = self._ready.popleft()
@@ -237,6 +238,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
                         pass
                     self.branches.segment_done()
         finally:
+            guard.leave(outer)
             asyncio._set_running_loop(previous)
 
     # -- state and error handling -------------------------------------------------------
