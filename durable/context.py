@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from . import payload
-from .engine import WorkflowInfo, WorkflowRun, current_run, gather_map
+from .engine import WorkflowInfo, WorkflowRun, current_run
 from .errors import NotInWorkflowError
 
 __all__ = [
@@ -108,7 +108,7 @@ async def map(
     _run("map")
     if max_concurrency is not None and max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency}")
-    return list(await gather_map(fn, list(items), max_concurrency))
+    return list(await _gather_map(fn, list(items), max_concurrency))
 
 
 def publish(key: str, value: Any) -> None:
@@ -269,3 +269,18 @@ def activity_info() -> ActivityInfo:
     if ctx is None:
         raise NotInWorkflowError("durable.activity_info() only works inside an activity.")
     return ctx.info
+
+
+def _gather_map(
+    fn: Callable[[Any], Awaitable[Any]], items: list[Any], max_concurrency: int | None
+) -> Awaitable[list[Any]]:
+    """`durable.map`'s body: one call per item, at most ``max_concurrency`` at once."""
+    if not max_concurrency:
+        return asyncio.gather(*(fn(item) for item in items))
+    semaphore = asyncio.Semaphore(max_concurrency)
+
+    async def one(item: Any) -> Any:
+        async with semaphore:
+            return await fn(item)
+
+    return asyncio.gather(*(one(item) for item in items))

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .errors import NotInWorkflowError
+from .loop import current_run
+
+logger = logging.getLogger("durable.workflow")
 
 __all__ = [
     "ActivityDefinition",
@@ -172,8 +176,6 @@ def workflow_definition(fn: object) -> WorkflowDefinition:
 
 
 def _in_workflow() -> bool:
-    from .engine import current_run
-
     return current_run() is not None
 
 
@@ -222,8 +224,6 @@ def workflow(
 
         @functools.wraps(f)
         def route(*args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-            from .engine import current_run
-
             run = current_run()
             if run is None:
                 raise NotInWorkflowError(
@@ -292,8 +292,6 @@ def activity(
 
         @functools.wraps(f)
         def route(*args: P.args, **kwargs: P.kwargs) -> R:
-            from .engine import current_run
-
             run = current_run()
             if run is None:
                 return f(*args, **kwargs)
@@ -320,8 +318,6 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
     Every other keyword is passed to the function (so a parameter named like an option
     is passed positionally). Only valid inside a workflow.
     """
-    from .engine import current_run
-
     run = current_run()
     if run is None:
         raise NotInWorkflowError(
@@ -334,15 +330,14 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
         wrong = sorted(set(overrides) - {"id", "timeout", "queue"})
         if wrong:
             # Ignored, not refused: runs recorded while they were silently ignored must
-            # still replay. Said once per live call (the workflow logger is replay-silent).
-            from .context import logger
-
-            logger.warning(
-                "durable.call: %s ignored for child workflow %r (a child takes id, timeout "
-                "and queue)",
-                ", ".join(map(repr, wrong)),
-                wdefn.name,
-            )
+            # still replay. Said once per live call, not again on replay.
+            if not run.is_replaying:
+                logger.warning(
+                    "durable.call: %s ignored for child workflow %r (a child takes id, "
+                    "timeout and queue)",
+                    ", ".join(map(repr, wrong)),
+                    wdefn.name,
+                )
             for key in wrong:
                 del overrides[key]
         return run.start_child(wdefn, args, options, overrides)

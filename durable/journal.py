@@ -93,8 +93,10 @@ __all__ = [
     "WorkflowStarted",
     "WorkflowTerminated",
     "decode",
+    "describe_command",
     "encode",
     "parse_task_id",
+    "same_command",
     "task_id",
 ]
 
@@ -161,6 +163,40 @@ COMMAND_KINDS: frozenset[str] = frozenset(
 )
 #: Inbox kinds sent to a workflow id, not to one run: they follow it across continue-as-new.
 WORKFLOW_ADDRESSED: frozenset[str] = frozenset({Kind.SIGNAL_RECEIVED, Kind.CANCEL_REQUESTED})
+
+
+def describe_command(kind: str, data: dict[str, Any]) -> str:
+    """A command as a replay mismatch names it: its kind and what identifies it."""
+    key = {
+        "activity_scheduled": "name",
+        "child_started": "name",
+        "published": "key",
+        "marker": "patch",
+        "signal_wait_started": "name",
+    }.get(kind)
+    if key is None:
+        return kind
+    if kind == "child_started":
+        return f"{kind} {data.get('name')!r} (id {data.get('id')!r})"
+    return f"{kind} {data.get(key)!r}"
+
+
+def same_command(kind: str, data: dict[str, Any], other_kind: str, other: dict[str, Any]) -> bool:
+    """Whether two commands agree on what replay checks: the kind, and the name, id, key or
+    patch that identifies it (arguments are not compared: changing them is allowed)."""
+    if kind != other_kind:
+        return False
+    if kind == "activity_scheduled":
+        return data.get("name") == other.get("name")
+    if kind == "child_started":
+        return data.get("name") == other.get("name") and data.get("id") == other.get("id")
+    if kind == "published":
+        return data.get("key") == other.get("key")
+    if kind == "marker":
+        return data.get("patch") == other.get("patch")
+    if kind == "signal_wait_started":
+        return data.get("name") == other.get("name")
+    return True
 
 
 def task_id(run_id: str, seq: int) -> str:
