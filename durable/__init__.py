@@ -9,8 +9,11 @@ General layout (one concept per module):
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - steps       the one model of a run people see: journal in, steps, pending work, problems
-- executor    runs one activity attempt: timeouts, heartbeats, retry classification
-- worker      Worker: claims runs and tasks, steps workflows, group-commits their journals
+- executor    runs one activity attempt: timeouts, heartbeats, SystemExit contained
+- retry       retry decisions in one place: is a failed attempt tried again, and when
+- worker      Worker: its loops (claims, timers, heartbeats), lifecycle and idleness
+- stepping    a live run's inputs into its engine, its commands out as one group commit
+- attempts    activity attempts in a worker: slots, local and claimed, results kept
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
 - store       the storage contract (a small abstract class); backends live in backends/
 - payload     msgpack payloads (never pickle), dataclasses rebuilt from type hints

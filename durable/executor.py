@@ -20,7 +20,8 @@ import anyio.to_thread
 from . import payload
 from .context import ActivityContext, _activity
 from .definition import ActivityDefinition, RetryPolicy
-from .errors import ApplicationError, RemoteError
+from .errors import RemoteError
+from .retry import retryable
 
 __all__ = ["Attempt", "AttemptResult", "run_attempt"]
 
@@ -49,16 +50,6 @@ class AttemptResult:
     error: RemoteError | None = None
     retryable: bool = False
     cancelled: bool = False
-
-
-def _retryable(exc: BaseException, policy: RetryPolicy) -> bool:
-    if isinstance(exc, ApplicationError) and exc.non_retryable:
-        return False
-    names = set(policy.non_retryable_names())
-    for cls in type(exc).__mro__:
-        if cls.__qualname__ in names or f"{cls.__module__}.{cls.__qualname__}" in names:
-            return False
-    return True
 
 
 async def run_attempt(attempt: Attempt) -> AttemptResult:
@@ -174,7 +165,7 @@ def _failed(failure: BaseException, spec: dict[str, Any]) -> AttemptResult:
         failure = failure.raised
     policy = RetryPolicy.from_dict(spec["retry"])
     return AttemptResult(
-        error=RemoteError.from_exception(failure), retryable=_retryable(failure, policy)
+        error=RemoteError.from_exception(failure), retryable=retryable(failure, policy)
     )
 
 

@@ -3,7 +3,7 @@
 Inside `Worker.run`, one task group holds a few loops:
 
 - the *claim loop* leases runs that have work (new inbox items, a dead worker's runs) and
-  hands them to their `_Driver` (one per live run, kept in a bounded LRU);
+  hands them to their `Driver` (one per live run, kept in a bounded LRU);
 - a driver *step* moves the run's pending inputs into its `WorkflowRun` one at a time,
   collects the commands, and submits one `StepCommit`;
 - the *committer* writes every pending step of every run in one transaction (group commit),
@@ -17,6 +17,9 @@ Inside `Worker.run`, one task group holds a few loops:
 
 A run's lease is held only while the worker has something in flight for it; a sleeping run
 holds none, and its loop is evicted from memory when the cache is full.
+
+Stepping lives in `durable.stepping` and activity attempts in `durable.attempts` (parts of
+`Worker`, kept apart for size); this module holds the loops, the lifecycle and idleness.
 """
 
 from __future__ import annotations
@@ -31,37 +34,25 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from . import journal, payload
-from .context import ActivityContext, ActivityInfo
+from .attempts import ActivityAttempts
+from .context import ActivityContext
 from .definition import (
     ActivityDefinition,
-    RetryPolicy,
     WorkflowDefinition,
     activity_definition,
     workflow_definition,
 )
-from .engine import INPUT_KINDS, Command, WorkflowRun
-from .errors import NonDeterminismError, RemoteError, StepDataError, StoreError
-from .executor import Attempt, AttemptResult, run_attempt
-from .journal import WORKFLOW_ADDRESSED
-from .steps import HISTORY_WARN
+from .executor import Attempt
+from .stepping import Driver, RunStepping
 from .store import (
     TOPIC_RUNS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
-    ClaimedRun,
-    JournalEntry,
-    NewRun,
-    NewTask,
-    NewTimer,
-    Outgoing,
     StepCommit,
     Store,
     TaskOutcome,
-    TaskRecord,
     WorkerRecord,
     open_store,
 )
@@ -77,52 +68,12 @@ LEASE_SECONDS = 30.0  # how long a claim survives a silent worker
 HEARTBEAT_INTERVAL = 5.0  # seconds between lease renewals / activity heartbeat flushes
 POLL_INTERVAL = 1.0  # fallback wake-up when no notification arrives (seconds)
 CACHE_SIZE = 1000  # live workflow loops kept in memory; idle ones beyond are evicted
-COMMIT_BATCH = 500  # most steps written in one group-commit transaction
 STOP_GRACE = 10.0  # seconds running activities get to finish on a graceful stop
 LOOP_RETRY_INITIAL = 0.1  # a failed claim/task/timer loop restarts after this, doubling...
 LOOP_RETRY_MAX = 5.0  # ...up to this while it keeps failing
-HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
-MAX_UNDELIVERED = 10_000  # finished attempts kept through a database outage, at most
-DELIVERY_RETRY_MAX = 30.0  # seconds between tries to deliver them while the outage lasts
 
 
-class _Driver:
-    """A live run in this worker: its engine and what waits to go into its journal."""
-
-    __slots__ = (
-        "claimed",
-        "engine",
-        "finishing",
-        "held",
-        "local",
-        "pending",
-        "record_length",
-        "run_id",
-        "seen_inbox",
-        "stepping",
-        "warned",
-        "workflow",
-    )
-
-    def __init__(self, run_id: str, workflow: WorkflowDefinition) -> None:
-        self.run_id = run_id
-        self.workflow = workflow
-        self.engine: WorkflowRun | None = None
-        self.claimed: ClaimedRun | None = None
-        # (kind, data, time, inbox id or None, the attempt it reports the end of or None)
-        self.pending: list[tuple[str, bytes, float, int | None, ActivityContext | None]] = []
-        self.seen_inbox: set[int] = set()
-        self.local: dict[str, ActivityContext] = {}  # task id -> running local attempt
-        # Local attempts that ended, their results not yet committed: their task leases
-        # are still renewed, and their tasks not taken back, until the commit says.
-        self.finishing: dict[str, ActivityContext] = {}
-        self.held = False
-        self.stepping = False
-        self.record_length = 0
-        self.warned = False
-
-
-class Worker:
+class Worker(RunStepping, ActivityAttempts):
     """Serves workflows and activities from one database until stopped.
 
         worker = durable.Worker(client, workflows=[place_order], activities=[charge],
@@ -196,7 +147,7 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = client.clock
         self._store: Store | None = None
-        self._drivers: collections.OrderedDict[str, _Driver] = collections.OrderedDict()
+        self._drivers: collections.OrderedDict[str, Driver] = collections.OrderedDict()
         self._commits: list[tuple[StepCommit, asyncio.Future[bool]]] = []
         self._commit_wanted = asyncio.Event()
         self._slots = max_concurrency
@@ -210,7 +161,7 @@ class Worker:
         )
         self._undelivered_added = asyncio.Event()
         # Local attempts leased to this worker, waiting for an activity slot.
-        self._waiting: collections.deque[tuple[_Driver, Attempt]] = collections.deque()
+        self._waiting: collections.deque[tuple[Driver, Attempt]] = collections.deque()
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._state = "new"
@@ -461,587 +412,6 @@ class Worker:
                 self._idle_marks["runs"] = None
                 await asyncio.sleep(0)
 
-    def _accept(self, claimed: ClaimedRun) -> None:
-        run = claimed.run
-        driver = self._drivers.get(run.run_id)
-        if driver is None:
-            driver = _Driver(run.run_id, self.workflows[run.name])
-            self._drivers[run.run_id] = driver
-        else:
-            self._drivers.move_to_end(run.run_id)
-        if driver.engine is not None and driver.engine.history_length != run.history_length:
-            if not driver.stepping:
-                driver.engine.evict()  # advanced elsewhere: rebuild by replay
-                driver.engine = None
-        driver.claimed = claimed
-        driver.held = True
-        driver.record_length = run.history_length
-        if run.history_length == 0 and not any(p[0] == "workflow_started" for p in driver.pending):
-            started = journal.encode(journal.WorkflowStarted(run.input))
-            driver.pending.append(("workflow_started", started, self.clock.now(), None, None))
-        for item in claimed.inbox:
-            if item.id not in driver.seen_inbox:
-                driver.seen_inbox.add(item.id)
-                driver.pending.append((item.kind, item.data, item.time, item.id, None))
-        self._kick(driver, force=True)
-        self._trim_cache()
-
-    def _kick(self, driver: _Driver, force: bool = False) -> None:
-        if driver.stepping or not (driver.pending or force):
-            return
-        driver.stepping = True
-        self._busy += 1
-        self._work_started += 1
-        self._spawn(self._drive(driver))
-
-    def _trim_cache(self) -> None:
-        excess = len(self._drivers) - self.cache_size
-        if excess <= 0:
-            return
-        for run_id, driver in list(self._drivers.items()):
-            if excess <= 0:
-                break
-            if driver.stepping or driver.local or driver.pending or driver.held:
-                continue
-            if driver.engine is not None:
-                driver.engine.evict()
-            del self._drivers[run_id]
-            excess -= 1
-
-    def _forget(self, driver: _Driver) -> None:
-        if driver.engine is not None:
-            driver.engine.evict()
-            driver.engine = None
-        driver.held = False
-        driver.pending.clear()
-        driver.finishing.clear()
-        driver.seen_inbox.clear()
-        if not driver.local:
-            self._drivers.pop(driver.run_id, None)
-
-    # -- stepping -----------------------------------------------------------------------
-
-    async def _drive(self, driver: _Driver) -> None:
-        try:
-            first = True
-            # Steps go on while stopping: results of attempts that finish within the grace
-            # period are committed (new activities then go to the task table for others).
-            while (driver.pending or first) and driver.held:
-                first = False
-                if not await self._step(driver):
-                    break
-        except StepDataError as exc:
-            # What this step holds breaks a constraint of the database: retrying it would
-            # fail again, so park the run with the reason (its neighbours were committed).
-            problem = (
-                f"Worker {self.worker_id} could not commit a step of this run: {exc}. It is "
-                "parked until a worker starts (with code that fixes what the step wrote)."
-            )
-            try:
-                await self._park(driver, problem)
-            except Exception:
-                logger.exception("Could not park run %s", driver.run_id)
-                self._forget(driver)
-        except (StoreError, _StoreTrouble):
-            # The database, not the run (a driver error too: disk I/O, a cancelled query):
-            # drop it here; it comes back by a claim once the database answers (this
-            # worker's lease, or another's after it expires).
-            logger.exception("Worker %s could not step run %s", self.worker_id, driver.run_id)
-            self._salvage(driver)
-            self._forget(driver)
-        except Exception as exc:
-            # A bug: park the run with the reason in describe().problem rather than retry
-            # it blindly forever. Starting a worker (with the fix) unparks it.
-            logger.exception("Worker %s failed stepping run %s", self.worker_id, driver.run_id)
-            problem = (
-                f"Worker {self.worker_id} failed stepping this run: {exc!r}. It is parked "
-                "until a worker starts; see that worker's log for the traceback."
-            )
-            try:
-                await self._park(driver, problem)
-            except Exception:
-                logger.exception("Could not park run %s", driver.run_id)
-                self._forget(driver)
-        finally:
-            driver.stepping = False
-            self._busy -= 1
-        if driver.pending and driver.held:
-            self._kick(driver)
-
-    async def _rebuild(self, driver: _Driver) -> WorkflowRun:
-        claimed = driver.claimed
-        assert claimed is not None
-        run = claimed.run
-        engine = WorkflowRun(
-            driver.workflow,
-            workflow_id=run.workflow_id,
-            run_id=run.run_id,
-            queue=run.queue,
-            parent_id=run.parent_id,
-            timeout=run.timeout,
-        )
-        try:
-            entries = await self.store.read_journal(run.run_id) if run.history_length else []
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise _StoreTrouble(exc) from exc
-        i = 0
-        while i < len(entries):
-            entry = entries[i]
-            j = i + 1
-            while j < len(entries) and entries[j].kind not in INPUT_KINDS:
-                j += 1
-            if entry.kind not in INPUT_KINDS:
-                raise NonDeterminismError(
-                    f"Journal of run {run.run_id} starts with {entry.kind!r} at step {entry.seq}, "
-                    "not an input; the journal is damaged."
-                )
-            recorded = [(e.kind, payload.decode(e.data)) for e in entries[i + 1 : j]]
-            engine.apply(entry.kind, payload.decode(entry.data), entry.time, recorded=recorded)
-            i = j
-        engine.is_replaying = False
-        engine.take_effects()  # carried out when they were first recorded
-        return engine
-
-    async def _step(self, driver: _Driver) -> bool:
-        """One step: pending inputs in, one commit out. False when the driver should stop."""
-        claimed = driver.claimed
-        assert claimed is not None
-        run = claimed.run
-        if driver.engine is None:
-            try:
-                driver.engine = await self._rebuild(driver)
-            except NonDeterminismError as err:
-                await self._park(driver, str(err))
-                return False
-        engine = driver.engine
-        base = engine.history_length
-        inputs, driver.pending = driver.pending, []
-        now = self.clock.now()
-        commit = StepCommit(
-            run_id=run.run_id, owner=self.worker_id, expected_length=base, entries=[]
-        )
-        commands: list[Command] = []
-        try:
-            for kind, data, when, inbox_id, finished in inputs:
-                if finished is not None:
-                    commit.finished_tasks[finished.info.task_id] = finished.info.attempt
-                if engine.closed:
-                    # Late arrivals for a closed run are not journaled. What was sent to
-                    # the workflow id (a signal, a cancellation) stays in the inbox when
-                    # the run continued as new: the store moves it to the successor.
-                    # Answers to this run's own commands are consumed.
-                    if inbox_id is not None and not (
-                        kind in WORKFLOW_ADDRESSED
-                        and engine.outcome is not None
-                        and engine.outcome.status == "continued_as_new"
-                    ):
-                        commit.consumed_inbox.append(inbox_id)
-                    continue
-                if inbox_id is not None:
-                    commit.consumed_inbox.append(inbox_id)
-                when = max(when, engine._now)
-                new = engine.apply(kind, payload.decode(data), when)
-                commit.entries.append(
-                    JournalEntry(engine.history_length - len(new), kind, when, data)
-                )
-                for cmd in new:
-                    commit.entries.append(
-                        JournalEntry(cmd.seq, cmd.kind, when, payload.envelope(cmd.data))
-                    )
-                commands.extend(new)
-        except NonDeterminismError as err:
-            driver.pending = inputs + driver.pending
-            await self._park(driver, str(err))
-            return False
-        if engine.history_length > HISTORY_LIMIT and not engine.closed:
-            engine.fail(
-                RemoteError(
-                    "HistoryLimitExceeded",
-                    f"Workflow {driver.workflow.name!r} ({run.workflow_id}) has "
-                    f"{engine.history_length} journal entries, past the limit of "
-                    f"{HISTORY_LIMIT}. Use durable.continue_as_new() in long-lived loops.",
-                )
-            )
-            for cmd in engine._commands:
-                commit.entries.append(
-                    JournalEntry(cmd.seq, cmd.kind, now, payload.envelope(cmd.data))
-                )
-                commands.append(cmd)
-        elif engine.history_length > HISTORY_WARN and not driver.warned:
-            driver.warned = True
-            logger.warning(
-                "Workflow %r (%s) has %d journal entries; consider continue_as_new",
-                driver.workflow.name,
-                run.workflow_id,
-                engine.history_length,
-            )
-        if base == 0:
-            commit.status = "running"
-        local = self._apply_commands(driver, engine, commands, commit, now)
-        self._apply_effects(driver, engine, commit)
-        outcome = engine.outcome
-        if outcome is not None:
-            self._close(driver, engine, commit)
-            if outcome.error is not None:
-                logger.info(
-                    "Workflow %r (%s) %s: %s",
-                    driver.workflow.name,
-                    run.workflow_id,
-                    outcome.status,
-                    outcome.error,
-                )
-        commit.release_lease = outcome is not None or not (driver.local or local)
-        try:
-            accepted = await self._commit(commit)
-        except StepDataError:
-            raise
-        except Exception as exc:
-            # The database, not the run: keep the inputs, so that results of activities
-            # that finished are delivered later rather than lost (see `_salvage`).
-            driver.pending = inputs + driver.pending
-            if isinstance(exc, StoreError):
-                raise
-            raise _StoreTrouble(exc) from exc
-        for task_id in commit.finished_tasks:
-            driver.finishing.pop(task_id, None)
-        if not accepted:
-            logger.info(
-                "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
-            )
-            self._forget(driver)
-            return False
-        driver.record_length = engine.history_length
-        for attempt in local:
-            driver.local[attempt.task_id] = attempt.context
-            self._waiting.append((driver, attempt))
-        self._start_waiting()
-        if commit.release_lease:
-            # Items claimed meanwhile stay in the inbox (the store re-marks the run ready)
-            # and come back with the next claim, by whichever worker.
-            driver.held = False
-            driver.pending.clear()
-            driver.seen_inbox.clear()
-            if outcome is not None:
-                self._forget(driver)
-            else:
-                self._trim_cache()
-            return False
-        return True
-
-    def _apply_commands(
-        self,
-        driver: _Driver,
-        engine: WorkflowRun,
-        commands: list[Command],
-        commit: StepCommit,
-        now: float,
-    ) -> list[Attempt]:
-        run = driver.claimed.run if driver.claimed else None
-        assert run is not None
-        local: list[Attempt] = []
-        for cmd in commands:
-            data = cmd.data
-            if cmd.kind == "activity_scheduled":
-                task_id = journal.task_id(run.run_id, cmd.seq)
-                adefn = self.activities.get(data["name"])
-                # Served here: leased to this worker now and run here as soon as a slot is
-                # free, so its result rides the run's next commit (no task-table round trip).
-                mine = adefn is not None and data["queue"] in self.queues
-                owner = None
-                if mine and adefn is not None and not self._stopping.is_set():
-                    owner = self.worker_id
-                    info = self._info(run.workflow_id, run.run_id, task_id, data, 1, None, now)
-                    local.append(Attempt(task_id, adefn, data, 1, ActivityContext(info)))
-                commit.new_tasks.append(
-                    NewTask(
-                        task_id=task_id,
-                        run_id=run.run_id,
-                        workflow_id=run.workflow_id,
-                        seq=cmd.seq,
-                        name=data["name"],
-                        queue=data["queue"],
-                        data=payload.envelope(data),
-                        visible_at=now,
-                        lease_owner=owner,
-                        lease_expires_at=now + self.lease_seconds if owner else None,
-                    )
-                )
-            elif cmd.kind == "timer_started":
-                commit.new_timers.append(
-                    NewTimer(
-                        run.run_id,
-                        cmd.seq,
-                        float(data["due"]),
-                        journal.encode(journal.TimerFired(cmd.seq)),
-                    )
-                )
-            elif cmd.kind == "child_started":
-                commit.new_runs.append(
-                    NewRun(
-                        workflow_id=data["id"],
-                        run_id=data["run_id"],
-                        name=data["name"],
-                        queue=data["queue"],
-                        input=data["args"],
-                        created_at=now,
-                        parent_id=run.workflow_id,
-                        parent_run_id=run.run_id,
-                        timeout=data.get("timeout"),
-                    )
-                )
-            elif cmd.kind == "published":
-                commit.published[data["key"]] = data["value"]
-        return local
-
-    def _apply_effects(self, driver: _Driver, engine: WorkflowRun, commit: StepCommit) -> None:
-        effects = engine.take_effects()
-        run_id = driver.run_id
-        for seq in effects.cancelled_activities:
-            task_id = journal.task_id(run_id, seq)
-            commit.cancelled_tasks.append(task_id)
-            ctx = driver.local.get(task_id) or self._remote.get(task_id)
-            if ctx is not None:
-                ctx.cancelled = True
-        commit.cancelled_timers.extend(effects.cancelled_timers)
-        for child_id in effects.cancelled_children:
-            cancel = journal.CancelRequested("parent cancelled")
-            commit.outgoing.append(Outgoing(child_id, cancel.KIND, journal.encode(cancel)))
-
-    def _close(self, driver: _Driver, engine: WorkflowRun, commit: StepCommit) -> None:
-        outcome = engine.outcome
-        assert outcome is not None
-        assert driver.claimed is not None
-        run = driver.claimed.run
-        commit.status = outcome.status
-        commit.result = outcome.result
-        if outcome.error is not None:
-            commit.error = payload.envelope(outcome.error.to_dict())
-        for ctx in driver.local.values():
-            ctx.cancelled = True
-        if outcome.status == "continued_as_new":
-            assert outcome.successor_run_id is not None
-            assert outcome.continue_args is not None
-            commit.successor = NewRun(
-                workflow_id=run.workflow_id,
-                run_id=outcome.successor_run_id,
-                name=run.name,
-                queue=run.queue,
-                input=outcome.continue_args,
-                created_at=self.clock.now(),
-                parent_id=run.parent_id,
-                parent_run_id=run.parent_run_id,
-                timeout=run.timeout,
-            )
-            return
-        if run.parent_id is None:
-            return
-        item: journal.Record
-        if outcome.status == "completed":
-            item = journal.ChildCompleted(run.workflow_id, outcome.result, run.run_id)
-        else:
-            error = outcome.error or RemoteError("CancelledError", "child workflow was cancelled")
-            item = journal.ChildFailed(run.workflow_id, error, outcome.status, run.run_id)
-        commit.outgoing.append(
-            Outgoing(run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id)
-        )
-
-    async def _park(self, driver: _Driver, problem: str) -> None:
-        logger.error("Parking run %s: %s", driver.run_id, problem)
-        await self.store.park(driver.run_id, self.worker_id, problem)
-        self._forget(driver)
-
-    async def _commit(self, step: StepCommit) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._commits.append((step, fut))
-        self._commit_wanted.set()
-        return await fut
-
-    async def _committer(self) -> None:
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            while self._commits:
-                batch, self._commits = self._commits[:COMMIT_BATCH], self._commits[COMMIT_BATCH:]
-                self._busy += 1
-                try:
-                    await self._commit_batch(batch)
-                finally:
-                    self._busy -= 1
-
-    async def _commit_batch(self, batch: list[tuple[StepCommit, asyncio.Future[bool]]]) -> None:
-        """Commit ``batch`` in one transaction and settle each step's future.
-
-        A batch that fails on one step's data (`StepDataError`) is split in halves and each
-        committed apart, down to the step at fault, whose future gets the error (its run is
-        parked): the healthy steps beside it go through at once instead of waiting for their
-        leases to expire. Any other failure (the database out of reach) fails them all.
-        """
-        try:
-            results = await self.store.commit_steps([step for step, _ in batch], self.clock.now())
-        except StepDataError as exc:
-            if len(batch) == 1:
-                logger.error("Step of run %s cannot be committed: %s", batch[0][0].run_id, exc)
-                if not batch[0][1].done():
-                    batch[0][1].set_exception(exc)
-                return
-            half = len(batch) // 2
-            await self._commit_batch(batch[:half])
-            await self._commit_batch(batch[half:])
-        except Exception as exc:
-            logger.exception("Group commit of %d steps failed", len(batch))
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            for (_, fut), ok in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(ok)
-
-    # -- activities ---------------------------------------------------------------------
-
-    def _info(
-        self,
-        workflow_id: str,
-        run_id: str,
-        task_id: str,
-        spec: dict[str, Any],
-        attempt: int,
-        details: bytes | None,
-        scheduled_at: float,
-    ) -> ActivityInfo:
-        return ActivityInfo(
-            workflow_id=workflow_id,
-            run_id=run_id,
-            name=spec["name"],
-            attempt=attempt,
-            heartbeat_details=payload.decode(details) if details else None,
-            queue=spec["queue"],
-            task_id=task_id,
-            scheduled_at=datetime.fromtimestamp(scheduled_at, UTC),
-            timeout=spec.get("timeout"),
-            heartbeat_timeout=spec.get("heartbeat_timeout"),
-        )
-
-    def _free_slot(self) -> None:
-        self._slots += 1
-        self._slot_freed.set()
-        self._start_waiting()
-
-    def _start_waiting(self) -> None:
-        """Start local attempts waiting for a slot, oldest first (not once stopping: their
-        task rows are handed back to the queue instead)."""
-        while self._slots > 0 and self._waiting and not self._stopping.is_set():
-            driver, attempt = self._waiting.popleft()
-            self._slots -= 1
-            self._work_started += 1
-            self._spawn(self._run_local(driver, attempt))
-
-    def _decide(
-        self,
-        spec: dict[str, Any],
-        attempt: int,
-        created_at: float,
-        result: AttemptResult,
-        ctx: ActivityContext | None = None,
-    ) -> TaskOutcome:
-        """What to record for a finished attempt: done (completed/failed) or retry (with the
-        attempt's last heartbeat details, for the next one). ``ctx`` is the attempt's, when
-        it ran here: when it began and its heartbeat details."""
-        ref = int(spec.get("_seq", 0))
-        started_at = ctx.started_at if ctx is not None else None
-        worker = self.worker_id if started_at is not None else None
-        if result.error is None:
-            done = journal.ActivityCompleted(ref, result.result, started_at, worker)
-            return TaskOutcome("done", done.KIND, journal.encode(done))
-        error = result.error
-        policy = RetryPolicy.from_dict(spec["retry"])
-        now = self.clock.now()
-        delay = policy.delay(attempt)
-        deadline = spec.get("schedule_to_close")
-        in_time = deadline is None or now + delay - created_at < float(deadline)
-        if (
-            result.retryable
-            and not error.non_retryable
-            and policy.allows_another(attempt)
-            and in_time
-        ):
-            logger.info(
-                "Activity %r (step %s) attempt %d failed: %s; attempt %d in %.3g s",
-                spec.get("name"),
-                ref,
-                attempt,
-                error,
-                attempt + 1,
-                delay,
-            )
-            retrying = journal.ActivityRetrying(ref, attempt, error, started_at, worker)
-            return TaskOutcome(
-                "retry",
-                retrying.KIND,
-                journal.encode(retrying),
-                visible_at=now + delay,
-                last_error=payload.envelope(error.to_dict()),
-                details=ctx.details if ctx is not None else None,
-            )
-        logger.info(
-            "Activity %r (step %s) failed for good after %d attempt(s): %s",
-            spec.get("name"),
-            ref,
-            attempt,
-            error,
-        )
-        failed = journal.ActivityFailed(ref, error, attempt, started_at, worker)
-        return TaskOutcome("done", failed.KIND, journal.encode(failed))
-
-    async def _run_local(self, driver: _Driver, attempt: Attempt) -> None:
-        spec = dict(attempt.spec)
-        spec["_seq"] = journal.parse_task_id(attempt.task_id)[1]
-        try:
-            if attempt.context.cancelled:
-                # The workflow gave up on it while it waited for a slot: run nothing.
-                error = RemoteError(
-                    "CancelledError", f"Activity {attempt.definition.name!r} was cancelled"
-                )
-                result = AttemptResult(error=error, cancelled=True)
-            else:
-                attempt.context.started = True
-                attempt.context.started_at = self.clock.now()
-                result = await run_attempt(attempt)
-            scheduled = attempt.context.info.scheduled_at.timestamp()
-            outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
-            if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
-                # The fast path: straight into the run's next step, one commit for both.
-                now = self.clock.now()
-                driver.pending.append(
-                    (outcome.item_kind, outcome.item_data, now, None, attempt.context)
-                )
-                driver.finishing[attempt.task_id] = attempt.context
-                driver.local.pop(attempt.task_id, None)
-                self._kick(driver)
-                return
-            try:
-                await self.store.finish_task(
-                    attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
-                )
-            except Exception:
-                logger.exception("Could not record the end of activity task %s", attempt.task_id)
-                self._keep_undelivered(attempt.context, outcome)
-                return
-            driver.local.pop(attempt.task_id, None)
-            if not driver.local and not driver.pending and not driver.stepping and driver.held:
-                # Nothing more in flight here: the inbox item brings the run back.
-                self._kick(driver, force=True)
-        except Exception:
-            # Its task lease lapses and the attempt is retried as lost, here or elsewhere.
-            logger.exception(
-                "Activity task %s failed in worker %s", attempt.task_id, self.worker_id
-            )
-        finally:
-            driver.local.pop(attempt.task_id, None)
-            self._free_slot()
-
     async def _task_loop(self) -> None:
         names = list(self.activities)
         while not self._stopping.is_set():
@@ -1070,137 +440,6 @@ class Worker:
                 await self.store.wait([TOPIC_TASKS], POLL_INTERVAL, since=mark)
             else:
                 self._idle_marks["tasks"] = None
-
-    async def _run_claimed(self, task: TaskRecord) -> None:
-        try:
-            spec = payload.decode(task.data)
-            spec["_seq"] = task.seq
-            attempt_no = task.attempt
-            now = self.clock.now()
-            if task.status == "running":
-                # Its last worker died mid-attempt: that attempt failed.
-                logger.info(
-                    "Worker %s reclaimed task %s (%r attempt %d): its worker stopped renewing "
-                    "its lease, so that attempt counts as lost",
-                    self.worker_id,
-                    task.task_id,
-                    task.name,
-                    attempt_no,
-                )
-                lost = AttemptResult(
-                    error=RemoteError(
-                        "WorkerLost",
-                        f"Activity {task.name!r} attempt {attempt_no} was lost with its worker "
-                        "(lease expired)",
-                    ),
-                    retryable=True,
-                )
-                outcome = self._decide(spec, attempt_no, task.created_at, lost)
-                if outcome.kind == "retry":
-                    outcome = TaskOutcome(
-                        "retry", outcome.item_kind, outcome.item_data, now, outcome.last_error
-                    )
-                await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
-                return
-            if task.cancel_requested:
-                # Its workflow gave up on it before it (re)started: record that, run nothing.
-                error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
-                failed = journal.ActivityFailed(task.seq, error, attempt_no)
-                outcome = TaskOutcome("done", failed.KIND, journal.encode(failed))
-                await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
-                return
-            defn = self.activities[task.name]
-            info = self._info(
-                task.workflow_id,
-                task.run_id,
-                task.task_id,
-                spec,
-                attempt_no,
-                task.heartbeat_details,
-                task.created_at,
-            )
-            ctx = ActivityContext(
-                info, cancelled=task.cancel_requested, started=True, started_at=self.clock.now()
-            )
-            # Held (lease renewed, not claimed back) until its outcome is written.
-            self._remote[task.task_id] = ctx
-            try:
-                result = await run_attempt(Attempt(task.task_id, defn, spec, attempt_no, ctx))
-                outcome = self._decide(spec, attempt_no, task.created_at, result, ctx)
-                now = self.clock.now()
-                try:
-                    await self.store.finish_task(
-                        task.task_id, self.worker_id, attempt_no, outcome, now
-                    )
-                except Exception:
-                    logger.exception("Could not record the end of activity task %s", task.task_id)
-                    self._keep_undelivered(ctx, outcome)
-            finally:
-                self._remote.pop(task.task_id, None)
-        except Exception:
-            logger.exception("Activity task %s failed in worker %s", task.task_id, self.worker_id)
-        finally:
-            self._free_slot()
-
-    # -- results kept through an outage ---------------------------------------------------
-
-    def _salvage(self, driver: _Driver) -> None:
-        """Keep the results of local attempts that a failed step was to commit."""
-        for kind, data, _, _, finished in driver.pending:
-            if finished is not None:
-                self._keep_undelivered(finished, TaskOutcome("done", kind, data))
-                driver.finishing.pop(finished.info.task_id, None)
-
-    def _keep_undelivered(self, ctx: ActivityContext, outcome: TaskOutcome) -> None:
-        self._undelivered[ctx.info.task_id] = (ctx, outcome)
-        while len(self._undelivered) > MAX_UNDELIVERED:
-            task_id, _ = self._undelivered.popitem(last=False)
-            logger.warning(
-                "Worker %s keeps at most %d undelivered results; dropping that of task %s "
-                "(its attempt will count as lost and run again)",
-                self.worker_id,
-                MAX_UNDELIVERED,
-                task_id,
-            )
-        self._undelivered_added.set()
-
-    async def _delivery_loop(self) -> None:
-        """Deliver kept results, oldest first, retrying with backoff while the database
-        is out of reach. A result whose attempt was meanwhile declared lost (its lease taken
-        over) is dropped: the fence says another attempt owns the task now."""
-        delay = LOOP_RETRY_INITIAL
-        while True:
-            if not self._undelivered:
-                if self._stopping.is_set():
-                    return
-                self._undelivered_added.clear()
-                await self._undelivered_added.wait()
-                continue
-            task_id, (ctx, outcome) = next(iter(self._undelivered.items()))
-            try:
-                ok = await self.store.finish_task(
-                    task_id, self.worker_id, ctx.info.attempt, outcome, self.clock.now()
-                )
-            except Exception as exc:
-                logger.info(
-                    "Worker %s: %d finished activity result(s) wait for the database (%s); "
-                    "next try in %.1f s",
-                    self.worker_id,
-                    len(self._undelivered),
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)  # through a graceful stop too, for its grace
-                delay = min(delay * 2, DELIVERY_RETRY_MAX)
-                continue
-            delay = LOOP_RETRY_INITIAL
-            self._undelivered.pop(task_id, None)
-            if not ok:
-                logger.info(
-                    "Result of task %s (attempt %d) arrived after its lease was taken over",
-                    task_id,
-                    ctx.info.attempt,
-                )
 
     # -- timers and heartbeats ----------------------------------------------------------
 
@@ -1260,10 +499,6 @@ class Worker:
 
 class _Stop(Exception):
     pass
-
-
-class _StoreTrouble(Exception):
-    """A store call of a step failed with the driver's own error, not a `StoreError`."""
 
 
 def threading_is_main() -> bool:

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 import durable
-from durable import RetryPolicy
-from durable import worker as worker_module
+from durable import RetryPolicy, stepping
 from durable.store import Store
 
 seen: dict[str, Any] = {}
@@ -223,7 +222,7 @@ async def chatty(n: int) -> int:
 async def test_history_limit_fails_the_run_with_advice(
     client: durable.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "HISTORY_LIMIT", 12)
+    monkeypatch.setattr(stepping, "HISTORY_LIMIT", 12)
     async with durable.Worker(client, workflows=[chatty], activities=[nop]):
         handle = await client.start(chatty, 50)
         with pytest.raises(durable.WorkflowFailed, match="continue_as_new"):

@@ -1,0 +1,98 @@
+"""Retry decisions, in one place: is a failed activity attempt tried again, and when?
+
+The policy (`durable.RetryPolicy`, a frozen option of `@activity` and `durable.call`) says
+how many attempts and how long between them; this module applies it to one attempt's
+outcome, with the activity's ``schedule_to_close`` budget, and says what the worker records:
+`decide` returns the `durable.store.TaskOutcome` — the task done (completed or failed for
+good) or retried at a given time — with the journal record that goes with it. `retryable`
+says whether an exception may be retried at all (`ApplicationError(non_retryable=True)` and
+the policy's ``non_retryable`` types may not).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import journal, payload
+from .definition import RetryPolicy
+from .errors import ApplicationError
+from .store import TaskOutcome
+
+if TYPE_CHECKING:
+    from .context import ActivityContext
+    from .executor import AttemptResult
+
+__all__ = ["decide", "retryable"]
+
+logger = logging.getLogger("durable.worker")
+
+
+def retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    """Whether ``exc`` may be retried under ``policy`` (attempts and time aside)."""
+    if isinstance(exc, ApplicationError) and exc.non_retryable:
+        return False
+    names = set(policy.non_retryable_names())
+    for cls in type(exc).__mro__:
+        if cls.__qualname__ in names or f"{cls.__module__}.{cls.__qualname__}" in names:
+            return False
+    return True
+
+
+def decide(
+    spec: dict[str, Any],
+    attempt: int,
+    created_at: float,
+    result: AttemptResult,
+    ctx: ActivityContext | None,
+    *,
+    now: float,
+    worker_id: str,
+) -> TaskOutcome:
+    """What to record for attempt ``attempt`` of the task scheduled as ``spec`` (the
+    ``activity_scheduled`` data, with ``_seq``) at ``created_at``, that ended as ``result``.
+
+    Retried when the failure is retryable, the policy allows another attempt, and the next
+    attempt would start within ``schedule_to_close`` of the scheduling (counting the wait
+    before it); then the outcome carries the attempt's last heartbeat details for the next
+    one. ``ctx`` is the attempt's context when it ran in this worker: when it began.
+    """
+    ref = int(spec.get("_seq", 0))
+    started_at = ctx.started_at if ctx is not None else None
+    worker = worker_id if started_at is not None else None
+    if result.error is None:
+        done = journal.ActivityCompleted(ref, result.result, started_at, worker)
+        return TaskOutcome("done", done.KIND, journal.encode(done))
+    error = result.error
+    policy = RetryPolicy.from_dict(spec["retry"])
+    delay = policy.delay(attempt)
+    deadline = spec.get("schedule_to_close")
+    in_time = deadline is None or now + delay - created_at < float(deadline)
+    if result.retryable and not error.non_retryable and policy.allows_another(attempt) and in_time:
+        logger.info(
+            "Activity %r (step %s) attempt %d failed: %s; attempt %d in %.3g s",
+            spec.get("name"),
+            ref,
+            attempt,
+            error,
+            attempt + 1,
+            delay,
+        )
+        retrying = journal.ActivityRetrying(ref, attempt, error, started_at, worker)
+        return TaskOutcome(
+            "retry",
+            retrying.KIND,
+            journal.encode(retrying),
+            visible_at=now + delay,
+            last_error=payload.envelope(error.to_dict()),
+            details=ctx.details if ctx is not None else None,
+        )
+    logger.info(
+        "Activity %r (step %s) failed for good after %d attempt(s): %s",
+        spec.get("name"),
+        ref,
+        attempt,
+        error,
+    )
+    failed = journal.ActivityFailed(ref, error, attempt, started_at, worker)
+    return TaskOutcome("done", failed.KIND, journal.encode(failed))

@@ -1,0 +1,568 @@
+"""Stepping runs: a live run's inputs into its engine, its commands out as one commit.
+
+A `Driver` is one live run in a worker: its `durable.engine.WorkflowRun` (rebuilt by replay
+when it is not in memory) and the inputs waiting to go into its journal. A *step* applies
+those inputs one at a time, turns the commands the code issued into the rows they imply
+(activity tasks — leased at once to this worker when it serves them —, timers, child runs,
+published values, outgoing items) and submits one `durable.store.StepCommit`; the
+*committer* writes the pending steps of every run in one transaction (group commit). A step
+whose run moved on elsewhere is dropped; one the code cannot replay is parked with the
+reason; one whose data breaks the commit is parked alone while its batch goes through.
+
+`RunStepping` is a part of `durable.worker.Worker`, kept apart for size: it uses the worker's
+store, clock and identity, and the activity slots of `durable.attempts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import journal, payload
+from .clock import Clock
+from .context import ActivityContext, ActivityInfo
+from .definition import ActivityDefinition, WorkflowDefinition
+from .engine import INPUT_KINDS, Command, WorkflowRun
+from .errors import NonDeterminismError, RemoteError, StepDataError, StoreError
+from .executor import Attempt
+from .journal import WORKFLOW_ADDRESSED
+from .steps import HISTORY_WARN
+from .store import (
+    ClaimedRun,
+    JournalEntry,
+    NewRun,
+    NewTask,
+    NewTimer,
+    Outgoing,
+    StepCommit,
+    Store,
+)
+
+__all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
+
+logger = logging.getLogger("durable.worker")
+
+COMMIT_BATCH = 500  # most steps written in one group-commit transaction
+HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
+
+
+class Driver:
+    """A live run in this worker: its engine and what waits to go into its journal."""
+
+    __slots__ = (
+        "claimed",
+        "engine",
+        "finishing",
+        "held",
+        "local",
+        "pending",
+        "record_length",
+        "run_id",
+        "seen_inbox",
+        "stepping",
+        "warned",
+        "workflow",
+    )
+
+    def __init__(self, run_id: str, workflow: WorkflowDefinition) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.engine: WorkflowRun | None = None
+        self.claimed: ClaimedRun | None = None
+        # (kind, data, time, inbox id or None, the attempt it reports the end of or None)
+        self.pending: list[tuple[str, bytes, float, int | None, ActivityContext | None]] = []
+        self.seen_inbox: set[int] = set()
+        self.local: dict[str, ActivityContext] = {}  # task id -> running local attempt
+        # Local attempts that ended, their results not yet committed: their task leases
+        # are still renewed, and their tasks not taken back, until the commit says.
+        self.finishing: dict[str, ActivityContext] = {}
+        self.held = False
+        self.stepping = False
+        self.record_length = 0
+        self.warned = False
+
+
+class RunStepping:
+    """The worker's stepping of runs (see the module docstring)."""
+
+    worker_id: str
+    clock: Clock
+    workflows: dict[str, WorkflowDefinition]
+    activities: dict[str, ActivityDefinition]
+    queues: tuple[str, ...]
+    lease_seconds: float
+    cache_size: int
+    _drivers: collections.OrderedDict[str, Driver]
+    _commits: list[tuple[StepCommit, asyncio.Future[bool]]]
+    _commit_wanted: asyncio.Event
+    _busy: int
+    _work_started: int
+    _waiting: collections.deque[tuple[Driver, Attempt]]
+    _stopping: asyncio.Event
+    _remote: dict[str, ActivityContext]
+
+    if TYPE_CHECKING:
+
+        @property
+        def store(self) -> Store: ...
+
+        def _spawn(self, coro: Any) -> None: ...
+
+        def _start_waiting(self) -> None: ...
+
+        def _salvage(self, driver: Driver) -> None: ...
+
+        def _info(
+            self,
+            workflow_id: str,
+            run_id: str,
+            task_id: str,
+            spec: dict[str, Any],
+            attempt: int,
+            details: bytes | None,
+            scheduled_at: float,
+        ) -> ActivityInfo: ...
+
+    def _accept(self, claimed: ClaimedRun) -> None:
+        run = claimed.run
+        driver = self._drivers.get(run.run_id)
+        if driver is None:
+            driver = Driver(run.run_id, self.workflows[run.name])
+            self._drivers[run.run_id] = driver
+        else:
+            self._drivers.move_to_end(run.run_id)
+        if driver.engine is not None and driver.engine.history_length != run.history_length:
+            if not driver.stepping:
+                driver.engine.evict()  # advanced elsewhere: rebuild by replay
+                driver.engine = None
+        driver.claimed = claimed
+        driver.held = True
+        driver.record_length = run.history_length
+        if run.history_length == 0 and not any(p[0] == "workflow_started" for p in driver.pending):
+            started = journal.encode(journal.WorkflowStarted(run.input))
+            driver.pending.append(("workflow_started", started, self.clock.now(), None, None))
+        for item in claimed.inbox:
+            if item.id not in driver.seen_inbox:
+                driver.seen_inbox.add(item.id)
+                driver.pending.append((item.kind, item.data, item.time, item.id, None))
+        self._kick(driver, force=True)
+        self._trim_cache()
+
+    def _kick(self, driver: Driver, force: bool = False) -> None:
+        if driver.stepping or not (driver.pending or force):
+            return
+        driver.stepping = True
+        self._busy += 1
+        self._work_started += 1
+        self._spawn(self._drive(driver))
+
+    def _trim_cache(self) -> None:
+        excess = len(self._drivers) - self.cache_size
+        if excess <= 0:
+            return
+        for run_id, driver in list(self._drivers.items()):
+            if excess <= 0:
+                break
+            if driver.stepping or driver.local or driver.pending or driver.held:
+                continue
+            if driver.engine is not None:
+                driver.engine.evict()
+            del self._drivers[run_id]
+            excess -= 1
+
+    def _forget(self, driver: Driver) -> None:
+        if driver.engine is not None:
+            driver.engine.evict()
+            driver.engine = None
+        driver.held = False
+        driver.pending.clear()
+        driver.finishing.clear()
+        driver.seen_inbox.clear()
+        if not driver.local:
+            self._drivers.pop(driver.run_id, None)
+
+    # -- stepping -----------------------------------------------------------------------
+
+    async def _drive(self, driver: Driver) -> None:
+        try:
+            first = True
+            # Steps go on while stopping: results of attempts that finish within the grace
+            # period are committed (new activities then go to the task table for others).
+            while (driver.pending or first) and driver.held:
+                first = False
+                if not await self._step(driver):
+                    break
+        except StepDataError as exc:
+            # What this step holds breaks a constraint of the database: retrying it would
+            # fail again, so park the run with the reason (its neighbours were committed).
+            problem = (
+                f"Worker {self.worker_id} could not commit a step of this run: {exc}. It is "
+                "parked until a worker starts (with code that fixes what the step wrote)."
+            )
+            try:
+                await self._park(driver, problem)
+            except Exception:
+                logger.exception("Could not park run %s", driver.run_id)
+                self._forget(driver)
+        except (StoreError, _StoreTrouble):
+            # The database, not the run (a driver error too: disk I/O, a cancelled query):
+            # drop it here; it comes back by a claim once the database answers (this
+            # worker's lease, or another's after it expires).
+            logger.exception("Worker %s could not step run %s", self.worker_id, driver.run_id)
+            self._salvage(driver)
+            self._forget(driver)
+        except Exception as exc:
+            # A bug: park the run with the reason in describe().problem rather than retry
+            # it blindly forever. Starting a worker (with the fix) unparks it.
+            logger.exception("Worker %s failed stepping run %s", self.worker_id, driver.run_id)
+            problem = (
+                f"Worker {self.worker_id} failed stepping this run: {exc!r}. It is parked "
+                "until a worker starts; see that worker's log for the traceback."
+            )
+            try:
+                await self._park(driver, problem)
+            except Exception:
+                logger.exception("Could not park run %s", driver.run_id)
+                self._forget(driver)
+        finally:
+            driver.stepping = False
+            self._busy -= 1
+        if driver.pending and driver.held:
+            self._kick(driver)
+
+    async def _rebuild(self, driver: Driver) -> WorkflowRun:
+        claimed = driver.claimed
+        assert claimed is not None
+        run = claimed.run
+        engine = WorkflowRun(
+            driver.workflow,
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            queue=run.queue,
+            parent_id=run.parent_id,
+            timeout=run.timeout,
+        )
+        try:
+            entries = await self.store.read_journal(run.run_id) if run.history_length else []
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _StoreTrouble(exc) from exc
+        i = 0
+        while i < len(entries):
+            entry = entries[i]
+            j = i + 1
+            while j < len(entries) and entries[j].kind not in INPUT_KINDS:
+                j += 1
+            if entry.kind not in INPUT_KINDS:
+                raise NonDeterminismError(
+                    f"Journal of run {run.run_id} starts with {entry.kind!r} at step {entry.seq}, "
+                    "not an input; the journal is damaged."
+                )
+            recorded = [(e.kind, payload.decode(e.data)) for e in entries[i + 1 : j]]
+            engine.apply(entry.kind, payload.decode(entry.data), entry.time, recorded=recorded)
+            i = j
+        engine.is_replaying = False
+        engine.take_effects()  # carried out when they were first recorded
+        return engine
+
+    async def _step(self, driver: Driver) -> bool:
+        """One step: pending inputs in, one commit out. False when the driver should stop."""
+        claimed = driver.claimed
+        assert claimed is not None
+        run = claimed.run
+        if driver.engine is None:
+            try:
+                driver.engine = await self._rebuild(driver)
+            except NonDeterminismError as err:
+                await self._park(driver, str(err))
+                return False
+        engine = driver.engine
+        base = engine.history_length
+        inputs, driver.pending = driver.pending, []
+        now = self.clock.now()
+        commit = StepCommit(
+            run_id=run.run_id, owner=self.worker_id, expected_length=base, entries=[]
+        )
+        commands: list[Command] = []
+        try:
+            for kind, data, when, inbox_id, finished in inputs:
+                if finished is not None:
+                    commit.finished_tasks[finished.info.task_id] = finished.info.attempt
+                if engine.closed:
+                    # Late arrivals for a closed run are not journaled. What was sent to
+                    # the workflow id (a signal, a cancellation) stays in the inbox when
+                    # the run continued as new: the store moves it to the successor.
+                    # Answers to this run's own commands are consumed.
+                    if inbox_id is not None and not (
+                        kind in WORKFLOW_ADDRESSED
+                        and engine.outcome is not None
+                        and engine.outcome.status == "continued_as_new"
+                    ):
+                        commit.consumed_inbox.append(inbox_id)
+                    continue
+                if inbox_id is not None:
+                    commit.consumed_inbox.append(inbox_id)
+                when = max(when, engine._now)
+                new = engine.apply(kind, payload.decode(data), when)
+                commit.entries.append(
+                    JournalEntry(engine.history_length - len(new), kind, when, data)
+                )
+                for cmd in new:
+                    commit.entries.append(
+                        JournalEntry(cmd.seq, cmd.kind, when, payload.envelope(cmd.data))
+                    )
+                commands.extend(new)
+        except NonDeterminismError as err:
+            driver.pending = inputs + driver.pending
+            await self._park(driver, str(err))
+            return False
+        if engine.history_length > HISTORY_LIMIT and not engine.closed:
+            engine.fail(
+                RemoteError(
+                    "HistoryLimitExceeded",
+                    f"Workflow {driver.workflow.name!r} ({run.workflow_id}) has "
+                    f"{engine.history_length} journal entries, past the limit of "
+                    f"{HISTORY_LIMIT}. Use durable.continue_as_new() in long-lived loops.",
+                )
+            )
+            for cmd in engine._commands:
+                commit.entries.append(
+                    JournalEntry(cmd.seq, cmd.kind, now, payload.envelope(cmd.data))
+                )
+                commands.append(cmd)
+        elif engine.history_length > HISTORY_WARN and not driver.warned:
+            driver.warned = True
+            logger.warning(
+                "Workflow %r (%s) has %d journal entries; consider continue_as_new",
+                driver.workflow.name,
+                run.workflow_id,
+                engine.history_length,
+            )
+        if base == 0:
+            commit.status = "running"
+        local = self._apply_commands(driver, engine, commands, commit, now)
+        self._apply_effects(driver, engine, commit)
+        outcome = engine.outcome
+        if outcome is not None:
+            self._close(driver, engine, commit)
+            if outcome.error is not None:
+                logger.info(
+                    "Workflow %r (%s) %s: %s",
+                    driver.workflow.name,
+                    run.workflow_id,
+                    outcome.status,
+                    outcome.error,
+                )
+        commit.release_lease = outcome is not None or not (driver.local or local)
+        try:
+            accepted = await self._commit(commit)
+        except StepDataError:
+            raise
+        except Exception as exc:
+            # The database, not the run: keep the inputs, so that results of activities
+            # that finished are delivered later rather than lost (see `_salvage`).
+            driver.pending = inputs + driver.pending
+            if isinstance(exc, StoreError):
+                raise
+            raise _StoreTrouble(exc) from exc
+        for task_id in commit.finished_tasks:
+            driver.finishing.pop(task_id, None)
+        if not accepted:
+            logger.info(
+                "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
+            )
+            self._forget(driver)
+            return False
+        driver.record_length = engine.history_length
+        for attempt in local:
+            driver.local[attempt.task_id] = attempt.context
+            self._waiting.append((driver, attempt))
+        self._start_waiting()
+        if commit.release_lease:
+            # Items claimed meanwhile stay in the inbox (the store re-marks the run ready)
+            # and come back with the next claim, by whichever worker.
+            driver.held = False
+            driver.pending.clear()
+            driver.seen_inbox.clear()
+            if outcome is not None:
+                self._forget(driver)
+            else:
+                self._trim_cache()
+            return False
+        return True
+
+    def _apply_commands(
+        self,
+        driver: Driver,
+        engine: WorkflowRun,
+        commands: list[Command],
+        commit: StepCommit,
+        now: float,
+    ) -> list[Attempt]:
+        run = driver.claimed.run if driver.claimed else None
+        assert run is not None
+        local: list[Attempt] = []
+        for cmd in commands:
+            data = cmd.data
+            if cmd.kind == "activity_scheduled":
+                task_id = journal.task_id(run.run_id, cmd.seq)
+                adefn = self.activities.get(data["name"])
+                # Served here: leased to this worker now and run here as soon as a slot is
+                # free, so its result rides the run's next commit (no task-table round trip).
+                mine = adefn is not None and data["queue"] in self.queues
+                owner = None
+                if mine and adefn is not None and not self._stopping.is_set():
+                    owner = self.worker_id
+                    info = self._info(run.workflow_id, run.run_id, task_id, data, 1, None, now)
+                    local.append(Attempt(task_id, adefn, data, 1, ActivityContext(info)))
+                commit.new_tasks.append(
+                    NewTask(
+                        task_id=task_id,
+                        run_id=run.run_id,
+                        workflow_id=run.workflow_id,
+                        seq=cmd.seq,
+                        name=data["name"],
+                        queue=data["queue"],
+                        data=payload.envelope(data),
+                        visible_at=now,
+                        lease_owner=owner,
+                        lease_expires_at=now + self.lease_seconds if owner else None,
+                    )
+                )
+            elif cmd.kind == "timer_started":
+                commit.new_timers.append(
+                    NewTimer(
+                        run.run_id,
+                        cmd.seq,
+                        float(data["due"]),
+                        journal.encode(journal.TimerFired(cmd.seq)),
+                    )
+                )
+            elif cmd.kind == "child_started":
+                commit.new_runs.append(
+                    NewRun(
+                        workflow_id=data["id"],
+                        run_id=data["run_id"],
+                        name=data["name"],
+                        queue=data["queue"],
+                        input=data["args"],
+                        created_at=now,
+                        parent_id=run.workflow_id,
+                        parent_run_id=run.run_id,
+                        timeout=data.get("timeout"),
+                    )
+                )
+            elif cmd.kind == "published":
+                commit.published[data["key"]] = data["value"]
+        return local
+
+    def _apply_effects(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
+        effects = engine.take_effects()
+        run_id = driver.run_id
+        for seq in effects.cancelled_activities:
+            task_id = journal.task_id(run_id, seq)
+            commit.cancelled_tasks.append(task_id)
+            ctx = driver.local.get(task_id) or self._remote.get(task_id)
+            if ctx is not None:
+                ctx.cancelled = True
+        commit.cancelled_timers.extend(effects.cancelled_timers)
+        for child_id in effects.cancelled_children:
+            cancel = journal.CancelRequested("parent cancelled")
+            commit.outgoing.append(Outgoing(child_id, cancel.KIND, journal.encode(cancel)))
+
+    def _close(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
+        outcome = engine.outcome
+        assert outcome is not None
+        assert driver.claimed is not None
+        run = driver.claimed.run
+        commit.status = outcome.status
+        commit.result = outcome.result
+        if outcome.error is not None:
+            commit.error = payload.envelope(outcome.error.to_dict())
+        for ctx in driver.local.values():
+            ctx.cancelled = True
+        if outcome.status == "continued_as_new":
+            assert outcome.successor_run_id is not None
+            assert outcome.continue_args is not None
+            commit.successor = NewRun(
+                workflow_id=run.workflow_id,
+                run_id=outcome.successor_run_id,
+                name=run.name,
+                queue=run.queue,
+                input=outcome.continue_args,
+                created_at=self.clock.now(),
+                parent_id=run.parent_id,
+                parent_run_id=run.parent_run_id,
+                timeout=run.timeout,
+            )
+            return
+        if run.parent_id is None:
+            return
+        item: journal.Record
+        if outcome.status == "completed":
+            item = journal.ChildCompleted(run.workflow_id, outcome.result, run.run_id)
+        else:
+            error = outcome.error or RemoteError("CancelledError", "child workflow was cancelled")
+            item = journal.ChildFailed(run.workflow_id, error, outcome.status, run.run_id)
+        commit.outgoing.append(
+            Outgoing(run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id)
+        )
+
+    async def _park(self, driver: Driver, problem: str) -> None:
+        logger.error("Parking run %s: %s", driver.run_id, problem)
+        await self.store.park(driver.run_id, self.worker_id, problem)
+        self._forget(driver)
+
+    async def _commit(self, step: StepCommit) -> bool:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._commits.append((step, fut))
+        self._commit_wanted.set()
+        return await fut
+
+    async def _committer(self) -> None:
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            while self._commits:
+                batch, self._commits = self._commits[:COMMIT_BATCH], self._commits[COMMIT_BATCH:]
+                self._busy += 1
+                try:
+                    await self._commit_batch(batch)
+                finally:
+                    self._busy -= 1
+
+    async def _commit_batch(self, batch: list[tuple[StepCommit, asyncio.Future[bool]]]) -> None:
+        """Commit ``batch`` in one transaction and settle each step's future.
+
+        A batch that fails on one step's data (`StepDataError`) is split in halves and each
+        committed apart, down to the step at fault, whose future gets the error (its run is
+        parked): the healthy steps beside it go through at once instead of waiting for their
+        leases to expire. Any other failure (the database out of reach) fails them all.
+        """
+        try:
+            results = await self.store.commit_steps([step for step, _ in batch], self.clock.now())
+        except StepDataError as exc:
+            if len(batch) == 1:
+                logger.error("Step of run %s cannot be committed: %s", batch[0][0].run_id, exc)
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            half = len(batch) // 2
+            await self._commit_batch(batch[:half])
+            await self._commit_batch(batch[half:])
+        except Exception as exc:
+            logger.exception("Group commit of %d steps failed", len(batch))
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for (_, fut), ok in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(ok)
+
+
+class _StoreTrouble(Exception):
+    """A store call of a step failed with the driver's own error, not a `StoreError`."""
