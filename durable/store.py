@@ -256,8 +256,10 @@ class StepCommit:
     When ``status`` is closed: ``closed_at = now``; the run's remaining timers and queued
     tasks are deleted and its running tasks get ``cancel_requested``; the lease is released.
     When ``status == "continued_as_new"``, ``successor`` becomes the workflow's current run
-    (ready), the old run's ``continued_to`` names it, and the old run's unconsumed
-    ``signal`` inbox items move to it.
+    (ready), the old run's ``continued_to`` names it, and the old run's unconsumed inbox
+    items of `journal.WORKFLOW_ADDRESSED` kinds (signals, cancellation: sent to the
+    workflow id, not to that run) move to it, keeping their ids and so their order
+    before anything sent to the successor later.
     With ``release_lease`` the lease is released (``lease_owner = NULL``) after the step.
     """
 

@@ -26,6 +26,7 @@ from storekit import (
 )
 
 from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
+from durable.journal import Kind
 from durable.store import (
     NewTimer,
     Outgoing,
@@ -250,22 +251,22 @@ async def test_list_runs_newest_first_filtered_with_non_current(store: Store) ->
 
 async def test_send_targets_current_or_given_run(store: Store) -> None:
     with pytest.raises(WorkflowNotFound):
-        await store.send("nobody", "signal", b"x", 1.0)
+        await store.send("nobody", "signal_received", b"x", 1.0)
     run, _ = await store.create_run(new_run("w"), if_exists="error")
     with pytest.raises(WorkflowNotFound):
-        await store.send("w", "signal", b"x", 1.0, run_id="no-such-run")
-    assert await store.send("w", "signal", b"x", 1.0) == run.run_id
-    assert await store.send("w", "signal", b"y", 1.0, run_id=run.run_id) == run.run_id
+        await store.send("w", "signal_received", b"x", 1.0, run_id="no-such-run")
+    assert await store.send("w", "signal_received", b"x", 1.0) == run.run_id
+    assert await store.send("w", "signal_received", b"y", 1.0, run_id=run.run_id) == run.run_id
     await store.terminate(run.run_id, entry_data=b"", error=b"", now=2.0, parent_item=None)
-    assert await store.send("w", "signal", b"z", 3.0) is None
-    assert await store.send("w", "signal", b"z", 3.0, run_id=run.run_id) is None
+    assert await store.send("w", "signal_received", b"z", 3.0) is None
+    assert await store.send("w", "signal_received", b"z", 3.0, run_id=run.run_id) is None
 
 
 async def test_claim_returns_inbox_in_order_and_clears_ready(store: Store) -> None:
     run_id = await start(store, "w")
     assert await claim(store, "w1") == []  # nothing new: not ready
     for i in range(3):
-        await store.send("w", "signal", f"s{i}".encode(), 4.0 + i)
+        await store.send("w", "signal_received", f"s{i}".encode(), 4.0 + i)
     run = await store.get_run("w")
     assert run is not None
     assert run.ready
@@ -300,7 +301,7 @@ async def test_claim_filters_by_queue_name_and_takes_oldest_first(store: Store) 
 
 async def test_lease_blocks_other_owners_until_it_expires(store: Store) -> None:
     run_id = await start(store, "w", owner="a")
-    await store.send("w", "signal", b"x", 4.0)
+    await store.send("w", "signal_received", b"x", 4.0)
     assert await claim(store, "b", now=50.0) == []  # ready, but leased to a
     [mine] = await claim(store, "a", now=50.0, lease_until=60.0)  # a's own: claimable
     assert [i.data for i in mine.inbox] == [b"x"]
@@ -330,7 +331,7 @@ async def test_park_and_unpark_by_a_registering_worker(store: Store) -> None:
     assert run.lease_owner is None
     assert run.status == "running"
     assert run.history_length == 1
-    await store.send("w", "signal", b"x", 5.0)
+    await store.send("w", "signal_received", b"x", 5.0)
     assert await claim(store, "b", now=AFTER) == []  # parked: not claimable
     await store.register_worker(worker("c", workflows=("unrelated",)))
     assert await claim(store, "b", now=AFTER) == []
@@ -356,8 +357,8 @@ async def test_commit_step_writes_everything(store: Store) -> None:
     run_id = await start(store, "w")
     other, _ = await store.create_run(new_run("other", name="x"), if_exists="error")
     existing_child, _ = await store.create_run(new_run("child-exists", name="x"), if_exists="error")
-    await store.send("w", "signal", b"a", 4.0)
-    await store.send("w", "signal", b"b", 4.0)
+    await store.send("w", "signal_received", b"a", 4.0)
+    await store.send("w", "signal_received", b"b", 4.0)
     [claimed] = await claim(store, "w1")
     first = claimed.inbox[0]
     step = StepCommit(
@@ -372,7 +373,7 @@ async def test_commit_step_writes_everything(store: Store) -> None:
             new_run("child", at=6.0, parent_id="w", parent_run_id=run_id),
             new_run("child-exists", at=6.0),
         ],
-        outgoing=[Outgoing("other", "signal", b"hello")],
+        outgoing=[Outgoing("other", "signal_received", b"hello")],
         published={"progress": b"1"},
         problem="history is long",
     )
@@ -403,9 +404,9 @@ async def test_commit_step_writes_everything(store: Store) -> None:
     kept = await store.get_run("child-exists")
     assert kept is not None
     assert kept.run_id == existing_child.run_id
-    assert await peek(store, other.run_id) == [("signal", b"hello")]
+    assert await peek(store, other.run_id) == [("signal_received", b"hello")]
     # the consumed item is gone, the other one stays
-    assert await peek(store, run_id) == [("signal", b"b")]
+    assert await peek(store, run_id) == [("signal_received", b"b")]
     # the timer exists: it fires at 50
     assert await store.fire_timers(49.0, 100) == 50.0
 
@@ -429,7 +430,7 @@ async def test_fencing_rejects_bad_steps_and_accepts_the_rest(store: Store) -> N
     closed = await start(store, "closed", owner="w1", at=1.4)
     stolen = await start(store, "stolen", owner="w1", at=1.5)
     # "expired": re-claimed by w1 with a short lease that has run out by commit time
-    await store.send("expired", "signal", b"x", 4.0)
+    await store.send("expired", "signal_received", b"x", 4.0)
     [c] = await claim(store, "w1", now=5.0, lease_until=8.0)
     assert c.run.run_id == expired
     await store.terminate(closed, entry_data=b"", error=b"", now=5.0, parent_item=None)
@@ -527,7 +528,7 @@ async def test_release_lease_lets_another_worker_claim(store: Store) -> None:
     assert run is not None
     assert run.lease_owner is None
     assert run.history_length == 2
-    await store.send("w", "signal", b"x", 5.0)
+    await store.send("w", "signal_received", b"x", 5.0)
     [claimed] = await claim(store, "b", now=6.0)
     assert claimed.run.run_id == run_id
     assert claimed.run.lease_owner == "b"
@@ -590,17 +591,27 @@ async def test_cancelled_timers_and_tasks(store: Store) -> None:
     assert t.cancel_requested
 
 
-async def test_continue_as_new_moves_signals_to_the_current_successor(store: Store) -> None:
+async def test_continue_as_new_moves_workflow_addressed_items_to_the_successor(
+    store: Store,
+) -> None:
+    """Signals and cancellation are sent to a workflow id: those the old run did not consume
+    follow it to its successor in their order, before anything sent afterwards; an item that
+    answers the old run's own command (an activity result) stays with it."""
     run_id = await start(store, "w")
-    await store.send("w", "signal", b"s1", 4.0)
-    await store.send("w", "cancel_requested", b"c", 4.5)
-    await store.send("w", "signal", b"s2", 5.0)
+    await store.send("w", Kind.SIGNAL_RECEIVED, b"s1", 4.0)
+    await store.send("w", Kind.CANCEL_REQUESTED, b"c", 4.5)
+    await store.send("w", Kind.ACTIVITY_COMPLETED, b"own", 4.7, run_id=run_id)
+    await store.send("w", Kind.SIGNAL_RECEIVED, b"consumed", 4.8)
+    await store.send("w", Kind.SIGNAL_RECEIVED, b"s2", 5.0)
+    [claimed] = await claim(store, "w1", now=5.5)
+    consumed = [i.id for i in claimed.inbox if i.data == b"consumed"]
     successor = new_run("w", at=6.0, run_id="w-next")
     step = StepCommit(
         run_id,
         "w1",
         1,
-        entries(2, "continued_as_new"),
+        entries(2, "signal_received", "continued_as_new"),
+        consumed_inbox=consumed,
         status="continued_as_new",
         successor=successor,
     )
@@ -617,14 +628,17 @@ async def test_continue_as_new_moves_signals_to_the_current_successor(store: Sto
     assert new.run_id == "w-next"
     assert new.status == "pending"
     assert new.ready
-    assert await store.send("w", "signal", b"s3", 7.0) == "w-next"
+    assert await store.send("w", Kind.SIGNAL_RECEIVED, b"s3", 7.0) == "w-next"
     [claimed] = await claim(store, "w2", now=8.0)
     assert claimed.run.run_id == "w-next"
     assert [(i.kind, i.data) for i in claimed.inbox] == [
-        ("signal", b"s1"),
-        ("signal", b"s2"),
-        ("signal", b"s3"),
+        (Kind.SIGNAL_RECEIVED, b"s1"),
+        (Kind.CANCEL_REQUESTED, b"c"),
+        (Kind.SIGNAL_RECEIVED, b"s2"),
+        (Kind.SIGNAL_RECEIVED, b"s3"),
     ]
+    ids = [i.id for i in claimed.inbox]
+    assert ids == sorted(ids)
 
 
 async def test_outgoing_delivery_rules(store: Store) -> None:
@@ -641,8 +655,8 @@ async def test_outgoing_delivery_rules(store: Store) -> None:
         outgoing=[
             Outgoing("parent", "child_completed", b"to-run", run_id=parent),
             Outgoing("parent", "child_completed", b"to-current"),
-            Outgoing("gone", "signal", b"dropped"),
-            Outgoing("nobody", "signal", b"dropped"),
+            Outgoing("gone", "signal_received", b"dropped"),
+            Outgoing("nobody", "signal_received", b"dropped"),
         ],
     )
     assert await store.commit_steps([step], 4.0) == [True]

@@ -420,7 +420,7 @@ async def test_wait_wakes_on_another_store_of_the_same_database(store_url: str) 
     async with open_store(store_url) as waiter, open_store(store_url) as other:
         await claim(waiter, "w1")
         run, _ = await other.create_run(new_run("w"), if_exists="error")
-        took = await _wakes(waiter, [TOPIC_RUNS], lambda: other.send("w", "signal", b"", 1.0))
+        took = await _wakes(waiter, [TOPIC_RUNS], lambda: other.send("w", "signal_received", b"", 1.0))
         assert took < 2.0
         await claim(waiter, "w1")  # run is now leased to w1
 
@@ -437,7 +437,7 @@ async def test_wait_since_catches_a_notification_before_the_wait(store_url: str)
         assert await claim(waiter, "w1") != []
         mark = waiter.watermark()
         assert await claim(waiter, "w1") == []
-        await other.send("w", "signal", b"", 1.0)  # lands between query and wait
+        await other.send("w", "signal_received", b"", 1.0)  # lands between query and wait
         started = time.monotonic()
         await waiter.wait([TOPIC_RUNS], 5.0, since=mark)
         assert time.monotonic() - started < 1.0
@@ -449,7 +449,7 @@ from durable.store import open_store
 
 async def main() -> None:
     async with open_store(sys.argv[1]) as store:
-        await store.send("w", "signal", b"from afar", 2.0)
+        await store.send("w", "signal_received", b"from afar", 2.0)
 
 asyncio.run(main())
 """

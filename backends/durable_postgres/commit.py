@@ -21,7 +21,7 @@ statement fail, and then the whole batch fails loudly instead of being half appl
 
 Order of the bulk writes, where it matters: runs are updated (old run no longer current)
 before successors are inserted; consumed inbox items are deleted before a continued run's
-signals move to its successor; new tasks and timers are inserted before a closing run's
+workflow-addressed items (signals, cancellation) move to its successor; new tasks and timers are inserted before a closing run's
 leftovers are cleaned; outgoing items are delivered last, so an item for a run that closes
 in the same batch is dropped as it would be one transaction later.
 """
@@ -32,6 +32,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from durable.journal import WORKFLOW_ADDRESSED
 from durable.store import (
     CLOSED_STATUSES,
     TOPIC_RUNS,
@@ -123,8 +124,9 @@ ON CONFLICT DO NOTHING
 _MOVE_SIGNALS = """
 UPDATE inbox i SET run_id = u.new_run
 FROM unnest($1::text[], $2::text[]) AS u(old_run, new_run)
-WHERE i.run_id = u.old_run AND i.kind = 'signal'
+WHERE i.run_id = u.old_run AND i.kind = ANY($3::text[])
 """
+_ADDRESSED = sorted(WORKFLOW_ADDRESSED)  # inbox kinds that follow a workflow id
 _INSERT_TASKS = """
 INSERT INTO tasks (task_id, run_id, workflow_id, seq, name, queue, data, attempt, status,
                    visible_at, lease_owner, lease_expires_at, created_at)
@@ -451,7 +453,7 @@ async def apply(conn: Any, p: Plan, now: float) -> None:
         )
     await insert_runs(conn, p.new_runs)
     if p.moved_signals:
-        await conn.execute(_MOVE_SIGNALS, *_columns(p.moved_signals, 2))
+        await conn.execute(_MOVE_SIGNALS, *_columns(p.moved_signals, 2), _ADDRESSED)
     if p.tasks:
         await conn.execute(_INSERT_TASKS, now, *_columns(p.tasks, 12))
     if p.timers:

@@ -13,8 +13,8 @@
    run stops being current before its successor is inserted, and a run closing in this
    batch receives no outgoing item), then inserts, then deletes and flags, then closing
    clean-up (after the inserts, so it also covers tasks a closing step created), then
-   signal moves to successors (after the consumed items are deleted), then outgoing
-   items, and last the ready flag of runs whose lease was released with inbox items left.
+   moves of workflow-addressed items (signals, cancellation) to successors (after the
+   consumed items are deleted), then outgoing items, and last the ready flag of runs whose lease was released with inbox items left.
 
 A batch of a hundred steps thus costs a dozen statements, not a thousand round trips to
 the database thread. Also here: `close_runs` and `deliver`, which `SQLiteStore.terminate`
@@ -30,6 +30,7 @@ from typing import Any
 
 import aiosqlite
 
+from durable.journal import WORKFLOW_ADDRESSED
 from durable.store import (
     CLOSED_STATUSES,
     TOPIC_RUNS,
@@ -72,6 +73,9 @@ _UPDATE_RUN = """UPDATE runs SET history_length = ?, updated_at = ?, status = ?,
 _INSERT_TASK = """INSERT OR IGNORE INTO tasks (task_id, run_id, workflow_id, seq, name, queue,
     data, attempt, status, visible_at, lease_owner, lease_expires_at, cancel_requested,
     created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"""
+
+
+_ADDRESSED = json.dumps(sorted(WORKFLOW_ADDRESSED))  # inbox kinds that follow a workflow id
 
 
 def _json(values: Iterable[str]) -> str:
@@ -288,8 +292,11 @@ async def _write(conn: aiosqlite.Connection, out: _Writes, now: float) -> None:
     if out.closed:
         await close_runs(conn, out.closed)
     if out.moves:
+        # Unconsumed items sent to the workflow id follow it; ids (their order) are kept.
         await conn.executemany(
-            "UPDATE inbox SET run_id = ? WHERE run_id = ? AND kind = 'signal'", out.moves
+            "UPDATE inbox SET run_id = ? WHERE run_id = ? "
+            "AND kind IN (SELECT value FROM json_each(?))",
+            [(new, old, _ADDRESSED) for new, old in out.moves],
         )
     if out.outgoing and await deliver(conn, out.outgoing):
         out.topics.add(TOPIC_RUNS)
