@@ -225,8 +225,12 @@ class NewTimer:
 class Outgoing:
     """An inbox item for another workflow (a parent hearing of its child, a child cancelled).
 
-    Delivered to run ``run_id`` if given and still open, else to the current run of
-    ``workflow_id`` if open; dropped silently if there is none.
+    With ``run_id``: delivered to that run of ``workflow_id`` if it is still open, else
+    dropped: a child's result reaches the parent run that started it, never a newer run of
+    the same workflow id. Except for the kinds in `journal.WORKFLOW_ADDRESSED` (signals,
+    cancellation: meant for the workflow, whichever run it is on), which then go to the
+    workflow's current run if open. Without ``run_id``: to the workflow's current run if
+    open. Dropped silently when there is no such run. (`durable.plan.route` is the rule.)
     """
 
     workflow_id: str
@@ -240,18 +244,29 @@ class StepCommit:
     """Everything one step of one run writes, committed atomically and fenced.
 
     The step is accepted only if, at commit time, ``runs.lease_owner == owner``, the lease
-    has not expired (``lease_expires_at > now``), ``history_length == expected_length``,
-    the run is not closed, and every task in ``finished_tasks`` still exists leased to
-    ``owner`` at the attempt given (an attempt declared lost, and retried, cannot deliver
-    its result late). Otherwise nothing of it is written.
+    has not expired (``lease_expires_at > now``: a lease expiring exactly at ``now`` has
+    expired, as claims see it), ``history_length == expected_length``, the run is not
+    closed, and every task in ``finished_tasks`` still exists leased to ``owner`` at the
+    attempt given (an attempt declared lost, and retried, cannot deliver its result late).
+    Otherwise nothing of it is written. Steps of one batch are judged in order, each
+    seeing what the accepted ones before it wrote (two steps of one run chain).
 
     Accepted, the store: appends ``entries`` (their seqs continue from
     ``expected_length``); deletes the ``consumed_inbox`` items; creates ``new_tasks``,
-    ``new_timers`` and ``new_runs`` (children; an existing workflow id is left alone);
-    deletes ``finished_tasks`` and ``cancelled_timers``; sets ``cancel_requested`` on
-    ``cancelled_tasks``; delivers ``outgoing``; upserts ``published``; sets
-    ``history_length``, ``updated_at`` and, when given, ``status`` (``running`` after the
-    first step), ``result``/``error``.
+    ``new_timers`` and ``new_runs``; deletes ``finished_tasks`` and ``cancelled_timers``;
+    sets ``cancel_requested`` on ``cancelled_tasks``; delivers ``outgoing`` (see
+    `Outgoing`; after the whole batch, so an item for a run closing in the same batch is
+    dropped); upserts ``published``; sets ``history_length``, ``updated_at``,
+    ``problem`` and, when given, ``status`` (``running`` after the first step),
+    ``result``/``error``.
+
+    ``new_runs`` are children. A child whose workflow id has an **open** current run is
+    not created: the committing run instead receives a ``child_failed`` inbox item
+    (`journal.ChildFailed` with status ``already_exists``, a ``WorkflowAlreadyExists``
+    error naming the running run, and ``run_id`` the child run that was not created) and
+    becomes ready. A child whose id's current run is **closed** becomes the new current run
+    (the old run stays, not current, and the id's published values are cleared, as
+    ``create_run(..., if_exists="restart")`` does).
 
     When ``status`` is closed: ``closed_at = now``; the run's remaining timers and queued
     tasks are deleted and its running tasks get ``cancel_requested``; the lease is released.
@@ -261,6 +276,7 @@ class StepCommit:
     workflow id, not to that run) move to it, keeping their ids and so their order
     before anything sent to the successor later.
     With ``release_lease`` the lease is released (``lease_owner = NULL``) after the step.
+    The rules are written once, in `durable.plan`; each backend applies its plan.
     """
 
     run_id: str

@@ -26,6 +26,7 @@ from storekit import (
 )
 
 from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
+from durable import journal
 from durable.journal import Kind
 from durable.store import (
     NewTimer,
@@ -356,7 +357,6 @@ async def test_park_and_unpark_by_a_registering_worker(store: Store) -> None:
 async def test_commit_step_writes_everything(store: Store) -> None:
     run_id = await start(store, "w")
     other, _ = await store.create_run(new_run("other", name="x"), if_exists="error")
-    existing_child, _ = await store.create_run(new_run("child-exists", name="x"), if_exists="error")
     await store.send("w", "signal_received", b"a", 4.0)
     await store.send("w", "signal_received", b"b", 4.0)
     [claimed] = await claim(store, "w1")
@@ -369,10 +369,7 @@ async def test_commit_step_writes_everything(store: Store) -> None:
         consumed_inbox=[first.id],
         new_tasks=[new_task(run_id, "w", 3), new_task(run_id, "w", 4, lease_owner="w1")],
         new_timers=[NewTimer(run_id, 5, 50.0, b"timer-5")],
-        new_runs=[
-            new_run("child", at=6.0, parent_id="w", parent_run_id=run_id),
-            new_run("child-exists", at=6.0),
-        ],
+        new_runs=[new_run("child", at=6.0, parent_id="w", parent_run_id=run_id)],
         outgoing=[Outgoing("other", "signal_received", b"hello")],
         published={"progress": b"1"},
         problem="history is long",
@@ -401,9 +398,6 @@ async def test_commit_step_writes_everything(store: Store) -> None:
     assert child.status == "pending"
     assert child.ready
     assert (child.parent_id, child.parent_run_id) == ("w", run_id)
-    kept = await store.get_run("child-exists")
-    assert kept is not None
-    assert kept.run_id == existing_child.run_id
     assert await peek(store, other.run_id) == [("signal_received", b"hello")]
     # the consumed item is gone, the other one stays
     assert await peek(store, run_id) == [("signal_received", b"b")]
@@ -653,10 +647,11 @@ async def test_outgoing_delivery_rules(store: Store) -> None:
         entries(2, "workflow_completed"),
         status="completed",
         outgoing=[
-            Outgoing("parent", "child_completed", b"to-run", run_id=parent),
-            Outgoing("parent", "child_completed", b"to-current"),
-            Outgoing("gone", "signal_received", b"dropped"),
-            Outgoing("nobody", "signal_received", b"dropped"),
+            Outgoing("parent", Kind.CHILD_COMPLETED, b"to-run", run_id=parent),
+            Outgoing("parent", Kind.SIGNAL_RECEIVED, b"to-current"),
+            Outgoing("parent", Kind.CHILD_COMPLETED, b"wrong-run", run_id="no-such-run"),
+            Outgoing("gone", Kind.SIGNAL_RECEIVED, b"dropped"),
+            Outgoing("nobody", Kind.SIGNAL_RECEIVED, b"dropped"),
         ],
     )
     assert await store.commit_steps([step], 4.0) == [True]
@@ -664,10 +659,16 @@ async def test_outgoing_delivery_rules(store: Store) -> None:
     assert run is not None
     assert run.ready
     assert await peek(store, parent) == [
-        ("child_completed", b"to-run"),
-        ("child_completed", b"to-current"),
+        (Kind.CHILD_COMPLETED, b"to-run"),
+        (Kind.SIGNAL_RECEIVED, b"to-current"),
     ]
-    # a named run that has closed: the workflow's current run gets it instead
+
+
+async def test_a_reply_to_a_closed_run_never_reaches_a_newer_run(store: Store) -> None:
+    """A child's result names the parent run that started it: once that run has closed, it
+    is dropped, never delivered to a newer run of the same workflow id (which did not start
+    that child). A signal or cancellation naming the closed run reaches the current one."""
+    parent = await start(store, "parent", owner="p")
     await store.terminate(parent, entry_data=b"", error=b"", now=5.0, parent_item=None)
     successor, _ = await store.create_run(new_run("parent", at=5.0), if_exists="restart")
     late = await start(store, "late-child", owner="c", at=6.0)
@@ -675,8 +676,98 @@ async def test_outgoing_delivery_rules(store: Store) -> None:
         late,
         "c",
         1,
-        entries(2, "marker"),
-        outgoing=[Outgoing("parent", "child_completed", b"late", run_id=parent)],
+        entries(2, "workflow_completed"),
+        status="completed",
+        outgoing=[
+            Outgoing("parent", Kind.CHILD_COMPLETED, b"late", run_id=parent),
+            Outgoing("parent", Kind.CHILD_FAILED, b"late", run_id=parent),
+            Outgoing("parent", Kind.SIGNAL_RECEIVED, b"follows", run_id=parent),
+            Outgoing("parent", Kind.CANCEL_REQUESTED, b"follows", run_id=parent),
+        ],
     )
     assert await store.commit_steps([step], 7.0) == [True]
-    assert await peek(store, successor.run_id) == [("child_completed", b"late")]
+    assert await peek(store, successor.run_id) == [
+        (Kind.SIGNAL_RECEIVED, b"follows"),
+        (Kind.CANCEL_REQUESTED, b"follows"),
+    ]
+    # terminate's item to a parent follows the same rule
+    orphan = await start(store, "orphan", owner="c", at=8.0)
+    item = Outgoing("parent", Kind.CHILD_FAILED, b"terminated", run_id=parent)
+    assert await store.terminate(orphan, entry_data=b"", error=b"", now=9.0, parent_item=item)
+    assert await peek(store, successor.run_id) == [
+        (Kind.SIGNAL_RECEIVED, b"follows"),
+        (Kind.CANCEL_REQUESTED, b"follows"),
+    ]
+
+
+async def test_a_child_whose_id_is_running_is_refused_and_the_parent_told(
+    store: Store,
+) -> None:
+    parent = await start(store, "parent", owner="p")
+    running = await start(store, "taken", owner="x", at=2.0)
+    child = new_run("taken", at=4.0, name="charge", parent_id="parent", parent_run_id=parent)
+    step = StepCommit(parent, "p", 1, entries(2, "child_started"), new_runs=[child])
+    assert await store.commit_steps([step], 4.0) == [True]
+    current = await store.get_run("taken")
+    assert current is not None
+    assert current.run_id == running  # left alone
+    assert await store.get_run("taken", child.run_id) is None  # not created
+    run = await store.get_run("parent")
+    assert run is not None
+    assert run.ready
+    [(kind, data)] = await peek(store, parent)
+    assert kind == Kind.CHILD_FAILED
+    record = journal.decode(kind, data)
+    assert isinstance(record, journal.ChildFailed)
+    assert record.workflow_id == "taken"
+    assert record.status == "already_exists"
+    assert record.run_id == child.run_id
+    assert record.error.type == "WorkflowAlreadyExists"
+    assert "'charge'" in record.error.message
+    assert "'taken'" in record.error.message
+    assert repr(running) in record.error.message
+    assert "unique id" in record.error.message
+
+
+async def test_a_child_whose_id_has_closed_starts_as_a_new_current_run(store: Store) -> None:
+    parent = await start(store, "parent", owner="p")
+    old = await start(store, "reused", owner="x", at=2.0)
+    done = StepCommit(
+        old, "x", 1, entries(2, "workflow_completed"), status="completed", published={"k": b"v"}
+    )
+    assert await store.commit_steps([done], 3.0) == [True]
+    child = new_run("reused", at=4.0, parent_id="parent", parent_run_id=parent)
+    step = StepCommit(parent, "p", 1, entries(2, "child_started"), new_runs=[child])
+    assert await store.commit_steps([step], 4.0) == [True]
+    current = await store.get_run("reused")
+    assert current is not None
+    assert current.run_id == child.run_id
+    assert current.status == "pending"
+    assert current.ready
+    assert (current.parent_id, current.parent_run_id) == ("parent", parent)
+    kept = await store.get_run("reused", old)
+    assert kept is not None
+    assert kept.status == "completed"
+    assert not kept.is_current
+    assert (await store.read_extras("reused", child.run_id)).published == {}
+    assert await peek(store, parent) == []
+
+
+async def test_two_children_of_one_id_in_one_batch_the_first_wins(store: Store) -> None:
+    one = await start(store, "p1", owner="p")
+    two = await start(store, "p2", owner="p", at=2.0)
+    first = new_run("shared", at=4.0, run_id="shared-1", parent_id="p1", parent_run_id=one)
+    second = new_run("shared", at=4.0, run_id="shared-2", parent_id="p2", parent_run_id=two)
+    steps = [
+        StepCommit(one, "p", 1, entries(2, "child_started"), new_runs=[first]),
+        StepCommit(two, "p", 1, entries(2, "child_started"), new_runs=[second]),
+    ]
+    assert await store.commit_steps(steps, 4.0) == [True, True]
+    current = await store.get_run("shared")
+    assert current is not None
+    assert current.run_id == "shared-1"
+    assert await peek(store, one) == []
+    [(kind, data)] = await peek(store, two)
+    record = journal.decode(kind, data)
+    assert isinstance(record, journal.ChildFailed)
+    assert record.run_id == "shared-2"

@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.notify import hub_for
+from durable.plan import check_entries, lookups, plan
 from durable.store import (
     TOPIC_RUNS,
     TOPIC_TASKS,
@@ -388,12 +389,13 @@ class PostgresStore(Store):
         lands before (and terminate appends after it) or is rejected after."""
 
         async def op(conn: Any) -> tuple[bool, Collection[str]]:
-            parent = [parent_item] if parent_item is not None else []
-            rows = await commit.lock_runs(conn, [run_id], parent)  # with the parent's, in order
-            row = rows[0] if rows else None
-            if row is None or row["closed_at"] is not None:
+            # The run with its parent's runs (the named one, the current one), in order.
+            named = [parent_item.run_id] if parent_item and parent_item.run_id else []
+            parents = [parent_item.workflow_id] if parent_item else []
+            row = (await commit.lock_runs(conn, [run_id, *named], parents)).get(run_id)
+            if row is None or not row.open:
                 return False, ()
-            seq = row["history_length"] + 1
+            seq = row.history_length + 1
             await conn.execute(
                 "INSERT INTO journal (run_id, seq, kind, time, data) "
                 "VALUES ($1, $2, 'workflow_terminated', $3, $4)",
@@ -407,9 +409,10 @@ class PostgresStore(Store):
             )  # fmt: skip
             await commit.lock_tasks(conn, (), [run_id])
             await commit.close_leftovers(conn, [run_id])
-            topics = {run_topic(row["workflow_id"])}
-            if parent_item is not None:
-                await commit.deliver(conn, [parent_item], now)
+            topics = {run_topic(row.workflow_id)}
+            routed = await commit.route_one(conn, parent_item, now) if parent_item else None
+            if routed is not None:
+                await commit.deliver(conn, [routed])
                 topics.add(TOPIC_RUNS)
             return True, topics
 
@@ -571,14 +574,14 @@ class PostgresStore(Store):
         self._check_open()
         if not steps:
             return []
-        commit.check_entries(steps)
+        check_entries(steps)
+        needs = lookups(steps)
 
         async def op(conn: Any) -> tuple[list[bool], Collection[str]]:
-            runs, tasks = await commit.lock(conn, steps)
-            plan = commit.plan(steps, runs, tasks, now)
-            if any(plan.accepted):
-                await commit.apply(conn, plan, now)
-            return plan.accepted, plan.topics
+            p = plan(steps, await commit.lock(conn, needs), now)
+            if any(p.accepted):
+                await commit.apply(conn, p, now)
+            return p.accepted, p.topics
 
         return await self._write(op)
 

@@ -331,7 +331,7 @@ class SQLiteStore(Store):
                     await db.execute(
                         "DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,)
                     )
-                await _steps.insert_runs(db, [run], or_ignore=False)
+                await _steps.insert_runs(db, [run])
                 results.append((pending_record(run), True))
                 topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
         if topics:
@@ -456,7 +456,9 @@ class SQLiteStore(Store):
                 (error, now, now, length + 1, run_id),
             )
             await _steps.close_runs(db, [run_id])
-            if parent_item is not None and await _steps.deliver(db, [(parent_item, now)]):
+            routed = await _steps.route_one(db, parent_item, now) if parent_item else None
+            if routed is not None:
+                await _steps.deliver(db, [routed])
                 topics.add(TOPIC_RUNS)
             topics.add(run_topic(workflow_id))
         self.hub.notify(topics)
