@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from .client import Client, WorkflowHandle
-from .clock import RealClock, VirtualClock
-from .errors import StoreError
-from .worker import Worker
+from ..client import Client, WorkflowHandle
+from ..clock import RealClock, VirtualClock
+from ..errors import StoreError
+from ..worker import Worker
 
 __all__ = ["WorkflowEnvironment"]
 
