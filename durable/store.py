@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from importlib.metadata import entry_points
+from typing import Literal, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
@@ -44,6 +45,7 @@ IfExists = Literal["return", "error", "restart"]
 CREATE_BATCH = 500  # most runs one create_runs transaction takes from concurrent create_run
 
 __all__ = [
+    "BACKENDS_GROUP",
     "CLOSED_STATUSES",
     "TOPIC_RUNS",
     "TOPIC_TASKS",
@@ -588,28 +590,45 @@ class Store(abc.ABC):
         await self.hub.wait(topics, timeout, since)
 
 
-def open_store(url: str) -> Store:
-    """The `Store` for ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``.
+#: The entry-point group a backend registers its `Store` class under, one name per URL scheme.
+BACKENDS_GROUP = "durable.backends"
 
-    Raises `StoreError` for an unknown scheme, and with the install command when the
-    backend's driver is missing.
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def open_store(url: str) -> Store:
+    """The `Store` for ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``, or a
+    URL of any other backend installed under the ``durable.backends`` entry-point group
+    (``[project.entry-points."durable.backends"]`` in its pyproject.toml: the URL scheme
+    names the `Store` subclass, which is called with the URL).
+
+    Raises `StoreError` for a scheme no installed backend serves (listing those that are),
+    and with the install command when the backend's driver is missing.
     """
     scheme = urlsplit(url).scheme.lower()
-    if scheme == "sqlite":
-        from durable_sqlite import SQLiteStore
-
-        return SQLiteStore(url)
-    if scheme in ("postgresql", "postgres"):
-        try:
-            import asyncpg  # noqa: F401
-        except ImportError:
-            raise StoreError(
-                "PostgreSQL support needs asyncpg: pip install 'durable-flow[postgres]'"
-            ) from None
-        from durable_postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise StoreError(
-        f"Unknown database URL {url!r}: use 'sqlite:///path/to/file.db' or "
-        "'postgresql://user@host/dbname'."
-    )
+    found = {ep.name.lower(): ep for ep in entry_points(group=BACKENDS_GROUP)}
+    if scheme not in found:
+        installed = ", ".join(f"{name}://" for name in sorted(found)) or "none"
+        raise StoreError(
+            f"Unknown database URL {_without_password(url)!r}: no installed backend serves "
+            f"{scheme + '://' if scheme else 'URLs without a scheme'} (installed: {installed}). "
+            "Use e.g. 'sqlite:///path/to/file.db' or 'postgresql://user@host/dbname'."
+        )
+    try:
+        cls = found[scheme].load()
+    except ImportError as exc:
+        # A backend whose driver is missing says how to install it (durable_postgres does).
+        raise StoreError(str(exc)) from None
+    if not (isinstance(cls, type) and issubclass(cls, Store)):
+        raise StoreError(
+            f"The {scheme!r} backend ({found[scheme].value}) is not a durable.store.Store "
+            'subclass: check its [project.entry-points."durable.backends"] entry.'
+        )
+    factory = cast("Callable[[str], Store]", cls)  # a concrete subclass: takes the URL
+    return factory(url)

@@ -73,3 +73,19 @@ def test_the_contract_suite_exports_every_test_it_defines() -> None:
         assert defined == set(part.__all__) - {"store"}, part.__name__
         assert defined <= set(store_contract.__all__)
     assert "store" in store_contract.__all__
+
+
+def test_open_store_finds_backends_by_entry_point_and_lists_them_when_unknown() -> None:
+    from durable_postgres import PostgresStore
+    from durable_sqlite import SQLiteStore
+
+    assert type(open_store("sqlite:///x.db")) is SQLiteStore
+    assert type(open_store("postgresql://localhost/app")) is PostgresStore
+    assert type(open_store("postgres://localhost/app")) is PostgresStore
+    with pytest.raises(StoreError) as info:
+        open_store("mysql://app:hunter2@localhost/app")
+    message = str(info.value)
+    assert "no installed backend serves mysql://" in message
+    assert "installed: postgres://, postgresql://, sqlite://" in message
+    assert "hunter2" not in message
+    assert "mysql://app:***@localhost/app" in message
