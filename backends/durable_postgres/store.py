@@ -51,7 +51,7 @@ from durable.store import (
     run_topic,
 )
 
-from . import claims, commit
+from . import claims, commit, workers
 from .connection import Database, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .schema import (
@@ -62,13 +62,13 @@ from .schema import (
     run_record,
     task_record,
 )
+from .workers import WORKER_SILENCE_SECONDS
 
 __all__ = ["POLL_INTERVAL", "WORKER_SILENCE_SECONDS", "PostgresStore"]
 
 T = TypeVar("T")
 
 POLL_INTERVAL = 1.0  # seconds between re-queries while the LISTEN connection is down
-WORKER_SILENCE_SECONDS = 60.0  # a worker not heard from for this long is dropped from workers
 
 _INSERT_RUN = f"""
 INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, created_at,
@@ -79,23 +79,6 @@ RETURNING {RUN_COLUMNS}
 """
 _LOCK_CURRENT = f"""
 SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND is_current FOR UPDATE
-"""
-
-
-# Locking statements are plain scans (see durable_postgres.commit): lock, then write.
-_LOCK_MY_RUNS = """
-SELECT run_id FROM runs WHERE run_id = ANY($1::text[]) AND lease_owner = $2
-ORDER BY run_id FOR UPDATE
-"""
-_LOCK_MY_TASKS = """
-SELECT task_id, attempt, cancel_requested FROM tasks
-WHERE task_id = ANY($1::text[]) AND lease_owner = $2 ORDER BY task_id FOR UPDATE
-"""
-_RENEW_TASKS = """
-UPDATE tasks t SET lease_expires_at = $1,
-    heartbeat_details = COALESCE(u.details, t.heartbeat_details)
-FROM unnest($2::text[], $3::bytea[]) AS u(task_id, details)
-WHERE t.task_id = u.task_id
 """
 
 
@@ -423,40 +406,7 @@ class PostgresStore(Store):
     async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
         """See `Store.register_worker`. Unparking clears the run's ``problem`` and makes it
         ready, so it is claimed (and replayed with the new code) at once."""
-
-        async def op(conn: Any) -> tuple[None, Collection[str]]:
-            await conn.execute(
-                """INSERT INTO workers (worker_id, queues, workflows, activities, host, pid,
-                                        started_at, heartbeat_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                   ON CONFLICT (worker_id) DO UPDATE SET queues = EXCLUDED.queues,
-                       workflows = EXCLUDED.workflows, activities = EXCLUDED.activities,
-                       host = EXCLUDED.host, pid = EXCLUDED.pid,
-                       started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at""",
-                worker.worker_id, list(worker.queues), list(worker.workflows),
-                list(worker.activities), worker.host, worker.pid, worker.started_at,
-                worker.heartbeat_at,
-            )  # fmt: skip
-            if not unpark:
-                return None, ()
-            unparked = await conn.fetch(
-                "SELECT run_id, workflow_id FROM runs WHERE parked AND closed_at IS NULL "
-                "AND queue = ANY($1::text[]) AND name = ANY($2::text[]) "
-                "ORDER BY run_id FOR UPDATE",
-                list(worker.queues),
-                list(worker.workflows),
-            )
-            if unparked:
-                await conn.execute(
-                    "UPDATE runs SET parked = false, problem = NULL, ready = true "
-                    "WHERE run_id = ANY($1::text[])",
-                    [r["run_id"] for r in unparked],
-                )
-            if not unparked:
-                return None, ()
-            return None, {TOPIC_RUNS, *(run_topic(r["workflow_id"]) for r in unparked)}
-
-        await self._write(op)
+        await self._write(lambda conn: workers.register(conn, worker, unpark=unpark))
 
     async def heartbeat(
         self,
@@ -468,77 +418,15 @@ class PostgresStore(Store):
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
         """See `Store.heartbeat`. Workers silent for `WORKER_SILENCE_SECONDS` are deleted."""
-        run_ids = sorted(runs)
-        task_ids = sorted(tasks)
-
-        async def op(conn: Any) -> tuple[tuple[set[str], set[str]], Collection[str]]:
-            # Rows locked in id order, runs before tasks, as the group commit locks them:
-            # in table order, a heartbeat and a commit could deadlock (and stall a second).
-            kept_runs = [r["run_id"] for r in await conn.fetch(_LOCK_MY_RUNS, run_ids, worker_id)]
-            if kept_runs:
-                await conn.execute(
-                    "UPDATE runs SET lease_expires_at = $2 WHERE run_id = ANY($1::text[])",
-                    kept_runs,
-                    lease_until,
-                )
-            locked = await conn.fetch(_LOCK_MY_TASKS, task_ids, worker_id) if task_ids else []
-            kept_tasks = [r for r in locked if r["attempt"] == tasks[r["task_id"]][0]]
-            if kept_tasks:
-                ids = [r["task_id"] for r in kept_tasks]
-                await conn.execute(_RENEW_TASKS, lease_until, ids, [tasks[t][1] for t in ids])
-            registered = await conn.execute(
-                "UPDATE workers SET heartbeat_at = $2 WHERE worker_id = $1", worker_id, now
+        return await self._write(
+            lambda conn: workers.heartbeat(
+                conn, worker_id, runs=runs, tasks=tasks, now=now, lease_until=lease_until
             )
-            await conn.execute(  # SKIP LOCKED: two heartbeats never wait on each other here
-                "DELETE FROM workers WHERE worker_id IN (SELECT worker_id FROM workers "
-                "WHERE heartbeat_at < $1 ORDER BY worker_id FOR UPDATE SKIP LOCKED)",
-                now - WORKER_SILENCE_SECONDS,
-            )
-            lost = set(run_ids) - set(kept_runs)
-            lost |= set(task_ids) - {r["task_id"] for r in kept_tasks}
-            cancelled = {r["task_id"] for r in kept_tasks if r["cancel_requested"]}
-            if registered == "UPDATE 0":
-                lost.add(worker_id)
-            return (lost, cancelled), ()
-
-        return await self._write(op)
+        )
 
     async def deregister_worker(self, worker_id: str, now: float) -> None:
         """See `Store.deregister_worker`."""
-
-        async def op(conn: Any) -> tuple[None, Collection[str]]:
-            runs = await conn.fetch(
-                "SELECT run_id FROM runs WHERE lease_owner = $1 AND closed_at IS NULL "
-                "ORDER BY run_id FOR UPDATE",
-                worker_id,
-            )
-            if runs:
-                await conn.execute(
-                    "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = true "
-                    "WHERE run_id = ANY($1::text[])",
-                    [r["run_id"] for r in runs],
-                )
-            tasks = await conn.fetch(
-                "SELECT task_id FROM tasks WHERE lease_owner = $1 ORDER BY task_id FOR UPDATE",
-                worker_id,
-            )
-            if tasks:
-                await conn.execute(
-                    "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
-                    "lease_expires_at = NULL, visible_at = LEAST(visible_at, $2) "
-                    "WHERE task_id = ANY($1::text[])",
-                    [r["task_id"] for r in tasks],
-                    now,
-                )
-            await conn.execute("DELETE FROM workers WHERE worker_id = $1", worker_id)
-            topics = set()
-            if runs:
-                topics.add(TOPIC_RUNS)
-            if tasks:
-                topics.add(TOPIC_TASKS)
-            return None, topics
-
-        await self._write(op)
+        await self._write(lambda conn: workers.deregister(conn, worker_id, now))
 
     async def claim_runs(
         self,
