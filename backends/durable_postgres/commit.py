@@ -32,6 +32,8 @@ from durable.journal import WORKFLOW_ADDRESSED
 from durable.plan import Delivery, Lookups, Plan, RunState, Snapshot
 from durable.store import TOPIC_RUNS, NewRun, Outgoing
 
+from .connection import Fold
+
 __all__ = ["apply", "close_leftovers", "deliver", "insert_runs", "lock", "lock_runs", "lock_tasks"]
 
 # Every writer that locks several rows locks runs before tasks, each in id order, so no
@@ -47,8 +49,8 @@ _RUN_STATE = (
     "history_length, ready, problem"
 )
 _LOCK_RUNS = """
-SELECT run_id, workflow_id, status, is_current, lease_owner, lease_expires_at,
-       history_length, ready, problem
+SELECT txid_current() AS xid, run_id, workflow_id, status, is_current, lease_owner,
+       lease_expires_at, history_length, ready, problem
 FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE
 """
 # Every task row the batch may change, in one ordered statement: those it finishes or
@@ -120,12 +122,26 @@ INSERT INTO timers (run_id, seq, due_at, data)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bytea[])
 ON CONFLICT DO NOTHING
 """
+# The same update, NOTIFYing the batch's topics ($13 channel, $14 payload) as it goes.
+_UPDATE_RUNS_NOTIFY = "WITH notified AS (SELECT pg_notify($13, $14))" + _UPDATE_RUNS.replace(
+    "\nWHERE r.run_id = u.run_id", ", notified\nWHERE r.run_id = u.run_id"
+)
 # A lease handed back with inbox items left (arrived during the step, or not consumed):
-# the run must be ready for whoever claims next, or those items would be stranded.
-_READY_IF_INBOX = """
-UPDATE runs r SET ready = true
-WHERE r.run_id = ANY($1::text[]) AND NOT r.ready
-  AND EXISTS (SELECT 1 FROM inbox i WHERE i.run_id = r.run_id)
+# the run must be ready for whoever claims next, or those items would be stranded. Sends
+# the batch's NOTIFY too ($2 channel; payload $3 without, $4 with TOPIC_RUNS, by whether
+# a run turned ready; $3 NULL: nothing to say unless one did).
+_READY_IF_INBOX_NOTIFY = """
+WITH woke AS (
+    UPDATE runs r SET ready = true
+    WHERE r.run_id = ANY($1::text[]) AND NOT r.ready
+      AND EXISTS (SELECT 1 FROM inbox i WHERE i.run_id = r.run_id)
+    RETURNING 1
+), payload AS (
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM woke) THEN $4 ELSE $3 END AS body
+), said AS (
+    SELECT pg_notify($2, body) FROM payload WHERE body IS NOT NULL
+)
+SELECT EXISTS (SELECT 1 FROM woke) AS woke, (SELECT count(*) FROM said) AS said
 """
 _DELETE_TASKS = "DELETE FROM tasks WHERE task_id = ANY($1::text[])"
 # The writes below touch only task rows `lock_tasks` locked first.
@@ -224,19 +240,28 @@ async def lock_runs(
 ) -> dict[str, RunState]:
     """Lock ``run_ids`` and the current runs of ``workflow_ids``, in one statement in run id
     order; return their states by run id."""
+    return (await _lock_runs(conn, run_ids, workflow_ids))[1]
+
+
+async def _lock_runs(
+    conn: Any, run_ids: Collection[str], workflow_ids: Collection[str]
+) -> tuple[int | None, dict[str, RunState]]:
     ids = set(run_ids)
     if workflow_ids:
         ids |= {r["run_id"] for r in await conn.fetch(_RECIPIENTS, sorted(workflow_ids))}
     rows = await conn.fetch(_LOCK_RUNS, sorted(ids))
-    return {row["run_id"]: _state(row) for row in rows}
+    xid = rows[0]["xid"] if rows else None
+    return xid, {row["run_id"]: _state(row) for row in rows}
 
 
-async def lock(conn: Any, needs: Lookups) -> Snapshot:
+async def lock(conn: Any, needs: Lookups) -> tuple[int | None, Snapshot]:
     """Lock the run rows ``needs`` names, then every task row the batch may change; return
-    what the plan reads of them."""
-    runs = await lock_runs(conn, needs.run_ids, needs.workflow_ids)
+    the transaction id (read by the same statement, to save a round trip; ``None`` when
+    no run was found, and then nothing is written) and what the plan reads of them."""
+    xid, runs = await _lock_runs(conn, needs.run_ids, needs.workflow_ids)
     tasks = await lock_tasks(conn, needs.task_ids, needs.closing)
-    return Snapshot(runs, {r["task_id"]: (r["lease_owner"], r["attempt"]) for r in tasks})
+    snapshot = Snapshot(runs, {r["task_id"]: (r["lease_owner"], r["attempt"]) for r in tasks})
+    return xid, snapshot
 
 
 async def lock_tasks(conn: Any, task_ids: Collection[str], closing: Collection[str]) -> list[Any]:
@@ -247,12 +272,16 @@ async def lock_tasks(conn: Any, task_ids: Collection[str], closing: Collection[s
     return await conn.fetch(_LOCK_TASKS, sorted(ids)) if ids else []
 
 
-async def apply(conn: Any, p: Plan, now: float) -> None:
-    """Write the accepted steps of ``p`` in the order of its fields (`durable.plan.Plan`)."""
+async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
+    """Write the accepted steps of ``p`` in the order of its fields (`durable.plan.Plan`),
+    and NOTIFY its topics in one of those statements (`Fold`): in the run update, or in the
+    last statement when a released run may turn ready there (adding `TOPIC_RUNS`)."""
+    notify_now = bool(p.topics) and not p.released
     if p.runs:
         u = p.runs
+        notify = (fold.channel, fold.payload(p.topics)) if notify_now else ()
         await conn.execute(
-            _UPDATE_RUNS,
+            _UPDATE_RUNS_NOTIFY if notify_now else _UPDATE_RUNS,
             now,
             [r.run_id for r in u],
             [r.history_length for r in u],
@@ -265,6 +294,7 @@ async def apply(conn: Any, p: Plan, now: float) -> None:
             [r.closed for r in u],
             [r.release for r in u],
             [r.continued_to for r in u],
+            *notify,
         )
     if p.demoted:
         await conn.execute(_DEMOTE, p.demoted)
@@ -309,8 +339,12 @@ async def apply(conn: Any, p: Plan, now: float) -> None:
             [key for _, key in keys],
             [p.published[k] for k in keys],
         )
-    if p.released and await conn.execute(_READY_IF_INBOX, p.released) != "UPDATE 0":
-        p.topics.add(TOPIC_RUNS)
+    if p.released:
+        quiet = fold.payload(p.topics) if p.topics else None
+        woken = fold.payload({*p.topics, TOPIC_RUNS})
+        row = await conn.fetchrow(_READY_IF_INBOX_NOTIFY, p.released, fold.channel, quiet, woken)
+        if row["woke"]:
+            p.topics.add(TOPIC_RUNS)
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

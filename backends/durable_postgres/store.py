@@ -52,7 +52,7 @@ from durable.store import (
 )
 
 from . import claims, commit, workers
-from .connection import Database, is_connection_error, parse_url
+from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .schema import (
     RUN_COLUMNS,
@@ -465,13 +465,18 @@ class PostgresStore(Store):
         check_entries(steps)
         needs = lookups(steps)
 
-        async def op(conn: Any) -> tuple[list[bool], Collection[str]]:
-            p = plan(steps, await commit.lock(conn, needs), now)
+        async def op(conn: Any, fold: Fold) -> tuple[int | None, list[bool], Collection[str]]:
+            # The transaction id and the NOTIFY ride on the batch's own statements.
+            xid, snapshot = await commit.lock(conn, needs)
+            p = plan(steps, snapshot, now)
             if any(p.accepted):
-                await commit.apply(conn, p, now)
-            return p.accepted, p.topics
+                await commit.apply(conn, p, now, fold)
+            return xid, p.accepted, p.topics
 
-        return await self._write(op)
+        accepted, topics = await self._db.write_folded(op)
+        if topics:
+            self.hub.notify(topics)
+        return accepted
 
     async def park(self, run_id: str, owner: str, problem: str) -> None:
         """See `Store.park`."""
