@@ -60,9 +60,9 @@ __all__ = [
     "RunUpdate",
     "Snapshot",
     "check_entries",
-    "child_exists_error",
     "lookups",
     "plan",
+    "refused_child",
     "route",
 ]
 
@@ -175,6 +175,10 @@ class Plan:
     #:     (items that came during the step must not be stranded). If that changes a row,
     #:     the backend adds `TOPIC_RUNS` to ``topics``.
     released: list[str] = field(default_factory=list)
+    #: Child run id -> (parent workflow id, parent run id), for each child in ``new_runs``:
+    #: whom to tell, with `refused_child`, if the insert finds the id taken after all (a
+    #: ``create_run`` racing a backend that does not lock absent rows).
+    parents: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def woken(self) -> list[str]:
@@ -223,15 +227,21 @@ def route(item: Outgoing, named: RunState | None, current: RunState | None) -> s
     return current.run_id
 
 
-def child_exists_error(child: NewRun, existing: str) -> RemoteError:
-    """The error a parent gets when child ``child`` cannot start: run ``existing`` of its
-    workflow id is still open."""
-    return RemoteError(
+def refused_child(
+    child: NewRun, parent_workflow_id: str, parent_run_id: str, existing: str
+) -> Outgoing:
+    """The ``child_failed`` item for parent run ``parent_run_id`` when ``child`` cannot start
+    because run ``existing`` of its workflow id is still open."""
+    error = RemoteError(
         "WorkflowAlreadyExists",
         f"child workflow {child.name!r} could not start: id {child.workflow_id!r} is already "
         f"running (run {existing!r}); give each child a unique id, e.g. "
         "durable.call(fn, ..., id=...)",
     )
+    item = ChildFailed(
+        workflow_id=child.workflow_id, error=error, status="already_exists", run_id=child.run_id
+    )
+    return Outgoing(parent_workflow_id, Kind.CHILD_FAILED, encode(item), run_id=parent_run_id)
 
 
 @dataclass(slots=True)
@@ -346,20 +356,15 @@ class _Planner:
     def start_child(self, step: StepCommit, parent: RunState, child: NewRun) -> None:
         existing = self.current(child.workflow_id)
         if existing is not None and existing.open:
-            item = ChildFailed(
-                workflow_id=child.workflow_id,
-                error=child_exists_error(child, existing.run_id),
-                status="already_exists",
-                run_id=child.run_id,
-            )
             self.outgoing.append(
-                Outgoing(parent.workflow_id, Kind.CHILD_FAILED, encode(item), run_id=step.run_id)
+                refused_child(child, parent.workflow_id, step.run_id, existing.run_id)
             )
             return
         if existing is not None:
             self.out.demoted.append(existing.run_id)
             self.out.cleared.append(child.workflow_id)
             self.runs[existing.run_id].state = dataclasses.replace(existing, is_current=False)
+        self.out.parents[child.run_id] = (parent.workflow_id, step.run_id)
         self.insert(child)
 
     def insert(self, run: NewRun) -> None:

@@ -572,6 +572,50 @@ async def test_a_group_commit_takes_no_separate_round_trip_for_xid_or_notify(
     assert len(work) == 3  # lock the run, insert the journal row, update the run
 
 
+async def test_a_child_id_taken_by_a_racing_create_still_tells_the_parent(
+    store: PostgresStore, admin: Any, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child id with no run when the batch looks (nothing to lock) but taken by a
+    concurrent create_run before the insert: the parent gets child_failed, not silence."""
+    from durable import journal
+    from durable_postgres import commit as pg_commit
+
+    now = time.time()
+    await store.create_run(_run(0, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=1
+    )
+    original = pg_commit.lock_tasks
+
+    async def racing(conn: Any, task_ids: Any, closing: Any) -> Any:
+        await admin.execute(
+            f'INSERT INTO "{schema}".runs (workflow_id, run_id, is_current, name, queue, '
+            "status, input, created_at, updated_at, history_length, ready, parked) VALUES "
+            "('kid', 'kid-other', true, 'wf', 'default', 'pending', '', 0, 0, 0, true, false)"
+        )
+        return await original(conn, task_ids, closing)
+
+    monkeypatch.setattr(pg_commit, "lock_tasks", racing)
+    child = NewRun("kid", "kid-mine", "wf", "default", b"", now, "wf-0", "run-0")
+    step = StepCommit(
+        "run-0", "w", 0, [JournalEntry(1, "child_started", now, b"")], new_runs=[child]
+    )
+    assert await store.commit_steps([step], now) == [True]
+    monkeypatch.setattr(pg_commit, "lock_tasks", original)
+    current = await store.get_run("kid")
+    assert current is not None
+    assert current.run_id == "kid-other"
+    run = await store.get_run("wf-0")
+    assert run is not None
+    assert run.ready
+    rows = await admin.fetch(f'SELECT kind, data FROM "{schema}".inbox WHERE run_id = $1', "run-0")
+    [(kind, data)] = [(r["kind"], r["data"]) for r in rows]
+    record = journal.decode(kind, data)
+    assert isinstance(record, journal.ChildFailed)
+    assert (record.status, record.run_id) == ("already_exists", "kid-mine")
+    assert "'kid-other'" in record.error.message
+
+
 # ---- lock order ----------------------------------------------------------------------
 
 

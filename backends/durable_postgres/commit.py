@@ -102,6 +102,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::flo
     AS u(workflow_id, run_id, name, queue, input, created_at, parent_id, parent_run_id,
          timeout)
 ON CONFLICT DO NOTHING
+RETURNING run_id
 """
 _MOVE_SIGNALS = """
 UPDATE inbox i SET run_id = u.new_run
@@ -211,21 +212,44 @@ async def close_leftovers(conn: Any, run_ids: Sequence[str]) -> None:
         await conn.execute(_CLOSE_LEFTOVERS, list(run_ids))
 
 
-async def insert_runs(conn: Any, runs: Sequence[NewRun]) -> None:
-    """Insert new current runs (pending, ready)."""
-    if runs:
-        await conn.execute(
-            _INSERT_RUNS,
-            [r.workflow_id for r in runs],
-            [r.run_id for r in runs],
-            [r.name for r in runs],
-            [r.queue for r in runs],
-            [r.input for r in runs],
-            [r.created_at for r in runs],
-            [r.parent_id for r in runs],
-            [r.parent_run_id for r in runs],
-            [r.timeout for r in runs],
-        )
+async def insert_runs(conn: Any, runs: Sequence[NewRun]) -> set[str]:
+    """Insert new current runs (pending, ready); returns the ids inserted (a run whose
+    workflow id has gained a current run since it was locked is not)."""
+    if not runs:
+        return set()
+    rows = await conn.fetch(
+        _INSERT_RUNS,
+        [r.workflow_id for r in runs],
+        [r.run_id for r in runs],
+        [r.name for r in runs],
+        [r.queue for r in runs],
+        [r.input for r in runs],
+        [r.created_at for r in runs],
+        [r.parent_id for r in runs],
+        [r.parent_run_id for r in runs],
+        [r.timeout for r in runs],
+    )
+    return {r["run_id"] for r in rows}
+
+
+async def _refuse_raced(conn: Any, p: Plan, children: Sequence[NewRun], now: float) -> None:
+    """Tell the parents of ``children``, whose ids a concurrent ``create_run`` took between
+    the plan's lookup (no current run: nothing to lock) and the insert, as the plan tells
+    those of children refused outright; a parent closing in this batch hears nothing."""
+    rows = await conn.fetch(
+        "SELECT workflow_id, run_id FROM runs WHERE workflow_id = ANY($1::text[]) AND is_current",
+        [c.workflow_id for c in children],
+    )
+    existing = {r["workflow_id"]: r["run_id"] for r in rows}
+    closed = {u.run_id for u in p.runs if u.closed}
+    items: list[Delivery] = []
+    for child in children:
+        parent_workflow, parent_run = p.parents[child.run_id]
+        if parent_run not in closed:
+            taken = existing.get(child.workflow_id, "unknown")
+            item = _plan.refused_child(child, parent_workflow, parent_run, taken)
+            items.append(Delivery(parent_run, item.kind, now, item.data))
+    await deliver(conn, items)
 
 
 def _state(row: Any) -> RunState:
@@ -304,7 +328,10 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
         await conn.execute(_DELETE_INBOX, p.consumed)
     if p.moves:
         await conn.execute(_MOVE_SIGNALS, *_columns(p.moves, 2), _ADDRESSED)
-    await insert_runs(conn, p.new_runs)
+    inserted = await insert_runs(conn, p.new_runs)
+    raced = [r for r in p.new_runs if r.run_id not in inserted and r.run_id in p.parents]
+    if raced:  # rare: costs a lookup and a delivery only then
+        await _refuse_raced(conn, p, raced, now)
     if p.cleared:
         await conn.execute(_CLEAR_PUBLISHED, p.cleared)
     if p.tasks:
