@@ -146,14 +146,15 @@ class Plan:
     demoted: list[str] = field(default_factory=list)
     #: 3. Journal rows (run_id, seq, kind, time, data).
     journal: list[tuple[str, int, str, float, bytes]] = field(default_factory=list)
-    #: 4. Inbox ids consumed: deleted (before moves, so a consumed item does not move).
+    #: 4. Inbox ids consumed: deleted.
     consumed: list[int] = field(default_factory=list)
-    #: 5. (old run, successor): move the old run's unconsumed WORKFLOW_ADDRESSED items.
-    moves: list[tuple[str, str]] = field(default_factory=list)
-    #: 6. Runs to insert, current, pending and ready: successors and children.
+    #: 5. Runs to insert, current, pending and ready: successors and children.
     new_runs: list[NewRun] = field(default_factory=list)
-    #: 7. Workflow ids whose published values are cleared (a child restarting an id).
+    #: 6. Workflow ids whose published values are cleared (a child restarting an id).
     cleared: list[str] = field(default_factory=list)
+    #: 7. (old run, successor): move the old run's unconsumed WORKFLOW_ADDRESSED items
+    #:    (after the consumed ones are deleted, so those stay behind).
+    moves: list[tuple[str, str]] = field(default_factory=list)
     #: 8. Tasks to insert (status ``running`` when created leased, else ``queued``).
     tasks: list[NewTask] = field(default_factory=list)
     #: 9. Timers to insert (run_id, seq, due_at, data).
@@ -179,11 +180,6 @@ class Plan:
     #: whom to tell, with `refused_child`, if the insert finds the id taken after all (a
     #: ``create_run`` racing a backend that does not lock absent rows).
     parents: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    @property
-    def woken(self) -> list[str]:
-        """The distinct runs ``deliveries`` go to, in id order (the order rows are locked)."""
-        return sorted({d.run_id for d in self.deliveries})
 
 
 def check_entries(steps: Sequence[StepCommit]) -> None:

@@ -326,14 +326,14 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
         await conn.execute(_INSERT_JOURNAL, *_columns(p.journal, 5))
     if p.consumed:
         await conn.execute(_DELETE_INBOX, p.consumed)
-    if p.moves:
-        await conn.execute(_MOVE_SIGNALS, *_columns(p.moves, 2), _ADDRESSED)
     inserted = await insert_runs(conn, p.new_runs)
     raced = [r for r in p.new_runs if r.run_id not in inserted and r.run_id in p.parents]
     if raced:  # rare: costs a lookup and a delivery only then
         await _refuse_raced(conn, p, raced, now)
     if p.cleared:
         await conn.execute(_CLEAR_PUBLISHED, p.cleared)
+    if p.moves:
+        await conn.execute(_MOVE_SIGNALS, *_columns(p.moves, 2), _ADDRESSED)
     if p.tasks:
         await conn.execute(
             _INSERT_TASKS,

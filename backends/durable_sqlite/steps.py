@@ -122,18 +122,18 @@ async def _write(conn: aiosqlite.Connection, p: Plan, now: float) -> None:
         )
     if p.consumed:
         await conn.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in p.consumed])
+    if p.new_runs:
+        await insert_runs(conn, p.new_runs)
+    if p.cleared:
+        await conn.executemany(
+            "DELETE FROM published WHERE workflow_id = ?", [(w,) for w in p.cleared]
+        )
     if p.moves:
         # Unconsumed items sent to the workflow id follow it; ids (their order) are kept.
         await conn.executemany(
             "UPDATE inbox SET run_id = ? WHERE run_id = ? "
             "AND kind IN (SELECT value FROM json_each(?))",
             [(new, old, _ADDRESSED) for old, new in p.moves],
-        )
-    if p.new_runs:
-        await insert_runs(conn, p.new_runs)
-    if p.cleared:
-        await conn.executemany(
-            "DELETE FROM published WHERE workflow_id = ?", [(w,) for w in p.cleared]
         )
     if p.tasks:
         await conn.executemany(
