@@ -16,11 +16,13 @@ General layout (one concept per module):
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
 - store       the storage contract (a small abstract class); backends live in backends/
+- plan        the group-commit rules as a pure function: fences, writes, routing, wake-ups
 - payload     msgpack payloads (never pickle), dataclasses rebuilt from type hints
 - clock       the one source of time: real, or virtual for tests
 - notify      in-process wake-ups between stores of one database
 - errors      DurableError and its shallow tree
-- testing     WorkflowEnvironment: in-process backend, worker and client with time skipping
+- testing     WorkflowEnvironment: in-process backend, worker and client with time skipping;
+              store_contract: the storage contract suite every backend must pass
 - cli         the `durable` command
 """
 

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from importlib.metadata import entry_points
+from typing import Literal, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
@@ -44,6 +45,7 @@ IfExists = Literal["return", "error", "restart"]
 CREATE_BATCH = 500  # most runs one create_runs transaction takes from concurrent create_run
 
 __all__ = [
+    "BACKENDS_GROUP",
     "CLOSED_STATUSES",
     "TOPIC_RUNS",
     "TOPIC_TASKS",
@@ -225,8 +227,12 @@ class NewTimer:
 class Outgoing:
     """An inbox item for another workflow (a parent hearing of its child, a child cancelled).
 
-    Delivered to run ``run_id`` if given and still open, else to the current run of
-    ``workflow_id`` if open; dropped silently if there is none.
+    With ``run_id``: delivered to that run of ``workflow_id`` if it is still open, else
+    dropped: a child's result reaches the parent run that started it, never a newer run of
+    the same workflow id. Except for the kinds in `journal.WORKFLOW_ADDRESSED` (signals,
+    cancellation: meant for the workflow, whichever run it is on), which then go to the
+    workflow's current run if open. Without ``run_id``: to the workflow's current run if
+    open. Dropped silently when there is no such run. (`durable.plan.route` is the rule.)
     """
 
     workflow_id: str
@@ -240,25 +246,39 @@ class StepCommit:
     """Everything one step of one run writes, committed atomically and fenced.
 
     The step is accepted only if, at commit time, ``runs.lease_owner == owner``, the lease
-    has not expired (``lease_expires_at > now``), ``history_length == expected_length``,
-    the run is not closed, and every task in ``finished_tasks`` still exists leased to
-    ``owner`` at the attempt given (an attempt declared lost, and retried, cannot deliver
-    its result late). Otherwise nothing of it is written.
+    has not expired (``lease_expires_at > now``: a lease expiring exactly at ``now`` has
+    expired, as claims see it), ``history_length == expected_length``, the run is not
+    closed, and every task in ``finished_tasks`` still exists leased to ``owner`` at the
+    attempt given (an attempt declared lost, and retried, cannot deliver its result late).
+    Otherwise nothing of it is written. Steps of one batch are judged in order, each
+    seeing what the accepted ones before it wrote (two steps of one run chain).
 
     Accepted, the store: appends ``entries`` (their seqs continue from
     ``expected_length``); deletes the ``consumed_inbox`` items; creates ``new_tasks``,
-    ``new_timers`` and ``new_runs`` (children; an existing workflow id is left alone);
-    deletes ``finished_tasks`` and ``cancelled_timers``; sets ``cancel_requested`` on
-    ``cancelled_tasks``; delivers ``outgoing``; upserts ``published``; sets
-    ``history_length``, ``updated_at`` and, when given, ``status`` (``running`` after the
-    first step), ``result``/``error``.
+    ``new_timers`` and ``new_runs``; deletes ``finished_tasks`` and ``cancelled_timers``;
+    sets ``cancel_requested`` on ``cancelled_tasks``; delivers ``outgoing`` (see
+    `Outgoing`; after the whole batch, so an item for a run closing in the same batch is
+    dropped); upserts ``published``; sets ``history_length``, ``updated_at``,
+    ``problem`` and, when given, ``status`` (``running`` after the first step),
+    ``result``/``error``.
+
+    ``new_runs`` are children. A child whose workflow id has an **open** current run is
+    not created: the committing run instead receives a ``child_failed`` inbox item
+    (`journal.ChildFailed` with status ``already_exists``, a ``WorkflowAlreadyExists``
+    error naming the running run, and ``run_id`` the child run that was not created) and
+    becomes ready. A child whose id's current run is **closed** becomes the new current run
+    (the old run stays, not current, and the id's published values are cleared, as
+    ``create_run(..., if_exists="restart")`` does).
 
     When ``status`` is closed: ``closed_at = now``; the run's remaining timers and queued
     tasks are deleted and its running tasks get ``cancel_requested``; the lease is released.
     When ``status == "continued_as_new"``, ``successor`` becomes the workflow's current run
-    (ready), the old run's ``continued_to`` names it, and the old run's unconsumed
-    ``signal`` inbox items move to it.
+    (ready), the old run's ``continued_to`` names it, and the old run's unconsumed inbox
+    items of `journal.WORKFLOW_ADDRESSED` kinds (signals, cancellation: sent to the
+    workflow id, not to that run) move to it, keeping their ids and so their order
+    before anything sent to the successor later.
     With ``release_lease`` the lease is released (``lease_owner = NULL``) after the step.
+    The rules are written once, in `durable.plan`; each backend applies its plan.
     """
 
     run_id: str
@@ -570,28 +590,45 @@ class Store(abc.ABC):
         await self.hub.wait(topics, timeout, since)
 
 
-def open_store(url: str) -> Store:
-    """The `Store` for ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``.
+#: The entry-point group a backend registers its `Store` class under, one name per URL scheme.
+BACKENDS_GROUP = "durable.backends"
 
-    Raises `StoreError` for an unknown scheme, and with the install command when the
-    backend's driver is missing.
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def open_store(url: str) -> Store:
+    """The `Store` for ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``, or a
+    URL of any other backend installed under the ``durable.backends`` entry-point group
+    (``[project.entry-points."durable.backends"]`` in its pyproject.toml: the URL scheme
+    names the `Store` subclass, which is called with the URL).
+
+    Raises `StoreError` for a scheme no installed backend serves (listing those that are),
+    and with the install command when the backend's driver is missing.
     """
     scheme = urlsplit(url).scheme.lower()
-    if scheme == "sqlite":
-        from durable_sqlite import SQLiteStore
-
-        return SQLiteStore(url)
-    if scheme in ("postgresql", "postgres"):
-        try:
-            import asyncpg  # noqa: F401
-        except ImportError:
-            raise StoreError(
-                "PostgreSQL support needs asyncpg: pip install 'durable-flow[postgres]'"
-            ) from None
-        from durable_postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise StoreError(
-        f"Unknown database URL {url!r}: use 'sqlite:///path/to/file.db' or "
-        "'postgresql://user@host/dbname'."
-    )
+    found = {ep.name.lower(): ep for ep in entry_points(group=BACKENDS_GROUP)}
+    if scheme not in found:
+        installed = ", ".join(f"{name}://" for name in sorted(found)) or "none"
+        raise StoreError(
+            f"Unknown database URL {_without_password(url)!r}: no installed backend serves "
+            f"{scheme + '://' if scheme else 'URLs without a scheme'} (installed: {installed}). "
+            "Use e.g. 'sqlite:///path/to/file.db' or 'postgresql://user@host/dbname'."
+        )
+    try:
+        cls = found[scheme].load()
+    except ImportError as exc:
+        # A backend whose driver is missing says how to install it (durable_postgres does).
+        raise StoreError(str(exc)) from None
+    if not (isinstance(cls, type) and issubclass(cls, Store)):
+        raise StoreError(
+            f"The {scheme!r} backend ({found[scheme].value}) is not a durable.store.Store "
+            'subclass: check its [project.entry-points."durable.backends"] entry.'
+        )
+    factory = cast("Callable[[str], Store]", cls)  # a concrete subclass: takes the URL
+    return factory(url)

@@ -105,7 +105,7 @@ def test_wheel_holds_exactly_the_three_packages_typed(wheel: Path) -> None:
     for package in PACKAGES:
         assert f"{package}/py.typed" in names
     # Every module of the source tree made it in, and nothing else did.
-    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "durable").glob("*.py")}
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "durable").rglob("*.py")}
     for package in ("durable_sqlite", "durable_postgres"):
         root = REPO / "backends"
         sources |= {p.relative_to(root).as_posix() for p in (root / package).glob("*.py")}
@@ -116,6 +116,13 @@ def test_wheel_holds_exactly_the_three_packages_typed(wheel: Path) -> None:
     assert "\nProvides-Extra: postgres\n" in metadata
     assert re.search(r"^Requires-Dist: asyncpg.*extra == \"postgres\"$", metadata, re.M)
     assert "durable = durable.cli:main" in entry_points
+    # open_store finds the backends through their entry points
+    assert "[durable.backends]" in entry_points
+    for line in (
+        "sqlite = durable_sqlite:SQLiteStore",
+        "postgres = durable_postgres:PostgresStore",
+    ):
+        assert line in entry_points
 
 
 def test_installed_durable_comes_from_the_install_dir(site: Path, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from durable.store import (
     NewTimer,
     StepCommit,
     TaskOutcome,
+    run_topic,
 )
 from durable_postgres import SCHEMA_VERSION, PostgresStore
 from durable_postgres import claims as pg_claims
@@ -459,6 +460,160 @@ async def test_commit_outcome_lost_in_flight_is_looked_up(
     assert await store.send("wf-1", "signal", b"twice", now) == "run-1"
     items = await admin.fetch(f'SELECT data FROM "{schema}".inbox ORDER BY id')
     assert [r["data"] for r in items] == [b"once", b"twice"]
+
+
+async def test_a_group_commit_notifies_other_processes_from_its_own_statements(
+    url: str,
+) -> None:
+    """The commit's NOTIFY rides on its run update, or on its last statement when a lease
+    goes back with items waiting: either way another hub hears it."""
+    async with (
+        PostgresStore(url) as a,
+        PostgresStore(url.replace("postgresql", "postgres", 1)) as b,
+    ):
+        now = time.time()
+        for i in range(2):
+            await a.create_run(_run(i, now), if_exists="error")
+        kw: dict[str, Any] = {"queues": ["default"], "names": ["wf"], "limit": 10}
+        assert len(await a.claim_runs("w", now=now, lease_until=now + 60, **kw)) == 2
+
+        async def heard(topic: str, commit: Any) -> float:
+            mark = b.watermark()
+            waiter = asyncio.create_task(b.wait([topic], timeout=30, since=mark))
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            await commit()
+            await asyncio.wait_for(waiter, 10)
+            return time.monotonic() - started
+
+        closing = StepCommit(
+            "run-0", "w", 0, [JournalEntry(1, "workflow_completed", now, b"")],
+            status="completed",
+        )  # fmt: skip
+        assert await heard(run_topic("wf-0"), lambda: _ok(a, closing, now)) < 10
+        await a.send("wf-1", "signal_received", b"came during the step", now)
+        released = StepCommit(
+            "run-1", "w", 0, [JournalEntry(1, "workflow_started", now, b"")],
+            release_lease=True,
+        )  # fmt: skip
+        assert await heard(TOPIC_RUNS, lambda: _ok(a, released, now)) < 10
+        [claimed] = await b.claim_runs("w2", now=now, lease_until=now + 60, **kw)
+        assert [i.data for i in claimed.inbox] == [b"came during the step"]
+
+
+async def _ok(store: PostgresStore, step: StepCommit, now: float) -> None:
+    assert await store.commit_steps([step], now) == [True]
+
+
+async def test_a_group_commit_whose_commit_was_lost_is_looked_up(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch reads its transaction id in its locking statement: after a COMMIT cut off
+    it asks the server, and reports the step accepted (run again, the fence would have
+    said rejected); a COMMIT that did not happen is run again and accepted."""
+    now = time.time()
+    for i in range(2):
+        await store.create_run(_run(i, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=2
+    )
+    original = asyncpg.transaction.Transaction.__aexit__
+    mode = {"fail": "after"}
+
+    async def flaky_exit(self: Any, et: Any, e: Any, tb: Any) -> Any:
+        if et is None and mode["fail"] == "after":
+            mode["fail"] = ""
+            await original(self, et, e, tb)  # committed, then the "connection drops"
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("lost during COMMIT")
+        if et is None and mode["fail"] == "before":
+            mode["fail"] = ""
+            await original(self, RuntimeError, RuntimeError(), None)  # rolled back
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("lost during COMMIT")
+        return await original(self, et, e, tb)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", flaky_exit)
+    monkeypatch.setattr(pg_connection, "RETRY_INITIAL", 0.01)
+    for run_id, fail in (("run-0", "after"), ("run-1", "before")):
+        mode["fail"] = fail
+        step = StepCommit(run_id, "w", 0, [JournalEntry(1, "workflow_started", now, b"")])
+        assert await store.commit_steps([step], now) == [True]
+        assert [e.seq for e in await store.read_journal(run_id)] == [1]
+
+
+async def test_a_group_commit_takes_no_separate_round_trip_for_xid_or_notify(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()
+    await store.create_run(_run(0, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=1
+    )
+    sent: list[str] = []
+    for method in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.Connection, method)
+
+        def spy(original: Any = original) -> Any:
+            async def call(self: Any, query: str, *args: Any, **kw: Any) -> Any:
+                sent.append(query)
+                return await original(self, query, *args, **kw)
+
+            return call
+
+        monkeypatch.setattr(asyncpg.Connection, method, spy())
+    step = StepCommit(
+        "run-0", "w", 0, [JournalEntry(1, "workflow_started", now, b"")], status="running"
+    )
+    assert await store.commit_steps([step], now) == [True]
+    statements = [q for q in sent if "pg_notify" in q or "txid_current" in q]
+    assert len(statements) == 2  # the locking SELECT and the run update
+    assert not any(q.strip().startswith("SELECT pg_notify") for q in sent)
+    assert "SELECT txid_current()" not in [q.strip() for q in sent]
+    work = [q for q in sent if q.strip().rstrip(";") not in ("BEGIN", "COMMIT")]
+    assert len(work) == 3  # lock the run, insert the journal row, update the run
+
+
+async def test_a_child_id_taken_by_a_racing_create_still_tells_the_parent(
+    store: PostgresStore, admin: Any, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child id with no run when the batch looks (nothing to lock) but taken by a
+    concurrent create_run before the insert: the parent gets child_failed, not silence."""
+    from durable import journal
+    from durable_postgres import commit as pg_commit
+
+    now = time.time()
+    await store.create_run(_run(0, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=1
+    )
+    original = pg_commit.lock_tasks
+
+    async def racing(conn: Any, task_ids: Any, closing: Any) -> Any:
+        await admin.execute(
+            f'INSERT INTO "{schema}".runs (workflow_id, run_id, is_current, name, queue, '
+            "status, input, created_at, updated_at, history_length, ready, parked) VALUES "
+            "('kid', 'kid-other', true, 'wf', 'default', 'pending', '', 0, 0, 0, true, false)"
+        )
+        return await original(conn, task_ids, closing)
+
+    monkeypatch.setattr(pg_commit, "lock_tasks", racing)
+    child = NewRun("kid", "kid-mine", "wf", "default", b"", now, "wf-0", "run-0")
+    step = StepCommit(
+        "run-0", "w", 0, [JournalEntry(1, "child_started", now, b"")], new_runs=[child]
+    )
+    assert await store.commit_steps([step], now) == [True]
+    monkeypatch.setattr(pg_commit, "lock_tasks", original)
+    current = await store.get_run("kid")
+    assert current is not None
+    assert current.run_id == "kid-other"
+    run = await store.get_run("wf-0")
+    assert run is not None
+    assert run.ready
+    rows = await admin.fetch(f'SELECT kind, data FROM "{schema}".inbox WHERE run_id = $1', "run-0")
+    [(kind, data)] = [(r["kind"], r["data"]) for r in rows]
+    record = journal.decode(kind, data)
+    assert isinstance(record, journal.ChildFailed)
+    assert (record.status, record.run_id) == ("already_exists", "kid-mine")
+    assert "'kid-other'" in record.error.message
 
 
 # ---- lock order ----------------------------------------------------------------------

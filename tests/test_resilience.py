@@ -92,6 +92,8 @@ async def test_100_workflows_survive_all_backends_terminated(pg_schema: str) -> 
 
 def test_missing_asyncpg_says_which_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "asyncpg", None)
+    for name in [m for m in sys.modules if m.split(".")[0] == "durable_postgres"]:
+        monkeypatch.delitem(sys.modules, name)  # as in a process where it never loaded
     with pytest.raises(StoreError, match=r"pip install 'durable-flow\[postgres\]'"):
         open_store("postgresql://localhost/app")
 

@@ -203,9 +203,8 @@ async def test_watching_one_more_workflow_catches_a_change_already_seen(tmp_path
     """The watcher is already running for workflow A when B's waiter reads B; another
     process commits to B and the watcher, looking at A only, takes in that data_version.
     B's wait must still return at once (it used to sleep out its timeout)."""
-    from storekit import start
-
     from durable.store import run_topic
+    from durable.testing.store_contract.kit import start
 
     path = tmp_path / "watch.db"
     async with open_store(f"sqlite:///{path}") as store:

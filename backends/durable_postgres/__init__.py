@@ -5,6 +5,13 @@ Module layout: `store` (the class), `commit` (group commit), `connection` (pool,
 `listener` (LISTEN/NOTIFY wake-ups), `schema` (tables, indexes, migrations).
 """
 
+try:
+    import asyncpg  # noqa: F401  (checked first, to say how to install it)
+except ImportError as exc:  # durable.store.open_store turns this into a StoreError
+    raise ImportError(
+        "PostgreSQL support needs asyncpg: pip install 'durable-flow[postgres]'", name="asyncpg"
+    ) from exc
+
 from .schema import SCHEMA_VERSION
 from .store import POLL_INTERVAL, PostgresStore
 

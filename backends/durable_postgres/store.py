@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.notify import hub_for
+from durable.plan import check_entries, lookups, plan
 from durable.store import (
     TOPIC_RUNS,
     TOPIC_TASKS,
@@ -50,8 +51,8 @@ from durable.store import (
     run_topic,
 )
 
-from . import claims, commit
-from .connection import Database, is_connection_error, parse_url
+from . import claims, commit, workers
+from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .schema import (
     RUN_COLUMNS,
@@ -61,13 +62,13 @@ from .schema import (
     run_record,
     task_record,
 )
+from .workers import WORKER_SILENCE_SECONDS
 
 __all__ = ["POLL_INTERVAL", "WORKER_SILENCE_SECONDS", "PostgresStore"]
 
 T = TypeVar("T")
 
 POLL_INTERVAL = 1.0  # seconds between re-queries while the LISTEN connection is down
-WORKER_SILENCE_SECONDS = 60.0  # a worker not heard from for this long is dropped from workers
 
 _INSERT_RUN = f"""
 INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, created_at,
@@ -78,23 +79,6 @@ RETURNING {RUN_COLUMNS}
 """
 _LOCK_CURRENT = f"""
 SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND is_current FOR UPDATE
-"""
-
-
-# Locking statements are plain scans (see durable_postgres.commit): lock, then write.
-_LOCK_MY_RUNS = """
-SELECT run_id FROM runs WHERE run_id = ANY($1::text[]) AND lease_owner = $2
-ORDER BY run_id FOR UPDATE
-"""
-_LOCK_MY_TASKS = """
-SELECT task_id, attempt, cancel_requested FROM tasks
-WHERE task_id = ANY($1::text[]) AND lease_owner = $2 ORDER BY task_id FOR UPDATE
-"""
-_RENEW_TASKS = """
-UPDATE tasks t SET lease_expires_at = $1,
-    heartbeat_details = COALESCE(u.details, t.heartbeat_details)
-FROM unnest($2::text[], $3::bytea[]) AS u(task_id, details)
-WHERE t.task_id = u.task_id
 """
 
 
@@ -388,12 +372,13 @@ class PostgresStore(Store):
         lands before (and terminate appends after it) or is rejected after."""
 
         async def op(conn: Any) -> tuple[bool, Collection[str]]:
-            parent = [parent_item] if parent_item is not None else []
-            rows = await commit.lock_runs(conn, [run_id], parent)  # with the parent's, in order
-            row = rows[0] if rows else None
-            if row is None or row["closed_at"] is not None:
+            # The run with its parent's runs (the named one, the current one), in order.
+            named = [parent_item.run_id] if parent_item and parent_item.run_id else []
+            parents = [parent_item.workflow_id] if parent_item else []
+            row = (await commit.lock_runs(conn, [run_id, *named], parents)).get(run_id)
+            if row is None or not row.open:
                 return False, ()
-            seq = row["history_length"] + 1
+            seq = row.history_length + 1
             await conn.execute(
                 "INSERT INTO journal (run_id, seq, kind, time, data) "
                 "VALUES ($1, $2, 'workflow_terminated', $3, $4)",
@@ -407,9 +392,10 @@ class PostgresStore(Store):
             )  # fmt: skip
             await commit.lock_tasks(conn, (), [run_id])
             await commit.close_leftovers(conn, [run_id])
-            topics = {run_topic(row["workflow_id"])}
-            if parent_item is not None:
-                await commit.deliver(conn, [parent_item], now)
+            topics = {run_topic(row.workflow_id)}
+            routed = await commit.route_one(conn, parent_item, now) if parent_item else None
+            if routed is not None:
+                await commit.deliver(conn, [routed])
                 topics.add(TOPIC_RUNS)
             return True, topics
 
@@ -420,40 +406,7 @@ class PostgresStore(Store):
     async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
         """See `Store.register_worker`. Unparking clears the run's ``problem`` and makes it
         ready, so it is claimed (and replayed with the new code) at once."""
-
-        async def op(conn: Any) -> tuple[None, Collection[str]]:
-            await conn.execute(
-                """INSERT INTO workers (worker_id, queues, workflows, activities, host, pid,
-                                        started_at, heartbeat_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                   ON CONFLICT (worker_id) DO UPDATE SET queues = EXCLUDED.queues,
-                       workflows = EXCLUDED.workflows, activities = EXCLUDED.activities,
-                       host = EXCLUDED.host, pid = EXCLUDED.pid,
-                       started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at""",
-                worker.worker_id, list(worker.queues), list(worker.workflows),
-                list(worker.activities), worker.host, worker.pid, worker.started_at,
-                worker.heartbeat_at,
-            )  # fmt: skip
-            if not unpark:
-                return None, ()
-            unparked = await conn.fetch(
-                "SELECT run_id, workflow_id FROM runs WHERE parked AND closed_at IS NULL "
-                "AND queue = ANY($1::text[]) AND name = ANY($2::text[]) "
-                "ORDER BY run_id FOR UPDATE",
-                list(worker.queues),
-                list(worker.workflows),
-            )
-            if unparked:
-                await conn.execute(
-                    "UPDATE runs SET parked = false, problem = NULL, ready = true "
-                    "WHERE run_id = ANY($1::text[])",
-                    [r["run_id"] for r in unparked],
-                )
-            if not unparked:
-                return None, ()
-            return None, {TOPIC_RUNS, *(run_topic(r["workflow_id"]) for r in unparked)}
-
-        await self._write(op)
+        await self._write(lambda conn: workers.register(conn, worker, unpark=unpark))
 
     async def heartbeat(
         self,
@@ -465,77 +418,15 @@ class PostgresStore(Store):
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
         """See `Store.heartbeat`. Workers silent for `WORKER_SILENCE_SECONDS` are deleted."""
-        run_ids = sorted(runs)
-        task_ids = sorted(tasks)
-
-        async def op(conn: Any) -> tuple[tuple[set[str], set[str]], Collection[str]]:
-            # Rows locked in id order, runs before tasks, as the group commit locks them:
-            # in table order, a heartbeat and a commit could deadlock (and stall a second).
-            kept_runs = [r["run_id"] for r in await conn.fetch(_LOCK_MY_RUNS, run_ids, worker_id)]
-            if kept_runs:
-                await conn.execute(
-                    "UPDATE runs SET lease_expires_at = $2 WHERE run_id = ANY($1::text[])",
-                    kept_runs,
-                    lease_until,
-                )
-            locked = await conn.fetch(_LOCK_MY_TASKS, task_ids, worker_id) if task_ids else []
-            kept_tasks = [r for r in locked if r["attempt"] == tasks[r["task_id"]][0]]
-            if kept_tasks:
-                ids = [r["task_id"] for r in kept_tasks]
-                await conn.execute(_RENEW_TASKS, lease_until, ids, [tasks[t][1] for t in ids])
-            registered = await conn.execute(
-                "UPDATE workers SET heartbeat_at = $2 WHERE worker_id = $1", worker_id, now
+        return await self._write(
+            lambda conn: workers.heartbeat(
+                conn, worker_id, runs=runs, tasks=tasks, now=now, lease_until=lease_until
             )
-            await conn.execute(  # SKIP LOCKED: two heartbeats never wait on each other here
-                "DELETE FROM workers WHERE worker_id IN (SELECT worker_id FROM workers "
-                "WHERE heartbeat_at < $1 ORDER BY worker_id FOR UPDATE SKIP LOCKED)",
-                now - WORKER_SILENCE_SECONDS,
-            )
-            lost = set(run_ids) - set(kept_runs)
-            lost |= set(task_ids) - {r["task_id"] for r in kept_tasks}
-            cancelled = {r["task_id"] for r in kept_tasks if r["cancel_requested"]}
-            if registered == "UPDATE 0":
-                lost.add(worker_id)
-            return (lost, cancelled), ()
-
-        return await self._write(op)
+        )
 
     async def deregister_worker(self, worker_id: str, now: float) -> None:
         """See `Store.deregister_worker`."""
-
-        async def op(conn: Any) -> tuple[None, Collection[str]]:
-            runs = await conn.fetch(
-                "SELECT run_id FROM runs WHERE lease_owner = $1 AND closed_at IS NULL "
-                "ORDER BY run_id FOR UPDATE",
-                worker_id,
-            )
-            if runs:
-                await conn.execute(
-                    "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = true "
-                    "WHERE run_id = ANY($1::text[])",
-                    [r["run_id"] for r in runs],
-                )
-            tasks = await conn.fetch(
-                "SELECT task_id FROM tasks WHERE lease_owner = $1 ORDER BY task_id FOR UPDATE",
-                worker_id,
-            )
-            if tasks:
-                await conn.execute(
-                    "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
-                    "lease_expires_at = NULL, visible_at = LEAST(visible_at, $2) "
-                    "WHERE task_id = ANY($1::text[])",
-                    [r["task_id"] for r in tasks],
-                    now,
-                )
-            await conn.execute("DELETE FROM workers WHERE worker_id = $1", worker_id)
-            topics = set()
-            if runs:
-                topics.add(TOPIC_RUNS)
-            if tasks:
-                topics.add(TOPIC_TASKS)
-            return None, topics
-
-        await self._write(op)
+        await self._write(lambda conn: workers.deregister(conn, worker_id, now))
 
     async def claim_runs(
         self,
@@ -571,16 +462,21 @@ class PostgresStore(Store):
         self._check_open()
         if not steps:
             return []
-        commit.check_entries(steps)
+        check_entries(steps)
+        needs = lookups(steps)
 
-        async def op(conn: Any) -> tuple[list[bool], Collection[str]]:
-            runs, tasks = await commit.lock(conn, steps)
-            plan = commit.plan(steps, runs, tasks, now)
-            if any(plan.accepted):
-                await commit.apply(conn, plan, now)
-            return plan.accepted, plan.topics
+        async def op(conn: Any, fold: Fold) -> tuple[int | None, list[bool], Collection[str]]:
+            # The transaction id and the NOTIFY ride on the batch's own statements.
+            xid, snapshot = await commit.lock(conn, needs)
+            p = plan(steps, snapshot, now)
+            if any(p.accepted):
+                await commit.apply(conn, p, now, fold)
+            return xid, p.accepted, p.topics
 
-        return await self._write(op)
+        accepted, topics = await self._db.write_folded(op)
+        if topics:
+            self.hub.notify(topics)
+        return accepted
 
     async def park(self, run_id: str, owner: str, problem: str) -> None:
         """See `Store.park`."""

@@ -1,71 +1,54 @@
-"""Group commit: many runs' fenced steps written in one transaction, a statement per kind.
+"""Group commit on SQLite: read what the fences need, apply `durable.plan`, one statement
+per kind of write.
 
-`commit_steps` runs inside the caller's ``BEGIN IMMEDIATE`` transaction, in two phases:
+`commit_steps` runs inside the caller's ``BEGIN IMMEDIATE`` transaction, which already
+holds the database's only write lock: nothing read here can change before the commit.
 
-1. **Check.** One query reads the fencing state of every run in the batch, one the lease of
-   every task the batch finishes. The steps are then judged in order against that state,
-   which is updated in memory as each accepted step would change it (so two steps of one
-   run in one batch chain correctly: the second sees the first's history length).
-   A rejected step contributes nothing.
-2. **Write.** The accepted steps' writes are gathered per kind (journal rows, inbox
-   deletes, tasks, timers, ...) and each kind is written with one ``executemany``, in an
-   order under which no write depends on a later one: run rows first (so a continued
-   run stops being current before its successor is inserted, and a run closing in this
-   batch receives no outgoing item), then inserts, then deletes and flags, then closing
-   clean-up (after the inserts, so it also covers tasks a closing step created), then
-   signal moves to successors (after the consumed items are deleted), then outgoing
-   items, and last the ready flag of runs whose lease was released with inbox items left.
+1. **Read.** One query reads the runs the batch needs (its own, the runs its items name,
+   the current runs of its children's and items' workflow ids), one the lease of every
+   task it finishes or cancels: a `durable.plan.Snapshot`.
+2. **Plan.** `durable.plan.plan` judges the steps and returns the writes of the accepted
+   ones (the rules live there, shared with the PostgreSQL backend).
+3. **Write.** Each field of the plan is written with one ``executemany``, in the plan's
+   order. A batch of a hundred steps thus costs a constant number of statements, not a
+   thousand round trips to the database thread.
 
-A batch of a hundred steps thus costs a dozen statements, not a thousand round trips to
-the database thread. Also here: `close_runs` and `deliver`, which `SQLiteStore.terminate`
-shares.
+Also here: `close_runs`, `deliver` and `insert_runs`, which `SQLiteStore` shares.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiosqlite
 
-from durable.store import (
-    CLOSED_STATUSES,
-    TOPIC_RUNS,
-    TOPIC_TASKS,
-    TOPIC_TIMERS,
-    NewRun,
-    Outgoing,
-    StepCommit,
-    run_topic,
-)
+from durable import plan as _plan
+from durable.journal import WORKFLOW_ADDRESSED
+from durable.plan import Delivery, Plan, RunState, Snapshot
+from durable.store import TOPIC_RUNS, NewRun, Outgoing, StepCommit
 
-__all__ = ["close_runs", "commit_steps", "deliver", "insert_runs"]
+__all__ = ["close_runs", "commit_steps", "deliver", "insert_runs", "read_runs", "route_one"]
 
-# The run an `Outgoing` item reaches: the named run if open, else the workflow's current
-# run if open, else none (see `Outgoing`).
-_TARGET = """COALESCE(
-    (SELECT run_id FROM runs
-        WHERE run_id = :run_id AND workflow_id = :workflow_id AND closed_at IS NULL),
-    (SELECT run_id FROM runs
-        WHERE workflow_id = :workflow_id AND is_current = 1 AND closed_at IS NULL))"""
+_ADDRESSED = json.dumps(sorted(WORKFLOW_ADDRESSED))  # inbox kinds that follow a workflow id
 
-_DELIVER = f"""INSERT INTO inbox (run_id, kind, time, data)
-    SELECT target, :kind, :time, :data FROM (SELECT {_TARGET} AS target)
-    WHERE target IS NOT NULL"""
-_MARK_TARGET_READY = f"UPDATE runs SET ready = 1 WHERE run_id = {_TARGET}"
+_READ_RUNS = """SELECT run_id, workflow_id, status, is_current, lease_owner,
+    lease_expires_at, history_length, ready, problem FROM runs
+    WHERE run_id IN (SELECT value FROM json_each(?))
+    OR (is_current = 1 AND workflow_id IN (SELECT value FROM json_each(?)))"""
 
-_INSERT_RUN = """INSERT {conflict} INTO runs (run_id, workflow_id, is_current, name, queue,
+_INSERT_RUN = """INSERT INTO runs (run_id, workflow_id, is_current, name, queue,
     status, input, created_at, updated_at, parent_id, parent_run_id, history_length, ready,
     parked, timeout)
     VALUES (?, ?, 1, ?, ?, 'pending', ?, ?, ?, ?, ?, 0, 1, 0, ?)"""
 
 _UPDATE_RUN = """UPDATE runs SET history_length = ?, updated_at = ?, status = ?,
     result = COALESCE(?, result), error = COALESCE(?, error), problem = ?,
-    closed_at = COALESCE(?, closed_at), lease_owner = ?, lease_expires_at = ?,
+    closed_at = CASE WHEN ? THEN ? ELSE closed_at END,
+    lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END,
     continued_to = COALESCE(?, continued_to),
-    is_current = CASE WHEN ? THEN 0 ELSE is_current END,
+    is_current = CASE WHEN ? IS NULL THEN is_current ELSE 0 END,
     ready = CASE WHEN ? THEN 0 ELSE ready END
     WHERE run_id = ?"""
 
@@ -78,120 +61,15 @@ def _json(values: Iterable[str]) -> str:
     return json.dumps(list(values))
 
 
-@dataclass(slots=True)
-class _Run:
-    """A run's fencing state, as the steps judged so far have left it."""
-
-    workflow_id: str
-    status: str
-    owner: str | None
-    expires: float | None
-    length: int
-
-
-@dataclass(slots=True)
-class _Writes:
-    """The accepted steps' writes, gathered per statement."""
-
-    runs: list[tuple[Any, ...]] = field(default_factory=list)
-    journal: list[tuple[Any, ...]] = field(default_factory=list)
-    consumed: list[tuple[int]] = field(default_factory=list)
-    successors: list[NewRun] = field(default_factory=list)
-    children: list[NewRun] = field(default_factory=list)
-    tasks: list[tuple[Any, ...]] = field(default_factory=list)
-    timers: list[tuple[Any, ...]] = field(default_factory=list)
-    finished: list[tuple[str]] = field(default_factory=list)
-    cancelled_timers: list[tuple[str, int]] = field(default_factory=list)
-    cancelled_tasks: list[tuple[str]] = field(default_factory=list)
-    closed: list[str] = field(default_factory=list)
-    moves: list[tuple[str, str]] = field(default_factory=list)  # (successor, old run)
-    outgoing: list[tuple[Outgoing, float]] = field(default_factory=list)
-    published: list[tuple[str, str, bytes]] = field(default_factory=list)
-    released: list[tuple[str]] = field(default_factory=list)  # leases handed back, still open
-    topics: set[str] = field(default_factory=set)
-
-
-def _check_entries(step: StepCommit) -> None:
-    for i, entry in enumerate(step.entries):
-        if entry.seq != step.expected_length + 1 + i:
-            raise ValueError(
-                f"Step of run {step.run_id!r}: entry {i} has seq {entry.seq}, expected "
-                f"{step.expected_length + 1 + i} (seqs continue from expected_length "
-                f"{step.expected_length}, gapless)."
-            )
-
-
-def _accept(step: StepCommit, run: _Run, now: float, out: _Writes) -> None:
-    """Record the writes of an accepted step and advance the run's in-memory state."""
-    old_status = run.status
-    run.length = step.expected_length + len(step.entries)
-    if step.status is not None:
-        run.status = step.status
-    closing = run.status in CLOSED_STATUSES
-    if closing or step.release_lease:
-        run.owner = run.expires = None
-    continued = closing and run.status == "continued_as_new" and step.successor is not None
-    out.runs.append(
-        (
-            run.length,
-            now,
-            run.status,
-            step.result,
-            step.error,
-            step.problem,
-            now if closing else None,
-            run.owner,
-            run.expires,
-            step.successor.run_id if continued and step.successor is not None else None,
-            continued,
-            closing,
-            step.run_id,
-        )
-    )
-    out.journal.extend((step.run_id, e.seq, e.kind, e.time, e.data) for e in step.entries)
-    out.consumed.extend((item_id,) for item_id in step.consumed_inbox)
-    for task in step.new_tasks:
-        leased = task.lease_owner is not None
-        out.tasks.append(
-            (
-                task.task_id,
-                task.run_id,
-                task.workflow_id,
-                task.seq,
-                task.name,
-                task.queue,
-                task.data,
-                task.attempt,
-                "running" if leased else "queued",
-                task.visible_at,
-                task.lease_owner,
-                task.lease_expires_at,
-                now,
-            )
-        )
-        if not leased:
-            out.topics.add(TOPIC_TASKS if task.visible_at <= now else TOPIC_TIMERS)
-    out.timers.extend((t.run_id, t.seq, t.due_at, t.data) for t in step.new_timers)
-    if step.new_timers:
-        out.topics.add(TOPIC_TIMERS)
-    out.finished.extend((task_id,) for task_id in step.finished_tasks)
-    out.cancelled_timers.extend((step.run_id, seq) for seq in step.cancelled_timers)
-    out.cancelled_tasks.extend((task_id,) for task_id in step.cancelled_tasks)
-    for child in step.new_runs:
-        out.children.append(child)
-        out.topics.update((TOPIC_RUNS, run_topic(child.workflow_id)))
-    out.outgoing.extend((item, now) for item in step.outgoing)
-    out.published.extend((run.workflow_id, k, v) for k, v in step.published.items())
-    if closing:
-        out.closed.append(step.run_id)
-    elif step.release_lease:
-        out.released.append((step.run_id,))
-    if continued and step.successor is not None:
-        out.successors.append(step.successor)
-        out.moves.append((step.successor.run_id, step.run_id))
-        out.topics.add(TOPIC_RUNS)
-    if closing or run.status != old_status or step.published:
-        out.topics.add(run_topic(run.workflow_id))
+async def read_runs(
+    conn: aiosqlite.Connection, run_ids: Iterable[str], workflow_ids: Iterable[str]
+) -> dict[str, RunState]:
+    """The runs ``run_ids`` and the current runs of ``workflow_ids``, by run id."""
+    rows = await conn.execute_fetchall(_READ_RUNS, (_json(run_ids), _json(workflow_ids)))
+    return {
+        r[0]: RunState(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], bool(r[7]), r[8])
+        for r in rows
+    }
 
 
 async def commit_steps(
@@ -203,137 +81,117 @@ async def commit_steps(
     Raises `ValueError` (before writing anything) when a step's entries do not continue
     gaplessly from its ``expected_length``: that is a bug in the caller, not a lost lease.
     """
-    for step in steps:
-        _check_entries(step)
-    run_ids = {step.run_id for step in steps}
-    runs = {
-        row[0]: _Run(row[1], row[2], row[3], row[4], row[5])
-        for row in await conn.execute_fetchall(
-            "SELECT run_id, workflow_id, status, lease_owner, lease_expires_at, history_length "
-            "FROM runs WHERE run_id IN (SELECT value FROM json_each(?))",
-            (_json(run_ids),),
-        )
-    }
-    task_ids = {task_id for step in steps for task_id in step.finished_tasks}
-    task_lease: dict[str, tuple[str | None, int]] = {}
-    if task_ids:
-        task_lease = {
+    _plan.check_entries(steps)
+    needs = _plan.lookups(steps)
+    runs = await read_runs(conn, needs.run_ids, needs.workflow_ids)
+    tasks: dict[str, tuple[str | None, int]] = {}
+    if needs.task_ids:
+        tasks = {
             row[0]: (row[1], row[2])
             for row in await conn.execute_fetchall(
                 "SELECT task_id, lease_owner, attempt FROM tasks "
                 "WHERE task_id IN (SELECT value FROM json_each(?))",
-                (_json(task_ids),),
+                (_json(needs.task_ids),),
             )
         }
-    out = _Writes()
-    accepted: list[bool] = []
-    for step in steps:
-        run = runs.get(step.run_id)
-        ok = (
-            run is not None
-            and run.owner == step.owner
-            and run.expires is not None
-            and run.expires > now
-            and run.length == step.expected_length
-            and run.status not in CLOSED_STATUSES
-            and all(
-                task_lease.get(t) == (step.owner, attempt)
-                for t, attempt in step.finished_tasks.items()
-            )
+    p = _plan.plan(steps, Snapshot(runs, tasks), now)
+    if any(p.accepted):
+        await _write(conn, p, now)
+    return p.accepted, p.topics
+
+
+async def _write(conn: aiosqlite.Connection, p: Plan, now: float) -> None:
+    """Write ``p`` in the order of its fields (see `durable.plan.Plan`)."""
+    if p.runs:
+        await conn.executemany(
+            _UPDATE_RUN,
+            [
+                (u.history_length, now, u.status, u.result, u.error, u.problem, u.closed, now,
+                 u.release, u.release, u.continued_to, u.continued_to, u.closed, u.run_id)
+                for u in p.runs
+            ],
+        )  # fmt: skip
+    if p.demoted:
+        await conn.executemany(
+            "UPDATE runs SET is_current = 0 WHERE run_id = ?", [(r,) for r in p.demoted]
         )
-        accepted.append(ok)
-        if ok and run is not None:
-            _accept(step, run, now, out)
-            for task_id in step.finished_tasks:
-                task_lease.pop(task_id, None)
-            for task in step.new_tasks:
-                task_lease[task.task_id] = (task.lease_owner, task.attempt)
-    if any(accepted):
-        await _write(conn, out, now)
-    return accepted, out.topics
-
-
-async def _write(conn: aiosqlite.Connection, out: _Writes, now: float) -> None:
-    if out.runs:
-        await conn.executemany(_UPDATE_RUN, out.runs)
-    if out.journal:
+    if p.journal:
         await conn.executemany(
             "INSERT INTO journal (run_id, seq, kind, time, data) VALUES (?, ?, ?, ?, ?)",
-            out.journal,
+            p.journal,
         )
-    if out.consumed:
-        await conn.executemany("DELETE FROM inbox WHERE id = ?", out.consumed)
-    if out.successors:
-        await insert_runs(conn, out.successors, or_ignore=False)
-    if out.children:
-        # A child whose workflow id already has a current run is left alone.
-        await insert_runs(conn, out.children, or_ignore=True)
-    if out.tasks:
-        await conn.executemany(_INSERT_TASK, out.tasks)
-    if out.timers:
+    if p.consumed:
+        await conn.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in p.consumed])
+    if p.new_runs:
+        await insert_runs(conn, p.new_runs)
+    if p.cleared:
+        await conn.executemany(
+            "DELETE FROM published WHERE workflow_id = ?", [(w,) for w in p.cleared]
+        )
+    if p.moves:
+        # Unconsumed items sent to the workflow id follow it; ids (their order) are kept.
+        await conn.executemany(
+            "UPDATE inbox SET run_id = ? WHERE run_id = ? "
+            "AND kind IN (SELECT value FROM json_each(?))",
+            [(new, old, _ADDRESSED) for old, new in p.moves],
+        )
+    if p.tasks:
+        await conn.executemany(
+            _INSERT_TASK,
+            [
+                (t.task_id, t.run_id, t.workflow_id, t.seq, t.name, t.queue, t.data,
+                 t.attempt, "queued" if t.lease_owner is None else "running", t.visible_at,
+                 t.lease_owner, t.lease_expires_at, now)
+                for t in p.tasks
+            ],
+        )  # fmt: skip
+    if p.timers:
         await conn.executemany(
             "INSERT OR IGNORE INTO timers (run_id, seq, due_at, data) VALUES (?, ?, ?, ?)",
-            out.timers,
+            p.timers,
         )
-    if out.finished:
-        await conn.executemany("DELETE FROM tasks WHERE task_id = ?", out.finished)
-    if out.cancelled_timers:
+    if p.finished:
+        await conn.executemany("DELETE FROM tasks WHERE task_id = ?", [(t,) for t in p.finished])
+    if p.cancelled_tasks:
         await conn.executemany(
-            "DELETE FROM timers WHERE run_id = ? AND seq = ?", out.cancelled_timers
+            "UPDATE tasks SET cancel_requested = 1 WHERE task_id = ?",
+            [(t,) for t in p.cancelled_tasks],
         )
-    if out.cancelled_tasks:
+    if p.cancelled_timers:
         await conn.executemany(
-            "UPDATE tasks SET cancel_requested = 1 WHERE task_id = ?", out.cancelled_tasks
+            "DELETE FROM timers WHERE run_id = ? AND seq = ?", p.cancelled_timers
         )
-    if out.closed:
-        await close_runs(conn, out.closed)
-    if out.moves:
-        await conn.executemany(
-            "UPDATE inbox SET run_id = ? WHERE run_id = ? AND kind = 'signal'", out.moves
-        )
-    if out.outgoing and await deliver(conn, out.outgoing):
-        out.topics.add(TOPIC_RUNS)
-    if out.published:
+    if p.closed:
+        await close_runs(conn, p.closed)
+    await deliver(conn, p.deliveries)
+    if p.published:
         await conn.executemany(
             "INSERT INTO published (workflow_id, key, value) VALUES (?, ?, ?) "
             "ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value",
-            out.published,
+            [(wf, key, value) for (wf, key), value in p.published.items()],
         )
-    if out.released:
+    if p.released:
         # Items that arrived after the claim and were not consumed must not be stranded
         # by the lease going back: the run is ready for whoever claims next.
         cursor = await conn.executemany(
             "UPDATE runs SET ready = 1 WHERE run_id = ? AND ready = 0 "
             "AND EXISTS (SELECT 1 FROM inbox WHERE inbox.run_id = runs.run_id)",
-            out.released,
+            [(r,) for r in p.released],
         )
         if cursor.rowcount > 0:
-            out.topics.add(TOPIC_RUNS)
+            p.topics.add(TOPIC_RUNS)
 
 
-async def insert_runs(
-    conn: aiosqlite.Connection, runs: Sequence[NewRun], *, or_ignore: bool
-) -> int:
-    """Insert ``runs`` as current, pending and ready; returns how many were inserted."""
-    cursor = await conn.executemany(
-        _INSERT_RUN.format(conflict="OR IGNORE" if or_ignore else ""),
+async def insert_runs(conn: aiosqlite.Connection, runs: Sequence[NewRun]) -> None:
+    """Insert ``runs`` as current, pending and ready."""
+    await conn.executemany(
+        _INSERT_RUN,
         [
-            (
-                r.run_id,
-                r.workflow_id,
-                r.name,
-                r.queue,
-                r.input,
-                r.created_at,
-                r.created_at,
-                r.parent_id,
-                r.parent_run_id,
-                r.timeout,
-            )
+            (r.run_id, r.workflow_id, r.name, r.queue, r.input, r.created_at, r.created_at,
+             r.parent_id, r.parent_run_id, r.timeout)
             for r in runs
         ],
-    )
-    return cursor.rowcount
+    )  # fmt: skip
 
 
 async def close_runs(conn: aiosqlite.Connection, run_ids: Sequence[str]) -> None:
@@ -347,21 +205,25 @@ async def close_runs(conn: aiosqlite.Connection, run_ids: Sequence[str]) -> None
     )
 
 
-async def deliver(conn: aiosqlite.Connection, items: Sequence[tuple[Outgoing, float]]) -> int:
-    """Append each `Outgoing` item (with its time) to its target's inbox and mark the target
-    ready; returns how many were delivered (the rest had no open target)."""
-    params = [
-        {
-            "run_id": item.run_id,
-            "workflow_id": item.workflow_id,
-            "kind": item.kind,
-            "time": time,
-            "data": item.data,
-        }
-        for item, time in items
-    ]
-    cursor = await conn.executemany(_DELIVER, params)
-    delivered = cursor.rowcount
-    if delivered > 0:
-        await conn.executemany(_MARK_TARGET_READY, params)  # extra keys are ignored
-    return delivered
+async def deliver(conn: aiosqlite.Connection, deliveries: Sequence[Delivery]) -> None:
+    """Append routed items to their runs' inboxes, in order, and mark those runs ready."""
+    if deliveries:
+        await conn.executemany(
+            "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
+            [(d.run_id, d.kind, d.time, d.data) for d in deliveries],
+        )
+        await conn.executemany(
+            "UPDATE runs SET ready = 1 WHERE run_id = ?",
+            [(r,) for r in sorted({d.run_id for d in deliveries})],
+        )
+
+
+async def route_one(conn: aiosqlite.Connection, item: Outgoing, now: float) -> Delivery | None:
+    """Where ``item`` goes now (`durable.plan.route`), read inside the caller's transaction."""
+    runs = await read_runs(conn, [item.run_id] if item.run_id else [], [item.workflow_id])
+    named = runs.get(item.run_id) if item.run_id is not None else None
+    current = next(
+        (r for r in runs.values() if r.is_current and r.workflow_id == item.workflow_id), None
+    )
+    target = _plan.route(item, named, current)
+    return Delivery(target, item.kind, now, item.data) if target is not None else None

@@ -73,6 +73,7 @@ from durable.store import (
 
 from . import claims as _claims
 from . import steps as _steps
+from . import workers as _workers
 from .schema import (
     RUN_COLUMNS,
     TASK_COLUMNS,
@@ -85,22 +86,16 @@ from .schema import (
     task_record,
     worker_record,
 )
+from .wakeups import POLL_FIRST, POLL_INTERVAL, Wakeups, _Seen
+from .workers import WORKER_GONE_SECONDS
 
 __all__ = ["BUSY_TIMEOUT", "POLL_FIRST", "POLL_INTERVAL", "WORKER_GONE_SECONDS", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write lock
-POLL_INTERVAL = 0.05  # most seconds between checks for other processes' commits while waiting
-POLL_FIRST = 0.005  # the first check's delay; doubling up to POLL_INTERVAL while nothing changes
-WORKER_GONE_SECONDS = 60.0  # a worker silent this long is dropped from `workers`
 
-_WORK_TOPICS = frozenset({TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS})
-_RUN_TOPIC = run_topic("")  # the prefix of every workflow's topic
-_OBSERVED_MAX = 10_000  # workflows whose last seen state a store remembers for its watcher
 
-# What a waiter on a workflow's topic may be waiting for: a new run, status, or step.
-_Seen = tuple[str, str, int] | None
 _SYNCHRONOUS = ("full", "normal")
 
 
@@ -166,7 +161,7 @@ async def _enable_wal(db: aiosqlite.Connection) -> None:
         await asyncio.sleep(0.01)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(Wakeups, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:
@@ -288,10 +283,6 @@ class SQLiteStore(Store):
         async with self._lock:
             return list(await self._conn().execute_fetchall(sql, params))
 
-    async def _data_version(self, db: aiosqlite.Connection) -> int:
-        rows = list(await db.execute_fetchall("PRAGMA data_version"))
-        return int(rows[0][0])
-
     # ---- client side -------------------------------------------------------------------
 
     async def create_runs(
@@ -331,7 +322,7 @@ class SQLiteStore(Store):
                     await db.execute(
                         "DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,)
                     )
-                await _steps.insert_runs(db, [run], or_ignore=False)
+                await _steps.insert_runs(db, [run])
                 results.append((pending_record(run), True))
                 topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
         if topics:
@@ -456,7 +447,9 @@ class SQLiteStore(Store):
                 (error, now, now, length + 1, run_id),
             )
             await _steps.close_runs(db, [run_id])
-            if parent_item is not None and await _steps.deliver(db, [(parent_item, now)]):
+            routed = await _steps.route_one(db, parent_item, now) if parent_item else None
+            if routed is not None:
+                await _steps.deliver(db, [routed])
                 topics.add(TOPIC_RUNS)
             topics.add(run_topic(workflow_id))
         self.hub.notify(topics)
@@ -467,29 +460,7 @@ class SQLiteStore(Store):
     async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
         """Record the worker and unpark the runs it serves (retried at once)."""
         async with self._write() as db:
-            await db.execute(
-                f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    worker.worker_id,
-                    _json(worker.queues),
-                    _json(worker.workflows),
-                    _json(worker.activities),
-                    worker.host,
-                    worker.pid,
-                    worker.started_at,
-                    worker.heartbeat_at,
-                ),
-            )
-            if not unpark:
-                return
-            cursor = await db.execute(
-                "UPDATE runs SET parked = 0, problem = NULL, ready = 1 WHERE parked = 1 "
-                "AND queue IN (SELECT value FROM json_each(?)) "
-                "AND name IN (SELECT value FROM json_each(?))",
-                (_json(worker.queues), _json(worker.workflows)),
-            )
-            unparked = cursor.rowcount
+            unparked = await _workers.register(db, worker, unpark=unpark)
         if unparked > 0:
             self.hub.notify([TOPIC_RUNS])
 
@@ -504,78 +475,14 @@ class SQLiteStore(Store):
     ) -> tuple[set[str], set[str]]:
         """Renew the worker's row and leases; return ``(lost, cancel_requested)``."""
         async with self._write() as db:
-            cursor = await db.execute(
-                "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id)
+            return await _workers.heartbeat(
+                db, worker_id, runs=runs, tasks=tasks, now=now, lease_until=lease_until
             )
-            registered = cursor.rowcount > 0
-            await db.execute(
-                "DELETE FROM workers WHERE heartbeat_at < ?", (now - WORKER_GONE_SECONDS,)
-            )
-            owned: set[str] = set()
-            if runs:
-                await db.execute(
-                    "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? "
-                    "AND run_id IN (SELECT value FROM json_each(?))",
-                    (lease_until, worker_id, _json(runs)),
-                )
-                rows = await db.execute_fetchall(
-                    "SELECT run_id FROM runs WHERE lease_owner = ? "
-                    "AND run_id IN (SELECT value FROM json_each(?))",
-                    (worker_id, _json(runs)),
-                )
-                owned = {row[0] for row in rows}
-            cancelled: set[str] = set()
-            if tasks:
-                await db.executemany(
-                    "UPDATE tasks SET lease_expires_at = ?, "
-                    "heartbeat_details = COALESCE(?, heartbeat_details) "
-                    "WHERE task_id = ? AND lease_owner = ? AND attempt = ?",
-                    [
-                        (lease_until, details, t, worker_id, attempt)
-                        for t, (attempt, details) in tasks.items()
-                    ],
-                )
-                rows = await db.execute_fetchall(
-                    "SELECT task_id, attempt, cancel_requested FROM tasks WHERE lease_owner = ? "
-                    "AND task_id IN (SELECT value FROM json_each(?))",
-                    (worker_id, _json(tasks)),
-                )
-                for task_id, attempt, cancel in rows:
-                    if tasks[task_id][0] != attempt:
-                        continue
-                    owned.add(task_id)
-                    if cancel:
-                        cancelled.add(task_id)
-        lost = (set(runs) | set(tasks)) - owned
-        if not registered:
-            lost.add(worker_id)
-        return lost, cancelled
 
     async def deregister_worker(self, worker_id: str, now: float) -> None:
         """Hand back the worker's run and task leases at once and delete its row."""
-        topics: set[str] = set()
         async with self._write() as db:
-            cursor = await db.execute(
-                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = 1 "
-                "WHERE lease_owner = ?",
-                (worker_id,),
-            )
-            if cursor.rowcount > 0:
-                topics.add(TOPIC_RUNS)
-            # A task of a closed run is not worth another attempt: drop it.
-            await db.execute(
-                "DELETE FROM tasks WHERE lease_owner = ? AND run_id IN "
-                "(SELECT run_id FROM runs WHERE closed_at IS NOT NULL)",
-                (worker_id,),
-            )
-            cursor = await db.execute(
-                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE lease_owner = ?",
-                (worker_id,),
-            )
-            if cursor.rowcount > 0:
-                topics.add(TOPIC_TASKS)
-            await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+            topics = await _workers.deregister(db, worker_id)
         self.hub.notify(topics)
 
     async def claim_runs(
@@ -694,118 +601,3 @@ class SQLiteStore(Store):
         """The registered workers not yet deregistered or dropped as silent."""
         rows = await self._read(f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at")
         return [worker_record(row) for row in rows]
-
-    # ---- wake-ups ----------------------------------------------------------------------
-
-    async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
-        """Wait on the hub; for work topics also return once another process has committed.
-
-        Another process's commit is seen by ``PRAGMA data_version`` (checked after
-        `POLL_FIRST`, then less often, up to every `POLL_INTERVAL`) differing from its value
-        at the start of this store's last
-        `claim_runs` / `claim_tasks` / `fire_timers` (the query feeding that topic), so a
-        commit between that query and this wait is not missed either. A workflow's topic
-        is compared with what this store's last `get_run` of it saw (``result()`` and
-        ``read()`` query it so), by the watcher task the module docstring describes.
-        """
-        workflows = [t[len(_RUN_TOPIC) :] for t in topics if t.startswith(_RUN_TOPIC)]
-        for workflow_id in workflows:
-            count = self._watched.get(workflow_id, 0)
-            self._watched[workflow_id] = count + 1
-            if not count:
-                # Another process may have committed to it since our get_run, and the
-                # watcher may already have seen that data_version (looking at others).
-                self._newly_watched = True
-        idle = self._watcher is None or self._watcher.done()
-        if workflows and idle and self._state == "open":
-            self._watcher = asyncio.create_task(self._watch())
-        try:
-            await self._wait(topics, timeout, since)
-        finally:
-            for workflow_id in workflows:
-                left = self._watched[workflow_id] - 1
-                if left:
-                    self._watched[workflow_id] = left
-                else:
-                    del self._watched[workflow_id]
-
-    async def _wait(self, topics: Collection[str], timeout: float, since: int | None) -> None:
-        work = [t for t in topics if t in _WORK_TOPICS]
-        if not work:
-            await self.hub.wait(topics, timeout, since)
-            return
-        db = self._conn()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        if since is None:
-            since = self.hub.generation
-        current = await self._data_version(db)
-        baselines = {self._seen.get(t, current) for t in work}
-        step = POLL_FIRST
-        while True:
-            if any(b != current for b in baselines):
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            pause = min(step, remaining)
-            step = min(step * 2, POLL_INTERVAL)
-            started = loop.time()
-            await self.hub.wait(topics, pause, since)
-            if loop.time() - started < pause * 0.9:
-                return  # notified in this process (a late one is caught on the next turn)
-            current = await self._data_version(self._conn())
-
-    def _observe(self, workflow_id: str, seen: _Seen) -> None:
-        """Remember what this store last saw of a workflow; a change announces itself to
-        the waiters in this process, which may have read it before the change."""
-        old = self._observed.pop(workflow_id, "unseen")
-        self._observed[workflow_id] = seen
-        if len(self._observed) > _OBSERVED_MAX:
-            # Forget the least recently seen that nobody waits on (a waiter's baseline stays).
-            for oldest in self._observed:
-                if oldest not in self._watched:
-                    del self._observed[oldest]
-                    break
-        if old != "unseen" and old != seen:
-            self.hub.notify([run_topic(workflow_id)])
-
-    async def _watch(self) -> None:
-        """While workflows are waited on, notice other processes' commits that changed them
-        (see the module docstring); ends when nobody waits."""
-        version: int | None = None
-        step = POLL_FIRST
-        try:
-            while True:
-                # Sleep first: a wait that an in-process notification ends within POLL_FIRST
-                # (the worker in this process) costs no query at all.
-                await asyncio.sleep(step)
-                step = min(step * 2, POLL_INTERVAL)
-                if not self._watched or self._db is None:
-                    break
-                current = await self._data_version(self._conn())
-                if current != version or self._newly_watched:
-                    version, self._newly_watched = current, False
-                    await self._look(list(self._watched))
-                    step = POLL_FIRST  # busy: the next change is likely soon
-        except StoreError:
-            pass  # closed meanwhile: waiters time out and query for themselves
-        except Exception:
-            # Waiters fall back to their own polling; the next wait starts a new watcher.
-            logger.exception("Watching %s for other processes' commits failed", self.path)
-        finally:
-            if self._watcher is asyncio.current_task():
-                self._watcher = None
-
-    async def _look(self, workflow_ids: list[str]) -> None:
-        found: dict[str, _Seen] = dict.fromkeys(workflow_ids)
-        for i in range(0, len(workflow_ids), 500):
-            rows = await self._read(
-                "SELECT workflow_id, run_id, status, history_length FROM runs "
-                "WHERE is_current = 1 AND workflow_id IN (SELECT value FROM json_each(?))",
-                (_json(workflow_ids[i : i + 500]),),
-            )
-            for workflow_id, run_id, status, length in rows:
-                found[workflow_id] = (run_id, status, length)
-        for workflow_id, seen in found.items():
-            self._observe(workflow_id, seen)

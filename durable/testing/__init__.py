@@ -70,11 +70,11 @@ import aiosqlite
 
 from durable_sqlite.claims import runs_claimable, tasks_claimable, timers_due
 
-from .client import Client, WorkflowHandle
-from .clock import RealClock, VirtualClock
-from .errors import StoreError
-from .store import CLOSED_STATUSES, TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, run_topic
-from .worker import Worker
+from ..client import Client, WorkflowHandle
+from ..clock import RealClock, VirtualClock
+from ..errors import StoreError
+from ..store import CLOSED_STATUSES, TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, run_topic
+from ..worker import Worker
 
 __all__ = ["WorkflowEnvironment"]
 

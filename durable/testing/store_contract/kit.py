@@ -1,15 +1,20 @@
-"""Helpers of the storage contract suite (tests/test_store.py, tests/test_store_work.py).
+"""Helpers of the storage contract suite, and its ``store`` fixture.
 
 Times are explicit floats, as the contract passes them; most leases run to `LEASE`, and
 `peek` looks at a run's inbox by claiming it, as a throw-away inspector, after all of them.
+Items are sent with the kinds clients really send (`SIGNAL` is ``signal_received``).
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
+from durable.journal import Kind
 from durable.store import (
     ClaimedRun,
     JournalEntry,
@@ -19,11 +24,36 @@ from durable.store import (
     Store,
     TaskRecord,
     WorkerRecord,
+    open_store,
 )
+
+__all__ = [
+    "AFTER",
+    "LEASE",
+    "SIGNAL",
+    "claim",
+    "claim_tasks",
+    "entries",
+    "journal_kinds",
+    "new_run",
+    "new_task",
+    "peek",
+    "start",
+    "store",
+    "worker",
+]
 
 LEASE = 100.0  # lease_until of most claims
 AFTER = 1000.0  # a time after every lease in these tests
+SIGNAL = Kind.SIGNAL_RECEIVED  # what clients send (never a made-up kind: STYLE 30)
 _peeks = itertools.count()  # each peek happens later than the last
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """An opened store on the fresh database ``store_url`` names, closed after the test."""
+    async with open_store(store_url) as opened:
+        yield opened
 
 
 def new_run(workflow_id: str, at: float = 1.0, **kw: Any) -> NewRun:
@@ -31,7 +61,8 @@ def new_run(workflow_id: str, at: float = 1.0, **kw: Any) -> NewRun:
     kw.setdefault("run_id", f"{workflow_id}-{uuid.uuid4().hex[:8]}")
     kw.setdefault("name", "wf")
     kw.setdefault("queue", "default")
-    return NewRun(workflow_id=workflow_id, input=b"in:" + workflow_id.encode(), created_at=at, **kw)
+    kw.setdefault("input", b"in:" + workflow_id.encode())
+    return NewRun(workflow_id=workflow_id, created_at=at, **kw)
 
 
 def entries(first: int, *kinds: str, at: float = 5.0) -> list[JournalEntry]:

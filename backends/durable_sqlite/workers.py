@@ -1,0 +1,136 @@
+"""Workers on SQLite: registration, heartbeats (renewing leases), and a graceful goodbye.
+
+Each function runs inside the caller's ``BEGIN IMMEDIATE`` transaction (`SQLiteStore`
+opens it and notifies afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+
+import aiosqlite
+
+from durable.store import TOPIC_RUNS, TOPIC_TASKS, WorkerRecord
+
+from .schema import WORKER_COLUMNS
+
+__all__ = ["WORKER_GONE_SECONDS", "deregister", "heartbeat", "register"]
+
+WORKER_GONE_SECONDS = 60.0  # a worker silent this long is dropped from `workers`
+
+
+def _json(values: Collection[str]) -> str:
+    return json.dumps(list(values))
+
+
+async def register(db: aiosqlite.Connection, worker: WorkerRecord, *, unpark: bool) -> int:
+    """Record ``worker`` (replacing its row) and, with ``unpark``, unpark the runs it
+    serves; returns how many were unparked."""
+    await db.execute(
+        f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            worker.worker_id,
+            _json(worker.queues),
+            _json(worker.workflows),
+            _json(worker.activities),
+            worker.host,
+            worker.pid,
+            worker.started_at,
+            worker.heartbeat_at,
+        ),
+    )
+    if not unpark:
+        return 0
+    cursor = await db.execute(
+        "UPDATE runs SET parked = 0, problem = NULL, ready = 1 WHERE parked = 1 "
+        "AND queue IN (SELECT value FROM json_each(?)) "
+        "AND name IN (SELECT value FROM json_each(?))",
+        (_json(worker.queues), _json(worker.workflows)),
+    )
+    return cursor.rowcount
+
+
+async def heartbeat(
+    db: aiosqlite.Connection,
+    worker_id: str,
+    *,
+    runs: Collection[str],
+    tasks: Mapping[str, tuple[int, bytes | None]],
+    now: float,
+    lease_until: float,
+) -> tuple[set[str], set[str]]:
+    """`durable.store.Store.heartbeat`: renew the worker's row and the leases it still
+    holds; returns ``(lost, cancel_requested)``."""
+    cursor = await db.execute(
+        "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id)
+    )
+    registered = cursor.rowcount > 0
+    await db.execute("DELETE FROM workers WHERE heartbeat_at < ?", (now - WORKER_GONE_SECONDS,))
+    owned: set[str] = set()
+    if runs:
+        await db.execute(
+            "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? "
+            "AND run_id IN (SELECT value FROM json_each(?))",
+            (lease_until, worker_id, _json(runs)),
+        )
+        rows = await db.execute_fetchall(
+            "SELECT run_id FROM runs WHERE lease_owner = ? "
+            "AND run_id IN (SELECT value FROM json_each(?))",
+            (worker_id, _json(runs)),
+        )
+        owned = {row[0] for row in rows}
+    cancelled: set[str] = set()
+    if tasks:
+        await db.executemany(
+            "UPDATE tasks SET lease_expires_at = ?, "
+            "heartbeat_details = COALESCE(?, heartbeat_details) "
+            "WHERE task_id = ? AND lease_owner = ? AND attempt = ?",
+            [
+                (lease_until, details, t, worker_id, attempt)
+                for t, (attempt, details) in tasks.items()
+            ],
+        )
+        rows = await db.execute_fetchall(
+            "SELECT task_id, attempt, cancel_requested FROM tasks WHERE lease_owner = ? "
+            "AND task_id IN (SELECT value FROM json_each(?))",
+            (worker_id, _json(tasks)),
+        )
+        for task_id, attempt, cancel in rows:
+            if tasks[task_id][0] != attempt:
+                continue
+            owned.add(task_id)
+            if cancel:
+                cancelled.add(task_id)
+    lost = (set(runs) | set(tasks)) - owned
+    if not registered:
+        lost.add(worker_id)
+    return lost, cancelled
+
+
+async def deregister(db: aiosqlite.Connection, worker_id: str) -> set[str]:
+    """Hand back the worker's run and task leases and delete its row; returns the topics
+    to notify."""
+    topics: set[str] = set()
+    cursor = await db.execute(
+        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = 1 "
+        "WHERE lease_owner = ?",
+        (worker_id,),
+    )
+    if cursor.rowcount > 0:
+        topics.add(TOPIC_RUNS)
+    # A task of a closed run is not worth another attempt: drop it.
+    await db.execute(
+        "DELETE FROM tasks WHERE lease_owner = ? AND run_id IN "
+        "(SELECT run_id FROM runs WHERE closed_at IS NOT NULL)",
+        (worker_id,),
+    )
+    cursor = await db.execute(
+        "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE lease_owner = ?",
+        (worker_id,),
+    )
+    if cursor.rowcount > 0:
+        topics.add(TOPIC_TASKS)
+    await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+    return topics
