@@ -29,7 +29,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
-from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
+import asyncpg
+
+from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.notify import hub_for
 from durable.plan import check_entries, lookups, plan
 from durable.store import (
@@ -473,7 +475,11 @@ class PostgresStore(Store):
                 await commit.apply(conn, p, now, fold)
             return xid, p.accepted, p.topics
 
-        accepted, topics = await self._db.write_folded(op)
+        try:
+            accepted, topics = await self._db.write_folded(op)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            # What a step holds breaks a constraint: the same batch would fail again.
+            raise StepDataError(f"a step's data breaks the database's rules: {exc}") from exc
         if topics:
             self.hub.notify(topics)
         return accepted

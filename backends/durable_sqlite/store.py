@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aiosqlite
 
-from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
+from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.notify import hub_for
 from durable.store import (
     CLOSED_STATUSES,
@@ -93,6 +93,14 @@ __all__ = ["BUSY_TIMEOUT", "POLL_FIRST", "POLL_INTERVAL", "WORKER_GONE_SECONDS",
 
 logger = logging.getLogger(__name__)
 
+# Driver errors a commit raises on what a step holds, not on the database being out of reach.
+_DATA_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    OverflowError,
+)
 BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write lock
 
 
@@ -514,8 +522,12 @@ class SQLiteStore(Wakeups, Store):
         """Commit many runs' steps in one transaction (group commit); see `StepCommit`."""
         if not steps:
             return []
-        async with self._write() as db:
-            accepted, topics = await _steps.commit_steps(db, steps, now)
+        try:
+            async with self._write() as db:
+                accepted, topics = await _steps.commit_steps(db, steps, now)
+        except _DATA_ERRORS as exc:
+            # What a step holds breaks a constraint: the same batch would fail again.
+            raise StepDataError(f"a step's data breaks the database's rules: {exc}") from exc
         if topics:
             self.hub.notify(topics)
         return accepted

@@ -4,7 +4,9 @@ A lease is expired at ``now`` when ``lease_expires_at <= now``, everywhere: a st
 lease expires exactly at ``now`` is rejected (``lease_expires_at > now`` is required),
 and at that same instant another worker may claim the run or the task; one tick earlier
 neither happens. A payload of exactly `durable.payload.MAX_PAYLOAD_BYTES` (the largest a
-user may pass or return) is stored and read back intact wherever one goes.
+user may pass or return) is stored and read back intact wherever one goes. A batch that
+breaks a constraint of the database with one step's data raises `StepDataError` and writes
+nothing (the worker then commits its steps apart).
 
 See `durable.testing.store_contract` for how a backend runs it.
 """
@@ -13,12 +15,16 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
+from durable.errors import StepDataError
 from durable.payload import MAX_PAYLOAD_BYTES
 from durable.store import JournalEntry, NewTask, StepCommit, Store, TaskOutcome
 
 from .kit import SIGNAL, claim, claim_tasks, entries, new_run, new_task, start
 
 __all__ = [
+    "test_a_batch_whose_step_breaks_a_constraint_raises_step_data_error",
     "test_a_lease_is_expired_for_claims_at_exactly_its_expiry",
     "test_a_lease_is_expired_for_commits_at_exactly_its_expiry",
     "test_a_task_lease_is_expired_for_claims_at_exactly_its_expiry",
@@ -112,3 +118,19 @@ async def test_payloads_of_exactly_the_size_limit_are_stored_and_read_back(store
     final = await store.get_run("big")
     assert final is not None
     assert final.result == blob(7)
+
+
+async def test_a_batch_whose_step_breaks_a_constraint_raises_step_data_error(
+    store: Store,
+) -> None:
+    good = await _leased(store, "good")
+    bad = await _leased(store, "bad")
+    steps = [
+        StepCommit(good, "w1", 1, entries(2, "marker")),
+        StepCommit(bad, "w1", 1, entries(2, "published"), published={None: b"v"}),  # type: ignore[dict-item]
+    ]
+    with pytest.raises(StepDataError, match="breaks the database's rules"):
+        await store.commit_steps(steps, 6.0)
+    for run_id in (good, bad):
+        assert [e.seq for e in await store.read_journal(run_id)] == [1]  # nothing written
+    assert await store.commit_steps(steps[:1], 6.0) == [True]
