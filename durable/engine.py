@@ -559,7 +559,7 @@ class WorkflowRun:
             return
         if isinstance(exc, NonDeterminismError):
             return  # already recorded; apply() raises it
-        error = RemoteError.from_exception(exc)
+        error = payload.error_record(exc)
         self._close(Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()})
 
     def _close(self, outcome: Outcome, kind: str, data: dict[str, Any]) -> None:
