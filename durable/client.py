@@ -200,8 +200,9 @@ class WorkflowHandle(Generic[T]):
 
         Raises `WorkflowNotFound` if there is no such workflow or it has closed, `TypeError`
         if ``name`` is not a non-empty ``str`` (the name ``wait_signal`` waits for), and
-        `SerializationError` if ``value`` cannot be encoded, or could not be decoded back by
-        the worker (a dataclass used as a dict key, for one): nothing is sent then.
+        `SerializationError` if ``value`` cannot be encoded or could not be decoded back by
+        the worker: nothing is sent then (the worker can only log a signal it cannot read,
+        so the value is decoded once here, though `encode` already promises it decodes).
         """
         if not isinstance(name, str) or not name:
             raise TypeError(

@@ -41,7 +41,9 @@ a hint (no hint, `Any`, a plain `dict`, a signal's value) it comes back as its r
 
 Only the types above are encoded: anything else, including a raw `msgpack.ExtType` or
 `msgpack.Timestamp` (which the packer would otherwise write as they are), is refused with
-`SerializationError`, so whatever `encode` accepts, `decode` reads back.
+`SerializationError`, so whatever `encode` accepts, `decode` reads back. That includes a
+frozen dataclass used as a dict key or set member: decoded without a hint, its map comes back
+as a dict subclass hashed by its keys (and every map of that payload with it).
 
 Encoding runs in msgpack's C packer; a value the packer cannot handle is walked once more in
 Python only to name the offending path in the error (as is, rarely, a value whose bytes
@@ -487,18 +489,37 @@ class _BadExtension(ValueError):
     """An extension value that is well-formed but cannot be rebuilt here."""
 
 
-def _unpack(data: bytes, hook: _Hook) -> Any:
-    return msgpack.unpackb(data, ext_hook=hook, raw=False, strict_map_key=False, use_list=True)
+class _Key(dict[Any, Any]):
+    """A map decoded where only a hashable value fits: a dict key or a set member, as a
+    frozen dataclass (a map of its fields) can be. Equal to the plain dict; hashed by its
+    keys. A hint rebuilds the dataclass from it like from any map."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
+
+
+def _unpack(data: bytes, hook: _Hook, keys: bool = False) -> Any:
+    return msgpack.unpackb(
+        data,
+        ext_hook=hook,
+        object_hook=_Key if keys else None,
+        raw=False,
+        strict_map_key=False,
+        use_list=True,
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _ext_hook(enums: frozenset[type[enum.Enum]]) -> _Hook:
-    """The ext hook that rebuilds Enum values into the classes in `enums` only."""
+def _ext_hook(enums: frozenset[type[enum.Enum]], keys: bool = False) -> _Hook:
+    """The ext hook that rebuilds Enum values into the classes in `enums` only. With `keys`,
+    maps inside come back as `_Key` (for the rare payload a plain unpack cannot hold)."""
     classes = {f"{cls.__module__}:{cls.__qualname__}": cls for cls in enums}
 
     def hook(code: int, data: bytes) -> object:
         if code == _ENUM:
-            name, value = _unpack(data, hook)
+            name, value = _unpack(data, hook, keys)
             cls = classes.get(name) if isinstance(name, str) else None
             if cls is None:  # a class the receiving code does not name: the raw value
                 return value
@@ -508,7 +529,12 @@ def _ext_hook(enums: frozenset[type[enum.Enum]]) -> _Hook:
                 message = f"{value!r} is not a member of {name} (was it removed?)"
                 raise _BadExtension(message) from None
         if code in (_TUPLE, _SET, _FROZENSET):
-            return _CONTAINERS[code](_unpack(data, hook))
+            try:
+                return _CONTAINERS[code](_unpack(data, hook, keys))
+            except TypeError:  # a set of maps (frozen dataclasses): members made hashable
+                if keys or code == _TUPLE:
+                    raise
+                return _CONTAINERS[code](_unpack(data, _ext_hook(enums, True), True))
         decoder = _DECODERS.get(code)
         if decoder is None:
             raise _BadExtension(f"unknown extension type {code} (written by a newer durable?)")
@@ -550,12 +576,15 @@ _DECODERS: dict[int, Callable[[bytes], object]] = {
     _BIGINT: lambda data: int.from_bytes(data, "big", signed=True),
 }
 
-_PLAIN = _ext_hook(frozenset())
+_NO_ENUMS: frozenset[type[enum.Enum]] = frozenset()
 
 
-def _decode_plain(data: bytes, hook: _Hook, what: str) -> Any:
+def _decode_plain(data: bytes, enums: frozenset[type[enum.Enum]], what: str) -> Any:
     try:
-        return _unpack(data, hook)
+        try:
+            return _unpack(data, _ext_hook(enums))
+        except TypeError:  # a map used as a dict key (a frozen dataclass): made hashable
+            return _unpack(data, _ext_hook(enums, True), True)
     except _BadExtension as exc:
         raise SerializationError(f"Cannot decode {what}: {exc}.") from None
     except Exception as exc:
@@ -582,9 +611,9 @@ def decode(data: bytes, hint: object = None, *, what: str = "value", root: str =
             or `hint` holds a union of dataclasses that cannot be told apart.
     """
     if hint is None:
-        return _decode_plain(data, _PLAIN, what)
+        return _decode_plain(data, _NO_ENUMS, what)
     plan = hints.plan(hint)
-    return hints.rebuild(plan.convert, _decode_plain(data, _ext_hook(plan.enums), what), what, root)
+    return hints.rebuild(plan.convert, _decode_plain(data, plan.enums, what), what, root)
 
 
 def decode_args(
@@ -601,7 +630,7 @@ def decode_args(
     """
     layout = _layout(fn)
     what = what or f"arguments of {_name(fn)}()"
-    plain = _decode_plain(data, _ext_hook(layout.enums), what)
+    plain = _decode_plain(data, layout.enums, what)
     if not (
         isinstance(plain, dict)
         and isinstance(plain.get("args"), list)
@@ -621,5 +650,5 @@ def decode_result(fn: Callable[..., Any], data: bytes, *, what: str | None = Non
     """
     plan = _layout(fn).result
     what = what or f"result of {_name(fn)}()"
-    value = _decode_plain(data, _ext_hook(plan.enums), what)
+    value = _decode_plain(data, plan.enums, what)
     return hints.rebuild(plan.convert, value, what, "result")

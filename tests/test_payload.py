@@ -305,6 +305,29 @@ def test_raw_extension_argument_is_refused_naming_the_parameter() -> None:
         )
 
 
+def test_frozen_dataclasses_as_set_members_and_dict_keys_round_trip() -> None:
+    places = {Address("Oslo"), Address("Rome", "00100")}
+    assert roundtrip(places, set[Address]) == places
+    assert roundtrip(frozenset(places), frozenset[Address]) == frozenset(places)
+    assert roundtrip({(Address("Oslo"), 1)}, set[tuple[Address, int]]) == {(Address("Oslo"), 1)}
+    by_place = {Address("Oslo"): [Item("a")], Address("Rome"): []}
+    decoded = roundtrip(by_place, dict[Address, list[Item]])
+    assert decoded == by_place
+    assert type(next(iter(decoded))) is Address
+    assert type(decoded[Address("Oslo")][0]) is Item
+
+
+def test_frozen_dataclass_keys_without_a_hint_come_back_as_hashable_maps() -> None:
+    decoded = roundtrip({Address("Oslo"): 1, "plain": {"k": 2}})
+    key = next(iter(decoded))
+    assert key == {"city": "Oslo", "zip": None}
+    assert decoded[key] == 1
+    assert decoded["plain"] == {"k": 2}
+    members = roundtrip({Address("Oslo")})
+    assert members == {next(iter(members))}
+    assert next(iter(members)) == {"city": "Oslo", "zip": None}
+
+
 def test_ext_header_bytes_without_an_extension_value_encode_normally() -> None:
     # 0xd4-0xd8 and 0xc7-0xc9 bytes inside strings and binaries trigger the check, which
     # must then find nothing and let the value through unchanged.
