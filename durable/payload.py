@@ -577,12 +577,13 @@ _DECODERS: dict[int, Callable[[bytes], object]] = {
 }
 
 _NO_ENUMS: frozenset[type[enum.Enum]] = frozenset()
+_PLAIN = _ext_hook(_NO_ENUMS)  # the hot path: every journal record is decoded with it
 
 
 def _decode_plain(data: bytes, enums: frozenset[type[enum.Enum]], what: str) -> Any:
     try:
         try:
-            return _unpack(data, _ext_hook(enums))
+            return _unpack(data, _ext_hook(enums) if enums else _PLAIN)
         except TypeError:  # a map used as a dict key (a frozen dataclass): made hashable
             return _unpack(data, _ext_hook(enums, True), True)
     except _BadExtension as exc:
