@@ -18,7 +18,7 @@ import msgpack
 import pytest
 
 from durable import payload
-from durable.errors import RemoteError, SerializationError
+from durable.errors import ApplicationError, RemoteError, SerializationError
 
 
 class Color(enum.Enum):
@@ -631,3 +631,14 @@ def test_payload_over_the_limit_is_refused_with_the_fix() -> None:
 def test_corrupt_bytes_are_a_serialization_error(data: bytes) -> None:
     with pytest.raises(SerializationError, match="Cannot decode signal 'paid'"):
         payload.decode(data, what="signal 'paid'")
+
+
+def test_error_record_keeps_storable_details_and_replaces_the_rest_with_a_note() -> None:
+    kept = payload.error_record(ApplicationError("declined", details={"code": 51}))
+    assert kept.details == {"code": 51}
+    odd = payload.error_record(ApplicationError("odd", details={"sock": object()}))
+    assert "object object" in odd.details["unstorable"]
+    assert "Cannot serialize ApplicationError details" in odd.details["why"]
+    big = payload.error_record(ApplicationError("big", details=b"x" * 70_000))
+    assert "payload limit" in big.details["why"]
+    assert payload.decode(payload.encode(odd.to_dict()))["details"] == odd.details
