@@ -155,7 +155,11 @@ def _walk(hint: object, seen: set[type], enums: set[type[enum.Enum]]) -> bool:
     seen.add(cls)
     if issubclass(cls, enum.Enum):
         enums.add(cls)
-    elif dataclasses.is_dataclass(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields")):
+    elif (
+        dataclasses.is_dataclass(cls)
+        or typing.is_typeddict(cls)
+        or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
+    ):
         field_hints = _class_hints(cls)
         if field_hints is None:
             return False
@@ -191,7 +195,7 @@ def _check_union(hint: object, members: tuple[object, ...]) -> None:
         return
     for member in members:
         origin = typing.get_origin(_unwrap(member)) or _unwrap(member)
-        if origin in _MAPPINGS:
+        if origin in _MAPPINGS or typing.is_typeddict(origin):
             raise SerializationError(
                 f"Cannot use the type hint {_hint_name(hint)}: a {classes[0].__qualname__} "
                 f"travels as the map of its fields, so it cannot be told from "
@@ -335,6 +339,8 @@ def _build_converter(hint: object) -> _Convert | None:
         return _set(item, frozenset if origin is frozenset else set)
     if origin in _MAPPINGS:
         return _mapping(item, _converter(args[1]) if args else None)
+    if typing.is_typeddict(origin):
+        return _typed_dict(origin)
     if dataclasses.is_dataclass(origin):
         return _Dataclass(origin)
     if issubclass(origin, enum.Enum):
@@ -487,6 +493,43 @@ def _mapping(key: _Convert | None, item: _Convert | None) -> _Convert:
                 out[converted_key] = v if item is None else item(v)
             except Mismatch as exc:
                 exc.segments.append(f"[{k!r}]")
+                raise
+        return out
+
+    return convert
+
+
+def _typed_dict(cls: type) -> _Convert:
+    """A TypedDict stays a dict (isinstance checks on it raise); its keys are fitted to their
+    hints, and its required keys must be there."""
+    try:  # with extras, to read Required/NotRequired (lost in string annotations otherwise)
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # unresolvable: any dict fits
+        hints = {}
+    items: dict[str, _Convert | None] = {}
+    required = set()
+    total = getattr(cls, "__total__", True)
+    for key, hint in hints.items():
+        wrapper = typing.get_origin(hint)
+        if wrapper is typing.NotRequired or wrapper is typing.Required:
+            hint = typing.get_args(hint)[0]
+        if wrapper is typing.Required or (wrapper is not typing.NotRequired and total):
+            required.add(key)
+        items[key] = _converter(hint)
+
+    def convert(value: object) -> object:
+        if not isinstance(value, dict):
+            raise Mismatch(f"expected {cls.__qualname__} (a dict), got {_got(value)}")
+        missing = sorted(required - value.keys())
+        if missing:
+            raise Mismatch(f"missing required key {missing[0]!r} of {cls.__qualname__}")
+        out = {}
+        for key, item in value.items():
+            convert_item = items.get(key)
+            try:
+                out[key] = item if convert_item is None else convert_item(item)
+            except Mismatch as exc:
+                exc.segments.append(f"[{key!r}]")
                 raise
         return out
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, NamedTuple, NewType, Optional, Union
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NamedTuple,
+    NewType,
+    NotRequired,
+    Optional,
+    TypedDict,
+    Union,
+)
 from uuid import UUID
 
 import msgpack
@@ -319,6 +329,27 @@ def test_mapping_hints_refuse_what_is_not_a_map() -> None:
     for hint in (dict[str, int], dict, Mapping[str, Any]):
         with pytest.raises(SerializationError, match="expected a dict, got a list"):
             plain([1], hint)
+
+
+class Basket(TypedDict):
+    owner: Cat
+    colors: NotRequired[list[Color]]
+
+
+def test_typed_dict_stays_a_dict_with_its_values_rebuilt() -> None:
+    decoded = roundtrip({"owner": Cat("tom"), "colors": [Color.RED], "extra": 1}, Basket)
+    assert decoded == {"owner": Cat("tom"), "colors": [Color.RED], "extra": 1}
+    assert type(decoded) is dict
+    assert type(decoded["owner"]) is Cat
+    assert decoded["colors"][0] is Color.RED
+    with pytest.raises(SerializationError, match="missing required key 'owner' of Basket"):
+        plain({"colors": []}, Basket)
+    with pytest.raises(SerializationError, match=r"value\['owner'\]\.lives .*expected int"):
+        plain({"owner": {"name": "x", "lives": "9"}}, Basket)
+    with pytest.raises(SerializationError, match=r"expected Basket \(a dict\), got a list"):
+        plain([], Basket)
+    with pytest.raises(SerializationError, match="cannot be told from"):
+        plain({}, Cat | Basket)
 
 
 # --- enums, scalars, literals -------------------------------------------------------------
