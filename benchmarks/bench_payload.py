@@ -4,7 +4,8 @@
 
 Cases: a typical small step payload (a dict of a few strings and ints with a list of 10
 dicts), the same as a dataclass rebuilt from its hint, and a call's arguments through
-encode_args/decode_args. Raw msgpack is shown as the floor.
+encode_args/decode_args (a dataclass with a keyword, and the common case of a few plain
+positional arguments, which replay decodes for every step). Raw msgpack is shown as the floor.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def place(order: Order, retries: int = 0) -> Order:
     return order
 
 
+def step(order_id: str, attempt: int) -> str:
+    return order_id
+
+
 SMALL = {
     "id": "ord_123",
     "customer": "cus_9",
@@ -66,6 +71,7 @@ def rate(fn: Callable[[], object]) -> float:
 def main() -> None:
     small, order = payload.encode(SMALL), payload.encode(ORDER)
     args = payload.encode_args(place, (ORDER,), {"retries": 1}, what="bench")
+    pos = payload.encode_args(step, ("ord_123", 3), {}, what="bench")
     rows = [
         ("msgpack.packb (dict, floor)", rate(lambda: msgpack.packb(SMALL)), len(small)),
         ("msgpack.unpackb (dict, floor)", rate(lambda: msgpack.unpackb(small)), len(small)),
@@ -80,6 +86,12 @@ def main() -> None:
             len(args),
         ),
         ("decode_args(dataclass)", rate(lambda: payload.decode_args(place, args)), len(args)),
+        (
+            "encode_args(str, int)",
+            rate(lambda: payload.encode_args(step, ("ord_123", 3), {}, what="b")),
+            len(pos),
+        ),
+        ("decode_args(str, int)", rate(lambda: payload.decode_args(step, pos)), len(pos)),
     ]
     print(f"{'operation':<32}{'ops/s':>12}{'µs/op':>9}{'bytes':>8}")
     for name, ops, size in rows:

@@ -17,7 +17,9 @@ General layout (one concept per module):
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
 - store       the storage contract (a small abstract class); backends live in backends/
 - plan        the group-commit rules as a pure function: fences, writes, routing, wake-ups
-- payload     msgpack payloads (never pickle), dataclasses rebuilt from type hints
+- payload     msgpack payloads (never pickle): the wire format, encode and decode
+- hints       rebuilding decoded values from type hints (dataclasses, enums, unions)
+- layout      per-function parameter layouts: fast call binding, argument rebuilding
 - clock       the one source of time: real, or virtual for tests
 - notify      in-process wake-ups between stores of one database
 - errors      DurableError and its shallow tree

@@ -178,12 +178,22 @@ class WorkflowHandle(Generic[T]):
     async def signal(self, name: str, value: Any = None) -> None:
         """Send a signal: the workflow's next ``wait_signal(name)`` receives ``value``.
 
-        Raises `WorkflowNotFound` if there is no such workflow or it has closed.
+        Raises `WorkflowNotFound` if there is no such workflow or it has closed, `TypeError`
+        if ``name`` is not a non-empty ``str`` (the name ``wait_signal`` waits for), and
+        `SerializationError` if ``value`` cannot be encoded or could not be decoded back by
+        the worker: nothing is sent then (the worker can only log a signal it cannot read,
+        so the value is decoded once here, though `encode` already promises it decodes).
         """
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"A signal name must be a non-empty str, got {name!r}; the workflow waits "
+                "for it with durable.wait_signal(name), which takes a str too."
+            )
+        what = f"signal {name!r}"
+        encoded = payload.encode(value, what=what)
+        payload.decode(encoded, what=f"{what} (checked before sending it)")
         store = await self.client._open()
-        data = payload.envelope(
-            {"name": name, "value": payload.encode(value, what=f"signal {name!r}")}
-        )
+        data = payload.envelope({"name": name, "value": encoded})
         went = await store.send(self.id, "signal_received", data, self.client.clock.now())
         if went is None:
             raise WorkflowNotFound(

@@ -88,7 +88,15 @@ async def wait_signal(name: str, timeout: float | timedelta | None = None) -> An
     after ``timeout`` (a durable timer) if none arrives.
 
         approved = await durable.wait_signal("approved", timeout=timedelta(days=3))
+
+    Raises:
+        TypeError: ``name`` is not a non-empty ``str`` (signals are sent by that name).
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(
+            f"durable.wait_signal() needs a non-empty str name, got {name!r}: signals are "
+            "sent by name (handle.signal(name, value)), and only a str names one."
+        )
     run = _run("wait_signal")
     return await run.wait_signal(name, None if timeout is None else _seconds(timeout))
 

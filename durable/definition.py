@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .errors import NotInWorkflowError
+from .layout import check_function
 from .loop import current_run
 
 logger = logging.getLogger("durable.workflow")
@@ -215,6 +216,7 @@ def workflow(
             raise TypeError(
                 f"@workflow needs an 'async def' function; {f.__qualname__!r} is not one."
             )
+        check_function(f)  # a hint its payloads could never be decoded faithfully with
         defn = WorkflowDefinition(
             name=name or f.__name__,
             fn=f,
@@ -279,6 +281,7 @@ def activity(
     """
 
     def mark(f: Callable[P, R]) -> Callable[P, R]:
+        check_function(f)  # a hint its payloads could never be decoded faithfully with
         defn = ActivityDefinition(
             name=name or f.__name__,
             fn=f,

@@ -281,7 +281,7 @@ class WorkflowRun:
                 return
             # A new run whose input does not fit (started by name with wrong arguments):
             # it fails, saying why, rather than waiting for code that would accept it.
-            error = RemoteError.from_exception(exc)
+            error = payload.error_record(exc)
             error = RemoteError(
                 error.type,
                 f"the input of workflow {self.definition.name!r} does not fit its signature: {exc}",
@@ -334,7 +334,7 @@ class WorkflowRun:
             return
         if isinstance(exc, NonDeterminismError):
             return  # already recorded; apply() raises it
-        error = RemoteError.from_exception(exc)
+        error = payload.error_record(exc)
         self._close(Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()})
 
     def _close(self, outcome: Outcome, kind: str, data: dict[str, Any]) -> None:

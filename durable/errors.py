@@ -23,7 +23,7 @@ traceback, details) as it travels through the journal, and it is what `.cause` a
 from __future__ import annotations
 
 import traceback as _traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = [
@@ -57,18 +57,6 @@ def _cut(text: str, limit: int, keep_end: bool = False) -> str:
     return note + text[-limit:] if keep_end else text[:limit] + note
 
 
-def _storable_details(details: Any) -> Any:
-    if details is None:
-        return None
-    from . import payload
-
-    try:
-        payload.encode(details, what="ApplicationError details", limit=MAX_DETAILS)
-    except SerializationError as err:
-        return {"unstorable": _cut(repr(details), 1024), "why": _cut(str(err), 1024)}
-    return details
-
-
 @dataclass(frozen=True)
 class RemoteError:
     """A failure as recorded in the journal: what was raised, where, and its details.
@@ -88,15 +76,14 @@ class RemoteError:
     def from_exception(cls, exc: BaseException) -> RemoteError:
         """Describe `exc` (and its chain of causes) for the journal.
 
-        It goes into the journal as it is: a message longer than `MAX_MESSAGE` characters
-        and a traceback longer than `MAX_TRACEBACK` are cut (saying so), and ``details``
-        that cannot be serialized, or encode to more than `MAX_DETAILS` bytes, are replaced
-        by a note with their ``repr``.
+        A message longer than `MAX_MESSAGE` characters and a traceback longer than
+        `MAX_TRACEBACK` are cut (saying so). ``details`` are kept as raised: for the journal,
+        use `durable.payload.error_record`, which also makes sure they can be stored.
         """
         tb = _cut("".join(_traceback.format_exception(exc)), MAX_TRACEBACK, keep_end=True)
         if isinstance(exc, ApplicationError):
-            details = _storable_details(exc.details)
-            return cls(exc.type, _cut(exc.message, MAX_MESSAGE), tb, details, exc.non_retryable)
+            message = _cut(exc.message, MAX_MESSAGE)
+            return cls(exc.type, message, tb, exc.details, exc.non_retryable)
         if isinstance(exc, ActivityError | ChildWorkflowError):
             return cls(type(exc).__name__, _cut(str(exc), MAX_MESSAGE), tb, None, False, exc.cause)
         name = type(exc).__qualname__
@@ -110,6 +97,12 @@ class RemoteError:
                 "(it does not stop the worker): return or raise an ordinary exception instead"
             )
         return cls(name, _cut(message, MAX_MESSAGE), tb)
+
+    def with_unstorable_details(self, why: str) -> RemoteError:
+        """A copy whose ``details`` (which could not be stored) become a note: their ``repr``
+        and `why` they could not be stored, both cut to 1 KiB."""
+        note = {"unstorable": _cut(repr(self.details), 1024), "why": _cut(why, 1024)}
+        return replace(self, details=note)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain form stored in payloads."""

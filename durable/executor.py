@@ -63,7 +63,7 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
     try:
         args, kwargs = payload.decode_args(defn.fn, spec["args"])
     except Exception as exc:
-        return AttemptResult(error=RemoteError.from_exception(exc), retryable=False)
+        return AttemptResult(error=payload.error_record(exc), retryable=False)
 
     token = _activity.set(ctx)
     try:
@@ -160,18 +160,16 @@ def _cancelled(defn: ActivityDefinition) -> AttemptResult:
 
 def _failed(failure: BaseException, spec: dict[str, Any]) -> AttemptResult:
     if isinstance(failure, asyncio.CancelledError):
-        return AttemptResult(error=RemoteError.from_exception(failure), cancelled=True)
+        return AttemptResult(error=payload.error_record(failure), cancelled=True)
     if isinstance(failure, _Exited):
         failure = failure.raised
     policy = RetryPolicy.from_dict(spec["retry"])
-    return AttemptResult(
-        error=RemoteError.from_exception(failure), retryable=retryable(failure, policy)
-    )
+    return AttemptResult(error=payload.error_record(failure), retryable=retryable(failure, policy))
 
 
 def _succeeded(value: Any, defn: ActivityDefinition) -> AttemptResult:
     try:
         encoded = payload.encode(value, what=f"result of activity {defn.name!r}")
     except Exception as exc:
-        return AttemptResult(error=RemoteError.from_exception(exc), retryable=False)
+        return AttemptResult(error=payload.error_record(exc), retryable=False)
     return AttemptResult(result=encoded)

@@ -29,16 +29,26 @@ Dataclasses travel as a plain map of their `init` fields, without class informat
 are rebuilt from the type hints of the function that receives them (arguments from parameter
 annotations, results from the return annotation), so renaming or moving a class never breaks
 stored data. Hints also turn lists back into tuples or sets, values into Enum members, and
-NamedTuples back from tuples. A value that does not fit its hint raises `SerializationError`
-naming the path inside it.
+NamedTuples back from tuples; `durable.hints` does that rebuilding (`durable.layout` per
+function), and refuses a union of
+dataclasses whose members a map cannot tell apart. A value that does not fit its hint raises
+`SerializationError` naming the path inside it.
 
-An Enum decoded *without* a hint is looked up by its "module:QualName" (importing the module
-if needed, as it would be for the code that wrote it); only an `Enum` subclass found there is
-used, otherwise the raw value is returned.
+Decoding never imports anything and never picks a class the receiving code did not name: an
+Enum (code 10) is rebuilt as a member only of an Enum class that the hint names (anywhere
+inside it, through dataclass fields too), matched by "module:QualName". Decoded without such
+a hint (no hint, `Any`, a plain `dict`, a signal's value) it comes back as its raw value.
+
+Only the types above are encoded: anything else, including a raw `msgpack.ExtType` or
+`msgpack.Timestamp` (which the packer would otherwise write as they are), is refused with
+`SerializationError`, so whatever `encode` accepts, `decode` reads back. That includes a
+frozen dataclass used as a dict key or set member: decoded without a hint, its map comes back
+as a dict subclass hashed by its keys (and every map of that payload with it).
 
 Encoding runs in msgpack's C packer; a value the packer cannot handle is walked once more in
-Python only to name the offending path in the error. Decoding without a hint is a single
-`msgpack.unpackb`.
+Python only to name the offending path in the error (as is, rarely, a value whose bytes
+may hold an extension value this module did not make: see `_pack_checked`). Decoding
+without a hint is a single `msgpack.unpackb`.
 """
 
 from __future__ import annotations
@@ -47,12 +57,10 @@ import collections.abc
 import dataclasses
 import enum
 import functools
-import importlib
 import inspect
+import re
 import struct
-import sys
-import types
-import typing
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -61,7 +69,13 @@ from uuid import UUID
 
 import msgpack
 
-from .errors import SerializationError
+from . import hints
+from .errors import MAX_DETAILS, RemoteError, SerializationError
+from .hints import article as _a
+from .hints import type_name as _type_name
+from .layout import layout as _layout
+from .layout import name_of as _name
+from .layout import rebuild_args as _rebuild_args
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -71,6 +85,7 @@ __all__ = [
     "encode",
     "encode_args",
     "envelope",
+    "error_record",
 ]
 
 MAX_PAYLOAD_BYTES = 2 * 1024 * 1024  # journal rows stay small: large data belongs in files
@@ -90,7 +105,25 @@ _T = struct.Struct(">BBBIB")
 _TD = struct.Struct(">iiI")
 _OFFSET = struct.Struct(">i")
 
-_Convert = Callable[[Any], Any]
+# The packer writes a raw ExtType or Timestamp as it is, without asking `_default`, so
+# `encode` checks that every extension value in its output is one `_default` made. Bytes
+# that can start one (fixext 1-16, ext 8/16/32) are counted; only when there are more than
+# `_default` made (strings and ints can hold such bytes too) is the output read back to
+# count the real ones. msgpack decodes code -1 (Timestamp) without calling the hook, so a
+# header that may carry code -1 (0xff) sends the value to the exact walk instead.
+_EXT_HEADERS = bytes([0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8])
+_FIXEXT_MINUS_ONE = tuple(bytes([header, 0xFF]) for header in range(0xD4, 0xD9))
+_EXT_MINUS_ONE = re.compile(rb"\xc7.\xff|\xc8..\xff|\xc9....\xff", re.DOTALL)
+_RAW_EXT = (msgpack.ExtType, msgpack.Timestamp)
+
+
+class _Tally(threading.local):
+    """Extension values `_default` made in this thread since `encode` reset it."""
+
+    made = 0
+
+
+_tally = _Tally()
 
 
 # --- encoding ----------------------------------------------------------------------------
@@ -114,7 +147,10 @@ def _default(obj: object) -> object:
     encoder = _ENCODERS.get(type(obj))
     if encoder is None:
         encoder = _encoder_for(type(obj))
-    return encoder(obj)
+    out = encoder(obj)
+    if type(out) is msgpack.ExtType:
+        _tally.made += 1
+    return out
 
 
 def _sorted(members: collections.abc.Set[Any]) -> list[Any]:
@@ -197,26 +233,19 @@ def _encoder_for(cls: type) -> Callable[[Any], object]:
     return encoder
 
 
-def _type_name(cls: type) -> str:
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _a(noun: str) -> str:
-    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
-
-
 _NATIVE = frozenset({type(None), bool, int, float, str, bytes, bytearray, memoryview})
 
 
 _CYCLE = "a reference back to a value that contains it (a reference cycle)"
+_RAW = "a raw msgpack extension value (msgpack.ExtType or msgpack.Timestamp)"
 
 
 def _find_unsupported(value: object, path: str, active: set[int]) -> tuple[str, str] | None:
     """Find the first value `_pack` refuses: (subject naming its path, what it is), or None."""
     if type(value) in _NATIVE:
         return None
+    if type(value) in _RAW_EXT:
+        return f"the value at {path}", _RAW
     if id(value) in active:
         return f"the value at {path}", _CYCLE
     children: collections.abc.Iterable[tuple[str, object]]
@@ -258,6 +287,11 @@ def _unsupported_message(what: str, found: tuple[str, str] | None, exc: Exceptio
     if found is None:  # the packer failed on something other than a type: say what it said
         return f"Cannot serialize {what}: {type(exc).__name__}: {exc}."
     subject, description = found
+    if description is _RAW:
+        return (
+            f"Cannot serialize {what}: {subject} is {description}, which the decoder could "
+            f"not read back safely; supported: {_SUPPORTED}. Pass the value itself instead."
+        )
     if description is _CYCLE:
         return (
             f"Cannot serialize {what}: {subject} is {description}; payloads are trees, "
@@ -267,6 +301,67 @@ def _unsupported_message(what: str, found: tuple[str, str] | None, exc: Exceptio
         f"Cannot serialize {what}: {subject} is {description}; supported: {_SUPPORTED}. "
         "Convert it to one of these, or pass an id instead."
     )
+
+
+def _holds_raw_ext(value: object) -> bool:
+    """Whether a raw ExtType or Timestamp hides in `value` (the packer writes those as they
+    are, bypassing `_default`). `value` has packed, so it is a tree of supported types."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _NATIVE:
+            continue
+        if kind in _RAW_EXT:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, enum.Enum):
+            stack.append(item.value)
+        elif dataclasses.is_dataclass(item):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item) if f.init)
+    return False
+
+
+def _pack_checked(value: object) -> bytes:
+    """`_pack`, refusing a raw ExtType or Timestamp anywhere in `value` (`_Unsupported`)."""
+    _tally.made = 0
+    data = _pack(value)
+    made = _tally.made
+    if len(data) - len(data.translate(None, _EXT_HEADERS)) <= made:
+        return data  # the usual case: no room for an extension value `_default` did not make
+    if (_maybe_timestamp(data) or _smuggled(data, made)) and _holds_raw_ext(value):
+        raise _Unsupported(_RAW)
+    return data
+
+
+def _maybe_timestamp(data: bytes) -> bool:
+    if b"\xff" not in data:
+        return False
+    return any(pattern in data for pattern in _FIXEXT_MINUS_ONE) or bool(
+        _EXT_MINUS_ONE.search(data)
+    )
+
+
+def _smuggled(data: bytes, made: int) -> bool:
+    """Whether `data` holds more extension values than the `made` ones of `_default`."""
+    found = 0
+
+    def count(code: int, inner: bytes) -> object:
+        nonlocal found
+        found += 1
+        if code in (_TUPLE, _SET, _FROZENSET, _ENUM):  # packed values inside: count theirs
+            msgpack.unpackb(inner, ext_hook=count, strict_map_key=False, raw=True)
+        return found  # a hashable stand-in (it may be a dict key)
+
+    try:
+        msgpack.unpackb(data, ext_hook=count, strict_map_key=False, raw=True)
+    except Exception:  # cannot tell: let the walk decide
+        return True
+    return found > made
 
 
 def _search(value: object, path: str) -> tuple[str, str] | None:
@@ -306,7 +401,7 @@ def encode(
             as ``value['items'][2].owner``), or the encoded size is over the limit.
     """
     try:
-        data = _pack(value)
+        data = _pack_checked(value)
     except Exception as exc:
         message = _unsupported_message(what, _search(value, root), exc)
         raise SerializationError(message) from (None if isinstance(exc, _Unsupported) else exc)
@@ -342,23 +437,26 @@ def encode_args(
         SerializationError: an argument cannot be encoded, the total is over the limit, or
             `fn`'s annotations cannot be resolved (they are needed to decode the arguments).
     """
-    sig = _signature(fn)
-    _layout(fn)  # unresolvable annotations would fail every decode: refuse the call now
+    layout = _layout(fn)  # unresolvable annotations would fail every decode: refuse now
+    if not layout.accepts(args, kwargs):
+        try:
+            layout.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            message = f"{_name(fn)}() cannot be called with these arguments: {exc}"
+            raise TypeError(message) from None
+    value = {"args": list(args), "kwargs": kwargs}
     try:
-        bound = sig.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"{_name(fn)}() cannot be called with these arguments: {exc}") from None
-    try:
-        data = _pack({"args": list(args), "kwargs": kwargs})
+        data = _pack_checked(value)
     except Exception as exc:
-        for name, value in bound.arguments.items():
+        sig = layout.signature
+        for name, bound in sig.bind(*args, **kwargs).arguments.items():
             kind = sig.parameters[name].kind
             if kind is inspect.Parameter.VAR_POSITIONAL:
-                named = [(f"*{name}", f"{name}[{i}]", item) for i, item in enumerate(value)]
+                named = [(f"*{name}", f"{name}[{i}]", item) for i, item in enumerate(bound)]
             elif kind is inspect.Parameter.VAR_KEYWORD:
-                named = [(key, key, item) for key, item in value.items()]
+                named = [(key, key, item) for key, item in bound.items()]
             else:
-                named = [(name, name, value)]
+                named = [(name, name, bound)]
             for label, root, item in named:
                 found = _search(item, root)
                 if found is not None:
@@ -368,22 +466,81 @@ def encode_args(
     return _check_size(data, what, limit)
 
 
+def error_record(exc: BaseException) -> RemoteError:
+    """`RemoteError.from_exception(exc)` made fit for the journal: an `ApplicationError`'s
+    ``details`` that cannot be encoded, or encode to more than `MAX_DETAILS` bytes, are
+    replaced by a note with their ``repr`` (the failure itself must always be recordable)."""
+    error = RemoteError.from_exception(exc)
+    if error.details is None:
+        return error
+    try:
+        encode(error.details, what="ApplicationError details", limit=MAX_DETAILS)
+    except SerializationError as err:
+        return error.with_unstorable_details(str(err))
+    return error
+
+
 # --- decoding ----------------------------------------------------------------------------
 
-
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
+_Hook = Callable[[int, bytes], object]
 
 
 class _BadExtension(ValueError):
     """An extension value that is well-formed but cannot be rebuilt here."""
 
 
-def _ext_hook(code: int, data: bytes) -> object:
-    decoder = _DECODERS.get(code)
-    if decoder is None:
-        raise _BadExtension(f"unknown extension type {code} (written by a newer durable?)")
-    return decoder(data)
+class _Key(dict[Any, Any]):
+    """A map decoded where only a hashable value fits: a dict key or a set member, as a
+    frozen dataclass (a map of its fields) can be. Equal to the plain dict; hashed by its
+    keys. A hint rebuilds the dataclass from it like from any map."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
+
+
+def _unpack(data: bytes, hook: _Hook, keys: bool = False) -> Any:
+    return msgpack.unpackb(
+        data,
+        ext_hook=hook,
+        object_hook=_Key if keys else None,
+        raw=False,
+        strict_map_key=False,
+        use_list=True,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _ext_hook(enums: frozenset[type[enum.Enum]], keys: bool = False) -> _Hook:
+    """The ext hook that rebuilds Enum values into the classes in `enums` only. With `keys`,
+    maps inside come back as `_Key` (for the rare payload a plain unpack cannot hold)."""
+    classes = {f"{cls.__module__}:{cls.__qualname__}": cls for cls in enums}
+
+    def hook(code: int, data: bytes) -> object:
+        if code == _ENUM:
+            name, value = _unpack(data, hook, keys)
+            cls = classes.get(name) if isinstance(name, str) else None
+            if cls is None:  # a class the receiving code does not name: the raw value
+                return value
+            try:
+                return cls(value)
+            except ValueError:
+                message = f"{value!r} is not a member of {name} (was it removed?)"
+                raise _BadExtension(message) from None
+        if code in (_TUPLE, _SET, _FROZENSET):
+            try:
+                return _CONTAINERS[code](_unpack(data, hook, keys))
+            except TypeError:  # a set of maps (frozen dataclasses): members made hashable
+                if keys or code == _TUPLE:
+                    raise
+                return _CONTAINERS[code](_unpack(data, _ext_hook(enums, True), True))
+        decoder = _DECODERS.get(code)
+        if decoder is None:
+            raise _BadExtension(f"unknown extension type {code} (written by a newer durable?)")
+        return decoder(data)
+
+    return hook
 
 
 @functools.lru_cache(maxsize=64)
@@ -403,62 +560,32 @@ def _decode_time(data: bytes) -> time:
     return time(h, mi, s, us, tz, fold=fold)
 
 
-def _decode_enum(data: bytes) -> object:
-    name, value = _unpack(data)
-    cls = _enum_class(name)
-    if cls is None:
-        return value
-    try:
-        return cls(value)
-    except ValueError:
-        raise _BadExtension(f"{value!r} is not a member of {name} (was it removed?)") from None
-
-
-@functools.lru_cache(maxsize=256)
-def _enum_class(name: str) -> type[enum.Enum] | None:
-    module_name, _, qualname = name.partition(":")
-    try:
-        obj: object = sys.modules.get(module_name) or importlib.import_module(module_name)
-    except Exception:  # not importable here: the caller gets the raw value
-        return None
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-    if isinstance(obj, type) and issubclass(obj, enum.Enum):
-        return obj
-    return None
-
+_CONTAINERS: dict[int, Callable[[list[Any]], object]] = {
+    _TUPLE: tuple,
+    _SET: set,
+    _FROZENSET: frozenset,
+}
 
 _DECODERS: dict[int, Callable[[bytes], object]] = {
-    _TUPLE: lambda data: tuple(_unpack(data)),
-    _SET: lambda data: set(_unpack(data)),
-    _FROZENSET: lambda data: frozenset(_unpack(data)),
     _DATETIME: _decode_datetime,
     _DATE: lambda data: date(*_D.unpack(data)),
     _TIME: _decode_time,
     _TIMEDELTA: lambda data: timedelta(*_TD.unpack(data)),
     _DECIMAL: lambda data: Decimal(data.decode("ascii")),
     _UUID: lambda data: UUID(bytes=bytes(data)),
-    _ENUM: _decode_enum,
     _BIGINT: lambda data: int.from_bytes(data, "big", signed=True),
 }
 
+_NO_ENUMS: frozenset[type[enum.Enum]] = frozenset()
+_PLAIN = _ext_hook(_NO_ENUMS)  # the hot path: every journal record is decoded with it
 
-def decode(data: bytes, hint: object = None, *, what: str = "value", root: str = "value") -> Any:
-    """Decode bytes from `encode`; with a type `hint`, rebuild the value to fit it.
 
-    Without a hint the value comes back as encoded, except that dataclasses are plain dicts.
-    With one, dicts become the hinted dataclasses (recursively, through list[X], tuple[X, ...],
-    set[X], dict[K, V], X | None and other unions), lists become hinted tuples and sets, and
-    raw values hinted Enum members. `what` and `root` name the value in errors.
-
-        decode(data, list[Order], what="result of activity 'orders'")
-
-    Raises:
-        SerializationError: the bytes are not a payload, or the value does not fit `hint`
-            (unknown or missing dataclass fields, wrong types), naming the path inside it.
-    """
+def _decode_plain(data: bytes, enums: frozenset[type[enum.Enum]], what: str) -> Any:
     try:
-        value = _unpack(data)
+        try:
+            return _unpack(data, _ext_hook(enums) if enums else _PLAIN)
+        except TypeError:  # a map used as a dict key (a frozen dataclass): made hashable
+            return _unpack(data, _ext_hook(enums, True), True)
     except _BadExtension as exc:
         raise SerializationError(f"Cannot decode {what}: {exc}.") from None
     except Exception as exc:
@@ -466,9 +593,28 @@ def decode(data: bytes, hint: object = None, *, what: str = "value", root: str =
         raise SerializationError(
             f"Cannot decode {what}: the data is corrupt or not a durable payload ({reason})."
         ) from exc
+
+
+def decode(data: bytes, hint: object = None, *, what: str = "value", root: str = "value") -> Any:
+    """Decode bytes from `encode`; with a type `hint`, rebuild the value to fit it.
+
+    Without a hint the value comes back as encoded, except that dataclasses are plain dicts
+    and Enum members their raw values. With one, dicts become the hinted dataclasses
+    (recursively, through list[X], tuple[X, ...], set[X], dict[K, V], X | None and other
+    unions), lists become hinted tuples and sets, and values hinted Enum members. `what` and
+    `root` name the value in errors.
+
+        decode(data, list[Order], what="result of activity 'orders'")
+
+    Raises:
+        SerializationError: the bytes are not a payload, or the value does not fit `hint`
+            (unknown or missing dataclass fields, wrong types), naming the path inside it;
+            or `hint` holds a union of dataclasses that cannot be told apart.
+    """
     if hint is None:
-        return value
-    return _rebuild(_converter(hint), value, what, root)
+        return _decode_plain(data, _NO_ENUMS, what)
+    plan = hints.plan(hint)
+    return hints.rebuild(plan.convert, _decode_plain(data, plan.enums, what), what, root)
 
 
 def decode_args(
@@ -483,32 +629,16 @@ def decode_args(
         SerializationError: the data is not an arguments payload, an argument does not fit
             its annotation, or `fn`'s annotations cannot be resolved.
     """
+    layout = _layout(fn)
     what = what or f"arguments of {_name(fn)}()"
-    plain = decode(data, what=what)
+    plain = _decode_plain(data, layout.enums, what)
     if not (
         isinstance(plain, dict)
         and isinstance(plain.get("args"), list)
         and isinstance(plain.get("kwargs"), dict)
     ):
         raise SerializationError(f"Cannot decode {what}: the data is not an arguments payload.")
-    layout = _layout(fn)
-    positional, var_positional = layout.positional, layout.var_positional
-    args: list[Any] = []
-    for i, value in enumerate(plain["args"]):
-        if i < len(positional):
-            name, convert = positional[i]
-            args.append(_rebuild(convert, value, f"{what}: argument {name!r}", name))
-        elif var_positional is not None:
-            name, convert = var_positional
-            root = f"{name}[{i - len(positional)}]"
-            args.append(_rebuild(convert, value, f"{what}: argument '*{name}'", root))
-        else:  # more than fn takes: left for the call itself to refuse
-            args.append(value)
-    kwargs: dict[str, Any] = {}
-    for key, value in plain["kwargs"].items():
-        convert = layout.keyword.get(key, layout.var_keyword)
-        kwargs[key] = _rebuild(convert, value, f"{what}: argument {key!r}", key)
-    return tuple(args), kwargs
+    return _rebuild_args(layout, plain["args"], plain["kwargs"], what)
 
 
 def decode_result(fn: Callable[..., Any], data: bytes, *, what: str | None = None) -> Any:
@@ -519,352 +649,7 @@ def decode_result(fn: Callable[..., Any], data: bytes, *, what: str | None = Non
     Raises:
         SerializationError: the data is corrupt or does not fit the return annotation.
     """
+    plan = _layout(fn).result
     what = what or f"result of {_name(fn)}()"
-    return decode(data, _layout(fn).result, what=what, root="result")
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-@functools.lru_cache(maxsize=1024)
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
-class _Layout(typing.NamedTuple):
-    positional: list[tuple[str, _Convert | None]]
-    var_positional: tuple[str, _Convert | None] | None
-    keyword: dict[str, _Convert | None]
-    var_keyword: _Convert | None
-    result: object
-
-
-@functools.lru_cache(maxsize=1024)
-def _layout(fn: Callable[..., Any]) -> _Layout:
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:
-        raise SerializationError(
-            f"Cannot read the type hints of {_name(fn)}(): {type(exc).__name__}: {exc}. "
-            "Arguments and results are rebuilt from them, so every name in the annotations "
-            "must be importable at run time (not only under TYPE_CHECKING)."
-        ) from exc
-    P = inspect.Parameter
-    positional: list[tuple[str, _Convert | None]] = []
-    var_positional: tuple[str, _Convert | None] | None = None
-    keyword: dict[str, _Convert | None] = {}
-    var_keyword: _Convert | None = None
-    for name, param in _signature(fn).parameters.items():
-        convert = _converter(hints[name]) if name in hints else None
-        if param.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
-            positional.append((name, convert))
-        if param.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY):
-            keyword[name] = convert
-        if param.kind is P.VAR_POSITIONAL:
-            var_positional = (name, convert)
-        if param.kind is P.VAR_KEYWORD:
-            var_keyword = convert
-    result = hints.get("return")
-    origin = typing.get_origin(result)
-    if origin in (collections.abc.Awaitable, collections.abc.Coroutine):
-        result = typing.get_args(result)[-1]  # a plain def returning a coroutine
-    return _Layout(positional, var_positional, keyword, var_keyword, result)
-
-
-# --- rebuilding from type hints ----------------------------------------------------------
-
-
-class _Mismatch(Exception):
-    """A value does not fit its hint; `segments` collect its path, innermost first."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.segments: list[str] = []
-
-
-def _rebuild(convert: _Convert | None, value: object, what: str, root: str) -> Any:
-    if convert is None:
-        return value
-    try:
-        return convert(value)
-    except _Mismatch as exc:
-        path = root + "".join(reversed(exc.segments))
-        raise SerializationError(
-            f"Cannot decode {what}: the value at {path} does not fit its type hint: "
-            f"{exc.message}. Was the code changed since the data was written?"
-        ) from None
-
-
-def _converter(hint: object) -> _Convert | None:
-    """A function fitting a plain decoded value to `hint`, or None if any value fits."""
-    try:
-        hash(hint)
-    except TypeError:  # e.g. Annotated with unhashable metadata: built each time
-        return _build_converter(hint)
-    return _cached_converter(hint)
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_converter(hint: object) -> _Convert | None:
-    return _build_converter(hint)
-
-
-def _hint_name(hint: object) -> str:
-    if isinstance(hint, type):
-        return "None" if hint is type(None) else hint.__qualname__
-    return repr(hint).replace("typing.", "")
-
-
-def _build_converter(hint: object) -> _Convert | None:
-    if hint is Any or hint is object or isinstance(hint, str | typing.TypeVar | typing.ForwardRef):
-        return None
-    if hint is None or hint is type(None):
-        return _instance_of(type(None), "None")
-    if isinstance(hint, typing.NewType):
-        return _converter(hint.__supertype__)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Annotated:
-        return _converter(args[0])
-    if origin is typing.Literal:
-        return _literal(args)
-    if origin is typing.Union or origin is types.UnionType:
-        return _union(hint, args)
-    if origin is None and isinstance(hint, type):
-        origin, args = hint, ()
-    if not isinstance(origin, type):
-        return None  # a hint we cannot check (Callable, a Protocol, ...): taken as is
-    if origin in (list, collections.abc.MutableSequence):
-        return _sequence(_converter(args[0]) if args else None, list)
-    if origin in (collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection):
-        return _sequence(_converter(args[0]) if args else None, None)
-    if origin is tuple:
-        if not args or args[-1] is Ellipsis:
-            return _sequence(_converter(args[0]) if args else None, tuple)
-        return _fixed_tuple(hint, [_converter(arg) for arg in args])
-    if origin in (set, frozenset, collections.abc.Set, collections.abc.MutableSet):
-        out = frozenset if origin is frozenset else set
-        return _set(_converter(args[0]) if args else None, out)
-    if origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping):
-        if not args:
-            return _mapping(None, None)
-        return _mapping(_converter(args[0]), _converter(args[1]))
-    if dataclasses.is_dataclass(origin):
-        return _Dataclass(origin)
-    if issubclass(origin, enum.Enum):
-        return _enum(origin)
-    if issubclass(origin, tuple) and hasattr(origin, "_fields"):  # a NamedTuple
-        try:
-            hints = typing.get_type_hints(origin)
-        except Exception:  # unresolvable field hints: the items are taken as they are
-            hints = {}
-        fields = _fixed_tuple(origin, [_converter(hints.get(f, Any)) for f in origin._fields])
-        return lambda value: value if isinstance(value, origin) else origin(*fields(value))
-    if getattr(origin, "_is_protocol", False):
-        return None
-    if origin is float:  # int is acceptable where float is expected (PEP 484)
-        return _instance_of((float, int), "float")
-    return _instance_of(origin, _hint_name(origin))
-
-
-def _got(value: object) -> str:
-    return _a(_type_name(type(value)))
-
-
-def _instance_of(cls: type | tuple[type, ...], name: str) -> _Convert:
-    def convert(value: object) -> object:
-        if isinstance(value, cls):
-            return value
-        raise _Mismatch(f"expected {name}, got {_got(value)}")
-
-    return convert
-
-
-def _literal(allowed: tuple[object, ...]) -> _Convert:
-    def convert(value: object) -> object:
-        if value in allowed:
-            return value
-        raise _Mismatch(f"expected one of {allowed!r}, got {value!r}")
-
-    return convert
-
-
-def _union(hint: object, members: tuple[object, ...]) -> _Convert | None:
-    maybe = [_converter(member) for member in members]
-    converters = [convert for convert in maybe if convert is not None]
-    if len(converters) < len(maybe):  # Any among the members: every value fits
-        return None
-    rest = [m for m in members if m is not type(None)]
-    if len(rest) == 1:  # Optional[X]: errors come straight from X, with their paths
-        inner = _converter(rest[0])
-        assert inner is not None
-        return lambda value: None if value is None else inner(value)
-
-    def convert(value: object) -> object:
-        problems = []
-        for member_convert in converters:
-            try:
-                return member_convert(value)
-            except _Mismatch as exc:
-                problems.append(exc)
-        deepest = max(problems, key=lambda exc: len(exc.segments))
-        if deepest.segments:  # got furthest into one member: that was surely the intent
-            raise deepest
-        reasons = "; ".join(
-            f"as {_hint_name(m)}: {p.message}" for m, p in zip(members, problems, strict=True)
-        )
-        raise _Mismatch(f"matches no member of {_hint_name(hint)} ({reasons})")
-
-    return convert
-
-
-def _sequence(item: _Convert | None, out: type | None) -> _Convert:
-    def convert(value: object) -> object:
-        if not isinstance(value, list | tuple):
-            raise _Mismatch(f"expected a sequence, got {_got(value)}")
-        kind = out or type(value)
-        if item is None:
-            return value if type(value) is kind else kind(value)
-        items = []
-        for i, element in enumerate(value):
-            try:
-                items.append(item(element))
-            except _Mismatch as exc:
-                exc.segments.append(f"[{i}]")
-                raise
-        return items if kind is list else kind(items)
-
-    return convert
-
-
-def _fixed_tuple(hint: object, items: list[_Convert | None]) -> _Convert:
-    def convert(value: object) -> object:
-        if not isinstance(value, list | tuple) or len(value) != len(items):
-            raise _Mismatch(f"expected {_hint_name(hint)}, got {_got(value)} {value!r:.60}")
-        out = []
-        for i, (element, item) in enumerate(zip(value, items, strict=True)):
-            try:
-                out.append(element if item is None else item(element))
-            except _Mismatch as exc:
-                exc.segments.append(f"[{i}]")
-                raise
-        return tuple(out)
-
-    return convert
-
-
-def _set(item: _Convert | None, out: type[set[Any]] | type[frozenset[Any]]) -> _Convert:
-    def convert(value: object) -> object:
-        if not isinstance(value, set | frozenset | list | tuple):
-            raise _Mismatch(f"expected a set, got {_got(value)}")
-        if item is None:
-            return value if type(value) is out else out(value)
-        try:
-            return out(item(element) for element in value)
-        except _Mismatch as exc:
-            exc.segments.append("{...}")
-            raise
-
-    return convert
-
-
-def _mapping(key: _Convert | None, item: _Convert | None) -> _Convert:
-    def convert(value: object) -> object:
-        if not isinstance(value, dict):
-            raise _Mismatch(f"expected a dict, got {_got(value)}")
-        if key is None and item is None:
-            return value
-        out = {}
-        for k, v in value.items():
-            try:
-                converted_key = k if key is None else key(k)
-            except _Mismatch as exc:
-                raise _Mismatch(f"a key {k!r}: {exc.message}") from None
-            try:
-                out[converted_key] = v if item is None else item(v)
-            except _Mismatch as exc:
-                exc.segments.append(f"[{k!r}]")
-                raise
-        return out
-
-    return convert
-
-
-def _enum(cls: type[enum.Enum]) -> _Convert:
-    def convert(value: object) -> object:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            raise _Mismatch(f"{value!r} is not a member of {cls.__qualname__}") from None
-
-    return convert
-
-
-def _field_hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception as exc:
-        raise _Mismatch(
-            f"cannot read the type hints of {cls.__qualname__} ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
-class _Dataclass:
-    """Builds a dataclass from the map of its fields; field converters are made on first use
-    so that self-referencing classes (``cause: RemoteError | None``) do not recurse."""
-
-    def __init__(self, cls: type) -> None:
-        self.cls = cls
-        # name -> (the field's converter, its hint when a plain class: a fast exact-type pass)
-        self.fields: dict[str, tuple[_Convert | None, type | None]] | None = None
-        self.required: frozenset[str] = frozenset()
-
-    def _prepare(self) -> dict[str, tuple[_Convert | None, type | None]]:
-        hints = _field_hints(self.cls)
-        fields = [f for f in dataclasses.fields(self.cls) if f.init]
-        no_default = dataclasses.MISSING
-        self.required = frozenset(
-            f.name for f in fields if f.default is no_default and f.default_factory is no_default
-        )
-        self.fields = {}
-        for f in fields:
-            hint = hints.get(f.name, Any)
-            self.fields[f.name] = (_converter(hint), hint if isinstance(hint, type) else None)
-        return self.fields
-
-    def __call__(self, value: object) -> object:
-        if not isinstance(value, dict):
-            if isinstance(value, self.cls):
-                return value
-            raise _Mismatch(
-                f"expected {self.cls.__qualname__} (a map of its fields), got {_got(value)}"
-            )
-        fields = self.fields if self.fields is not None else self._prepare()
-        kwargs = {}
-        for key, item in value.items():
-            field = fields.get(key)
-            if field is None:
-                known = ", ".join(fields)
-                raise _Mismatch(
-                    f"unknown field {key!r} for {self.cls.__qualname__} (its fields: {known})"
-                )
-            convert, exact = field
-            if convert is None or type(item) is exact:
-                kwargs[key] = item
-                continue
-            try:
-                kwargs[key] = convert(item)
-            except _Mismatch as exc:
-                exc.segments.append(f".{key}")
-                raise
-        if len(kwargs) < len(fields) and not self.required <= kwargs.keys():
-            missing = sorted(self.required - kwargs.keys())[0]
-            raise _Mismatch(f"missing required field {missing!r} of {self.cls.__qualname__}")
-        try:
-            return self.cls(**kwargs)
-        except Exception as exc:  # __post_init__ validation, for one
-            name = self.cls.__qualname__
-            raise _Mismatch(f"{name}(...) raised {type(exc).__name__}: {exc}") from exc
+    value = _decode_plain(data, plan.enums, what)
+    return hints.rebuild(plan.convert, value, what, "result")
