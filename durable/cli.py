@@ -27,6 +27,7 @@ from typing import Any
 
 from .client import DEFAULT_URL, Client, WorkflowDescription
 from .errors import DurableError
+from .store import redact_url
 from .worker import Worker
 
 __all__ = ["collect", "main"]
@@ -89,8 +90,9 @@ async def _worker(args: argparse.Namespace) -> int:
             max_concurrency=args.concurrency,
             lease_seconds=args.lease,
         )
+        where = redact_url(client.url)  # never print a password
         print(
-            f"durable worker {worker.worker_id} on {client.url}: queues {list(worker.queues)}, "
+            f"durable worker {worker.worker_id} on {where}: queues {list(worker.queues)}, "
             f"{len(workflows)} workflow(s), {len(activities)} activity(ies). Ctrl-C stops.",
             flush=True,
         )

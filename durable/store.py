@@ -35,7 +35,7 @@ import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
 from .notify import Hub
@@ -63,6 +63,7 @@ __all__ = [
     "TaskRecord",
     "WorkerRecord",
     "open_store",
+    "redact_url",
     "run_topic",
 ]
 
@@ -576,7 +577,10 @@ def open_store(url: str) -> Store:
     Raises `StoreError` for an unknown scheme, and with the install command when the
     backend's driver is missing.
     """
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # e.g. an unbalanced "[" in the host
+        raise StoreError(f"Cannot parse the database URL {redact_url(url)!r}: {exc}.") from exc
     if scheme == "sqlite":
         from durable_sqlite import SQLiteStore
 
@@ -592,6 +596,54 @@ def open_store(url: str) -> Store:
 
         return PostgresStore(url)
     raise StoreError(
-        f"Unknown database URL {url!r}: use 'sqlite:///path/to/file.db' or "
+        f"Unknown database URL {redact_url(url)!r}: use 'sqlite:///path/to/file.db' or "
         "'postgresql://user@host/dbname'."
     )
+
+
+#: Query parameters whose values are secrets (compared in lower case): libpq's
+#: ``password`` and ``sslpassword``, and the ``token`` of token-authenticated services.
+#: ``passfile`` and ``sslkey`` name files, not secrets, and are shown.
+SECRET_PARAMETERS = frozenset({"password", "sslpassword", "token"})
+
+
+def is_secret_parameter(key: str) -> bool:
+    """Whether a URL query parameter named ``key`` carries a secret (see `redact_url`)."""
+    return key.lower() in SECRET_PARAMETERS
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown: in logs, error messages, reprs and the CLI's output.
+
+    The password of the userinfo and the values of `SECRET_PARAMETERS` become ``***``;
+    everything else is kept as written, so the URL still says which database it is::
+
+        >>> redact_url("postgresql://app:s3cret@db/prod?sslmode=require&password=s3cret")
+        'postgresql://app:***@db/prod?sslmode=require&password=***'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Too malformed to take apart: keep the scheme and hide the rest.
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep else "***"
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    query = parts.query
+    if query:
+        pieces = []
+        for piece in query.split("&"):
+            key, equals, _ = piece.partition("=")
+            secret = equals and is_secret_parameter(unquote_plus(key))
+            pieces.append(f"{key}=***" if secret else piece)
+        query = "&".join(pieces)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide: the URL exactly as given
+    # Put it back by hand: urlunsplit would drop the empty authority of "scheme:///path".
+    scheme = url[: len(parts.scheme) + 1] if parts.scheme else ""
+    authority = f"//{netloc}" if url[len(scheme) :].startswith("//") else ""
+    query = f"?{query}" if query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{scheme}{authority}{parts.path}{query}{fragment}"

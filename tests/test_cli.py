@@ -244,3 +244,70 @@ def test_bad_json_is_refused_before_anything_is_written(cli: Cli) -> None:
     assert done.returncode == 1
     assert "durable: the value is not valid JSON" in done.stderr
     assert "signal_received" not in cli.show("wf-j")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "postgresql://app:secret1@127.0.0.1:1/x?password=secret2",
+            "durable: Cannot connect to PostgreSQL at "
+            "postgresql://app:***@127.0.0.1:1/x?password=***: ",
+        ),
+        (
+            "postgresql://app:secret1@db/x?schema=pg_catalog&token=secret2",
+            "durable: Schema 'pg_catalog' in "
+            "'postgresql://app:***@db/x?schema=pg_catalog&token=***' belongs to PostgreSQL",
+        ),
+        (
+            "mysql://app:secret1@db/x?password=secret2",
+            "durable: Unknown database URL 'mysql://app:***@db/x?password=***'",
+        ),
+        (
+            "sqlite:///app.db?password=secret2",
+            "durable: Unsupported option password=*** in 'sqlite:///app.db?password=***'",
+        ),
+    ],
+)
+def test_errors_show_no_password(capsys: pytest.CaptureFixture[str], url: str, says: str) -> None:
+    from durable.cli import main
+
+    assert main(["list", "--db", url]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(says)
+    assert "secret" not in out + err
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_the_worker_banner_shows_no_password(store_url: str, tmp_path: Path) -> None:
+    scheme, rest = store_url.split("://", 1)
+    userinfo, at, hosts = rest.rpartition("@")
+    user = userinfo.partition(":")[0] if at else "postgres"
+    # The test server trusts local connections: the passwords are carried, and ignored.
+    url = f"{scheme}://{user}:secret1@{hosts}&password=secret2"
+    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "durable", "--verbose", "worker", "cli_app", "--db", url],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + WAIT
+        while "Ctrl-C stops." not in out.read_text():
+            assert proc.poll() is None, f"the worker exited early:\n{err.read_text()}"
+            assert time.monotonic() < deadline, "the worker printed no banner"
+            time.sleep(0.05)
+        cli = Cli(db=url, cwd=tmp_path)
+        assert cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-s") == "wf-s\n"
+        shown = cli.wait_for("wf-s", "published")  # served: the worker runs on that URL
+        assert "secret" not in shown
+    finally:
+        assert _stop(proc) == 0
+    banner, logs = out.read_text(), err.read_text()
+    assert f"on {scheme}://{user}:***@{hosts}&password=***: queues" in banner
+    assert "Migrating " in logs  # --verbose: the migration's log line names the database
+    assert "secret" not in banner + logs

@@ -46,6 +46,16 @@ def test_url_forms(tmp_path: Path) -> None:
             SQLiteStore(bad)
 
 
+def test_secrets_in_an_sqlite_url_are_not_repeated(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        SQLiteStore(f"sqlite:///{tmp_path}/app.db?password=s3cret")
+    assert "Unsupported option password=*** in " in str(info.value)
+    assert "s3cret" not in str(info.value)
+    with pytest.raises(StoreError) as info:
+        SQLiteStore("sqlite://user:s3cret@host/app.db")
+    assert "Not an SQLite URL: 'sqlite://user:***@host/app.db'" in str(info.value)
+
+
 async def test_relative_and_absolute_urls_of_one_file_share_a_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -68,6 +68,8 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
+    is_secret_parameter,
+    redact_url,
     run_topic,
 )
 
@@ -110,16 +112,17 @@ def _json(values: Collection[str]) -> str:
 
 def _parse_url(url: str) -> tuple[str, str]:
     """``(file path, synchronous)`` from a ``sqlite:///...`` URL."""
+    shown = redact_url(url)
     parts = urlsplit(url)
     if parts.scheme.lower() != "sqlite" or parts.netloc:
         raise StoreError(
-            f"Not an SQLite URL: {url!r}. Use 'sqlite:///relative/path.db' or "
+            f"Not an SQLite URL: {shown!r}. Use 'sqlite:///relative/path.db' or "
             "'sqlite:////absolute/path.db'."
         )
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path or path == ":memory:" or path.startswith("file:"):
         raise StoreError(
-            f"{url!r} names no database file. durable needs a file on disk, because its "
+            f"{shown!r} names no database file. durable needs a file on disk, because its "
             "workers and clients share it: use e.g. 'sqlite:///durable.db'."
         )
     synchronous = "full"
@@ -127,8 +130,9 @@ def _parse_url(url: str) -> tuple[str, str]:
         if key == "synchronous" and value.lower() in _SYNCHRONOUS:
             synchronous = value.lower()
         else:
+            shown_value = "***" if is_secret_parameter(key) else repr(value)
             raise StoreError(
-                f"Unsupported option {key}={value!r} in {url!r}: the SQLite backend takes "
+                f"Unsupported option {key}={shown_value} in {shown!r}: the SQLite backend takes "
                 "only ?synchronous=full (default) or ?synchronous=normal."
             )
     return path, synchronous
@@ -177,7 +181,7 @@ class SQLiteStore(Store):
     """
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = redact_url(url)  # as messages show it: no secret, even one given by mistake
         self.path, self._synchronous = _parse_url(url)
         self.hub = hub_for(os.path.realpath(self.path))
         self._db: aiosqlite.Connection | None = None
