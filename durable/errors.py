@@ -11,7 +11,8 @@
     ├── WorkflowAlreadyExists  client.start(..., if_exists="error") found one
     ├── NotInWorkflowError     a workflow-only call made outside a workflow
     ├── StoreError             the database cannot be used (newer schema, bad URL, ...)
-    │   └── LeaseLost          a worker's write was fenced off: another owner took over
+    │   ├── LeaseLost          a worker's write was fenced off: another owner took over
+    │   └── DatabaseUnusable   the database went away under the process: restart it
     └── ApplicationError       raised by user code for a structured failure
 
 `RemoteError` is not an exception: it is the recorded description of one (type, message,
@@ -29,6 +30,7 @@ __all__ = [
     "ActivityError",
     "ApplicationError",
     "ChildWorkflowError",
+    "DatabaseUnusable",
     "DurableError",
     "LeaseLost",
     "NonDeterminismError",
@@ -230,3 +232,9 @@ class StoreError(DurableError):
 
 class LeaseLost(StoreError):
     """A worker's write was rejected because its lease on the workflow or task is gone."""
+
+
+class DatabaseUnusable(StoreError):
+    """The database this process had open can no longer be used, and retrying cannot help:
+    its SQLite file was deleted or replaced, or the connection turned read-only. A worker
+    stops on it (rather than retrying its loops forever); fix the cause and restart."""

@@ -44,7 +44,7 @@ from .definition import (
     workflow_definition,
 )
 from .engine import INPUT_KINDS, Command, WorkflowRun
-from .errors import NonDeterminismError, RemoteError, StoreError
+from .errors import DatabaseUnusable, NonDeterminismError, RemoteError, StoreError
 from .executor import Attempt, AttemptResult, run_attempt
 from .store import (
     TOPIC_RUNS,
@@ -255,6 +255,8 @@ class Worker:
                 raise _Stop
         except* _Stop:
             pass
+        except* DatabaseUnusable as group:
+            raise group.exceptions[0] from None  # the worker stops: say why, plainly
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -262,6 +264,8 @@ class Worker:
             self._tg = None
             try:
                 await self.store.deregister_worker(self.worker_id, self.clock.now())
+            except DatabaseUnusable:
+                pass  # the leases went with the file; the error run raises says so
             except Exception:
                 logger.exception("Could not hand back the leases of worker %s", self.worker_id)
             for driver in self._drivers.values():
@@ -342,13 +346,16 @@ class Worker:
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run one of the worker's loops until stopping. A failure (the database out of reach
         for longer than the store retries, a bug) is logged and the loop restarted after a
-        backoff: it never ends the worker, which goes on as soon as the database is back."""
+        backoff: it never ends the worker, which goes on as soon as the database is back.
+        Only `DatabaseUnusable` (the SQLite file deleted or replaced) ends it."""
         delay = LOOP_RETRY_INITIAL
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
                 await loop()
                 return
+            except DatabaseUnusable:
+                raise  # retrying cannot help: stop the worker (see `run`)
             except Exception:
                 if time.monotonic() - started > 60:
                     delay = LOOP_RETRY_INITIAL  # it ran fine for a while: a new episode

@@ -74,6 +74,7 @@ from durable.store import (
 )
 
 from . import claims as _claims
+from . import guard as _guard
 from . import steps as _steps
 from .schema import (
     RUN_COLUMNS,
@@ -185,6 +186,7 @@ class SQLiteStore(Store):
         self.path, self._synchronous = _parse_url(url)
         self.hub = hub_for(os.path.realpath(self.path))
         self._db: aiosqlite.Connection | None = None
+        self._file: _guard.FileIdentity | None = None  # notices the file deleted or replaced
         self._state: Literal["new", "open", "closed"] = "new"
         self._lock = asyncio.Lock()
         # data_version read at the start of the last query feeding each work topic: a wait
@@ -207,6 +209,8 @@ class SQLiteStore(Store):
                 "Create a new one with durable.store.open_store(url)."
             )
         _check_directory(self.path)
+        _guard.create_private(self.path)
+        _guard.check_writable(self.path)
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -227,10 +231,11 @@ class SQLiteStore(Store):
             await db.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             await migrate(db, self.path)  # refuses a newer schema before changing anything
             await _enable_wal(db)
+            file = _guard.FileIdentity(self.path)
         except BaseException:
             await db.close()
             raise
-        self._db = db
+        self._db, self._file = db, file
         self._state = "open"
 
     async def aclose(self) -> None:
@@ -258,6 +263,8 @@ class SQLiteStore(Store):
                 f"This store of {self.url} is not open yet: use 'async with store:' or "
                 "'await store.open()' first."
             )
+        if self._file is not None:
+            self._file.check()  # deleted or replaced: every operation refuses from here on
         return self._db
 
     @asynccontextmanager
@@ -277,6 +284,8 @@ class SQLiteStore(Store):
                 await db.commit()
             except sqlite3.OperationalError as exc:
                 await db.rollback()
+                if _guard.is_read_only(exc):
+                    raise _guard.read_only_error(self.path, exc) from exc
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 raise StoreError(
