@@ -272,6 +272,29 @@ async def test_newer_schema_is_refused_and_left_alone(url: str, schema: str, adm
     )
 
 
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("UPDATE meta SET value = 'two' WHERE key = 'schema_version'", "is 'two', not a whole"),
+        ("DELETE FROM meta WHERE key = 'schema_version'", "has no schema_version row"),
+        ("DROP TABLE meta", "it has durable's table(s) inbox, journal, published, runs, tasks"),
+    ],
+)
+async def test_an_unreadable_schema_version_is_explained(
+    url: str, schema: str, admin: Any, damage: str, says: str
+) -> None:
+    async with PostgresStore(url):
+        pass
+    await admin.execute(f'SET search_path TO "{schema}"')
+    await admin.execute(damage)
+    with pytest.raises(StoreError) as info:
+        await PostgresStore(url).open()
+    message = str(info.value)
+    assert f"Cannot tell which schema version schema {schema!r} of {url} has" in message
+    assert says in message
+    assert "Restore the schema from a backup" in message
+
+
 # ---- claims --------------------------------------------------------------------------
 
 

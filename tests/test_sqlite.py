@@ -112,6 +112,29 @@ async def test_newer_schema_leaves_the_file_byte_for_byte(tmp_path: Path) -> Non
     assert _wal_size(path) == 0  # nothing written to the log either
 
 
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("UPDATE meta SET value = 'two'", "its schema_version is 'two', not a whole number"),
+        ("DELETE FROM meta", "its meta table has no schema_version row"),
+        ("DROP TABLE meta", "it has durable's table(s) inbox, journal, published, runs, tasks"),
+    ],
+)
+async def test_an_unreadable_schema_version_is_explained(
+    tmp_path: Path, damage: str, says: str
+) -> None:
+    path = tmp_path / "app.db"
+    async with SQLiteStore(f"sqlite:///{path}"):
+        pass
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(damage)
+    with pytest.raises(StoreError) as info:
+        await SQLiteStore(f"sqlite:///{path}").open()
+    message = str(info.value)
+    assert f"Cannot tell which schema version the database {str(path)!r} has: {says}" in message
+    assert "Restore it from a backup" in message
+
+
 async def test_released_lease_with_unconsumed_items_leaves_the_run_ready(tmp_path: Path) -> None:
     # An item the worker saw at claim time but did not consume must not be stranded when
     # it hands the lease back: the run stays claimable.

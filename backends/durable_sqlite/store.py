@@ -221,7 +221,7 @@ class SQLiteStore(Store):
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             try:
-                await read_version(db)  # fails here if the file is not a database
+                await read_version(db, self.path)  # fails here if the file is not a database
                 await db.execute_fetchall("SELECT json_array()")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(
