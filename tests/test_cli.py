@@ -208,6 +208,68 @@ def test_worker_for_a_module_that_cannot_be_imported(cli: Cli) -> None:
     assert "importable from the current directory" in done.stderr
 
 
+@pytest.fixture
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current directory, for modules `main` imports in this process; sys.path and
+    sys.modules are restored afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("module", "says"),
+    [
+        ("no_such_module", "durable: cannot import module 'no_such_module': No module named"),
+        ("shop.no_such_module", "durable: cannot import module 'shop.no_such_module': No module"),
+        ("no_such_pkg.orders", "durable: cannot import module 'no_such_pkg.orders': No module"),
+    ],
+)
+def test_a_module_name_that_is_wrong(app_dir: Path, module: str, says: str) -> None:
+    from durable.cli import main
+
+    (app_dir / "shop").mkdir()
+    (app_dir / "shop" / "__init__.py").write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["worker", module, "--db", f"sqlite:///{app_dir / 'app.db'}"])
+    assert str(info.value.code).startswith(says)
+    assert "Give a dotted module name importable from the current directory" in str(info.value.code)
+
+
+@pytest.mark.parametrize(
+    ("module", "missing"),
+    [("orders", "nonexistent_pkg"), ("shop.orders", "nonexistent_pkg"), ("shop.uses", "shop.gone")],
+)
+def test_a_module_whose_own_import_fails_says_so(app_dir: Path, module: str, missing: str) -> None:
+    """The module is there; what it imports is not. It used to say "give a dotted module
+    name", sending the user after the wrong problem."""
+    from durable.cli import main
+
+    (app_dir / "orders.py").write_text("import nonexistent_pkg\n")
+    (app_dir / "shop").mkdir()
+    (app_dir / "shop" / "__init__.py").write_text("")
+    (app_dir / "shop" / "orders.py").write_text("import nonexistent_pkg.sub\n")
+    (app_dir / "shop" / "uses.py").write_text("import shop.gone\n")
+    with pytest.raises(SystemExit) as info:
+        main(["worker", module, "--db", f"sqlite:///{app_dir / 'app.db'}"])
+    assert str(info.value.code) == (
+        f"durable: module {module!r} failed to import: No module named {missing!r} (a "
+        f"dependency of {module}? Install it in this environment, or fix the import.)"
+    )
+
+
+def test_a_module_importing_a_missing_name_says_so(app_dir: Path) -> None:
+    from durable.cli import main
+
+    (app_dir / "orders.py").write_text("from json import no_such_name\n")
+    with pytest.raises(SystemExit) as info:
+        main(["worker", "orders", "--db", f"sqlite:///{app_dir / 'app.db'}"])
+    assert str(info.value.code).startswith(
+        "durable: module 'orders' failed to import: cannot import name 'no_such_name' from 'json'"
+    )
+
+
 def test_worker_for_a_module_without_workflows(cli: Cli) -> None:
     done = cli("worker", "json")
     assert done.returncode == 1
