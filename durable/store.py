@@ -45,6 +45,7 @@ CREATE_BATCH = 500  # most runs one create_runs transaction takes from concurren
 
 __all__ = [
     "CLOSED_STATUSES",
+    "SECRET_PARAMETERS",
     "TOPIC_RUNS",
     "TOPIC_TASKS",
     "TOPIC_TIMERS",
@@ -62,6 +63,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "WorkerRecord",
+    "is_secret_parameter",
     "open_store",
     "redact_url",
     "run_topic",
