@@ -27,6 +27,7 @@ from typing import Any
 
 from .client import DEFAULT_URL, Client, WorkflowDescription
 from .errors import DurableError
+from .store import redact_url
 from .worker import Worker
 
 __all__ = ["collect", "main"]
@@ -53,12 +54,26 @@ def _import(names: Sequence[str]) -> list[ModuleType]:
     for name in names:
         try:
             modules.append(importlib.import_module(name))
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if not _is_requested(name, exc.name):
+                # The module is there; something it imports is not.
+                raise SystemExit(
+                    f"durable: module {name!r} failed to import: {exc} (a dependency of "
+                    f"{name}? Install it in this environment, or fix the import.)"
+                ) from exc
             raise SystemExit(
                 f"durable: cannot import module {name!r}: {exc}. Give a dotted module name "
                 "importable from the current directory (e.g. myapp.workflows)."
             ) from exc
+        except ImportError as exc:  # e.g. "cannot import name ..." inside the module
+            raise SystemExit(f"durable: module {name!r} failed to import: {exc}") from exc
     return modules
+
+
+def _is_requested(name: str, missing: str | None) -> bool:
+    """Whether the missing module is ``name`` itself or a package it is in (so the name is
+    wrong), rather than something ``name`` imports."""
+    return missing is not None and (name == missing or name.startswith(missing + "."))
 
 
 def _json(text: str | None, what: str) -> Any:
@@ -89,8 +104,9 @@ async def _worker(args: argparse.Namespace) -> int:
             max_concurrency=args.concurrency,
             lease_seconds=args.lease,
         )
+        where = redact_url(client.url)  # never print a password
         print(
-            f"durable worker {worker.worker_id} on {client.url}: queues {list(worker.queues)}, "
+            f"durable worker {worker.worker_id} on {where}: queues {list(worker.queues)}, "
             f"{len(workflows)} workflow(s), {len(activities)} activity(ies). Ctrl-C stops.",
             flush=True,
         )

@@ -14,6 +14,7 @@ from typing import Any
 from . import context as durable
 from .client import Client
 from .definition import RetryPolicy, activity, workflow
+from .store import redact_url
 from .worker import Worker
 
 __all__ = ["book_trip", "run_demo"]
@@ -70,7 +71,8 @@ def _summary(data: dict[str, Any]) -> str:
 
 async def run_demo(url: str) -> None:
     """Run `book_trip` with a worker in this process, printing each journal entry."""
-    print(f"durable demo on {url}")
+    shown = redact_url(url)  # never print a password
+    print(f"durable demo on {shown}")
     async with Client(url) as client:
         worker = Worker(
             client, workflows=[book_trip], activities=[reserve_hotel, reserve_flight, charge_card]
@@ -101,5 +103,5 @@ async def run_demo(url: str) -> None:
     print(f"result: {result}")
     print()
     print("Try next:")
-    print(f"  durable list --db {url}")
-    print(f"  durable show demo-trip --db {url}")
+    print(f"  durable list --db {shown}")
+    print(f"  durable show demo-trip --db {shown}")

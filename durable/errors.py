@@ -12,7 +12,8 @@
     ├── NotInWorkflowError     a workflow-only call made outside a workflow
     ├── StoreError             the database cannot be used (newer schema, bad URL, ...)
     │   ├── LeaseLost          a worker's write was fenced off: another owner took over
-    │   └── StepDataError      a commit failed on what a step holds, not on the database
+    │   ├── StepDataError      a commit failed on what a step holds, not on the database
+    │   └── DatabaseUnusable   the database went away under the process: restart it
     └── ApplicationError       raised by user code for a structured failure
 
 `RemoteError` is not an exception: it is the recorded description of one (type, message,
@@ -30,6 +31,7 @@ __all__ = [
     "ActivityError",
     "ApplicationError",
     "ChildWorkflowError",
+    "DatabaseUnusable",
     "DurableError",
     "LeaseLost",
     "NonDeterminismError",
@@ -237,3 +239,9 @@ class StepDataError(StoreError):
     """A commit failed because of the data one of its steps holds (a constraint the values
     break), not because the database is out of reach: retrying the same batch would fail
     again. The worker then commits the batch's steps apart and parks the step at fault."""
+
+
+class DatabaseUnusable(StoreError):
+    """The database this process had open can no longer be used, and retrying cannot help:
+    its SQLite file was deleted or replaced, or the connection turned read-only. A worker
+    stops on it (rather than retrying its loops forever); fix the cause and restart."""

@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Literal, NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
 from .notify import Hub
@@ -47,6 +47,7 @@ CREATE_BATCH = 500  # most runs one create_runs transaction takes from concurren
 __all__ = [
     "BACKENDS_GROUP",
     "CLOSED_STATUSES",
+    "SECRET_PARAMETERS",
     "TOPIC_RUNS",
     "TOPIC_TASKS",
     "TOPIC_TIMERS",
@@ -64,7 +65,9 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "WorkerRecord",
+    "is_secret_parameter",
     "open_store",
+    "redact_url",
     "run_topic",
 ]
 
@@ -594,14 +597,6 @@ class Store(abc.ABC):
 BACKENDS_GROUP = "durable.backends"
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 def open_store(url: str) -> Store:
     """The `Store` for ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``, or a
     URL of any other backend installed under the ``durable.backends`` entry-point group
@@ -611,12 +606,15 @@ def open_store(url: str) -> Store:
     Raises `StoreError` for a scheme no installed backend serves (listing those that are),
     and with the install command when the backend's driver is missing.
     """
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # e.g. an unbalanced "[" in the host
+        raise StoreError(f"Cannot parse the database URL {redact_url(url)!r}: {exc}.") from exc
     found = {ep.name.lower(): ep for ep in entry_points(group=BACKENDS_GROUP)}
     if scheme not in found:
         installed = ", ".join(f"{name}://" for name in sorted(found)) or "none"
         raise StoreError(
-            f"Unknown database URL {_without_password(url)!r}: no installed backend serves "
+            f"Unknown database URL {redact_url(url)!r}: no installed backend serves "
             f"{scheme + '://' if scheme else 'URLs without a scheme'} (installed: {installed}). "
             "Use e.g. 'sqlite:///path/to/file.db' or 'postgresql://user@host/dbname'."
         )
@@ -632,3 +630,51 @@ def open_store(url: str) -> Store:
         )
     factory = cast("Callable[[str], Store]", cls)  # a concrete subclass: takes the URL
     return factory(url)
+
+
+#: Query parameters whose values are secrets (compared in lower case): libpq's
+#: ``password`` and ``sslpassword``, and the ``token`` of token-authenticated services.
+#: ``passfile`` and ``sslkey`` name files, not secrets, and are shown.
+SECRET_PARAMETERS = frozenset({"password", "sslpassword", "token"})
+
+
+def is_secret_parameter(key: str) -> bool:
+    """Whether a URL query parameter named ``key`` carries a secret (see `redact_url`)."""
+    return key.lower() in SECRET_PARAMETERS
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown: in logs, error messages, reprs and the CLI's output.
+
+    The password of the userinfo and the values of `SECRET_PARAMETERS` become ``***``;
+    everything else is kept as written, so the URL still says which database it is::
+
+        >>> redact_url("postgresql://app:s3cret@db/prod?sslmode=require&password=s3cret")
+        'postgresql://app:***@db/prod?sslmode=require&password=***'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Too malformed to take apart: keep the scheme and hide the rest.
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep else "***"
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    query = parts.query
+    if query:
+        pieces = []
+        for piece in query.split("&"):
+            key, equals, _ = piece.partition("=")
+            secret = equals and is_secret_parameter(unquote_plus(key))
+            pieces.append(f"{key}=***" if secret else piece)
+        query = "&".join(pieces)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide: the URL exactly as given
+    # Put it back by hand: urlunsplit would drop the empty authority of "scheme:///path".
+    scheme = url[: len(parts.scheme) + 1] if parts.scheme else ""
+    authority = f"//{netloc}" if url[len(scheme) :].startswith("//") else ""
+    query = f"?{query}" if query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{scheme}{authority}{parts.path}{query}{fragment}"

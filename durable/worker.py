@@ -44,6 +44,7 @@ from .definition import (
     activity_definition,
     workflow_definition,
 )
+from .errors import DatabaseUnusable
 from .executor import Attempt
 from .stepping import Driver, RunStepping
 from .store import (
@@ -220,6 +221,8 @@ class Worker(RunStepping, ActivityAttempts):
                 raise _Stop
         except* _Stop:
             pass
+        except* DatabaseUnusable as group:
+            raise group.exceptions[0] from None  # the worker stops: say why, plainly
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -227,6 +230,8 @@ class Worker(RunStepping, ActivityAttempts):
             self._tg = None
             try:
                 await self.store.deregister_worker(self.worker_id, self.clock.now())
+            except DatabaseUnusable:
+                pass  # the leases went with the file; the error run raises says so
             except Exception:
                 logger.exception("Could not hand back the leases of worker %s", self.worker_id)
             for driver in self._drivers.values():
@@ -329,13 +334,16 @@ class Worker(RunStepping, ActivityAttempts):
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run one of the worker's loops until stopping. A failure (the database out of reach
         for longer than the store retries, a bug) is logged and the loop restarted after a
-        backoff: it never ends the worker, which goes on as soon as the database is back."""
+        backoff: it never ends the worker, which goes on as soon as the database is back.
+        Only `DatabaseUnusable` (the SQLite file deleted or replaced) ends it."""
         delay = LOOP_RETRY_INITIAL
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
                 await loop()
                 return
+            except DatabaseUnusable:
+                raise  # retrying cannot help: stop the worker (see `run`)
             except Exception:
                 if time.monotonic() - started > 60:
                     delay = LOOP_RETRY_INITIAL  # it ran fine for a while: a new episode

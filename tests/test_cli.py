@@ -209,6 +209,68 @@ def test_worker_for_a_module_that_cannot_be_imported(cli: Cli) -> None:
     assert "importable from the current directory" in done.stderr
 
 
+@pytest.fixture
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current directory, for modules `main` imports in this process; sys.path and
+    sys.modules are restored afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("module", "says"),
+    [
+        ("no_such_module", "durable: cannot import module 'no_such_module': No module named"),
+        ("shop.no_such_module", "durable: cannot import module 'shop.no_such_module': No module"),
+        ("no_such_pkg.orders", "durable: cannot import module 'no_such_pkg.orders': No module"),
+    ],
+)
+def test_a_module_name_that_is_wrong(app_dir: Path, module: str, says: str) -> None:
+    from durable.cli import main
+
+    (app_dir / "shop").mkdir()
+    (app_dir / "shop" / "__init__.py").write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["worker", module, "--db", f"sqlite:///{app_dir / 'app.db'}"])
+    assert str(info.value.code).startswith(says)
+    assert "Give a dotted module name importable from the current directory" in str(info.value.code)
+
+
+@pytest.mark.parametrize(
+    ("module", "missing"),
+    [("orders", "nonexistent_pkg"), ("shop.orders", "nonexistent_pkg"), ("shop.uses", "shop.gone")],
+)
+def test_a_module_whose_own_import_fails_says_so(app_dir: Path, module: str, missing: str) -> None:
+    """The module is there; what it imports is not. It used to say "give a dotted module
+    name", sending the user after the wrong problem."""
+    from durable.cli import main
+
+    (app_dir / "orders.py").write_text("import nonexistent_pkg\n")
+    (app_dir / "shop").mkdir()
+    (app_dir / "shop" / "__init__.py").write_text("")
+    (app_dir / "shop" / "orders.py").write_text("import nonexistent_pkg.sub\n")
+    (app_dir / "shop" / "uses.py").write_text("import shop.gone\n")
+    with pytest.raises(SystemExit) as info:
+        main(["worker", module, "--db", f"sqlite:///{app_dir / 'app.db'}"])
+    assert str(info.value.code) == (
+        f"durable: module {module!r} failed to import: No module named {missing!r} (a "
+        f"dependency of {module}? Install it in this environment, or fix the import.)"
+    )
+
+
+def test_a_module_importing_a_missing_name_says_so(app_dir: Path) -> None:
+    from durable.cli import main
+
+    (app_dir / "orders.py").write_text("from json import no_such_name\n")
+    with pytest.raises(SystemExit) as info:
+        main(["worker", "orders", "--db", f"sqlite:///{app_dir / 'app.db'}"])
+    assert str(info.value.code).startswith(
+        "durable: module 'orders' failed to import: cannot import name 'no_such_name' from 'json'"
+    )
+
+
 def test_worker_for_a_module_without_workflows(cli: Cli) -> None:
     done = cli("worker", "json")
     assert done.returncode == 1
@@ -245,3 +307,70 @@ def test_bad_json_is_refused_before_anything_is_written(cli: Cli) -> None:
     assert done.returncode == 1
     assert "durable: the value is not valid JSON" in done.stderr
     assert "signal_received" not in cli.show("wf-j")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "postgresql://app:secret1@127.0.0.1:1/x?password=secret2",
+            "durable: Cannot connect to PostgreSQL at "
+            "postgresql://app:***@127.0.0.1:1/x?password=***: ",
+        ),
+        (
+            "postgresql://app:secret1@db/x?schema=pg_catalog&token=secret2",
+            "durable: Schema 'pg_catalog' in "
+            "'postgresql://app:***@db/x?schema=pg_catalog&token=***' belongs to PostgreSQL",
+        ),
+        (
+            "mysql://app:secret1@db/x?password=secret2",
+            "durable: Unknown database URL 'mysql://app:***@db/x?password=***'",
+        ),
+        (
+            "sqlite:///app.db?password=secret2",
+            "durable: Unsupported option password=*** in 'sqlite:///app.db?password=***'",
+        ),
+    ],
+)
+def test_errors_show_no_password(capsys: pytest.CaptureFixture[str], url: str, says: str) -> None:
+    from durable.cli import main
+
+    assert main(["list", "--db", url]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(says)
+    assert "secret" not in out + err
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_the_worker_banner_shows_no_password(store_url: str, tmp_path: Path) -> None:
+    scheme, rest = store_url.split("://", 1)
+    userinfo, at, hosts = rest.rpartition("@")
+    user = userinfo.partition(":")[0] if at else "postgres"
+    # The test server trusts local connections: the passwords are carried, and ignored.
+    url = f"{scheme}://{user}:secret1@{hosts}&password=secret2"
+    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "durable", "--verbose", "worker", "cli_app", "--db", url],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + WAIT
+        while "Ctrl-C stops." not in out.read_text():
+            assert proc.poll() is None, f"the worker exited early:\n{err.read_text()}"
+            assert time.monotonic() < deadline, "the worker printed no banner"
+            time.sleep(0.05)
+        cli = Cli(db=url, cwd=tmp_path)
+        assert cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-s") == "wf-s\n"
+        shown = cli.wait_for("wf-s", "published")  # served: the worker runs on that URL
+        assert "secret" not in shown
+    finally:
+        assert _stop(proc) == 0
+    banner, logs = out.read_text(), err.read_text()
+    assert f"on {scheme}://{user}:***@{hosts}&password=***: queues" in banner
+    assert "Migrating " in logs  # --verbose: the migration's log line names the database
+    assert "secret" not in banner + logs

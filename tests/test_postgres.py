@@ -9,6 +9,7 @@ Each test gets its own PostgreSQL schema (``?schema=``), dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import textwrap
@@ -122,7 +123,9 @@ def test_parse_url_strips_schema_and_password() -> None:
     assert "schema=" not in info.dsn
     assert "sslmode=disable" in info.dsn
     assert "s3cret" in info.dsn
-    assert info.public_url == "postgres://app@db:5433/prod?schema=orders&sslmode=disable"
+    assert info.public_url == "postgres://app:***@db:5433/prod?schema=orders&sslmode=disable"
+    shown = parse_url("postgresql://app@db/x?password=s3cret&sslpassword=k3y&schema=s").public_url
+    assert shown == "postgresql://app@db/x?password=***&sslpassword=***&schema=s"
     assert info.channel == "durable_orders"
     assert info.server_settings["search_path"] == '"orders"'
     assert parse_url("postgresql://db/x").schema == "durable"
@@ -132,6 +135,20 @@ def test_parse_url_strips_schema_and_password() -> None:
 def test_parse_url_refuses_bad_schema_names(bad: str) -> None:
     with pytest.raises(StoreError, match="Invalid schema name"):
         parse_url(bad)
+
+
+@pytest.mark.parametrize(
+    "schema", ["pg_catalog", "information_schema", "pg_toast", "pg_temp_3", "PG_Catalog", "pg_"]
+)
+def test_system_schemas_are_refused_before_connecting(schema: str) -> None:
+    url = f"postgresql://app:s3cret@127.0.0.1:1/x?schema={schema}"  # nothing listens on port 1
+    with pytest.raises(StoreError) as info:
+        PostgresStore(url)
+    message = str(info.value)
+    assert f"Schema {schema!r} in 'postgresql://app:***@127.0.0.1:1/x?schema={schema}'" in message
+    assert "belongs to PostgreSQL itself" in message
+    assert "Name a schema of your own" in message
+    assert parse_url("postgresql://db/x?schema=pgx_ok").schema == "pgx_ok"
 
 
 async def test_store_must_be_open(url: str) -> None:
@@ -155,6 +172,59 @@ async def test_unreachable_server_fails_at_once() -> None:
         async with PostgresStore("postgresql://nobody@127.0.0.1:1/nothing"):
             pass
     assert time.monotonic() - started < 10
+
+
+# ---- secrets -------------------------------------------------------------------------
+
+
+def _with_secrets(url: str) -> str:
+    """``url`` with a password in the userinfo and another in the query (the test server
+    trusts local connections, so they are carried, and ignored)."""
+    scheme, rest = url.split("://", 1)
+    userinfo, at, hosts = rest.rpartition("@")
+    user = userinfo.partition(":")[0] if at else "postgres"
+    return _with_schema(f"{scheme}://{user}:secret1@{hosts}", "x").replace(
+        "schema=x", "password=secret2"
+    )
+
+
+async def test_a_worker_logs_no_password(schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    import durable
+    from tests.test_worker import add_one, count_to
+
+    url = _with_schema(_with_secrets(BASE_URL), schema)
+    caplog.set_level(logging.DEBUG)
+    async with durable.connect(url) as client:
+        async with durable.Worker(client, workflows=[count_to], activities=[add_one]) as worker:
+            assert await client.execute(count_to, 2, timeout=10) == 2
+            store = worker.store
+            assert "secret" not in store.url
+            assert "secret" not in repr(store)
+        handle = client.get_handle("no-such-workflow")
+        with pytest.raises(durable.WorkflowNotFound) as missing:
+            await handle.describe()
+    assert "Migrating postgresql://" in caplog.text  # the URL is logged, masked
+    assert ":***@" in caplog.text
+    assert "password=***" in caplog.text
+    assert "secret" not in caplog.text
+    assert "secret" not in str(missing.value)
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("127.0.0.1:1/test", "Cannot connect to PostgreSQL at postgresql://postgres:***@"),
+        ("127.0.0.1:notaport/test", "Cannot use the PostgreSQL URL postgresql://postgres:***@"),
+    ],
+)
+async def test_connection_errors_show_no_password(where: str, says: str) -> None:
+    url = f"postgresql://postgres:secret1@{where}?password=secret2&sslpassword=secret3"
+    with pytest.raises(StoreError) as info:
+        async with PostgresStore(url):
+            pass
+    assert says in str(info.value)
+    assert "password=***&sslpassword=***" in str(info.value)
+    assert "secret" not in str(info.value)
 
 
 # ---- migrations ----------------------------------------------------------------------
@@ -201,6 +271,29 @@ async def test_newer_schema_is_refused_and_left_alone(url: str, schema: str, adm
     assert tables == await admin.fetchval(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema
     )
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("UPDATE meta SET value = 'two' WHERE key = 'schema_version'", "is 'two', not a whole"),
+        ("DELETE FROM meta WHERE key = 'schema_version'", "has no schema_version row"),
+        ("DROP TABLE meta", "it has durable's table(s) inbox, journal, published, runs, tasks"),
+    ],
+)
+async def test_an_unreadable_schema_version_is_explained(
+    url: str, schema: str, admin: Any, damage: str, says: str
+) -> None:
+    async with PostgresStore(url):
+        pass
+    await admin.execute(f'SET search_path TO "{schema}"')
+    await admin.execute(damage)
+    with pytest.raises(StoreError) as info:
+        await PostgresStore(url).open()
+    message = str(info.value)
+    assert f"Cannot tell which schema version schema {schema!r} of {url} has" in message
+    assert says in message
+    assert "Restore the schema from a backup" in message
 
 
 # ---- claims --------------------------------------------------------------------------

@@ -46,6 +46,16 @@ def test_url_forms(tmp_path: Path) -> None:
             SQLiteStore(bad)
 
 
+def test_secrets_in_an_sqlite_url_are_not_repeated(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        SQLiteStore(f"sqlite:///{tmp_path}/app.db?password=s3cret")
+    assert "Unsupported option password=*** in " in str(info.value)
+    assert "s3cret" not in str(info.value)
+    with pytest.raises(StoreError) as info:
+        SQLiteStore("sqlite://user:s3cret@host/app.db")
+    assert "Not an SQLite URL: 'sqlite://user:***@host/app.db'" in str(info.value)
+
+
 async def test_relative_and_absolute_urls_of_one_file_share_a_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,6 +110,29 @@ async def test_newer_schema_leaves_the_file_byte_for_byte(tmp_path: Path) -> Non
     )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert _wal_size(path) == 0  # nothing written to the log either
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("UPDATE meta SET value = 'two'", "its schema_version is 'two', not a whole number"),
+        ("DELETE FROM meta", "its meta table has no schema_version row"),
+        ("DROP TABLE meta", "it has durable's table(s) inbox, journal, published, runs, tasks"),
+    ],
+)
+async def test_an_unreadable_schema_version_is_explained(
+    tmp_path: Path, damage: str, says: str
+) -> None:
+    path = tmp_path / "app.db"
+    async with SQLiteStore(f"sqlite:///{path}"):
+        pass
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(damage)
+    with pytest.raises(StoreError) as info:
+        await SQLiteStore(f"sqlite:///{path}").open()
+    message = str(info.value)
+    assert f"Cannot tell which schema version the database {str(path)!r} has: {says}" in message
+    assert "Restore it from a backup" in message
 
 
 async def test_released_lease_with_unconsumed_items_leaves_the_run_ready(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from durable.errors import StoreError
+from durable.store import redact_url
 
 from .listener import encode_payload
 from .schema import quote_ident
@@ -107,7 +108,7 @@ class ConnectInfo:
     """What a ``postgresql://`` URL means to the store."""
 
     dsn: str  # for asyncpg: the URL without ``schema=``
-    public_url: str  # the URL without its password (``Store.url``, the hub key)
+    public_url: str  # the URL with its secrets masked (``Store.url``, the hub key)
     schema: str
     channel: str  # the LISTEN/NOTIFY channel of this schema
     server_settings: dict[str, str]
@@ -116,26 +117,31 @@ class ConnectInfo:
 def parse_url(url: str) -> ConnectInfo:
     """Split a ``postgresql://`` or ``postgres://`` URL into what the store needs.
 
-    Raises `StoreError` for another scheme or an unusable ``schema=``.
+    Raises `StoreError` for another scheme or an unusable ``schema=`` (not an identifier
+    of up to 63 characters, or one of PostgreSQL's own schemas), before connecting.
     """
+    public_url = redact_url(url)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise StoreError(f"PostgresStore needs a 'postgresql://user@host/dbname' URL, got {url!r}.")
+        raise StoreError(
+            f"PostgresStore needs a 'postgresql://user@host/dbname' URL, got {public_url!r}."
+        )
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [value for key, value in query if key == "schema"]
     rest = [(key, value) for key, value in query if key != "schema"]
     schema = schemas[-1] if schemas else DEFAULT_SCHEMA
     if not _SCHEMA_NAME.fullmatch(schema):
         raise StoreError(
-            f"Invalid schema name {schema!r} in {url!r}: use up to 63 letters, digits and "
-            "underscores, starting with a letter or underscore."
+            f"Invalid schema name {schema!r} in {public_url!r}: use up to 63 letters, digits "
+            "and underscores, starting with a letter or underscore."
+        )
+    if _is_system_schema(schema):
+        raise StoreError(
+            f"Schema {schema!r} in {public_url!r} belongs to PostgreSQL itself (pg_catalog, "
+            "information_schema, and every name starting with pg_ are reserved): durable "
+            "must not create its tables there. Name a schema of your own, e.g. ?schema=durable."
         )
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}@{hostinfo}"
-    public_url = urlunsplit(parts._replace(netloc=netloc))
     channel = f"durable_{schema}"
     if len(channel.encode()) > 63:  # NAMEDATALEN: longer channel names are refused
         channel = "durable_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
@@ -146,6 +152,12 @@ def parse_url(url: str) -> ConnectInfo:
         timeout_ms = int(IDLE_IN_TRANSACTION_SECONDS * 1000)
         settings["idle_in_transaction_session_timeout"] = f"{timeout_ms}ms"
     return ConnectInfo(dsn, public_url, schema, channel, settings)
+
+
+def _is_system_schema(schema: str) -> bool:
+    # Refused whatever the case: a quoted "PG_x" would be legal, and confusing.
+    lowered = schema.lower()
+    return lowered.startswith("pg_") or lowered == "information_schema"
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -190,6 +202,12 @@ class Database:
                 reset=_keep_session,
             )
         except Exception as exc:
+            if isinstance(exc, ValueError | asyncpg.exceptions.ClientConfigurationError):
+                # asyncpg's word on a malformed URL (a port that is not a number, an
+                # unknown sslmode); the URL shown is masked, the driver's message has none.
+                raise StoreError(
+                    f"Cannot use the PostgreSQL URL {self.info.public_url}: {exc}"
+                ) from exc
             if not is_connection_error(exc) and not isinstance(
                 exc, asyncpg.exceptions.PostgresError
             ):

@@ -56,6 +56,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# durable's tables, to tell a schema with them but no version from someone else's.
+_TABLES = frozenset({"runs", "journal", "inbox", "tasks", "timers", "published", "workers"})
+
 _V1 = [
     """CREATE TABLE meta (
         key text PRIMARY KEY,
@@ -239,6 +242,46 @@ async def ensure_extra_indexes(conn: Any, schema: str, *, url: str) -> None:
         await conn.execute("SELECT pg_advisory_unlock($1)", key)
 
 
+async def _read_version(conn: Any, schema: str, *, url: str) -> int:
+    """The schema's version (0 if it has no tables of ours), or `StoreError` naming the
+    database and schema when it cannot be read."""
+    tables = {
+        r["relname"]
+        for r in await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+            schema,
+        )
+    }
+    if "meta" not in tables:
+        ours = sorted(tables & _TABLES)
+        if ours:
+            found = ", ".join(ours)
+            raise _unreadable(url, schema, f"it has durable's table(s) {found} but no meta table")
+        return 0
+    value = await conn.fetchval(
+        f"SELECT value FROM {quote_ident(schema)}.meta WHERE key = 'schema_version'"
+    )
+    if value is None:
+        raise _unreadable(url, schema, "its meta table has no schema_version row")
+    try:
+        return int(value)
+    except ValueError:
+        what = f"its schema_version is {value!r}, not a whole number"
+        raise _unreadable(url, schema, what) from None
+
+
+def _unreadable(url: str, schema: str, what: str) -> StoreError:
+    # Every version ever written is a whole number, written with the tables in one
+    # transaction: someone changed it, or the schema belongs to another program.
+    return StoreError(
+        f"Cannot tell which schema version schema {schema!r} of {url} has: {what}. durable "
+        "writes the version together with its tables, so something else changed them. "
+        "Restore the schema from a backup, or, if it is another program's, give durable its "
+        "own with ?schema=name in the URL."
+    )
+
+
 async def migrate(conn: Any, schema: str, *, url: str) -> int:
     """Bring ``schema`` to `SCHEMA_VERSION` on ``conn`` (an asyncpg connection).
 
@@ -250,10 +293,7 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         meta = f"{quote_ident(schema)}.meta"
-        found = 0
-        if await conn.fetchval("SELECT to_regclass($1)", meta) is not None:
-            value = await conn.fetchval(f"SELECT value FROM {meta} WHERE key = 'schema_version'")
-            found = int(value) if value is not None else 0
+        found = await _read_version(conn, schema, url=url)
         if found > SCHEMA_VERSION:
             raise StoreError(
                 f"Database {url} has schema version {found}, newer than this "

@@ -171,18 +171,44 @@ EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
+# durable's tables, to tell a database with them but no version from someone else's.
+_TABLES = frozenset({"runs", "journal", "inbox", "tasks", "timers", "published", "workers"})
 
-async def read_version(conn: aiosqlite.Connection) -> int:
-    """The database's schema version; 0 for an empty file."""
-    rows = list(
-        await conn.execute_fetchall(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        )
-    )
-    if not rows:
+
+async def read_version(conn: aiosqlite.Connection, name: str) -> int:
+    """The database's schema version; 0 for an empty file.
+
+    Raises `StoreError` naming the file ``name`` when the version is unreadable: ``meta``
+    without a whole-number ``schema_version`` row, or durable's tables without ``meta``.
+    """
+    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    tables = {row[0] for row in rows}
+    if "meta" not in tables:
+        ours = sorted(tables & _TABLES)
+        if ours:
+            found = ", ".join(ours)
+            raise _unreadable(name, f"it has durable's table(s) {found} but no meta table")
         return 0
-    rows = list(await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'schema_version'"))
-    return int(rows[0][0]) if rows else 0
+    rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'schema_version'")
+    rows = list(rows)
+    if not rows:
+        raise _unreadable(name, "its meta table has no schema_version row")
+    value = rows[0][0]
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _unreadable(name, f"its schema_version is {value!r}, not a whole number") from None
+
+
+def _unreadable(name: str, what: str) -> StoreError:
+    # Every version ever written is a whole number, written with the tables in one
+    # transaction: this file was damaged, or edited by hand, or belongs to another program.
+    return StoreError(
+        f"Cannot tell which schema version the database {name!r} has: {what}. durable writes "
+        "the version together with its tables, so the file was damaged or changed by "
+        "something else. Restore it from a backup, or if it is another program's database, "
+        "point the URL at a new file."
+    )
 
 
 def _too_new(found: int, name: str) -> StoreError:
@@ -200,7 +226,7 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
     having changed nothing, when the database is newer than this code.
     """
     # A cheap look first, so a too-new database is refused without taking the write lock.
-    found = await read_version(conn)
+    found = await read_version(conn, name)
     if found > SCHEMA_VERSION:
         raise _too_new(found, name)
     if found == SCHEMA_VERSION:
@@ -214,7 +240,7 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
             return found
     await conn.execute("BEGIN IMMEDIATE")
     try:
-        found = await read_version(conn)  # another process may have migrated meanwhile
+        found = await read_version(conn, name)  # another process may have migrated meanwhile
         if found > SCHEMA_VERSION:
             raise _too_new(found, name)
         for version, statements in MIGRATIONS:

@@ -68,10 +68,13 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
+    is_secret_parameter,
+    redact_url,
     run_topic,
 )
 
 from . import claims as _claims
+from . import guard as _guard
 from . import steps as _steps
 from . import workers as _workers
 from .schema import (
@@ -113,16 +116,17 @@ def _json(values: Collection[str]) -> str:
 
 def _parse_url(url: str) -> tuple[str, str]:
     """``(file path, synchronous)`` from a ``sqlite:///...`` URL."""
+    shown = redact_url(url)
     parts = urlsplit(url)
     if parts.scheme.lower() != "sqlite" or parts.netloc:
         raise StoreError(
-            f"Not an SQLite URL: {url!r}. Use 'sqlite:///relative/path.db' or "
+            f"Not an SQLite URL: {shown!r}. Use 'sqlite:///relative/path.db' or "
             "'sqlite:////absolute/path.db'."
         )
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path or path == ":memory:" or path.startswith("file:"):
         raise StoreError(
-            f"{url!r} names no database file. durable needs a file on disk, because its "
+            f"{shown!r} names no database file. durable needs a file on disk, because its "
             "workers and clients share it: use e.g. 'sqlite:///durable.db'."
         )
     synchronous = "full"
@@ -130,8 +134,9 @@ def _parse_url(url: str) -> tuple[str, str]:
         if key == "synchronous" and value.lower() in _SYNCHRONOUS:
             synchronous = value.lower()
         else:
+            shown_value = "***" if is_secret_parameter(key) else repr(value)
             raise StoreError(
-                f"Unsupported option {key}={value!r} in {url!r}: the SQLite backend takes "
+                f"Unsupported option {key}={shown_value} in {shown!r}: the SQLite backend takes "
                 "only ?synchronous=full (default) or ?synchronous=normal."
             )
     return path, synchronous
@@ -180,10 +185,11 @@ class SQLiteStore(Wakeups, Store):
     """
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = redact_url(url)  # as messages show it: no secret, even one given by mistake
         self.path, self._synchronous = _parse_url(url)
         self.hub = hub_for(os.path.realpath(self.path))
         self._db: aiosqlite.Connection | None = None
+        self._file: _guard.FileIdentity | None = None  # notices the file deleted or replaced
         self._state: Literal["new", "open", "closed"] = "new"
         self._lock = asyncio.Lock()
         # data_version read at the start of the last query feeding each work topic: a wait
@@ -206,6 +212,8 @@ class SQLiteStore(Wakeups, Store):
                 "Create a new one with durable.store.open_store(url)."
             )
         _check_directory(self.path)
+        _guard.create_private(self.path)
+        _guard.check_writable(self.path)
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -216,7 +224,7 @@ class SQLiteStore(Wakeups, Store):
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             try:
-                await read_version(db)  # fails here if the file is not a database
+                await read_version(db, self.path)  # fails here if the file is not a database
                 await db.execute_fetchall("SELECT json_array()")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(
@@ -226,10 +234,11 @@ class SQLiteStore(Wakeups, Store):
             await db.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             await migrate(db, self.path)  # refuses a newer schema before changing anything
             await _enable_wal(db)
+            file = _guard.FileIdentity(self.path)
         except BaseException:
             await db.close()
             raise
-        self._db = db
+        self._db, self._file = db, file
         self._state = "open"
 
     async def aclose(self) -> None:
@@ -257,6 +266,8 @@ class SQLiteStore(Wakeups, Store):
                 f"This store of {self.url} is not open yet: use 'async with store:' or "
                 "'await store.open()' first."
             )
+        if self._file is not None:
+            self._file.check()  # deleted or replaced: every operation refuses from here on
         return self._db
 
     @asynccontextmanager
@@ -276,6 +287,8 @@ class SQLiteStore(Wakeups, Store):
                 await db.commit()
             except sqlite3.OperationalError as exc:
                 await db.rollback()
+                if _guard.is_read_only(exc):
+                    raise _guard.read_only_error(self.path, exc) from exc
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 raise StoreError(
