@@ -15,7 +15,9 @@ async def greet(name: str) -> str:
     return f"hello {name}"
 
 
-@durable.activity(retry=durable.RetryPolicy(max_attempts=2, initial_interval=timedelta(seconds=0.1)))
+@durable.activity(
+    retry=durable.RetryPolicy(max_attempts=2, initial_interval=timedelta(seconds=0.1))
+)
 async def explode(why: str) -> None:
     """Fail every attempt."""
     raise ValueError(why)

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 CUT = 300  # characters of a value shown in a table row or a history line (--json has all)
-LABEL = 14  # width of the labels in `durable show` ("  status   ...")
+LABEL = 15  # width of the labels in `durable show` ("  status   ...")
 OPEN_STATUSES = frozenset({"scheduled", "running", "retrying", "waiting"})
 
 
