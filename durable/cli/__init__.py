@@ -257,7 +257,13 @@ def _wait(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `durable` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "follow", False) and args.json:
+        parser.error(
+            "show --follow prints text as the run goes on; to wait for the outcome as JSON, "
+            "use: durable result ID --json"
+        )
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

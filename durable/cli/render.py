@@ -216,7 +216,9 @@ def _step_details(step: Step, now: datetime) -> list[str]:
                 out.append(line)
         last = next((a for a in reversed(step.attempts) if a.error is not None), None)
         error = last.error if last is not None else step.error
-        if error is not None and step.status != "completed":
+        if error is not None and step.status == "completed":  # it got there after all
+            out.append(f"attempt {last.number if last else '?'} failed: {_cut(str(error))}")
+        elif error is not None:
             number = f" (attempt {last.number})" if last is not None else ""
             out.append(f"last error{number}: {_cut(str(error))}")
             if where := _raised_at(error):
@@ -314,7 +316,8 @@ def progress(status: str, steps: Sequence[Step]) -> str:
 
 def step_event(step: Step) -> str:
     """A step's new state, for ``--follow``: ``#4 activity charge: retrying (...)``."""
-    line = f"#{step.seq} {step.kind} {step.name}: {step.status}"
+    name = "" if step.name == step.kind else f" {step.name}"  # a timer is named "timer"
+    line = f"#{step.seq} {step.kind}{name}: {step.status}"
     if step.status in ("retrying", "failed") and step.error is not None:
         line += f" ({_cut(str(step.error), 200)})"
     elif step.kind == "signal" and step.status == "completed":
