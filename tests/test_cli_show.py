@@ -8,7 +8,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
@@ -18,8 +18,10 @@ from uuid import UUID
 import pytest
 from clikit import WAIT, Cli, env, history_kinds, section, serve, stop
 
-from durable.cli.render import jsonable
+from durable.cli.render import RunView, jsonable, relative, run_lines
+from durable.client import Event, WorkflowDescription
 from durable.errors import RemoteError
+from durable.steps import Step
 
 pytestmark = pytest.mark.slow  # real processes: a few seconds in all
 
@@ -345,3 +347,71 @@ def test_jsonable_makes_every_value_json() -> None:
         "3": "nan",
     }
     json.dumps(jsonable(value), allow_nan=False)  # strict JSON
+
+
+def _description(**changes: object) -> WorkflowDescription:
+    base = WorkflowDescription(
+        id="wf-big",
+        run_id="r-1",
+        name="fan_out",
+        status="running",
+        queue="default",
+        input=[],
+        result=None,
+        error=None,
+        created_at=NOW,
+        closed_at=None,
+        history_length=0,
+        pending=[],
+        problem=None,
+    )
+    return replace(base, **changes)
+
+
+NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC in this process (times are shown in local time)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("utc")
+def test_a_long_run_keeps_to_the_newest_and_the_failed() -> None:
+    steps = [
+        Step(seq, "activity", f"a{seq}", "0", None, "failed" if seq == 1 else "completed")
+        for seq in range(1, 251)
+    ]
+    steps.append(Step(251, "timer", "timer", "0", None, "waiting", input=NOW + timedelta(days=2)))
+    events = [Event(seq, "published", NOW, {"key": "k", "value": seq}) for seq in range(1, 261)]
+    lines = run_lines(RunView(_description(), steps, {}, events, NOW))
+    rows = section("\n".join(lines), "steps (")
+    assert rows[0] == "  ... 50 earlier steps not shown (--json has them all)"
+    shown = [row.split()[0] for row in rows[2:] if re.match(r"  \d", row)]
+    assert shown == ["1", *map(str, range(52, 252))]  # the failed one, then the newest 200
+    assert rows[-1] == "       due in 2 days (2026-12-04T10:00:00+00:00)"
+    history = "\n".join(lines).split("history:\n")[1].splitlines()
+    assert history[0] == "  ... 60 earlier entries not shown (--json has them all)"
+    assert history[1].split()[0] == "61"
+    assert len(history) == 201
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(0), "now"),
+        (timedelta(seconds=1), "in 1 second"),
+        (timedelta(seconds=-89), "89 seconds ago"),
+        (timedelta(minutes=2), "in 2 minutes"),
+        (timedelta(hours=-5), "5 hours ago"),
+        (timedelta(days=2) - timedelta(milliseconds=1), "in 2 days"),
+        (timedelta(days=-400), "400 days ago"),
+    ],
+)
+def test_relative_times(delta: timedelta, text: str) -> None:
+    assert relative(NOW + delta, NOW) == text

@@ -184,7 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=commands.show)
 
-    p = command("result", "wait for a run's result and print it as JSON", json=True)
+    p = command(
+        "result",
+        "wait for a run's result and print it as JSON (exit 1 if it failed or was "
+        "cancelled, 2 if --wait ran out)",
+        json=True,
+    )
     p.add_argument("id")
     p.add_argument(
         "--wait", type=_wait, metavar="SECONDS", help="give up after this long (default: never)"

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 CUT = 300  # characters of a value shown in a table row or a history line (--json has all)
+SHOWN = 200  # most steps (besides open and failed ones) and history entries shown, the newest
 LABEL = 15  # width of the labels in `durable show` ("  status   ...")
 OPEN_STATUSES = frozenset({"scheduled", "running", "retrying", "waiting"})
 
@@ -388,7 +389,17 @@ def run_lines(view: RunView) -> list[str]:
     out.append("")
     out.append(f"steps ({len(view.steps)}):" if view.steps else "steps: none yet")
     if view.steps:
-        out.extend(steps_table(view.steps, now))
+        # A long run keeps to a screenful: the newest steps, and any open or failed one.
+        first = len(view.steps) - SHOWN
+        shown = [
+            s
+            for i, s in enumerate(view.steps)
+            if i >= first or s.status in OPEN_STATUSES or s.status == "failed"
+        ]
+        if len(shown) < len(view.steps):
+            hidden = len(view.steps) - len(shown)
+            out.append(f"  ... {hidden:,} earlier steps not shown (--json has them all)")
+        out.extend(steps_table(shown, now))
     if d.pending:
         out.append("")
         out.append("pending:")
@@ -407,7 +418,10 @@ def run_lines(view: RunView) -> list[str]:
         out.append("published: nothing")
     out.append("")
     out.append("history:")
-    out.extend(history_lines(view.history))
+    if len(view.history) > SHOWN:
+        hidden = len(view.history) - SHOWN
+        out.append(f"  ... {hidden:,} earlier entries not shown (--json has them all)")
+    out.extend(history_lines(view.history[-SHOWN:]))
     return out
 
 
