@@ -390,11 +390,11 @@ def run_lines(view: RunView) -> list[str]:
     out.append(f"steps ({len(view.steps)}):" if view.steps else "steps: none yet")
     if view.steps:
         # A long run keeps to a screenful: the newest steps, and any open or failed one.
-        first = len(view.steps) - SHOWN
+        oldest = len(view.steps) - SHOWN
         shown = [
             s
             for i, s in enumerate(view.steps)
-            if i >= first or s.status in OPEN_STATUSES or s.status == "failed"
+            if i >= oldest or s.status in OPEN_STATUSES or s.status == "failed"
         ]
         if len(shown) < len(view.steps):
             hidden = len(view.steps) - len(shown)
