@@ -27,7 +27,7 @@ from uuid import UUID
 from ..client import Event, WorkflowDescription
 from ..errors import RemoteError
 from ..steps import Step
-from ..store import WorkerRecord
+from ..store import CLOSED_STATUSES, WorkerRecord
 
 __all__ = [
     "RunView",
@@ -47,6 +47,7 @@ __all__ = [
 CUT = 300  # characters of a value shown in a table row or a history line (--json has all)
 SHOWN = 200  # most steps (besides open and failed ones) and history entries shown, the newest
 LABEL = 15  # width of the labels in `durable show` ("  status   ...")
+# The statuses of a step still in flight (see durable.steps).
 OPEN_STATUSES = frozenset({"scheduled", "running", "retrying", "waiting"})
 
 
@@ -384,7 +385,7 @@ def run_lines(view: RunView) -> list[str]:
         out.extend(" " * LABEL + line for line in rest)
     if d.problem:
         out.append(_field("problem", d.problem))
-    if d.status not in ("completed", "failed", "cancelled", "terminated", "continued_as_new"):
+    if d.status not in CLOSED_STATUSES:
         out.append(_field("progress", progress(d.status, view.steps)))
     out.append("")
     out.append(f"steps ({len(view.steps)}):" if view.steps else "steps: none yet")
