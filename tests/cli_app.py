@@ -61,3 +61,11 @@ async def approve_then_sleep() -> str:
     durable.publish("stage", {"waiting": "timer"})
     await durable.sleep(timedelta(days=3))
     return "done"
+
+
+@durable.workflow
+async def fail_slowly(why: str) -> None:
+    """Fail an attempt, and wait ten minutes before the next."""
+    ten = timedelta(minutes=10)
+    later = durable.RetryPolicy(max_attempts=2, initial_interval=ten, max_interval=ten)
+    await durable.call(explode, why, retry=later)

@@ -127,7 +127,7 @@ def serve(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
             time.sleep(0.05)
         banner = out.read_text()
         assert f"on {cli.db}" in banner
-        assert "4 workflow(s), 3 activity(ies)" in banner
+        assert "5 workflow(s), 3 activity(ies)" in banner
         yield proc
     finally:
         code = stop(proc)

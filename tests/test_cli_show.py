@@ -105,6 +105,26 @@ def test_show_a_failed_run_with_its_traceback(cli: Cli, worker: subprocess.Popen
     assert "raise ValueError(why)" in doc["error"]["cause"]["traceback"]
 
 
+def test_show_an_activity_waiting_to_retry(cli: Cli, worker: subprocess.Popen[str]) -> None:
+    cli.ok("start", "fail_slowly", "--input", '"not yet"', "--id", "wf-r")
+    shown = cli.wait_for("wf-r", "activity_retrying")
+    assert (
+        "  progress     0/1 steps done, activity 'explode' retrying after ValueError: not yet\n"
+        in shown
+    )
+    steps = section(shown, "steps (")
+    assert steps[1].split()[:6] == ["2", "activity", "explode", "0", "retrying", "1"]
+    assert re.fullmatch(r"       next attempt in 10 minutes \(" + ISO + r"\)", steps[2])
+    assert steps[3] == "       last error (attempt 1): ValueError: not yet"
+    assert re.fullmatch(r'         at File ".*cli_app\.py", line \d+, in explode', steps[4])
+    assert re.search(
+        r"pending:\n  activity explode, attempt 2, since " + ISO + "; last error: "
+        r"ValueError: not yet\n",
+        shown,
+    )
+    cli.ok("terminate", "wf-r")
+
+
 def test_show_signal_deadline_timer_and_published(cli: Cli, worker: subprocess.Popen[str]) -> None:
     cli.ok("start", "approve_then_sleep", "--id", "wf-a")
     shown = cli.wait_for("wf-a", "signal_wait_started")
@@ -157,6 +177,7 @@ def test_show_a_running_activity_and_the_workers(cli: Cli, worker: subprocess.Po
     assert live["workflows"] == [
         "approve_then_sleep",
         "crawl_pages",
+        "fail_slowly",
         "fail_with",
         "greet_when_told",
     ]
@@ -167,7 +188,7 @@ def test_show_a_running_activity_and_the_workers(cli: Cli, worker: subprocess.Po
     assert text[0] == f"{live['id']}  (host {live['host']}, pid {worker.pid})"
     assert text[1:4] == [
         "  queues       default",
-        "  workflows    approve_then_sleep, crawl_pages, fail_with, greet_when_told",
+        "  workflows    approve_then_sleep, crawl_pages, fail_slowly, fail_with, greet_when_told",
         "  activities   crawl, explode, greet",
     ]
     assert re.fullmatch(r"  heartbeat    (now|\d+ seconds? ago) \(" + ISO + r"\)", text[5])

@@ -178,7 +178,12 @@ async def _view(client: Client, handle: WorkflowHandle[Any]) -> render.RunView:
     steps = await handle.steps()
     extras = await (await _store(client)).read_extras(d.id, d.run_id)
     published = {k: _decoded(v) for k, v in extras.published.items()}
-    return render.RunView(d, steps, published, await handle.history(), _now())
+    retry_at = {
+        t.seq: datetime.fromtimestamp(t.visible_at, UTC)
+        for t in extras.tasks
+        if t.status == "queued"
+    }
+    return render.RunView(d, steps, published, await handle.history(), _now(), retry_at)
 
 
 def _decoded(data: bytes) -> Any:

@@ -188,6 +188,8 @@ class RunView:
     published: dict[str, Any]
     history: list[Event]
     now: datetime
+    #: When each activity task waiting for its next attempt may run (seq -> time).
+    retry_at: dict[int, datetime] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> Any:
         """The run as one JSON document."""
@@ -206,10 +208,12 @@ def _attempts(step: Step) -> str:
     return str(max([a.number for a in step.attempts], default=0))
 
 
-def _step_details(step: Step, now: datetime) -> list[str]:
+def _step_details(step: Step, now: datetime, retry_at: datetime | None = None) -> list[str]:
     """The lines under a step's row: what it waits for, its last error, its heartbeat."""
     out = []
     if step.kind == "activity":
+        if step.status == "retrying" and retry_at is not None and retry_at > now:
+            out.append(f"next attempt {moment(retry_at, now)}")
         for attempt in step.attempts:
             if attempt.closed_at is None and step.status == "running":
                 line = f"attempt {attempt.number} running on {attempt.worker or '?'}"
@@ -246,7 +250,9 @@ def _step_details(step: Step, now: datetime) -> list[str]:
     return out
 
 
-def steps_table(steps: Sequence[Step], now: datetime) -> list[str]:
+def steps_table(
+    steps: Sequence[Step], now: datetime, retry_at: Mapping[int, datetime] | None = None
+) -> list[str]:
     """The steps as a table, each row followed by its details (indented)."""
     headers = ("SEQ", "KIND", "NAME", "BRANCH", "STATUS", "ATTEMPTS", "SCHEDULED", "TOOK")
     rows = []
@@ -273,7 +279,8 @@ def steps_table(steps: Sequence[Step], now: datetime) -> list[str]:
     pad = " " * (2 + max(len(r[0]) for r in [headers, *rows]) + 2)  # under KIND
     for s, line in zip(steps, lines[1:], strict=True):
         out.append(line)
-        out.extend(pad + detail for detail in _step_details(s, now))
+        details = _step_details(s, now, (retry_at or {}).get(s.seq))
+        out.extend(pad + detail for detail in details)
     return out
 
 
@@ -400,7 +407,7 @@ def run_lines(view: RunView) -> list[str]:
         if len(shown) < len(view.steps):
             hidden = len(view.steps) - len(shown)
             out.append(f"  ... {hidden:,} earlier steps not shown (--json has them all)")
-        out.extend(steps_table(shown, now))
+        out.extend(steps_table(shown, now, view.retry_at))
     if d.pending:
         out.append("")
         out.append("pending:")
