@@ -10,6 +10,7 @@ status); a `DurableError` from the client is reported by ``main`` the same way.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 FOLLOW_POLL = 1.0  # most seconds `show --follow` waits between looks if nothing wakes it
+FOLLOW_GAP = 0.1  # least seconds between its looks
 
 
 class Refused(Exception):
@@ -211,11 +213,15 @@ async def show(args: argparse.Namespace) -> int:
 async def _follow(client: Client, handle: WorkflowHandle[Any], view: render.RunView) -> int:
     """Print each step as it changes, and a progress line, until the run closes."""
     store = await _store(client)
+    # Its own topic says when the run's status changes; a step that ends makes the run
+    # ready (runs) and one that begins queues a task (tasks). FOLLOW_POLL bounds the rest.
     topics = [run_topic(handle.id), TOPIC_RUNS, TOPIC_TASKS]
     seen = {s.seq: (s.status, len(s.attempts)) for s in view.steps}
-    run_id, last = view.description.run_id, ""
+    run_id, shown = view.description.run_id, ""
     print()
     print(f"following {handle.id} until it closes (Ctrl-C stops)", flush=True)
+    mark = store.watermark()
+    view = await _view(client, handle)  # read after the mark: no change slips between
     while True:
         d = view.description
         if d.run_id != run_id:
@@ -230,12 +236,13 @@ async def _follow(client: Client, handle: WorkflowHandle[Any], view: render.RunV
             for line in render.outcome(d):
                 print(line)
             return 0 if d.status == "completed" else 1
-        line = f"{render.clock(_now())}  {render.progress(d.status, view.steps)}"
-        if line[8:] != last[8:]:
-            print(line, flush=True)
-            last = line
-        mark = store.watermark()
+        progress = render.progress(d.status, view.steps)
+        if progress != shown:
+            print(f"{render.clock(_now())}  {progress}", flush=True)
+            shown = progress
         await store.wait(topics, FOLLOW_POLL, since=mark)
+        await asyncio.sleep(FOLLOW_GAP)  # a busy database wakes us often: look at most so often
+        mark = store.watermark()
         view = await _view(client, handle)
 
 
