@@ -277,6 +277,11 @@ SECONDS = "expected a number of seconds"
         ),
         (["result", "wf", "--wait", "-1"], f"argument --wait: {SECONDS} >= 0, got '-1'"),
         (["start", "w", "--if-exists", "keep"], "argument --if-exists: invalid choice: 'keep'"),
+        (
+            ["show", "wf", "--follow", "--json"],
+            "show --follow prints text as the run goes on; to wait for the outcome as JSON, "
+            "use: durable result ID --json",
+        ),
     ],
 )
 def test_options_are_checked(cli: Cli, command: list[str], message: str) -> None:
