@@ -33,13 +33,13 @@ from typing import Any
 from .. import __version__
 from ..client import DEFAULT_URL, Client
 from ..errors import DurableError
-from ..store import CLOSED_STATUSES
 from ..worker import Worker
 from . import commands
 
 __all__ = ["STATUSES", "collect", "main"]
 
-#: Every run status, in the order a run goes through them (`durable list --status`).
+#: Every run status, in the order a run goes through them (`durable list --status`); a
+#: test checks it against the store's closed statuses.
 STATUSES = (
     "pending",
     "running",
@@ -49,7 +49,6 @@ STATUSES = (
     "terminated",
     "continued_as_new",
 )
-assert set(STATUSES) == {"pending", "running", *CLOSED_STATUSES}
 
 
 def collect(modules: Sequence[ModuleType]) -> tuple[list[Any], list[Any]]:
