@@ -102,6 +102,8 @@ class WorkflowHandle(Generic[T]):
     """A workflow, by id: wait for it, signal it, cancel it, inspect it.
 
     ``handle.result()`` follows continue-as-new to the run that finally ends.
+    ``created`` says whether `Client.start` created the run (``False``: it handed back an
+    existing one); it is ``None`` on handles from `Client.get_handle`.
     """
 
     def __init__(
@@ -111,10 +113,12 @@ class WorkflowHandle(Generic[T]):
         *,
         run_id: str | None = None,
         fn: Callable[..., Any] | None = None,
+        created: bool | None = None,
     ) -> None:
         self.client = client
         self.id = workflow_id
         self.run_id = run_id
+        self.created = created
         self._fn = fn
 
     def __repr__(self) -> str:
@@ -383,7 +387,7 @@ class Client:
         from .store import NewRun
 
         workflow_id = id or uuid.uuid4().hex
-        run, _ = await store.create_run(
+        run, created = await store.create_run(
             NewRun(
                 workflow_id=workflow_id,
                 run_id=str(uuid.uuid4()),
@@ -395,7 +399,7 @@ class Client:
             ),
             if_exists=if_exists,
         )
-        return WorkflowHandle(self, workflow_id, run_id=run.run_id, fn=func)
+        return WorkflowHandle(self, workflow_id, run_id=run.run_id, fn=func, created=created)
 
     async def execute(
         self,

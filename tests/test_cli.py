@@ -1,77 +1,27 @@
-"""The `durable` command, run as a person runs it: real processes, on every backend.
+"""The `durable` command: starting and steering runs, listing them, its errors.
 
-A `durable worker cli_app` process serves `tests/cli_app.py`; every other command is a
-short-lived `python -m durable ...` beside it. The worker is stopped with SIGTERM at the
-end of each test and must exit 0 (graceful).
+Run as a person runs it: a `durable worker cli_app` process serves `tests/cli_app.py`;
+every other command is a short-lived `python -m durable ...` beside it, on every backend
+(see tests/clikit.py). `tests/test_cli_show.py` covers what the read commands show.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clikit import Cli, history_kinds, serve, stop
+
+import durable
+from durable.cli import STATUSES
+from durable.store import CLOSED_STATUSES
 
 pytestmark = pytest.mark.slow  # real processes: a few seconds in all
 
-TESTS = Path(__file__).resolve().parent
-WAIT = 20.0  # seconds a test waits for a workflow to get somewhere
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DURABLE_DB"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-    return env
-
-
-@dataclass
-class Cli:
-    """Runs `durable` commands against one database, from one directory."""
-
-    db: str
-    cwd: Path
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "durable", *args, "--db", self.db],
-            cwd=self.cwd,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def ok(self, *args: str) -> str:
-        """Run a command that must succeed; its stdout."""
-        done = self(*args)
-        assert done.returncode == 0, f"durable {' '.join(args)} failed:\n{done.stderr}"
-        assert done.stderr == ""
-        return done.stdout
-
-    def show(self, workflow_id: str) -> str:
-        return self.ok("show", workflow_id)
-
-    def wait_for(self, workflow_id: str, text: str) -> str:
-        """Poll `durable show` until its output contains ``text``; that output."""
-        deadline = time.monotonic() + WAIT
-        while True:
-            out = self.show(workflow_id)
-            if text in out:
-                return out
-            assert time.monotonic() < deadline, f"no {text!r} within {WAIT}s:\n{out}"
-            time.sleep(0.05)
-
-
-def _history_kinds(show_output: str) -> list[str]:
-    history = show_output.split("history:\n", 1)[1]
-    return [line.split()[2] for line in history.splitlines()]
+RUN_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 @pytest.fixture
@@ -83,63 +33,44 @@ def cli(store_url: str, tmp_path: Path) -> Cli:
 @pytest.fixture
 def worker(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """`durable worker cli_app` in the background; stopped with SIGTERM, must exit 0."""
-    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "durable", "worker", "cli_app", "--db", cli.db],
-            cwd=cli.cwd,
-            env=_env(),
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        deadline = time.monotonic() + WAIT
-        while "Ctrl-C stops." not in out.read_text():
-            assert proc.poll() is None, f"the worker exited early:\n{err.read_text()}"
-            assert time.monotonic() < deadline, "the worker printed no banner"
-            time.sleep(0.05)
-        banner = out.read_text()
-        assert f"on {cli.db}" in banner
-        assert "1 workflow(s), 1 activity(ies)" in banner
+    with serve(cli, tmp_path) as proc:
         yield proc
-    finally:
-        code = _stop(proc)
-    assert code == 0, f"the worker did not stop gracefully (exit {code}):\n{err.read_text()}"
-    assert "Traceback" not in err.read_text()
 
 
-def _stop(proc: subprocess.Popen[str]) -> int:
-    """SIGTERM the worker (unless it has exited) and wait for it; its exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=WAIT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
+def _run_id(line: str) -> str:
+    found = re.search(RUN_ID, line)
+    assert found is not None, line
+    return found.group()
 
 
 def test_start_list_signal_show(cli: Cli, worker: subprocess.Popen[str]) -> None:
-    assert cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-1") == "wf-1\n"
-    # Idempotent on the id: the same id comes back and nothing new is started.
-    assert cli.ok("start", "greet_when_told", "--input", '["bob"]', "--id", "wf-1") == "wf-1\n"
+    started = cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-1")
+    run_id = _run_id(started)
+    assert started == f"started wf-1 (run {run_id})\n"
+    # Idempotent on the id: the same run comes back and nothing new is started.
+    again = cli.ok("start", "greet_when_told", "--input", '["bob"]', "--id", "wf-1")
+    assert again.startswith(f"wf-1 already exists (run {run_id}, ")
+    assert again.endswith("); returned it\n")
 
-    waiting = cli.wait_for("wf-1", "published")
-    assert "  status   running\n" in waiting
-    assert "  input    ['ada']\n" in waiting
+    waiting = cli.wait_for("wf-1", "published:\n  state  ")
+    assert f"  run          {run_id}\n" in waiting
+    assert "  status       running\n" in waiting
+    assert '  input        ["ada"]\n' in waiting
 
     listing = cli.ok("list").splitlines()
-    assert listing[0].split() == ["ID", "NAME", "STATUS", "CREATED"]
-    assert [row.split()[:3] for row in listing[1:]] == [["wf-1", "greet_when_told", "running"]]
+    assert listing[0].split() == ["ID", "RUN", "ID", "NAME", "STATUS", "CREATED", "CLOSED"]
+    assert [row.split()[:4] for row in listing[1:]] == [
+        ["wf-1", run_id, "greet_when_told", "running"]
+    ]
 
-    assert cli.ok("signal", "wf-1", "go", '{"fast": true}') == ""
+    assert cli.ok("signal", "wf-1", "go", '{"fast": true}') == (
+        f"signal 'go' sent to wf-1 (run {run_id})\n"
+    )
     done = cli.wait_for("wf-1", "workflow_completed")
-    assert done.splitlines()[0].startswith("greet_when_told wf-1 (run ")
-    assert "  status   completed\n" in done
-    assert "  result   {'greeting': 'hello ada', 'go': {'fast': True}}\n" in done
-    assert _history_kinds(done) == [
+    assert done.splitlines()[0] == "greet_when_told wf-1"
+    assert "  status       completed\n" in done
+    assert '  result       {"greeting": "hello ada", "go": {"fast": true}}\n' in done
+    assert history_kinds(done) == [
         "workflow_started",
         "activity_scheduled",
         "activity_completed",
@@ -148,65 +79,177 @@ def test_start_list_signal_show(cli: Cli, worker: subprocess.Popen[str]) -> None
         "signal_received",
         "workflow_completed",
     ]
-    assert re.search(r"signal_received +\{'name': 'go', 'value': \{'fast': True\}\}", done)
+    assert re.search(r'signal_received +\{"name": "go", "value": \{"fast": true\}\}', done)
 
     assert [
-        row.split()[:3] for row in cli.ok("list", "--status", "completed").splitlines()[1:]
-    ] == [["wf-1", "greet_when_told", "completed"]]
+        row.split()[:4] for row in cli.ok("list", "--status", "completed").splitlines()[1:]
+    ] == [["wf-1", run_id, "greet_when_told", "completed"]]
     # A closed workflow takes no more signals, and says so.
-    late = cli("signal", "wf-1", "go", "1")
-    assert late.returncode == 1
-    assert "durable: Workflow 'wf-1' has closed; signal 'go' was not delivered." in late.stderr
+    late = cli.refused("signal", "wf-1", "go", "1")
+    assert late == (
+        f"durable: wf-1 has already closed (run {run_id}, completed); signal 'go' was not sent.\n"
+    )
 
 
-def test_start_without_id_prints_a_fresh_one(cli: Cli, worker: subprocess.Popen[str]) -> None:
-    workflow_id = cli.ok("start", "greet_when_told", "--input", '"grace"').strip()
+def test_start_json_and_if_exists(cli: Cli) -> None:
+    # No worker: starting, refusing and terminating need none.
+    long_id = "order-" + "x" * 70  # ids of any length are shown whole
+    first = cli.json("start", "greet_when_told", "--input", '"ada"', "--id", long_id)
+    assert first == {"id": long_id, "run_id": first["run_id"], "created": True}
+    again = cli.json("start", "greet_when_told", "--id", long_id)
+    assert again == {**first, "created": False}
+
+    refused = cli.refused("start", "greet_when_told", "--id", long_id, "--if-exists", "error")
+    assert refused == (
+        f"durable: {long_id} already exists (run {first['run_id']}, pending); nothing was "
+        "started. Use --if-exists return to get it, or --if-exists restart to start it "
+        "again once it has closed.\n"
+    )
+    # An id taken by another workflow is refused, whatever --if-exists says.
+    for mode in ("return", "restart"):
+        other = cli.refused("start", "fail_with", "--id", long_id, "--if-exists", mode)
+        assert other == (
+            f"durable: workflow id {long_id!r} belongs to a 'greet_when_told' workflow (run "
+            f"{first['run_id']}, pending), not 'fail_with'; nothing was started. "
+            "Choose another --id.\n"
+        )
+    # restart on an open run hands it back; on a closed one it starts afresh.
+    still = cli.ok("start", "greet_when_told", "--id", long_id, "--if-exists", "restart")
+    assert (
+        still == f"{long_id} is still pending (run {first['run_id']}); returned it, not restarted\n"
+    )
+    cli.ok("terminate", long_id)
+    restarted = cli.ok("start", "greet_when_told", "--id", long_id, "--if-exists", "restart")
+    new_run = _run_id(restarted)
+    assert new_run != first["run_id"]
+    assert restarted == f"started {long_id} (run {new_run})\n"
+
+    rows = cli.ok("list").splitlines()
+    assert [row.split()[:4] for row in rows[1:]] == [
+        [long_id, new_run, "greet_when_told", "pending"],
+        [long_id, first["run_id"], "greet_when_told", "terminated"],
+    ]
+    assert [r["run_id"] for r in cli.json("list")] == [new_run, first["run_id"]]
+
+
+def test_start_without_id_makes_a_fresh_one(cli: Cli, worker: subprocess.Popen[str]) -> None:
+    started = cli.json("start", "greet_when_told", "--input", '"grace"')
+    workflow_id = started["id"]
     assert re.fullmatch(r"[0-9a-f]{32}", workflow_id)
-    cli.wait_for(workflow_id, "published")
+    assert started["created"] is True
+    cli.wait_for(workflow_id, "published:\n  state")
     cli.ok("signal", workflow_id, "go")  # no value: null
     done = cli.wait_for(workflow_id, "workflow_completed")
-    assert "  result   {'greeting': 'hello grace', 'go': None}\n" in done
+    assert '  result       {"greeting": "hello grace", "go": null}\n' in done
 
 
 def test_cancel(cli: Cli, worker: subprocess.Popen[str]) -> None:
-    cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-c")
-    cli.wait_for("wf-c", "published")
-    assert cli.ok("cancel", "wf-c") == ""
+    run_id = _run_id(cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-c"))
+    cli.wait_for("wf-c", "published:\n  state")
+    assert cli.ok("cancel", "wf-c") == f"cancellation requested for wf-c (run {run_id})\n"
     done = cli.wait_for("wf-c", "workflow_cancelled")
-    assert "  status   cancelled\n" in done
-    assert _history_kinds(done)[-2:] == ["cancel_requested", "workflow_cancelled"]
+    assert "  status       cancelled\n" in done
+    assert history_kinds(done)[-2:] == ["cancel_requested", "workflow_cancelled"]
+    assert cli.refused("cancel", "wf-c") == (
+        f"durable: wf-c has already closed (run {run_id}, cancelled); nothing to cancel.\n"
+    )
 
 
 def test_terminate_with_reason(cli: Cli, worker: subprocess.Popen[str]) -> None:
-    cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-t")
-    cli.wait_for("wf-t", "published")
-    assert cli.ok("terminate", "wf-t", "--reason", "bad data") == ""
+    run_id = _run_id(cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-t"))
+    cli.wait_for("wf-t", "published:\n  state")
+    assert cli.ok("terminate", "wf-t", "--reason", "bad data") == (
+        f"wf-t terminated (run {run_id})\n"
+    )
     # Closed when the command returns: no waiting needed.
     done = cli.show("wf-t")
-    assert "  status   terminated\n" in done
-    assert "  error    Terminated: bad data\n" in done
-    assert _history_kinds(done)[-1] == "workflow_terminated"
-    assert done.rstrip().endswith("workflow_terminated  {'reason': 'bad data'}")
+    assert "  status       terminated\n" in done
+    assert "  error        Terminated: bad data\n" in done
+    assert history_kinds(done)[-1] == "workflow_terminated"
+    assert done.rstrip().endswith('workflow_terminated  {"reason": "bad data"}')
+    assert cli.refused("terminate", "wf-t") == (
+        f"durable: wf-t has already closed (run {run_id}, terminated); nothing to terminate.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "nope"],
+        ["show", "nope", "--json"],
+        ["result", "nope", "--wait", "0"],
+        ["read", "nope", "key", "--wait", "0"],
+        ["signal", "nope", "go"],
+        ["cancel", "nope"],
+        ["terminate", "nope"],
+    ],
+)
+def test_an_unknown_workflow_id_says_so(cli: Cli, command: list[str]) -> None:
+    stderr = cli.refused(*command)
+    assert stderr.startswith("durable: No workflow with id 'nope' in ")
+    assert stderr.count("\n") == 1
 
 
 def test_unserved_workflow_says_why_it_waits(cli: Cli, worker: subprocess.Popen[str]) -> None:
     cli.ok("start", "no_such_workflow", "--id", "wf-u")
     # (Polled: the worker registers itself just after printing its banner.)
     shown = cli.wait_for("wf-u", "No live worker registers workflow 'no_such_workflow'")
-    assert "  status   pending\n" in shown
-    assert "serve ['greet_when_told']" in shown
+    assert "  status       pending\n" in shown
+    assert (
+        "serve ['approve_then_sleep', 'crawl_pages', 'fail_slowly', 'fail_with', 'greet_when_told']"
+        in shown
+    )
+    assert "  progress     0/0 steps done, waiting for a worker to pick it up\n" in shown
+    assert "steps: none yet\n" in shown
     # A worker stopped with SIGTERM deregisters at once: nobody serves the queue now.
-    assert _stop(worker) == 0
+    assert stop(worker) == 0
     shown = cli.show("wf-u")
     assert "No live worker serves queue 'default' for workflow 'no_such_workflow'" in shown
 
 
+def test_list_filters_and_limits(cli: Cli) -> None:
+    assert cli.ok("list") == "no workflow runs\n"
+    assert cli.json("list") == []
+    for n in range(3):
+        cli.ok("start", "greet_when_told", "--id", f"g-{n}")
+    cli.ok("start", "fail_with", "--id", "a-much-longer-workflow-id-than-the-others")
+    rows = cli.ok("list", "--name", "greet_when_told").splitlines()
+    assert [row.split()[0] for row in rows[1:]] == ["g-2", "g-1", "g-0"]  # newest first
+    assert cli.ok("list", "--name", "nothing", "--status", "failed") == (
+        "no workflow runs with status 'failed' and name 'nothing'\n"
+    )
+    limited = cli.ok("list", "--limit", "2").splitlines()
+    assert [row.split()[0] for row in limited[1:3]] == [
+        "a-much-longer-workflow-id-than-the-others",
+        "g-2",
+    ]
+    assert limited[3:] == ["(the newest 2; --limit N shows more)"]
+    # Columns are as wide as their widest cell: every row's run id starts where the header's does.
+    column = limited[0].index("RUN ID")
+    assert all(re.match(RUN_ID, row[column:]) for row in limited[1:3])
+    docs = cli.json("list", "--status", "pending", "--limit", "1")
+    assert [(d["id"], d["name"], d["status"]) for d in docs] == [
+        ("a-much-longer-workflow-id-than-the-others", "fail_with", "pending")
+    ]
+    assert set(docs[0]) >= {"id", "run_id", "created_at", "closed_at", "input", "error"}
+
+
+def test_list_statuses_are_every_status() -> None:
+    assert set(STATUSES) == {"pending", "running", *CLOSED_STATUSES}
+
+
+def test_version(cli: Cli) -> None:
+    for argv in (["--version"], ["--version", "list"]):
+        done = subprocess.run(
+            [*cli.command()[:3], *argv], capture_output=True, text=True, check=True
+        )
+        assert done.stdout == f"durable {durable.__version__}\n"
+
+
 def test_worker_for_a_module_that_cannot_be_imported(cli: Cli) -> None:
-    done = cli("worker", "no_such_module")
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    assert "durable: cannot import module 'no_such_module'" in done.stderr
-    assert "importable from the current directory" in done.stderr
+    stderr = cli.refused("worker", "no_such_module")
+    assert "durable: cannot import module 'no_such_module'" in stderr
+    assert "importable from the current directory" in stderr
 
 
 @pytest.fixture
@@ -272,40 +315,55 @@ def test_a_module_importing_a_missing_name_says_so(app_dir: Path) -> None:
 
 
 def test_worker_for_a_module_without_workflows(cli: Cli) -> None:
-    done = cli("worker", "json")
-    assert done.returncode == 1
-    assert "durable: no @workflow or @activity functions found in json." in done.stderr
+    stderr = cli.refused("worker", "json")
+    assert "durable: no @workflow or @activity functions found in json." in stderr
+
+
+SECONDS = "expected a number of seconds"
 
 
 @pytest.mark.parametrize(
-    ("option", "value", "message"),
+    ("command", "message"),
     [
-        ("--lease", "0", "expected a number of seconds > 0, got '0'"),
-        ("--lease", "inf", "expected a number of seconds > 0, got 'inf'"),
-        ("--concurrency", "0", "expected a whole number >= 1, got '0'"),
+        (["worker", "cli_app", "--lease", "0"], f"argument --lease: {SECONDS} > 0, got '0'"),
+        (["worker", "cli_app", "--lease", "inf"], f"argument --lease: {SECONDS} > 0, got 'inf'"),
+        (
+            ["worker", "cli_app", "--concurrency", "0"],
+            "argument --concurrency: expected a whole number >= 1, got '0'",
+        ),
+        (["list", "--limit", "0"], "argument --limit: expected a whole number >= 1, got '0'"),
+        (
+            ["list", "--status", "done"],
+            "argument --status: invalid choice: 'done' (choose from 'pending', 'running', "
+            "'completed', 'failed', 'cancelled', 'terminated', 'continued_as_new')",
+        ),
+        (["result", "wf", "--wait", "-1"], f"argument --wait: {SECONDS} >= 0, got '-1'"),
+        (["start", "w", "--if-exists", "keep"], "argument --if-exists: invalid choice: 'keep'"),
+        (
+            ["show", "wf", "--follow", "--json"],
+            "show --follow prints text as the run goes on; to wait for the outcome as JSON, "
+            "use: durable result ID --json",
+        ),
     ],
 )
-def test_worker_options_are_checked(cli: Cli, option: str, value: str, message: str) -> None:
-    done = cli("worker", "cli_app", option, value)
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert f"argument {option}: {message}" in done.stderr
+def test_options_are_checked(cli: Cli, command: list[str], message: str) -> None:
+    stderr = cli.refused(*command, code=2)
+    assert message in stderr
 
 
 def test_bad_json_is_refused_before_anything_is_written(cli: Cli) -> None:
-    done = cli("start", "greet_when_told", "--input", "{bad", "--id", "wf-j")
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    assert "durable: --input is not valid JSON" in done.stderr
-    assert "'{bad'" in done.stderr
-    missing = cli("show", "wf-j")
-    assert missing.returncode == 1
-    assert "No workflow with id 'wf-j'" in missing.stderr
+    stderr = cli.refused("start", "greet_when_told", "--input", "{bad", "--id", "wf-j", code=2)
+    assert stderr.splitlines()[-1] == (
+        "durable start: error: argument --input: not valid JSON (Expecting property name "
+        "enclosed in double quotes at line 1 column 2): '{bad'. Give a JSON value: a "
+        """string needs its quotes, e.g. '"ada"' or '["ada", 3]'."""
+    )
+    missing = cli.refused("show", "wf-j")
+    assert "No workflow with id 'wf-j'" in missing
 
     cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-j")
-    done = cli("signal", "wf-j", "go", "not json")
-    assert done.returncode == 1
-    assert "durable: the value is not valid JSON" in done.stderr
+    stderr = cli.refused("signal", "wf-j", "go", "ada", code=2)
+    assert "argument value: not valid JSON (Expecting value at line 1 column 1): 'ada'" in stderr
     assert "signal_received" not in cli.show("wf-j")
 
 

@@ -163,11 +163,12 @@ def _check_hints(hints: list[list[str]], site: Path, cwd: Path) -> None:
     """Run the demo's "Try next" commands with the installed `durable` script."""
     script = str(site / "bin" / "durable")
     listing = _ok([script, *hints[0][1:]], cwd=cwd, pythonpath=[site]).splitlines()
-    assert listing[0].split() == ["ID", "NAME", "STATUS", "CREATED"]
-    assert [row.split()[:3] for row in listing[1:]] == [["demo-trip", "book_trip", "completed"]]
+    assert listing[0].split() == ["ID", "RUN", "ID", "NAME", "STATUS", "CREATED", "CLOSED"]
+    rows = [row.split() for row in listing[1:]]
+    assert [(r[0], r[2], r[3]) for r in rows] == [("demo-trip", "book_trip", "completed")]
     shown = _ok([script, *hints[1][1:]], cwd=cwd, pythonpath=[site])
-    assert shown.startswith("book_trip demo-trip (run ")
-    assert "  status   completed\n" in shown
+    assert shown.startswith("book_trip demo-trip\n  run          ")
+    assert "  status       completed\n" in shown
     assert "activity_retrying" in shown
     assert "workflow_completed" in shown
 

@@ -3,13 +3,18 @@
     durable worker myapp.orders --db sqlite:///app.db --queue default --concurrency 50
     durable start place_order --input '[{"id": "o-1", "cents": 1200}]' --id order-1
     durable list --status running
-    durable show order-1
+    durable show order-1 [--follow]
+    durable result order-1 --wait 60
+    durable read order-1 progress
     durable signal order-1 approved true
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
+    durable workers
     durable demo
 
 The database comes from ``--db``, else ``$DURABLE_DB``, else ``sqlite:///durable.db``.
+Read commands take ``--json`` and print one JSON document. This module parses arguments
+and runs workers; `commands` does the rest, `render` shows it.
 """
 
 from __future__ import annotations
@@ -25,12 +30,26 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from .client import DEFAULT_URL, Client, WorkflowDescription
-from .errors import DurableError
-from .store import redact_url
-from .worker import Worker
+from .. import __version__
+from ..client import DEFAULT_URL, Client
+from ..errors import DurableError
+from ..store import redact_url
+from ..worker import Worker
+from . import commands
 
-__all__ = ["collect", "main"]
+__all__ = ["STATUSES", "collect", "main"]
+
+#: Every run status, in the order a run goes through them (`durable list --status`); a
+#: test checks it against the store's closed statuses.
+STATUSES = (
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+    "continued_as_new",
+)
 
 
 def collect(modules: Sequence[ModuleType]) -> tuple[list[Any], list[Any]]:
@@ -76,17 +95,15 @@ def _is_requested(name: str, missing: str | None) -> bool:
     return missing is not None and (name == missing or name.startswith(missing + "."))
 
 
-def _json(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
+def _json_argument(text: str) -> Any:
+    """An argument given as JSON; argparse names the argument when this refuses it."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"durable: {what} is not valid JSON ({exc}): {text!r}") from exc
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {text!r}. "
+            """Give a JSON value: a string needs its quotes, e.g. '"ada"' or '["ada", 3]'."""
+        ) from None
 
 
 async def _worker(args: argparse.Namespace) -> int:
@@ -114,72 +131,8 @@ async def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _start(args: argparse.Namespace) -> int:
-    data = _json(args.input, "--input")
-    call_args = data if isinstance(data, list) else ([] if data is None else [data])
-    async with Client(args.db) as client:
-        handle = await client.start(args.name, *call_args, id=args.id, queue=args.queue)
-        print(handle.id)
-    return 0
-
-
-def _row(d: WorkflowDescription) -> str:
-    created = d.created_at.strftime("%Y-%m-%d %H:%M:%S")
-    return f"{d.id:<36} {d.name:<24} {d.status:<17} {created}"
-
-
-async def _list(args: argparse.Namespace) -> int:
-    async with Client(args.db) as client:
-        print(f"{'ID':<36} {'NAME':<24} {'STATUS':<17} CREATED")
-        async for d in client.list(status=args.status, name=args.name, limit=args.limit):
-            print(_row(d))
-    return 0
-
-
-async def _show(args: argparse.Namespace) -> int:
-    async with Client(args.db) as client:
-        handle = client.get_handle(args.id)
-        d = await handle.describe()
-        print(f"{d.name} {d.id} (run {d.run_id})")
-        print(f"  status   {d.status}")
-        print(f"  queue    {d.queue}")
-        print(f"  input    {_jsonable(d.input)}")
-        if d.result is not None:
-            print(f"  result   {_jsonable(d.result)}")
-        if d.error is not None:
-            print(f"  error    {d.error}")
-        if d.problem:
-            print(f"  problem  {d.problem}")
-        for step in d.pending:
-            err = f" last error: {step.last_error}" if step.last_error else ""
-            print(f"  pending  {step.kind} {step.name} attempt {step.attempt}{err}")
-        print("history:")
-        for event in await handle.history():
-            data = {k: v for k, v in event.data.items() if k not in ("retry", "traceback")}
-            print(f"  {event.seq:>4} {event.time:%H:%M:%S.%f} {event.kind:<20} {_jsonable(data)}")
-    return 0
-
-
-async def _signal(args: argparse.Namespace) -> int:
-    async with Client(args.db) as client:
-        await client.get_handle(args.id).signal(args.name, _json(args.value, "the value"))
-    return 0
-
-
-async def _cancel(args: argparse.Namespace) -> int:
-    async with Client(args.db) as client:
-        await client.get_handle(args.id).cancel()
-    return 0
-
-
-async def _terminate(args: argparse.Namespace) -> int:
-    async with Client(args.db) as client:
-        await client.get_handle(args.id).terminate(args.reason or "")
-    return 0
-
-
 async def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     await run_demo(args.db)
     return 0
@@ -189,16 +142,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="durable", description="Durable execution: run workers, start and steer workflows."
     )
+    parser.add_argument("--version", action="version", version=f"durable {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, *, json: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument(
             "--db",
             default=None,
             help=f"database URL (default: $DURABLE_DB or {DEFAULT_URL})",
         )
+        if json:
+            p.add_argument("--json", action="store_true", help="print one JSON document")
         return p
 
     p = command("worker", "serve the workflows and activities the modules define")
@@ -214,37 +170,75 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_worker)
 
-    p = command("start", "start a workflow by name; prints its id")
+    p = command("start", "start a workflow by name", json=True)
     p.add_argument("name")
-    p.add_argument("--input", help="JSON: a list of arguments, or one argument")
-    p.add_argument("--id", help="workflow id (default: random); starting is idempotent on it")
+    p.add_argument(
+        "--input", type=_json_argument, help="JSON: a list of arguments, or one argument"
+    )
+    p.add_argument("--id", help="workflow id (default: random)")
     p.add_argument("--queue", help="queue (default: 'default')")
-    p.set_defaults(run=_start)
+    p.add_argument(
+        "--if-exists",
+        choices=("return", "error", "restart"),
+        default="return",
+        help="when the id is taken: return that run (default), fail, or start it again "
+        "if it has closed",
+    )
+    p.set_defaults(run=commands.start)
 
-    p = command("list", "list workflow runs, newest first")
-    p.add_argument("--status")
-    p.add_argument("--name")
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(run=_list)
+    p = command("list", "list workflow runs, newest first", json=True)
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--name", help="only runs of this workflow")
+    p.add_argument("--limit", type=_at_least_one, default=50, help="at most this many (50)")
+    p.set_defaults(run=commands.list_runs)
 
-    p = command("show", "describe a workflow and print its history")
+    p = command("show", "a run: status, error, steps, published values, history", json=True)
     p.add_argument("id")
-    p.set_defaults(run=_show)
+    p.add_argument(
+        "--follow", action="store_true", help="then print steps as they change until it closes"
+    )
+    p.set_defaults(run=commands.show)
+
+    p = command(
+        "result",
+        "wait for a run's result and print it as JSON (exit 1 if it failed or was "
+        "cancelled, 2 if --wait ran out)",
+        json=True,
+    )
+    p.add_argument("id")
+    p.add_argument(
+        "--wait", type=_wait, metavar="SECONDS", help="give up after this long (default: never)"
+    )
+    p.set_defaults(run=commands.result)
+
+    p = command("read", "print the latest value a run published under KEY", json=True)
+    p.add_argument("id")
+    p.add_argument("key")
+    p.add_argument(
+        "--wait",
+        type=_wait,
+        metavar="SECONDS",
+        help="if nothing is published yet, wait this long (default: until it is)",
+    )
+    p.set_defaults(run=commands.read)
+
+    p = command("workers", "list the live workers and what they serve", json=True)
+    p.set_defaults(run=commands.workers)
 
     p = command("signal", "send a signal to a workflow")
     p.add_argument("id")
     p.add_argument("name")
-    p.add_argument("value", nargs="?", help="JSON value (default: null)")
-    p.set_defaults(run=_signal)
+    p.add_argument("value", nargs="?", type=_json_argument, help="JSON value (default: null)")
+    p.set_defaults(run=commands.signal)
 
     p = command("cancel", "request cancellation of a workflow")
     p.add_argument("id")
-    p.set_defaults(run=_cancel)
+    p.set_defaults(run=commands.cancel)
 
     p = command("terminate", "close a workflow now, running no more of its code")
     p.add_argument("id")
     p.add_argument("--reason")
-    p.set_defaults(run=_terminate)
+    p.set_defaults(run=commands.terminate)
 
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)
@@ -271,9 +265,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _wait(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `durable` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "follow", False) and args.json:
+        parser.error(
+            "show --follow prints text as the run goes on; to wait for the outcome as JSON, "
+            "use: durable result ID --json"
+        )
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -288,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and the like: stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except commands.Refused as exc:
+        return commands.report(exc)
     except DurableError as exc:
         print(f"durable: {exc}", file=sys.stderr)
         return 1
