@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clikit import Cli, history_kinds, serve, stop
+from clikit import WAIT, Cli, env, history_kinds, serve, stop
 
 import durable
 from durable.cli import STATUSES
@@ -411,7 +413,7 @@ def test_the_worker_banner_shows_no_password(store_url: str, tmp_path: Path) -> 
         proc = subprocess.Popen(
             [sys.executable, "-m", "durable", "--verbose", "worker", "cli_app", "--db", url],
             cwd=tmp_path,
-            env=_env(),
+            env=env(),
             stdout=stdout,
             stderr=stderr,
             text=True,
@@ -423,11 +425,12 @@ def test_the_worker_banner_shows_no_password(store_url: str, tmp_path: Path) -> 
             assert time.monotonic() < deadline, "the worker printed no banner"
             time.sleep(0.05)
         cli = Cli(db=url, cwd=tmp_path)
-        assert cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-s") == "wf-s\n"
+        started = cli.ok("start", "greet_when_told", "--input", '["ada"]', "--id", "wf-s")
+        assert started.startswith("started wf-s (run ")
         shown = cli.wait_for("wf-s", "published")  # served: the worker runs on that URL
         assert "secret" not in shown
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc) == 0
     banner, logs = out.read_text(), err.read_text()
     assert f"on {scheme}://{user}:***@{hosts}&password=***: queues" in banner
     assert "Migrating " in logs  # --verbose: the migration's log line names the database
