@@ -93,7 +93,7 @@ class Effects:
 
     cancelled_activities: list[int] = field(default_factory=list)
     cancelled_timers: list[int] = field(default_factory=list)
-    cancelled_children: list[str] = field(default_factory=list)
+    cancelled_children: list[tuple[str, str]] = field(default_factory=list)  # (id, run id)
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,10 @@ class WorkflowRun:
         self._nondeterminism: NonDeterminismError | None = None
         self._activities: dict[int, tuple[asyncio.Future[Any], ActivityDefinition]] = {}
         self._activity_attempts: dict[int, tuple[int, RemoteError | None]] = {}
-        self._children: dict[str, tuple[int, asyncio.Future[Any], WorkflowDefinition]] = {}
+        # Children in flight by their run id: (seq, future, definition, child workflow id).
+        # By run id, not workflow id: one parent may start two children of one id (the second
+        # refused while the first runs), and each answer must reach its own call.
+        self._children: dict[str, tuple[int, asyncio.Future[Any], WorkflowDefinition, str]] = {}
         self._signals: dict[str, collections.deque[Any]] = collections.defaultdict(
             collections.deque
         )
@@ -344,9 +347,9 @@ class WorkflowRun:
         for seq, (fut, _) in self._activities.items():
             if not fut.done():
                 self._effects.cancelled_activities.append(seq)
-        for child_id, (_, fut, _) in self._children.items():
+        for child_run, (_, fut, _, child_id) in self._children.items():
             if not fut.done():
-                self._effects.cancelled_children.append(child_id)
+                self._effects.cancelled_children.append((child_id, child_run))
 
     def fail(self, error: RemoteError) -> None:
         """Close the run as failed from outside its code (a limit was hit); the closing
@@ -413,10 +416,16 @@ class WorkflowRun:
 
     def _resolve_child(self, rec: journal.ChildCompleted | journal.ChildFailed) -> None:
         child_id = rec.workflow_id
-        entry = self._children.pop(child_id, None)
+        key = rec.run_id if rec.run_id in self._children else None
+        if key is None:
+            # From a run the parent did not start: the child's successor after it continued
+            # as new (or an answer recorded before answers named their run). The oldest call
+            # of that id still waiting is the one it answers.
+            key = next((k for k, e in self._children.items() if e[3] == child_id), None)
+        entry = self._children.pop(key, None) if key is not None else None
         if entry is None:
             return
-        seq, fut, defn = entry
+        seq, fut, defn, _ = entry
         if fut.done():
             return
         if isinstance(rec, journal.ChildCompleted):
@@ -563,8 +572,8 @@ class WorkflowRun:
         fut: asyncio.Future[Any] = self._loop.create_future()
         if self._evicting:
             return fut
-        self._children[child_id] = (seq, fut, defn)
-        fut.add_done_callback(lambda f: self._child_future_done(child_id, f))
+        self._children[run_id] = (seq, fut, defn, child_id)
+        fut.add_done_callback(lambda f: self._child_future_done(run_id, f))
         return fut
 
     def _default_child_id(self, name: str) -> str:
@@ -579,10 +588,10 @@ class WorkflowRun:
                 return str(recorded.get("id"))
         return f"{self.workflow_id}/{self.run_id[:8]}/{name}-{seq}"
 
-    def _child_future_done(self, child_id: str, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled() and child_id in self._children and not self._evicting:
-            del self._children[child_id]
-            self._effects.cancelled_children.append(child_id)
+    def _child_future_done(self, run_id: str, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() and run_id in self._children and not self._evicting:
+            child_id = self._children.pop(run_id)[3]
+            self._effects.cancelled_children.append((child_id, run_id))
 
     def publish(self, key: str, value: Any) -> None:
         """Issue ``published``: clients read the value with ``handle.read(key)``."""

@@ -26,8 +26,10 @@ child whose id's current run is closed becomes the new current run (the old one 
 current, and its published values are cleared, as ``if_exists="restart"`` does).
 
 Routing (`route`): an item naming a run goes to that run if it is open, else it is
-dropped, except for `journal.WORKFLOW_ADDRESSED` kinds, which then go to the workflow's
-current run if open. An item naming no run goes to the workflow's current run if open.
+dropped, except for `journal.WORKFLOW_ADDRESSED` kinds naming a run that continued as new,
+which then go to the workflow's current run if open (an item naming a run that does not
+exist, such as a child that was never created, is dropped). An item naming no run goes to
+the workflow's current run if open.
 Items are routed after every step of the batch is judged, as if delivered after the
 batch: an item for a run that closes in the same batch is dropped.
 """
@@ -214,10 +216,14 @@ def route(item: Outgoing, named: RunState | None, current: RunState | None) -> s
     docstring): ``named`` is the run ``item.run_id`` names (``None`` if it names none or
     there is no such run of ``item.workflow_id``), ``current`` the workflow's current run."""
     if item.run_id is not None:
-        if named is not None and named.workflow_id == item.workflow_id and named.open:
+        if named is None or named.workflow_id != item.workflow_id:
+            return None  # no such run (a child that was never created): nobody to tell
+        if named.open:
             return named.run_id
         if item.kind not in WORKFLOW_ADDRESSED:
             return None  # a reply to one run never reaches a newer run that did not ask
+        if named.status != "continued_as_new":
+            return None  # it ended: a newer run of that id is another workflow's business
     if current is None or current.workflow_id != item.workflow_id or not current.open:
         return None
     return current.run_id

@@ -469,9 +469,13 @@ class RunStepping:
             if ctx is not None:
                 ctx.cancelled = True
         commit.cancelled_timers.extend(effects.cancelled_timers)
-        for child_id in effects.cancelled_children:
+        for child_id, child_run in effects.cancelled_children:
+            # To the run this parent started (or its successor): never to a stranger that
+            # holds the id because this child was refused.
             cancel = journal.CancelRequested("parent cancelled")
-            commit.outgoing.append(Outgoing(child_id, cancel.KIND, journal.encode(cancel)))
+            commit.outgoing.append(
+                Outgoing(child_id, cancel.KIND, journal.encode(cancel), run_id=child_run)
+            )
 
     def _close(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
         outcome = engine.outcome

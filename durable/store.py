@@ -233,9 +233,11 @@ class Outgoing:
     With ``run_id``: delivered to that run of ``workflow_id`` if it is still open, else
     dropped: a child's result reaches the parent run that started it, never a newer run of
     the same workflow id. Except for the kinds in `journal.WORKFLOW_ADDRESSED` (signals,
-    cancellation: meant for the workflow, whichever run it is on), which then go to the
-    workflow's current run if open. Without ``run_id``: to the workflow's current run if
-    open. Dropped silently when there is no such run. (`durable.plan.route` is the rule.)
+    cancellation: meant for the workflow, whichever run it is on), which follow a run that
+    continued as new to the workflow's current run, if open. Without ``run_id``: to the
+    workflow's current run if open. Dropped silently when there is no such run (a parent's
+    cancellation of a child that was never created reaches no stranger holding its id).
+    (`durable.plan.route` is the rule.)
     """
 
     workflow_id: str

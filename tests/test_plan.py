@@ -269,8 +269,14 @@ def test_route_to_the_named_run_only_unless_workflow_addressed() -> None:
         assert route(Outgoing("parent", kind, b"", run_id="p1"), closed, newer) is None
         assert route(Outgoing("parent", kind, b"", run_id="p2"), newer, newer) == "p2"
         assert route(Outgoing("parent", kind, b"", run_id="gone"), None, newer) is None
+    continued = running("p1", "parent", status="continued_as_new", is_current=False)
     for kind in journal.WORKFLOW_ADDRESSED:
-        assert route(Outgoing("parent", kind, b"", run_id="p1"), closed, newer) == "p2"
+        # Meant for the workflow: it follows a run that continued as new...
+        assert route(Outgoing("parent", kind, b"", run_id="p1"), continued, newer) == "p2"
+        # ...but not one that ended (a newer run of the id is someone else's), nor a run
+        # that never existed (a child refused because its id was taken).
+        assert route(Outgoing("parent", kind, b"", run_id="p1"), closed, newer) is None
+        assert route(Outgoing("parent", kind, b"", run_id="gone"), None, newer) is None
     assert route(Outgoing("parent", Kind.SIGNAL_RECEIVED, b""), None, newer) == "p2"
     assert route(Outgoing("parent", Kind.SIGNAL_RECEIVED, b""), None, closed) is None
     assert route(Outgoing("parent", Kind.SIGNAL_RECEIVED, b""), None, None) is None

@@ -323,3 +323,30 @@ async def test_a_result_that_finished_during_an_outage_is_kept_not_rerun(
             blocker.execute("ROLLBACK")
         assert await handle.result(timeout=60) == "outage done"
     assert calls["outage"] == 1
+
+
+@durable.workflow
+async def two_children_one_id() -> list[str]:
+    first = durable.call(slow_shipper, "first", id="dup")
+    second = durable.call(shipper, "second", id="dup")
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    return [r if isinstance(r, str) else f"{type(r).__name__}: {r.cause.type}" for r in results]
+
+
+async def test_two_children_of_one_id_each_get_their_own_answer(client: durable.Client) -> None:
+    """The second child is refused while the first runs; the refusal must reach the second
+    call and the first child's result the first (children were matched by id alone, so
+    the first call was forgotten and the parent waited for ever)."""
+    async with durable.Worker(client, workflows=[two_children_one_id, slow_shipper, shipper]):
+        handle = await client.start(two_children_one_id, id="two-children")
+        await asyncio.wait_for(_wait_for_children(client, 1), 20)
+        for _ in range(400):
+            steps = await handle.steps()
+            if any(s.kind == "child" and s.status == "failed" for s in steps):
+                break
+            await asyncio.sleep(0.02)
+        await client.get_handle("dup").signal("go")
+        assert await handle.result(timeout=20) == [
+            "shipped first",
+            "ChildWorkflowError: WorkflowAlreadyExists",
+        ]

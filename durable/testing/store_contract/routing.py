@@ -15,6 +15,7 @@ from .kit import SIGNAL, claim, entries, new_run, peek, start
 __all__ = [
     "test_a_child_whose_id_has_closed_starts_as_a_new_current_run",
     "test_a_child_whose_id_is_running_is_refused_and_the_parent_told",
+    "test_a_message_naming_a_run_follows_it_across_continue_as_new",
     "test_a_reply_to_a_closed_run_never_reaches_a_newer_run",
     "test_continue_as_new_moves_workflow_addressed_items_to_the_successor",
     "test_outgoing_delivery_rules",
@@ -104,7 +105,9 @@ async def test_outgoing_delivery_rules(store: Store) -> None:
 async def test_a_reply_to_a_closed_run_never_reaches_a_newer_run(store: Store) -> None:
     """A child's result names the parent run that started it: once that run has closed, it
     is dropped, never delivered to a newer run of the same workflow id (which did not start
-    that child). A signal or cancellation naming the closed run reaches the current one."""
+    that child). A signal or cancellation naming a run follows it only across
+    continue-as-new: a run that ended (here terminated, then the id restarted) hands
+    nothing to the newer run, which is another workflow's business."""
     parent = await start(store, "parent", owner="p")
     await store.terminate(parent, entry_data=b"", error=b"", now=5.0, parent_item=None)
     successor, _ = await store.create_run(new_run("parent", at=5.0), if_exists="restart")
@@ -118,20 +121,45 @@ async def test_a_reply_to_a_closed_run_never_reaches_a_newer_run(store: Store) -
         outgoing=[
             Outgoing("parent", Kind.CHILD_COMPLETED, b"late", run_id=parent),
             Outgoing("parent", Kind.CHILD_FAILED, b"late", run_id=parent),
-            Outgoing("parent", Kind.SIGNAL_RECEIVED, b"follows", run_id=parent),
-            Outgoing("parent", Kind.CANCEL_REQUESTED, b"follows", run_id=parent),
+            Outgoing("parent", Kind.SIGNAL_RECEIVED, b"late", run_id=parent),
+            Outgoing("parent", Kind.CANCEL_REQUESTED, b"late", run_id=parent),
+            Outgoing("parent", Kind.CANCEL_REQUESTED, b"nobody", run_id="never-created"),
         ],
     )
     assert await store.commit_steps([step], 7.0) == [True]
-    assert await peek(store, successor.run_id) == [
-        (Kind.SIGNAL_RECEIVED, b"follows"),
-        (Kind.CANCEL_REQUESTED, b"follows"),
-    ]
+    assert await peek(store, successor.run_id) == []
     # terminate's item to a parent follows the same rule
     orphan = await start(store, "orphan", owner="c", at=8.0)
     item = Outgoing("parent", Kind.CHILD_FAILED, b"terminated", run_id=parent)
     assert await store.terminate(orphan, entry_data=b"", error=b"", now=9.0, parent_item=item)
-    assert await peek(store, successor.run_id) == [
+    assert await peek(store, successor.run_id) == []
+
+
+async def test_a_message_naming_a_run_follows_it_across_continue_as_new(store: Store) -> None:
+    first = await start(store, "looping", owner="p")
+    step = StepCommit(
+        first,
+        "p",
+        1,
+        entries(2, "continued_as_new"),
+        status="continued_as_new",
+        successor=new_run("looping", at=4.0, run_id="looping-2"),
+    )
+    assert await store.commit_steps([step], 4.0) == [True]
+    sender = await start(store, "sender", owner="c", at=5.0)
+    step = StepCommit(
+        sender,
+        "c",
+        1,
+        entries(2, "marker"),
+        outgoing=[
+            Outgoing("looping", Kind.CHILD_COMPLETED, b"reply", run_id=first),
+            Outgoing("looping", Kind.SIGNAL_RECEIVED, b"follows", run_id=first),
+            Outgoing("looping", Kind.CANCEL_REQUESTED, b"follows", run_id=first),
+        ],
+    )
+    assert await store.commit_steps([step], 6.0) == [True]
+    assert await peek(store, "looping-2") == [
         (Kind.SIGNAL_RECEIVED, b"follows"),
         (Kind.CANCEL_REQUESTED, b"follows"),
     ]
