@@ -8,6 +8,7 @@ every other command is a short-lived `python -m durable ...` beside it, on every
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -435,3 +436,25 @@ def test_the_worker_banner_shows_no_password(store_url: str, tmp_path: Path) -> 
     assert f"on {scheme}://{user}:***@{hosts}&password=***: queues" in banner
     assert "Migrating " in logs  # --verbose: the migration's log line names the database
     assert "secret" not in banner + logs
+
+
+def test_a_worker_stopped_as_soon_as_it_says_it_is_up_stops_gracefully(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """The banner used to come before the worker had opened its database and installed its
+    SIGTERM handler: a supervisor stopping it right after the banner killed it (exit -15)
+    instead of a graceful stop. SIGTERM here follows the banner at once (read from a pipe)."""
+    for _ in range(3):
+        proc = subprocess.Popen(
+            cli.command("worker", "cli_app"),
+            cwd=cli.cwd,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert "Ctrl-C stops." in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=WAIT)
+        assert proc.returncode == 0, err

@@ -122,12 +122,16 @@ async def _worker(args: argparse.Namespace) -> int:
             lease_seconds=args.lease,
         )
         where = redact_url(client.url)  # never print a password
-        print(
-            f"durable worker {worker.worker_id} on {where}: queues {list(worker.queues)}, "
-            f"{len(workflows)} workflow(s), {len(activities)} activity(ies). Ctrl-C stops.",
-            flush=True,
-        )
-        await worker.run()
+        # The banner comes once the worker runs, with its SIGTERM/SIGINT handlers in place:
+        # a supervisor that stops it as soon as it says it is up gets a graceful stop.
+        async with worker:
+            print(
+                f"durable worker {worker.worker_id} on {where}: queues {list(worker.queues)}, "
+                f"{len(workflows)} workflow(s), {len(activities)} activity(ies). Ctrl-C stops.",
+                flush=True,
+            )
+            assert worker._background is not None
+            await worker._background  # until a signal (or stop()) ends it
     return 0
 
 
