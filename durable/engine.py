@@ -290,9 +290,7 @@ class WorkflowRun:
                 f"the input of workflow {self.definition.name!r} does not fit its signature: {exc}",
                 error.traceback,
             )
-            self._close(
-                Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()}
-            )
+            self._close(Outcome("failed", error=error), journal.WorkflowFailed(error))
             return
         if self.timeout is not None and math.isfinite(self.timeout):
             self._timeout_timer = self._start_timer(self._now + self.timeout)
@@ -310,7 +308,7 @@ class WorkflowRun:
 
     def _finish(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
-            self._close(Outcome("cancelled"), "workflow_cancelled", {})
+            self._close(Outcome("cancelled"), journal.WorkflowCancelled())
             return
         exc = task.exception()
         if exc is None:
@@ -322,7 +320,7 @@ class WorkflowRun:
                 exc = err
             else:
                 self._close(
-                    Outcome("completed", result=encoded), "workflow_completed", {"result": encoded}
+                    Outcome("completed", result=encoded), journal.WorkflowCompleted(encoded)
                 )
                 return
         if isinstance(exc, _ContinueAsNew):
@@ -331,17 +329,16 @@ class WorkflowRun:
                 Outcome(
                     "continued_as_new", continue_args=exc.encoded_args, successor_run_id=successor
                 ),
-                "continued_as_new",
-                {"args": exc.encoded_args, "run_id": successor},
+                journal.ContinuedAsNew(exc.encoded_args, successor),
             )
             return
         if isinstance(exc, NonDeterminismError):
             return  # already recorded; apply() raises it
         error = payload.error_record(exc)
-        self._close(Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()})
+        self._close(Outcome("failed", error=error), journal.WorkflowFailed(error))
 
-    def _close(self, outcome: Outcome, kind: str, data: dict[str, Any]) -> None:
-        self._emit(kind, data)
+    def _close(self, outcome: Outcome, record: journal.Record) -> None:
+        self._emit(record)
         self.outcome = outcome
         # Everything still in flight is abandoned: cancel it (effects only).
         for seq, (fut, _) in self._activities.items():
@@ -358,7 +355,7 @@ class WorkflowRun:
             return
         self._commands = []
         self.is_replaying = False
-        self._close(Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()})
+        self._close(Outcome("failed", error=error), journal.WorkflowFailed(error))
         self._evicting = True
         if self._main is not None:
             self._main.cancel()
@@ -371,7 +368,7 @@ class WorkflowRun:
             f"workflow {self.definition.name!r} ({self.workflow_id}) exceeded its timeout "
             f"of {self.timeout}s",
         )
-        self._close(Outcome("failed", error=error), "workflow_failed", {"error": error.to_dict()})
+        self._close(Outcome("failed", error=error), journal.WorkflowFailed(error))
         self._evicting = True  # unwind silently: the run is closed
         if self._main is not None:
             self._main.cancel()
@@ -455,10 +452,11 @@ class WorkflowRun:
             "the change with durable.patched(...) so old runs keep the old path."
         )
 
-    def _emit(self, kind: str, data: dict[str, Any]) -> int:
+    def _emit(self, record: journal.Record) -> int:
         """Record a command; during replay check it against the journal. Returns its seq."""
         if self._evicting:
             return 0
+        kind, data = record.KIND, record.to_data()
         self.history_length += 1
         seq = self.history_length
         if self.is_replaying:
@@ -483,7 +481,7 @@ class WorkflowRun:
         self._commands.append(Command(seq, kind, data))
         return seq
 
-    def _annotate(self, kind: str, data: dict[str, Any]) -> None:
+    def _annotate(self, record: journal.Record) -> None:
         """Issue a command that only tells (such as ``signal_wait_started``): like `_emit`,
         except that on replay of a journal recorded before such commands existed, where the
         next recorded command is something else, it is left out rather than a mismatch."""
@@ -491,13 +489,13 @@ class WorkflowRun:
             return
         if self.is_replaying and not (
             self._expected_pos < len(self._expected)
-            and self._expected[self._expected_pos][0] == kind
+            and self._expected[self._expected_pos][0] == record.KIND
         ):
             return
-        self._emit(kind, data)
+        self._emit(record)
 
     def _start_timer(self, when: float) -> int:
-        return self._emit("timer_started", {"due": when})
+        return self._emit(journal.TimerStarted(when))
 
     def _cancel_timer(self, seq: int) -> None:
         if not self._evicting:
@@ -511,24 +509,31 @@ class WorkflowRun:
         overrides: dict[str, Any],
     ) -> asyncio.Future[Any]:
         """Issue ``activity_scheduled``; the future resolves with its journaled result."""
-        encoded = payload.encode_args(
-            defn.fn, args, kwargs, what=f"arguments of activity {defn.name!r}"
+        # On replay the command is only compared (by name), never written: the arguments
+        # were encoded when it was recorded, so they are not encoded again.
+        encoded = (
+            b""
+            if self.is_replaying
+            else payload.encode_args(
+                defn.fn, args, kwargs, what=f"arguments of activity {defn.name!r}"
+            )
         )
         retry = overrides.get("retry", defn.retry)
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
         timeout = overrides.get("timeout", defn.timeout)
         heartbeat_timeout = overrides.get("heartbeat_timeout", defn.heartbeat_timeout)
-        data = {
-            "name": defn.name,
-            "queue": overrides.get("queue", defn.queue),
-            "args": encoded,
-            "retry": retry.to_dict(),
-            "timeout": _as_seconds(timeout),
-            "heartbeat_timeout": _as_seconds(heartbeat_timeout),
-            "schedule_to_close": defn.schedule_to_close,
-        }
-        seq = self._emit("activity_scheduled", data)
+        seq = self._emit(
+            journal.ActivityScheduled(
+                name=defn.name,
+                queue=overrides.get("queue", defn.queue),
+                args=encoded,
+                retry=retry.to_dict(),
+                timeout=_as_seconds(timeout),
+                heartbeat_timeout=_as_seconds(heartbeat_timeout),
+                schedule_to_close=defn.schedule_to_close,
+            )
+        )
         fut: asyncio.Future[Any] = self._loop.create_future()
         if self._evicting:
             return fut
@@ -549,26 +554,32 @@ class WorkflowRun:
         overrides: dict[str, Any],
     ) -> asyncio.Future[Any]:
         """Issue ``child_started``; the future resolves with the child's result."""
-        encoded = payload.encode_args(
-            defn.fn, args, kwargs, what=f"arguments of child workflow {defn.name!r}"
+        encoded = (
+            b""
+            if self.is_replaying
+            else payload.encode_args(
+                defn.fn, args, kwargs, what=f"arguments of child workflow {defn.name!r}"
+            )
         )
         child_id = overrides.get("id") or self._default_child_id(defn.name)
         run_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
-        data = {
-            "name": defn.name,
-            "id": child_id,
-            "run_id": run_id,
-            "queue": overrides.get("queue", defn.queue),
-            "args": encoded,
-            # An explicit timeout=None means none at all: recorded as infinity, since a
-            # run without a recorded timeout falls back to the decorator's.
-            "timeout": (
-                math.inf
-                if "timeout" in overrides and overrides["timeout"] is None
-                else _as_seconds(overrides.get("timeout", defn.timeout))
-            ),
-        }
-        seq = self._emit("child_started", data)
+        # An explicit timeout=None means none at all: recorded as infinity, since a run
+        # without a recorded timeout falls back to the decorator's.
+        timeout = (
+            math.inf
+            if "timeout" in overrides and overrides["timeout"] is None
+            else _as_seconds(overrides.get("timeout", defn.timeout))
+        )
+        seq = self._emit(
+            journal.ChildStarted(
+                name=defn.name,
+                id=child_id,
+                run_id=run_id,
+                queue=overrides.get("queue", defn.queue),
+                args=encoded,
+                timeout=timeout,
+            )
+        )
         fut: asyncio.Future[Any] = self._loop.create_future()
         if self._evicting:
             return fut
@@ -601,7 +612,7 @@ class WorkflowRun:
                 f"handle.read(key)), got {key!r} in workflow {self.definition.name!r}"
             )
         encoded = payload.encode(value, what=f"published value {key!r}")
-        self._emit("published", {"key": key, "value": encoded})
+        self._emit(journal.Published(key, encoded))
         self.published[key] = encoded
 
     async def wait_signal(self, name: str, timeout: float | None) -> Any:
@@ -612,7 +623,7 @@ class WorkflowRun:
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._signal_waiters[name].append(fut)
         due = None if timeout is None else self._now + timeout
-        self._annotate("signal_wait_started", {"name": name, "due": due})
+        self._annotate(journal.SignalWaitStarted(name, due))
         if timeout is None:
             return await fut
         return await asyncio.wait_for(fut, timeout)
@@ -627,11 +638,11 @@ class WorkflowRun:
                 exp_kind, exp_data = self._expected[self._expected_pos]
                 found = exp_kind == "marker" and exp_data.get("patch") == change_id
             if found:
-                self._emit("marker", {"patch": change_id})
+                self._emit(journal.Marker(change_id))
             self._patches[change_id] = found or deprecated
             return found or deprecated
         if not deprecated:
-            self._emit("marker", {"patch": change_id})
+            self._emit(journal.Marker(change_id))
         self._patches[change_id] = True
         return True
 

@@ -223,11 +223,22 @@ class Record:
 
     def to_data(self) -> dict[str, Any]:
         """The map stored as the entry's data (errors as plain maps)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if isinstance(value, RemoteError) else value
+        out = {name: getattr(self, name) for name in _names(type(self))}
+        error = out.get("error")
+        if isinstance(error, RemoteError):
+            out["error"] = error.to_dict()
         return out
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    """A record class's field names, in order (cached: read for every command issued)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _error(value: Any) -> RemoteError:

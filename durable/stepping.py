@@ -406,57 +406,51 @@ class RunStepping:
         assert run is not None
         local: list[Attempt] = []
         for cmd in commands:
-            data = cmd.data
-            if cmd.kind == "activity_scheduled":
+            rec = journal.from_data(cmd.kind, cmd.data)
+            if isinstance(rec, journal.ActivityScheduled):
                 task_id = journal.task_id(run.run_id, cmd.seq)
-                adefn = self.activities.get(data["name"])
+                adefn = self.activities.get(rec.name)
                 # Served here: leased to this worker now and run here as soon as a slot is
                 # free, so its result rides the run's next commit (no task-table round trip).
-                mine = adefn is not None and data["queue"] in self.queues
                 owner = None
-                if mine and adefn is not None and not self._stopping.is_set():
+                if adefn is not None and rec.queue in self.queues and not self._stopping.is_set():
                     owner = self.worker_id
-                    info = self._info(run.workflow_id, run.run_id, task_id, data, 1, None, now)
-                    local.append(Attempt(task_id, adefn, data, 1, ActivityContext(info)))
+                    spec = cmd.data
+                    info = self._info(run.workflow_id, run.run_id, task_id, spec, 1, None, now)
+                    local.append(Attempt(task_id, adefn, spec, 1, ActivityContext(info)))
                 commit.new_tasks.append(
                     NewTask(
                         task_id=task_id,
                         run_id=run.run_id,
                         workflow_id=run.workflow_id,
                         seq=cmd.seq,
-                        name=data["name"],
-                        queue=data["queue"],
-                        data=payload.envelope(data),
+                        name=rec.name,
+                        queue=rec.queue,
+                        data=payload.envelope(cmd.data),
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
                     )
                 )
-            elif cmd.kind == "timer_started":
-                commit.new_timers.append(
-                    NewTimer(
-                        run.run_id,
-                        cmd.seq,
-                        float(data["due"]),
-                        journal.encode(journal.TimerFired(cmd.seq)),
-                    )
-                )
-            elif cmd.kind == "child_started":
+            elif isinstance(rec, journal.TimerStarted):
+                fired = journal.encode(journal.TimerFired(cmd.seq))
+                commit.new_timers.append(NewTimer(run.run_id, cmd.seq, rec.due, fired))
+            elif isinstance(rec, journal.ChildStarted):
                 commit.new_runs.append(
                     NewRun(
-                        workflow_id=data["id"],
-                        run_id=data["run_id"],
-                        name=data["name"],
-                        queue=data["queue"],
-                        input=data["args"],
+                        workflow_id=rec.id,
+                        run_id=rec.run_id,
+                        name=rec.name,
+                        queue=rec.queue,
+                        input=rec.args,
                         created_at=now,
                         parent_id=run.workflow_id,
                         parent_run_id=run.run_id,
-                        timeout=data.get("timeout"),
+                        timeout=rec.timeout,
                     )
                 )
-            elif cmd.kind == "published":
-                commit.published[data["key"]] = data["value"]
+            elif isinstance(rec, journal.Published):
+                commit.published[rec.key] = rec.value
         return local
 
     def _apply_effects(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
