@@ -16,6 +16,7 @@ from pathlib import Path
 
 import durable
 from durable import RetryPolicy, activity, workflow
+from durable.store import redact_url as client_url  # never print a password
 
 FLAKY = RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=50), backoff=2.0)
 
@@ -100,7 +101,7 @@ async def main(url: str | None = None) -> list[Report]:
     """Process two videos and print what happened, retries included."""
     if url is None:
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='media-')) / 'media.db'}"
-    print(f"media pipeline on {url}")
+    print(f"media pipeline on {client_url(url)}")
     async with durable.connect(url) as client:
         async with durable.Worker(client, workflows=[process_video], activities=ACTIVITIES):
             handles = [

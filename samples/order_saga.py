@@ -17,6 +17,7 @@ from pathlib import Path
 
 import durable
 from durable import ApplicationError, RetryPolicy, activity, workflow
+from durable.store import redact_url as client_url  # never print a password
 
 APPROVAL_TIMEOUT = timedelta(days=3)
 
@@ -142,7 +143,7 @@ async def main(url: str | None = None) -> list[Booking]:
     """Run three bookings: approved, a flight that fails, and one nobody approves in time."""
     if url is None:
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='order-saga-')) / 'saga.db'}"
-    print(f"order saga on {url}")
+    print(f"order saga on {client_url(url)}")
     results = []
     async with durable.connect(url) as client:
         async with durable.Worker(client, workflows=[book_trip], activities=ACTIVITIES):
