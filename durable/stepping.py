@@ -261,8 +261,8 @@ class RunStepping:
                     f"Journal of run {run.run_id} starts with {entry.kind!r} at step {entry.seq}, "
                     "not an input; the journal is damaged."
                 )
-            recorded = [(e.kind, payload.decode(e.data)) for e in entries[i + 1 : j]]
-            engine.apply(entry.kind, payload.decode(entry.data), entry.time, recorded=recorded)
+            recorded = [(e.kind, _entry_data(run.run_id, e)) for e in entries[i + 1 : j]]
+            engine.apply(entry.kind, _entry_data(run.run_id, entry), entry.time, recorded=recorded)
             i = j
         engine.is_replaying = False
         engine.take_effects()  # carried out when they were first recorded
@@ -276,7 +276,7 @@ class RunStepping:
         if driver.engine is None:
             try:
                 driver.engine = await self._rebuild(driver)
-            except NonDeterminismError as err:
+            except (NonDeterminismError, _DamagedJournal) as err:
                 await self._park(driver, str(err))
                 return False
         engine = driver.engine
@@ -560,6 +560,29 @@ class RunStepping:
             for (_, fut), ok in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(ok)
+
+
+def _entry_data(run_id: str, entry: JournalEntry) -> dict[str, Any]:
+    """A journal entry's data for replay; `_DamagedJournal` naming it if it cannot be read."""
+    try:
+        data = payload.decode(entry.data)
+    except Exception as exc:
+        raise _DamagedJournal(run_id, entry, str(exc)) from exc
+    if not isinstance(data, dict):
+        raise _DamagedJournal(run_id, entry, f"its data is a {type(data).__name__}, not a map")
+    return data
+
+
+class _DamagedJournal(Exception):
+    """A journal entry of the run cannot be read: the run is parked, saying which."""
+
+    def __init__(self, run_id: str, entry: JournalEntry, why: str) -> None:
+        super().__init__(
+            f"Journal entry {entry.seq} ({entry.kind}) of run {run_id} cannot be read: {why}. "
+            "The journal is damaged (restored from a bad backup, or written by hand?), so the "
+            "run cannot be replayed; it is parked. `durable show` shows what can be read; "
+            "terminate the run, or restore its journal."
+        )
 
 
 class _StoreTrouble(Exception):

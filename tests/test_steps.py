@@ -217,6 +217,8 @@ async def test_a_parked_run_with_a_damaged_entry_can_still_be_inspected(
             await asyncio.sleep(0.02)
     assert desc.status == "running"
     assert desc.problem is not None
+    assert f"Journal entry 2 (timer_started) of run {run_id} cannot be read" in desc.problem
+    assert "it is parked" in desc.problem
     events = await handle.history()
     assert [e.kind for e in events][:2] == ["workflow_started", "timer_started"]
     assert "damaged" in events[1].data
