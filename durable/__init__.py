@@ -20,6 +20,7 @@ General layout (one concept per module):
 - payload     msgpack payloads (never pickle): the wire format, encode and decode
 - hints       rebuilding decoded values from type hints (dataclasses, enums, unions)
 - layout      per-function parameter layouts: fast call binding, argument rebuilding
+- urls        database URLs as they may be shown: passwords and tokens masked
 - clock       the one source of time: real, or virtual for tests
 - notify      in-process wake-ups between stores of one database
 - errors      DurableError and its shallow tree

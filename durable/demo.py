@@ -14,7 +14,7 @@ from typing import Any
 from . import context as durable
 from .client import Client
 from .definition import RetryPolicy, activity, workflow
-from .store import redact_url
+from .urls import redact_url
 from .worker import Worker
 
 __all__ = ["book_trip", "run_demo"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import durable
 from durable import RetryPolicy, activity, workflow
-from durable.store import redact_url as client_url  # never print a password
+from durable.urls import redact_url as client_url  # never print a password
 
 FLAKY = RetryPolicy(max_attempts=5, initial_interval=timedelta(milliseconds=50), backoff=2.0)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import durable
 from durable import ApplicationError, RetryPolicy, activity, workflow
-from durable.store import redact_url as client_url  # never print a password
+from durable.urls import redact_url as client_url  # never print a password
 
 APPROVAL_TIMEOUT = timedelta(days=3)
 

@@ -4,7 +4,8 @@
 gets a fresh file in ``tmp_path``; PostgreSQL gets its own schema (``?schema=...``) in the
 database named by ``DURABLE_TEST_POSTGRES``, dropped after the test. When that server is
 unreachable the postgres cases skip, unless ``DURABLE_REQUIRE_POSTGRES`` is set (CI), in
-which case they fail. ``store`` is an opened `Store` on ``store_url``.
+which case they fail. ``store`` is an opened `Store` on ``store_url``, and ``client`` a
+`durable.Client` of it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+import durable
 from durable.store import Store, open_store
 
 POSTGRES_URL = os.environ.get("DURABLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -97,3 +99,10 @@ class SchemaMeta:
 def schema_meta(store_url: str) -> SchemaMeta:
     """Access to the schema version recorded in ``store_url``'s database."""
     return SchemaMeta(store_url)
+
+
+@pytest.fixture
+async def client(store_url: str) -> AsyncIterator[durable.Client]:
+    """A client of a fresh database of each backend (see ``store_url``)."""
+    async with durable.connect(store_url) as c:
+        yield c

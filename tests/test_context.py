@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,12 +19,6 @@ seen: dict[str, Any] = {}
 @pytest.fixture(autouse=True)
 def _reset_seen() -> None:
     seen.clear()
-
-
-@pytest.fixture
-async def client(store_url: str) -> AsyncIterator[durable.Client]:
-    async with durable.connect(store_url) as c:
-        yield c
 
 
 @durable.activity

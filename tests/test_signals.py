@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
 import pytest
 
 import durable
-
-
-@pytest.fixture
-async def client(store_url: str) -> AsyncIterator[durable.Client]:
-    async with durable.connect(store_url) as c:
-        yield c
 
 
 @dataclasses.dataclass(frozen=True)

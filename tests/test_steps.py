@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
 from contextlib import closing
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -23,12 +22,6 @@ calls: Counter[str] = Counter()
 @pytest.fixture(autouse=True)
 def _reset_calls() -> None:
     calls.clear()
-
-
-@pytest.fixture
-async def client(store_url: str) -> AsyncIterator[durable.Client]:
-    async with durable.connect(store_url) as c:
-        yield c
 
 
 @durable.activity(retry=RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=10)))

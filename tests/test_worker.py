@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,12 +21,6 @@ calls: Counter[str] = Counter()
 @pytest.fixture(autouse=True)
 def _reset_calls() -> None:
     calls.clear()
-
-
-@pytest.fixture
-async def client(store_url: str) -> AsyncIterator[durable.Client]:
-    async with durable.connect(store_url) as c:
-        yield c
 
 
 @durable.activity

@@ -11,7 +11,6 @@ import asyncio
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from contextlib import closing
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -29,12 +28,6 @@ calls: Counter[str] = Counter()
 @pytest.fixture(autouse=True)
 def _reset_calls() -> None:
     calls.clear()
-
-
-@pytest.fixture
-async def client(store_url: str) -> AsyncIterator[durable.Client]:
-    async with durable.connect(store_url) as c:
-        yield c
 
 
 # -- signals are never lost across continue_as_new ----------------------------------------

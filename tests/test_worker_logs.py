@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -14,12 +13,6 @@ import durable
 from durable import RetryPolicy
 
 attempts: list[int] = []
-
-
-@pytest.fixture
-async def client(store_url: str) -> AsyncIterator[durable.Client]:
-    async with durable.connect(store_url) as c:
-        yield c
 
 
 @durable.activity(retry=RetryPolicy(max_attempts=2, initial_interval=timedelta(milliseconds=5)))

@@ -33,7 +33,7 @@ from typing import Any
 from .. import __version__
 from ..client import DEFAULT_URL, Client
 from ..errors import DurableError
-from ..store import redact_url
+from ..urls import redact_url
 from ..worker import Worker
 from . import commands
 
