@@ -14,6 +14,7 @@ General layout (one concept per module):
 - worker      Worker: its loops (claims, timers, heartbeats), lifecycle and idleness
 - stepping    a live run's inputs into its engine, its commands out as one group commit
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
+- signature   workflow signatures workers publish, to check starts by name
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
 - store       the storage contract (a small abstract class); backends live in backends/
 - plan        the group-commit rules as a pure function: fences, writes, routing, wake-ups

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, steps
+from . import journal, payload, signature, steps
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -90,6 +90,22 @@ def _error(data: bytes | None) -> RemoteError | None:
         return RemoteError.from_dict(payload.decode(data))
     except Exception as exc:
         return RemoteError("DamagedEntry", f"the run's error cannot be read: {exc}")
+
+
+async def _check_by_name(store: Store, name: str, args: list[Any]) -> None:
+    """Refuse arguments that do not fit the workflow ``name`` as a live worker serves it
+    (`durable.signature`); with no live worker describing it, the worker will tell."""
+    for worker in await store.list_workers():
+        description = worker.signatures.get(name)
+        if description is None:
+            continue
+        problem = signature.check(description, args)
+        if problem is not None:
+            raise TypeError(
+                f"Cannot start workflow {name!r}: {problem}, as worker {worker.worker_id} "
+                "serves it. Nothing was written."
+            )
+        return
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -363,27 +379,30 @@ class Client:
         Idempotent on ``id``: with ``if_exists="return"`` (default) an existing workflow's
         handle comes back; ``"error"`` raises `WorkflowAlreadyExists`; ``"restart"`` starts
         a new run if the existing one has closed. Arguments are checked for
-        serializability here, before anything is written.
+        serializability here, before anything is written; started by name, they are also
+        checked against the workflow's signature as a live worker serves it (a wrong
+        number of arguments, or a plainly annotated one of the wrong kind, raises
+        `TypeError`).
         """
         if if_exists not in ("return", "error", "restart"):
             raise ValueError(f"if_exists must be 'return', 'error' or 'restart', not {if_exists!r}")
+        plain: list[Any] | None = None
         if isinstance(fn, str):
             name, default_queue, timeout, func = fn, "default", None, None
+            plain = [
+                payload.decode(payload.encode(a, what=f"argument {i} of workflow {fn!r}"))
+                for i, a in enumerate(args)
+            ]
             encoded = payload.encode(
-                {
-                    "args": [
-                        payload.decode(payload.encode(a, what=f"argument {i} of workflow {fn!r}"))
-                        for i, a in enumerate(args)
-                    ],
-                    "kwargs": {},
-                },
-                what=f"arguments of workflow {fn!r}",
+                {"args": plain, "kwargs": {}}, what=f"arguments of workflow {fn!r}"
             )
         else:
             defn = workflow_definition(fn)
             name, default_queue, timeout, func = defn.name, defn.queue, defn.timeout, defn.fn
             encoded = payload.encode_args(defn.fn, args, {}, what=f"arguments of workflow {name!r}")
         store = await self._open()
+        if plain is not None:
+            await _check_by_name(store, name, plain)
         from .store import NewRun
 
         workflow_id = id or uuid.uuid4().hex

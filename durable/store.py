@@ -318,7 +318,8 @@ class RunExtras(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class WorkerRecord:
-    """A live worker and what it serves."""
+    """A live worker and what it serves. ``signatures``: workflow name -> its parameters as
+    `durable.signature.describe` wrote them (empty from workers that predate them)."""
 
     worker_id: str
     queues: tuple[str, ...]
@@ -328,6 +329,7 @@ class WorkerRecord:
     pid: int
     started_at: float
     heartbeat_at: float
+    signatures: Mapping[str, str] = field(default_factory=dict)
 
 
 class Store(abc.ABC):

@@ -46,6 +46,7 @@ from .definition import (
 )
 from .errors import DatabaseUnusable
 from .executor import Attempt
+from .signature import describe
 from .stepping import Driver, RunStepping
 from .store import (
     TOPIC_RUNS,
@@ -174,6 +175,8 @@ class Worker(RunStepping, ActivityAttempts):
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
         self._work_started = 0  # steps kicked and activity slots taken, ever (idle_token)
         self._started_at: float | None = None
+        # What clients starting a workflow by name check their arguments against.
+        self._signatures = {name: describe(d.fn) for name, d in self.workflows.items()}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -323,6 +326,7 @@ class Worker(RunStepping, ActivityAttempts):
             pid=os.getpid(),
             started_at=self._started_at,
             heartbeat_at=now,
+            signatures=self._signatures,
         )
 
     def _spawn(self, coro: Any) -> None:

@@ -458,3 +458,13 @@ def test_a_worker_stopped_as_soon_as_it_says_it_is_up_stops_gracefully(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=WAIT)
         assert proc.returncode == 0, err
+
+
+def test_start_by_name_checks_the_arguments_against_the_live_worker(
+    cli: Cli, worker: subprocess.Popen[str]
+) -> None:
+    stderr = cli.refused("start", "greet_when_told", "--input", "[1, 2]", "--id", "wrong")
+    assert stderr.startswith("durable: Cannot start workflow 'greet_when_told': 2 argument(s)")
+    assert "(name: str)" in stderr
+    assert "Nothing was written." in stderr
+    cli.refused("show", "wrong")  # nothing was started

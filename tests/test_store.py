@@ -13,7 +13,7 @@ import pytest
 
 from durable.errors import StoreError
 from durable.store import open_store
-from durable.testing.store_contract.kit import new_run, store
+from durable.testing.store_contract.kit import new_run, store, worker
 from durable.testing.store_contract.routing import *  # noqa: F403
 from durable.testing.store_contract.runs import *  # noqa: F403
 
@@ -57,6 +57,24 @@ async def test_an_index_added_since_the_schema_shipped_is_built_on_open(
         assert listed.run_id == run.run_id
     assert await schema_meta.get() == version
     await schema_meta._run(f"DROP INDEX {index}")  # it was built again: dropping works
+
+
+async def test_a_column_added_since_the_schema_shipped_is_added_on_open(
+    store_url: str, schema_meta: Any
+) -> None:
+    """A database created before workers recorded their signatures gets the column when
+    opened, its schema version unchanged; its workers' rows are read without one."""
+    async with open_store(store_url) as s:
+        await s.register_worker(worker("old"))
+    version = await schema_meta.get()
+    await schema_meta._run("ALTER TABLE workers DROP COLUMN signatures")
+    async with open_store(store_url) as s:
+        [old] = await s.list_workers()
+        assert old.signatures == {}
+        await s.register_worker(worker("new", signatures={"wf": "{}"}))
+        described = {w.worker_id: w.signatures for w in await s.list_workers()}
+        assert described == {"old": {}, "new": {"wf": "{}"}}
+    assert await schema_meta.get() == version
 
 
 def test_the_contract_suite_exports_every_test_it_defines() -> None:

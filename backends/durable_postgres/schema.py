@@ -41,6 +41,7 @@ from durable.errors import StoreError
 from durable.store import RunRecord, TaskRecord
 
 __all__ = [
+    "EXTRA_COLUMNS",
     "EXTRA_INDEXES",
     "MIGRATIONS",
     "RUN_COLUMNS",
@@ -173,6 +174,12 @@ EXTRA_INDEXES: list[tuple[str, str]] = [
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name_idx", "runs (name, created_at DESC)"),
 ]
+#: Columns added the same way, under the migration lock (``ADD COLUMN`` only touches the
+#: catalogue): code that predates one neither reads nor writes it.
+EXTRA_COLUMNS: list[tuple[str, str, str]] = [
+    # workflow name -> its parameters (JSON), for starts by name (durable.signature).
+    ("workers", "signatures", "text"),
+]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -301,6 +308,7 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
                 "(pip install -U durable-flow) on every worker and client."
             )
         if found == SCHEMA_VERSION:
+            await _add_missing_columns(conn, schema)
             return found
         # Every statement is schema-qualified by search_path, set for this transaction only.
         await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
@@ -318,4 +326,19 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             str(SCHEMA_VERSION),
         )
+        await _add_missing_columns(conn, schema)
         return found
+
+
+async def _add_missing_columns(conn: Any, schema: str) -> None:
+    """Add any of `EXTRA_COLUMNS` the schema lacks (a catalogue look first, so the common
+    case takes no lock on the table)."""
+    rows = await conn.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $1",
+        schema,
+    )
+    present = {(r["table_name"], r["column_name"]) for r in rows}
+    for table, column, kind in EXTRA_COLUMNS:
+        if (table, column) not in present:
+            target = f"{quote_ident(schema)}.{table}"
+            await conn.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {column} {kind}")

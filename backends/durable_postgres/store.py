@@ -26,6 +26,7 @@ one run are serialised, see "Claims and the inbox" in `PostgresStore`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -598,7 +599,7 @@ class PostgresStore(Store):
         rows = await self._db.read(
             lambda conn: conn.fetch(
                 "SELECT worker_id, queues, workflows, activities, host, pid, started_at, "
-                "heartbeat_at FROM workers ORDER BY started_at, worker_id"
+                "heartbeat_at, signatures FROM workers ORDER BY started_at, worker_id"
             )
         )
         return [
@@ -611,6 +612,7 @@ class PostgresStore(Store):
                 pid=r["pid"],
                 started_at=r["started_at"],
                 heartbeat_at=r["heartbeat_at"],
+                signatures=json.loads(r["signatures"]) if r["signatures"] else {},
             )
             for r in rows
         ]

@@ -8,6 +8,7 @@ order, so a heartbeat and a group commit cannot deadlock.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -34,12 +35,13 @@ WHERE t.task_id = u.task_id
 """
 _UPSERT_WORKER = """
 INSERT INTO workers (worker_id, queues, workflows, activities, host, pid, started_at,
-                     heartbeat_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     heartbeat_at, signatures)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (worker_id) DO UPDATE SET queues = EXCLUDED.queues,
     workflows = EXCLUDED.workflows, activities = EXCLUDED.activities,
     host = EXCLUDED.host, pid = EXCLUDED.pid,
-    started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at
+    started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at,
+    signatures = EXCLUDED.signatures
 """
 
 
@@ -52,7 +54,7 @@ async def register(
         _UPSERT_WORKER,
         worker.worker_id, list(worker.queues), list(worker.workflows),
         list(worker.activities), worker.host, worker.pid, worker.started_at,
-        worker.heartbeat_at,
+        worker.heartbeat_at, json.dumps(dict(worker.signatures)),
     )  # fmt: skip
     if not unpark:
         return None, ()

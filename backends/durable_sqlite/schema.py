@@ -40,6 +40,7 @@ from durable.errors import StoreError
 from durable.store import InboxItem, JournalEntry, NewRun, RunRecord, TaskRecord, WorkerRecord
 
 __all__ = [
+    "EXTRA_COLUMNS",
     "EXTRA_INDEXES",
     "INBOX_COLUMNS",
     "MIGRATIONS",
@@ -167,6 +168,12 @@ EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name", "runs (name, created_at)"),
 )
+#: Columns added the same way (``ALTER TABLE ... ADD COLUMN`` when missing): code that
+#: predates one neither reads nor writes it.
+EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # workflow name -> its parameters (JSON), for starts by name (durable.signature).
+    ("workers", "signatures", "TEXT"),
+)
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -236,7 +243,7 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
                 "SELECT name FROM sqlite_master WHERE type = 'index'"
             )
         }
-        if all(name in present for name, _ in EXTRA_INDEXES):
+        if all(name in present for name, _ in EXTRA_INDEXES) and not await _missing_columns(conn):
             return found
     await conn.execute("BEGIN IMMEDIATE")
     try:
@@ -251,6 +258,8 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
                 await conn.execute(statement)
         for index, definition in EXTRA_INDEXES:
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {definition}")
+        for table, column, kind in await _missing_columns(conn):
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         await conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -261,6 +270,15 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
         raise
     await conn.commit()
     return found
+
+
+async def _missing_columns(conn: aiosqlite.Connection) -> list[tuple[str, str, str]]:
+    missing = []
+    for table, column, kind in EXTRA_COLUMNS:
+        rows = await conn.execute_fetchall(f"SELECT name FROM pragma_table_info('{table}')")
+        if column not in {row[0] for row in rows}:
+            missing.append((table, column, kind))
+    return missing
 
 
 # ---- rows ↔ records ----------------------------------------------------------------------
@@ -276,7 +294,9 @@ TASK_COLUMNS = (
     "lease_owner, lease_expires_at, heartbeat_details, cancel_requested, last_error, created_at"
 )
 INBOX_COLUMNS = "id, run_id, kind, time, data"
-WORKER_COLUMNS = "worker_id, queues, workflows, activities, host, pid, started_at, heartbeat_at"
+WORKER_COLUMNS = (
+    "worker_id, queues, workflows, activities, host, pid, started_at, heartbeat_at, signatures"
+)
 
 
 def run_record(row: Any) -> RunRecord:
@@ -350,6 +370,7 @@ def worker_record(row: Any) -> WorkerRecord:
         pid=row[5],
         started_at=row[6],
         heartbeat_at=row[7],
+        signatures=json.loads(row[8]) if row[8] else {},
     )
 
 

@@ -28,7 +28,7 @@ async def register(db: aiosqlite.Connection, worker: WorkerRecord, *, unpark: bo
     """Record ``worker`` (replacing its row) and, with ``unpark``, unpark the runs it
     serves; returns how many were unparked."""
     await db.execute(
-        f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             worker.worker_id,
             _json(worker.queues),
@@ -38,6 +38,7 @@ async def register(db: aiosqlite.Connection, worker: WorkerRecord, *, unpark: bo
             worker.pid,
             worker.started_at,
             worker.heartbeat_at,
+            json.dumps(dict(worker.signatures)),
         ),
     )
     if not unpark:

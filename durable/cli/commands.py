@@ -80,6 +80,8 @@ async def start(args: argparse.Namespace) -> int:
             handle = await client.start(
                 args.name, *call_args, id=args.id, queue=args.queue, if_exists=args.if_exists
             )
+        except TypeError as exc:  # the arguments do not fit what a live worker serves
+            raise Refused(str(exc)) from None
         except WorkflowAlreadyExists:
             d = await client.get_handle(args.id).describe()
             raise Refused(

@@ -93,6 +93,7 @@ def worker(worker_id: str, at: float = 0.0, **kw: Any) -> WorkerRecord:
         4242,
         at,
         at,
+        kw.get("signatures", {}),
     )
 
 

@@ -382,9 +382,14 @@ async def test_a_heartbeat_says_when_its_worker_was_dropped(store: Store) -> Non
 
 async def test_silent_workers_are_dropped_by_a_heartbeat(store: Store) -> None:
     await store.register_worker(worker("quiet", at=0.0))
-    await store.register_worker(worker("busy", at=0.0, queues=("default", "q2")))
+    described = {"wf": '{"text": "(a: int)", "params": [["a", "POSITIONAL_OR_KEYWORD", 0]]}'}
+    await store.register_worker(
+        worker("busy", at=0.0, queues=("default", "q2"), signatures=described)
+    )
     workers = {w.worker_id: w for w in await store.list_workers()}
     assert set(workers) == {"quiet", "busy"}
+    assert workers["busy"].signatures == described  # kept as given, for starts by name
+    assert workers["quiet"].signatures == {}
     assert workers["busy"].queues == ("default", "q2")
     assert workers["busy"].pid == 4242
     assert workers["busy"].workflows == ("wf",)
