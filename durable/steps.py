@@ -329,14 +329,19 @@ def pending(steps: Iterable[Step]) -> list[PendingStep]:
                 number += 1
             out.append(PendingStep("activity", step.name, number, scheduled, last))
         elif step.kind == "timer":
-            due = step.input.isoformat() if isinstance(step.input, datetime) else "?"
+            due = _when(step.input)
             out.append(PendingStep("timer", f"until {due}", 1, scheduled, None))
         elif step.kind == "child":
             out.append(PendingStep("child", f"{step.name} ({step.child_id})", 1, scheduled, None))
         elif step.kind == "signal":
-            until = f" until {step.input.isoformat()}" if isinstance(step.input, datetime) else ""
+            until = f" until {_when(step.input)}" if isinstance(step.input, datetime) else ""
             out.append(PendingStep("signal", f"{step.name}{until}", 1, scheduled, None))
     return out
+
+
+def _when(value: Any) -> str:
+    """A due time as pending steps name it: ISO 8601 to the second, in UTC."""
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else "?"
 
 
 def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:

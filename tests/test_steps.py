@@ -223,7 +223,7 @@ async def test_a_parked_run_with_a_damaged_entry_can_still_be_inspected(
 
 
 def test_pending_names_what_each_step_waits_for() -> None:
-    at = datetime(2026, 1, 1).astimezone()
+    at = datetime(2026, 1, 1, 10, 30, 5, 123456).astimezone()
     built = [
         Step(1, "activity", "charge", "0", None, "retrying", scheduled_at=at),
         Step(2, "timer", "timer", "0", None, "waiting", scheduled_at=at, input=at),
@@ -233,7 +233,7 @@ def test_pending_names_what_each_step_waits_for() -> None:
     ]
     assert [(p.kind, p.name, p.attempt) for p in steps.pending(built)] == [
         ("activity", "charge", 2),
-        ("timer", f"until {at.isoformat()}", 1),
+        ("timer", f"until {at.isoformat(timespec='seconds')}", 1),
         ("child", "ship (c-1)", 1),
         ("signal", "approve", 1),
     ]

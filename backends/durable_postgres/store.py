@@ -273,7 +273,11 @@ class PostgresStore(Store):
             clauses.append(f"name = ${len(args)}")
         args.append(limit)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC LIMIT ${len(args)}"
+        # run_id breaks ties, so equal times list in one order every time.
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs {where} "
+            f"ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}"
+        )
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return [run_record(row) for row in rows]
 
