@@ -30,7 +30,7 @@ from .errors import (
     WorkflowNotFound,
 )
 from .steps import PendingStep
-from .store import CLOSED_STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
+from .store import CLOSED_STATUSES, STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
 
 __all__ = [
     "DEFAULT_URL",
@@ -478,11 +478,25 @@ class Client:
         )
 
     async def list(
-        self, status: str | None = None, name: str | None = None, limit: int = 100
+        self,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        *,
+        cursor: str | None = None,
     ) -> AsyncIterator[WorkflowDescription]:
-        """Workflow runs, newest first, optionally filtered by status and name."""
+        """Workflow runs, newest first, optionally filtered by status and name: at most
+        ``limit`` of them, after ``cursor`` — the ``run_id`` of the last run of the previous
+        page — when given:
+
+            page = [wf async for wf in client.list(status="failed", limit=50)]
+            more = [wf async for wf in client.list(status="failed", limit=50,
+                                                   cursor=page[-1].run_id)]
+        """
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         store = await self._open()
-        for run in await store.list_runs(status=status, name=name, limit=limit):
+        for run in await store.list_runs(status=status, name=name, limit=limit, after=cursor):
             yield await self._describe(run, detailed=False)
 
 

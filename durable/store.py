@@ -49,6 +49,7 @@ __all__ = [
     "BACKENDS_GROUP",
     "CLOSED_STATUSES",
     "SECRET_PARAMETERS",
+    "STATUSES",
     "TOPIC_RUNS",
     "TOPIC_TASKS",
     "TOPIC_TIMERS",
@@ -72,8 +73,18 @@ __all__ = [
     "run_topic",
 ]
 
+#: Every run status, in the order a run goes through them.
+STATUSES = (
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+    "continued_as_new",
+)
 #: Statuses after which a run never changes again.
-CLOSED_STATUSES = frozenset({"completed", "failed", "cancelled", "terminated", "continued_as_new"})
+CLOSED_STATUSES = frozenset(STATUSES[2:])
 
 TOPIC_RUNS = "runs"  # a run was created or became ready
 TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
@@ -432,9 +443,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_runs(
-        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
     ) -> list[RunRecord]:
-        """Runs (every run, current or not), newest ``created_at`` first, filtered."""
+        """Runs (every run, current or not), newest first — by ``created_at``, then
+        ``run_id``, both descending — filtered by ``status`` and ``name``. With ``after``
+        (a run id: the last of the previous page), only the runs that come after that run
+        in this order (keyset paging: stable while runs are added); none if it does not
+        exist."""
 
     @abc.abstractmethod
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:

@@ -226,7 +226,12 @@ def test_list_filters_and_limits(cli: Cli) -> None:
         "a-much-longer-workflow-id-than-the-others",
         "g-2",
     ]
-    assert limited[3:] == ["(the newest 2; --limit N shows more)"]
+    last_run_id = limited[2].split()[1]
+    assert limited[3:] == [f"(there may be more: add --after {last_run_id} for the next page)"]
+    following = cli.ok("list", "--limit", "2", "--after", last_run_id).splitlines()
+    assert [row.split()[0] for row in following[1:3]] == ["g-1", "g-0"]
+    last_page = cli.ok("list", "--limit", "2", "--after", following[2].split()[1])
+    assert last_page == "no workflow runs\n"
     # Columns are as wide as their widest cell: every row's run id starts where the header's does.
     column = limited[0].index("RUN ID")
     assert all(re.match(RUN_ID, row[column:]) for row in limited[1:3])

@@ -259,7 +259,12 @@ class PostgresStore(Store):
         return run_record(row) if row is not None else None
 
     async def list_runs(
-        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
     ) -> list[RunRecord]:
         """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
         ``runs_created_idx``)."""
@@ -271,6 +276,10 @@ class PostgresStore(Store):
         if name is not None:
             args.append(name)
             clauses.append(f"name = ${len(args)}")
+        if after is not None:
+            args.append(after)
+            cursor = f"(SELECT created_at, run_id FROM runs WHERE run_id = ${len(args)})"
+            clauses.append(f"(created_at, run_id) < {cursor}")
         args.append(limit)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         # run_id breaks ties, so equal times list in one order every time.

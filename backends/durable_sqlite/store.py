@@ -366,19 +366,30 @@ class SQLiteStore(Wakeups, Store):
         return run_record(rows[0]) if rows else None
 
     async def list_runs(
-        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
     ) -> list[RunRecord]:
-        """Every run (current or not), newest first, filtered by status and name."""
-        where, params = [], []
+        """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             where.append("status = ?")
             params.append(status)
         if name is not None:
             where.append("name = ?")
             params.append(name)
+        if after is not None:
+            where.append(
+                "(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)"
+            )
+            params.append(after)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = (
-            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?"
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
         )
         return [run_record(row) for row in await self._read(sql, (*params, limit))]
 

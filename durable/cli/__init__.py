@@ -33,23 +33,12 @@ from typing import Any
 from .. import __version__
 from ..client import DEFAULT_URL, Client
 from ..errors import DurableError
+from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
 from . import commands
 
 __all__ = ["STATUSES", "collect", "main"]
-
-#: Every run status, in the order a run goes through them (`durable list --status`); a
-#: test checks it against the store's closed statuses.
-STATUSES = (
-    "pending",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "terminated",
-    "continued_as_new",
-)
 
 
 def collect(modules: Sequence[ModuleType]) -> tuple[list[Any], list[Any]]:
@@ -194,6 +183,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--name", help="only runs of this workflow")
     p.add_argument("--limit", type=_at_least_one, default=50, help="at most this many (50)")
+    p.add_argument(
+        "--after",
+        metavar="RUN_ID",
+        help="the next page: the runs after this one (the last run id of the previous page)",
+    )
     p.set_defaults(run=commands.list_runs)
 
     p = command("show", "a run: status, error, steps, published values, history", json=True)

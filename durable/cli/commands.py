@@ -162,7 +162,10 @@ async def terminate(args: argparse.Namespace) -> int:
 async def list_runs(args: argparse.Namespace) -> int:
     """``durable list``: runs, newest first."""
     async with Client(args.db) as client:
-        runs = [d async for d in client.list(status=args.status, name=args.name, limit=args.limit)]
+        listing = client.list(
+            status=args.status, name=args.name, limit=args.limit, cursor=args.after
+        )
+        runs = [d async for d in listing]
     if args.json:
         _print_json(runs)
         return 0
@@ -173,7 +176,7 @@ async def list_runs(args: argparse.Namespace) -> int:
     for line in render.runs_table(runs):
         print(line)
     if len(runs) == args.limit:
-        print(f"(the newest {args.limit}; --limit N shows more)")
+        print(f"(there may be more: add --after {runs[-1].run_id} for the next page)")
     return 0
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "test_fencing_rejects_bad_steps_and_accepts_the_rest",
     "test_lease_blocks_other_owners_until_it_expires",
     "test_list_runs_newest_first_filtered_with_non_current",
+    "test_list_runs_pages_after_a_run_in_one_stable_order",
     "test_park_and_unpark_by_a_registering_worker",
     "test_published_values_are_upserted",
     "test_release_lease_lets_another_worker_claim",
@@ -229,6 +230,32 @@ async def test_list_runs_newest_first_filtered_with_non_current(store: Store) ->
         "a",
     ]
     assert len(await store.list_runs(limit=2)) == 2
+
+
+async def test_list_runs_pages_after_a_run_in_one_stable_order(store: Store) -> None:
+    """Keyset paging: ``after`` the last run id of a page gives the next page; runs of one
+    instant come in ``run_id`` order (descending), so no run is skipped or repeated."""
+    for i, at in enumerate([1.0, 2.0, 2.0, 2.0, 3.0, 4.0, 4.0]):
+        await store.create_run(new_run(f"p{i}", at=at, run_id=f"run-{i}"), if_exists="error")
+    whole = [r.run_id for r in await store.list_runs()]
+    assert whole == ["run-6", "run-5", "run-4", "run-3", "run-2", "run-1", "run-0"]
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = [r.run_id for r in await store.list_runs(limit=2, after=after)]
+        if not page:
+            break
+        pages.append(page)
+        after = page[-1]
+    assert pages == [["run-6", "run-5"], ["run-4", "run-3"], ["run-2", "run-1"], ["run-0"]]
+    # filters apply within the page, new runs do not shift it, an unknown cursor ends it
+    await store.create_run(new_run("late", at=9.0, run_id="run-9"), if_exists="error")
+    assert [r.run_id for r in await store.list_runs(limit=2, after="run-4")] == [
+        "run-3",
+        "run-2",
+    ]
+    assert await store.list_runs(after="no-such-run") == []
+    assert [r.run_id for r in await store.list_runs(status="pending", after="run-1")] == ["run-0"]
 
 
 # ---- inbox and claims of runs ------------------------------------------------------------
