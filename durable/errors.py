@@ -24,6 +24,7 @@ traceback, details) as it travels through the journal, and it is what `.cause` a
 from __future__ import annotations
 
 import traceback as _traceback
+from asyncio import CancelledError
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -93,7 +94,7 @@ class RemoteError:
         if module not in ("builtins", "__main__"):
             name = f"{module}.{name}"
         message = str(exc)
-        if isinstance(exc, SystemExit | KeyboardInterrupt):
+        if not isinstance(exc, Exception | CancelledError):  # SystemExit, KeyboardInterrupt...
             message = (
                 f"user code raised {exc!r}; durable records it as a failure of this step "
                 "(it does not stop the worker): return or raise an ordinary exception instead"

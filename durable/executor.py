@@ -130,9 +130,10 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
 
 
 class _Exited(Exception):
-    """`SystemExit` or `KeyboardInterrupt` raised by activity code, carried as an ordinary
-    exception: left alone, asyncio re-raises them out of the event loop and the worker
-    (every worker that picks the task up again) would stop."""
+    """A `BaseException` that is not an `Exception` (`SystemExit`, `KeyboardInterrupt`, a
+    user's own subclass) raised by activity code, carried as an ordinary exception: left
+    alone, it would end the worker's task group (asyncio even re-raises the first two out
+    of the event loop), and every worker that picks the task up again would stop too."""
 
     def __init__(self, raised: BaseException) -> None:
         super().__init__(repr(raised))
@@ -142,14 +143,20 @@ class _Exited(Exception):
 async def _contained(coro: Any) -> Any:
     try:
         return await coro
-    except (SystemExit, KeyboardInterrupt) as exc:
+    except (asyncio.CancelledError, GeneratorExit):
+        raise  # cancellation, and the closing of the coroutine, are asyncio's own
+    except Exception:
+        raise
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt, a user's own subclass
         raise _Exited(exc) from exc
 
 
 def _contained_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except (SystemExit, KeyboardInterrupt) as exc:
+    except Exception:
+        raise
+    except BaseException as exc:
         raise _Exited(exc) from exc
 
 

@@ -29,8 +29,8 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "bytes": (str, bytes),
     "list": (list, tuple),
     "tuple": (list, tuple),
-    "set": (list, tuple),
-    "frozenset": (list, tuple),
+    "set": (list, tuple, set, frozenset),
+    "frozenset": (list, tuple, set, frozenset),
     "dict": (dict,),
     "None": (type(None),),
 }

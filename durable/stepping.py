@@ -52,12 +52,14 @@ class Driver:
     """A live run in this worker: its engine and what waits to go into its journal."""
 
     __slots__ = (
+        "again",
         "claimed",
         "engine",
         "finishing",
         "held",
         "local",
         "pending",
+        "reclaimed",
         "record_length",
         "run_id",
         "seen_inbox",
@@ -80,6 +82,10 @@ class Driver:
         self.finishing: dict[str, ActivityContext] = {}
         self.held = False
         self.stepping = False
+        # Claimed again while a step was under way: the lease is this worker's anew, so a
+        # step that hands it back must not drop the driver (`again`: step once more).
+        self.reclaimed = False
+        self.again = False
         self.record_length = 0
         self.warned = False
 
@@ -139,8 +145,16 @@ class RunStepping:
                 driver.engine = None
         driver.claimed = claimed
         driver.held = True
+        driver.reclaimed = driver.stepping
         driver.record_length = run.history_length
-        if run.history_length == 0 and not any(p[0] == "workflow_started" for p in driver.pending):
+        # A run not started yet gets its start input, once: not again when a claim made
+        # while its first step commits still says history 0 (the engine has started it).
+        fresh = driver.engine is None or driver.engine.history_length == 0
+        if (
+            run.history_length == 0
+            and fresh
+            and not any(p[0] == "workflow_started" for p in driver.pending)
+        ):
             started = journal.encode(journal.WorkflowStarted(run.input))
             driver.pending.append(("workflow_started", started, self.clock.now(), None, None))
         for item in claimed.inbox:
@@ -173,6 +187,9 @@ class RunStepping:
             excess -= 1
 
     def _forget(self, driver: Driver) -> None:
+        # Results of local attempts that were to ride the next step are kept and delivered
+        # on their own (fenced by their task leases), whatever made the driver go.
+        self._salvage(driver)
         if driver.engine is not None:
             driver.engine.evict()
             driver.engine = None
@@ -190,8 +207,9 @@ class RunStepping:
             first = True
             # Steps go on while stopping: results of attempts that finish within the grace
             # period are committed (new activities then go to the task table for others).
-            while (driver.pending or first) and driver.held:
+            while (driver.pending or first or driver.again) and driver.held:
                 first = False
+                driver.again = False
                 if not await self._step(driver):
                     break
         except StepDataError as exc:
@@ -211,7 +229,6 @@ class RunStepping:
             # drop it here; it comes back by a claim once the database answers (this
             # worker's lease, or another's after it expires).
             logger.exception("Worker %s could not step run %s", self.worker_id, driver.run_id)
-            self._salvage(driver)
             self._forget(driver)
         except Exception as exc:
             # A bug: park the run with the reason in describe().problem rather than retry
@@ -273,6 +290,7 @@ class RunStepping:
         claimed = driver.claimed
         assert claimed is not None
         run = claimed.run
+        driver.reclaimed = False  # what claims brought so far is pending: this step takes it
         if driver.engine is None:
             try:
                 driver.engine = await self._rebuild(driver)
@@ -359,13 +377,11 @@ class RunStepping:
         commit.release_lease = outcome is not None or not (driver.local or local)
         try:
             accepted = await self._commit(commit)
-        except StepDataError:
-            raise
         except Exception as exc:
-            # The database, not the run: keep the inputs, so that results of activities
-            # that finished are delivered later rather than lost (see `_salvage`).
+            # Keep the inputs, so that results of activities that finished are delivered
+            # on their own rather than lost (see `_forget`).
             driver.pending = inputs + driver.pending
-            if isinstance(exc, StoreError):
+            if isinstance(exc, StoreError):  # StepDataError too
                 raise
             raise _StoreTrouble(exc) from exc
         for task_id in commit.finished_tasks:
@@ -374,6 +390,7 @@ class RunStepping:
             logger.info(
                 "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
             )
+            driver.pending = inputs + driver.pending  # finished attempts are delivered apart
             self._forget(driver)
             return False
         driver.record_length = engine.history_length
@@ -382,6 +399,11 @@ class RunStepping:
             self._waiting.append((driver, attempt))
         self._start_waiting()
         if commit.release_lease:
+            if driver.reclaimed and outcome is None:
+                # Claimed again while this step committed (its inbox had new items): the
+                # lease is this worker's anew and the items are pending here. Step on.
+                driver.again = True
+                return True
             # Items claimed meanwhile stay in the inbox (the store re-marks the run ready)
             # and come back with the next claim, by whichever worker.
             driver.held = False

@@ -953,3 +953,53 @@ async def test_queries_are_index_driven(store: PostgresStore, schema: str) -> No
                 assert f"Seq Scan on {table}" not in plan, plan
     finally:
         await conn.close()
+
+
+async def test_an_item_for_a_run_continuing_as_new_meanwhile_reaches_the_successor(
+    store: PostgresStore, schema: str, admin: Any
+) -> None:
+    """A batch looks up the current run of an item's workflow without a lock, then locks
+    it. If that run continued as new in between, the batch saw it closed, with no current
+    run locked: the item (a signal, a parent's cancellation) was dropped. It looks again."""
+    from durable.journal import Kind
+    from durable.store import Outgoing, StepCommit
+    from durable.testing.store_contract.kit import entries, peek, start
+
+    target = await start(store, "t", owner="p")
+    sender = await start(store, "s", owner="c", at=2.0)
+    assert sender < target  # the batch locks the sender's row first, then waits for t's
+    tx = admin.transaction()
+    await tx.start()
+    await admin.execute(f'SET LOCAL search_path TO "{schema}"')
+    await admin.fetch("SELECT run_id FROM runs WHERE run_id = $1 FOR UPDATE", target)
+    step = StepCommit(
+        sender, "c", 1, entries(2, "marker"), outgoing=[Outgoing("t", Kind.SIGNAL_RECEIVED, b"hi")]
+    )
+    commit = asyncio.ensure_future(store.commit_steps([step], 6.0))
+    for _ in range(100):  # until the batch waits for the target's row lock
+        waiting = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND application_name = $1",
+            f"durable[{schema}]",
+        )
+        if waiting:
+            break
+        await asyncio.sleep(0.02)
+    assert waiting
+    # Another worker continues the target as new, in the transaction holding its lock.
+    await admin.execute(
+        "UPDATE runs SET status = 'continued_as_new', is_current = false, closed_at = 5.0, "
+        "continued_to = 't-next', lease_owner = NULL, lease_expires_at = NULL "
+        "WHERE run_id = $1",
+        target,
+    )
+    await admin.execute(
+        "INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, "
+        "created_at, updated_at, history_length, ready, parked) "
+        "SELECT workflow_id, 't-next', true, name, queue, 'pending', input, 5.0, 5.0, 0, "
+        "true, false FROM runs WHERE run_id = $1",
+        target,
+    )
+    await tx.commit()
+    assert await asyncio.wait_for(commit, 10) == [True]
+    assert await peek(store, "t-next") == [(Kind.SIGNAL_RECEIVED, b"hi")]

@@ -26,6 +26,9 @@ async def takes_order(order: Order, *more: int) -> None: ...
 async def keyword_only(a: int, *, b: int) -> None: ...
 
 
+async def takes_sets(s: set[int], f: frozenset[str]) -> None: ...
+
+
 async def loose(a, b: int | None, c: dict[str, int]) -> None: ...  # type: ignore[no-untyped-def]
 
 
@@ -57,6 +60,9 @@ def test_describe_says_each_parameter_and_its_plain_kind() -> None:
         (takes_order, [{"id": "o", "cents": 1}, 1, 2, 3], None),
         (takes_order, ["o"], "argument 'order' must be dict, got str 'o'"),
         (keyword_only, [1], "it needs keyword argument(s) ['b']"),
+        (takes_sets, [{1, 2}, frozenset({"a"})], None),
+        (takes_sets, [[1, 2], ["a"]], None),
+        (takes_sets, [{"a": 1}, []], "argument 's' must be set, got dict"),
         (loose, [object(), None, {}], None),
         (loose, ["x", "anything", {}], None),
     ],

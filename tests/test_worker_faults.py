@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from contextlib import closing
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -343,3 +344,153 @@ async def test_two_children_of_one_id_each_get_their_own_answer(client: durable.
             "shipped first",
             "ChildWorkflowError: WorkflowAlreadyExists",
         ]
+
+
+# -- races inside one worker (found in review) -------------------------------------------
+
+
+@durable.activity
+async def slow_once(key: str) -> str:
+    calls[key] += 1
+    await asyncio.sleep(0.2)
+    return key
+
+
+@durable.workflow
+async def acts_then_waits(key: str) -> str:
+    done = await slow_once(key)
+    go = await durable.wait_signal("go")
+    return f"{done}-{go}"
+
+
+def _slow_commits(
+    worker: durable.Worker, which: Any, delay: float, *, after: bool = False
+) -> asyncio.Event:
+    """Make the worker's first group commit that ``which(steps)`` picks take ``delay``
+    seconds more (a busy disk), before it writes or, with ``after``, once it has written
+    (its answer is slow to come back); the event is set when the delay begins."""
+    store = worker.store
+    real = store.commit_steps
+    begun = asyncio.Event()
+
+    async def slow(steps: Any, now: float) -> Any:
+        if begun.is_set() or not which(steps):
+            return await real(steps, now)
+        if after:
+            result = await real(steps, now)
+            begun.set()
+            await asyncio.sleep(delay)
+            return result
+        begun.set()
+        await asyncio.sleep(delay)
+        return await real(steps, now)
+
+    store.commit_steps = slow  # type: ignore[method-assign]
+    return begun
+
+
+async def test_a_claim_during_the_first_commit_does_not_start_the_workflow_twice(
+    client: durable.Client,
+) -> None:
+    """A signal made the run claimable while its first step was committing: the stale
+    claim (history 0) queued a second workflow_started, and the code ran twice."""
+    async with durable.Worker(client, workflows=[acts_then_waits], activities=[slow_once]) as w:
+        begun = _slow_commits(w, lambda steps: any(s.expected_length == 0 for s in steps), 0.5)
+        handle = await client.start(acts_then_waits, "first", id="once")
+        await asyncio.wait_for(begun.wait(), 10)
+        await handle.signal("go", "now")
+        assert await handle.result(timeout=20) == "first-now"
+    kinds = [e.kind for e in await handle.history()]
+    assert kinds.count("workflow_started") == 1
+    assert kinds.count("activity_scheduled") == 1
+    assert calls["first"] == 1
+
+
+async def test_a_claim_during_a_commit_that_hands_the_lease_back_is_stepped_at_once(
+    client: durable.Client,
+) -> None:
+    """The step that hands the lease back has committed, but its answer is slow to come
+    back; a signal arrives and the worker claims the run again meanwhile. It used to drop
+    that claim with the lease its own again: the run waited for the lease to expire (30 s)
+    before anyone took the signal."""
+    async with durable.Worker(client, workflows=[acts_then_waits], activities=[slow_once]) as w:
+        begun = _slow_commits(
+            w,
+            lambda steps: any(s.release_lease and s.status is None for s in steps),
+            0.5,
+            after=True,
+        )
+        handle = await client.start(acts_then_waits, "second", id="handed-back")
+        await asyncio.wait_for(begun.wait(), 10)
+        await handle.signal("go", "soon")
+        assert await handle.result(timeout=10) == "second-soon"
+
+
+async def test_a_finished_activity_of_a_rejected_step_is_delivered_not_run_again(
+    client: durable.Client,
+) -> None:
+    """A step carrying a finished activity's result was rejected (here: the store says so
+    once, as when a fence refuses it); the driver was dropped with the result, and the
+    activity ran again once its task lease expired."""
+    async with durable.Worker(
+        client, workflows=[acts_then_waits], activities=[slow_once], lease_seconds=1
+    ) as w:
+        store = w.store
+        real = store.commit_steps
+        refused: list[str] = []
+
+        async def refuse_once(steps: Any, now: float) -> Any:
+            if not refused and any(s.finished_tasks for s in steps):
+                refused.append(steps[0].run_id)
+                return [False] * len(steps)  # writes nothing, as a fenced-off batch
+            return await real(steps, now)
+
+        store.commit_steps = refuse_once  # type: ignore[method-assign]
+        handle = await client.start(acts_then_waits, "third", id="rejected")
+        while not refused:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(2.5)  # past the task lease: a lost result would be retried now
+        await handle.signal("go", "later")
+        assert await handle.result(timeout=20) == "third-later"
+    assert calls["third"] == 1
+
+
+class Abort(BaseException):
+    """A user's own BaseException subclass."""
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=1))
+async def aborts() -> None:
+    calls["aborts"] += 1
+    raise Abort("stop everything")
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=1))
+def aborts_in_a_thread() -> None:
+    calls["aborts_in_a_thread"] += 1
+    raise Abort("stop everything")
+
+
+@durable.workflow
+async def calls_aborting_activities() -> list[str]:
+    out = []
+    for fn in (aborts, aborts_in_a_thread):
+        try:
+            await fn()
+        except durable.ActivityError as err:
+            out.append(err.cause.type)
+    return out
+
+
+async def test_a_base_exception_of_the_users_own_fails_the_attempt_not_the_worker(
+    client: durable.Client,
+) -> None:
+    activities = [aborts, aborts_in_a_thread]
+    async with durable.Worker(
+        client, workflows=[calls_aborting_activities], activities=activities
+    ) as worker:
+        outcome = await client.execute(calls_aborting_activities, timeout=20)
+        assert outcome == [f"{__name__}.Abort"] * 2
+        assert worker._background is not None
+        assert not worker._background.done()
+    assert calls == {"aborts": 1, "aborts_in_a_thread": 1}

@@ -72,10 +72,13 @@ async def greets(name: str, times: int) -> str:
 
 async def test_a_run_whose_input_does_not_fit_fails_saying_why(client: durable.Client) -> None:
     """Started by name with the wrong arguments, a run used to be parked as if the code had
-    changed under it (waiting for ever); it fails, with the reason."""
+    changed under it (waiting for ever); it fails, with the reason. (Started while no
+    worker describes the workflow: with one live, the start itself is refused.)"""
+    handles = [
+        await client.start("greets", *args) for args in (["ada"], ["ada", "twice"], ["ada", 2, 3])
+    ]
     async with durable.Worker(client, workflows=[greets]):
-        for args in (["ada"], ["ada", "twice"], ["ada", 2, 3]):
-            handle = await client.start("greets", *args)
+        for handle in handles:
             with pytest.raises(durable.WorkflowFailed) as failed:
                 await handle.result(timeout=20)
             message = failed.value.cause.message

@@ -267,15 +267,38 @@ async def lock_runs(
     return (await _lock_runs(conn, run_ids, workflow_ids))[1]
 
 
+RELOOKUPS = 5  # times a batch looks again for current runs that moved on while it locked
+
+
 async def _lock_runs(
     conn: Any, run_ids: Collection[str], workflow_ids: Collection[str]
 ) -> tuple[int | None, dict[str, RunState]]:
     ids = set(run_ids)
-    if workflow_ids:
-        ids |= {r["run_id"] for r in await conn.fetch(_RECIPIENTS, sorted(workflow_ids))}
-    rows = await conn.fetch(_LOCK_RUNS, sorted(ids))
-    xid = rows[0]["xid"] if rows else None
-    return xid, {row["run_id"]: _state(row) for row in rows}
+    states: dict[str, RunState] = {}
+    xid: int | None = None
+    wanted = set(workflow_ids)
+    for _ in range(RELOOKUPS):
+        if wanted:
+            ids |= {r["run_id"] for r in await conn.fetch(_RECIPIENTS, sorted(wanted))}
+        if states and not ids - states.keys():
+            break  # no workflow of those has another current run: nothing more to lock
+        rows = await conn.fetch(_LOCK_RUNS, sorted(ids - states.keys()))
+        if rows and xid is None:
+            xid = rows[0]["xid"]
+        states.update((row["run_id"], _state(row)) for row in rows)
+        # A current run looked up without a lock may have continued as new before the lock
+        # was granted: its successor is current now, and items for the workflow go there.
+        # Look again for those workflows (the new rows lock after the others: a deadlock
+        # this makes is detected by PostgreSQL and the batch retried).
+        current = {s.workflow_id for s in states.values() if s.is_current}
+        wanted = {
+            s.workflow_id
+            for s in states.values()
+            if s.workflow_id in workflow_ids and not s.is_current and s.workflow_id not in current
+        }
+        if not wanted:
+            break
+    return xid, states
 
 
 async def lock(conn: Any, needs: Lookups) -> tuple[int | None, Snapshot]:
