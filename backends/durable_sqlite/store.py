@@ -566,14 +566,21 @@ class SQLiteStore(Wakeups, Store):
         if not steps:
             return []
         steps = list(steps)
-        try:
-            accepted, topics, written = await self._write(
-                lambda db: _steps.commit_steps(db, steps, now)
+
+        def operation(db: sqlite3.Connection) -> tuple[list[bool], set[str]]:
+            accepted, topics, written = _tx.transaction(
+                db, lambda db: _steps.commit_steps(db, steps, now)
             )
+            # Recorded before the hop returns, so that a store of this process reading the
+            # new state (on its own thread) finds it recorded by the time it looks.
+            self._wrote(written)
+            return accepted, topics
+
+        try:
+            accepted, topics = await self._call(operation)
         except _DATA_ERRORS as exc:
             # What a step holds breaks a constraint: the same batch would fail again.
             raise StepDataError(f"a step's data breaks the database's rules: {exc}") from exc
-        self._wrote(written)
         if topics:
             self.hub.notify(topics)
         return accepted

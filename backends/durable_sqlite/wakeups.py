@@ -198,8 +198,7 @@ class Wakeups:
                 if oldest not in self._watched:
                     del self._observed[oldest]
                     break
-        written = seen is not None and self._local.get(workflow_id) == seen
-        if not written and old != "unseen" and old != seen:
+        if not self._written_here(workflow_id, seen) and old != "unseen" and old != seen:
             self.hub.notify([run_topic(workflow_id)])
             return True
         return False
@@ -234,13 +233,22 @@ class Wakeups:
                 self._watcher = None
 
     def _wrote(self, written: Mapping[str, _Seen]) -> None:
-        """Record in `local_writes` what this store's steps just committed."""
+        """Record in `local_writes` what this store's steps just committed (called on the
+        database thread: each dict operation is atomic, and readers only ``get``)."""
         local = self._local
         for workflow_id, seen in written.items():
             local.pop(workflow_id, None)
             local[workflow_id] = seen
         while len(local) > _LOCAL_MAX:
             local.popitem(last=False)
+
+    def _written_here(self, workflow_id: str, seen: _Seen) -> bool:
+        """Whether ``seen`` is the state a step of this process left the workflow in, or an
+        earlier one of the same run (read before this process's latest commit to it)."""
+        local = self._local.get(workflow_id)
+        if seen is None or local is None:
+            return False
+        return seen[0] == local[0] and seen[2] <= local[2]
 
     def _take(self, found: dict[str, _Seen]) -> bool:
         """Observe what the watcher found; whether any of it was news."""
