@@ -21,8 +21,12 @@ whatever it reads must not change meanwhile. Callers pass it copies of the colle
 they were given (a worker's set of running tasks changes as they end).
 
 The hook is aiosqlite's ``Connection._execute`` (queue a function for its thread): it is
-what every aiosqlite method is made of, and measured as fast as a dedicated thread of our
-own, so the library stays (its opening, closing and error handling are kept).
+what every aiosqlite method is made of. A dedicated thread of our own (a queue and
+``call_soon_threadsafe``) was measured beside it on the same machine: the same CPU per hop
+within noise for hops one after another, and about 4 µs less per hop with 2,000 in
+flight at once (11 against 15), under 1% of W2's CPU. Not worth owning a thread, so the
+library stays, with its opening, closing and error handling. Its hook is private:
+``tests/test_sqlite_hops.py`` counts hops through it, so a change there shows.
 """
 
 from __future__ import annotations
