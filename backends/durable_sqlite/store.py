@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -114,10 +113,6 @@ T = TypeVar("T")
 
 
 _SYNCHRONOUS = ("full", "normal")
-
-
-def _json(values: Collection[str]) -> str:
-    return json.dumps(list(values))
 
 
 def _parse_url(url: str) -> tuple[str, str]:
