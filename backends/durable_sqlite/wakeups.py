@@ -49,7 +49,8 @@ POLL_FIRST = 0.005  # the first check's delay; doubling up to POLL_INTERVAL whil
 _WORK_TOPICS = frozenset({TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS})
 _RUN_TOPIC = run_topic("")  # the prefix of every workflow's topic
 _OBSERVED_MAX = 10_000  # workflows whose last seen state a store remembers for its watcher
-_LOCAL_MAX = 10_000  # workflows whose last state written in this process is remembered
+_LOCAL_MAX = 2_000  # workflows whose last state written in this process is remembered: it
+# matters only until their waiters have read it; one forgotten costs a needless wake-up
 
 # What a waiter on a workflow's topic may be waiting for: a new run, status, or step.
 _Seen = tuple[str, str, int] | None
