@@ -8,12 +8,17 @@ Workloads (one worker, the client in the same process, unless said otherwise):
 
 - W1 latency: a workflow of 10 sequential no-op activities, run 30 times one after another
   after a warm-up; p50 and p95. ``--external``: the worker is a ``durable worker``
-  subprocess, so the result reaches the client across processes.
+  subprocess, so the result reaches the client across processes. On SQLite also the
+  disk's floor beside it: 12 single-row commits of plain ``sqlite3`` (WAL,
+  ``synchronous=FULL``; a workflow of 10 steps costs about 12 transactions) on a file in
+  the same directory, timed just before W1 (the median of 30), and W1 p50 as a multiple
+  of it.
 - W2 throughput: 500 such workflows started at once (``asyncio.gather``), then all results
   awaited; workflows/s and steps/s (a step is one activity: 5,000 steps). ``--workers
   1,2,4`` runs it with that many worker processes: the one in this process plus
   ``durable worker benchmarks.bench_core`` subprocesses (``--external``: all of them
-  subprocesses, this process only the client). Also reports where the CPU went.
+  subprocesses, this process only the client). Also reports where the CPU went, and
+  steps per CPU-second of durable's processes.
 - W3 fan-out: one workflow gathering 1,000 no-op activities; wall time.
 - R replay: rebuild a run from its ~10,000-entry journal (5,000 sequential activities) the
   way `Worker._rebuild` does: read the journal, replay it through `WorkflowRun`.
@@ -39,6 +44,7 @@ import gc
 import logging
 import os
 import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -421,7 +427,40 @@ async def client_and_worker(url: str, *, worker: bool = True) -> AsyncIterator[d
 # -- workloads ------------------------------------------------------------------------------
 
 
+FLOOR_COMMITS = 12  # single-row commits in the W1 floor: about the transactions of a W1 run
+FLOOR_RUNS = 30
+
+
+def commit_floor_ms(path: str) -> float:
+    """The median time of `FLOOR_COMMITS` single-row commits of plain ``sqlite3`` (WAL,
+    ``synchronous=FULL``) on a fresh file at ``path``: what W1's commits cost the disk."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, data BLOB)")
+        data = b"x" * 100
+        samples = []
+        for _ in range(FLOOR_RUNS + 3):
+            started = time.perf_counter()
+            for _ in range(FLOOR_COMMITS):
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO rows (data) VALUES (?)", (data,))
+                db.execute("COMMIT")
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        db.close()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
+    return statistics.median(samples[3:])
+
+
 async def w1_latency(url: str, report: Report, external: bool = False) -> None:
+    floor = None
+    if backend_of(url) == "sqlite":
+        path = urlsplit(url).path[1:]
+        floor = commit_floor_ms(os.path.join(os.path.dirname(path), "w1_floor.db"))
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(client_and_worker(url, worker=not external))
         if external:
@@ -440,6 +479,16 @@ async def w1_latency(url: str, report: Report, external: bool = False) -> None:
         note += "; the worker in a subprocess"
     report.add(label, "p50 ms", statistics.median(samples), note)
     report.add(label, "p95 ms", percentile(samples, 95), f"max {max(samples):.1f} ms")
+    if floor is not None:
+        p50 = statistics.median(samples)
+        report.add(
+            label,
+            "floor ms",
+            floor,
+            f"{FLOOR_COMMITS} single-row commits of plain sqlite3 (WAL, synchronous=FULL), "
+            "same directory, just before",
+        )
+        report.add(label, "p50 / floor", p50 / floor, "target <= 3")
 
 
 async def w2_throughput(
@@ -484,6 +533,12 @@ async def w2_throughput(
     parts += [f"{k} {v:.2f}s" for k, v in split.items() if not k.endswith("%") and v > 0.005]
     parts += [f"{k} {v:.0f}" for k, v in split.items() if k.endswith("%")]
     report.add(label, "cpu", "", "; ".join(parts))
+    # Steps per CPU-second of durable's processes (this one and worker subprocesses; not
+    # PostgreSQL's), over the runs together: less noisy than one run's split.
+    cpu = sum(s["this process"] + s["worker subprocesses"] for _, s in splits)
+    if cpu > 0:
+        steps = W2_WORKFLOWS * STEPS * len(splits)
+        report.add(label, "steps per CPU-s", steps / cpu, f"{cpu:.2f} CPU-s for {repeat} runs")
 
 
 async def w3_fan_out(url: str, report: Report, repeat: int) -> None:

@@ -169,7 +169,8 @@ async def test_cancelled_writes_never_leave_a_transaction_open(tmp_path: Path) -
             write.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await write
-            assert not store._conn().in_transaction
+            # The next operation on the database thread finds the transaction ended.
+            assert not await store._call(lambda db: db.in_transaction)
             # Another connection can take the write lock at once (no 10 s busy wait).
             async with asyncio.timeout(2.0):
                 assert await other.send("w", "signal", b"y", 2.0) == "w-1"

@@ -1,25 +1,35 @@
 """The worker's polling queries: claiming runs and tasks, ending attempts, firing timers.
 
-Each function runs inside the caller's ``BEGIN IMMEDIATE`` transaction, so "choose, then
-update" is atomic across processes: SQLite admits one writer at a time, and the chosen
+The functions are synchronous, on a plain `sqlite3.Connection`: `SQLiteStore` runs each
+operation whole on its database thread (see `durable_sqlite.transact`). Each claim runs
+inside the caller's ``BEGIN IMMEDIATE`` transaction, so "choose, then update" is atomic
+across processes: SQLite admits one writer at a time, and the chosen
 rows cannot change between the SELECT and the UPDATE. Each claim unions two index range
 scans (work that is ready, leases that expired), forced with ``INDEXED BY`` so the plan
 does not depend on table statistics (see `durable_sqlite.schema` for the indexes).
+
+`runs_claimable`, `tasks_claimable` and `timers_due` are the read-only checks for an
+`aiosqlite.Connection` of one's own (``durable.testing`` looks with them): one hop each.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from collections.abc import Collection
 
 import aiosqlite
 
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, ClaimedRun, TaskOutcome, TaskRecord
 
+from . import transact as _tx
 from .schema import INBOX_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, inbox_item, run_record, task_record
 
 __all__ = [
+    "check_runs",
+    "check_tasks",
+    "check_timers",
     "claim_runs",
     "claim_tasks",
     "finish_task",
@@ -63,6 +73,65 @@ _TASKS_EXPIRED = (
 # then costs readers (which WAL never blocks), not writers queueing for the one lock.
 
 
+def check_runs(
+    db: sqlite3.Connection,
+    owner: str,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+) -> bool:
+    """Whether `claim_runs` would find anything (it may still find nothing: a race)."""
+    rows = db.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {_RUNS_READY}) OR EXISTS (SELECT 1 FROM {_RUNS_EXPIRED})",
+        (_json(queues), _json(names), now, owner, now, _json(queues), _json(names)),
+    ).fetchall()
+    return bool(next(iter(rows))[0])
+
+
+def check_tasks(
+    db: sqlite3.Connection,
+    *,
+    queues: Collection[str],
+    names: Collection[str],
+    now: float,
+    exclude: Collection[str],
+) -> bool:
+    """Whether `claim_tasks` would find anything (it may still find nothing: a race)."""
+    rows = db.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {_TASKS_QUEUED}) "
+        f"OR EXISTS (SELECT 1 FROM {_TASKS_EXPIRED})",
+        (
+            _json(queues), _json(names), now, _json(exclude),
+            now, _json(queues), _json(names), _json(exclude),
+        ),
+    ).fetchall()  # fmt: skip
+    return bool(next(iter(rows))[0])
+
+
+def check_timers(db: sqlite3.Connection, now: float) -> tuple[bool, float | None]:
+    """Whether a timer is due by ``now``, and `fire_timers`'s answer if none is."""
+    rows = list(
+        db.execute(
+            "SELECT EXISTS (SELECT 1 FROM timers INDEXED BY timers_due WHERE due_at <= ?)",
+            (now,),
+        ).fetchall()
+    )
+    if rows[0][0]:
+        return True, None
+    return False, _next_due(db, now)
+
+
+def _next_due(db: sqlite3.Connection, now: float) -> float | None:
+    rows = db.execute(
+        "SELECT MIN(due_at) FROM timers UNION ALL "
+        "SELECT MIN(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > ?",
+        (now,),
+    ).fetchall()
+    times = [row[0] for row in rows if row[0] is not None]
+    return min(times) if times else None
+
+
 async def runs_claimable(
     db: aiosqlite.Connection,
     owner: str,
@@ -71,12 +140,8 @@ async def runs_claimable(
     names: Collection[str],
     now: float,
 ) -> bool:
-    """Whether `claim_runs` would find anything (it may still find nothing: a race)."""
-    rows = await db.execute_fetchall(
-        f"SELECT EXISTS (SELECT 1 FROM {_RUNS_READY}) OR EXISTS (SELECT 1 FROM {_RUNS_EXPIRED})",
-        (_json(queues), _json(names), now, owner, now, _json(queues), _json(names)),
-    )
-    return bool(next(iter(rows))[0])
+    """`check_runs` on an aiosqlite connection, in one hop."""
+    return await _tx.call(db, lambda c: check_runs(c, owner, queues=queues, names=names, now=now))
 
 
 async def tasks_claimable(
@@ -87,43 +152,19 @@ async def tasks_claimable(
     now: float,
     exclude: Collection[str],
 ) -> bool:
-    """Whether `claim_tasks` would find anything (it may still find nothing: a race)."""
-    rows = await db.execute_fetchall(
-        f"SELECT EXISTS (SELECT 1 FROM {_TASKS_QUEUED}) "
-        f"OR EXISTS (SELECT 1 FROM {_TASKS_EXPIRED})",
-        (
-            _json(queues), _json(names), now, _json(exclude),
-            now, _json(queues), _json(names), _json(exclude),
-        ),
-    )  # fmt: skip
-    return bool(next(iter(rows))[0])
+    """`check_tasks` on an aiosqlite connection, in one hop."""
+    return await _tx.call(
+        db, lambda c: check_tasks(c, queues=queues, names=names, now=now, exclude=exclude)
+    )
 
 
 async def timers_due(db: aiosqlite.Connection, now: float) -> tuple[bool, float | None]:
-    """Whether a timer is due by ``now``, and `fire_timers`'s answer if none is."""
-    rows = list(
-        await db.execute_fetchall(
-            "SELECT EXISTS (SELECT 1 FROM timers INDEXED BY timers_due WHERE due_at <= ?)",
-            (now,),
-        )
-    )
-    if rows[0][0]:
-        return True, None
-    return False, await _next_due(db, now)
+    """`check_timers` on an aiosqlite connection, in one hop."""
+    return await _tx.call(db, lambda c: check_timers(c, now))
 
 
-async def _next_due(db: aiosqlite.Connection, now: float) -> float | None:
-    rows = await db.execute_fetchall(
-        "SELECT MIN(due_at) FROM timers UNION ALL "
-        "SELECT MIN(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > ?",
-        (now,),
-    )
-    times = [row[0] for row in rows if row[0] is not None]
-    return min(times) if times else None
-
-
-async def claim_runs(
-    db: aiosqlite.Connection,
+def claim_runs(
+    db: sqlite3.Connection,
     owner: str,
     *,
     queues: Collection[str],
@@ -133,33 +174,33 @@ async def claim_runs(
     limit: int,
 ) -> list[ClaimedRun]:
     """`Store.claim_runs` inside an open write transaction."""
-    ready = await db.execute_fetchall(
+    ready = db.execute(
         f"SELECT run_id, created_at FROM {_RUNS_READY} ORDER BY created_at LIMIT ?",
         (_json(queues), _json(names), now, owner, limit),
-    )
-    expired = await db.execute_fetchall(
+    ).fetchall()
+    expired = db.execute(
         f"SELECT run_id, created_at FROM {_RUNS_EXPIRED} ORDER BY created_at LIMIT ?",
         (now, _json(queues), _json(names), limit),
-    )
+    ).fetchall()
     chosen = sorted({row[0]: row[1] for row in [*ready, *expired]}.items(), key=lambda kv: kv[1])
     if not chosen:
         return []
     ids = _json([run_id for run_id, _ in chosen[:limit]])
-    await db.execute(
+    db.execute(
         "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, ready = 0 "
         "WHERE run_id IN (SELECT value FROM json_each(?))",
         (owner, lease_until, ids),
     )
-    rows = await db.execute_fetchall(
+    rows = db.execute(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN (SELECT value FROM json_each(?)) "
         "ORDER BY created_at, rowid",
         (ids,),
-    )
-    items = await db.execute_fetchall(
+    ).fetchall()
+    items = db.execute(
         f"SELECT {INBOX_COLUMNS} FROM inbox "
         "WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY id",
         (ids,),
-    )
+    ).fetchall()
     claimed = [ClaimedRun(run_record(row), []) for row in rows]
     by_id = {c.run.run_id: c for c in claimed}
     for row in items:
@@ -167,8 +208,8 @@ async def claim_runs(
     return claimed
 
 
-async def claim_tasks(
-    db: aiosqlite.Connection,
+def claim_tasks(
+    db: sqlite3.Connection,
     owner: str,
     *,
     queues: Collection[str],
@@ -183,19 +224,19 @@ async def claim_tasks(
     Each task is returned with its new lease but the status it had before this claim:
     ``"queued"``, or ``"running"`` when its previous worker's lease had expired.
     """
-    queued = await db.execute_fetchall(
+    queued = db.execute(
         f"SELECT {TASK_COLUMNS} FROM {_TASKS_QUEUED} ORDER BY visible_at LIMIT ?",
         (_json(queues), _json(names), now, _json(exclude), limit),
-    )
-    expired = await db.execute_fetchall(
+    ).fetchall()
+    expired = db.execute(
         f"SELECT {TASK_COLUMNS} FROM {_TASKS_EXPIRED} ORDER BY visible_at LIMIT ?",
         (now, _json(queues), _json(names), _json(exclude), limit),
-    )
+    ).fetchall()
     records = (task_record(row) for row in [*queued, *expired])
     chosen = sorted(records, key=lambda t: t.visible_at)[:limit]
     if not chosen:
         return []
-    await db.execute(
+    db.execute(
         "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ? "
         "WHERE task_id IN (SELECT value FROM json_each(?))",
         (owner, lease_until, _json([t.task_id for t in chosen])),
@@ -203,8 +244,8 @@ async def claim_tasks(
     return [dataclasses.replace(t, lease_owner=owner, lease_expires_at=lease_until) for t in chosen]
 
 
-async def finish_task(
-    db: aiosqlite.Connection,
+def finish_task(
+    db: sqlite3.Connection,
     task_id: str,
     owner: str,
     attempt: int,
@@ -219,21 +260,21 @@ async def finish_task(
     if outcome.kind not in ("done", "retry", "release"):
         raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
     rows = list(
-        await db.execute_fetchall(
+        db.execute(
             "SELECT t.run_id, t.lease_owner, t.attempt, "
             "r.run_id IS NOT NULL AND r.closed_at IS NULL "
             "FROM tasks t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.task_id = ?",
             (task_id,),
-        )
+        ).fetchall()
     )
     if not rows or rows[0][1] != owner or rows[0][2] != attempt:
         return False, set()
     run_id, _, _, run_open = rows[0]
     topics: set[str] = set()
     if outcome.kind == "done" or not run_open:
-        await db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+        db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
     elif outcome.kind == "retry":
-        await db.execute(
+        db.execute(
             "UPDATE tasks SET status = 'queued', attempt = attempt + 1, visible_at = ?, "
             "last_error = ?, lease_owner = NULL, lease_expires_at = NULL, "
             "heartbeat_details = COALESCE(?, heartbeat_details) WHERE task_id = ?",
@@ -241,7 +282,7 @@ async def finish_task(
         )
         topics.add(TOPIC_TASKS if outcome.visible_at <= now else TOPIC_TIMERS)
     else:
-        await db.execute(
+        db.execute(
             "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
             "heartbeat_details = COALESCE(?, heartbeat_details) WHERE task_id = ?",
             (outcome.details, task_id),
@@ -249,39 +290,37 @@ async def finish_task(
         topics.add(TOPIC_TASKS)
     if run_open and outcome.kind != "release":
         default = "activity_retrying" if outcome.kind == "retry" else "activity_completed"
-        await db.execute(
+        db.execute(
             "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
             (run_id, outcome.item_kind or default, now, outcome.item_data),
         )
-        await db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (run_id,))
+        db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (run_id,))
         topics.add(TOPIC_RUNS)
     return True, topics
 
 
-async def fire_timers(
-    db: aiosqlite.Connection, now: float, limit: int
-) -> tuple[float | None, bool]:
+def fire_timers(db: sqlite3.Connection, now: float, limit: int) -> tuple[float | None, bool]:
     """`Store.fire_timers` inside an open write transaction; also returns whether any fired."""
     due = list(
-        await db.execute_fetchall(
+        db.execute(
             "SELECT run_id, seq, data FROM timers INDEXED BY timers_due WHERE due_at <= ? "
             "ORDER BY due_at LIMIT ?",
             (now, limit),
-        )
+        ).fetchall()
     )
     if due:
         # A timer of a closed run is deleted at close; the EXISTS is belt and braces.
-        await db.executemany(
+        db.executemany(
             "INSERT INTO inbox (run_id, kind, time, data) SELECT ?, 'timer_fired', ?, ? "
             "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND closed_at IS NULL)",
             [(run_id, now, data, run_id) for run_id, _, data in due],
         )
-        await db.executemany(
+        db.executemany(
             "DELETE FROM timers WHERE run_id = ? AND seq = ?",
             [(run_id, seq) for run_id, seq, _ in due],
         )
-        await db.executemany(
+        db.executemany(
             "UPDATE runs SET ready = 1 WHERE run_id = ? AND closed_at IS NULL",
             [(run_id,) for run_id in {row[0] for row in due}],
         )
-    return await _next_due(db, now), bool(due)
+    return _next_due(db, now), bool(due)

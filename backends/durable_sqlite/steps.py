@@ -19,9 +19,8 @@ Also here: `close_runs`, `deliver` and `insert_runs`, which `SQLiteStore` shares
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
-
-import aiosqlite
 
 from durable import plan as _plan
 from durable.journal import WORKFLOW_ADDRESSED
@@ -61,49 +60,56 @@ def _json(values: Iterable[str]) -> str:
     return json.dumps(list(values))
 
 
-async def read_runs(
-    conn: aiosqlite.Connection, run_ids: Iterable[str], workflow_ids: Iterable[str]
+def read_runs(
+    conn: sqlite3.Connection, run_ids: Iterable[str], workflow_ids: Iterable[str]
 ) -> dict[str, RunState]:
     """The runs ``run_ids`` and the current runs of ``workflow_ids``, by run id."""
-    rows = await conn.execute_fetchall(_READ_RUNS, (_json(run_ids), _json(workflow_ids)))
+    rows = conn.execute(_READ_RUNS, (_json(run_ids), _json(workflow_ids))).fetchall()
     return {
         r[0]: RunState(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], bool(r[7]), r[8])
         for r in rows
     }
 
 
-async def commit_steps(
-    conn: aiosqlite.Connection, steps: Sequence[StepCommit], now: float
-) -> tuple[list[bool], set[str]]:
+def commit_steps(
+    conn: sqlite3.Connection, steps: Sequence[StepCommit], now: float
+) -> tuple[list[bool], set[str], dict[str, tuple[str, str, int]]]:
     """Judge and write ``steps`` inside an open write transaction on ``conn``.
 
-    Returns whether each step was accepted and the topics to notify after the commit.
+    Returns whether each step was accepted, the topics to notify after the commit, and
+    the (run, status, journal length) written per workflow id whose run stays current.
     Raises `ValueError` (before writing anything) when a step's entries do not continue
     gaplessly from its ``expected_length``: that is a bug in the caller, not a lost lease.
     """
     _plan.check_entries(steps)
     needs = _plan.lookups(steps)
-    runs = await read_runs(conn, needs.run_ids, needs.workflow_ids)
+    runs = read_runs(conn, needs.run_ids, needs.workflow_ids)
     tasks: dict[str, tuple[str | None, int]] = {}
     if needs.task_ids:
         tasks = {
             row[0]: (row[1], row[2])
-            for row in await conn.execute_fetchall(
+            for row in conn.execute(
                 "SELECT task_id, lease_owner, attempt FROM tasks "
                 "WHERE task_id IN (SELECT value FROM json_each(?))",
                 (_json(needs.task_ids),),
-            )
+            ).fetchall()
         }
     p = _plan.plan(steps, Snapshot(runs, tasks), now)
-    if any(p.accepted):
-        await _write(conn, p, now)
-    return p.accepted, p.topics
+    if not any(p.accepted):
+        return p.accepted, p.topics, {}
+    _write(conn, p, now)
+    written = {
+        u.workflow_id: (u.run_id, u.status, u.history_length)
+        for u in p.runs
+        if u.continued_to is None
+    }
+    return p.accepted, p.topics, written
 
 
-async def _write(conn: aiosqlite.Connection, p: Plan, now: float) -> None:
+def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
     """Write ``p`` in the order of its fields (see `durable.plan.Plan`)."""
     if p.runs:
-        await conn.executemany(
+        conn.executemany(
             _UPDATE_RUN,
             [
                 (u.history_length, now, u.status, u.result, u.error, u.problem, u.closed, now,
@@ -112,31 +118,29 @@ async def _write(conn: aiosqlite.Connection, p: Plan, now: float) -> None:
             ],
         )  # fmt: skip
     if p.demoted:
-        await conn.executemany(
+        conn.executemany(
             "UPDATE runs SET is_current = 0 WHERE run_id = ?", [(r,) for r in p.demoted]
         )
     if p.journal:
-        await conn.executemany(
+        conn.executemany(
             "INSERT INTO journal (run_id, seq, kind, time, data) VALUES (?, ?, ?, ?, ?)",
             p.journal,
         )
     if p.consumed:
-        await conn.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in p.consumed])
+        conn.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in p.consumed])
     if p.new_runs:
-        await insert_runs(conn, p.new_runs)
+        insert_runs(conn, p.new_runs)
     if p.cleared:
-        await conn.executemany(
-            "DELETE FROM published WHERE workflow_id = ?", [(w,) for w in p.cleared]
-        )
+        conn.executemany("DELETE FROM published WHERE workflow_id = ?", [(w,) for w in p.cleared])
     if p.moves:
         # Unconsumed items sent to the workflow id follow it; ids (their order) are kept.
-        await conn.executemany(
+        conn.executemany(
             "UPDATE inbox SET run_id = ? WHERE run_id = ? "
             "AND kind IN (SELECT value FROM json_each(?))",
             [(new, old, _ADDRESSED) for old, new in p.moves],
         )
     if p.tasks:
-        await conn.executemany(
+        conn.executemany(
             _INSERT_TASK,
             [
                 (t.task_id, t.run_id, t.workflow_id, t.seq, t.name, t.queue, t.data,
@@ -146,26 +150,24 @@ async def _write(conn: aiosqlite.Connection, p: Plan, now: float) -> None:
             ],
         )  # fmt: skip
     if p.timers:
-        await conn.executemany(
+        conn.executemany(
             "INSERT OR IGNORE INTO timers (run_id, seq, due_at, data) VALUES (?, ?, ?, ?)",
             p.timers,
         )
     if p.finished:
-        await conn.executemany("DELETE FROM tasks WHERE task_id = ?", [(t,) for t in p.finished])
+        conn.executemany("DELETE FROM tasks WHERE task_id = ?", [(t,) for t in p.finished])
     if p.cancelled_tasks:
-        await conn.executemany(
+        conn.executemany(
             "UPDATE tasks SET cancel_requested = 1 WHERE task_id = ?",
             [(t,) for t in p.cancelled_tasks],
         )
     if p.cancelled_timers:
-        await conn.executemany(
-            "DELETE FROM timers WHERE run_id = ? AND seq = ?", p.cancelled_timers
-        )
+        conn.executemany("DELETE FROM timers WHERE run_id = ? AND seq = ?", p.cancelled_timers)
     if p.closed:
-        await close_runs(conn, p.closed)
-    await deliver(conn, p.deliveries)
+        close_runs(conn, p.closed)
+    deliver(conn, p.deliveries)
     if p.published:
-        await conn.executemany(
+        conn.executemany(
             "INSERT INTO published (workflow_id, key, value) VALUES (?, ?, ?) "
             "ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value",
             [(wf, key, value) for (wf, key), value in p.published.items()],
@@ -173,7 +175,7 @@ async def _write(conn: aiosqlite.Connection, p: Plan, now: float) -> None:
     if p.released:
         # Items that arrived after the claim and were not consumed must not be stranded
         # by the lease going back: the run is ready for whoever claims next.
-        cursor = await conn.executemany(
+        cursor = conn.executemany(
             "UPDATE runs SET ready = 1 WHERE run_id = ? AND ready = 0 "
             "AND EXISTS (SELECT 1 FROM inbox WHERE inbox.run_id = runs.run_id)",
             [(r,) for r in p.released],
@@ -182,9 +184,9 @@ async def _write(conn: aiosqlite.Connection, p: Plan, now: float) -> None:
             p.topics.add(TOPIC_RUNS)
 
 
-async def insert_runs(conn: aiosqlite.Connection, runs: Sequence[NewRun]) -> None:
+def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun]) -> None:
     """Insert ``runs`` as current, pending and ready."""
-    await conn.executemany(
+    conn.executemany(
         _INSERT_RUN,
         [
             (r.run_id, r.workflow_id, r.name, r.queue, r.input, r.created_at, r.created_at,
@@ -194,33 +196,33 @@ async def insert_runs(conn: aiosqlite.Connection, runs: Sequence[NewRun]) -> Non
     )  # fmt: skip
 
 
-async def close_runs(conn: aiosqlite.Connection, run_ids: Sequence[str]) -> None:
+def close_runs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> None:
     """Clean up after runs that just closed: delete their timers and queued tasks, and ask
     their running tasks to cancel (their workers see it on the next heartbeat)."""
     params = [(run_id,) for run_id in run_ids]
-    await conn.executemany("DELETE FROM timers WHERE run_id = ?", params)
-    await conn.executemany("DELETE FROM tasks WHERE run_id = ? AND status = 'queued'", params)
-    await conn.executemany(
+    conn.executemany("DELETE FROM timers WHERE run_id = ?", params)
+    conn.executemany("DELETE FROM tasks WHERE run_id = ? AND status = 'queued'", params)
+    conn.executemany(
         "UPDATE tasks SET cancel_requested = 1 WHERE run_id = ? AND status = 'running'", params
     )
 
 
-async def deliver(conn: aiosqlite.Connection, deliveries: Sequence[Delivery]) -> None:
+def deliver(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
     """Append routed items to their runs' inboxes, in order, and mark those runs ready."""
     if deliveries:
-        await conn.executemany(
+        conn.executemany(
             "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
             [(d.run_id, d.kind, d.time, d.data) for d in deliveries],
         )
-        await conn.executemany(
+        conn.executemany(
             "UPDATE runs SET ready = 1 WHERE run_id = ?",
             [(r,) for r in sorted({d.run_id for d in deliveries})],
         )
 
 
-async def route_one(conn: aiosqlite.Connection, item: Outgoing, now: float) -> Delivery | None:
+def route_one(conn: sqlite3.Connection, item: Outgoing, now: float) -> Delivery | None:
     """Where ``item`` goes now (`durable.plan.route`), read inside the caller's transaction."""
-    runs = await read_runs(conn, [item.run_id] if item.run_id else [], [item.workflow_id])
+    runs = read_runs(conn, [item.run_id] if item.run_id else [], [item.workflow_id])
     named = runs.get(item.run_id) if item.run_id is not None else None
     current = next(
         (r for r in runs.values() if r.is_current and r.workflow_id == item.workflow_id), None

@@ -17,34 +17,36 @@ Concurrency model:
   which is what makes "read, decide, write" race-free across processes (two claims cannot
   both pick one run, one timer fires once) and avoids the deadlock of two readers both
   upgrading to writers.
-- **Within a store** there is one aiosqlite connection (one database thread). An
-  `asyncio.Lock` lets one operation at a time use it, so the statements of concurrent
-  coroutines never interleave inside a transaction and a read never sees another
-  coroutine's uncommitted writes.
+- **Within a store** there is one aiosqlite connection (one database thread), and each
+  operation is one function run whole on that thread: one thread hop per read, one per
+  transaction, ``BEGIN IMMEDIATE`` to ``COMMIT`` (see `durable_sqlite.transact`). The
+  thread runs them one at a time, in order, so the statements of concurrent coroutines
+  never interleave inside a transaction and a read never sees another coroutine's
+  uncommitted writes; a cancelled caller's transaction still ends, committed or rolled
+  back, before the next operation starts.
 - **Wake-ups**: after a commit the store notifies its in-process `Hub` (shared by every
-  store of this file in this process). Commits by other processes are seen by `wait`
-  polling ``PRAGMA data_version`` while it waits for work: first after `POLL_FIRST`, the
-  delay doubling up to `POLL_INTERVAL` while nothing changes, so a busy neighbour is
-  noticed within milliseconds and an idle wait costs about 20 checks a second. Waits on
-  a workflow's topic (``result()``, ``read()``) share one watcher task per store: while
-  any are waiting it checks ``data_version`` the same way and, when another
-  process has committed, reads the watched workflows' current runs in one query and
-  notifies those whose (run, status, journal length) changed since this store last saw
-  them (in that query or in `get_run`).
+  store of this file in this process): a waiter in this process wakes from that alone,
+  with no query in between. Commits by other processes are seen by `wait` polling
+  ``PRAGMA data_version`` while it waits for work: first after `POLL_FIRST`, the delay
+  doubling up to `POLL_INTERVAL` while nothing changes, so a busy neighbour is noticed
+  within milliseconds and an idle wait costs about 20 checks a second. Waits on a
+  workflow's topic (``result()``, ``read()``) share one watcher task per store: while any
+  are waiting it checks ``data_version`` the same way and, when another connection has
+  committed, reads the watched workflows' current runs in the same hop and notifies
+  those whose (run, status, journal length) changed since this store last saw them (in
+  that query or in `get_run`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Literal
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import aiosqlite
@@ -76,6 +78,7 @@ from durable.store import (
 from . import claims as _claims
 from . import guard as _guard
 from . import steps as _steps
+from . import transact as _tx
 from . import workers as _workers
 from .schema import (
     RUN_COLUMNS,
@@ -89,7 +92,7 @@ from .schema import (
     task_record,
     worker_record,
 )
-from .wakeups import POLL_FIRST, POLL_INTERVAL, Wakeups, _Seen
+from .wakeups import POLL_FIRST, POLL_INTERVAL, Wakeups, _Seen, local_writes
 from .workers import WORKER_GONE_SECONDS
 
 __all__ = ["BUSY_TIMEOUT", "POLL_FIRST", "POLL_INTERVAL", "WORKER_GONE_SECONDS", "SQLiteStore"]
@@ -106,12 +109,10 @@ _DATA_ERRORS = (
 )
 BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write lock
 
+T = TypeVar("T")
+
 
 _SYNCHRONOUS = ("full", "normal")
-
-
-def _json(values: Collection[str]) -> str:
-    return json.dumps(list(values))
 
 
 def _parse_url(url: str) -> tuple[str, str]:
@@ -191,7 +192,6 @@ class SQLiteStore(Wakeups, Store):
         self._db: aiosqlite.Connection | None = None
         self._file: _guard.FileIdentity | None = None  # notices the file deleted or replaced
         self._state: Literal["new", "open", "closed"] = "new"
-        self._lock = asyncio.Lock()
         # data_version read at the start of the last query feeding each work topic: a wait
         # on that topic returns once another process has committed since.
         self._seen: dict[str, int] = {}
@@ -200,6 +200,7 @@ class SQLiteStore(Wakeups, Store):
         self._watched: dict[str, int] = {}
         self._newly_watched = False  # the watcher must look even if nothing changed since
         self._observed: dict[str, _Seen] = {}
+        self._local = local_writes(self.hub)  # what this process's steps wrote, per workflow
         self._watcher: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -252,8 +253,7 @@ class SQLiteStore(Wakeups, Store):
                     await watcher
         db, self._db = self._db, None
         if db is not None:
-            async with self._lock:
-                await db.close()
+            await db.close()  # after the operations already queued on its thread
 
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -270,39 +270,29 @@ class SQLiteStore(Wakeups, Store):
             self._file.check()  # deleted or replaced: every operation refuses from here on
         return self._db
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction, committed on success, rolled back on error.
-
-        Statements run in order on the database thread, so a rollback queued after a
-        cancelled ``BEGIN`` or statement still undoes it: the connection is never left
-        inside a transaction (which would also keep other processes' writers waiting).
-        """
-        self._conn()  # plain-English error before waiting for the lock
-        async with self._lock:
-            db = self._conn()  # closed while we waited?
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                yield db
-                await db.commit()
-            except sqlite3.OperationalError as exc:
-                await db.rollback()
-                if _guard.is_read_only(exc):
-                    raise _guard.read_only_error(self.path, exc) from exc
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                raise StoreError(
-                    f"{self.path!r} stayed locked by another process for {BUSY_TIMEOUT:g} s "
-                    f"({exc}); is a process stuck inside a write transaction?"
-                ) from exc
-            except BaseException:
-                await db.rollback()
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` on the database thread, in one hop: a read, or a whole
+        transaction (`_write`). Words the errors of a file locked or read-only."""
+        db = self._conn()
+        try:
+            return await _tx.call(db, fn)
+        except sqlite3.OperationalError as exc:
+            if _guard.is_read_only(exc):
+                raise _guard.read_only_error(self.path, exc) from exc
+            if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
+            raise StoreError(
+                f"{self.path!r} stayed locked by another process for {BUSY_TIMEOUT:g} s "
+                f"({exc}); is a process stuck inside a write transaction?"
+            ) from exc
+
+    async def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """``body`` in a ``BEGIN IMMEDIATE`` transaction, committed if it returns, rolled
+        back if it raises, in one hop (see `durable_sqlite.transact` on cancellation)."""
+        return await self._call(lambda conn: _tx.transaction(conn, body))
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        self._conn()
-        async with self._lock:
-            return list(await self._conn().execute_fetchall(sql, params))
+        return await self._call(lambda conn: conn.execute(sql, params).fetchall())
 
     # ---- client side -------------------------------------------------------------------
 
@@ -311,16 +301,16 @@ class SQLiteStore(Wakeups, Store):
     ) -> list[tuple[RunRecord, bool] | WorkflowAlreadyExists]:
         """Create runs as current, pending and ready, in one transaction; see
         `Store.create_runs`."""
-        results: list[tuple[RunRecord, bool] | WorkflowAlreadyExists] = []
         topics: set[str] = set()
-        async with self._write() as db:
+        runs = list(runs)  # the body runs later on the database thread: a snapshot
+
+        def body(db: sqlite3.Connection) -> list[tuple[RunRecord, bool] | WorkflowAlreadyExists]:
+            results: list[tuple[RunRecord, bool] | WorkflowAlreadyExists] = []
             for run, if_exists in runs:
-                rows = list(
-                    await db.execute_fetchall(
-                        f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND is_current = 1",
-                        (run.workflow_id,),
-                    )
-                )
+                rows = db.execute(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND is_current = 1",
+                    (run.workflow_id,),
+                ).fetchall()
                 if rows:
                     existing = run_record(rows[0])
                     if if_exists == "error":
@@ -336,16 +326,17 @@ class SQLiteStore(Wakeups, Store):
                     if if_exists == "return" or existing.status not in CLOSED_STATUSES:
                         results.append((existing, False))
                         continue
-                    await db.execute(
+                    db.execute(
                         "UPDATE runs SET is_current = 0 WHERE run_id = ?", (existing.run_id,)
                     )
                     # A new execution: the old one's published values are not its own.
-                    await db.execute(
-                        "DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,)
-                    )
-                await _steps.insert_runs(db, [run])
+                    db.execute("DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,))
+                _steps.insert_runs(db, [run])
                 results.append((pending_record(run), True))
                 topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+            return results
+
+        results = await self._write(body)
         if topics:
             self.hub.notify(topics)
         return results
@@ -403,18 +394,20 @@ class SQLiteStore(Wakeups, Store):
 
     async def read_extras(self, workflow_id: str, run_id: str) -> RunExtras:
         """The workflow's published values, the run's activity tasks and pending timers."""
-        self._conn()
-        async with self._lock:
-            db = self._conn()
-            published = await db.execute_fetchall(
+
+        def read(db: sqlite3.Connection) -> tuple[list[Any], list[Any], list[Any]]:
+            published = db.execute(
                 "SELECT key, value FROM published WHERE workflow_id = ?", (workflow_id,)
-            )
-            tasks = await db.execute_fetchall(
+            ).fetchall()
+            tasks = db.execute(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE run_id = ? ORDER BY seq", (run_id,)
-            )
-            timers = await db.execute_fetchall(
+            ).fetchall()
+            timers = db.execute(
                 "SELECT seq, due_at FROM timers WHERE run_id = ? ORDER BY seq", (run_id,)
-            )
+            ).fetchall()
+            return published, tasks, timers
+
+        published, tasks, timers = await self._call(read)
         return RunExtras(
             {row[0]: row[1] for row in published},
             [task_record(row) for row in tasks],
@@ -425,26 +418,31 @@ class SQLiteStore(Wakeups, Store):
         self, workflow_id: str, kind: str, data: bytes, now: float, *, run_id: str | None = None
     ) -> str | None:
         """Append an inbox item to the current run (or ``run_id``) and mark it ready."""
-        async with self._write() as db:
+
+        def body(db: sqlite3.Connection) -> str | None:
             if run_id is None:
                 sql = "SELECT run_id, closed_at FROM runs WHERE workflow_id = ? AND is_current = 1"
-                rows = list(await db.execute_fetchall(sql, (workflow_id,)))
+                rows = db.execute(sql, (workflow_id,)).fetchall()
             else:
                 sql = "SELECT run_id, closed_at FROM runs WHERE run_id = ? AND workflow_id = ?"
-                rows = list(await db.execute_fetchall(sql, (run_id, workflow_id)))
+                rows = db.execute(sql, (run_id, workflow_id)).fetchall()
             if not rows:
                 which = "" if run_id is None else f" (run {run_id!r})"
                 raise WorkflowNotFound(f"No workflow {workflow_id!r}{which} in {self.url}.")
             target, closed_at = rows[0]
             if closed_at is not None:
                 return None
-            await db.execute(
+            db.execute(
                 "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
                 (target, kind, now, data),
             )
-            await db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (target,))
-        self.hub.notify([TOPIC_RUNS])
-        return str(target)
+            db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (target,))
+            return str(target)
+
+        target = await self._write(body)
+        if target is not None:
+            self.hub.notify([TOPIC_RUNS])
+        return target
 
     async def terminate(
         self,
@@ -456,34 +454,37 @@ class SQLiteStore(Wakeups, Store):
         parent_item: Outgoing | None,
     ) -> bool:
         """Close an open run as ``terminated`` at once, revoking its lease."""
-        topics: set[str] = set()
-        async with self._write() as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT workflow_id, history_length, closed_at FROM runs WHERE run_id = ?",
-                    (run_id,),
-                )
-            )
+
+        def body(db: sqlite3.Connection) -> set[str] | None:
+            rows = db.execute(
+                "SELECT workflow_id, history_length, closed_at FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchall()
             if not rows or rows[0][2] is not None:
-                return False
+                return None
             workflow_id, length, _ = rows[0]
-            await db.execute(
+            db.execute(
                 "INSERT INTO journal (run_id, seq, kind, time, data) "
                 "VALUES (?, ?, 'workflow_terminated', ?, ?)",
                 (run_id, length + 1, now, entry_data),
             )
-            await db.execute(
+            db.execute(
                 "UPDATE runs SET status = 'terminated', error = ?, closed_at = ?, "
                 "updated_at = ?, history_length = ?, lease_owner = NULL, "
                 "lease_expires_at = NULL, ready = 0 WHERE run_id = ?",
                 (error, now, now, length + 1, run_id),
             )
-            await _steps.close_runs(db, [run_id])
-            routed = await _steps.route_one(db, parent_item, now) if parent_item else None
+            _steps.close_runs(db, [run_id])
+            topics = {run_topic(workflow_id)}
+            routed = _steps.route_one(db, parent_item, now) if parent_item else None
             if routed is not None:
-                await _steps.deliver(db, [routed])
+                _steps.deliver(db, [routed])
                 topics.add(TOPIC_RUNS)
-            topics.add(run_topic(workflow_id))
+            return topics
+
+        topics = await self._write(body)
+        if topics is None:
+            return False
         self.hub.notify(topics)
         return True
 
@@ -491,8 +492,7 @@ class SQLiteStore(Wakeups, Store):
 
     async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
         """Record the worker and unpark the runs it serves (retried at once)."""
-        async with self._write() as db:
-            unparked = await _workers.register(db, worker, unpark=unpark)
+        unparked = await self._write(lambda db: _workers.register(db, worker, unpark=unpark))
         if unparked > 0:
             self.hub.notify([TOPIC_RUNS])
 
@@ -506,15 +506,16 @@ class SQLiteStore(Wakeups, Store):
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
         """Renew the worker's row and leases; return ``(lost, cancel_requested)``."""
-        async with self._write() as db:
-            return await _workers.heartbeat(
+        runs, tasks = list(runs), dict(tasks)  # the worker's own go on changing meanwhile
+        return await self._write(
+            lambda db: _workers.heartbeat(
                 db, worker_id, runs=runs, tasks=tasks, now=now, lease_until=lease_until
             )
+        )
 
     async def deregister_worker(self, worker_id: str, now: float) -> None:
         """Hand back the worker's run and task leases at once and delete its row."""
-        async with self._write() as db:
-            topics = await _workers.deregister(db, worker_id)
+        topics = await self._write(lambda db: _workers.deregister(db, worker_id))
         self.hub.notify(topics)
 
     async def claim_runs(
@@ -530,25 +531,59 @@ class SQLiteStore(Wakeups, Store):
         """Lease up to ``limit`` runs with work, oldest first, with their inbox."""
         if limit <= 0 or not queues or not names:
             return []
-        async with self._lock:
-            db = self._conn()
-            self._seen[TOPIC_RUNS] = await self._data_version(db)
-            found = await _claims.runs_claimable(db, owner, queues=queues, names=names, now=now)
-        if not found:
-            return []
-        async with self._write() as db:
-            self._seen[TOPIC_RUNS] = await self._data_version(db)
-            return await _claims.claim_runs(
+        queues, names = list(queues), list(names)
+
+        def claim(db: sqlite3.Connection) -> list[ClaimedRun]:
+            return _claims.claim_runs(
                 db, owner, queues=queues, names=names, now=now, lease_until=lease_until, limit=limit
             )
+
+        def check(db: sqlite3.Connection) -> bool:
+            return _claims.check_runs(db, owner, queues=queues, names=names, now=now)
+
+        return await self._claim(TOPIC_RUNS, check, claim, [])
+
+    async def _claim(
+        self,
+        topic: str,
+        check: Callable[[sqlite3.Connection], bool],
+        claim: Callable[[sqlite3.Connection], T],
+        nothing: T,
+    ) -> T:
+        """``claim`` in a write transaction if the read-only ``check`` finds work, else
+        ``nothing``: one hop either way. Records the data_version the result was read at,
+        for `wait` on ``topic``.
+
+        The check runs outside the write lock, so an idle worker polling a busy file costs
+        readers (which WAL never blocks), not writers queueing for the one lock.
+        """
+
+        def operation(db: sqlite3.Connection) -> tuple[int, T]:
+            version = _tx.data_version(db)
+            if not check(db):
+                return version, nothing
+            return _tx.transaction(db, lambda db: (_tx.data_version(db), claim(db)))
+
+        self._seen[topic], result = await self._call(operation)
+        return result
 
     async def commit_steps(self, steps: Sequence[StepCommit], now: float) -> list[bool]:
         """Commit many runs' steps in one transaction (group commit); see `StepCommit`."""
         if not steps:
             return []
+        steps = list(steps)
+
+        def operation(db: sqlite3.Connection) -> tuple[list[bool], set[str]]:
+            accepted, topics, written = _tx.transaction(
+                db, lambda db: _steps.commit_steps(db, steps, now)
+            )
+            # Recorded before the hop returns, so that a store of this process reading the
+            # new state (on its own thread) finds it recorded by the time it looks.
+            self._wrote(written)
+            return accepted, topics
+
         try:
-            async with self._write() as db:
-                accepted, topics = await _steps.commit_steps(db, steps, now)
+            accepted, topics = await self._call(operation)
         except _DATA_ERRORS as exc:
             # What a step holds breaks a constraint: the same batch would fail again.
             raise StepDataError(f"a step's data breaks the database's rules: {exc}") from exc
@@ -558,12 +593,13 @@ class SQLiteStore(Wakeups, Store):
 
     async def park(self, run_id: str, owner: str, problem: str) -> None:
         """Park the owner's run with ``problem`` and release its lease."""
-        async with self._write() as db:
-            await db.execute(
+        await self._write(
+            lambda db: db.execute(
                 "UPDATE runs SET parked = 1, problem = ?, lease_owner = NULL, "
                 "lease_expires_at = NULL WHERE run_id = ? AND lease_owner = ?",
                 (problem, run_id, owner),
             )
+        )
 
     async def claim_tasks(
         self,
@@ -584,17 +620,12 @@ class SQLiteStore(Wakeups, Store):
         """
         if limit <= 0 or not queues or not names:
             return []
-        async with self._lock:
-            db = self._conn()
-            self._seen[TOPIC_TASKS] = await self._data_version(db)
-            found = await _claims.tasks_claimable(
-                db, queues=queues, names=names, now=now, exclude=exclude
-            )
-        if not found:
-            return []
-        async with self._write() as db:
-            self._seen[TOPIC_TASKS] = await self._data_version(db)
-            return await _claims.claim_tasks(
+        queues, names = list(queues), list(names)
+
+        exclude = list(exclude)  # the worker's running tasks: it changes as they end
+
+        def claim(db: sqlite3.Connection) -> list[TaskRecord]:
+            return _claims.claim_tasks(
                 db,
                 owner,
                 queues=queues,
@@ -605,6 +636,11 @@ class SQLiteStore(Wakeups, Store):
                 exclude=exclude,
             )
 
+        def check(db: sqlite3.Connection) -> bool:
+            return _claims.check_tasks(db, queues=queues, names=names, now=now, exclude=exclude)
+
+        return await self._claim(TOPIC_TASKS, check, claim, [])
+
     async def finish_task(
         self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float
     ) -> bool:
@@ -612,26 +648,31 @@ class SQLiteStore(Wakeups, Store):
 
         A retry or release of a task whose run has closed deletes the task instead.
         """
-        async with self._write() as db:
-            done, topics = await _claims.finish_task(db, task_id, owner, attempt, outcome, now)
+        done, topics = await self._write(
+            lambda db: _claims.finish_task(db, task_id, owner, attempt, outcome, now)
+        )
         self.hub.notify(topics)
         return done
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """Turn due timers into ``timer_fired`` inbox items, exactly once; return the next
         due time of a timer or a delayed task, if any."""
-        async with self._lock:
-            db = self._conn()
-            self._seen[TOPIC_TIMERS] = await self._data_version(db)
-            due, next_due = await _claims.timers_due(db, now)
-        if not due:
+        next_due: float | None = None
+
+        def check(db: sqlite3.Connection) -> bool:
+            nonlocal next_due
+            due, next_due = _claims.check_timers(db, now)
+            return due
+
+        def fire(db: sqlite3.Connection) -> tuple[float | None, bool]:
+            return _claims.fire_timers(db, now, limit)
+
+        fired = await self._claim(TOPIC_TIMERS, check, fire, None)
+        if fired is None:
             return next_due
-        async with self._write() as db:
-            self._seen[TOPIC_TIMERS] = await self._data_version(db)
-            next_due, fired = await _claims.fire_timers(db, now, limit)
-        if fired:
+        if fired[1]:
             self.hub.notify([TOPIC_RUNS])
-        return next_due
+        return fired[0]
 
     async def list_workers(self) -> list[WorkerRecord]:
         """The registered workers not yet deregistered or dropped as silent."""

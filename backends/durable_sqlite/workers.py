@@ -7,9 +7,8 @@ opens it and notifies afterwards).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Mapping
-
-import aiosqlite
 
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, WorkerRecord
 
@@ -24,10 +23,10 @@ def _json(values: Collection[str]) -> str:
     return json.dumps(list(values))
 
 
-async def register(db: aiosqlite.Connection, worker: WorkerRecord, *, unpark: bool) -> int:
+def register(db: sqlite3.Connection, worker: WorkerRecord, *, unpark: bool) -> int:
     """Record ``worker`` (replacing its row) and, with ``unpark``, unpark the runs it
     serves; returns how many were unparked."""
-    await db.execute(
+    db.execute(
         f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             worker.worker_id,
@@ -43,7 +42,7 @@ async def register(db: aiosqlite.Connection, worker: WorkerRecord, *, unpark: bo
     )
     if not unpark:
         return 0
-    cursor = await db.execute(
+    cursor = db.execute(
         "UPDATE runs SET parked = 0, problem = NULL, ready = 1 WHERE parked = 1 "
         "AND queue IN (SELECT value FROM json_each(?)) "
         "AND name IN (SELECT value FROM json_each(?))",
@@ -52,8 +51,8 @@ async def register(db: aiosqlite.Connection, worker: WorkerRecord, *, unpark: bo
     return cursor.rowcount
 
 
-async def heartbeat(
-    db: aiosqlite.Connection,
+def heartbeat(
+    db: sqlite3.Connection,
     worker_id: str,
     *,
     runs: Collection[str],
@@ -63,27 +62,25 @@ async def heartbeat(
 ) -> tuple[set[str], set[str]]:
     """`durable.store.Store.heartbeat`: renew the worker's row and the leases it still
     holds; returns ``(lost, cancel_requested)``."""
-    cursor = await db.execute(
-        "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id)
-    )
+    cursor = db.execute("UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (now, worker_id))
     registered = cursor.rowcount > 0
-    await db.execute("DELETE FROM workers WHERE heartbeat_at < ?", (now - WORKER_GONE_SECONDS,))
+    db.execute("DELETE FROM workers WHERE heartbeat_at < ?", (now - WORKER_GONE_SECONDS,))
     owned: set[str] = set()
     if runs:
-        await db.execute(
+        db.execute(
             "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? "
             "AND run_id IN (SELECT value FROM json_each(?))",
             (lease_until, worker_id, _json(runs)),
         )
-        rows = await db.execute_fetchall(
+        rows = db.execute(
             "SELECT run_id FROM runs WHERE lease_owner = ? "
             "AND run_id IN (SELECT value FROM json_each(?))",
             (worker_id, _json(runs)),
-        )
+        ).fetchall()
         owned = {row[0] for row in rows}
     cancelled: set[str] = set()
     if tasks:
-        await db.executemany(
+        db.executemany(
             "UPDATE tasks SET lease_expires_at = ?, "
             "heartbeat_details = COALESCE(?, heartbeat_details) "
             "WHERE task_id = ? AND lease_owner = ? AND attempt = ?",
@@ -92,11 +89,11 @@ async def heartbeat(
                 for t, (attempt, details) in tasks.items()
             ],
         )
-        rows = await db.execute_fetchall(
+        rows = db.execute(
             "SELECT task_id, attempt, cancel_requested FROM tasks WHERE lease_owner = ? "
             "AND task_id IN (SELECT value FROM json_each(?))",
             (worker_id, _json(tasks)),
-        )
+        ).fetchall()
         for task_id, attempt, cancel in rows:
             if tasks[task_id][0] != attempt:
                 continue
@@ -109,11 +106,11 @@ async def heartbeat(
     return lost, cancelled
 
 
-async def deregister(db: aiosqlite.Connection, worker_id: str) -> set[str]:
+def deregister(db: sqlite3.Connection, worker_id: str) -> set[str]:
     """Hand back the worker's run and task leases and delete its row; returns the topics
     to notify."""
     topics: set[str] = set()
-    cursor = await db.execute(
+    cursor = db.execute(
         "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready = 1 "
         "WHERE lease_owner = ?",
         (worker_id,),
@@ -121,17 +118,17 @@ async def deregister(db: aiosqlite.Connection, worker_id: str) -> set[str]:
     if cursor.rowcount > 0:
         topics.add(TOPIC_RUNS)
     # A task of a closed run is not worth another attempt: drop it.
-    await db.execute(
+    db.execute(
         "DELETE FROM tasks WHERE lease_owner = ? AND run_id IN "
         "(SELECT run_id FROM runs WHERE closed_at IS NOT NULL)",
         (worker_id,),
     )
-    cursor = await db.execute(
+    cursor = db.execute(
         "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
         "WHERE lease_owner = ?",
         (worker_id,),
     )
     if cursor.rowcount > 0:
         topics.add(TOPIC_TASKS)
-    await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+    db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
     return topics
