@@ -489,8 +489,13 @@ class Worker(RunStepping, ActivityAttempts):
             # Its code has not changed: parked runs stay parked.
             logger.warning("Worker %s was presumed gone; registering again", self.worker_id)
             await self.store.register_worker(self._record(), unpark=False)
+        # Attempts still under way (not those that ended with their result committed or
+        # kept meanwhile: their task rows are gone or another's, and that is no news).
+        under_way = dict(self._remote)
+        for driver in self._drivers.values():
+            under_way.update(driver.local)
         for task_id in cancelled | (lost & set(running)):
-            victim = running.get(task_id)
+            victim = under_way.get(task_id)
             if victim is not None:
                 if task_id in lost:
                     logger.warning(

@@ -494,3 +494,27 @@ async def test_a_base_exception_of_the_users_own_fails_the_attempt_not_the_worke
         assert worker._background is not None
         assert not worker._background.done()
     assert calls == {"aborts": 1, "aborts_in_a_thread": 1}
+
+
+async def test_a_heartbeat_racing_a_commit_does_not_call_a_finished_attempt_lost(
+    client: durable.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat taken while a finished attempt's result commits finds its task row gone
+    (the commit deleted it): that is no lost lease. It was logged as one, thousands of times
+    a minute under load, and the attempt was flagged cancelled."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="durable.worker")
+    async with durable.Worker(client, workflows=[acts_then_waits], activities=[slow_once]) as w:
+        begun = _slow_commits(
+            w, lambda steps: any(s.finished_tasks for s in steps), 0.5, after=True
+        )
+        handle = await client.start(acts_then_waits, "fourth", id="beat-race")
+        await asyncio.wait_for(begun.wait(), 10)
+        finishing = [c for d in w._drivers.values() for c in d.finishing.values()]
+        assert len(finishing) == 1  # committed, the commit's answer not back yet
+        await w._beat()
+        assert not finishing[0].cancelled
+        await handle.signal("go", "on")
+        assert await handle.result(timeout=20) == "fourth-on"
+    assert "lost its lease on task" not in caplog.text
