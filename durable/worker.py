@@ -492,8 +492,8 @@ class Worker(RunStepping, ActivityAttempts):
         # Attempts still under way (not those that ended with their result committed or
         # kept meanwhile: their task rows are gone or another's, and that is no news).
         under_way = dict(self._remote)
-        for driver in self._drivers.values():
-            under_way.update(driver.local)
+        for live in self._drivers.values():
+            under_way.update(live.local)
         for task_id in cancelled | (lost & set(running)):
             victim = under_way.get(task_id)
             if victim is not None:
