@@ -576,7 +576,11 @@ def test_replay_checks_the_commands_position_by_position() -> None:
     run = j.new_run()
     started = j.entries[0]
     recorded = [(k, d) for k, d, _ in j.entries[1:]]
-    with pytest.raises(NonDeterminismError, match="no further command"):
+    with pytest.raises(
+        NonDeterminismError,
+        match=r"after input #1, the code issued child_started 'kid' \(id 'kid-a'\) where the "
+        r"journal holds no further command\.",
+    ):
         run.apply(started[0], started[1], started[2], recorded=recorded[:1])
     run = j.new_run()
     commands = run.apply(started[0], started[1], started[2], recorded=recorded)
@@ -652,3 +656,48 @@ def test_same_command_compares_kind_and_identity_not_arguments(
         assert not same_command(kind, different, kind, data)
     assert not same_command(kind, data, "workflow_completed", data)
     assert not same_command("workflow_completed", data, kind, data)
+
+
+async def _fetch_twice(key: str) -> str:
+    return await fetch(key) + await fetch(key + "'")
+
+
+@durable.workflow
+async def branching() -> list[str]:
+    first = await fetch("main")
+    both = await asyncio.gather(_fetch_twice("a"), _fetch_twice("b"))
+    return [first, *both]
+
+
+def test_commands_are_tagged_with_the_branch_and_group_that_issued_them() -> None:
+    """Each command carries the path of the task that issued it (``0`` the main coroutine,
+    ``0.N`` the tasks it spawned); commands issued side by side share a group, the seq of
+    the first. The closing command is not tagged."""
+    j = Journal(branching)
+    j.complete(2, "m")
+    j.complete(j.seq_of("activity_scheduled", 1), "a1")
+    j.complete(j.seq_of("activity_scheduled", 2), "b1")
+    j.complete(j.seq_of("activity_scheduled", 3), "a2")
+    j.complete(j.seq_of("activity_scheduled", 4), "b2")
+    tags = [
+        (seq + 1, kind, data.get("branch"), data.get("group"))
+        for seq, (kind, data, _) in enumerate(j.entries)
+        if kind in ("activity_scheduled", "workflow_completed")
+    ]
+    assert tags == [
+        (2, "activity_scheduled", "0", None),
+        (4, "activity_scheduled", "0.0", 4),
+        (5, "activity_scheduled", "0.1", 4),
+        (7, "activity_scheduled", "0.0", 4),
+        (9, "activity_scheduled", "0.1", 4),
+        (12, "workflow_completed", None, None),
+    ]
+    assert j.run.outcome is not None
+    assert payload.decode(j.run.outcome.result) == ["m", "a1a2", "b1b2"]
+    j.replay()
+
+
+def test_only_inputs_are_applied() -> None:
+    run = Journal(v1).new_run()
+    with pytest.raises(ValueError, match=r"^'activity_scheduled' is not an input kind$"):
+        run.apply("activity_scheduled", {"name": "fetch"}, T0)
