@@ -232,6 +232,9 @@ def test_a_child_of_a_closed_id_restarts_it() -> None:
     assert p.cleared == ["reused"]
     assert p.deliveries == []
     assert {TOPIC_RUNS, run_topic("reused")} <= p.topics
+    # a stale step of the demoted run later in the batch is judged (and fenced out) as usual
+    stale = plan([step(new_runs=[kid]), step("old")], snap(running("r"), old), NOW)
+    assert stale.accepted == [True, False]
 
 
 def test_a_child_of_a_new_id_starts_and_a_second_of_it_is_refused() -> None:

@@ -7,12 +7,13 @@ attempt, the boundaries) so an off-by-one cannot pass.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from durable import journal
+from durable import journal, payload
 from durable.context import ActivityContext, ActivityInfo
 from durable.definition import RetryPolicy
 from durable.errors import ApplicationError, RemoteError
@@ -55,7 +56,10 @@ def test_allows_another_until_max_attempts_and_forever_with_zero() -> None:
     ("options", "message"),
     [
         ({"max_attempts": -1}, r"max_attempts must be >= 0 \(0 = unlimited\), got -1"),
-        ({"initial_interval": timedelta(seconds=-1)}, "initial_interval must not be negative"),
+        (
+            {"initial_interval": timedelta(seconds=-1)},
+            "^RetryPolicy.initial_interval must not be negative$",
+        ),
         ({"backoff": 0.5}, r"backoff must be >= 1.0, got 0.5"),
         (
             {"initial_interval": timedelta(seconds=5), "max_interval": timedelta(seconds=2)},
@@ -180,7 +184,7 @@ def test_a_retry_waits_the_policys_delay_for_that_attempt() -> None:
     assert (outcome.kind, outcome.item_kind) == ("retry", "activity_retrying")
     assert outcome.visible_at == T0 + 50 + 18.0  # 2 * 3 ** (3 - 1)
     assert outcome.details == b"d"
-    assert outcome.last_error is not None
+    assert outcome.last_error == payload.envelope(BOOM.to_dict())
     assert journal.decode(outcome.item_kind, outcome.item_data) == journal.ActivityRetrying(
         7, 3, BOOM, T0, "w-1"
     )
@@ -224,3 +228,38 @@ def test_schedule_to_close_counts_the_wait_before_the_next_attempt() -> None:
     assert late.kind == "retry"
     # Without a budget only the attempts limit.
     assert _decide(_spec(_policy()), 4, _failed(), now=T0 + 10**6).kind == "retry"
+
+
+def test_a_class_of_main_is_named_without_its_module() -> None:
+    scripted = type("Scripted", (Exception,), {"__module__": "__main__"})
+    assert _policy(non_retryable=[scripted]).non_retryable_names() == ["Scripted"]
+
+
+def test_a_spec_without_its_seq_refers_to_step_zero() -> None:
+    spec = _spec(_policy())
+    del spec["_seq"]
+    outcome = _decide(spec, 1, AttemptResult(result=b"r"), now=T0)
+    assert journal.decode(outcome.item_kind, outcome.item_data) == journal.ActivityCompleted(
+        0, b"r", T0, "w-1"
+    )
+
+
+def test_each_decision_is_logged_saying_what_happens_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="durable.worker")
+    spec = _spec(_policy(max_attempts=3, initial_interval=timedelta(seconds=1.5)))
+    _decide(spec, 2, _failed(), now=T0)
+    _decide(spec, 3, _failed(), now=T0)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "durable.worker",
+            logging.INFO,
+            "Activity 'charge' (step 7) attempt 2 failed: ValueError: boom; attempt 3 in 3 s",
+        ),
+        (
+            "durable.worker",
+            logging.INFO,
+            "Activity 'charge' (step 7) failed for good after 3 attempt(s): ValueError: boom",
+        ),
+    ]
