@@ -82,9 +82,9 @@ TARGETS = (
         ("durable.stepping.xǁRunSteppingǁ_close__*",),
         (
             "tests/test_worker.py",
-            "tests/test_continue_as_new.py",
+            "tests/test_closing.py",
             "-k",
-            "(continue_as_new or child) and not postgres",
+            "(continue_as_new or child or closing) and not postgres",
         ),
     ),
 )
@@ -177,7 +177,9 @@ def run(target: Target, *, max_children: int, keep: bool) -> dict[str, int | Non
 def main() -> None:
     """Run the campaigns asked for and print the table (and survivors, if asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated targets: " + ",".join(t.name for t in TARGETS))
+    parser.add_argument(
+        "--only", help="comma-separated targets: " + ",".join(t.name for t in TARGETS)
+    )
     parser.add_argument("--max-children", type=int, default=1, help="mutants run at once")
     parser.add_argument("--survivors", action="store_true", help="list surviving mutants")
     parser.add_argument("--keep", action="store_true", help="keep the scratch trees")
@@ -191,7 +193,9 @@ def main() -> None:
 
     totals = [0, 0, 0, 0]
     survivors: list[str] = []
-    print(f"{'target':<10} {'mutants':>7} {'killed':>7} {'survived':>8} {'timeout':>7} {'score':>6}")
+    print(
+        f"{'target':<10} {'mutants':>7} {'killed':>7} {'survived':>8} {'timeout':>7} {'score':>6}"
+    )
     for target in chosen:
         codes = run(target, max_children=args.max_children, keep=args.keep)
         killed = sum(1 for c in codes.values() if c in KILLED)
