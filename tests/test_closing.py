@@ -7,6 +7,7 @@ child's, which the decorator does not know)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -41,6 +42,10 @@ async def test_a_childs_result_reaches_its_parent_across_continue_as_new(
         assert await handle.result(timeout=20) == 3 + 2 + 1
     runs = [d async for d in client.list(name="counts_down")]
     assert sorted(d.status for d in runs) == ["completed"] + ["continued_as_new"] * 3
+    # The parent's journal names the run that answered: the child's last one.
+    [last] = [d.run_id for d in runs if d.status == "completed"]
+    [reply] = [e for e in await handle.history() if e.kind == "child_completed"]
+    assert (reply.data["workflow_id"], reply.data["run_id"]) == ("looping-child", last)
 
 
 @durable.workflow
@@ -123,3 +128,34 @@ async def test_closing_a_run_cancels_the_activities_it_left_running(
         # finds the task gone.
         assert time.monotonic() - closed < 3
     assert heartbeats == ["cancelled"]
+
+
+@durable.workflow
+async def waits_for_a_child_to_be_cancelled() -> str:
+    try:
+        await durable.call(loops_then_hangs, 0, id="cancelled-child")
+    except durable.ChildWorkflowError as exc:
+        return str(exc)
+    return "the child completed"
+
+
+async def test_a_cancelled_child_tells_its_parent_which_run_ended_and_how(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(
+        client, workflows=[waits_for_a_child_to_be_cancelled, loops_then_hangs]
+    ):
+        handle = await client.start(waits_for_a_child_to_be_cancelled)
+        child = client.get_handle("cancelled-child")
+        for _ in range(400):
+            with contextlib.suppress(durable.WorkflowNotFound):
+                if (await child.describe()).status == "running":
+                    break
+            await asyncio.sleep(0.05)
+        await child.cancel()
+        message = await handle.result(timeout=20)
+    assert message.startswith("Child workflow 'loops_then_hangs' (cancelled-child, started at ")
+    assert message.endswith(" cancelled: CancelledError: child workflow was cancelled")
+    [reply] = [e for e in await handle.history() if e.kind == "child_failed"]
+    child_run = (await child.describe()).run_id
+    assert (reply.data["status"], reply.data["run_id"]) == ("cancelled", child_run)
