@@ -159,3 +159,38 @@ async def test_a_cancelled_child_tells_its_parent_which_run_ended_and_how(
     [reply] = [e for e in await handle.history() if e.kind == "child_failed"]
     child_run = (await child.describe()).run_id
     assert (reply.data["status"], reply.data["run_id"]) == ("cancelled", child_run)
+
+
+@durable.workflow
+async def counts_down_slowly(n: int) -> str:
+    await durable.sleep(0.2)
+    if n > 0:
+        durable.continue_as_new(n - 1)
+    return "late"
+
+
+@durable.workflow
+async def moves_on_before_its_child_answers(first: bool) -> str:
+    if first:
+        child = asyncio.ensure_future(durable.call(counts_down_slowly, 1, id="late-child"))
+        if not child.done():
+            durable.continue_as_new(False)  # which cancels the child: it answers this run
+    await durable.sleep(2.0)
+    return "done"
+
+
+async def test_a_childs_reply_to_a_parent_run_that_moved_on_is_dropped(
+    client: durable.Client,
+) -> None:
+    """A child answers the parent *run* that started it: when that run has continued as
+    new (cancelling the child), the child's reply is dropped, not handed to the parent's
+    new run, which never asked."""
+    async with durable.Worker(
+        client, workflows=[moves_on_before_its_child_answers, counts_down_slowly]
+    ):
+        handle = await client.start(moves_on_before_its_child_answers, True)
+        assert await handle.result(timeout=20) == "done"
+        child = client.get_handle("late-child")
+        assert (await child.describe()).status == "cancelled"
+    kinds = [e.kind for e in await handle.history()]  # the parent's last run
+    assert not [k for k in kinds if k.startswith("child_")], kinds
