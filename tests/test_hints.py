@@ -427,6 +427,9 @@ def test_dict_values_are_rebuilt_under_plain_or_any_keys() -> None:
     assert keyed == {Color.RED: [1]}
     assert type(next(iter(keyed))) is Color
     assert plain({"x": [1]}, dict[Any, Any]) == {"x": [1]}
+    anything = plain({"a": {"name": "tom"}}, dict[Any, Cat])
+    assert anything == {"a": Cat("tom")}
+    assert type(anything["a"]) is Cat
 
 
 class Partial(TypedDict, total=False):
