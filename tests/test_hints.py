@@ -577,3 +577,32 @@ def test_a_literal_tells_classes_apart_only_from_another_literal() -> None:
     for hint in (TaggedCat | LooseDog, LooseDog | TaggedCat):
         with pytest.raises(SerializationError, match="Give both a field that tells them apart"):
             plain({"name": "x", "kind": "dog"}, hint)
+
+
+@dataclasses.dataclass
+class PetA:
+    name: str
+    kind: Literal["pet"] = "pet"
+
+
+@dataclasses.dataclass
+class PetB:
+    name: str
+    kind: Literal["pet", "b"] = "pet"
+
+
+def test_literals_that_share_a_value_do_not_tell_classes_apart() -> None:
+    with pytest.raises(SerializationError, match="Give both a field that tells them apart"):
+        plain({"name": "x"}, PetA | PetB)
+
+
+@dataclasses.dataclass
+class DanglingCat:
+    name: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_a_class_whose_hints_cannot_be_read_yet_is_not_called_ambiguous() -> None:
+    """Whether it fits cannot be told until its hints resolve: the union is not refused
+    for it (decoding it reports the unresolvable hint), and the other member decodes."""
+    for hint in (Cat | DanglingCat, DanglingCat | Cat):
+        assert plain({"name": "x"}, hint) == Cat("x")
