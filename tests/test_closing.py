@@ -162,17 +162,18 @@ async def test_a_cancelled_child_tells_its_parent_which_run_ended_and_how(
 
 
 @durable.workflow
-async def counts_down_slowly(n: int) -> str:
-    await durable.sleep(0.2)
+async def continues_then_waits(n: int) -> str:
     if n > 0:
         durable.continue_as_new(n - 1)
+    await durable.sleep(30)
     return "late"
 
 
 @durable.workflow
 async def moves_on_before_its_child_answers(first: bool) -> str:
     if first:
-        child = asyncio.ensure_future(durable.call(counts_down_slowly, 1, id="late-child"))
+        child = asyncio.ensure_future(durable.call(continues_then_waits, 1, id="late-child"))
+        await durable.sleep(1.0)  # the child has continued as new meanwhile
         if not child.done():
             durable.continue_as_new(False)  # which cancels the child: it answers this run
     await durable.sleep(2.0)
@@ -182,15 +183,18 @@ async def moves_on_before_its_child_answers(first: bool) -> str:
 async def test_a_childs_reply_to_a_parent_run_that_moved_on_is_dropped(
     client: durable.Client,
 ) -> None:
-    """A child answers the parent *run* that started it: when that run has continued as
-    new (cancelling the child), the child's reply is dropped, not handed to the parent's
-    new run, which never asked."""
+    """A child answers the parent *run* that started it, and so does the child's successor
+    when it continued as new: when that parent run has continued as new too (cancelling
+    the child), the child's reply is dropped, not handed to the parent's new run, which
+    never asked."""
     async with durable.Worker(
-        client, workflows=[moves_on_before_its_child_answers, counts_down_slowly]
+        client, workflows=[moves_on_before_its_child_answers, continues_then_waits]
     ):
         handle = await client.start(moves_on_before_its_child_answers, True)
         assert await handle.result(timeout=20) == "done"
         child = client.get_handle("late-child")
         assert (await child.describe()).status == "cancelled"
+    child_runs = [d async for d in client.list(name="continues_then_waits")]
+    assert sorted(d.status for d in child_runs) == ["cancelled", "continued_as_new"]
     kinds = [e.kind for e in await handle.history()]  # the parent's last run
     assert not [k for k in kinds if k.startswith("child_")], kinds
