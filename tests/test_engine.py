@@ -573,25 +573,28 @@ def test_replay_checks_the_commands_position_by_position() -> None:
     command against the second record, and a code that issues one more than recorded is
     refused, naming the command and the step."""
     j = Journal(keys_v1)
-    run = j.new_run()
     started = j.entries[0]
     recorded = [(k, d) for k, d, _ in j.entries[1:]]
-    with pytest.raises(
-        NonDeterminismError,
-        match=r"after input #1, the code issued child_started 'kid' \(id 'kid-a'\) where the "
-        r"journal holds no further command\.",
-    ):
-        run.apply(started[0], started[1], started[2], recorded=recorded[:1])
-    run = j.new_run()
-    commands = run.apply(started[0], started[1], started[2], recorded=recorded)
-    assert [(c.seq, c.kind) for c in commands] == [(2, "published"), (3, "child_started")]
-    assert run.is_replaying
-    with pytest.raises(
-        NonDeterminismError,
-        match=r"holds published 'progress' at step 3, but the code issued child_started 'kid' "
-        r"\(id 'kid-a'\)",
-    ):
-        j.new_run().apply(started[0], started[1], started[2], recorded=[recorded[0], recorded[0]])
+    runs = [j.new_run() for _ in range(3)]
+    try:
+        with pytest.raises(
+            NonDeterminismError,
+            match=r"after input #1, the code issued child_started 'kid' \(id 'kid-a'\) where "
+            r"the journal holds no further command\.",
+        ):
+            runs[0].apply(*started, recorded=recorded[:1])
+        commands = runs[1].apply(*started, recorded=recorded)
+        assert [(c.seq, c.kind) for c in commands] == [(2, "published"), (3, "child_started")]
+        assert runs[1].is_replaying
+        with pytest.raises(
+            NonDeterminismError,
+            match=r"holds published 'progress' at step 3, but the code issued child_started "
+            r"'kid' \(id 'kid-a'\)",
+        ):
+            runs[2].apply(*started, recorded=[recorded[0], recorded[0]])
+    finally:
+        for run in runs:
+            run.evict()
 
 
 def test_a_live_step_returns_its_commands_numbered_after_the_input() -> None:
