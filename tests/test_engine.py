@@ -244,11 +244,17 @@ async def random_things() -> list[Any]:
 
 def test_random_and_uuid_replay_identically_and_differ_per_run() -> None:
     a = Journal(random_things, run_id="r-a")
-    again = Journal(random_things, run_id="r-a")
     b = Journal(random_things, run_id="r-b")
-    result = payload.decode(a.run.outcome.result or b"")  # type: ignore[union-attr]
-    assert result == payload.decode(again.run.outcome.result or b"")  # type: ignore[union-attr]
-    assert result != payload.decode(b.run.outcome.result or b"")  # type: ignore[union-attr]
+    assert a.run.outcome is not None
+    assert b.run.outcome is not None
+    result = payload.decode(a.run.outcome.result)
+    assert result != payload.decode(b.run.outcome.result)
+    # A replay (the recorded journal, checked command by command) draws the same numbers:
+    # replay does not compare a workflow's result, so compare the replayed run's outcome.
+    replayed = a.replay()
+    assert replayed.is_replaying
+    assert replayed.outcome is not None
+    assert payload.decode(replayed.outcome.result) == result
 
 
 @durable.workflow
@@ -366,8 +372,10 @@ def test_sleep_until_is_a_durable_timer_to_that_instant() -> None:
 
 def test_sleep_until_a_past_instant_returns_without_a_timer() -> None:
     j = Journal(wakes_at, T0 - 60)
-    assert "timer_started" not in j.kinds()
+    assert j.kinds() == ["workflow_started", "workflow_completed"]
     assert j.run.outcome is not None
+    # It returned at once, in the same step: the workflow's clock is still the input's.
+    assert payload.decode(j.run.outcome.result) == T0
 
 
 @durable.workflow(name="v1")
@@ -535,3 +543,164 @@ def test_workflow_called_outside_workflow_points_at_client_start() -> None:
 
 async def test_activity_called_outside_workflow_just_runs() -> None:
     assert await fetch("k") == "value-k"
+
+
+@durable.workflow(name="both")
+async def fetch_both() -> list[str]:
+    return list(await asyncio.gather(fetch("a"), fetch("b")))
+
+
+@durable.workflow(name="both")
+async def fetch_only_a() -> list[str]:
+    return [await fetch("a")]
+
+
+def test_code_issuing_fewer_commands_than_the_journal_is_non_determinism() -> None:
+    """The journal recorded two activities after the start; code that schedules only the
+    first and then waits issues nothing more: replay must say so, not carry on silently."""
+    j = Journal(fetch_both)
+    assert j.kinds() == ["workflow_started", "activity_scheduled", "activity_scheduled"]
+    with pytest.raises(
+        NonDeterminismError,
+        match=r"after input #1, the journal holds activity_scheduled 'fetch' next, but the "
+        r"code issued nothing more",
+    ):
+        j.replay(fetch_only_a)
+
+
+def test_replay_checks_the_commands_position_by_position() -> None:
+    """Each command is checked against the recorded one at its own position: the second
+    command against the second record, and a code that issues one more than recorded is
+    refused, naming the command and the step."""
+    j = Journal(keys_v1)
+    started = j.entries[0]
+    recorded = [(k, d) for k, d, _ in j.entries[1:]]
+    runs = [j.new_run() for _ in range(3)]
+    try:
+        with pytest.raises(
+            NonDeterminismError,
+            match=r"after input #1, the code issued child_started 'kid' \(id 'kid-a'\) where "
+            r"the journal holds no further command\.",
+        ):
+            runs[0].apply(*started, recorded=recorded[:1])
+        commands = runs[1].apply(*started, recorded=recorded)
+        assert [(c.seq, c.kind) for c in commands] == [(2, "published"), (3, "child_started")]
+        assert runs[1].is_replaying
+        with pytest.raises(
+            NonDeterminismError,
+            match=r"holds published 'progress' at step 3, but the code issued child_started "
+            r"'kid' \(id 'kid-a'\)",
+        ):
+            runs[2].apply(*started, recorded=[recorded[0], recorded[0]])
+    finally:
+        for run in runs:
+            run.evict()
+
+
+def test_a_live_step_returns_its_commands_numbered_after_the_input() -> None:
+    j = Journal(fetch_both)
+    assert [c.seq for c in j.run.apply("activity_completed", _done(2), T0)] == []
+    assert j.run.history_length == 4
+    [closing] = j.run.apply("activity_completed", _done(3), T0)
+    assert (closing.seq, closing.kind) == (6, "workflow_completed")
+    assert not j.run.is_replaying
+
+
+def _done(ref: int) -> dict[str, Any]:
+    return {"ref": ref, "result": payload.encode("v")}
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "described"),
+    [
+        ("activity_scheduled", {"name": "fetch", "args": b"1"}, "activity_scheduled 'fetch'"),
+        ("child_started", {"name": "kid", "id": "k-1"}, "child_started 'kid' (id 'k-1')"),
+        ("published", {"key": "progress", "value": b"1"}, "published 'progress'"),
+        ("marker", {"patch": "use-other"}, "marker 'use-other'"),
+        ("signal_wait_started", {"name": "approve"}, "signal_wait_started 'approve'"),
+        ("timer_started", {"due": T0}, "timer_started"),
+        ("workflow_completed", {"result": b""}, "workflow_completed"),
+    ],
+)
+def test_describe_command_names_what_identifies_it(
+    kind: str, data: dict[str, Any], described: str
+) -> None:
+    from durable.journal import describe_command
+
+    assert describe_command(kind, data) == described
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "same", "different"),
+    [
+        ("activity_scheduled", {"name": "f", "args": b"1"}, {"name": "f", "args": b"2"},
+         {"name": "g", "args": b"1"}),
+        ("child_started", {"name": "k", "id": "a", "args": b"1"},
+         {"name": "k", "id": "a", "args": b"2"}, {"name": "k", "id": "b", "args": b"1"}),
+        ("child_started", {"name": "k", "id": "a"}, {"name": "k", "id": "a"},
+         {"name": "j", "id": "a"}),
+        ("published", {"key": "p", "value": b"1"}, {"key": "p", "value": b"2"},
+         {"key": "q", "value": b"1"}),
+        ("marker", {"patch": "x", "deprecated": False}, {"patch": "x", "deprecated": True},
+         {"patch": "y", "deprecated": False}),
+        ("signal_wait_started", {"name": "s"}, {"name": "s"}, {"name": "t"}),
+        ("timer_started", {"due": T0}, {"due": T0 + 1}, None),
+    ],
+)  # fmt: skip
+def test_same_command_compares_kind_and_identity_not_arguments(
+    kind: str, data: dict[str, Any], same: dict[str, Any], different: dict[str, Any] | None
+) -> None:
+    from durable.journal import same_command
+
+    assert same_command(kind, data, kind, same)
+    assert same_command(kind, same, kind, data)
+    if different is not None:
+        assert not same_command(kind, data, kind, different)
+        assert not same_command(kind, different, kind, data)
+    assert not same_command(kind, data, "workflow_completed", data)
+    assert not same_command("workflow_completed", data, kind, data)
+
+
+async def _fetch_twice(key: str) -> str:
+    return await fetch(key) + await fetch(key + "'")
+
+
+@durable.workflow
+async def branching() -> list[str]:
+    first = await fetch("main")
+    both = await asyncio.gather(_fetch_twice("a"), _fetch_twice("b"))
+    return [first, *both]
+
+
+def test_commands_are_tagged_with_the_branch_and_group_that_issued_them() -> None:
+    """Each command carries the path of the task that issued it (``0`` the main coroutine,
+    ``0.N`` the tasks it spawned); commands issued side by side share a group, the seq of
+    the first. The closing command is not tagged."""
+    j = Journal(branching)
+    j.complete(2, "m")
+    j.complete(j.seq_of("activity_scheduled", 1), "a1")
+    j.complete(j.seq_of("activity_scheduled", 2), "b1")
+    j.complete(j.seq_of("activity_scheduled", 3), "a2")
+    j.complete(j.seq_of("activity_scheduled", 4), "b2")
+    tags = [
+        (seq + 1, kind, data.get("branch"), data.get("group"))
+        for seq, (kind, data, _) in enumerate(j.entries)
+        if kind in ("activity_scheduled", "workflow_completed")
+    ]
+    assert tags == [
+        (2, "activity_scheduled", "0", None),
+        (4, "activity_scheduled", "0.0", 4),
+        (5, "activity_scheduled", "0.1", 4),
+        (7, "activity_scheduled", "0.0", 4),
+        (9, "activity_scheduled", "0.1", 4),
+        (12, "workflow_completed", None, None),
+    ]
+    assert j.run.outcome is not None
+    assert payload.decode(j.run.outcome.result) == ["m", "a1a2", "b1b2"]
+    j.replay()
+
+
+def test_only_inputs_are_applied() -> None:
+    run = Journal(v1).new_run()
+    with pytest.raises(ValueError, match=r"^'activity_scheduled' is not an input kind$"):
+        run.apply("activity_scheduled", {"name": "fetch"}, T0)

@@ -6,6 +6,7 @@ through as the wrong type; most go through `payload.encode`/`payload.decode` as 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,8 @@ from typing import (
     NewType,
     NotRequired,
     Optional,
+    Protocol,
+    Required,
     TypedDict,
     Union,
 )
@@ -411,3 +414,195 @@ def test_plan_lists_the_enum_classes_named_anywhere_in_the_hint() -> None:
     assert hints.plan(list[Box]).enums == {Color, Size}
     assert hints.plan(dict[str, Any]).enums == frozenset()
     assert hints.plan(Any).convert is None
+
+
+# --- edges found by mutation testing (benchmarks/mutation.py) -----------------------------
+
+
+def test_dict_values_are_rebuilt_under_plain_or_any_keys() -> None:
+    by_name = plain({"a": {"name": "tom"}}, dict[str, Cat])
+    assert by_name == {"a": Cat("tom")}
+    assert type(by_name["a"]) is Cat
+    keyed = plain({"red": [1]}, dict[Color, Any])
+    assert keyed == {Color.RED: [1]}
+    assert type(next(iter(keyed))) is Color
+    assert plain({"x": [1]}, dict[Any, Any]) == {"x": [1]}
+    anything = plain({"a": {"name": "tom"}}, dict[Any, Cat])
+    assert anything == {"a": Cat("tom")}
+    assert type(anything["a"]) is Cat
+
+
+class Partial(TypedDict, total=False):
+    owner: Required[Cat]
+    note: str
+
+
+def test_a_typed_dict_of_total_false_requires_only_its_required_keys() -> None:
+    assert plain({"owner": {"name": "tom"}}, Partial) == {"owner": Cat("tom")}
+    assert type(plain({"owner": {"name": "tom"}}, Partial)["owner"]) is Cat
+    with pytest.raises(SerializationError, match="missing required key 'owner' of Partial"):
+        plain({"note": "n"}, Partial)
+
+
+class Unresolved(TypedDict):
+    thing: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_a_typed_dict_with_unresolvable_hints_takes_any_dict() -> None:
+    assert plain({"thing": [1], "more": 2}, Unresolved) == {"thing": [1], "more": 2}
+
+
+Pair = collections.namedtuple("Pair", "left right")
+
+
+def test_a_namedtuple_without_hints_takes_any_fields() -> None:
+    decoded = plain([1, {"x": "y"}], Pair)
+    assert decoded == Pair(1, {"x": "y"})
+    assert type(decoded) is Pair
+
+
+def test_a_none_hint_takes_only_none() -> None:
+    assert plain(None, type(None)) is None
+    with pytest.raises(SerializationError, match="expected None, got an int"):
+        plain(1, type(None))
+    assert plain(None, None) is None  # no hint at all
+
+
+def test_a_set_hint_gives_a_set_and_a_frozenset_hint_a_frozenset() -> None:
+    assert type(plain([1, 2], set[int])) is set
+    assert type(plain([1, 2], frozenset[int])) is frozenset
+
+
+def test_a_fixed_tuple_takes_any_value_at_an_any_position() -> None:
+    assert plain([{"x": 1}, 2], tuple[Any, int]) == ({"x": 1}, 2)
+
+
+class Named(Protocol):
+    name: str
+
+
+def test_a_protocol_hint_is_taken_as_it_is() -> None:
+    assert plain({"name": "x"}, Named) == {"name": "x"}
+
+
+def test_union_mismatch_names_the_whole_hint() -> None:
+    with pytest.raises(
+        SerializationError, match=r"matches no member of int \| str \(as int: expected int"
+    ):
+        plain([1], int | str)
+
+
+def test_a_refused_union_with_a_dict_names_the_hint_without_typing_prefixes() -> None:
+    with pytest.raises(SerializationError) as info:
+        plain({}, Union[Cat, dict[str, int]])  # noqa: UP007
+    message = str(info.value)
+    assert "Cannot use the type hint Union[" in message
+    assert "typing." not in message
+    assert "dict[str, int]. Use a dataclass (with a Literal field telling it apart) " in message
+
+
+def test_an_ambiguous_union_explains_how_to_tell_the_classes_apart() -> None:
+    with pytest.raises(SerializationError) as info:
+        roundtrip(Dog("a"), Dog | Puppy)
+    message = str(info.value)
+    assert (
+        'kind: Literal["dog"] = "dog" in Dog and kind: Literal["puppy"] = "puppy" in Puppy, '
+        "or list Puppy before Dog." in message
+    )
+    with pytest.raises(SerializationError) as info:
+        roundtrip(Cat("a"), Cat | Dog)
+    assert str(info.value).endswith('kind: Literal["dog"] = "dog" in Dog.')
+
+
+@dataclasses.dataclass
+class Checked:
+    name: str
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name must not be empty")
+
+
+@dataclasses.dataclass
+class Dangling:
+    thing: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_dataclass_construction_failures_say_which_class_and_why() -> None:
+    with pytest.raises(
+        SerializationError, match=r"Checked\(\.\.\.\) raised ValueError: name must not be empty"
+    ):
+        plain({"name": ""}, Checked)
+    with pytest.raises(
+        SerializationError,
+        match=r"cannot read the type hints of Dangling \(NameError: name 'NoSuchType' is not",
+    ):
+        plain({"thing": 1}, Dangling)
+    with pytest.raises(SerializationError, match=r"\(a map of its fields\), got a list\. "):
+        plain(["tom"], Cat)
+
+
+def test_unhashable_metadata_still_gets_a_plan_and_a_converter() -> None:
+    hint = Annotated[list[Color], ["unhashable"]]
+    assert hints.plan(hint).enums == {Color}
+    assert plain(["red"], hint) == [Color.RED]
+
+
+def test_enums_are_found_through_annotated_newtype_namedtuple_and_typed_dict_fields() -> None:
+    Tint = NewType("Tint", Color)
+
+    class Spot(NamedTuple):
+        size: Size
+
+    class Bag(TypedDict):
+        color: Color
+
+    assert hints.plan(Annotated[Color, "meta"]).enums == {Color}
+    assert hints.plan(Tint).enums == {Color}
+    assert hints.plan(Spot).enums == {Size}
+    assert hints.plan(Bag).enums == {Color}
+
+
+def test_a_union_tries_the_other_members_after_those_of_the_values_own_type() -> None:
+    assert plain(["a"], list[int] | tuple[str, ...]) == ("a",)
+
+
+@dataclasses.dataclass
+class LooseDog:
+    name: str
+    kind: str = "dog"
+
+
+def test_a_literal_tells_classes_apart_only_from_another_literal() -> None:
+    for hint in (TaggedCat | LooseDog, LooseDog | TaggedCat):
+        with pytest.raises(SerializationError, match="Give both a field that tells them apart"):
+            plain({"name": "x", "kind": "dog"}, hint)
+
+
+@dataclasses.dataclass
+class PetA:
+    name: str
+    kind: Literal["pet"] = "pet"
+
+
+@dataclasses.dataclass
+class PetB:
+    name: str
+    kind: Literal["pet", "b"] = "pet"
+
+
+def test_literals_that_share_a_value_do_not_tell_classes_apart() -> None:
+    with pytest.raises(SerializationError, match="Give both a field that tells them apart"):
+        plain({"name": "x"}, PetA | PetB)
+
+
+@dataclasses.dataclass
+class DanglingCat:
+    name: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_a_class_whose_hints_cannot_be_read_yet_is_not_called_ambiguous() -> None:
+    """Whether it fits cannot be told until its hints resolve: the union is not refused
+    for it (decoding it reports the unresolvable hint), and the other member decodes."""
+    for hint in (Cat | DanglingCat, DanglingCat | Cat):
+        assert plain({"name": "x"}, hint) == Cat("x")

@@ -12,7 +12,7 @@ import pytest
 
 from durable import journal
 from durable.journal import Kind
-from durable.plan import RunState, Snapshot, lookups, plan, route
+from durable.plan import Delivery, RunState, RunUpdate, Snapshot, lookups, plan, route
 from durable.store import (
     TOPIC_RUNS,
     TOPIC_TASKS,
@@ -20,6 +20,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     NewTask,
+    NewTimer,
     Outgoing,
     StepCommit,
     run_topic,
@@ -231,6 +232,9 @@ def test_a_child_of_a_closed_id_restarts_it() -> None:
     assert p.cleared == ["reused"]
     assert p.deliveries == []
     assert {TOPIC_RUNS, run_topic("reused")} <= p.topics
+    # a stale step of the demoted run later in the batch is judged (and fenced out) as usual
+    stale = plan([step(new_runs=[kid]), step("old")], snap(running("r"), old), NOW)
+    assert stale.accepted == [True, False]
 
 
 def test_a_child_of_a_new_id_starts_and_a_second_of_it_is_refused() -> None:
@@ -304,3 +308,128 @@ def test_items_are_routed_after_the_batch_in_their_order() -> None:
     closing = plan([*steps, step("r2", 2, status="completed")], runs, NOW)
     assert closing.accepted == [True, True, True]
     assert [d.data for d in closing.deliveries] == [b"0", b"1", b"2"]
+
+
+# ---- exactly what an accepted step writes, and what later steps of the batch see ---------
+
+
+def test_an_accepted_step_writes_all_it_carries_and_one_exact_run_update() -> None:
+    task = NewTask("r:2", "r", "w", 2, "act", "q", b"t", NOW)
+    s = step(
+        "r",
+        1,
+        "a",
+        "b",
+        consumed_inbox=[3, 4],
+        status="running",
+        result=b"res",
+        error=b"err",
+        new_tasks=[task],
+        finished_tasks={"r:1": 1},
+        cancelled_tasks=["r:0"],
+        new_timers=[NewTimer("r", 3, NOW + 60, b"tm")],
+        cancelled_timers=[1],
+        problem="stuck",
+    )
+    runs = snap(running("r", status="pending"), tasks={"r:1": ("w1", 1)})
+    p = plan([s], runs, NOW)
+    assert p.runs == [RunUpdate("r", "w", 3, "running", b"res", b"err", "stuck")]
+    assert p.journal == [("r", 2, "a", NOW, b""), ("r", 3, "b", NOW, b"")]
+    assert (p.consumed, p.tasks, p.finished, p.cancelled_tasks) == (
+        [3, 4],
+        [task],
+        ["r:1"],
+        ["r:0"],
+    )
+    assert (p.timers, p.cancelled_timers) == ([("r", 3, NOW + 60, b"tm")], [("r", 1)])
+    assert p.topics == {run_topic("w"), TOPIC_TASKS, TOPIC_TIMERS}  # a task due now, a timer
+    assert (p.closed, p.released, p.new_runs, p.deliveries) == ([], [], [], [])
+
+
+def test_each_kind_of_change_tells_the_runs_topic() -> None:
+    """A change of status, of problem, or a published value notifies ``run:<id>``; a step
+    that changes none of them notifies nothing."""
+    assert plan([step(problem="stuck")], snap(running("r")), NOW).topics == {run_topic("w")}
+    healed = plan([step()], snap(running("r", problem="stuck")), NOW)
+    assert healed.topics == {run_topic("w")}
+    published = plan([step(published={"k": b"v"})], snap(running("r")), NOW)
+    assert published.topics == {run_topic("w")}
+    closing = plan([step(status="completed")], snap(running("r", status="completed")), NOW)
+    assert closing.accepted == [False]  # closed runs are fenced out
+    finishing = plan([step(status="completed")], snap(running("r")), NOW)
+    assert finishing.topics == {run_topic("w")}
+    timer = plan([step(new_timers=[NewTimer("r", 2, NOW + 1, b"")])], snap(running("r")), NOW)
+    assert timer.topics == {TOPIC_TIMERS}
+    quiet = plan(
+        [step(problem="stuck"), step("r", 2, problem="stuck")],
+        snap(running("r", problem="stuck")),
+        NOW,
+    )
+    assert quiet.topics == set()  # the second step sees the problem the first one left
+
+
+def test_a_released_lease_fences_out_the_runs_next_step_in_the_batch() -> None:
+    steps = [step(release_lease=True), step("r", 2)]
+    p = plan(steps, snap(running("r")), NOW)
+    assert p.accepted == [True, False]
+    assert p.released == ["r"]
+    assert p.topics == set()  # not ready: nobody to wake
+
+
+def test_a_release_after_an_earlier_step_of_the_batch_sees_whether_the_run_is_ready() -> None:
+    steps = [step(), step("r", 2, release_lease=True)]
+    assert TOPIC_RUNS in plan(steps, snap(running("r", ready=True)), NOW).topics
+    assert plan(steps, snap(running("r", ready=False)), NOW).topics == set()
+
+
+def test_a_refused_child_of_a_run_continuing_as_new_is_not_sent_to_the_successor() -> None:
+    """The ``child_failed`` reply names the parent run that asked: when that run continues
+    as new in the same step, the reply is dropped, not handed to its successor."""
+    successor = NewRun("w", "r2", "wf", "default", b"", NOW)
+    kid = child("taken", "kid-new")
+    s = step(new_runs=[kid], status="continued_as_new", successor=successor)
+    p = plan([s], snap(running("r"), running("old", "taken")), NOW)
+    assert p.accepted == [True]
+    assert p.deliveries == []
+    assert p.new_runs == [successor]
+    [update] = p.runs
+    assert (update.status, update.closed, update.release) == ("continued_as_new", True, True)
+
+
+def test_a_started_child_is_recorded_with_its_parent_and_can_receive_items_at_once() -> None:
+    kid = child("kid", "k1")
+    s = step(new_runs=[kid], outgoing=[Outgoing("kid", Kind.SIGNAL_RECEIVED, b"hi")])
+    p = plan([s], snap(running("r")), NOW)
+    assert p.parents == {"k1": ("w", "r")}
+    assert [(d.run_id, d.kind, d.data) for d in p.deliveries] == [
+        ("k1", Kind.SIGNAL_RECEIVED, b"hi")
+    ]
+
+
+def test_a_delivery_wakes_claimers_and_nothing_else() -> None:
+    runs = snap(running("r"), running("r2", "w2"))
+    p = plan([step(outgoing=[Outgoing("w2", Kind.SIGNAL_RECEIVED, b"x")])], runs, NOW)
+    assert p.topics == {TOPIC_RUNS}
+    assert p.deliveries == [Delivery("r2", Kind.SIGNAL_RECEIVED, NOW, b"x")]
+
+
+def test_a_gap_names_the_entry_and_the_seq_it_should_have() -> None:
+    bad = StepCommit("r", "w1", 4, [JournalEntry(5, "m", NOW, b""), JournalEntry(7, "m", NOW, b"")])
+    with pytest.raises(
+        ValueError,
+        match=r"Step of run 'r': entry 1 has seq 7, expected 6 \(seqs continue from "
+        r"expected_length 4, gapless\)\.",
+    ):
+        plan([bad], snap(running("r")), NOW)
+
+
+def test_a_refused_child_says_how_to_give_it_a_unique_id() -> None:
+    kid = child("taken", "kid-new")
+    p = plan([step(new_runs=[kid])], snap(running("r"), running("old", "taken")), NOW)
+    [delivery] = p.deliveries
+    record = journal.decode(delivery.kind, delivery.data)
+    assert isinstance(record, journal.ChildFailed)
+    assert record.error.message == (
+        "child workflow 'kid' could not start: id 'taken' is already running (run 'old'); "
+        "give each child a unique id, e.g. durable.call(fn, ..., id=...)"
+    )

@@ -417,12 +417,25 @@ async def test_notify_reaches_a_store_with_another_hub(url: str) -> None:
 
 
 async def test_own_notifications_are_not_forwarded_twice(url: str) -> None:
-    async with PostgresStore(url) as a:
+    """A store notifies its own hub when it commits; its NOTIFY coming back over LISTEN
+    must not notify it again. Rather than sleeping and hoping the echo has arrived, wait
+    for a later commit of another hub: a listener gets notifications in commit order, so
+    once it has heard the other's, it has heard its own echo too."""
+    async with (
+        PostgresStore(url) as a,
+        PostgresStore(url.replace("postgresql", "postgres", 1)) as b,
+    ):
         hub: Hub = a.hub
+        assert hub is not b.hub
         before = hub.generation
         await a.create_run(_run(1, time.time()), if_exists="error")
-        await asyncio.sleep(0.3)  # time for the NOTIFY to come back over LISTEN
-        assert hub.generation == before + 1
+        assert hub.generation == before + 1  # its own commit, told at once
+        await b.create_run(_run(2, time.time()), if_exists="error")
+        deadline = time.monotonic() + 10
+        while not hub.notified_since([run_topic("wf-2")], before + 1):
+            assert time.monotonic() < deadline, "the other store's NOTIFY never came"
+            await asyncio.sleep(0.01)
+        assert hub.generation == before + 2
 
 
 async def test_listener_loss_falls_back_to_polling(

@@ -76,13 +76,32 @@ async def test_use_before_open_and_after_close_raises(store_url: str) -> None:
 
 
 async def test_concurrent_opens_of_an_empty_database_migrate_once(store_url: str) -> None:
+    """Four stores opened at once on an empty database all open, share one database (each
+    sees what every other wrote), and a second round of concurrent opens of the migrated
+    database leaves what is in it alone (no migration runs again over it)."""
     stores = [open_store(store_url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
-        await stores[0].create_run(new_run("a"), if_exists="error")
-        assert (await stores[3].get_run("a")) is not None
+        specs = [new_run(f"w{i}") for i in range(len(stores))]
+        for s, spec in zip(stores, specs, strict=True):
+            await s.create_run(spec, if_exists="error")
+        for s in stores:
+            seen = {r.workflow_id: r.run_id for r in await s.list_runs()}
+            assert seen == {spec.workflow_id: spec.run_id for spec in specs}
     finally:
         for s in stores:
+            await s.aclose()
+    again = [open_store(store_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in again))
+    try:
+        for s, spec in zip(again, specs, strict=True):
+            run = await s.get_run(spec.workflow_id)
+            assert run is not None
+            assert (run.run_id, run.status) == (spec.run_id, "pending")
+            existing, created = await s.create_run(new_run(spec.workflow_id), if_exists="return")
+            assert (existing.run_id, created) == (spec.run_id, False)
+    finally:
+        for s in again:
             await s.aclose()
 
 
