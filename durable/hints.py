@@ -244,9 +244,10 @@ def _ambiguity(hint: object, first: type, later: type) -> str:
     reorder = "" if _fits(first, later) else f", or list {b} before {a}"
     return (
         f"Cannot use the type hint {_hint_name(hint)}: dataclasses travel as the map of their "
-        f"fields, without their class, and a map written from a {b} also fits {a} (every "
-        f"field of {b} is a field of {a}, and {b} has every field {a} requires), so a {b} "
-        f"would come back as a {a}. Give both a field that tells them apart, such as "
+        f"fields, without their class, and a map written from {article(b)} also fits {a} "
+        f"(every field of {b} is a field of {a}, and {b} has every field {a} requires), so "
+        f"{article(b)} would come back as {article(a)}. Give both a field that tells them "
+        "apart, such as "
         f'kind: Literal["{a.lower()}"] = "{a.lower()}" in {a} and '
         f'kind: Literal["{b.lower()}"] = "{b.lower()}" in {b}{reorder}.'
     )

@@ -606,3 +606,19 @@ def test_a_class_whose_hints_cannot_be_read_yet_is_not_called_ambiguous() -> Non
     for it (decoding it reports the unresolvable hint), and the other member decodes."""
     for hint in (Cat | DanglingCat, DanglingCat | Cat):
         assert plain({"name": "x"}, hint) == Cat("x")
+
+
+@dataclasses.dataclass
+class Owl:
+    name: str
+
+
+@dataclasses.dataclass
+class Emu:
+    name: str
+
+
+def test_the_ambiguity_message_reads_as_english() -> None:
+    with pytest.raises(SerializationError) as refused:
+        payload.decode(payload.encode(Emu("e")), Owl | Emu)
+    assert "so an Emu would come back as an Owl." in str(refused.value)
