@@ -80,11 +80,13 @@ class WorkflowInfo:
 
 @dataclass
 class Command:
-    """A command the code issued: journaled as ``kind``/``data`` at ``seq``."""
+    """A command the code issued: journaled as ``kind``/``data`` at ``seq``. ``record`` is
+    the typed command it was built from (``data`` adds its branch and group)."""
 
     seq: int
     kind: str
     data: dict[str, Any]
+    record: journal.Record
 
 
 @dataclass
@@ -478,7 +480,7 @@ class WorkflowRun:
             self._expected_pos += 1
         if kind not in CLOSING_KINDS:
             self._loop.branches.tag(asyncio.current_task(self._loop), kind, seq, data)
-        self._commands.append(Command(seq, kind, data))
+        self._commands.append(Command(seq, kind, data, record))
         return seq
 
     def _annotate(self, record: journal.Record) -> None:

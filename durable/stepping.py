@@ -60,7 +60,6 @@ class Driver:
         "local",
         "pending",
         "reclaimed",
-        "record_length",
         "run_id",
         "seen_inbox",
         "stepping",
@@ -86,7 +85,6 @@ class Driver:
         # step that hands it back must not drop the driver (`again`: step once more).
         self.reclaimed = False
         self.again = False
-        self.record_length = 0
         self.warned = False
 
 
@@ -146,7 +144,6 @@ class RunStepping:
         driver.claimed = claimed
         driver.held = True
         driver.reclaimed = driver.stepping
-        driver.record_length = run.history_length
         # A run not started yet gets its start input, once: not again when a claim made
         # while its first step commits still says history 0 (the engine has started it).
         fresh = driver.engine is None or driver.engine.history_length == 0
@@ -393,7 +390,6 @@ class RunStepping:
             driver.pending = inputs + driver.pending  # finished attempts are delivered apart
             self._forget(driver)
             return False
-        driver.record_length = engine.history_length
         for attempt in local:
             driver.local[attempt.task_id] = attempt.context
             self._waiting.append((driver, attempt))
@@ -428,7 +424,7 @@ class RunStepping:
         assert run is not None
         local: list[Attempt] = []
         for cmd in commands:
-            rec = journal.from_data(cmd.kind, cmd.data)
+            rec = cmd.record
             if isinstance(rec, journal.ActivityScheduled):
                 task_id = journal.task_id(run.run_id, cmd.seq)
                 adefn = self.activities.get(rec.name)

@@ -38,6 +38,7 @@ __all__ = [
     "pending",
     "problem",
     "readable",
+    "readable_value",
 ]
 
 HISTORY_WARN = 20_000  # journal length past which describe() and the worker's log warn
@@ -98,7 +99,7 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-def _value(data: bytes | None) -> Any:
+def readable_value(data: bytes | None) -> Any:
     """A payload decoded for people: the raw bytes where it cannot be decoded."""
     if data is None:
         return None
@@ -109,7 +110,7 @@ def _value(data: bytes | None) -> Any:
 
 
 def _args(data: bytes) -> Any:
-    decoded = _value(data)
+    decoded = readable_value(data)
     if isinstance(decoded, dict) and "args" in decoded:
         kwargs = decoded.get("kwargs") or {}
         return [*decoded["args"], kwargs] if kwargs else list(decoded["args"])
@@ -185,7 +186,7 @@ class _Builder:
             if step is not None:
                 step["closed_at"] = _dt(t)
                 if isinstance(rec, journal.ChildCompleted):
-                    step.update(status="completed", output=_value(rec.result))
+                    step.update(status="completed", output=readable_value(rec.result))
                 else:
                     status = "cancelled" if rec.status in ("cancelled", "terminated") else "failed"
                     step.update(status=status, error=rec.error)
@@ -204,7 +205,7 @@ class _Builder:
             open_waits = self.waits.get(rec.name)
             if open_waits:
                 step = self.steps[open_waits.pop(0)]
-                step.update(status="completed", output=_value(rec.value), closed_at=_dt(t))
+                step.update(status="completed", output=readable_value(rec.value), closed_at=_dt(t))
         elif isinstance(rec, journal.Published):
             self.add(
                 seq,
@@ -213,7 +214,7 @@ class _Builder:
                 t,
                 name=rec.key,
                 status="completed",
-                input=_value(rec.value),
+                input=readable_value(rec.value),
                 closed_at=_dt(t),
             )
         elif isinstance(rec, journal.Marker):
@@ -242,7 +243,7 @@ class _Builder:
         number = len(step["attempts"]) + 1
         if isinstance(rec, journal.ActivityCompleted):
             step["attempts"].append(Attempt(number, _dt(rec.started_at), _dt(t), rec.worker, None))
-            step.update(status="completed", output=_value(rec.result), error=None)
+            step.update(status="completed", output=readable_value(rec.result), error=None)
         else:
             number = max(number, rec.attempts)
             cancelled = rec.error.type == "CancelledError"
@@ -288,7 +289,7 @@ class _Builder:
         if task is None:
             return
         if task.status == "running":
-            heartbeat = _value(task.heartbeat_details)
+            heartbeat = readable_value(task.heartbeat_details)
             step["attempts"].append(
                 Attempt(task.attempt, None, None, task.lease_owner, None, heartbeat)
             )
@@ -384,7 +385,7 @@ def readable(kind: str, data: bytes) -> dict[str, Any]:
     out = rec.to_data()
     for key in ("args", "result", "value"):
         if isinstance(out.get(key), bytes):
-            out[key] = _value(out[key])
+            out[key] = readable_value(out[key])
     if isinstance(out.get("error"), dict):
         out["error"] = RemoteError.from_dict(out["error"])
     return out

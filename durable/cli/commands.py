@@ -15,9 +15,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import payload
 from ..client import Client, WorkflowDescription, WorkflowHandle
 from ..errors import WorkflowAlreadyExists, WorkflowCancelled, WorkflowFailed
+from ..steps import readable_value
 from ..store import CLOSED_STATUSES, TOPIC_RUNS, TOPIC_TASKS, Store, run_topic
 from . import render
 
@@ -184,20 +184,13 @@ async def _view(client: Client, handle: WorkflowHandle[Any]) -> render.RunView:
     d = await handle.describe()
     steps = await handle.steps()
     extras = await (await _store(client)).read_extras(d.id, d.run_id)
-    published = {k: _decoded(v) for k, v in extras.published.items()}
+    published = {k: readable_value(v) for k, v in extras.published.items()}
     retry_at = {
         t.seq: datetime.fromtimestamp(t.visible_at, UTC)
         for t in extras.tasks
         if t.status == "queued"
     }
     return render.RunView(d, steps, published, await handle.history(), _now(), retry_at)
-
-
-def _decoded(data: bytes) -> Any:
-    try:
-        return payload.decode(data)
-    except Exception:
-        return data  # shown as base64 rather than hiding the rest
 
 
 async def show(args: argparse.Namespace) -> int:
