@@ -98,7 +98,11 @@ async def send_problem(send: Send, problem: Problem) -> None:
     """Answer ``problem`` on a raw ASGI ``send`` (from a middleware, outside routing)."""
     response = problem_response(problem)
     await send(
-        {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
     )
     await send({"type": "http.response.body", "body": response.body})
 
