@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from typing import Any
 
 from ..client import Client
@@ -49,9 +50,13 @@ async def serve(args: argparse.Namespace) -> int:
     uvicorn, server = _modules()
 
     class Server(uvicorn.Server):  # type: ignore[misc,name-defined]
-        async def shutdown(self, sockets: Any = None) -> None:
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
             service.close()  # long polls and event streams end now, not at the grace's end
-            await super().shutdown(sockets)
+            if sig == signal.SIGTERM:
+                # A supervisor's stop is a graceful exit (status 0), as for `durable
+                # worker`; uvicorn would re-raise it once stopped and die of it.
+                self._captured_signals.remove(sig)
 
     async with Client(args.db) as client:
         await client._open()  # a bad URL or an unreachable database fails here, said plainly

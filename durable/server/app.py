@@ -26,10 +26,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..client import Client
+from ..errors import StoreError
 from ..store import Store
 from . import events, openapi, tasks, workflows
 from .auth import BearerAuth
-from .problems import Problem, ProblemMiddleware, handle_http, handle_problem
+from .problems import (
+    Problem,
+    ProblemMiddleware,
+    handle_http,
+    handle_problem,
+    handle_store_error,
+)
 from .routing import Endpoint, json_response, starlette_routes
 
 __all__ = ["ENDPOINTS", "Service", "create_app"]
@@ -109,7 +116,11 @@ def create_app(client: Client, token: str | None = None) -> Starlette:
     middleware = [Middleware(ProblemMiddleware)]
     if service.token is not None:
         middleware.append(Middleware(BearerAuth, token=service.token))
-    handlers: dict[Any, Any] = {Problem: handle_problem, HTTPException: handle_http}
+    handlers: dict[Any, Any] = {
+        Problem: handle_problem,
+        HTTPException: handle_http,
+        StoreError: handle_store_error,
+    }
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.durable = service
     return app

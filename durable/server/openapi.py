@@ -53,7 +53,7 @@ def _operation(endpoint: Endpoint, secured: bool) -> dict[str, Any]:
         responses[str(status)] = {"description": description, "content": content}
         if not content:
             del responses[str(status)]["content"]
-    problems = set(endpoint.problems) | {500}
+    problems = set(endpoint.problems) | {500, 503}
     if secured:
         problems.add(401)
     for status in sorted(problems):

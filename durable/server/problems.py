@@ -27,6 +27,7 @@ __all__ = [
     "ProblemMiddleware",
     "handle_http",
     "handle_problem",
+    "handle_store_error",
     "problem_body",
     "problem_response",
     "send_problem",
@@ -111,6 +112,15 @@ async def handle_problem(request: Request, exc: Exception) -> Response:
     """Starlette's exception handler for `Problem`."""
     assert isinstance(exc, Problem)
     return problem_response(exc)
+
+
+async def handle_store_error(request: Request, exc: Exception) -> Response:
+    """Starlette's exception handler for `durable.errors.StoreError`: the database cannot
+    be used (unreachable, closed, a newer schema); 503, saying why (URLs come redacted)."""
+    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        Problem(503, f"The database cannot be used right now: {exc} Retry later.")
+    )
 
 
 async def handle_http(request: Request, exc: Exception) -> Response:
