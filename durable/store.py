@@ -51,6 +51,8 @@ __all__ = [
     "SECRET_PARAMETERS",
     "STATUSES",
     "TOPIC_RUNS",
+    "TOPIC_STATUS",
+    "TOPIC_STEPS",
     "TOPIC_TASKS",
     "TOPIC_TIMERS",
     "ClaimedRun",
@@ -71,6 +73,7 @@ __all__ = [
     "open_store",
     "redact_url",
     "run_topic",
+    "steps_topic",
 ]
 
 #: Every run status, in the order a run goes through them.
@@ -89,11 +92,21 @@ CLOSED_STATUSES = frozenset(STATUSES[2:])
 TOPIC_RUNS = "runs"  # a run was created or became ready
 TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
 TOPIC_TIMERS = "timers"  # a timer or a delayed task was created
+# For live views (durable server's events), never waited on by workers:
+TOPIC_STATUS = "status"  # a run was created or its status changed (with its run_topic)
+TOPIC_STEPS = "steps"  # steps were committed to runs a NOTIFY had no room to name
 
 
 def run_topic(workflow_id: str) -> str:
-    """The topic notified when a workflow's state changes (closed, published, continued)."""
+    """The topic notified when a workflow's state changes (created, status, published,
+    continued)."""
     return f"run:{workflow_id}"
+
+
+def steps_topic(workflow_id: str) -> str:
+    """The topic notified when a step of the workflow's run is committed (new journal
+    entries); separate from `run_topic` so that ``result()`` waiters sleep through steps."""
+    return f"steps:{workflow_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,10 +86,20 @@ async def approval(order: str) -> str:
 
 
 @durable.workflow
+async def relay(rounds: int) -> int:
+    """Each round waits for the signal ``next``, then greets (no publish, no status change:
+    only its steps tell that it moved)."""
+    for n in range(rounds):
+        await durable.wait_signal("next")
+        await greet(str(n))
+    return rounds
+
+
+@durable.workflow
 async def fails(why: str) -> None:
     """Fails at once, with ``why`` as the message."""
     raise durable.ApplicationError(why, type="Refused", non_retryable=True)
 
 
-WORKFLOWS = [hello, rich, approval, fails]
+WORKFLOWS = [hello, rich, approval, relay, fails]
 ACTIVITIES = [greet]

@@ -37,6 +37,7 @@ from durable.notify import hub_for
 from durable.plan import check_entries, lookups, plan
 from durable.store import (
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     ClaimedRun,
@@ -241,7 +242,7 @@ class PostgresStore(Store):
             for run, if_exists in runs:
                 result = await _create_one(conn, run, if_exists)
                 if isinstance(result, tuple) and result[1]:
-                    topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+                    topics.update((TOPIC_RUNS, TOPIC_STATUS, run_topic(run.workflow_id)))
                 results.append(result)
             return results, topics
 
@@ -408,7 +409,7 @@ class PostgresStore(Store):
             )  # fmt: skip
             await commit.lock_tasks(conn, (), [run_id])
             await commit.close_leftovers(conn, [run_id])
-            topics = {run_topic(row.workflow_id)}
+            topics = {TOPIC_STATUS, run_topic(row.workflow_id)}
             routed = await commit.route_one(conn, parent_item, now) if parent_item else None
             if routed is not None:
                 await commit.deliver(conn, [routed])

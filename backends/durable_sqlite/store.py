@@ -56,6 +56,7 @@ from durable.notify import hub_for
 from durable.store import (
     CLOSED_STATUSES,
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     ClaimedRun,
@@ -333,7 +334,7 @@ class SQLiteStore(Wakeups, Store):
                     db.execute("DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,))
                 _steps.insert_runs(db, [run])
                 results.append((pending_record(run), True))
-                topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+                topics.update((TOPIC_RUNS, TOPIC_STATUS, run_topic(run.workflow_id)))
             return results
 
         results = await self._write(body)
@@ -475,7 +476,7 @@ class SQLiteStore(Wakeups, Store):
                 (error, now, now, length + 1, run_id),
             )
             _steps.close_runs(db, [run_id])
-            topics = {run_topic(workflow_id)}
+            topics = {TOPIC_STATUS, run_topic(workflow_id)}
             routed = _steps.route_one(db, parent_item, now) if parent_item else None
             if routed is not None:
                 _steps.deliver(db, [routed])
