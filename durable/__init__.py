@@ -28,6 +28,8 @@ General layout (one concept per module):
 - errors      DurableError and its shallow tree
 - testing     WorkflowEnvironment: in-process backend, worker and client with time skipping;
               store_contract: the storage contract suite every backend must pass
+- server      the HTTP API (`durable server`, the `server` extra): routes as data, OpenAPI,
+              problems, bearer token, server-sent events
 - cli         the `durable` command
 """
 

@@ -45,6 +45,8 @@ async def test_bad_json_and_wrong_shapes_name_what_to_fix(api: Api) -> None:
     assert "tags.k must be string" in problem(r, 400)
     r = await api.http.post(start, json={"args": ["a"], "id": ""})
     assert "must not be empty" in problem(r, 400)
+    r = await api.http.get("/v1/workflows", params={"stauts": "failed"})
+    assert "Unknown query parameter 'stauts'" in problem(r, 400)
     r = await api.http.get("/v1/workflows", params={"tag": "no-colon"})
     assert "must be KEY:VALUE" in problem(r, 400)
     r = await api.http.get("/v1/workflows/x/result", params={"wait": "soon"})

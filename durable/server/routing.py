@@ -213,8 +213,16 @@ async def _body(request: Request, endpoint: Endpoint) -> Any:
 
 
 def _handler(endpoint: Endpoint, service: Service) -> Callable[[Request], Awaitable[Response]]:
+    known = {p.name for p in endpoint.params if p.where == "query"}
+
     async def handle(request: Request) -> Response:
         path = {k: str(v) for k, v in request.path_params.items()}
+        for name in request.query_params:
+            if name not in known:  # a typo (?stauts=) must not pass as "no filter"
+                choices = ", ".join(sorted(known)) or "none"
+                raise Problem(
+                    400, f"Unknown query parameter {name!r} (this endpoint takes: {choices})."
+                )
         query = {p.name: _query(request, p) for p in endpoint.params if p.where == "query"}
         body = await _body(request, endpoint) if endpoint.body is not None else None
         return await endpoint.handler(Call(request, service, path, query, body))
