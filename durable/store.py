@@ -474,6 +474,13 @@ class Store(abc.ABC):
         exist."""
 
     @abc.abstractmethod
+    async def count_runs(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> dict[str, int]:
+        """How many runs (current or not) have each status, filtered by ``name`` and
+        ``tags`` as `list_runs` filters; statuses no run has are left out."""
+
+    @abc.abstractmethod
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries with ``seq > after_seq``, in order."""
 

@@ -297,6 +297,23 @@ class PostgresStore(Store):
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return [run_record(row) for row in rows]
 
+    async def count_runs(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> dict[str, int]:
+        """See `Store.count_runs` (``runs_status_idx`` covers it)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if name is not None:
+            args.append(name)
+            clauses.append(f"name = ${len(args)}")
+        if tags:
+            args.append(tags_json(tags))
+            clauses.append(f"tags @> ${len(args)}::jsonb")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status"
+        rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
+        return {row["status"]: row["n"] for row in rows}
+
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """See `Store.read_journal`."""
         rows = await self._db.read(

@@ -391,6 +391,24 @@ class SQLiteStore(Wakeups, Store):
         )
         return [run_record(row) for row in await self._read(sql, (*params, limit))]
 
+    async def count_runs(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> dict[str, int]:
+        """Runs per status; see `Store.count_runs` (``runs_status`` covers it)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        for key, value in (tags or {}).items():
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(runs.tags) AS t WHERE t.key = ? AND t.value = ?)"
+            )
+            params += [key, value]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(f"SELECT status, COUNT(*) FROM runs {clause} GROUP BY status", params)
+        return {status: count for status, count in rows}
+
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries after ``after_seq``, in order."""
         rows = await self._read(

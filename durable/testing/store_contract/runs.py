@@ -639,6 +639,9 @@ async def test_tags_are_stored_and_every_given_tag_must_match(store: Store) -> N
     assert ids(await store.list_runs(tags={"customer": "acme", "tier": "3"})) == []
     assert ids(await store.list_runs(tags={"tier": "2"}, name="wf")) == ["t1"]
     assert ids(await store.list_runs(tags={"customer": "acm"})) == []  # exact values only
+    assert await store.count_runs() == {"pending": 4}
+    assert await store.count_runs(tags={"customer": "acme"}) == {"pending": 2}
+    assert await store.count_runs(name="other") == {}
     # a successor (continue-as-new) and a child are created with the tags they are given
     [claimed] = await claim(store, "w1", now=5.0, limit=1)  # t1, the oldest
     step = StepCommit(
@@ -652,6 +655,11 @@ async def test_tags_are_stored_and_every_given_tag_must_match(store: Store) -> N
     )
     assert await store.commit_steps([step], 6.0) == [True]
     assert ids(await store.list_runs(tags={"role": "child"})) == ["child"]
+    assert await store.count_runs() == {"pending": 5, "continued_as_new": 1}
+    assert await store.count_runs(tags={"customer": "acme"}) == {  # t2, the successor, the child
+        "pending": 3,
+        "continued_as_new": 1,
+    }
     successor = await store.get_run(claimed.run.workflow_id)
     assert successor is not None
     assert successor.run_id != claimed.run.run_id
