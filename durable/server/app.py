@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..client import Client
+from ..console import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
 from . import events, openapi, tasks, workflows
@@ -111,6 +112,7 @@ def create_app(client: Client, token: str | None = None) -> Starlette:
 
     routes = [
         *starlette_routes(ENDPOINTS, service),
+        *console_routes(),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
     ]
     middleware = [Middleware(ProblemMiddleware)]

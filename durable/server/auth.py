@@ -18,24 +18,50 @@ from .problems import Problem, send_problem
 __all__ = ["BearerAuth", "check_exposure", "is_loopback"]
 
 
+# The console's own ways in: its sign-in page and its assets need no token.
+_OPEN_PATHS = ("/login", "/static/")
+
+
 class BearerAuth:
-    """ASGI middleware answering 401 (a problem) to any HTTP request without the token."""
+    """ASGI middleware answering 401 (a problem) to any HTTP request without the token.
+
+    The console's browser sessions carry the token in the ``durable_token`` cookie
+    (``SameSite=Strict``, so no other site's page can make the browser send it), set by
+    its ``/login``; a console page asked for without it redirects there.
+    """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
+        self._token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope.get("path", "")
         given = b""
+        cookie = b""
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 given = value
-                break
-        if hmac.compare_digest(given, self._expected):
+            elif name == b"cookie":
+                cookie = value
+        if hmac.compare_digest(given, self._expected) or path.startswith(_OPEN_PATHS):
             await self.app(scope, receive, send)
+            return
+        if not given and hmac.compare_digest(_cookie(cookie, b"durable_token"), self._token):
+            await self.app(scope, receive, send)
+            return
+        if not given and _is_page(path) and scope.get("method") == "GET":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 303,
+                    "headers": [(b"location", b"/login"), (b"content-length", b"0")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
             return
         detail = (
             "This server needs a token: send the header 'Authorization: Bearer TOKEN' with "
@@ -46,6 +72,20 @@ class BearerAuth:
         problem = Problem(401, detail)
         problem.headers["WWW-Authenticate"] = 'Bearer realm="durable"'
         await send_problem(send, problem)
+
+
+def _cookie(header: bytes, name: bytes) -> bytes:
+    """The value of cookie ``name`` in a ``Cookie`` header (empty if absent)."""
+    for part in header.split(b";"):
+        key, sep, value = part.strip().partition(b"=")
+        if sep and key == name:
+            return value
+    return b""
+
+
+def _is_page(path: str) -> bool:
+    """Whether ``path`` is one of the console's pages (not the API or its document)."""
+    return not (path.startswith("/v1/") or path == "/openapi.json")
 
 
 def is_loopback(host: str) -> bool:
