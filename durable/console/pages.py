@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -39,6 +39,7 @@ PAGE_SIZE = 50  # runs per page of the list
 VALUE_CHARS = 20_000  # characters of one value shown on a page (the API has all of it)
 STEPS_SHOWN = 500  # rows of the steps table (failed and open steps always among them)
 FRAGMENT_HEADER = "x-durable-fragment"
+FORM_BYTES = 256 * 1024  # largest form the console takes (a signal's JSON value)
 
 _env = Environment(
     loader=PackageLoader("durable.console", "templates"),
@@ -218,8 +219,19 @@ def _selected(steps: list[_steps.Step], seq: str | None) -> _steps.Step | None:
 
 async def _form(request: Request) -> dict[str, str] | Response:
     """The POSTed form, or the refusal when it did not come from this console."""
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    # The console's forms are small and urlencoded: parsed here rather than with
+    # python-multipart, which Starlette's request.form() would need installed.
+    body = await request.body()
+    if len(body) > FORM_BYTES:
+        return _page(
+            request,
+            "refused.html",
+            status=413,
+            title="too large",
+            why=f"The form is over {FORM_BYTES // 1024} KiB; send large values "
+            "with the HTTP API instead.",
+        )
+    fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     if not guard.same_origin(request) or not guard.check_csrf(request, fields.get("csrf")):
         return _page(
             request,
