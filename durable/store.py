@@ -35,7 +35,7 @@ import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
@@ -62,6 +62,7 @@ __all__ = [
     "NewTask",
     "NewTimer",
     "Outgoing",
+    "QueueStats",
     "RunExtras",
     "RunRecord",
     "StepCommit",
@@ -70,6 +71,7 @@ __all__ = [
     "TaskRecord",
     "WorkerRecord",
     "is_secret_parameter",
+    "merge_queue_stats",
     "open_store",
     "redact_url",
     "run_topic",
@@ -340,6 +342,18 @@ class RunExtras(NamedTuple):
     published: dict[str, bytes]
     tasks: list[TaskRecord]
     timers: dict[int, float]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """How much work waits on one queue (`Store.queue_stats`), for operators."""
+
+    queue: str
+    tasks_waiting: int  # activity tasks queued and due: waiting for a worker of this queue
+    oldest_task_at: float | None  # since when the longest-waiting of them has been due
+    tasks_delayed: int  # queued for a later attempt (retry backoff)
+    runs_waiting: int  # open runs a worker could claim now (work, and no live lease)
+    oldest_run_at: float | None  # the last change of the longest-waiting of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,6 +638,13 @@ class Store(abc.ABC):
         task not yet visible, or ``None`` if there is none."""
 
     @abc.abstractmethod
+    async def queue_stats(self, now: float) -> list[QueueStats]:
+        """Per queue with any waiting work, by queue name: queued tasks, and open runs not
+        parked that a worker could claim now (ready without a lease, or holding a lease
+        expired by ``now``: what `claim_runs` would take); queues with nothing waiting are
+        left out."""
+
+    @abc.abstractmethod
     async def list_workers(self) -> list[WorkerRecord]:
         """The workers that have registered and not deregistered or gone silent."""
 
@@ -640,6 +661,31 @@ class Store(abc.ABC):
         (LISTEN/NOTIFY, or a poll whose interval is a documented constant).
         """
         await self.hub.wait(topics, timeout, since)
+
+
+def merge_queue_stats(
+    tasks: Sequence[Sequence[Any]], runs: Sequence[Sequence[Any]]
+) -> list[QueueStats]:
+    """`QueueStats` from a backend's two aggregates: ``(queue, due, oldest due, delayed)``
+    rows of queued tasks and ``(queue, count, oldest)`` rows of waiting runs."""
+    out: dict[str, dict[str, Any]] = {}
+    for queue, due, oldest, delayed in tasks:
+        out.setdefault(queue, {}).update(
+            tasks_waiting=int(due or 0), oldest_task_at=oldest, tasks_delayed=int(delayed or 0)
+        )
+    for queue, count, oldest in runs:
+        out.setdefault(queue, {}).update(runs_waiting=int(count), oldest_run_at=oldest)
+    return [
+        QueueStats(
+            queue=queue,
+            tasks_waiting=v.get("tasks_waiting", 0),
+            oldest_task_at=v.get("oldest_task_at"),
+            tasks_delayed=v.get("tasks_delayed", 0),
+            runs_waiting=v.get("runs_waiting", 0),
+            oldest_run_at=v.get("oldest_run_at"),
+        )
+        for queue, v in sorted(out.items())
+    ]
 
 
 #: The entry-point group a backend registers its `Store` class under, one name per URL scheme.

@@ -146,3 +146,16 @@ async def test_with_a_token_the_console_asks_for_it_once(store_url: str) -> None
             assert (await browser.get("/static/console.js")).status_code == 200
         async with httpx.AsyncClient(base_url=api.url) as stranger:
             assert (await stranger.get("/v1/workflows")).status_code == 401
+
+
+async def test_the_workers_page_shows_workers_and_what_waits_on_each_queue(api: Api) -> None:
+    await api.start("hello", "ada", id="served")
+    await api.outcome("served")
+    await api.start("hello", "bob", id="stuck", queue="nobody-serves-this")
+    page = (await api.http.get("/workers")).text
+    assert re.search(r'<tr data-worker="[^"]+"><td class="mono">', page)
+    row = re.search(r'<tr data-queue="nobody-serves-this">(.*?)</tr>', page, re.S)
+    assert row, page
+    assert "<td>1</td>" in row.group(1)  # one run waiting
+    assert "no worker serves this queue" in row.group(1)
+    assert 'data-queue="default"' not in page  # served, and nothing waits there

@@ -45,6 +45,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    QueueStats,
     RunExtras,
     RunRecord,
     StepCommit,
@@ -52,6 +53,7 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
+    merge_queue_stats,
     run_topic,
 )
 
@@ -630,6 +632,29 @@ class PostgresStore(Store):
             return next_due, (TOPIC_RUNS,) if fired else ()
 
         return await self._write(op)
+
+    async def queue_stats(self, now: float) -> list[QueueStats]:
+        """See `Store.queue_stats`."""
+
+        async def read(conn: Any) -> tuple[list[Any], list[Any]]:
+            tasks = await conn.fetch(
+                "SELECT queue, COUNT(*) FILTER (WHERE visible_at <= $1), "
+                "MIN(visible_at) FILTER (WHERE visible_at <= $1), "
+                "COUNT(*) FILTER (WHERE visible_at > $1) "
+                "FROM tasks WHERE status = 'queued' GROUP BY queue",
+                now,
+            )
+            runs = await conn.fetch(
+                "SELECT queue, COUNT(*), MIN(updated_at) FROM runs WHERE closed_at IS NULL AND "
+                "NOT parked AND ((ready AND lease_owner IS NULL) OR "
+                "(lease_owner IS NOT NULL AND lease_expires_at <= $1)) GROUP BY queue",
+                now,
+            )
+            return [tuple(r) for r in tasks], [tuple(r) for r in runs]
+
+        tasks, runs = await self._db.read(read)
+        stats: list[QueueStats] = merge_queue_stats(tasks, runs)
+        return stats
 
     async def list_workers(self) -> list[WorkerRecord]:
         """See `Store.list_workers`."""

@@ -64,6 +64,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    QueueStats,
     RunExtras,
     RunRecord,
     StepCommit,
@@ -72,6 +73,7 @@ from durable.store import (
     TaskRecord,
     WorkerRecord,
     is_secret_parameter,
+    merge_queue_stats,
     redact_url,
     run_topic,
 )
@@ -406,8 +408,8 @@ class SQLiteStore(Wakeups, Store):
             )
             params += [key, value]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._read(f"SELECT status, COUNT(*) FROM runs {clause} GROUP BY status", params)
-        return {status: count for status, count in rows}
+        sql = f"SELECT status, COUNT(*) FROM runs {clause} GROUP BY status"
+        return {str(row[0]): int(row[1]) for row in await self._read(sql, params)}
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries after ``after_seq``, in order."""
@@ -698,6 +700,22 @@ class SQLiteStore(Wakeups, Store):
         if fired[1]:
             self.hub.notify([TOPIC_RUNS])
         return fired[0]
+
+    async def queue_stats(self, now: float) -> list[QueueStats]:
+        """See `Store.queue_stats` (``tasks_queue`` and ``runs_ready`` cover it)."""
+        tasks = await self._read(
+            "SELECT queue, SUM(visible_at <= ?), "
+            "MIN(CASE WHEN visible_at <= ? THEN visible_at END), SUM(visible_at > ?) "
+            "FROM tasks WHERE status = 'queued' GROUP BY queue",
+            (now, now, now),
+        )
+        runs = await self._read(
+            "SELECT queue, COUNT(*), MIN(updated_at) FROM runs WHERE closed_at IS NULL AND "
+            "parked = 0 AND ((ready = 1 AND lease_owner IS NULL) OR "
+            "(lease_owner IS NOT NULL AND lease_expires_at <= ?)) GROUP BY queue",
+            (now,),
+        )
+        return merge_queue_stats(tasks, runs)
 
     async def list_workers(self) -> list[WorkerRecord]:
         """The registered workers not yet deregistered or dropped as silent."""

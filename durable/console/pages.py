@@ -3,9 +3,9 @@
 ``/`` lists runs (filters by status, name, tag and id; counts per status; cursor paging),
 ``/runs/{id}`` shows one run (older runs with ``?run_id=``): its state, input, result or
 error with traceback, pending steps, published values, steps, and the actions signal,
-cancel and terminate. Pages read without JavaScript; with it, `static/console.js` keeps
-them live over ``/v1/events`` by re-fetching the page's ``#live`` part
-(``X-Durable-Fragment: 1`` asks for just that part).
+cancel and terminate; ``/workers`` the live workers and what waits on each queue. Pages
+read without JavaScript; with it, `static/console.js` keeps them live over ``/v1/events``
+by re-fetching the page's ``#live`` part (``X-Durable-Fragment: 1`` asks for just that).
 
 Every value shown passes through Jinja2 with autoescaping on: a workflow id or an input
 holding ``<script>`` is shown as text, never run.
@@ -194,6 +194,43 @@ async def run_page(request: Request) -> Response:
     )
 
 
+async def workers_page(request: Request) -> Response:
+    """``/workers``: live workers and what they serve; per queue, what waits and since when."""
+    service: Service = request.app.state.durable
+    store = await service.store()
+    now = service.client.clock.now()
+    workers = await store.list_workers()
+    queues = await store.queue_stats(now)
+    served = {q for w in workers for q in w.queues}
+    rows = [
+        {
+            "queue": q.queue,
+            "served": q.queue in served,
+            "tasks": q.tasks_waiting,
+            "delayed": q.tasks_delayed,
+            "runs": q.runs_waiting,
+            "oldest": _since(min(t for t in (q.oldest_task_at, q.oldest_run_at) if t is not None))
+            if q.oldest_task_at is not None or q.oldest_run_at is not None
+            else None,
+        }
+        for q in queues
+    ]
+    idle = sorted(served - {q.queue for q in queues})
+    return _page(
+        request,
+        "workers.html",
+        title="queues and workers",
+        workers=[(w, _since(w.started_at), _since(w.heartbeat_at)) for w in workers],
+        queues=rows,
+        idle=idle,
+        live="runs",
+    )
+
+
+def _since(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
 def _step_counts(steps: list[_steps.Step]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for step in steps:
@@ -315,6 +352,7 @@ def routes() -> list[BaseRoute]:
         Route("/", runs_page, methods=["GET"]),
         Route("/runs/{id:path}/{action:str}", act, methods=["POST"]),
         Route("/runs/{id:path}", run_page, methods=["GET"]),
+        Route("/workers", workers_page, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Mount("/static", app=StaticFiles(packages=[("durable.console", "static")]), name="static"),
     ]

@@ -14,6 +14,7 @@ from durable.errors import StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.store import (
     NewTimer,
     Outgoing,
+    QueueStats,
     StepCommit,
     Store,
     open_store,
@@ -52,6 +53,7 @@ __all__ = [
     "test_list_runs_pages_after_a_run_in_one_stable_order",
     "test_park_and_unpark_by_a_registering_worker",
     "test_published_values_are_upserted",
+    "test_queue_stats_count_what_waits_for_a_worker",
     "test_release_lease_lets_another_worker_claim",
     "test_send_targets_current_or_given_run",
     "test_tags_are_stored_and_every_given_tag_must_match",
@@ -664,3 +666,37 @@ async def test_tags_are_stored_and_every_given_tag_must_match(store: Store) -> N
     assert successor is not None
     assert successor.run_id != claimed.run.run_id
     assert dict(successor.tags) == dict(claimed.run.tags)
+
+
+async def test_queue_stats_count_what_waits_for_a_worker(store: Store) -> None:
+    """Due queued tasks (and since when the oldest is due), tasks delayed for a retry, and
+    open runs with work but no live lease, per queue; a queue with nothing waiting is
+    left out, and so is a run a worker holds."""
+    assert await store.queue_stats(10.0) == []
+    run_id = await start(store, "busy")  # claimed and leased by w1: not waiting
+    await store.create_run(new_run("idle", at=4.0, queue="slow"), if_exists="error")
+    step = StepCommit(
+        run_id,
+        "w1",
+        1,
+        entries(2, "activity_scheduled", "activity_scheduled", "activity_scheduled"),
+        new_tasks=[
+            new_task(run_id, "busy", 2, queue="media", visible_at=5.0),
+            new_task(run_id, "busy", 3, queue="media", visible_at=7.0),
+            new_task(run_id, "busy", 4, queue="media", visible_at=50.0),  # a retry's backoff
+        ],
+    )
+    assert await store.commit_steps([step], 8.0) == [True]
+    assert await store.queue_stats(10.0) == [
+        QueueStats("media", 2, 5.0, 1, 0, None),
+        QueueStats("slow", 0, None, 0, 1, 4.0),
+    ]
+    await claim_tasks(store, "w2", now=10.0, queues=["media"], names=["act"], limit=1)
+    [media, _] = await store.queue_stats(10.0)
+    assert (media.tasks_waiting, media.oldest_task_at) == (1, 7.0)
+    # once the run's lease has lapsed (its worker died), the run waits for a worker too
+    assert await store.queue_stats(LEASE + 1) == [
+        QueueStats("default", 0, None, 0, 1, 8.0),
+        QueueStats("media", 2, 7.0, 0, 0, None),
+        QueueStats("slow", 0, None, 0, 1, 4.0),
+    ]
