@@ -109,7 +109,8 @@ def synthetic(n: int, *, fan_out: int = 0, failed_every: int = 0) -> list[Step]:
         fanned = seq <= fan_out
         status = "failed" if failed_every and seq % failed_every == 0 else "completed"
         error = RemoteError("ValueError", f"step {seq} failed") if status == "failed" else None
-        attempt = Attempt(1, at + timedelta(milliseconds=200), at + timedelta(seconds=1), "w", error)
+        began = at + timedelta(milliseconds=200)
+        attempt = Attempt(1, began, at + timedelta(seconds=1), "w", error)
         out.append(
             Step(
                 seq=seq,

@@ -1,0 +1,469 @@
+"""Series-parallel layering of a run's steps into a `Graph` (see `durable.console.graph`).
+
+Each branch becomes a sequence of items in journal order: its own steps, fan-outs (futures
+it gathered, or the tasks it spawned together) and lone tasks. Items become blocks — a box,
+a sequence, or columns between a fork and a join — which are measured bottom up and placed
+top down. Fan-outs fold into one group box unless expanded; sequences and the node budget
+fold what would not fit; every step is counted once as drawn, grouped or folded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from ..steps import Step
+from . import svg
+from .nodes import (
+    FRAME_TOP,
+    GROUP_H,
+    GROUP_W,
+    HEADER,
+    HGAP,
+    JUNCTION,
+    MARGIN,
+    MIN_WIDTH,
+    PAD,
+    VGAP,
+    Edge,
+    Frame,
+    Graph,
+    Node,
+    expand_query,
+    run_href,
+)  # fmt: skip
+
+__all__ = ["MAX_ITEMS", "MAX_NODES", "SEQ_HEAD", "SEQ_LIMIT", "WRAP", "layout"]
+
+MAX_NODES = 600  # most boxes one graph places; past it each sequence folds what is left
+MAX_ITEMS = 200  # most items of an expanded fan-out drawn side by side, then "+N more"
+SEQ_LIMIT = 200  # a longer sequence keeps its first SEQ_HEAD and last items, folds the middle
+SEQ_HEAD = 40
+ARGS_SHOWN = 24  # a step's arguments shown after its name when they are this short
+WRAP = 6  # an expanded fan-out of more items than this is drawn as a grid of rows this wide
+
+#: Steps still in flight, most urgent first: a group shows the first one it has.
+_ACTIVE = ("running", "retrying", "scheduled", "waiting")
+
+# -- the run's shape: which steps each branch issued, and the branches it spawned ----------
+
+
+class _Index:
+    """Steps by branch and the branch tree, ordered by each subtree's first step."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.own: dict[str, list[Step]] = {}
+        self.children: dict[str, list[str]] = {}
+        self.first: dict[str, Step] = {}  # first step of each branch's subtree
+        self.roots: list[str] = []
+        for step in steps:
+            self.own.setdefault(step.branch, []).append(step)
+            path = step.branch
+            while path not in self.first:
+                self.first[path] = step
+                parent, _, _ = path.rpartition(".")
+                if not parent:
+                    self.roots.append(path)
+                    break
+                self.children.setdefault(parent, []).append(path)
+                path = parent
+
+    def key(self, branch: str) -> int | None:
+        """The group a spawned branch belongs to: that of its own first step."""
+        own = self.own.get(branch)
+        return (own[0] if own else self.first[branch]).group
+
+    def subtree(self, branch: str) -> Iterable[Step]:
+        """Every step of ``branch`` and the branches it spawned."""
+        stack = [branch]
+        while stack:
+            path = stack.pop()
+            yield from self.own.get(path, ())
+            stack.extend(self.children.get(path, ()))
+
+
+@dataclass(slots=True)
+class _Item:
+    """An entry of a branch's sequence before it is drawn: a ``step``; ``futures`` one task
+    gathered (``steps``); ``branches`` spawned together (``paths``); a ``lone`` task."""
+
+    kind: str
+    group: int | None = None
+    steps: list[Step] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+class _Leaf:
+    __slots__ = ("h", "node", "w")
+    w: float
+    h: float
+
+    def __init__(self, node: Node) -> None:
+        self.node, self.w, self.h = node, node.w, node.h
+
+
+class _Seq:
+    __slots__ = ("h", "items", "w")
+    w: float
+    h: float
+
+    def __init__(self, items: list[_Leaf | _Seq | _Par]) -> None:
+        self.items = items
+        self.w = max((b.w for b in items), default=0.0)
+        self.h = sum(b.h for b in items) + VGAP * max(0, len(items) - 1)
+
+
+class _Par:
+    """Columns side by side between a fork and a join. An expanded fan-out of more than
+    `WRAP` items is a grid instead (rows of `WRAP`), its lines drawn to its frame: fifty
+    items in one row would be a page fifteen screens wide."""
+
+    __slots__ = ("cell", "columns", "frame", "h", "rows", "w")
+    w: float
+    h: float
+
+    def __init__(self, columns: list[_Seq], frame: tuple[int, str, str] | None) -> None:
+        self.columns, self.frame = columns, frame
+        pad = PAD if frame else 0.0
+        if frame is not None and len(columns) > WRAP:
+            self.cell = max(c.w for c in columns)
+            self.rows = [
+                max(c.h for c in columns[i : i + WRAP]) for i in range(0, len(columns), WRAP)
+            ]
+            self.w = self.cell * WRAP + HGAP * (WRAP - 1) + 2 * pad
+            inner = sum(self.rows) + VGAP * (len(self.rows) - 1)
+        else:
+            self.cell, self.rows = 0.0, []
+            self.w = sum(c.w for c in columns) + HGAP * (len(columns) - 1) + 2 * pad
+            inner = max(c.h for c in columns)
+        self.h = 2 * JUNCTION + 2 * VGAP + inner + (FRAME_TOP + 2 * pad if frame else 0.0)
+
+
+_Block = _Leaf | _Seq | _Par
+
+
+class _Layout:
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        expand: set[str],
+        link: Callable[[str], str],
+        max_nodes: int,
+    ) -> None:
+        self.index = _Index(steps)
+        self.expand = expand
+        self.link = link
+        self.budget = max_nodes
+        self.nodes: list[Node] = []
+        self.edges: list[Edge] = []
+        self.frames: list[Frame] = []
+        self.drawn = self.grouped = self.folded = 0
+        self._ids = 0
+
+    # -- what each branch's sequence holds --
+
+    def items(self, branch: str, context: int | None) -> list[_Item]:
+        """A branch's sequence: its steps and the branches it spawned, in journal order,
+        fan-outs gathered into one item. ``context`` is the fan-out the branch is an item
+        of: its steps carry that group because of where they are, not because they ran
+        together, so they stay in sequence."""
+        own = self.index.own.get(branch, [])
+        kids = self.index.children.get(branch, [])
+        out: list[_Item] = []
+        at: dict[tuple[str, int], _Item] = {}
+        i = j = 0
+        while i < len(own) or j < len(kids):
+            if j >= len(kids) or (i < len(own) and own[i].seq < self.index.first[kids[j]].seq):
+                step = own[i]
+                i += 1
+                if step.group is None or step.group == context:
+                    out.append(_Item("step", steps=[step]))
+                    continue
+                item = at.get(("futures", step.group))
+                if item is None:
+                    item = at[("futures", step.group)] = _Item("futures", step.group)
+                    out.append(item)
+                item.steps.append(step)
+            else:
+                path = kids[j]
+                j += 1
+                key = self.index.key(path)
+                if key is None or key == context:
+                    out.append(_Item("lone", paths=[path]))
+                    continue
+                item = at.get(("branches", key))
+                if item is None:
+                    item = at[("branches", key)] = _Item("branches", key)
+                    out.append(item)
+                item.paths.append(path)
+        return out
+
+    def steps_of(self, item: _Item) -> Iterable[Step]:
+        yield from item.steps
+        for path in item.paths:
+            yield from self.index.subtree(path)
+
+    # -- blocks --
+
+    def sequence(self, items: list[_Item], context: int | None) -> _Seq:
+        tail_from = len(items)
+        if len(items) > SEQ_LIMIT:
+            tail_from = len(items) - (SEQ_LIMIT - SEQ_HEAD)
+        blocks: list[_Block] = []
+        i = 0
+        while i < len(items):
+            if self.budget <= 0 or (i == SEQ_HEAD and tail_from > SEQ_HEAD):
+                end = len(items) if self.budget <= 0 else tail_from
+                blocks.append(self.fold(items[i:end]))
+                i = end
+                continue
+            blocks.append(self.block(items[i], context))
+            i += 1
+        return _Seq(blocks)
+
+    def block(self, item: _Item, context: int | None) -> _Block:
+        if item.kind == "step":
+            self.drawn += 1
+            return self.leaf(_step_node(item.steps[0], self.expand, self.link))
+        if item.kind == "lone":
+            return _Par([self.sequence(self.items(item.paths[0], context), context)], None)
+        assert item.group is not None
+        group, members = item.group, len(item.steps) + len(item.paths)
+        if str(group) not in self.expand:
+            covered = list(self.steps_of(item))
+            node = self.summary(f"g{group}", "group", covered)
+            node.group = group
+            node.w, node.h = GROUP_W, GROUP_H
+            node.label = f"{_names(covered)} \u00d7{members}"
+            if node.count != members:
+                node.label += f" ({node.count} steps)"
+            node.title = f"fan-out #{group}: {node.label}, {node.detail}; click to expand"
+            node.href = expand_query(self.expand | {str(group)})
+            self.grouped += node.count
+            return self.leaf(node)
+        columns = []
+        shown = min(members, MAX_ITEMS)
+        for k in range(shown):
+            if self.budget <= 0:  # out of boxes: the rest go into "+N more"
+                shown = k
+                break
+            if item.steps:
+                self.drawn += 1
+                node = _step_node(item.steps[k], self.expand, self.link)
+                columns.append(_Seq([self.leaf(node)]))
+            else:
+                path = item.paths[k]
+                columns.append(self.sequence(self.items(path, group), group))
+        if members > shown:
+            rest = _Item(item.kind, group, item.steps[shown:], item.paths[shown:])
+            more = self.summary(f"m{group}", "more", list(self.steps_of(rest)))
+            more.label = f"+{members - shown} more"
+            self.folded += more.count
+            columns.append(_Seq([self.leaf(more)]))
+        title = f"{_names(self.steps_of(item))} \u00d7{members} \u2014 click to fold"
+        return _Par(columns, (group, title, expand_query(self.expand - {str(group)})))
+
+    def fold(self, items: list[_Item]) -> _Leaf:
+        steps = [s for item in items for s in self.steps_of(item)]
+        node = self.summary(f"f{steps[0].seq if steps else self._ids}", "fold", steps)
+        node.label = f"{len(steps)} steps folded"
+        if steps:
+            node.label += f" (seq {steps[0].seq}\u2013{steps[-1].seq})"
+        self.folded += node.count
+        return self.leaf(node)
+
+    def summary(self, node_id: str, kind: str, steps: list[Step]) -> Node:
+        counts = Counter(s.status for s in steps)
+        status = next((s for s in _ACTIVE if counts[s]), None)
+        if status is None:
+            status = (
+                "failed"
+                if counts["failed"]
+                else "cancelled"
+                if counts["cancelled"]
+                else "completed"
+            )
+        ordered = {s: counts[s] for s in svg.STATUSES if counts[s]}
+        ordered.update({s: n for s, n in counts.items() if s not in ordered})
+        detail = " \u00b7 ".join(f"{n} {s}" for s, n in ordered.items())
+        return Node(node_id, kind, status, "", count=len(steps), counts=ordered, detail=detail)
+
+    def leaf(self, node: Node) -> _Leaf:
+        self.budget -= 1
+        return _Leaf(node)
+
+    # -- placing --
+
+    def place(self, block: _Block, x: float, y: float, width: float) -> tuple[Node, Node] | None:
+        """Put ``block`` centred in ``[x, x + width]`` from ``y`` down; its first and last
+        node (for the lines to and from it)."""
+        if isinstance(block, _Leaf):
+            node = block.node
+            node.x, node.y = x + (width - node.w) / 2, y
+            self.nodes.append(node)
+            return node, node
+        if isinstance(block, _Seq):
+            ends = None
+            prev: Node | None = None
+            for item in block.items:
+                placed = self.place(item, x, y, width)
+                y += item.h + VGAP
+                if placed is None:
+                    continue
+                if prev is not None:
+                    self.edge(prev, placed[0])
+                ends = (ends[0] if ends else placed[0], placed[1])
+                prev = placed[1]
+            return ends
+        left = x + (width - block.w) / 2
+        fork = self.dot("fork", left + block.w / 2, y)
+        join = self.dot("join", left + block.w / 2, y + block.h - JUNCTION)
+        top = y + JUNCTION + VGAP
+        cx = left
+        if block.frame is not None:
+            group, label, href = block.frame
+            frame = Frame(group, label, left, top, block.w, block.h - 2 * (JUNCTION + VGAP), href)
+            self.frames.append(frame)
+            top += FRAME_TOP + PAD
+            cx += PAD
+            if block.rows:
+                self.grid(block, cx, top)
+                mid = left + block.w / 2
+                name = f"frame{group}"
+                self.edges.append(Edge(fork.id, name, mid, fork.y + JUNCTION, mid, frame.y))
+                self.edges.append(Edge(name, join.id, mid, frame.y + frame.h, mid, join.y))
+                return fork, join
+        for column in block.columns:
+            placed = self.place(column, cx, top, column.w)
+            cx += column.w + HGAP
+            if placed is not None:
+                self.edge(fork, placed[0])
+                self.edge(placed[1], join)
+        return fork, join
+
+    def grid(self, block: _Par, x: float, y: float) -> None:
+        """Place an expanded fan-out's items in rows of `WRAP`, each in a cell."""
+        for row, height in enumerate(block.rows):
+            for i, column in enumerate(block.columns[row * WRAP : (row + 1) * WRAP]):
+                self.place(column, x + i * (block.cell + HGAP), y, block.cell)
+            y += height + VGAP
+
+    def dot(self, kind: str, cx: float, y: float) -> Node:
+        self._ids += 1
+        node = Node(
+            f"{kind[0]}{self._ids}", kind, "", "", cx - JUNCTION / 2, y, JUNCTION, JUNCTION, count=0
+        )
+        self.nodes.append(node)
+        return node
+
+    def edge(self, a: Node, b: Node) -> None:
+        self.edges.append(Edge(a.id, b.id, a.x + a.w / 2, a.y + a.h, b.x + b.w / 2, b.y))
+
+
+def layout(
+    steps: Sequence[Step],
+    expand: Collection[str | int] = (),
+    *,
+    link: Callable[[str], str] = run_href,
+    max_nodes: int = MAX_NODES,
+) -> Graph:
+    """Lay out a run's steps (as `durable.WorkflowHandle.steps` returns them).
+
+    ``expand`` names the fan-out groups (their ids, as in ``Step.group``) drawn item by item;
+    ``link`` makes a child workflow's link from its id; ``max_nodes`` bounds the boxes
+    placed. Linear in ``len(steps)``."""
+    if any(a.seq > b.seq for a, b in itertools.pairwise(steps)):
+        steps = sorted(steps, key=lambda s: s.seq)
+    builder = _Layout(steps, {str(g) for g in expand}, link, max_nodes)
+    roots = builder.index.roots
+    blocks: list[_Block] = []
+    for root in roots:
+        blocks.extend(builder.sequence(builder.items(root, None), None).items)
+    body = _Seq(blocks)
+    width = max(body.w + 2 * MARGIN, MIN_WIDTH)
+    builder.place(body, MARGIN, HEADER, width - 2 * MARGIN)
+    return Graph(
+        builder.nodes,
+        builder.edges,
+        builder.frames,
+        width,
+        HEADER + body.h + MARGIN,
+        len(steps),
+        builder.drawn,
+        builder.grouped,
+        builder.folded,
+    )
+
+
+# -- what a step's box says --
+
+_KIND_WORD = {
+    "child": "child",
+    "timer": "timer",
+    "signal": "signal",
+    "external": "external",
+    "publish": "publish",
+    "marker": "patch",
+    "damaged": "damaged",
+}
+
+
+def _step_node(step: Step, expand: set[str], link: Callable[[str], str]) -> Node:
+    word = _KIND_WORD.get(step.kind)
+    label = step.name or step.kind
+    if step.kind == "timer" and step.scheduled_at is not None and hasattr(step.input, "tzinfo"):
+        label = f"sleep {svg.duration(step.input - step.scheduled_at)}"
+    elif word is not None:
+        label = f"{word} \u00b7 {label}"
+    if step.kind in ("activity", "child") and isinstance(step.input, list):
+        args = ", ".join(_short(a) for a in step.input)
+        if len(args) <= ARGS_SHOWN:
+            label += f"({args})"
+    detail = step.status
+    tries = len(step.attempts)
+    if step.status in ("failed", "cancelled") and step.error is not None:
+        detail += f": {step.error.type}"
+    elif step.status in ("retrying", "running") and step.kind == "activity" and tries:
+        number = max(a.number for a in step.attempts) + (step.status == "retrying")
+        detail += f" \u00b7 attempt {number}"
+    elif step.closed_at is not None:
+        began = next((a.started_at for a in step.attempts if a.started_at), step.scheduled_at)
+        if began is not None and step.kind not in ("publish", "marker"):
+            detail += f" \u00b7 {svg.duration(step.closed_at - began)}"
+    if step.status == "completed" and tries > 1:
+        detail += f" \u00b7 {tries} attempts"
+    href = (
+        link(step.child_id)
+        if step.kind == "child" and step.child_id
+        else expand_query(expand, step.seq)
+    )
+    title = f"#{step.seq} {step.kind} {step.name} ({step.status}), branch {step.branch}"
+    if step.error is not None:
+        title += f"\n{step.error.type}: {step.error.message}"
+    return Node(
+        f"s{step.seq}",
+        step.kind,
+        step.status,
+        label,
+        seq=step.seq,
+        group=step.group,
+        counts={step.status: 1},
+        href=href,
+        detail=detail,
+        title=title,
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= ARGS_SHOWN else text[: ARGS_SHOWN - 1] + "\u2026"
+
+
+def _names(steps: Iterable[Step]) -> str:
+    common = Counter(s.name or s.kind for s in steps).most_common()
+    if not common:
+        return "(nothing)"
+    names = ", ".join(n for n, _ in common[:2])
+    return names + (f" +{len(common) - 2}" if len(common) > 2 else "")
