@@ -10,6 +10,7 @@ fold what would not fit; every step is counted once as drawn, grouped or folded.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ SEQ_HEAD = 40
 ARGS_SHOWN = 24  # a step's arguments shown after its name when they are this short
 WRAP = 6  # an expanded fan-out of more items than this is drawn as a grid of rows this wide
 
+_STATUS = operator.attrgetter("status")
+_NAME = operator.attrgetter("name")
+
 #: Steps still in flight, most urgent first: a group shows the first one it has.
 _ACTIVE = ("running", "retrying", "scheduled", "waiting")
 
@@ -54,40 +58,55 @@ class _Index:
     """Steps by branch and the branch tree, ordered by each subtree's first step."""
 
     def __init__(self, steps: Sequence[Step]) -> None:
-        self.own: dict[str, list[Step]] = {}
-        self.children: dict[str, list[str]] = {}
-        self.first: dict[str, Step] = {}  # first step of each branch's subtree
-        self.roots: list[str] = []
-        for step in steps:
-            self.own.setdefault(step.branch, []).append(step)
-            path = step.branch
-            while path not in self.first:
-                self.first[path] = step
-                parent, _, _ = path.rpartition(".")
+        own: dict[str, list[Step]] = {}
+        children: dict[str, list[str]] = {}
+        first: dict[str, Step] = {}  # first step of each branch's subtree
+        roots: list[str] = []
+        for step in steps:  # the hot loop of a large run: locals only
+            branch = step.branch
+            mine = own.get(branch)
+            if mine is not None:
+                mine.append(step)
+                continue
+            own[branch] = [step]
+            path = branch
+            while path not in first:
+                first[path] = step
+                parent = path.rpartition(".")[0]
                 if not parent:
-                    self.roots.append(path)
+                    roots.append(path)
                     break
-                self.children.setdefault(parent, []).append(path)
+                kids = children.get(parent)
+                if kids is None:
+                    children[parent] = [path]
+                else:
+                    kids.append(path)
                 path = parent
+        self.own, self.children, self.first, self.roots = own, children, first, roots
 
     def key(self, branch: str) -> int | None:
         """The group a spawned branch belongs to: that of its own first step."""
         own = self.own.get(branch)
         return (own[0] if own else self.first[branch]).group
 
-    def subtree(self, branch: str) -> Iterable[Step]:
-        """Every step of ``branch`` and the branches it spawned."""
-        stack = [branch]
-        while stack:
-            path = stack.pop()
-            yield from self.own.get(path, ())
-            stack.extend(self.children.get(path, ()))
+    def subtree(self, paths: Iterable[str], out: list[Step]) -> list[Step]:
+        """Every step of the branches ``paths`` and the branches they spawned, onto ``out``."""
+        own, children = self.own, self.children
+        for branch in paths:
+            mine = own.get(branch)
+            if mine is not None:
+                out.extend(mine)
+            kids = children.get(branch)
+            if kids is not None:
+                self.subtree(kids, out)
+        return out
 
 
 @dataclass(slots=True)
 class _Item:
-    """An entry of a branch's sequence before it is drawn: a ``step``; ``futures`` one task
-    gathered (``steps``); ``branches`` spawned together (``paths``); a ``lone`` task."""
+    """An entry of a branch's sequence before it is drawn (a step in sequence is its own
+    entry): ``futures`` one task gathered (``steps``), ``branches`` spawned together
+    (``paths``), or a ``lone`` task."""
 
     kind: str
     group: int | None = None
@@ -164,34 +183,43 @@ class _Layout:
 
     # -- what each branch's sequence holds --
 
-    def items(self, branch: str, context: int | None) -> list[_Item]:
+    def items(self, branch: str, context: int | None) -> list[Step | _Item]:
         """A branch's sequence: its steps and the branches it spawned, in journal order,
         fan-outs gathered into one item. ``context`` is the fan-out the branch is an item
         of: its steps carry that group because of where they are, not because they ran
         together, so they stay in sequence."""
-        own = self.index.own.get(branch, [])
-        kids = self.index.children.get(branch, [])
-        out: list[_Item] = []
+        index = self.index
+        own = index.own.get(branch, [])
+        kids = index.children.get(branch, [])
+        first = index.first
+        out: list[Step | _Item] = []  # a step in sequence stands for itself
+        own_of = index.own.get
         at: dict[tuple[str, int], _Item] = {}
+        n_own, n_kids = len(own), len(kids)
         i = j = 0
-        while i < len(own) or j < len(kids):
-            if j >= len(kids) or (i < len(own) and own[i].seq < self.index.first[kids[j]].seq):
+        kid_seq = first[kids[0]].seq if kids else 0
+        while i < n_own or j < n_kids:
+            if j >= n_kids or (i < n_own and own[i].seq < kid_seq):
                 step = own[i]
                 i += 1
-                if step.group is None or step.group == context:
-                    out.append(_Item("step", steps=[step]))
+                group = step.group
+                if group is None or group == context:
+                    out.append(step)
                     continue
-                item = at.get(("futures", step.group))
+                item = at.get(("futures", group))
                 if item is None:
-                    item = at[("futures", step.group)] = _Item("futures", step.group)
+                    item = at[("futures", group)] = _Item("futures", group)
                     out.append(item)
                 item.steps.append(step)
             else:
                 path = kids[j]
                 j += 1
-                key = self.index.key(path)
+                if j < n_kids:
+                    kid_seq = first[kids[j]].seq
+                mine = own_of(path)
+                key = (mine[0] if mine else first[path]).group
                 if key is None or key == context:
-                    out.append(_Item("lone", paths=[path]))
+                    out.append(_Item("lone", None, [], [path]))
                     continue
                 item = at.get(("branches", key))
                 if item is None:
@@ -200,14 +228,15 @@ class _Layout:
                 item.paths.append(path)
         return out
 
-    def steps_of(self, item: _Item) -> Iterable[Step]:
-        yield from item.steps
-        for path in item.paths:
-            yield from self.index.subtree(path)
+    def steps_of(self, item: Step | _Item) -> list[Step]:
+        """Every step an item stands for."""
+        if isinstance(item, Step):
+            return [item]
+        return self.index.subtree(item.paths, list(item.steps))
 
     # -- blocks --
 
-    def sequence(self, items: list[_Item], context: int | None) -> _Seq:
+    def sequence(self, items: list[Step | _Item], context: int | None) -> _Seq:
         tail_from = len(items)
         if len(items) > SEQ_LIMIT:
             tail_from = len(items) - (SEQ_LIMIT - SEQ_HEAD)
@@ -223,16 +252,16 @@ class _Layout:
             i += 1
         return _Seq(blocks)
 
-    def block(self, item: _Item, context: int | None) -> _Block:
-        if item.kind == "step":
+    def block(self, item: Step | _Item, context: int | None) -> _Block:
+        if isinstance(item, Step):
             self.drawn += 1
-            return self.leaf(_step_node(item.steps[0], self.expand, self.link))
+            return self.leaf(_step_node(item, self.expand, self.link))
         if item.kind == "lone":
             return _Par([self.sequence(self.items(item.paths[0], context), context)], None)
         assert item.group is not None
         group, members = item.group, len(item.steps) + len(item.paths)
         if str(group) not in self.expand:
-            covered = list(self.steps_of(item))
+            covered = self.steps_of(item)
             node = self.summary(f"g{group}", "group", covered)
             node.group = group
             node.w, node.h = GROUP_W, GROUP_H
@@ -258,15 +287,21 @@ class _Layout:
                 columns.append(self.sequence(self.items(path, group), group))
         if members > shown:
             rest = _Item(item.kind, group, item.steps[shown:], item.paths[shown:])
-            more = self.summary(f"m{group}", "more", list(self.steps_of(rest)))
+            more = self.summary(f"m{group}", "more", self.steps_of(rest))
             more.label = f"+{members - shown} more"
             self.folded += more.count
             columns.append(_Seq([self.leaf(more)]))
         title = f"{_names(self.steps_of(item))} \u00d7{members} \u2014 click to fold"
         return _Par(columns, (group, title, expand_query(self.expand - {str(group)})))
 
-    def fold(self, items: list[_Item]) -> _Leaf:
-        steps = [s for item in items for s in self.steps_of(item)]
+    def fold(self, items: list[Step | _Item]) -> _Leaf:
+        steps: list[Step] = []
+        for item in items:
+            if isinstance(item, Step):
+                steps.append(item)
+            else:
+                steps.extend(item.steps)
+                self.index.subtree(item.paths, steps)
         node = self.summary(f"f{steps[0].seq if steps else self._ids}", "fold", steps)
         node.label = f"{len(steps)} steps folded"
         if steps:
@@ -275,7 +310,7 @@ class _Layout:
         return self.leaf(node)
 
     def summary(self, node_id: str, kind: str, steps: list[Step]) -> Node:
-        counts = Counter(s.status for s in steps)
+        counts = Counter(map(_STATUS, steps))
         status = next((s for s in _ACTIVE if counts[s]), None)
         if status is None:
             status = (
@@ -462,7 +497,8 @@ def _short(value: object) -> str:
 
 
 def _names(steps: Iterable[Step]) -> str:
-    common = Counter(s.name or s.kind for s in steps).most_common()
+    common = Counter(map(_NAME, steps)).most_common()
+    common = [(n or "step", c) for n, c in common]
     if not common:
         return "(nothing)"
     names = ", ".join(n for n, _ in common[:2])

@@ -16,6 +16,7 @@ the whole run so an operator sees where to zoom. Linear in the number of steps.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ __all__ = [
 PER_PAGE = 200  # rows on one page of the timeline
 OVERVIEW_BUCKETS = 120  # columns of the whole-run histogram above the rows
 _EPOCH = datetime.fromtimestamp(0, UTC)
+_STATUS = operator.attrgetter("status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,18 +125,6 @@ def _span(step: Step, now: datetime) -> tuple[datetime, datetime]:
     return began, step.closed_at or now
 
 
-def _latest(steps: Sequence[Step]) -> datetime:
-    latest = _EPOCH
-    for step in steps:
-        for when in (step.closed_at, step.started_at, step.scheduled_at):
-            if when is not None and when > latest:
-                latest = when
-        for attempt in step.attempts:
-            if attempt.closed_at is not None and attempt.closed_at > latest:
-                latest = attempt.closed_at
-    return latest
-
-
 def _error(step_error: object) -> str | None:
     if step_error is None:
         return None
@@ -204,23 +194,29 @@ def build(
     """
     if per_page < 1:
         raise ValueError(f"per_page must be at least 1, got {per_page}")
-    now = now or _latest(steps)
-    spans = [_span(s, now) for s in steps]
-    first = min((b for b, _ in spans), default=now)
-    last = max((e for _, e in spans), default=now)
-    lo, hi = start or first, end or last
+    began, closed, latest = _bounds(steps)
+    now = now or datetime.fromtimestamp(latest, UTC)
+    now_ts = now.timestamp()
+    ended = [now_ts if c is None else c for c in closed]
+    first_ts = min(began, default=now_ts)
+    last_ts = max(ended, default=now_ts)
+    lo = start.timestamp() if start else first_ts
+    hi = end.timestamp() if end else last_ts
     if hi < lo:
         lo, hi = hi, lo
-    matching = [i for i, (b, e) in enumerate(spans) if e >= lo and b <= hi]
+    matching: Sequence[int] = range(len(steps))
+    if start is not None or end is not None:
+        pairs = zip(began, ended, strict=True)
+        matching = [i for i, (b, e) in enumerate(pairs) if e >= lo and b <= hi]
     pages = max(1, -(-len(matching) // per_page))
     page = min(max(page, 1), pages)
     shown = matching[(page - 1) * per_page : page * per_page]
-    shown_set = set(shown)
-    hidden = Counter(steps[i].status for i in matching if i not in shown_set)
+    hidden = Counter(steps[i].status for i in matching) - Counter(steps[i].status for i in shown)
+    window = datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)
     rows = []
     for i in shown:
         step = steps[i]
-        bars = _clip(_bars(step, now), lo, hi)
+        bars = _clip(_bars(step, now), *window)
         rows.append(
             Row(
                 step.seq, step.kind, step.name, step.branch, step.status,
@@ -228,25 +224,52 @@ def build(
             )
         )  # fmt: skip
     return Timeline(
-        lo, hi, now, first, last, rows, len(steps), len(matching), len(steps) - len(matching),
-        page, per_page, pages, dict(hidden), _overview(steps, spans, first, last, buckets),
+        window[0], window[1], now, datetime.fromtimestamp(first_ts, UTC),
+        datetime.fromtimestamp(last_ts, UTC), rows, len(steps), len(matching),
+        len(steps) - len(matching), page, per_page, pages, dict(hidden),
+        _overview(steps, began, first_ts, last_ts, buckets),
     )  # fmt: skip
 
 
+def _bounds(steps: Sequence[Step]) -> tuple[list[float], list[float | None], float]:
+    """Each step's start and end as POSIX times (``None``: not ended), and the latest time
+    any of them records: one pass, as a 100,000-step run needs."""
+    began: list[float] = []
+    closed: list[float | None] = []
+    latest = 0.0
+    for step in steps:
+        at = step.scheduled_at or step.started_at
+        b = at.timestamp() if at is not None else _span(step, _EPOCH)[0].timestamp()
+        began.append(b)
+        if step.closed_at is not None:
+            c = step.closed_at.timestamp()
+            closed.append(c)
+            latest = c if c > latest else latest
+            continue
+        closed.append(None)
+        latest = b if b > latest else latest
+        for attempt in step.attempts:
+            for when in (attempt.started_at, attempt.closed_at):
+                if when is not None:
+                    latest = max(latest, when.timestamp())
+    return began, closed, latest
+
+
 def _overview(
-    steps: Sequence[Step], spans: list[tuple[datetime, datetime]], first: datetime,
-    last: datetime, buckets: int,
-) -> list[Bucket]:  # fmt: skip
+    steps: Sequence[Step], began: list[float], first: float, last: float, buckets: int
+) -> list[Bucket]:
     if not steps or buckets < 1:
         return []
-    width = max((last - first) / buckets, timedelta(milliseconds=1))
-    counts: list[Counter[str]] = [Counter() for _ in range(buckets)]
-    for step, (began, _) in zip(steps, spans, strict=True):
-        k = min(int((began - first) / width), buckets - 1)
-        counts[k][step.status] += 1
-    return [
-        Bucket(first + k * width, first + (k + 1) * width, dict(c)) for k, c in enumerate(counts)
-    ]
+    width = max((last - first) / buckets, 0.001)
+    top = buckets - 1
+    index = [min(int((b - first) / width), top) for b in began]
+    counts = Counter(zip(index, map(_STATUS, steps), strict=True))
+    per: list[dict[str, int]] = [{} for _ in range(buckets)]
+    for (k, status), n in counts.items():
+        per[k][status] = n
+    start = datetime.fromtimestamp(first, UTC)
+    step = timedelta(seconds=width)
+    return [Bucket(start + k * step, start + (k + 1) * step, c) for k, c in enumerate(per)]
 
 
 _STEPS = (
