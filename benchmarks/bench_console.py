@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from datetime import UTC, datetime, timedelta
 
 from durable.console import graph, timeline
@@ -79,15 +80,23 @@ def calibrate(steps: list[Step]) -> float:
     return best_ms(one_pass, 5)[0]
 
 
+def draw_graph(steps: list[Step], expand: set[str]) -> str:
+    return graph.render_svg(graph.layout(steps, expand))
+
+
+def draw_timeline(steps: list[Step]) -> str:
+    return timeline.render_svg(timeline.build(steps))
+
+
 def main() -> None:
     print(f"{'steps':>8} {'drawing':<34} {'best ms':>9} {'median ms':>10} {'SVG KB':>8}")
     for n in (1_000, 10_000, 100_000):
         steps = run_of(n)
         repeat = 5 if n <= 10_000 else 3
         cases: list[tuple[str, Callable[[], str]]] = [
-            ("graph (fan-out folded)", lambda s=steps: graph.render_svg(graph.layout(s))),
-            ("graph (fan-out expanded)", lambda s=steps: graph.render_svg(graph.layout(s, {"6"}))),
-            ("timeline, first page", lambda s=steps: timeline.render_svg(timeline.build(s))),
+            ("graph (fan-out folded)", partial(draw_graph, steps, set())),
+            ("graph (fan-out expanded)", partial(draw_graph, steps, {"6"})),
+            ("timeline, first page", partial(draw_timeline, steps)),
         ]
         total = 0.0
         for name, fn in cases:
