@@ -14,8 +14,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from durable.console import graph, timeline
 from durable.errors import RemoteError
