@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..steps import Step
 from . import svg
+from .labels import step_detail, step_label
 from .nodes import (
     FRAME_TOP,
     GROUP_H,
@@ -42,7 +43,6 @@ MAX_NODES = 600  # most boxes one graph places; past it each sequence folds what
 MAX_ITEMS = 200  # most items of an expanded fan-out drawn side by side, then "+N more"
 SEQ_LIMIT = 200  # a longer sequence keeps its first SEQ_HEAD and last items, folds the middle
 SEQ_HEAD = 40
-ARGS_SHOWN = 24  # a step's arguments shown after its name when they are this short
 WRAP = 6  # an expanded fan-out of more items than this is drawn as a grid of rows this wide
 
 _STATUS = operator.attrgetter("status")
@@ -434,41 +434,9 @@ def layout(
 
 # -- what a step's box says --
 
-_KIND_WORD = {
-    "child": "child",
-    "timer": "timer",
-    "signal": "signal",
-    "external": "external",
-    "publish": "publish",
-    "marker": "patch",
-    "damaged": "damaged",
-}
-
 
 def _step_node(step: Step, expand: set[str], link: Callable[[str], str]) -> Node:
-    word = _KIND_WORD.get(step.kind)
-    label = step.name or step.kind
-    if step.kind == "timer" and step.scheduled_at is not None and hasattr(step.input, "tzinfo"):
-        label = f"sleep {svg.duration(step.input - step.scheduled_at)}"
-    elif word is not None:
-        label = f"{word} \u00b7 {label}"
-    if step.kind in ("activity", "child") and isinstance(step.input, list):
-        args = ", ".join(_short(a) for a in step.input)
-        if len(args) <= ARGS_SHOWN:
-            label += f"({args})"
-    detail = step.status
-    tries = len(step.attempts)
-    if step.status in ("failed", "cancelled") and step.error is not None:
-        detail += f": {step.error.type}"
-    elif step.status in ("retrying", "running") and step.kind == "activity" and tries:
-        number = max(a.number for a in step.attempts) + (step.status == "retrying")
-        detail += f" \u00b7 attempt {number}"
-    elif step.closed_at is not None:
-        began = next((a.started_at for a in step.attempts if a.started_at), step.scheduled_at)
-        if began is not None and step.kind not in ("publish", "marker"):
-            detail += f" \u00b7 {svg.duration(step.closed_at - began)}"
-    if step.status == "completed" and tries > 1:
-        detail += f" \u00b7 {tries} attempts"
+    label, detail = step_label(step), step_detail(step)
     href = (
         link(step.child_id)
         if step.kind == "child" and step.child_id
@@ -489,11 +457,6 @@ def _step_node(step: Step, expand: set[str], link: Callable[[str], str]) -> Node
         detail=detail,
         title=title,
     )
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= ARGS_SHOWN else text[: ARGS_SHOWN - 1] + "\u2026"
 
 
 def _names(steps: Iterable[Step]) -> str:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from ..steps import Step
 from . import svg
+from .labels import step_label
 
 __all__ = [
     "PER_PAGE",
@@ -67,6 +68,7 @@ class Row:
     seq: int
     kind: str
     name: str
+    label: str
     branch: str
     status: str
     attempts: int
@@ -219,7 +221,7 @@ def build(
         bars = _clip(_bars(step, now), *window)
         rows.append(
             Row(
-                step.seq, step.kind, step.name, step.branch, step.status,
+                step.seq, step.kind, step.name, step_label(step), step.branch, step.status,
                 len(step.attempts), bars, _error(step.error),
             )
         )  # fmt: skip
@@ -283,8 +285,9 @@ def ticks(start: datetime, end: datetime, most: int = 8) -> list[tuple[datetime,
     """Round times between ``start`` and ``end`` (at most ``most``), labelled as people read
     them at that scale: ``03:00:01.250``, ``03:00:05``, ``03:05``, ``Dec 02``; all UTC."""
     span = end - start
-    step = next((s for s in _STEPS if span / s <= most), _STEPS[-1])
-    while span / step > most:
+    most = max(most, 2)
+    step = next((s for s in _STEPS if span / s <= most - 1), _STEPS[-1])
+    while span / step > most - 1:
         step *= 2
     base = start.astimezone(UTC)
     midnight = base.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -309,6 +312,7 @@ def ticks(start: datetime, end: datetime, most: int = 8) -> list[tuple[datetime,
 
 LABEL_W = 300.0  # the left column: seq, name, status
 ROW_H = 22.0
+_GRID = 'stroke="#000" stroke-opacity="0.08" pointer-events="none"'
 TOP = 132.0  # rows start under the legend, overview and axis
 _BAR_LEGEND = (
     ("queue", "queue wait / backoff"),
@@ -392,9 +396,10 @@ def render_svg(t: Timeline, width: float = 1100.0) -> str:
         lx += 40 + len(words) * svg.CHAR_WIDTH
     out.append(_overview_svg(t, x0, x1))
     out.append('<g class="axis" fill="#555">')
+    grid = []
     for at, label in ticks(t.start, t.end, most=max(2, int((x1 - x0) / 110))):
         tx = x(at)
-        out.append(f'<path d="M{tx:.1f} 116V{height - 24:.1f}" stroke="#eee"/>')
+        grid.append(f'<path d="M{tx:.1f} 116V{height - 24:.1f}"/>')
         out.append(svg.text(tx, 126, label, ' text-anchor="middle"'))
     out.append(svg.text(16, 126, "UTC " + t.start.astimezone(UTC).strftime("%Y-%m-%d"), ""))
     out.append("</g>")
@@ -409,7 +414,7 @@ def render_svg(t: Timeline, width: float = 1100.0) -> str:
                 ("data-status", row.status),
             )
         )
-        label = f"{row.kind} \u00b7 {row.name}" if row.kind != "activity" else row.name
+        label = row.label
         tries = f" \u00b7 {row.attempts} attempts" if row.attempts > 1 else ""
         title = f"#{row.seq} {label} ({row.status}{tries}), branch {row.branch}"
         if row.error:
@@ -425,6 +430,7 @@ def render_svg(t: Timeline, width: float = 1100.0) -> str:
             + "".join(_bar(b, x(b.start), max(2.0, x(b.end) - x(b.start)), y) for b in row.bars)
             + "</a>"
         )
+    out.append(f'<g class="grid" {_GRID}>{"".join(grid)}</g>')
     out.append(svg.text(16, height - 10, _hidden(t), ' fill="#555"'))
     out.append("</svg>")
     return "".join(out)
