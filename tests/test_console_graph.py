@@ -151,13 +151,34 @@ def test_a_long_sequence_keeps_head_and_tail_and_says_what_it_folded() -> None:
     steps = synthetic(1000)
     g = graph.layout(steps)
     boxes = g.boxes()
-    assert len(boxes) == graph.SEQ_LIMIT + 1
+    tail = graph.SEQ_LIMIT - graph.SEQ_HEAD - 2 * graph.KEEP_MIDDLE
+    assert len(boxes) == graph.SEQ_HEAD + 1 + tail
     [fold] = [b for b in boxes if b.kind == "fold"]
-    assert fold.count == 1000 - graph.SEQ_LIMIT
+    assert fold.count == 1000 - graph.SEQ_HEAD - tail
+    assert fold.label == f"{fold.count} steps folded (#{graph.SEQ_HEAD + 1}\u2013#{1000 - tail})"
     assert boxes.index(fold) == graph.SEQ_HEAD
     assert boxes[-1].seq == 1000  # the latest steps are the ones drawn
     assert g.drawn + g.grouped + g.folded == 1000
     assert f"{fold.count} folded" in graph.render_svg(g)
+
+
+def test_a_folded_middle_still_shows_the_steps_that_failed() -> None:
+    steps = synthetic(1000, failed_every=97)
+    boxes = graph.layout(steps).boxes()
+    failed = [b.seq for b in boxes if b.kind == "activity" and b.status == "failed"]
+    assert failed == list(range(97, 1000, 97))  # all of them, in order
+    folds = [b for b in boxes if b.kind == "fold"]
+    assert {b.status for b in folds} == {"completed"}
+    assert len(folds) == len([s for s in failed if graph.SEQ_HEAD < s <= 900]) + 1
+    ordered = [b.seq if b.seq is not None else b.id for b in boxes]
+    assert ordered[graph.SEQ_HEAD] == f"f{graph.SEQ_HEAD + 1}"  # fold, failed, fold, ...
+    assert ordered[graph.SEQ_HEAD + 1] == 97
+    # Past KEEP_MIDDLE of them, the rest fold too, and the folds say they hold failures.
+    many = graph.layout(synthetic(2000, failed_every=3)).boxes()
+    shown = [b for b in many if b.kind == "activity" and b.status == "failed"]
+    assert len(shown) <= graph.SEQ_HEAD + graph.KEEP_MIDDLE + graph.SEQ_LIMIT
+    assert len(many) <= graph.SEQ_LIMIT + 1
+    assert any(b.kind == "fold" and b.status == "failed" for b in many)
 
 
 def test_a_hundred_thousand_steps_stay_bounded_and_fast() -> None:

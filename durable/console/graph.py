@@ -21,8 +21,9 @@ group ``?expand=G1,G2`` (`expand_query` writes it, `parse_expand` reads it back)
 from __future__ import annotations
 
 from . import svg
-from .layering import MAX_ITEMS, MAX_NODES, SEQ_HEAD, SEQ_LIMIT, WRAP, layout
+from .layering import KEEP_MIDDLE, MAX_ITEMS, MAX_NODES, SEQ_HEAD, SEQ_LIMIT, WRAP, layout
 from .nodes import (
+    GROUP_H,
     JUNCTION,
     MARGIN,
     Edge,
@@ -36,6 +37,7 @@ from .nodes import (
 from .shapes import SHAPE_LEGEND, shape, status_bar
 
 __all__ = [
+    "KEEP_MIDDLE",
     "MAX_ITEMS",
     "MAX_NODES",
     "SEQ_HEAD",
@@ -67,12 +69,12 @@ def _box(node: Node) -> str:
         data += svg.attr("data-group", node.group)
     title = node.title or f"{node.label}: {node.detail}"
     text_w = node.w - 16
-    line1 = svg.fit(node.label, text_w - 16)
+    line1 = svg.fit(node.label, (text_w - 16) / BOLD)
     line2 = svg.fit(
         f"{pal.glyph} {node.detail}" if node.kind not in ("fold", "more", "group") else node.detail,
         text_w,
     )
-    top = node.y + (19 if node.kind == "group" else 18)
+    top = node.y + (19 if node.h >= GROUP_H else 18)
     body = (
         f"<title>{svg.esc(title)}</title>"
         + shape(node.kind, node.x, node.y, node.w, node.h, pal)
@@ -80,7 +82,7 @@ def _box(node: Node) -> str:
         + svg.text(node.x + 10, top + 17, line2, f' fill="{pal.text}"')
     )
     corner = f' text-anchor="end" fill="{pal.text}"'
-    if node.kind == "group":
+    if node.kind in ("group", "fold", "more") and node.h >= GROUP_H:
         body += status_bar(node.x + 10, node.y + node.h - 14, node.w - 20, node.counts)
         body += svg.text(node.x + node.w - 10, top, f"{pal.glyph} \u229e", corner)
     elif node.kind == "child":
@@ -91,13 +93,13 @@ def _box(node: Node) -> str:
 
 
 def _header(graph: Graph) -> str:
-    summary = f"{graph.total} steps"
+    summary = f"{graph.total:,} steps"
     if graph.total:
-        summary += f": {graph.drawn} drawn"
+        summary += f": {graph.drawn:,} drawn"
         if graph.grouped:
-            summary += f", {graph.grouped} in fan-out groups (click one to expand)"
+            summary += f", {graph.grouped:,} in fan-out groups (click one to expand)"
         if graph.folded:
-            summary += f", {graph.folded} folded"
+            summary += f", {graph.folded:,} folded"
     legend, _ = svg.legend(MARGIN, 22)
     shapes = []
     x = MARGIN
@@ -111,6 +113,7 @@ def _header(graph: Graph) -> str:
     )
 
 
+BOLD = 1.12  # how much wider a bold label runs than svg.CHAR_WIDTH
 _FRAME = ' rx="8" fill="#fafafa" stroke="#9e9e9e" stroke-dasharray="6 3"'
 
 

@@ -37,12 +37,13 @@ from .nodes import (
     run_href,
 )  # fmt: skip
 
-__all__ = ["MAX_ITEMS", "MAX_NODES", "SEQ_HEAD", "SEQ_LIMIT", "WRAP", "layout"]
+__all__ = ["KEEP_MIDDLE", "MAX_ITEMS", "MAX_NODES", "SEQ_HEAD", "SEQ_LIMIT", "WRAP", "layout"]
 
 MAX_NODES = 600  # most boxes one graph places; past it each sequence folds what is left
 MAX_ITEMS = 200  # most items of an expanded fan-out drawn side by side, then "+N more"
 SEQ_LIMIT = 200  # a longer sequence keeps its first SEQ_HEAD and last items, folds the middle
 SEQ_HEAD = 40
+KEEP_MIDDLE = 30  # steps in a folded middle that did not complete, still drawn each
 WRAP = 6  # an expanded fan-out of more items than this is drawn as a grid of rows this wide
 
 _STATUS = operator.attrgetter("status")
@@ -237,19 +238,31 @@ class _Layout:
     # -- blocks --
 
     def sequence(self, items: list[Step | _Item], context: int | None) -> _Seq:
+        """A branch's items as boxes: all of them if few; else the first `SEQ_HEAD`, the
+        middle folded except the steps that did not complete (up to `KEEP_MIDDLE`: what
+        an operator looks for), and the last ones. Out of budget, the rest folds."""
         tail_from = len(items)
         if len(items) > SEQ_LIMIT:
-            tail_from = len(items) - (SEQ_LIMIT - SEQ_HEAD)
+            tail_from = len(items) - (SEQ_LIMIT - SEQ_HEAD - 2 * KEEP_MIDDLE)
         blocks: list[_Block] = []
-        i = 0
-        while i < len(items):
-            if self.budget <= 0 or (i == SEQ_HEAD and tail_from > SEQ_HEAD):
-                end = len(items) if self.budget <= 0 else tail_from
-                blocks.append(self.fold(items[i:end]))
-                i = end
-                continue
-            blocks.append(self.block(items[i], context))
-            i += 1
+        pending: list[Step | _Item] = []  # middle items waiting to be folded
+        kept = 0
+        for i, item in enumerate(items):
+            if self.budget <= 0:
+                pending.extend(items[i:])
+                break
+            if SEQ_HEAD <= i < tail_from:
+                notable = isinstance(item, Step) and item.status != "completed"
+                if not notable or kept >= KEEP_MIDDLE:
+                    pending.append(item)
+                    continue
+                kept += 1
+            if pending:
+                blocks.append(self.fold(pending))
+                pending = []
+            blocks.append(self.block(item, context))
+        if pending:
+            blocks.append(self.fold(pending))
         return _Seq(blocks)
 
     def block(self, item: Step | _Item, context: int | None) -> _Block:
@@ -265,9 +278,9 @@ class _Layout:
             node = self.summary(f"g{group}", "group", covered)
             node.group = group
             node.w, node.h = GROUP_W, GROUP_H
-            node.label = f"{_names(covered)} \u00d7{members}"
+            node.label = f"{_names(covered)} \u00d7{members:,}"
             if node.count != members:
-                node.label += f" ({node.count} steps)"
+                node.label += f" ({node.count:,} steps)"
             node.title = f"fan-out #{group}: {node.label}, {node.detail}; click to expand"
             node.href = expand_query(self.expand | {str(group)})
             self.grouped += node.count
@@ -288,7 +301,8 @@ class _Layout:
         if members > shown:
             rest = _Item(item.kind, group, item.steps[shown:], item.paths[shown:])
             more = self.summary(f"m{group}", "more", self.steps_of(rest))
-            more.label = f"+{members - shown} more"
+            more.w, more.h = GROUP_W, GROUP_H
+            more.label = f"+{members - shown:,} more"
             self.folded += more.count
             columns.append(_Seq([self.leaf(more)]))
         title = f"{_names(self.steps_of(item))} \u00d7{members} \u2014 click to fold"
@@ -303,9 +317,11 @@ class _Layout:
                 steps.extend(item.steps)
                 self.index.subtree(item.paths, steps)
         node = self.summary(f"f{steps[0].seq if steps else self._ids}", "fold", steps)
-        node.label = f"{len(steps)} steps folded"
+        node.w, node.h = GROUP_W, GROUP_H
+        node.label = f"{len(steps):,} steps folded"
         if steps:
-            node.label += f" (seq {steps[0].seq}\u2013{steps[-1].seq})"
+            node.label += f" (#{steps[0].seq}\u2013#{steps[-1].seq})"
+        node.title = f"{node.label}: {node.detail}; the timeline lists them all"
         self.folded += node.count
         return self.leaf(node)
 
@@ -322,7 +338,7 @@ class _Layout:
             )
         ordered = {s: counts[s] for s in svg.STATUSES if counts[s]}
         ordered.update({s: n for s, n in counts.items() if s not in ordered})
-        detail = " \u00b7 ".join(f"{n} {s}" for s, n in ordered.items())
+        detail = " \u00b7 ".join(f"{n:,} {s}" for s, n in ordered.items())
         return Node(node_id, kind, status, "", count=len(steps), counts=ordered, detail=detail)
 
     def leaf(self, node: Node) -> _Leaf:

@@ -45,7 +45,7 @@ STATUSES: dict[str, Palette] = {
     "failed": Palette("#fde8e8", "#c62828", "#8e1616", "\u2717"),  # ballot x
     "running": Palette("#e3effd", "#1565c0", "#0d3f7a", "\u25b6"),  # play
     "retrying": Palette("#fff1df", "#e65100", "#8a3100", "\u21bb"),  # clockwise arrow
-    "waiting": Palette("#f3e8f7", "#6a1b9a", "#4a126b", "\u29d6"),  # hourglass
+    "waiting": Palette("#f3e8f7", "#6a1b9a", "#4a126b", "\u25f7"),  # clock face
     "scheduled": Palette("#eef1f3", "#546e7a", "#37474f", "\u2026"),  # ellipsis
     "cancelled": Palette("#f4f4f4", "#8a8a8a", "#555555", "\u2298", dashed=True),  # circled /
 }
