@@ -90,10 +90,22 @@ def test_pages_of_rows_and_a_summary_of_the_rest() -> None:
     assert timeline.build(steps, page=0, per_page=100).page == 1
     with pytest.raises(ValueError, match="per_page must be at least 1"):
         timeline.build(steps, per_page=0)
+    # Without a zoom, the window fits the page's rows so their bars can be read.
+    assert t.start == steps[200].scheduled_at
+    assert t.end == steps[299].closed_at
     svg_text = timeline.render_svg(t)
-    assert "steps 201\u2013300 of 1000" in svg_text
+    assert "steps 201\u2013300 of 1,000" in svg_text
     assert "page 3 of 10" in svg_text
     assert "on other pages: 810 completed, 90 failed" in svg_text
+
+
+def test_a_status_filter_finds_what_went_wrong() -> None:
+    steps = synthetic(1000, failed_every=10)
+    t = timeline.build(steps, statuses={"failed"}, per_page=30)
+    assert [r.seq for r in t.rows] == list(range(10, 301, 10))
+    assert (t.matching, t.outside, t.pages) == (100, 900, 4)
+    assert t.hidden == {"failed": 70}
+    assert "900 not in this view" in timeline.render_svg(t)
 
 
 def test_a_hundred_thousand_steps_page_and_bucket_on_the_server() -> None:

@@ -84,7 +84,8 @@ def _box(node: Node) -> str:
     corner = f' text-anchor="end" fill="{pal.text}"'
     if node.kind in ("group", "fold", "more") and node.h >= GROUP_H:
         body += status_bar(node.x + 10, node.y + node.h - 14, node.w - 20, node.counts)
-        body += svg.text(node.x + node.w - 10, top, f"{pal.glyph} \u229e", corner)
+        sign = f"{pal.glyph} \u229e" if node.kind == "group" else pal.glyph
+        body += svg.text(node.x + node.w - 10, top, sign, corner)
     elif node.kind == "child":
         body += svg.text(node.x + node.w - 10, top, "\u2197", corner)
     if node.href is None:

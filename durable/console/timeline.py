@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -89,7 +89,8 @@ class Bucket:
 class Timeline:
     """A page of rows over a window of time, and what it does not show.
 
-    ``matching`` steps overlap the window (``outside`` do not); this page has ``rows``
+    ``matching`` steps overlap the window and have a wanted status (``outside`` do not);
+    this page has ``rows``
     (page ``page`` of ``pages``); ``hidden`` counts by status the matching steps on other
     pages. ``first``/``last`` bound the whole run; ``overview`` buckets it."""
 
@@ -187,12 +188,15 @@ def build(
     page: int = 1,
     per_page: int = PER_PAGE,
     buckets: int = OVERVIEW_BUCKETS,
+    statuses: Collection[str] | None = None,
 ) -> Timeline:
     """The timeline of a run's steps (as `durable.WorkflowHandle.steps` returns them).
 
     ``now`` ends open bars: pass the server's clock for a live run (default: the latest
-    time the steps record). ``start``/``end`` zoom to a window (default: the whole run);
-    ``page`` (from 1, clamped to the last) and ``per_page`` page the rows in journal order.
+    time the steps record). ``start``/``end`` zoom to a window; an end not given is fitted
+    to the page's rows. ``statuses`` keeps only steps in those (``{"failed",
+    "retrying"}``: what went wrong). ``page`` (from 1, clamped to the last) and
+    ``per_page`` page the rows in journal order.
     """
     if per_page < 1:
         raise ValueError(f"per_page must be at least 1, got {per_page}")
@@ -210,9 +214,15 @@ def build(
     if start is not None or end is not None:
         pairs = zip(began, ended, strict=True)
         matching = [i for i, (b, e) in enumerate(pairs) if e >= lo and b <= hi]
+    if statuses is not None:
+        wanted = set(statuses)
+        matching = [i for i in matching if steps[i].status in wanted]
     pages = max(1, -(-len(matching) // per_page))
     page = min(max(page, 1), pages)
     shown = matching[(page - 1) * per_page : page * per_page]
+    if shown:  # fit the sides not given to this page's rows, so their bars are legible
+        lo = lo if start is not None else min(began[i] for i in shown)
+        hi = hi if end is not None else max(ended[i] for i in shown)
     hidden = Counter(steps[i].status for i in matching) - Counter(steps[i].status for i in shown)
     window = datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)
     rows = []
@@ -352,20 +362,20 @@ def _bar(bar: Bar, x: float, w: float, y: float) -> str:
 def _summary(t: Timeline) -> str:
     window = f"{_iso(t.start)} \u2013 {_iso(t.end)} ({svg.duration(t.end - t.start)})"
     if not t.rows:
-        return f"{t.total} steps; none in {window}"
+        return f"{t.total:,} steps; none in {window}"
     first = (t.page - 1) * t.per_page + 1
-    text = f"steps {first}\u2013{first + len(t.rows) - 1} of {t.matching} in {window}"
+    text = f"steps {first:,}\u2013{first + len(t.rows) - 1:,} of {t.matching:,} in {window}"
     if t.pages > 1:
-        text += f", page {t.page} of {t.pages}"
+        text += f", page {t.page:,} of {t.pages:,}"
     if t.outside:
-        text += f"; {t.outside} outside the window"
+        text += f"; {t.outside:,} not in this view"
     return text
 
 
 def _hidden(t: Timeline) -> str:
     if not t.hidden:
         return ""
-    parts = ", ".join(f"{n} {status}" for status, n in sorted(t.hidden.items()))
+    parts = ", ".join(f"{n:,} {status}" for status, n in sorted(t.hidden.items()))
     return f"on other pages: {parts}"
 
 
