@@ -322,6 +322,7 @@ def ticks(start: datetime, end: datetime, most: int = 8) -> list[tuple[datetime,
 
 LABEL_W = 300.0  # the left column: seq, name, status
 ROW_H = 22.0
+_WINDOW = ' fill="none" stroke="#d4a000" stroke-width="2" pointer-events="none"'
 _GRID = 'stroke="#000" stroke-opacity="0.08" pointer-events="none"'
 TOP = 132.0  # rows start under the legend, overview and axis
 _BAR_LEGEND = (
@@ -340,6 +341,11 @@ def _bar(bar: Bar, x: float, w: float, y: float) -> str:
     elif bar.kind == "run":
         title = f"attempt {bar.attempt} \u00b7 {bar.status} \u00b7 {took}"
         shape = svg.rect(x, y + 4, w, 14, f' rx="2" fill="{pal.stroke}"')
+        if bar.status != "completed":  # how it ended, in a glyph too: not colour alone
+            halo = 'paint-order="stroke" stroke="#fff" stroke-width="3"'
+            shape += svg.text(
+                x + w + 1, y + 15, pal.glyph, f' font-size="12" fill="{pal.text}" {halo}'
+            )
     elif bar.kind == "wait":
         title = f"{bar.status} \u00b7 {took}"
         dash = ' stroke-dasharray="4 2"' if bar.open or pal.dashed else ""
@@ -357,6 +363,20 @@ def _bar(bar: Bar, x: float, w: float, y: float) -> str:
     if bar.error:
         title += "\n" + bar.error
     return f"<g><title>{svg.esc(title)}</title>{shape}</g>"
+
+
+def _mark(bar: Bar, x: float, w: float, y: float) -> str:
+    """How an attempt that did not complete ended, as its glyph above the bars: the
+    colour alone would not say it."""
+    if bar.kind != "run" or bar.status == "completed":
+        return ""
+    pal = svg.palette(bar.status)
+    return svg.text(
+        x + w / 2,
+        y + 9,
+        pal.glyph,
+        f' font-size="11" text-anchor="middle" fill="{pal.text}" font-weight="700"',
+    )
 
 
 def _summary(t: Timeline) -> str:
@@ -438,6 +458,7 @@ def render_svg(t: Timeline, width: float = 1100.0) -> str:
             + svg.text(70, y + 15, svg.fit(label, LABEL_W - 150), ' fill="#1d1d1d"')
             + svg.text(LABEL_W - 70, y + 15, f"{pal.glyph} {row.status}", f' fill="{pal.text}"')
             + "".join(_bar(b, x(b.start), max(2.0, x(b.end) - x(b.start)), y) for b in row.bars)
+            + "".join(_mark(b, x(b.start), max(2.0, x(b.end) - x(b.start)), y) for b in row.bars)
             + "</a>"
         )
     out.append(f'<g class="grid" {_GRID}>{"".join(grid)}</g>')
@@ -464,10 +485,9 @@ def _overview_svg(t: Timeline, x0: float, x1: float) -> str:
             16, top + 28, f"{_iso(t.first)[11:19]} \u2013 {_iso(t.last)[11:19]}", ' fill="#888"'
         ),
         svg.rect(x0, top, x1 - x0, h, ' fill="#fafafa" stroke="#ddd"'),
-        svg.rect(
-            x(t.start), top, max(2.0, x(t.end) - x(t.start)), h, ' fill="#fff6c4" stroke="#e0c200"'
-        ),
     ]
+    window = (x(t.start), top, max(3.0, x(t.end) - x(t.start)), h)
+    out.append(svg.rect(*window, ' fill="#fff6c4"'))
     for bucket in t.overview:
         total = sum(bucket.counts.values())
         if not total:
@@ -475,18 +495,23 @@ def _overview_svg(t: Timeline, x0: float, x1: float) -> str:
         bx, bw = x(bucket.start), max(1.0, x(bucket.end) - x(bucket.start) - 0.5)
         y = top + h
         parts = []
-        for status, n in sorted(
-            bucket.counts.items(),
-            key=lambda kv: list(svg.STATUSES).index(kv[0]) if kv[0] in svg.STATUSES else 99,
-        ):
+        for status, n in sorted(bucket.counts.items(), key=_legend_order):
             bh = h * n / most
             y -= bh
             parts.append(svg.rect(bx, y, bw, bh, f' fill="{svg.palette(status).stroke}"'))
-        counts = ", ".join(f"{n} {s}" for s, n in bucket.counts.items())
+        counts = ", ".join(f"{n:,} {s}" for s, n in bucket.counts.items())
         out.append(
             f'<a class="bucket"{svg.attr("href", zoom_query(bucket.start, bucket.end))}>'
             f"<title>{svg.esc(f'{_iso(bucket.start)}: {counts} (click to zoom)')}</title>"
             + "".join(parts)
             + "</a>"
         )
+    out.append(svg.rect(*window, _WINDOW))  # on top: the view may be a sliver of the run
     return "".join(out)
+
+
+_ORDER = {status: k for k, status in enumerate(svg.STATUSES)}
+
+
+def _legend_order(item: tuple[str, int]) -> int:
+    return _ORDER.get(item[0], len(_ORDER))
