@@ -126,3 +126,31 @@ def synthetic(n: int, *, fan_out: int = 0, failed_every: int = 0) -> list[Step]:
             )
         )
     return out
+
+
+async def _item(k: int) -> int:
+    """One item of `nested`'s map: a step, then three gathered."""
+    a = await prepare(f"i{k}")
+    parts = await durable.map(fetch, [f"{k}-{j}" for j in range(3)])
+    return len(a) + sum(parts)
+
+
+@durable.workflow
+async def nested() -> int:
+    """A lone task spawned with a map whose items each run a sequence."""
+
+    async def lone() -> str:
+        return await prepare("side")
+
+    side = asyncio.create_task(lone())
+    done = await durable.map(_item, range(4))
+    await side
+    return sum(done)
+
+
+async def nested_steps() -> list[Step]:
+    """The steps of one finished `nested` run."""
+    async with WorkflowEnvironment(workflows=[nested], activities=[prepare, fetch]) as env:
+        handle = await env.client.start(nested, id="nested")
+        await handle.result(timeout=30)
+        return await handle.steps()

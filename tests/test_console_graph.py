@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 import xml.etree.ElementTree as ET
 from urllib.parse import quote
@@ -13,7 +14,7 @@ import pytest
 
 from durable.console import graph
 from durable.steps import Step
-from tests.console_runs import FAILING, HOSTILE, ITEMS, synthetic, tour_steps
+from tests.console_runs import FAILING, HOSTILE, ITEMS, nested_steps, synthetic, tour_steps
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -216,3 +217,31 @@ def test_unsorted_and_empty_input() -> None:
     empty = graph.layout([])
     assert (empty.nodes, empty.total) == ([], 0)
     assert "0 steps" in graph.render_svg(empty)
+
+
+def test_branches_of_a_real_fan_out_stand_side_by_side_each_in_sequence() -> None:
+    steps = asyncio.run(nested_steps())
+    [group] = graph.layout(steps).boxes()  # spawned in one go: one fan-out
+    assert (group.kind, group.count, group.label) == (
+        "group",
+        17,
+        "fetch, prepare \u00d75 (17 steps)",
+    )
+    g = graph.layout(steps, expand={str(group.group)})
+    boxes = g.boxes()
+    assert len(boxes) == 17
+    columns: dict[float, list[graph.Node]] = {}
+    for box in boxes:
+        columns.setdefault(box.x, []).append(box)
+    assert len(columns) == 5  # the lone task and the four items, side by side
+    xs = sorted(columns)
+    assert all(b - a >= boxes[0].w for a, b in itertools.pairwise(xs))
+    assert [b.label for b in columns[xs[0]]] == ["prepare('side')"]
+    for k, x in enumerate(xs[1:]):
+        column = sorted(columns[x], key=lambda b: b.y)
+        assert [b.label for b in column] == [f"prepare('i{k}')"] + [
+            f"fetch('{k}-{j}')" for j in range(3)
+        ]
+        assert len({b.y for b in column}) == 4  # one under the other
+    tops = {min(b.y for b in column) for column in columns.values()}
+    assert len(tops) == 1  # every branch starts at the fork

@@ -26,6 +26,7 @@ from .nodes import (
     GROUP_H,
     JUNCTION,
     MARGIN,
+    VGAP,
     Edge,
     Frame,
     Graph,
@@ -143,10 +144,11 @@ def render_svg(graph: Graph) -> str:
     for e in graph.edges:
         if abs(e.x1 - e.x2) < 0.5:
             out.append(f'<path d="M{e.x1:.1f} {e.y1:.1f}V{e.y2:.1f}"/>')
-        else:
-            m = (e.y1 + e.y2) / 2
+        else:  # straight down, then bend in the last gap: never across a column's boxes
+            top = max(e.y1, e.y2 - VGAP)
+            m = (top + e.y2) / 2
             curve = f"{e.x1:.1f} {m:.1f} {e.x2:.1f} {m:.1f} {e.x2:.1f} {e.y2:.1f}"
-            out.append(f'<path d="M{e.x1:.1f} {e.y1:.1f}C{curve}"/>')
+            out.append(f'<path d="M{e.x1:.1f} {e.y1:.1f}V{top:.1f}C{curve}"/>')
     out.append("</g>")
     for node in graph.nodes:
         if node.kind in ("fork", "join"):
