@@ -28,6 +28,8 @@ General layout (one concept per module):
 - errors      DurableError and its shallow tree
 - testing     WorkflowEnvironment: in-process backend, worker and client with time skipping;
               store_contract: the storage contract suite every backend must pass
+- console     the console's drawings of a run, on the server: graph (series-parallel SVG,
+              fan-outs folded) and timeline (attempts as bars, zoom, paging)
 - cli         the `durable` command
 """
 

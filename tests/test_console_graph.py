@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from durable.console import graph
+from durable.console.svg import STATUSES
 from durable.steps import Step
 from tests.console_runs import FAILING, HOSTILE, ITEMS, nested_steps, synthetic, tour_steps
 
@@ -245,3 +246,23 @@ def test_branches_of_a_real_fan_out_stand_side_by_side_each_in_sequence() -> Non
         assert len({b.y for b in column}) == 4  # one under the other
     tops = {min(b.y for b in column) for column in columns.values()}
     assert len(tops) == 1  # every branch starts at the fork
+
+
+def test_every_kind_has_its_box_and_unknown_ones_still_draw() -> None:
+    kinds = ["activity", "child", "timer", "signal", "external", "publish", "marker", "damaged"]
+    steps = [
+        dataclasses.replace(s, kind=kind, name=f"n{i}", status=status, child_id="c")
+        for i, (s, kind, status) in enumerate(
+            zip(synthetic(9), [*kinds, "compensation"], [*STATUSES, "odd", "odd"], strict=True)
+        )
+    ]
+    text = graph.render_svg(graph.layout(steps))
+    links = _links(text)
+    assert [a.get("data-kind") for a in links] == [*kinds, "compensation"]
+    assert [a.get("data-status") for a in links] == [*STATUSES, "odd", "odd"]
+    shapes = {a.get("data-kind"): a.find(f"{SVG}polygon") is not None for a in links}
+    assert shapes == {k: k in ("signal", "external", "publish", "marker") for k in shapes}
+    labels = [next(a.iter(f"{SVG}text")).text or "" for a in links]
+    assert labels[1].startswith("child \u00b7 n1")
+    assert labels[5].startswith("publish \u00b7 n5")
+    assert labels[6].startswith("patch \u00b7 n6")
