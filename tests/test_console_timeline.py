@@ -54,6 +54,8 @@ def test_each_attempt_is_a_bar_with_queue_wait_and_backoff_apart(tour: list[Step
     assert len(failed) == 5
     assert all(r.error and r.error.startswith("ValueError: item") for r in failed)
     assert t.start == min(s.scheduled_at for s in tour if s.scheduled_at)
+    assert not [b for r in t.rows for b in r.bars if b.open]  # the run is over
+    assert "still going" not in timeline.render_svg(t)
 
 
 def test_zoom_keeps_only_what_overlaps_and_clips_it(tour: list[Step]) -> None:
@@ -132,6 +134,30 @@ def test_open_bars_end_now_and_say_so() -> None:
     [bar] = t.rows[0].bars
     assert (bar.kind, bar.end, bar.open) == ("queue", now, True)
     assert "(still going)" in timeline.render_svg(t)
+
+
+def test_a_retrying_step_waits_for_its_next_attempt_until_now() -> None:
+    [step] = synthetic(1, failed_every=1)
+    [first] = step.attempts
+    assert first.closed_at is not None
+    second = dataclasses.replace(
+        first, number=2, started_at=first.closed_at + timedelta(seconds=2),
+        closed_at=first.closed_at + timedelta(seconds=3),
+    )  # fmt: skip
+    retrying = dataclasses.replace(
+        step, status="retrying", closed_at=None, attempts=[first, second]
+    )
+    now = second.closed_at + timedelta(seconds=5)  # type: ignore[operator]
+    [row] = timeline.build([retrying], now=now).rows
+    assert [(b.kind, b.attempt, b.status, b.open) for b in row.bars] == [
+        ("queue", 1, "scheduled", False),
+        ("run", 1, "failed", False),
+        ("queue", 2, "scheduled", False),
+        ("run", 2, "failed", False),
+        ("queue", 3, "retrying", True),
+    ]
+    assert (row.bars[-1].start, row.bars[-1].end) == (second.closed_at, now)
+    assert row.bars[1].error == "ValueError: step 1 failed"
 
 
 def test_the_drawing_escapes_names_and_marks_every_row(tour: list[Step]) -> None:

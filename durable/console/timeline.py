@@ -160,7 +160,8 @@ def _bars(step: Step, now: datetime) -> list[Bar]:
         else:
             status = "cancelled" if attempt.error.type == "CancelledError" else "failed"
         error = _error(attempt.error)
-        bars.append(Bar("run", attempt.started_at, end, status, attempt.number, error, not still))
+        open_ = attempt.closed_at is None
+        bars.append(Bar("run", attempt.started_at, end, status, attempt.number, error, open_))
         ready = end
     if step.status in ("scheduled", "retrying") or (still and ready < now and not bars):
         bars.append(Bar("queue", ready, now, step.status, len(step.attempts) + 1, None, True))
