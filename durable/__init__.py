@@ -28,8 +28,10 @@ General layout (one concept per module):
 - errors      DurableError and its shallow tree
 - testing     WorkflowEnvironment: in-process backend, worker and client with time skipping;
               store_contract: the storage contract suite every backend must pass
-- server      the HTTP API (`durable server`, the `server` extra): routes as data, OpenAPI,
-              problems, bearer token, server-sent events
+- server      the HTTP API (`durable server`): routes as data, OpenAPI, problems, bearer
+              token, server-sent events
+- console     the web console `durable server` serves at /: pages, and a run drawn on the
+              server as a graph (series-parallel SVG) and a timeline
 - cli         the `durable` command
 """
 

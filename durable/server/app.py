@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..client import Client
-from ..console import routes as console_routes
+from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
 from . import events, openapi, tasks, workflows
