@@ -28,7 +28,9 @@ from .. import steps as _steps
 from ..cli import render
 from ..errors import WorkflowNotFound
 from ..store import CLOSED_STATUSES, STATUSES
+from . import graph as _graph
 from . import guard
+from . import timeline as _timeline
 
 if TYPE_CHECKING:
     from ..server.app import Service
@@ -175,6 +177,15 @@ async def run_page(request: Request) -> Response:
     shown = _shown(steps)
     selected = _selected(steps, request.query_params.get("step"))
     del handle
+    q = request.query_params
+    drawing = _graph.layout(steps, _graph.parse_expand(q.get("expand")))
+    timeline = _timeline.build(
+        steps,
+        now=datetime.now(UTC) if run.status not in CLOSED_STATUSES else None,
+        start=_instant(q.get("start")),
+        end=_instant(q.get("end")),
+        page=_whole(q.get("page"), 1),
+    )
     return _page(
         request,
         "run.html",
@@ -188,6 +199,8 @@ async def run_page(request: Request) -> Response:
         selected=selected,
         published=published,
         progress=render.progress(run.status, steps),
+        graph_svg=_graph.render_svg(drawing),
+        timeline_svg=_timeline.render_svg(timeline),
         live=f"run:{workflow_id}",
         notice=request.query_params.get("done"),
         quoted=_quote(workflow_id),
@@ -229,6 +242,21 @@ async def workers_page(request: Request) -> Response:
 
 def _since(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def _instant(text: str | None) -> datetime | None:
+    """A zoom bound from the query (ISO 8601; junk is ignored, as a bookmark may hold it)."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _whole(text: str | None, default: int) -> int:
+    return int(text) if text and text.isdigit() and int(text) > 0 else default
 
 
 def _step_counts(steps: list[_steps.Step]) -> dict[str, int]:
