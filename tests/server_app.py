@@ -101,5 +101,13 @@ async def fails(why: str) -> None:
     raise durable.ApplicationError(why, type="Refused", non_retryable=True)
 
 
-WORKFLOWS = [hello, rich, approval, relay, fails]
+@durable.workflow
+async def fan_out(names: list[str]) -> list[str]:
+    """Greets everyone at once (one fan-out group), then approves the lot on a signal."""
+    greetings = await durable.map(greet, names)
+    await durable.wait_signal("approve")
+    return greetings
+
+
+WORKFLOWS = [hello, rich, approval, relay, fails, fan_out]
 ACTIVITIES = [greet]

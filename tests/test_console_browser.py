@@ -89,6 +89,22 @@ async def test_list_filter_run_step_signal_live_and_cancel(
     await page.screenshot(path=tmp_path / "cancelled.png", full_page=True)
 
 
+async def test_the_graph_folds_a_fan_out_into_one_node_that_expands(
+    api: Api, page: Page, tmp_path: Path
+) -> None:
+    names = [f"n{i}" for i in range(12)]
+    await api.start("fan_out", names, id="fan")
+    await page.goto("/runs/fan")
+    group = page.locator(".graph svg [data-group]")
+    await expect(group).to_have_count(1, timeout=15_000)
+    await expect(group).to_have_attribute("data-count", "12", timeout=15_000)
+    await expect(page.locator(".graph svg [data-kind=signal]")).to_have_count(1, timeout=15_000)
+    await page.screenshot(path=tmp_path / "graph.png", full_page=True)
+    await group.click()  # expands the group: one node per item
+    await expect(page.locator(".graph svg [data-kind=activity][data-seq]")).to_have_count(12)
+    await page.screenshot(path=tmp_path / "graph-expanded.png", full_page=True)
+
+
 async def test_a_declined_confirmation_sends_nothing(api: Api, page: Page) -> None:
     await api.start("approval", "o-9", id="order-9")
     await page.goto("/runs/order-9")

@@ -19,9 +19,17 @@ document.addEventListener("submit", (event) => {
   const source = new EventSource("/v1/events?topic=" + encodeURIComponent(topic));
   let timer = null;
   let busy = false;
+  // Someone typing in a form of the live part (a signal's value) is never interrupted:
+  // the swap waits until the form is left alone, empty, or sent.
+  function typing() {
+    for (const field of part.querySelectorAll("input:not([type=hidden]), textarea, select")) {
+      if (field === document.activeElement || field.value) return true;
+    }
+    return false;
+  }
   async function refresh() {
     timer = null;
-    if (busy) { timer = setTimeout(refresh, 250); return; }
+    if (busy || typing()) { timer = setTimeout(refresh, 500); return; }
     busy = true;
     try {
       const response = await fetch(window.location.href, {
@@ -36,7 +44,20 @@ document.addEventListener("submit", (event) => {
     }
   }
   function soon() { if (timer === null) timer = setTimeout(refresh, 150); }
-  for (const name of ["run", "step"]) source.addEventListener(name, soon);
+  // A run's stream opens with the run as it is now: only a change since the page was
+  // rendered needs a refresh.
+  let first = topic.startsWith("run:");
+  source.addEventListener("run", (event) => {
+    if (first) {
+      first = false;
+      const shown = part.querySelector("[data-run-status]");
+      const now = JSON.parse(event.data);
+      if (shown && now.status === shown.dataset.runStatus &&
+          String(now.history_length) === shown.dataset.historyLength) return;
+    }
+    soon();
+  });
+  source.addEventListener("step", soon);
   source.addEventListener("end", () => { soon(); source.close(); if (badge) badge.hidden = true; });
   source.onopen = () => { if (badge) badge.hidden = false; };
   source.onerror = () => { if (badge) badge.hidden = true; };
