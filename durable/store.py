@@ -479,10 +479,13 @@ class Store(abc.ABC):
         limit: int = 100,
         after: str | None = None,
         tags: Mapping[str, str] | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[RunRecord]:
         """Runs (every run, current or not), newest first — by ``created_at``, then
-        ``run_id``, both descending — filtered by ``status``, ``name`` and ``tags`` (a run
-        matches when it has every given tag with that value). With ``after``
+        ``run_id``, both descending — filtered by ``status``, ``name``, ``tags`` (a run
+        matches when it has every given tag with that value) and creation time
+        (``created_after <= created_at < created_before``). With ``after``
         (a run id: the last of the previous page), only the runs that come after that run
         in this order (keyset paging: stable while runs are added); none if it does not
         exist."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -159,3 +160,21 @@ async def test_the_workers_page_shows_workers_and_what_waits_on_each_queue(api: 
     assert "<td>1</td>" in row.group(1)  # one run waiting
     assert "no worker serves this queue" in row.group(1)
     assert 'data-queue="default"' not in page  # served, and nothing waits there
+
+
+async def test_the_list_filters_by_time_range(api: Api) -> None:
+    await api.start("approval", "o-1", id="o-1")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    hour = timedelta(hours=1)
+
+    async def listed(**query: datetime) -> list[str]:
+        params = {k: v.isoformat(timespec="minutes") for k, v in query.items()}
+        page = (await api.http.get("/", params=params)).text
+        return re.findall(r'<tr data-id="([^"]+)"', page)
+
+    assert await listed(**{"from": now - hour}) == ["o-1"]
+    assert await listed(**{"from": now + hour}) == []
+    assert await listed(to=now - hour) == []
+    assert await listed(**{"from": now - hour, "to": now + hour}) == ["o-1"]
+    junk = (await api.http.get("/", params={"from": "yesterday"})).text
+    assert "&#39;yesterday&#39; is not a time" in junk

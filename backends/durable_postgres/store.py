@@ -271,6 +271,8 @@ class PostgresStore(Store):
         limit: int = 100,
         after: str | None = None,
         tags: Mapping[str, str] | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[RunRecord]:
         """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
         ``runs_created_idx``)."""
@@ -279,6 +281,12 @@ class PostgresStore(Store):
         if tags:
             args.append(tags_json(tags))
             clauses.append(f"tags @> ${len(args)}::jsonb")
+        if created_after is not None:
+            args.append(created_after)
+            clauses.append(f"created_at >= ${len(args)}")
+        if created_before is not None:
+            args.append(created_before)
+            clauses.append(f"created_at < ${len(args)}")
         if status is not None:
             args.append(status)
             clauses.append(f"status = ${len(args)}")

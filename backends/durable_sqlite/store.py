@@ -367,6 +367,8 @@ class SQLiteStore(Wakeups, Store):
         limit: int = 100,
         after: str | None = None,
         tags: Mapping[str, str] | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[RunRecord]:
         """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
         where: list[str] = []
@@ -382,6 +384,12 @@ class SQLiteStore(Wakeups, Store):
         if name is not None:
             where.append("name = ?")
             params.append(name)
+        if created_after is not None:
+            where.append("created_at >= ?")
+            params.append(created_after)
+        if created_before is not None:
+            where.append("created_at < ?")
+            params.append(created_before)
         if after is not None:
             where.append(
                 "(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)"

@@ -110,7 +110,11 @@ async def runs_page(request: Request) -> Response:
     tag_values = [t for t in q.getlist("tag") if t]
     tags = _tags(tag_values)
     after = q.get("after") or None
+    since, until = _instant(q.get("from")), _instant(q.get("to"))
     problems = []
+    for key in ("from", "to"):
+        if q.get(key) and _instant(q.get(key)) is None:
+            problems.append(f"{q[key]!r} is not a time: use ISO 8601, like 2026-12-02T14:30.")
     if status is not None and status not in STATUSES:
         problems.append(f"Unknown status {status!r}: choose one of {', '.join(STATUSES)}.")
         status = None
@@ -128,10 +132,22 @@ async def runs_page(request: Request) -> Response:
     runs = [
         d
         async for d in service.client.list(
-            status=status, name=name, limit=PAGE_SIZE, cursor=after, tags=tags or None
+            status=status,
+            name=name,
+            limit=PAGE_SIZE,
+            cursor=after,
+            tags=tags or None,
+            created_after=since,
+            created_before=until,
         )
     ]
-    filters = {"status": status or "", "name": name or "", "tag": tag_values}
+    filters = {
+        "status": status or "",
+        "name": name or "",
+        "tag": tag_values,
+        "from": q.get("from") or "",
+        "to": q.get("to") or "",
+    }
     more = None
     if len(runs) == PAGE_SIZE:
         more = "?" + urlencode({**filters, "after": runs[-1].run_id}, doseq=True)

@@ -252,6 +252,11 @@ async def test_list_runs_newest_first_filtered_with_non_current(store: Store) ->
         "a",
     ]
     assert len(await store.list_runs(limit=2)) == 2
+    # a time range: created_after inclusive, created_before exclusive
+    assert [r.workflow_id for r in await store.list_runs(created_after=2.0)] == ["c", "b", "c"]
+    assert [r.workflow_id for r in await store.list_runs(created_before=3.0)] == ["c", "a"]
+    between = await store.list_runs(created_after=2.0, created_before=5.0, name="wf")
+    assert [r.run_id for r in between] == [c.run_id]
 
 
 async def test_list_runs_pages_after_a_run_in_one_stable_order(store: Store) -> None:
