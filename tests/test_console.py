@@ -178,3 +178,24 @@ async def test_the_list_filters_by_time_range(api: Api) -> None:
     assert await listed(**{"from": now - hour, "to": now + hour}) == ["o-1"]
     junk = (await api.http.get("/", params={"from": "yesterday"})).text
     assert "&#39;yesterday&#39; is not a time" in junk
+
+
+async def test_the_workflow_page_merges_recent_runs_with_figures(api: Api) -> None:
+    for n in (1, 2):
+        await api.start("hello", "ada", n, id=f"hello-{n}")
+        await api.outcome(f"hello-{n}")
+    page = await api.http.get("/workflows/hello")
+    assert page.status_code == 200
+    assert "as its 2 most recent runs took it" in page.text
+    rows = re.findall(r'<tr data-step="([^"]+)">.*?<td>(\d+)/2</td>', page.text, re.S)
+    # greet and publish, then a second greet and publish that only the 2-greeting run took
+    assert rows == [
+        ("activity:greet", "2"),
+        ("publish:count", "2"),
+        ("activity:greet", "1"),
+        ("publish:count", "1"),
+    ]
+    assert page.text.count(">100%</span>") == 4
+    assert 'data-kind="activity"' in page.text  # the shape drawn
+    missing = await api.http.get("/workflows/never")
+    assert missing.status_code == 404

@@ -30,6 +30,7 @@ from ..errors import WorkflowNotFound
 from ..store import CLOSED_STATUSES, STATUSES
 from . import graph as _graph
 from . import guard
+from . import shape as _shape
 from . import timeline as _timeline
 
 if TYPE_CHECKING:
@@ -72,7 +73,11 @@ def _took(start: datetime | None, end: datetime | None) -> str:
     return render.took(((end or datetime.now(UTC)) - start).total_seconds())
 
 
-_env.filters.update(pretty=_pretty, when=_when, ago=_ago)
+def _fromts(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+_env.filters.update(pretty=_pretty, when=_when, ago=_ago, fromts=_fromts)
 _env.globals.update(took=_took, statuses=STATUSES)
 
 
@@ -260,6 +265,50 @@ def _since(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+SHAPE_RUNS = 50  # recent runs a workflow page merges by default (at most SHAPE_RUNS_MAX)
+SHAPE_RUNS_MAX = 200
+
+
+async def workflow_page(request: Request) -> Response:
+    """``/workflows/{name}``: the shape of a workflow from its recent runs, and how each
+    of its steps fares (runs that took it, success rate, p50/p95 duration, retries)."""
+    service: Service = request.app.state.durable
+    name = request.path_params["name"]
+    store = await service.store()
+    limit = min(_whole(request.query_params.get("runs"), SHAPE_RUNS), SHAPE_RUNS_MAX)
+    runs = await store.list_runs(name=name, limit=limit)
+    counts = await store.count_runs(name=name)
+    if not runs:
+        return _page(request, "missing.html", status=404, what=f"run of workflow {name!r}")
+    every = []
+    for run in runs:
+        entries = await store.read_journal(run.run_id)
+        extras = await store.read_extras(run.workflow_id, run.run_id)
+        every.append(_steps.build(run, entries, extras.tasks, extras.timers))
+    merged = _shape.merge(name, every)
+    expand = _graph.parse_expand(request.query_params.get("expand"))
+    drawing = _graph.layout(_shape.synthetic_steps(merged), expand, link=lambda _: "#")
+    rows = [merged.figures[key] for key in merged.keys]
+    return _page(
+        request,
+        "workflow.html",
+        title=f"workflow {name}",
+        name=name,
+        shape=merged,
+        rows=rows,
+        counts=counts,
+        total=sum(counts.values()),
+        newest=runs[0],
+        oldest=runs[-1],
+        graph_svg=_graph.render_svg(drawing),
+        seconds=_seconds_text,
+    )
+
+
+def _seconds_text(value: float | None) -> str:
+    return "" if value is None else render.took(value)
+
+
 def _instant(text: str | None) -> datetime | None:
     """A zoom bound from the query (ISO 8601; junk is ignored, as a bookmark may hold it)."""
     if not text:
@@ -397,6 +446,7 @@ def routes() -> list[BaseRoute]:
         Route("/runs/{id:path}/{action:str}", act, methods=["POST"]),
         Route("/runs/{id:path}", run_page, methods=["GET"]),
         Route("/workers", workers_page, methods=["GET"]),
+        Route("/workflows/{name:path}", workflow_page, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Mount("/static", app=StaticFiles(packages=[("durable.console", "static")]), name="static"),
     ]
