@@ -13,6 +13,8 @@ holding ``<script>`` is shown as text, never run.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from .. import steps as _steps
 from ..cli import render
 from ..errors import WorkflowNotFound
-from ..store import CLOSED_STATUSES, STATUSES
+from ..store import CLOSED_STATUSES, STATUSES, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard
 from . import shape as _shape
@@ -189,15 +191,17 @@ async def run_page(request: Request) -> Response:
             f"run {run_id!r} of workflow {workflow_id!r}" if run_id else f"workflow {workflow_id!r}"
         )
         return _page(request, "missing.html", status=404, what=what, title="not found")
-    handle = service.client.get_handle(workflow_id)
-    description = await service.client._describe(run, detailed=True)
-    entries = await store.read_journal(run.run_id)
     extras = await store.read_extras(run.workflow_id, run.run_id)
-    steps = _steps.build(run, entries, extras.tasks, extras.timers)
+    steps = await _built(store, run, extras)
+    description = await service.client._describe(run, detailed=False)
+    if run.status not in CLOSED_STATUSES:
+        problem = run.problem if run.parked else _steps.problem(run, await store.list_workers())
+        description = dataclasses.replace(
+            description, pending=_steps.pending(steps), problem=problem
+        )
     published = {k: _steps.readable_value(v) for k, v in extras.published.items()}
     shown = _shown(steps)
     selected = _selected(steps, request.query_params.get("step"))
-    del handle
     q = request.query_params
     drawing = _graph.layout(steps, _graph.parse_expand(q.get("expand")))
     timeline = _timeline.build(
@@ -322,6 +326,38 @@ def _instant(text: str | None) -> datetime | None:
 
 def _whole(text: str | None, default: int) -> int:
     return int(text) if text and text.isdigit() and int(text) > 0 else default
+
+
+# Built steps of the runs last shown, by what they were built from: a live page refreshing
+# on another run's change, or several people watching one big run, pay for one build.
+_BUILT: collections.OrderedDict[tuple[object, ...], list[_steps.Step]] = collections.OrderedDict()
+BUILT_KEPT = 8  # runs whose built steps are kept
+
+
+async def _built(store: Store, run: RunRecord, extras: RunExtras) -> list[_steps.Step]:
+    """``steps.build`` of the run, from the cache when neither its journal nor its tasks
+    and timers have changed since."""
+    key = (
+        store.url,
+        run.run_id,
+        run.history_length,
+        run.status,
+        tuple(
+            (t.seq, t.attempt, t.status, t.cancel_requested, t.lease_owner, t.heartbeat_details)
+            for t in extras.tasks
+        ),
+        tuple(sorted(extras.timers.items())),
+    )
+    cached = _BUILT.get(key)
+    if cached is not None:
+        _BUILT.move_to_end(key)
+        return cached
+    entries = await store.read_journal(run.run_id)
+    built = _steps.build(run, entries, extras.tasks, extras.timers)
+    _BUILT[key] = built
+    while len(_BUILT) > BUILT_KEPT:
+        _BUILT.popitem(last=False)
+    return built
 
 
 def _step_counts(steps: list[_steps.Step]) -> dict[str, int]:
