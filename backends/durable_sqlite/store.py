@@ -60,6 +60,7 @@ from durable.store import (
     TOPIC_TIMERS,
     ClaimedRun,
     IfExists,
+    InboxItem,
     JournalEntry,
     NewRun,
     Outgoing,
@@ -81,9 +82,11 @@ from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
 from .schema import (
+    INBOX_COLUMNS,
     RUN_COLUMNS,
     TASK_COLUMNS,
     WORKER_COLUMNS,
+    inbox_item,
     journal_entry,
     migrate,
     pending_record,
@@ -605,12 +608,13 @@ class SQLiteStore(Wakeups, Store):
         self,
         owner: str,
         *,
-        queues: Collection[str],
-        names: Collection[str],
+        queues: Collection[str] | None,
+        names: Collection[str] | None,
         now: float,
         lease_until: float,
         limit: int,
         exclude: Collection[str] = (),
+        expired_only: bool = False,
     ) -> list[TaskRecord]:
         """Lease up to ``limit`` activity tasks, earliest ``visible_at`` first.
 
@@ -618,28 +622,34 @@ class SQLiteStore(Wakeups, Store):
         ``"queued"``, or ``"running"`` when its previous worker's lease had expired (that
         attempt was lost with its worker). None of ``exclude`` is claimed.
         """
-        if limit <= 0 or not queues or not names:
+        if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
             return []
-        queues, names = list(queues), list(names)
-
+        queues = None if queues is None else list(queues)
+        names = None if names is None else list(names)
         exclude = list(exclude)  # the worker's running tasks: it changes as they end
 
         def claim(db: sqlite3.Connection) -> list[TaskRecord]:
             return _claims.claim_tasks(
-                db,
-                owner,
-                queues=queues,
-                names=names,
-                now=now,
-                lease_until=lease_until,
-                limit=limit,
-                exclude=exclude,
-            )
+                db, owner, queues=queues, names=names, now=now, lease_until=lease_until,
+                limit=limit, exclude=exclude, expired_only=expired_only,
+            )  # fmt: skip
 
         def check(db: sqlite3.Connection) -> bool:
-            return _claims.check_tasks(db, queues=queues, names=names, now=now, exclude=exclude)
+            return _claims.check_tasks(
+                db, queues=queues, names=names, now=now, exclude=exclude, expired_only=expired_only
+            )
 
         return await self._claim(TOPIC_TASKS, check, claim, [])
+
+    async def read_task(self, task_id: str) -> TaskRecord | None:
+        """The task row, or ``None``."""
+        rows = await self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
+        return task_record(rows[0]) if rows else None
+
+    async def read_inbox(self, run_id: str) -> list[InboxItem]:
+        """The run's inbox items, in id order."""
+        sql = f"SELECT {INBOX_COLUMNS} FROM inbox WHERE run_id = ? ORDER BY id"
+        return [inbox_item(row) for row in await self._read(sql, (run_id,))]
 
     async def finish_task(
         self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float
