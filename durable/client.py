@@ -12,9 +12,10 @@ exception: it closes the run itself and revokes any lease on it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .steps import PendingStep
 from .store import CLOSED_STATUSES, STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
+from .tasks import RemoteTask, TaskService
 
 __all__ = [
     "DEFAULT_URL",
@@ -317,6 +319,7 @@ class Client:
         self._lock = asyncio.Lock()
         # Set by durable.testing to skip time while a test awaits a result.
         self._waiter: Callable[[WorkflowHandle[Any]], Awaitable[None]] | None = None
+        self._tasks = TaskService(self)
 
     async def _open(self) -> Store:
         if self._state == "open" and self._store is not None:
@@ -498,6 +501,75 @@ class Client:
         store = await self._open()
         for run in await store.list_runs(status=status, name=name, limit=limit, after=cursor):
             yield await self._describe(run, detailed=False)
+
+    # -- tasks served outside Python workers (durable.tasks) ----------------------------
+
+    async def poll_tasks(
+        self,
+        queue: str,
+        *,
+        worker: str,
+        names: Collection[str] | None = None,
+        max_tasks: int = 1,
+        wait: float | timedelta = 0,
+    ) -> builtins.list[RemoteTask]:
+        """Take up to ``max_tasks`` activity tasks of ``queue`` for remote worker ``worker``,
+        waiting up to ``wait`` (seconds or a timedelta) for the first; ``[]`` if none came.
+
+            for task in await client.poll_tasks("media-node", worker="node-1", wait=20):
+                try:
+                    await client.complete(task.token, resize(*task.args))
+                except Exception as exc:
+                    await client.fail(task.token, exc)
+
+        ``names``: the activity names this worker implements (``None``: any on the queue).
+        Each `RemoteTask` is one attempt, leased to ``worker`` for its ``heartbeat_timeout``
+        (else `durable.tasks.REMOTE_LEASE` seconds) and never past its ``deadline``: call
+        `heartbeat_task` within that, or the attempt counts as lost and is retried. A task
+        found whose previous attempt's lease expired counts that attempt as lost first. The
+        worker is listed in ``durable workers`` while it polls.
+
+        Raises `ValueError`/`TypeError` for a bad queue, worker, names, max_tasks or wait.
+        """
+        return await self._tasks.poll(
+            queue, worker=worker, names=names, max_tasks=max_tasks, wait=wait
+        )
+
+    async def heartbeat_task(self, token: str, details: Any = None) -> bool:
+        """Renew the lease of the attempt ``token`` names (by its heartbeat timeout, or
+        `durable.tasks.REMOTE_LEASE` seconds, never past its deadline) and save
+        ``details`` for a later attempt (`RemoteTask.heartbeat_details`). Returns whether
+        cancellation was requested: the workflow no longer wants the result, so stop and
+        `fail` it (any error) or just drop it.
+
+        Raises `StaleTask` (with ``.outcome``) when the attempt is over: declared lost,
+        timed out, or ended; `TaskNotFound` for a token that names nothing.
+        """
+        return await self._tasks.heartbeat(token, details)
+
+    async def complete(self, token: str, value: Any = None) -> None:
+        """Complete an activity attempt (a `RemoteTask.token`) or an external wait
+        (``durable.external(...).token``) with ``value``.
+
+        Completing the same attempt again is a no-op. Raises `StaleTask` (``.outcome``:
+        what is stored) when the attempt was declared lost or timed out, the step already
+        ended otherwise, or the run closed; `TaskNotFound` for a token that names nothing
+        (malformed, or from another database); `SerializationError` for a value that
+        cannot be stored.
+        """
+        await self._tasks.complete(token, value)
+
+    async def fail(self, token: str, error: Any, *, non_retryable: bool = False) -> None:
+        """Fail an activity attempt or an external wait named by ``token``.
+
+        ``error`` is an exception, a message str, or a mapping ``{"type", "message",
+        "details"?}``. An activity attempt is retried per its `RetryPolicy` unless
+        ``non_retryable`` (or its type is one of the policy's ``non_retryable``); an
+        external wait's ``ext.wait()`` raises `durable.ExternalError`. Failing the same
+        attempt again is a no-op. Raises as `complete` does, and `TypeError` for an error
+        of another shape.
+        """
+        await self._tasks.fail(token, error, non_retryable)
 
 
 def connect(url: str | None = None, *, clock: Clock | None = None) -> Client:
