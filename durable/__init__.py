@@ -24,6 +24,7 @@ General layout (one concept per module):
 - plan        the group-commit rules as a pure function: fences, writes, routing, wake-ups
 - payload     msgpack payloads (never pickle): the wire format, encode and decode
 - hints       rebuilding decoded values from type hints (dataclasses, enums, unions)
+- jsonform    JSON forms of payload values, for HTTP and other languages
 - layout      per-function parameter layouts: fast call binding, argument rebuilding
 - urls        database URLs as they may be shown: passwords and tokens masked
 - clock       the one source of time: real, or virtual for tests

@@ -5,6 +5,9 @@ this module fits them to what the receiving function's annotations name. Argumen
 rebuilt from parameter annotations, results from the return annotation: a map becomes the
 hinted dataclass, a list a hinted tuple, set or NamedTuple, a raw value a hinted Enum member.
 Whatever does not fit raises `SerializationError` naming its path (``order.items[2].sku``).
+Values that came as JSON (over HTTP) carry datetimes, Decimals, UUIDs, bytes and timedeltas
+in their JSON forms (`durable.jsonform`): where the hint names such a type, the form is
+parsed (``"2026-12-02T10:00:00+00:00"`` for a ``datetime`` parameter).
 
 The hint is also the allow-list for decoding: `Plan.enums` holds the Enum classes a hint
 names, and those are the only classes an Enum extension value is rebuilt into. The payload
@@ -23,13 +26,18 @@ at the latest when the hint is first used.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections.abc
 import dataclasses
+import datetime
+import decimal
 import enum
 import functools
 import itertools
 import types
 import typing
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +46,7 @@ from .errors import SerializationError
 __all__ = [
     "Mismatch",
     "Plan",
+    "hint_name",
     "plan",
     "rebuild",
     "refusal",
@@ -197,9 +206,9 @@ def _check_union(hint: object, members: tuple[object, ...]) -> None:
         origin = typing.get_origin(_unwrap(member)) or _unwrap(member)
         if origin in _MAPPINGS or typing.is_typeddict(origin):
             raise SerializationError(
-                f"Cannot use the type hint {_hint_name(hint)}: a {classes[0].__qualname__} "
+                f"Cannot use the type hint {hint_name(hint)}: a {classes[0].__qualname__} "
                 f"travels as the map of its fields, so it cannot be told from "
-                f"{_hint_name(member)}. Use a dataclass (with a Literal field telling it "
+                f"{hint_name(member)}. Use a dataclass (with a Literal field telling it "
                 "apart) instead of the dict member."
             )
     for i, j in itertools.combinations(range(len(classes)), 2):
@@ -243,7 +252,7 @@ def _ambiguity(hint: object, first: type, later: type) -> str:
     a, b = first.__qualname__, later.__qualname__
     reorder = "" if _fits(first, later) else f", or list {b} before {a}"
     return (
-        f"Cannot use the type hint {_hint_name(hint)}: dataclasses travel as the map of their "
+        f"Cannot use the type hint {hint_name(hint)}: dataclasses travel as the map of their "
         f"fields, without their class, and a map written from {article(b)} also fits {a} "
         f"(every field of {b} is a field of {a}, and {b} has every field {a} requires), so "
         f"{article(b)} would come back as {article(a)}. Give both a field that tells them "
@@ -303,7 +312,8 @@ def _cached_converter(key: tuple[object, str]) -> _Convert | None:
     return _build_converter(key[0])
 
 
-def _hint_name(hint: object) -> str:
+def hint_name(hint: object) -> str:
+    """A hint as messages show it: ``int``, ``list[Order]``, ``Cat | Dog``."""
     if isinstance(hint, type):
         return "None" if hint is type(None) else hint.__qualname__
     return repr(hint).replace("typing.", "")
@@ -352,7 +362,10 @@ def _build_converter(hint: object) -> _Convert | None:
         return None
     if origin is float:  # int is acceptable where float is expected (PEP 484)
         return _instance_of((float, int), "float")
-    return _instance_of(origin, _hint_name(origin))
+    form = _JSON_FORMS.get(origin)
+    if form is not None:
+        return _json_form(origin, *form)
+    return _instance_of(origin, hint_name(origin))
 
 
 def _got(value: object) -> str:
@@ -364,6 +377,73 @@ def _instance_of(cls: type | tuple[type, ...], name: str) -> _Convert:
         if isinstance(value, cls):
             return value
         raise Mismatch(f"expected {name}, got {_got(value)}")
+
+    return convert
+
+
+def _iso(cls: type[datetime.date] | type[datetime.time]) -> Callable[[Any], Any]:
+    def parse(text: Any) -> Any:
+        if not isinstance(text, str):
+            raise TypeError
+        return cls.fromisoformat(text)
+
+    return parse
+
+
+def _seconds(value: Any) -> datetime.timedelta:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError
+    return datetime.timedelta(seconds=value)
+
+
+def _decimal(value: Any) -> decimal.Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TypeError
+    number = decimal.Decimal(str(value) if isinstance(value, float) else value)
+    if not number.is_finite():  # "NaN" would pass Decimal() and poison arithmetic later
+        raise ValueError
+    return number
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise TypeError
+    return uuid.UUID(value)
+
+
+def _base64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError
+    return base64.b64decode(value, validate=True)
+
+
+# Values that arrive as JSON (over HTTP, from another language) carry the richer types in
+# their JSON forms (`durable.jsonform`); where the hint names the type, the form is parsed.
+# type -> (parse, which raises TypeError or ValueError; the form, for messages)
+_JSON_FORMS: dict[type, tuple[Callable[[Any], Any], str]] = {
+    datetime.datetime: (_iso(datetime.datetime), "an ISO 8601 date-time string"),
+    datetime.date: (_iso(datetime.date), "an ISO 8601 date string"),
+    datetime.time: (_iso(datetime.time), "an ISO 8601 time string"),
+    datetime.timedelta: (_seconds, "a number of seconds"),
+    decimal.Decimal: (_decimal, "a decimal string"),
+    uuid.UUID: (_uuid, "a UUID string"),
+    bytes: (_base64, "a base64 string"),
+}
+
+
+def _json_form(cls: type, parse: Callable[[Any], Any], form: str) -> _Convert:
+    name = hint_name(cls)
+
+    def convert(value: object) -> object:
+        if isinstance(value, cls):
+            return value
+        try:
+            return parse(value)
+        except (TypeError, ValueError, binascii.Error, decimal.InvalidOperation):
+            shown = repr(value) if isinstance(value, str | int | float) else _got(value)
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            raise Mismatch(f"expected {name} (or its JSON form, {form}), got {shown}") from None
 
     return convert
 
@@ -409,8 +489,8 @@ def _union(hint: object, members: tuple[object, ...]) -> _Convert | None:
         deepest = max((exc for _, exc in problems), key=lambda exc: len(exc.segments))
         if deepest.segments:  # got furthest into one member: that was surely the intent
             raise deepest
-        reasons = "; ".join(f"as {_hint_name(m)}: {exc.message}" for m, exc in problems)
-        raise Mismatch(f"matches no member of {_hint_name(hint)} ({reasons})")
+        reasons = "; ".join(f"as {hint_name(m)}: {exc.message}" for m, exc in problems)
+        raise Mismatch(f"matches no member of {hint_name(hint)} ({reasons})")
 
     return convert
 
@@ -443,7 +523,7 @@ def _sequence(item: _Convert | None, out: type | None) -> _Convert:
 def _fixed_tuple(hint: object, items: list[_Convert | None]) -> _Convert:
     def convert(value: object) -> object:
         if not isinstance(value, list | tuple) or len(value) != len(items):
-            raise Mismatch(f"expected {_hint_name(hint)}, got {_got(value)} {value!r:.60}")
+            raise Mismatch(f"expected {hint_name(hint)}, got {_got(value)} {value!r:.60}")
         out = []
         for i, (element, item) in enumerate(zip(value, items, strict=True)):
             try:
