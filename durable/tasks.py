@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import journal, payload, retry
 from .definition import RetryPolicy
-from .errors import RemoteError, StaleTask, TaskNotFound
+from .errors import RemoteError, SerializationError, StaleTask, TaskNotFound
+from .jsonform import to_json
 from .retry import AttemptResult
 from .steps import readable_value
 from .store import (
@@ -452,19 +453,31 @@ class TaskService:
             status = "retrying" if task.attempt > 1 else "scheduled"
             outcome: dict[str, Any] = {"status": status, "attempt": task.attempt}
             if task.last_error is not None:
-                outcome["error"] = readable_value(task.last_error)
+                last = readable_value(task.last_error)
+                if isinstance(last, dict):
+                    outcome["error"] = _error(RemoteError.from_dict(last))
             return outcome, ends
         if run.closed_at is not None:
             return {"status": "closed", "run_status": run.status}, ends
         return {"status": "cancelled"}, ends
 
 
+def _json(value: Any, what: str) -> Any:
+    """``value`` in its JSON form (`durable.jsonform`), so that `StaleTask.outcome` can be
+    sent as it is; a value with none is shown by its ``repr``."""
+    try:
+        return to_json(value, what=what)
+    except SerializationError:
+        return repr(value)
+
+
 def _value(data: bytes | None) -> Any:
-    return readable_value(data) if data is not None else None
+    return _json(readable_value(data), "result") if data is not None else None
 
 
 def _error(error: RemoteError) -> dict[str, Any]:
-    return {"type": error.type, "message": error.message, "details": error.details}
+    details = _json(error.details, "details")
+    return {"type": error.type, "message": error.message, "details": details}
 
 
 def _arguments(data: Any) -> list[Any]:

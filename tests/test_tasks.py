@@ -22,14 +22,17 @@ FAST = RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=10))
 class Size:
     width: int
     height: int
+    taken: datetime | None = None
 
 
 @durable.workflow
 async def resize(path: str) -> dict[str, Any]:
     size = await durable.call("resize_image", path, 2, queue="media", result_type=Size, retry=FAST)
     assert isinstance(size, Size)
+    assert size.taken is None or isinstance(size.taken, datetime)
     plain = await durable.call("probe", path, queue="media")
-    return {"area": size.width * size.height, "probe": plain}
+    taken = size.taken.year if size.taken else None
+    return {"area": size.width * size.height, "probe": plain, "taken": taken}
 
 
 async def serve_one(client: durable.Client, queue: str = "media", **kw: Any) -> durable.RemoteTask:
@@ -47,11 +50,18 @@ async def test_remote_activity_completed_over_the_task_api(client: durable.Clien
         assert (task.name, task.args, task.attempt) == ("resize_image", ["/a.png", 2], 1)
         assert (task.workflow_id, task.queue, task.deadline) == ("resize", "media", None)
         assert task.token.startswith("dt1.")
-        await client.complete(task.token, {"width": 3, "height": 4})
+        # JSON forms, as a worker in another language sends them, rebuilt by result_type.
+        await client.complete(
+            task.token, {"width": 3, "height": 4, "taken": "2026-01-02T03:04:05Z"}
+        )
         probe = await serve_one(client)  # names=None: any name on the queue
         assert probe.name == "probe"
         await client.complete(probe.token, ["png", 7])
-        assert await handle.result(timeout=20) == {"area": 12, "probe": ["png", 7]}
+        assert await handle.result(timeout=20) == {
+            "area": 12,
+            "probe": ["png", 7],
+            "taken": 2026,
+        }
         steps = [s for s in await handle.steps() if s.kind == "activity"]
         assert [(s.name, s.status) for s in steps] == [
             ("resize_image", "completed"),
@@ -89,7 +99,7 @@ async def test_a_python_worker_implementing_the_name_may_run_it(client: durable.
         handle = await client.start(resize, "/c.png", id="resize-c")
         probe = await serve_one(client, names=["probe"])
         await client.complete(probe.token, "ok")
-        assert await handle.result(timeout=20) == {"area": 4, "probe": "ok"}
+        assert await handle.result(timeout=20) == {"area": 4, "probe": "ok", "taken": None}
 
 
 @durable.workflow
