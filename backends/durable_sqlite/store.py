@@ -44,10 +44,8 @@ import contextlib
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
 import aiosqlite
 
@@ -71,7 +69,6 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
-    is_secret_parameter,
     redact_url,
     run_topic,
 )
@@ -81,6 +78,7 @@ from . import guard as _guard
 from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
+from .opening import check_directory, enable_wal, parse_url
 from .schema import (
     INBOX_COLUMNS,
     RUN_COLUMNS,
@@ -115,69 +113,6 @@ BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write l
 T = TypeVar("T")
 
 
-_SYNCHRONOUS = ("full", "normal")
-
-
-def _parse_url(url: str) -> tuple[str, str]:
-    """``(file path, synchronous)`` from a ``sqlite:///...`` URL."""
-    shown = redact_url(url)
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "sqlite" or parts.netloc:
-        raise StoreError(
-            f"Not an SQLite URL: {shown!r}. Use 'sqlite:///relative/path.db' or "
-            "'sqlite:////absolute/path.db'."
-        )
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if not path or path == ":memory:" or path.startswith("file:"):
-        raise StoreError(
-            f"{shown!r} names no database file. durable needs a file on disk, because its "
-            "workers and clients share it: use e.g. 'sqlite:///durable.db'."
-        )
-    synchronous = "full"
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "synchronous" and value.lower() in _SYNCHRONOUS:
-            synchronous = value.lower()
-        else:
-            shown_value = "***" if is_secret_parameter(key) else repr(value)
-            raise StoreError(
-                f"Unsupported option {key}={shown_value} in {shown!r}: the SQLite backend takes "
-                "only ?synchronous=full (default) or ?synchronous=normal."
-            )
-    return path, synchronous
-
-
-def _check_directory(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StoreError(
-            f"Cannot open the SQLite database {path!r}: directory {directory!r} does not "
-            "exist. Create it, or point the URL at an existing directory."
-        )
-
-
-async def _enable_wal(db: aiosqlite.Connection) -> None:
-    """Put the file in WAL mode (persistent; a no-op once done).
-
-    Switching needs the file to itself for a moment, and SQLite reports "locked" at once
-    rather than waiting, when processes open a new file together: so retry, up to
-    `BUSY_TIMEOUT`.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT
-    while True:
-        try:
-            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
-            if str(rows[0][0]).lower() == "wal":
-                return
-            problem = f"journal_mode stayed {rows[0][0]!r}"
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            problem = str(exc)
-        if time.monotonic() > deadline:
-            raise StoreError(f"Cannot switch the database to WAL mode: {problem}.")
-        await asyncio.sleep(0.01)
-
-
 class SQLiteStore(Wakeups, Store):
     """The `Store` for one SQLite file.
 
@@ -190,7 +125,7 @@ class SQLiteStore(Wakeups, Store):
 
     def __init__(self, url: str) -> None:
         self.url = redact_url(url)  # as messages show it: no secret, even one given by mistake
-        self.path, self._synchronous = _parse_url(url)
+        self.path, self._synchronous = parse_url(url)
         self.hub = hub_for(os.path.realpath(self.path))
         self._db: aiosqlite.Connection | None = None
         self._file: _guard.FileIdentity | None = None  # notices the file deleted or replaced
@@ -215,7 +150,7 @@ class SQLiteStore(Wakeups, Store):
                 f"Cannot open this store of {self.url} twice: it is {self._state}. "
                 "Create a new one with durable.store.open_store(url)."
             )
-        _check_directory(self.path)
+        check_directory(self.path)
         _guard.create_private(self.path)
         _guard.check_writable(self.path)
         try:
@@ -237,7 +172,7 @@ class SQLiteStore(Wakeups, Store):
                 ) from exc
             await db.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             await migrate(db, self.path)  # refuses a newer schema before changing anything
-            await _enable_wal(db)
+            await enable_wal(db, BUSY_TIMEOUT)
             file = _guard.FileIdentity(self.path)
         except BaseException:
             await db.close()
