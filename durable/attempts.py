@@ -176,9 +176,7 @@ class ActivityAttempts:
                 return
             if task.cancel_requested:
                 # Its workflow gave up on it before it (re)started: record that, run nothing.
-                error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
-                failed = journal.ActivityFailed(task.seq, error, attempt_no)
-                outcome = TaskOutcome("done", failed.KIND, journal.encode(failed))
+                outcome = retry.cancelled(task)
                 await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
                 return
             defn = self.activities[task.name]

@@ -23,7 +23,7 @@ from .store import TaskOutcome, TaskRecord
 if TYPE_CHECKING:
     from .context import ActivityContext
 
-__all__ = ["AttemptResult", "decide", "lost", "retryable"]
+__all__ = ["AttemptResult", "cancelled", "decide", "lost", "retryable"]
 
 logger = logging.getLogger("durable.worker")
 
@@ -157,3 +157,11 @@ def lost(task: TaskRecord, now: float, worker_id: str) -> TaskOutcome:
             "retry", outcome.item_kind, outcome.item_data, now, outcome.last_error
         )
     return outcome
+
+
+def cancelled(task: TaskRecord) -> TaskOutcome:
+    """What to record for ``task`` claimed with ``cancel_requested`` before its attempt
+    started: its workflow gave up on it, so it ends cancelled and nothing runs."""
+    error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
+    failed = journal.ActivityFailed(task.seq, error, task.attempt)
+    return TaskOutcome("done", failed.KIND, journal.encode(failed))

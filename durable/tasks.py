@@ -190,11 +190,15 @@ class TaskService:
                 lease_until=now + REMOTE_LEASE,
                 limit=max_tasks,
             )
-            fresh = [t for t in claimed if t.status != "running"]
+            fresh = [t for t in claimed if t.status != "running" and not t.cancel_requested]
             for task in claimed:
                 if task.status == "running":  # its remote worker vanished: that attempt is lost
                     outcome = retry.lost(task, now, worker)
-                    await store.finish_task(task.task_id, worker, task.attempt, outcome, now)
+                elif task.cancel_requested:  # given up before it started: run nothing
+                    outcome = retry.cancelled(task)
+                else:
+                    continue
+                await store.finish_task(task.task_id, worker, task.attempt, outcome, now)
             if fresh:
                 return await self._hand_out(store, worker, fresh, now)
             if len(claimed) > len(fresh):

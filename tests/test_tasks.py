@@ -312,3 +312,54 @@ async def test_long_poll_wakes_when_a_task_is_queued(client: durable.Client) -> 
         [task] = await poll
         assert (datetime.now() - started).total_seconds() < 5
         await client.complete(task.token, 5)
+
+
+@durable.workflow
+async def impatient() -> str:
+    try:
+        return str(await asyncio.wait_for(durable.call("job"), 0.2))
+    except TimeoutError:
+        return "gave up"
+
+
+async def test_a_task_given_up_before_any_poll_is_never_handed_out(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[impatient]):
+        handle = await client.start(impatient, id="impatient")
+        assert await handle.result(timeout=20) == "gave up"
+    # The run closed: the queued task went with it.
+    assert await client.poll_tasks("default", worker="late", wait=0.3) == []
+    [step] = [s for s in await handle.steps() if s.kind == "activity"]
+    assert step.status == "cancelled"
+
+
+@durable.workflow
+async def cancels_then_waits() -> str:
+    work = asyncio.ensure_future(durable.call("job"))
+    await asyncio.sleep(0)
+    work.cancel()
+    await durable.wait_signal("done")
+    return "done"
+
+
+async def test_a_cancelled_queued_task_ends_cancelled_when_polled(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[cancels_then_waits]):
+        handle = await client.start(cancels_then_waits, id="cancelled-queued")
+        for _ in range(100):
+            steps = [s for s in await handle.steps() if s.kind == "activity"]
+            if steps and steps[0].status == "cancelled":
+                break
+            await asyncio.sleep(0.05)
+        assert await client.poll_tasks("default", worker="w", wait=0.3) == []
+        for _ in range(100):
+            kinds = [e.kind for e in await handle.history()]
+            if "activity_failed" in kinds:
+                break
+            await asyncio.sleep(0.05)
+        [failed] = [e for e in await handle.history() if e.kind == "activity_failed"]
+        assert failed.data["error"].type == "CancelledError"
+        await handle.signal("done")
+        assert await handle.result(timeout=20) == "done"
