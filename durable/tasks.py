@@ -400,8 +400,8 @@ class TaskService:
                 if isinstance(value, RemoteError) and error is not None:
                     if (error.type, error.message) == (value.type, value.message):
                         return
-            elif getattr(record, "worker", None) in (tok.owner, None):
-                return
+            elif getattr(record, "worker", None) == tok.owner:
+                return  # recorded by this very attempt (a lost one's record names no worker)
         raise _stale(tok, outcome)
 
     async def _still_waiting(self, store: Store, tok: TaskToken) -> None:

@@ -363,3 +363,19 @@ async def test_a_cancelled_queued_task_ends_cancelled_when_polled(
         assert failed.data["error"].type == "CancelledError"
         await handle.signal("done")
         assert await handle.result(timeout=20) == "done"
+
+
+async def test_failing_an_attempt_already_counted_lost_is_stale(client: durable.Client) -> None:
+    @durable.workflow(name="lost_then_fail")
+    async def lost_then_fail() -> Any:
+        return await durable.call("job", retry=FAST, heartbeat_timeout=0.2)
+
+    async with durable.Worker(client, workflows=[lost_then_fail]):
+        handle = await client.start(lost_then_fail, id="lost-fail")
+        gone = await serve_one(client, "default", worker="a")
+        again = await serve_one(client, "default", worker="b")  # after attempt 1 was lost
+        with pytest.raises(StaleTask) as info:
+            await client.fail(gone.token, "it broke")  # not what was recorded: it was lost
+        assert info.value.outcome == {"status": "running", "attempt": 2}
+        await client.complete(again.token, 1)
+        assert await handle.result(timeout=20) == 1
