@@ -6,7 +6,10 @@
 
 A client writes only to a workflow's inbox (signals, cancellation) or creates runs; the
 worker holding a run's lease moves those into its journal. `terminate` is the one
-exception: it closes the run itself and revokes any lease on it.
+exception: it closes the run itself and revokes any lease on it. A client also serves tasks
+outside Python workers (`Client.poll_tasks`, `Client.heartbeat_task`, `Client.complete`,
+`Client.fail`: remote activity attempts and external waits, see `durable.tasks`), through
+the same fenced task operations a worker uses.
 """
 
 from __future__ import annotations
