@@ -180,3 +180,17 @@ async def test_concurrent_completions_apply_once(client: durable.Client) -> None
         assert await handle.result(timeout=20) == winners[0]
     kinds = [e.kind for e in await handle.history()]
     assert kinds.count("external_completed") == 1
+
+
+def test_the_cli_says_what_an_external_step_waits_for() -> None:
+    from datetime import UTC, datetime
+
+    from durable.cli.render import clock, progress, steps_table
+
+    at = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)
+    waiting = durable.Step(3, "external", "payment-callback", "0", None, "waiting", scheduled_at=at)
+    assert progress("running", [waiting]) == (
+        f"0/1 steps done, waiting for external completion 'payment-callback' since {clock(at)}"
+    )
+    lines = steps_table([waiting], at)
+    assert any("client.complete(token" in line for line in lines)
