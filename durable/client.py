@@ -480,7 +480,8 @@ class Client:
             extras = await store.read_extras(run.workflow_id, run.run_id)
             pending = steps.pending(steps.build(run, entries, extras.tasks, extras.timers))
             if problem is None:
-                problem = steps.problem(run, await store.list_workers())
+                workers = await store.list_workers()
+                problem = steps.problem(run, workers, extras.tasks)
         return WorkflowDescription(
             id=run.workflow_id,
             run_id=run.run_id,

@@ -358,10 +358,14 @@ def _when(value: Any) -> str:
     return value.isoformat(timespec="seconds") if isinstance(value, datetime) else "?"
 
 
-def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
+def problem(
+    run: RunRecord, workers: Sequence[WorkerRecord], tasks: Sequence[TaskRecord] = ()
+) -> str | None:
     """Why the run cannot progress right now, or `None`: parked (non-determinism, a step
-    that cannot be committed), a journal past the warning length, or no live worker
-    serving its queue and name."""
+    that cannot be committed), a journal past the warning length, no live worker serving
+    its queue and name, or an activity task (of ``tasks``, the run's) waiting on a queue no
+    live worker takes it from — neither a Python worker with that activity nor a remote
+    worker polling the queue (listed by `durable.tasks` while it polls)."""
     if run.parked:
         return run.problem
     if run.status in CLOSED_STATUSES:
@@ -371,8 +375,19 @@ def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
             f"Its journal has {run.history_length} entries (warning threshold "
             f"{HISTORY_WARN}); use durable.continue_as_new() to start afresh."
         )
-    if not run.ready or run.lease_owner is not None:
-        return None
+    if run.ready and run.lease_owner is None:
+        found = _unserved_run(run, workers)
+        if found is not None:
+            return found
+    for task in tasks:
+        if task.status == "queued" and not task.cancel_requested:
+            found = _unserved_task(task, workers)
+            if found is not None:
+                return found
+    return None
+
+
+def _unserved_run(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
     if any(run.queue in w.queues and run.name in w.workflows for w in workers):
         return None
     serving_queue = [w for w in workers if run.queue in w.queues]
@@ -386,6 +401,21 @@ def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
     return (
         f"No live worker serves queue {run.queue!r} for workflow {run.name!r}. Start one: "
         f"durable worker your.module --queue {run.queue}"
+    )
+
+
+def _unserved_task(task: TaskRecord, workers: Sequence[WorkerRecord]) -> str | None:
+    # A remote worker that takes any name lists its activities as ("*",).
+    if any(
+        task.queue in w.queues and (task.name in w.activities or "*" in w.activities)
+        for w in workers
+    ):
+        return None
+    return (
+        f"No live worker takes activity {task.name!r} (step {task.seq}) from queue "
+        f"{task.queue!r}: start a worker that implements it (durable worker your.module "
+        f"--queue {task.queue}), or a worker in another language polling that queue "
+        "(client.poll_tasks, or the HTTP API)."
     )
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -379,3 +379,41 @@ async def test_failing_an_attempt_already_counted_lost_is_stale(client: durable.
         assert info.value.outcome == {"status": "running", "attempt": 2}
         await client.complete(again.token, 1)
         assert await handle.result(timeout=20) == 1
+
+
+async def test_describe_says_when_no_worker_takes_a_remote_task(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[resize]):
+        handle = await client.start(resize, "/d.png", id="unserved")
+        for _ in range(100):
+            if (await handle.describe()).pending:
+                break
+            await asyncio.sleep(0.05)
+        problem = (await handle.describe()).problem
+        assert problem is not None
+        assert "'resize_image'" in problem
+        assert "'media'" in problem
+        # A remote worker polling the queue for other names does not take it.
+        await client.poll_tasks("media", worker="node-9", names=["other"])
+        assert (await handle.describe()).problem is not None
+        [task] = await client.poll_tasks("media", worker="node-10")
+        assert (await handle.describe()).problem is None
+        await client.complete(task.token, {"width": 1, "height": 1})
+
+
+def test_a_remote_worker_taking_any_name_serves_its_queue() -> None:
+    from durable.steps import problem
+    from durable.store import RunRecord, TaskRecord, WorkerRecord
+
+    run = RunRecord(
+        "wf", "r", "wf", "default", "running", b"", None, None, 0.0, 0.0, None, None, None,
+        1, False, None, None, False, None, None, None, True,
+    )  # fmt: skip
+    task = TaskRecord(
+        "r:2", "r", "wf", 2, "resize", "media", b"", 1, "queued", 0.0, None, None, None,
+        False, None, 0.0,
+    )  # fmt: skip
+    anyname = WorkerRecord("n", ("media",), (), ("*",), "h", 1, 0.0, 0.0)
+    other = WorkerRecord("m", ("media",), (), ("probe",), "h", 1, 0.0, 0.0)
+    assert problem(run, [other], [task]) is not None
+    assert problem(run, [other, anyname], [task]) is None
+    assert problem(run, [], [replace(task, status="running")]) is None
