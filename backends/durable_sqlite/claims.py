@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import aiosqlite
 
@@ -27,12 +27,14 @@ from . import transact as _tx
 from .schema import INBOX_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, inbox_item, run_record, task_record
 
 __all__ = [
+    "Finish",
     "check_runs",
     "check_tasks",
     "check_timers",
     "claim_runs",
     "claim_tasks",
     "finish_task",
+    "finish_tasks",
     "fire_timers",
     "runs_claimable",
     "tasks_claimable",
@@ -323,6 +325,21 @@ def finish_task(
         db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (run_id,))
         topics.add(TOPIC_RUNS)
     return True, topics
+
+
+#: `finish_task`'s arguments after the connection: (task_id, owner, attempt, outcome, now).
+Finish = tuple[str, str, int, TaskOutcome, float]
+
+
+def finish_tasks(db: sqlite3.Connection, items: Sequence[Finish]) -> tuple[list[bool], set[str]]:
+    """`finish_task` for each of ``items`` in order, in the caller's transaction: whether each
+    was accepted, and the topics to notify."""
+    done, topics = [], set[str]()
+    for task_id, owner, attempt, outcome, now in items:
+        ok, more = finish_task(db, task_id, owner, attempt, outcome, now)
+        done.append(ok)
+        topics |= more
+    return done, topics
 
 
 def fire_timers(db: sqlite3.Connection, now: float, limit: int) -> tuple[float | None, bool]:

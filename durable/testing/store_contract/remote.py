@@ -8,6 +8,7 @@ See `durable.testing.store_contract` for how a backend runs it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from durable.store import (
@@ -24,6 +25,7 @@ from .kit import AFTER, claim_tasks, entries, new_task, start
 __all__ = [
     "test_claim_tasks_expired_only_leaves_queued_tasks",
     "test_claim_tasks_of_any_name_or_queue",
+    "test_concurrent_finish_task_calls_each_get_their_own_answer",
     "test_external_rows_never_expire_finish_once_and_go_with_their_run",
     "test_read_task_and_read_inbox",
 ]
@@ -143,3 +145,21 @@ async def test_external_rows_never_expire_finish_once_and_go_with_their_run(
     left = await store.read_task(f"{run_id}:4")
     assert left is not None
     assert left.cancel_requested
+
+
+async def test_concurrent_finish_task_calls_each_get_their_own_answer(store: Store) -> None:
+    run_id = await _tasks(store, "w", *(new_task("", "w", seq) for seq in range(2, 22)))
+    claimed = await claim_tasks(store, "tw", limit=100)
+    assert len(claimed) == 20
+    done = TaskOutcome("done", "activity_completed", b"r")
+    # Every other call names the wrong owner: refused, without spoiling its neighbours.
+    answers = await asyncio.gather(
+        *(
+            store.finish_task(t.task_id, "tw" if i % 2 == 0 else "intruder", 1, done, 11.0)
+            for i, t in enumerate(claimed)
+        )
+    )
+    assert answers == [i % 2 == 0 for i in range(20)]
+    assert len(await store.read_inbox(run_id)) == 10
+    left = (await store.read_extras("w", run_id)).tasks
+    assert sorted(t.task_id for t in left) == sorted(t.task_id for t in claimed[1::2])
