@@ -24,8 +24,9 @@ same rows, leases, retries and timeouts as Python ones:
   deadline is refused, and the attempt counted as timed out.
 
 Remote workers that poll are listed in ``workers`` (renewed at most every
-`WORKER_RENEW` seconds), so ``describe().problem`` and ``durable workers`` see their queues
-served. `TaskService` is the part of `durable.client.Client` that does this.
+`WORKER_RENEW` seconds; ``activities`` are the names they poll for, ``("*",)`` for any),
+so ``describe().problem`` and ``durable workers`` see their queues served. A remote worker
+id must not be a Python worker's, and must not start with ``durable:``. `TaskService` is the part of `durable.client.Client` that does this.
 """
 
 from __future__ import annotations
