@@ -23,10 +23,11 @@ same rows, leases, retries and timeouts as Python ones:
   `StaleTask` with ``.outcome``, what is stored. A result or heartbeat after the attempt's
   deadline is refused, and the attempt counted as timed out.
 
-Remote workers that poll are listed in ``workers`` (renewed at most every
-`WORKER_RENEW` seconds; ``activities`` are the names they poll for, ``("*",)`` for any),
-so ``describe().problem`` and ``durable workers`` see their queues served. A remote worker
-id must not be a Python worker's, and must not start with ``durable:``. `TaskService` is the part of `durable.client.Client` that does this.
+Remote workers that poll are listed in ``workers`` (renewed at most every `WORKER_RENEW`
+seconds; ``activities`` are the names they poll for, ``("*",)`` for any), so
+``describe().problem`` and ``durable workers`` see their queues served. A remote worker id
+must not be a Python worker's, and must not start with ``durable:``. `TaskService` is the
+part of `durable.client.Client` that does this.
 """
 
 from __future__ import annotations
