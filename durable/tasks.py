@@ -348,9 +348,11 @@ class TaskService:
             spec = payload.decode(task.data)
             spec["_seq"] = tok.seq
             policy = RetryPolicy.from_dict(spec["retry"])
+            # Not retried when the workflow gave up on it: nobody wants another attempt.
+            retryable = not task.cancel_requested
             result = AttemptResult(
                 error=remote,
-                retryable=remote.type not in policy.non_retryable_names(),
+                retryable=retryable and remote.type not in policy.non_retryable_names(),
             )
             outcome = retry.decide(
                 spec, tok.attempt, task.created_at, result, None,

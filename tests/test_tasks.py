@@ -156,6 +156,7 @@ async def gives_up(x: int) -> str:
     work = asyncio.ensure_future(durable.call("slow", x, heartbeat_timeout=30))
     await durable.wait_signal("stop")
     work.cancel()
+    await durable.wait_signal("finish")
     return "stopped"
 
 
@@ -165,12 +166,41 @@ async def test_heartbeat_says_when_the_workflow_cancelled(client: durable.Client
         task = await serve_one(client, "default")
         assert await client.heartbeat_task(task.token, {"done": 10}) is False
         await handle.signal("stop")
+        for _ in range(100):  # the workflow gives up on it; the run goes on
+            if await client.heartbeat_task(task.token):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the heartbeat never said the workflow cancelled the activity")
+        [step] = [s for s in await handle.steps() if s.kind == "activity"]
+        assert step.status == "cancelled"
+        assert step.attempts[-1].heartbeat == {"done": 10}
+        await client.fail(task.token, "cancelled as asked")  # not retried: nobody wants it
+        await handle.signal("finish")
         assert await handle.result(timeout=20) == "stopped"
-        # The run closed: its running task is flagged; the heartbeat says stop.
+        with pytest.raises(StaleTask) as info:
+            await client.heartbeat_task(task.token)  # the attempt is over now
+        assert info.value.outcome["status"] == "failed"
+
+
+@durable.workflow
+async def closes_with_work(x: int) -> str:
+    work = asyncio.ensure_future(durable.call("slow", x))
+    await durable.wait_signal("stop")
+    assert not work.done()
+    return "closed"
+
+
+async def test_heartbeat_says_stop_once_the_run_closed(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[closes_with_work]):
+        handle = await client.start(closes_with_work, 1, id="closes")
+        task = await serve_one(client, "default")
+        await handle.signal("stop")
+        assert await handle.result(timeout=20) == "closed"
         assert await client.heartbeat_task(task.token) is True
         await client.complete(task.token, "late")  # accepted, and dropped: nobody wants it
         with pytest.raises(StaleTask) as info:
-            await client.heartbeat_task(task.token)  # the attempt is over now
+            await client.heartbeat_task(task.token)
         assert info.value.outcome == {"status": "closed", "run_status": "completed"}
     kinds = [e.kind for e in await handle.history()]
     assert "activity_completed" not in kinds
