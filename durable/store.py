@@ -25,6 +25,16 @@ Logical schema (each backend spells it in its own SQL):
 - ``workers``: live workers and what they serve (for ``describe().problem``).
 - ``meta``: schema version.
 
+Task leases: an attempt holds its task's lease while it runs — a Python worker renews it
+with `Store.heartbeat` every few seconds; a remote worker (`durable.tasks`) gets a lease of
+its heartbeat timeout, never past its start-to-close deadline, and renews it the same way.
+A lease that expires means the attempt is lost (its worker died, or the remote attempt
+missed its heartbeat or its deadline). Whoever claims the task next counts that attempt as
+lost before anything else (`durable.retry.lost`: retried or failed per policy): a worker
+serving its name, a remote poll of its queue, or — so that no expired lease waits for a
+poller that may never come — the sweep every worker runs (`claim_tasks(...,
+expired_only=True)` over every queue and name, once a second, excluding its own attempts).
+
 Notifications: after a commit a store calls its hub so waiters in this process wake at once
 (see `Store.wait`); backends that can also reach other processes (PostgreSQL
 LISTEN/NOTIFY, SQLite's data_version poll) do so.
@@ -526,7 +536,8 @@ class Store(abc.ABC):
         now: float,
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
-        """Renew the worker's row and its leases, in one transaction.
+        """Renew the worker's row and its leases, in one transaction. ``worker_id`` may be a
+        remote worker's (`durable.tasks`), renewing one attempt's lease.
 
         ``runs``: run ids whose lease to extend to ``lease_until`` (only where still owned).
         ``tasks``: task id -> (attempt, new heartbeat details or ``None`` to keep the old),
