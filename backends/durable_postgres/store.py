@@ -59,6 +59,7 @@ from durable.store import (
 )
 
 from . import claims, commit, workers
+from . import listing as _listing
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .schema import (
@@ -277,29 +278,15 @@ class PostgresStore(Store):
     ) -> list[RunRecord]:
         """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
         ``runs_created_idx``)."""
-        clauses: list[str] = []
-        args: list[Any] = []
-        if tags:
-            args.append(tags_json(tags))
-            clauses.append(f"tags @> ${len(args)}::jsonb")
-        if created_after is not None:
-            args.append(created_after)
-            clauses.append(f"created_at >= ${len(args)}")
-        if created_before is not None:
-            args.append(created_before)
-            clauses.append(f"created_at < ${len(args)}")
-        if status is not None:
-            args.append(status)
-            clauses.append(f"status = ${len(args)}")
-        if name is not None:
-            args.append(name)
-            clauses.append(f"name = ${len(args)}")
-        if after is not None:
-            args.append(after)
-            cursor = f"(SELECT created_at, run_id FROM runs WHERE run_id = ${len(args)})"
-            clauses.append(f"(created_at, run_id) < {cursor}")
+        where, args = _listing.filters(
+            status=status,
+            name=name,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
         args.append(limit)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         # run_id breaks ties, so equal times list in one order every time.
         sql = (
             f"SELECT {RUN_COLUMNS} FROM runs {where} "
@@ -312,15 +299,7 @@ class PostgresStore(Store):
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None
     ) -> dict[str, int]:
         """See `Store.count_runs` (``runs_status_idx`` covers it)."""
-        clauses: list[str] = []
-        args: list[Any] = []
-        if name is not None:
-            args.append(name)
-            clauses.append(f"name = ${len(args)}")
-        if tags:
-            args.append(tags_json(tags))
-            clauses.append(f"tags @> ${len(args)}::jsonb")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, args = _listing.filters(name=name, tags=tags)
         sql = f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status"
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return {row["status"]: row["n"] for row in rows}
@@ -666,19 +645,8 @@ class PostgresStore(Store):
         """See `Store.queue_stats`."""
 
         async def read(conn: Any) -> tuple[list[Any], list[Any]]:
-            tasks = await conn.fetch(
-                "SELECT queue, COUNT(*) FILTER (WHERE visible_at <= $1), "
-                "MIN(visible_at) FILTER (WHERE visible_at <= $1), "
-                "COUNT(*) FILTER (WHERE visible_at > $1) "
-                "FROM tasks WHERE status = 'queued' GROUP BY queue",
-                now,
-            )
-            runs = await conn.fetch(
-                "SELECT queue, COUNT(*), MIN(updated_at) FROM runs WHERE closed_at IS NULL AND "
-                "NOT parked AND ((ready AND lease_owner IS NULL) OR "
-                "(lease_owner IS NOT NULL AND lease_expires_at <= $1)) GROUP BY queue",
-                now,
-            )
+            tasks = await conn.fetch(_listing.QUEUED_TASKS, now)
+            runs = await conn.fetch(_listing.WAITING_RUNS, now)
             return [tuple(r) for r in tasks], [tuple(r) for r in runs]
 
         tasks, runs = await self._db.read(read)

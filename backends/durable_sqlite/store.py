@@ -79,6 +79,7 @@ from durable.store import (
 
 from . import claims as _claims
 from . import guard as _guard
+from . import listing as _listing
 from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
@@ -314,31 +315,14 @@ class SQLiteStore(Wakeups, Store):
         created_before: float | None = None,
     ) -> list[RunRecord]:
         """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
-        where: list[str] = []
-        params: list[Any] = []
-        for key, value in (tags or {}).items():
-            where.append(
-                "EXISTS (SELECT 1 FROM json_each(runs.tags) AS t WHERE t.key = ? AND t.value = ?)"
-            )
-            params += [key, value]
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if name is not None:
-            where.append("name = ?")
-            params.append(name)
-        if created_after is not None:
-            where.append("created_at >= ?")
-            params.append(created_after)
-        if created_before is not None:
-            where.append("created_at < ?")
-            params.append(created_before)
-        if after is not None:
-            where.append(
-                "(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)"
-            )
-            params.append(after)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _listing.filters(
+            status=status,
+            name=name,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
         sql = (
             f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
         )
@@ -348,17 +332,7 @@ class SQLiteStore(Wakeups, Store):
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None
     ) -> dict[str, int]:
         """Runs per status; see `Store.count_runs` (``runs_status`` covers it)."""
-        where: list[str] = []
-        params: list[Any] = []
-        if name is not None:
-            where.append("name = ?")
-            params.append(name)
-        for key, value in (tags or {}).items():
-            where.append(
-                "EXISTS (SELECT 1 FROM json_each(runs.tags) AS t WHERE t.key = ? AND t.value = ?)"
-            )
-            params += [key, value]
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _listing.filters(name=name, tags=tags)
         sql = f"SELECT status, COUNT(*) FROM runs {clause} GROUP BY status"
         return {str(row[0]): int(row[1]) for row in await self._read(sql, params)}
 
@@ -690,18 +664,8 @@ class SQLiteStore(Wakeups, Store):
 
     async def queue_stats(self, now: float) -> list[QueueStats]:
         """See `Store.queue_stats` (``tasks_queue`` and ``runs_ready`` cover it)."""
-        tasks = await self._read(
-            "SELECT queue, SUM(visible_at <= ?), "
-            "MIN(CASE WHEN visible_at <= ? THEN visible_at END), SUM(visible_at > ?) "
-            "FROM tasks WHERE status = 'queued' GROUP BY queue",
-            (now, now, now),
-        )
-        runs = await self._read(
-            "SELECT queue, COUNT(*), MIN(updated_at) FROM runs WHERE closed_at IS NULL AND "
-            "parked = 0 AND ((ready = 1 AND lease_owner IS NULL) OR "
-            "(lease_owner IS NOT NULL AND lease_expires_at <= ?)) GROUP BY queue",
-            (now,),
-        )
+        tasks = await self._read(_listing.QUEUED_TASKS, (now, now, now))
+        runs = await self._read(_listing.WAITING_RUNS, (now,))
         return merge_queue_stats(tasks, runs)
 
     async def list_workers(self) -> list[WorkerRecord]:
