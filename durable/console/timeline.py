@@ -414,7 +414,7 @@ def render_svg(t: Timeline, width: float = 1100.0) -> str:
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="run-timeline" width="{width:.0f}" '
         f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" {svg.FONT} '
-        'font-size="11.5" role="img" aria-label="timeline of the run">',
+        'font-size="11.5" aria-label="timeline of the run">',
         svg.rect(0, 0, width, height, ' fill="#ffffff"'),
         svg.text(16, 14, _summary(t), ' font-weight="600" fill="#333"'),
         svg.legend(16, 22)[0],
