@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
@@ -39,6 +39,7 @@ __all__ = [
     "PendingStep",
     "WorkflowDescription",
     "WorkflowHandle",
+    "check_tags",
     "connect",
 ]
 
@@ -66,6 +67,7 @@ class WorkflowDescription:
     history_length: int
     pending: list[steps.PendingStep]
     problem: str | None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,7 @@ class Client:
         id: str | None = None,
         queue: str | None = None,
         if_exists: Literal["return", "error", "restart"] = "return",
+        tags: Mapping[str, str] | None = None,
     ) -> WorkflowHandle[T]: ...
     @overload
     async def start(
@@ -364,6 +367,7 @@ class Client:
         id: str | None = None,
         queue: str | None = None,
         if_exists: Literal["return", "error", "restart"] = "return",
+        tags: Mapping[str, str] | None = None,
     ) -> WorkflowHandle[Any]: ...
 
     async def start(
@@ -373,6 +377,7 @@ class Client:
         id: str | None = None,
         queue: str | None = None,
         if_exists: Literal["return", "error", "restart"] = "return",
+        tags: Mapping[str, str] | None = None,
     ) -> WorkflowHandle[Any]:
         """Start a workflow (a `@workflow` function, or its name) and return its handle.
 
@@ -383,9 +388,13 @@ class Client:
         checked against the workflow's signature as a live worker serves it (a wrong
         number of arguments, or a plainly annotated one of the wrong kind, raises
         `TypeError`).
+
+        ``tags`` label the run for search (``client.list(tags={"customer": "acme"})``):
+        string keys and values (see `check_tags`); a run that continues as new keeps them.
         """
         if if_exists not in ("return", "error", "restart"):
             raise ValueError(f"if_exists must be 'return', 'error' or 'restart', not {if_exists!r}")
+        tags = check_tags(tags)
         plain: list[Any] | None = None
         if isinstance(fn, str):
             name, default_queue, timeout, func = fn, "default", None, None
@@ -415,6 +424,7 @@ class Client:
                 input=encoded,
                 created_at=self.clock.now(),
                 timeout=timeout,
+                tags=tags,
             ),
             if_exists=if_exists,
         )
@@ -427,9 +437,13 @@ class Client:
         id: str | None = None,
         queue: str | None = None,
         timeout: float | timedelta | None = None,
+        if_exists: Literal["return", "error", "restart"] = "return",
+        tags: Mapping[str, str] | None = None,
     ) -> T:
         """Start a workflow and wait for its result (`start` + `WorkflowHandle.result`)."""
-        handle: WorkflowHandle[T] = await self.start(fn, *args, id=id, queue=queue)
+        handle: WorkflowHandle[T] = await self.start(
+            fn, *args, id=id, queue=queue, if_exists=if_exists, tags=tags
+        )
         return await handle.result(timeout=timeout)
 
     def get_handle(
@@ -475,6 +489,7 @@ class Client:
             history_length=run.history_length,
             pending=pending,
             problem=problem,
+            tags=dict(run.tags),
         )
 
     async def list(
@@ -484,10 +499,11 @@ class Client:
         limit: int = 100,
         *,
         cursor: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> AsyncIterator[WorkflowDescription]:
-        """Workflow runs, newest first, optionally filtered by status and name: at most
-        ``limit`` of them, after ``cursor`` — the ``run_id`` of the last run of the previous
-        page — when given:
+        """Workflow runs, newest first, optionally filtered by status, name and tags (a run
+        matches when it has all the given tags): at most ``limit`` of them, after
+        ``cursor`` — the ``run_id`` of the last run of the previous page — when given:
 
             page = [wf async for wf in client.list(status="failed", limit=50)]
             more = [wf async for wf in client.list(status="failed", limit=50,
@@ -495,9 +511,47 @@ class Client:
         """
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        tags = check_tags(tags)
         store = await self._open()
-        for run in await store.list_runs(status=status, name=name, limit=limit, after=cursor):
+        runs = await store.list_runs(status=status, name=name, limit=limit, after=cursor, tags=tags)
+        for run in runs:
             yield await self._describe(run, detailed=False)
+
+
+MAX_TAGS = 32  # tags per run: labels to find runs by, not a place for data
+MAX_TAG_LENGTH = 256  # characters in a tag's key or value
+
+
+def check_tags(tags: Mapping[str, str] | None) -> dict[str, str] | None:
+    """``tags`` as stored, or ``None`` for none.
+
+    Raises:
+        ValueError: not a mapping of non-empty ``str`` keys (without ``:``, which separates
+            key and value in ``tag=key:value`` filters) to ``str`` values, more than
+            `MAX_TAGS` of them, or one longer than `MAX_TAG_LENGTH` characters.
+    """
+    if tags is None:
+        return None
+    if not isinstance(tags, Mapping):
+        raise ValueError(
+            f'tags must be a mapping of str to str, like {{"customer": "acme"}}, not {tags!r:.80}'
+        )
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"A run takes at most {MAX_TAGS} tags, not {len(tags)}")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(
+                f"Tag {key!r:.80}: {value!r:.80}: tags map str keys to str values "
+                '(write numbers as strings: {"tier": "2"})'
+            )
+        if not key or ":" in key:
+            raise ValueError(f"Tag key {key!r:.80} must be non-empty and without ':'")
+        if len(key) > MAX_TAG_LENGTH or len(value) > MAX_TAG_LENGTH:
+            raise ValueError(
+                f"Tag {key[:40]!r} is too long: keys and values take at most "
+                f"{MAX_TAG_LENGTH} characters"
+            )
+    return dict(tags) if tags else None
 
 
 def connect(url: str | None = None, *, clock: Clock | None = None) -> Client:

@@ -513,6 +513,7 @@ class RunStepping:
                 parent_id=run.parent_id,
                 parent_run_id=run.parent_run_id,
                 timeout=run.timeout,
+                tags=run.tags,  # a successor is the same workflow: still found by its tags
             )
             return
         if run.parent_id is None:

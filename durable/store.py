@@ -8,7 +8,7 @@ given it, so a test's virtual clock and a worker's wall clock both pass through.
 Logical schema (each backend spells it in its own SQL):
 
 - ``runs``: one row per workflow run. ``workflow_id`` + ``is_current`` (at most one current
-  run per workflow id), ``name``, ``queue``, ``status``, ``input``/``result``/``error``,
+  run per workflow id), ``name``, ``queue``, ``tags``, ``status``, ``input``/``result``/``error``,
   times, ``parent_id``/``parent_run_id``, ``history_length`` (journal entries so far),
   ``ready`` (there is something for a worker to do), ``lease_owner``/``lease_expires_at``,
   ``parked``/``problem``, ``continued_to``, ``timeout``.
@@ -122,6 +122,7 @@ class NewRun:
     parent_id: str | None = None
     parent_run_id: str | None = None
     timeout: float | None = None  # seconds the whole run may take
+    tags: Mapping[str, str] | None = None  # searchable labels (`Client.list(tags=...)`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ class RunRecord:
     continued_to: str | None
     timeout: float | None
     is_current: bool
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,9 +464,11 @@ class Store(abc.ABC):
         name: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> list[RunRecord]:
         """Runs (every run, current or not), newest first — by ``created_at``, then
-        ``run_id``, both descending — filtered by ``status`` and ``name``. With ``after``
+        ``run_id``, both descending — filtered by ``status``, ``name`` and ``tags`` (a run
+        matches when it has every given tag with that value). With ``after``
         (a run id: the last of the previous page), only the runs that come after that run
         in this order (keyset paging: stable while runs are added); none if it does not
         exist."""

@@ -242,6 +242,23 @@ def test_list_filters_and_limits(cli: Cli) -> None:
     assert set(docs[0]) >= {"id", "run_id", "created_at", "closed_at", "input", "error"}
 
 
+def test_tags_at_start_and_as_list_filters(cli: Cli) -> None:
+    cli.ok("start", "greet_when_told", "--id", "t-1", "--tag", "customer=acme", "--tag", "tier=2")
+    cli.ok("start", "greet_when_told", "--id", "t-2", "--tag", "customer=acme")
+    cli.ok("start", "greet_when_told", "--id", "t-3")
+    docs = cli.json("list", "--tag", "customer=acme")
+    assert [(d["id"], d["tags"]) for d in docs] == [
+        ("t-2", {"customer": "acme"}),
+        ("t-1", {"customer": "acme", "tier": "2"}),
+    ]
+    assert cli.ok("list", "--tag", "customer=acme", "--tag", "tier=3") == (
+        "no workflow runs with tag customer=acme and tag tier=3\n"
+    )
+    assert "Tag key 'a:b' must be non-empty and without ':'" in cli.refused(
+        "start", "greet_when_told", "--tag", "a:b=c"
+    )
+
+
 def test_list_statuses_are_every_status() -> None:
     assert set(STATUSES) == {"pending", "running", *CLOSED_STATUSES}
 
@@ -347,6 +364,7 @@ SECONDS = "expected a number of seconds"
         ),
         (["result", "wf", "--wait", "-1"], f"argument --wait: {SECONDS} >= 0, got '-1'"),
         (["start", "w", "--if-exists", "keep"], "argument --if-exists: invalid choice: 'keep'"),
+        (["start", "w", "--tag", "acme"], "argument --tag: expected KEY=VALUE, like customer=acme"),
         (
             ["show", "wf", "--follow", "--json"],
             "show --follow prints text as the run goes on; to wait for the outcome as JSON, "

@@ -47,6 +47,7 @@ def test_records_have_the_fields_the_design_names() -> None:
     assert fields(durable.WorkflowDescription) == [
         "id", "run_id", "name", "status", "queue", "input", "result", "error", "created_at",
         "closed_at", "history_length", "pending", "problem",
+        "tags",  # §8: client.start(..., tags=) and client.list(tags=) (after §2's fields)
     ]  # fmt: skip
     assert fields(durable.PendingStep) == [
         "kind", "name", "attempt", "scheduled_at", "last_error",

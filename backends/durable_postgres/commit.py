@@ -33,6 +33,7 @@ from durable.plan import Delivery, Lookups, Plan, RunState, Snapshot
 from durable.store import TOPIC_RUNS, NewRun, Outgoing
 
 from .connection import Fold
+from .schema import tags_json
 
 __all__ = ["apply", "close_leftovers", "deliver", "insert_runs", "lock", "lock_runs", "lock_tasks"]
 
@@ -94,13 +95,13 @@ WHERE r.run_id = u.run_id
 # between the lookup and the lock).
 _INSERT_RUNS = """
 INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, created_at,
-                  updated_at, parent_id, parent_run_id, history_length, ready, timeout)
+                  updated_at, parent_id, parent_run_id, history_length, ready, timeout, tags)
 SELECT u.workflow_id, u.run_id, true, u.name, u.queue, 'pending', u.input, u.created_at,
-       u.created_at, u.parent_id, u.parent_run_id, 0, true, u.timeout
+       u.created_at, u.parent_id, u.parent_run_id, 0, true, u.timeout, u.tags::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[],
-            $7::text[], $8::text[], $9::float8[])
+            $7::text[], $8::text[], $9::float8[], $10::text[])
     AS u(workflow_id, run_id, name, queue, input, created_at, parent_id, parent_run_id,
-         timeout)
+         timeout, tags)
 ON CONFLICT DO NOTHING
 RETURNING run_id
 """
@@ -228,6 +229,7 @@ async def insert_runs(conn: Any, runs: Sequence[NewRun]) -> set[str]:
         [r.parent_id for r in runs],
         [r.parent_run_id for r in runs],
         [r.timeout for r in runs],
+        [tags_json(r.tags) for r in runs],
     )
     return {r["run_id"] for r in rows}
 

@@ -34,7 +34,9 @@ indexes test instead of listing the closed statuses.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from durable.errors import StoreError
@@ -52,6 +54,7 @@ __all__ = [
     "prefixed",
     "quote_ident",
     "run_record",
+    "tags_json",
     "task_record",
 ]
 
@@ -179,6 +182,8 @@ EXTRA_INDEXES: list[tuple[str, str]] = [
 EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     # workflow name -> its parameters (JSON), for starts by name (durable.signature).
     ("workers", "signatures", "text"),
+    # a run's tags (a JSON object of strings), from client.start(..., tags=...).
+    ("runs", "tags", "jsonb"),
 ]
 
 #: The schema version this code reads and writes.
@@ -188,7 +193,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Column lists in the field order of the record they become.
 RUN_COLUMNS = """workflow_id, run_id, name, queue, status, input, result, error, created_at,
     updated_at, closed_at, parent_id, parent_run_id, history_length, ready, lease_owner,
-    lease_expires_at, parked, problem, continued_to, timeout, is_current"""
+    lease_expires_at, parked, problem, continued_to, timeout, is_current, tags"""
 TASK_COLUMNS = """task_id, run_id, workflow_id, seq, name, queue, data, attempt, status,
     visible_at, lease_owner, lease_expires_at, heartbeat_details, cancel_requested,
     last_error, created_at"""
@@ -199,9 +204,16 @@ def prefixed(columns: str, alias: str) -> str:
     return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
 
 
+def tags_json(tags: Mapping[str, str] | None) -> str | None:
+    """How ``runs.tags`` is written: a JSON object (jsonb); NULL for none."""
+    return json.dumps(dict(tags), sort_keys=True, separators=(",", ":")) if tags else None
+
+
 def run_record(row: Any) -> RunRecord:
     """A `RunRecord` from a row with `RUN_COLUMNS`."""
-    return RunRecord(**dict(row))
+    fields = dict(row)
+    tags = fields.pop("tags")
+    return RunRecord(**fields, tags=json.loads(tags) if tags else {})
 
 
 def task_record(row: Any) -> TaskRecord:

@@ -64,6 +64,7 @@ from .schema import (
     ensure_extra_indexes,
     migrate,
     run_record,
+    tags_json,
     task_record,
 )
 from .workers import WORKER_SILENCE_SECONDS
@@ -76,8 +77,8 @@ POLL_INTERVAL = 1.0  # seconds between re-queries while the LISTEN connection is
 
 _INSERT_RUN = f"""
 INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, created_at,
-                  updated_at, parent_id, parent_run_id, history_length, ready, timeout)
-VALUES ($1, $2, true, $3, $4, 'pending', $5, $6, $6, $7, $8, 0, true, $9)
+                  updated_at, parent_id, parent_run_id, history_length, ready, timeout, tags)
+VALUES ($1, $2, true, $3, $4, 'pending', $5, $6, $6, $7, $8, 0, true, $9, $10::jsonb)
 ON CONFLICT (workflow_id) WHERE is_current DO NOTHING
 RETURNING {RUN_COLUMNS}
 """
@@ -94,6 +95,7 @@ async def _create_one(
         row = await conn.fetchrow(
             _INSERT_RUN, run.workflow_id, run.run_id, run.name, run.queue,
             run.input, run.created_at, run.parent_id, run.parent_run_id, run.timeout,
+            tags_json(run.tags),
         )  # fmt: skip
         if row is not None:
             return run_record(row), True
@@ -266,11 +268,15 @@ class PostgresStore(Store):
         name: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> list[RunRecord]:
         """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
         ``runs_created_idx``)."""
         clauses: list[str] = []
         args: list[Any] = []
+        if tags:
+            args.append(tags_json(tags))
+            clauses.append(f"tags @> ${len(args)}::jsonb")
         if status is not None:
             args.append(status)
             clauses.append(f"status = ${len(args)}")

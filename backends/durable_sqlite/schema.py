@@ -173,6 +173,8 @@ EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
 EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # workflow name -> its parameters (JSON), for starts by name (durable.signature).
     ("workers", "signatures", "TEXT"),
+    # a run's tags (a JSON object of strings), from client.start(..., tags=...).
+    ("runs", "tags", "TEXT"),
 )
 
 #: The schema version this code reads and writes.
@@ -287,7 +289,7 @@ async def _missing_columns(conn: aiosqlite.Connection) -> list[tuple[str, str, s
 RUN_COLUMNS = (
     "workflow_id, run_id, name, queue, status, input, result, error, created_at, "
     "updated_at, closed_at, parent_id, parent_run_id, history_length, ready, lease_owner, "
-    "lease_expires_at, parked, problem, continued_to, timeout, is_current"
+    "lease_expires_at, parked, problem, continued_to, timeout, is_current, tags"
 )
 TASK_COLUMNS = (
     "task_id, run_id, workflow_id, seq, name, queue, data, attempt, status, visible_at, "
@@ -324,6 +326,7 @@ def run_record(row: Any) -> RunRecord:
         continued_to=row[19],
         timeout=row[20],
         is_current=bool(row[21]),
+        tags=json.loads(row[22]) if row[22] else {},
     )
 
 
@@ -399,4 +402,5 @@ def pending_record(run: NewRun) -> RunRecord:
         continued_to=None,
         timeout=run.timeout,
         is_current=True,
+        tags=dict(run.tags or {}),
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from durable import plan as _plan
 from durable.journal import WORKFLOW_ADDRESSED
@@ -38,8 +38,8 @@ _READ_RUNS = """SELECT run_id, workflow_id, status, is_current, lease_owner,
 
 _INSERT_RUN = """INSERT INTO runs (run_id, workflow_id, is_current, name, queue,
     status, input, created_at, updated_at, parent_id, parent_run_id, history_length, ready,
-    parked, timeout)
-    VALUES (?, ?, 1, ?, ?, 'pending', ?, ?, ?, ?, ?, 0, 1, 0, ?)"""
+    parked, timeout, tags)
+    VALUES (?, ?, 1, ?, ?, 'pending', ?, ?, ?, ?, ?, 0, 1, 0, ?, ?)"""
 
 _UPDATE_RUN = """UPDATE runs SET history_length = ?, updated_at = ?, status = ?,
     result = COALESCE(?, result), error = COALESCE(?, error), problem = ?,
@@ -184,13 +184,18 @@ def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
             p.topics.add(TOPIC_RUNS)
 
 
+def tags_json(tags: Mapping[str, str] | None) -> str | None:
+    """How ``runs.tags`` stores tags: a JSON object, keys sorted; NULL for none."""
+    return json.dumps(dict(tags), sort_keys=True, separators=(",", ":")) if tags else None
+
+
 def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun]) -> None:
     """Insert ``runs`` as current, pending and ready."""
     conn.executemany(
         _INSERT_RUN,
         [
             (r.run_id, r.workflow_id, r.name, r.queue, r.input, r.created_at, r.created_at,
-             r.parent_id, r.parent_run_id, r.timeout)
+             r.parent_id, r.parent_run_id, r.timeout, tags_json(r.tags))
             for r in runs
         ],
     )  # fmt: skip

@@ -364,10 +364,16 @@ class SQLiteStore(Wakeups, Store):
         name: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> list[RunRecord]:
         """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
         where: list[str] = []
         params: list[Any] = []
+        for key, value in (tags or {}).items():
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(runs.tags) AS t WHERE t.key = ? AND t.value = ?)"
+            )
+            params += [key, value]
         if status is not None:
             where.append("status = ?")
             params.append(status)

@@ -178,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
         help="when the id is taken: return that run (default), fail, or start it again "
         "if it has closed",
     )
+    p.add_argument(
+        "--tag", action="append", type=_tag, metavar="KEY=VALUE", help="label the run (repeatable)"
+    )
     p.set_defaults(run=commands.start)
 
     p = command("list", "list workflow runs, newest first", json=True)
@@ -188,6 +191,13 @@ def _parser() -> argparse.ArgumentParser:
         "--after",
         metavar="RUN_ID",
         help="the next page: the runs after this one (the last run id of the previous page)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        type=_tag,
+        metavar="KEY=VALUE",
+        help="only runs with this tag (repeatable: all must match)",
     )
     p.set_defaults(run=commands.list_runs)
 
@@ -258,6 +268,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)
     return parser
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, like customer=acme, got {text!r}")
+    return key, value
 
 
 def _at_least_one(text: str) -> int:

@@ -78,9 +78,14 @@ async def start(args: argparse.Namespace) -> int:
             await _refuse_other_workflow(client, args.id, args.name)
         try:
             handle = await client.start(
-                args.name, *call_args, id=args.id, queue=args.queue, if_exists=args.if_exists
+                args.name,
+                *call_args,
+                id=args.id,
+                queue=args.queue,
+                if_exists=args.if_exists,
+                tags=dict(args.tag) if args.tag else None,
             )
-        except TypeError as exc:  # the arguments do not fit what a live worker serves
+        except (TypeError, ValueError) as exc:  # arguments a live worker refuses; bad tags
             raise Refused(str(exc)) from None
         except WorkflowAlreadyExists:
             d = await client.get_handle(args.id).describe()
@@ -163,14 +168,22 @@ async def list_runs(args: argparse.Namespace) -> int:
     """``durable list``: runs, newest first."""
     async with Client(args.db) as client:
         listing = client.list(
-            status=args.status, name=args.name, limit=args.limit, cursor=args.after
+            status=args.status,
+            name=args.name,
+            limit=args.limit,
+            cursor=args.after,
+            tags=dict(args.tag) if args.tag else None,
         )
-        runs = [d async for d in listing]
+        try:
+            runs = [d async for d in listing]
+        except ValueError as exc:  # a tag no run could carry
+            raise Refused(str(exc)) from None
     if args.json:
         _print_json(runs)
         return 0
     if not runs:
         filters = [f"{k} {v!r}" for k, v in (("status", args.status), ("name", args.name)) if v]
+        filters += [f"tag {k}={v}" for k, v in args.tag or ()]
         print(f"no workflow runs{' with ' + ' and '.join(filters) if filters else ''}")
         return 0
     for line in render.runs_table(runs):

@@ -54,6 +54,7 @@ __all__ = [
     "test_published_values_are_upserted",
     "test_release_lease_lets_another_worker_claim",
     "test_send_targets_current_or_given_run",
+    "test_tags_are_stored_and_every_given_tag_must_match",
     "test_two_steps_of_one_run_chain_in_one_batch",
     "test_use_before_open_and_after_close_raises",
 ]
@@ -613,3 +614,45 @@ async def test_cancelled_timers_and_tasks(store: Store) -> None:
     assert await store.fire_timers(AFTER, 100) is None
     [t] = (await store.read_extras("w", run_id))[1]
     assert t.cancel_requested
+
+
+async def test_tags_are_stored_and_every_given_tag_must_match(store: Store) -> None:
+    """Tags are stored with the run (from a client start, a child, a successor) and
+    `Store.list_runs` keeps a run only if it has every given tag with that exact value."""
+    acme = {"customer": "acme", "tier": "2"}
+    await store.create_run(new_run("t1", at=1.0, tags=acme), if_exists="error")
+    await store.create_run(new_run("t2", at=2.0, tags={"customer": "acme"}), if_exists="error")
+    await store.create_run(new_run("t3", at=3.0, tags={"customer": "zeta"}), if_exists="error")
+    await store.create_run(new_run("t4", at=4.0), if_exists="error")
+    run = await store.get_run("t1")
+    assert run is not None
+    assert dict(run.tags) == acme
+    untagged = await store.get_run("t4")
+    assert untagged is not None
+    assert dict(untagged.tags) == {}
+
+    def ids(runs: list[Any]) -> list[str]:
+        return [r.workflow_id for r in runs]
+
+    assert ids(await store.list_runs(tags={"customer": "acme"})) == ["t2", "t1"]
+    assert ids(await store.list_runs(tags=acme)) == ["t1"]
+    assert ids(await store.list_runs(tags={"customer": "acme", "tier": "3"})) == []
+    assert ids(await store.list_runs(tags={"tier": "2"}, name="wf")) == ["t1"]
+    assert ids(await store.list_runs(tags={"customer": "acm"})) == []  # exact values only
+    # a successor (continue-as-new) and a child are created with the tags they are given
+    [claimed] = await claim(store, "w1", now=5.0, limit=1)  # t1, the oldest
+    step = StepCommit(
+        claimed.run.run_id,
+        "w1",
+        0,
+        entries(1, "workflow_started", "continued_as_new"),
+        status="continued_as_new",
+        successor=new_run(claimed.run.workflow_id, at=6.0, tags=dict(claimed.run.tags)),
+        new_runs=[new_run("child", at=6.0, tags={"customer": "acme", "role": "child"})],
+    )
+    assert await store.commit_steps([step], 6.0) == [True]
+    assert ids(await store.list_runs(tags={"role": "child"})) == ["child"]
+    successor = await store.get_run(claimed.run.workflow_id)
+    assert successor is not None
+    assert successor.run_id != claimed.run.run_id
+    assert dict(successor.tags) == dict(claimed.run.tags)
