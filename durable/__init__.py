@@ -6,6 +6,8 @@ General layout (one concept per module):
 - journal     the journal's vocabulary: entry kinds, typed records, task ids, routing
 - branches    which task of the workflow's code issued each command, and which ran together
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
+- calls       what a run calls: activities (Python or remote, by name) and child workflows
+- waits       what a run waits for from outside: signals, and external completions by token
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - steps       the one model of a run people see: journal in, steps, pending work, problems
@@ -16,6 +18,8 @@ General layout (one concept per module):
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
 - signature   workflow signatures workers publish, to check starts by name
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
+- tasks       remote activity attempts and external waits: poll, heartbeat, complete, fail
+- tokens      task tokens: the opaque strings that name an attempt or an external wait
 - store       the storage contract (a small abstract class); backends live in backends/
 - plan        the group-commit rules as a pure function: fences, writes, routing, wake-ups
 - payload     msgpack payloads (never pickle): the wire format, encode and decode
@@ -39,6 +43,7 @@ from .context import (
     activity_info,
     continue_as_new,
     deprecate_patch,
+    external,
     heartbeat,
     info,
     logger,
@@ -59,16 +64,21 @@ from .errors import (
     ApplicationError,
     ChildWorkflowError,
     DurableError,
+    ExternalError,
     NonDeterminismError,
     NotInWorkflowError,
     RemoteError,
     SerializationError,
+    StaleTask,
+    TaskNotFound,
     WorkflowAlreadyExists,
     WorkflowCancelled,
     WorkflowFailed,
     WorkflowNotFound,
 )
 from .steps import Attempt, PendingStep, Step
+from .tasks import RemoteTask
+from .waits import External
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -82,13 +92,18 @@ __all__ = [
     "Client",
     "DurableError",
     "Event",
+    "External",
+    "ExternalError",
     "NonDeterminismError",
     "NotInWorkflowError",
     "PendingStep",
     "RemoteError",
+    "RemoteTask",
     "RetryPolicy",
     "SerializationError",
+    "StaleTask",
     "Step",
+    "TaskNotFound",
     "Worker",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",
@@ -103,6 +118,7 @@ __all__ = [
     "connect",
     "continue_as_new",
     "deprecate_patch",
+    "external",
     "heartbeat",
     "info",
     "logger",

@@ -171,34 +171,12 @@ class ActivityAttempts:
             now = self.clock.now()
             if task.status == "running":
                 # Its last worker died mid-attempt: that attempt failed.
-                logger.info(
-                    "Worker %s reclaimed task %s (%r attempt %d): its worker stopped renewing "
-                    "its lease, so that attempt counts as lost",
-                    self.worker_id,
-                    task.task_id,
-                    task.name,
-                    attempt_no,
-                )
-                lost = AttemptResult(
-                    error=RemoteError(
-                        "WorkerLost",
-                        f"Activity {task.name!r} attempt {attempt_no} was lost with its worker "
-                        "(lease expired)",
-                    ),
-                    retryable=True,
-                )
-                outcome = self._decide(spec, attempt_no, task.created_at, lost)
-                if outcome.kind == "retry":
-                    outcome = TaskOutcome(
-                        "retry", outcome.item_kind, outcome.item_data, now, outcome.last_error
-                    )
+                outcome = retry.lost(task, now, self.worker_id)
                 await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
                 return
             if task.cancel_requested:
                 # Its workflow gave up on it before it (re)started: record that, run nothing.
-                error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
-                failed = journal.ActivityFailed(task.seq, error, attempt_no)
-                outcome = TaskOutcome("done", failed.KIND, journal.encode(failed))
+                outcome = retry.cancelled(task)
                 await self.store.finish_task(task.task_id, self.worker_id, attempt_no, outcome, now)
                 return
             defn = self.activities[task.name]

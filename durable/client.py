@@ -6,15 +6,19 @@
 
 A client writes only to a workflow's inbox (signals, cancellation) or creates runs; the
 worker holding a run's lease moves those into its journal. `terminate` is the one
-exception: it closes the run itself and revokes any lease on it.
+exception: it closes the run itself and revokes any lease on it. A client also serves tasks
+outside Python workers (`Client.poll_tasks`, `Client.heartbeat_task`, `Client.complete`,
+`Client.fail`: remote activity attempts and external waits, see `durable.tasks`), through
+the same fenced task operations a worker uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
@@ -31,6 +35,7 @@ from .errors import (
 )
 from .steps import PendingStep
 from .store import CLOSED_STATUSES, STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
+from .tasks import RemoteTask, TaskService
 
 __all__ = [
     "DEFAULT_URL",
@@ -319,6 +324,7 @@ class Client:
         self._lock = asyncio.Lock()
         # Set by durable.testing to skip time while a test awaits a result.
         self._waiter: Callable[[WorkflowHandle[Any]], Awaitable[None]] | None = None
+        self._tasks = TaskService(self)
 
     async def _open(self) -> Store:
         if self._state == "open" and self._store is not None:
@@ -474,7 +480,8 @@ class Client:
             extras = await store.read_extras(run.workflow_id, run.run_id)
             pending = steps.pending(steps.build(run, entries, extras.tasks, extras.timers))
             if problem is None:
-                problem = steps.problem(run, await store.list_workers())
+                workers = await store.list_workers()
+                problem = steps.problem(run, workers, extras.tasks)
         return WorkflowDescription(
             id=run.workflow_id,
             run_id=run.run_id,
@@ -516,6 +523,75 @@ class Client:
         runs = await store.list_runs(status=status, name=name, limit=limit, after=cursor, tags=tags)
         for run in runs:
             yield await self._describe(run, detailed=False)
+
+    # -- tasks served outside Python workers (durable.tasks) ----------------------------
+
+    async def poll_tasks(
+        self,
+        queue: str,
+        *,
+        worker: str,
+        names: Collection[str] | None = None,
+        max_tasks: int = 1,
+        wait: float | timedelta = 0,
+    ) -> builtins.list[RemoteTask]:
+        """Take up to ``max_tasks`` activity tasks of ``queue`` for remote worker ``worker``,
+        waiting up to ``wait`` (seconds or a timedelta) for the first; ``[]`` if none came.
+
+            for task in await client.poll_tasks("media-node", worker="node-1", wait=20):
+                try:
+                    await client.complete(task.token, resize(*task.args))
+                except Exception as exc:
+                    await client.fail(task.token, exc)
+
+        ``names``: the activity names this worker implements (``None``: any on the queue).
+        Each `RemoteTask` is one attempt, leased to ``worker`` for its ``heartbeat_timeout``
+        (else `durable.tasks.REMOTE_LEASE` seconds) and never past its ``deadline``: call
+        `heartbeat_task` within that, or the attempt counts as lost and is retried. A task
+        found whose previous attempt's lease expired counts that attempt as lost first. The
+        worker is listed in ``durable workers`` while it polls.
+
+        Raises `ValueError`/`TypeError` for a bad queue, worker, names, max_tasks or wait.
+        """
+        return await self._tasks.poll(
+            queue, worker=worker, names=names, max_tasks=max_tasks, wait=wait
+        )
+
+    async def heartbeat_task(self, token: str, details: Any = None) -> bool:
+        """Renew the lease of the attempt ``token`` names (by its heartbeat timeout, or
+        `durable.tasks.REMOTE_LEASE` seconds, never past its deadline) and save
+        ``details`` for a later attempt (`RemoteTask.heartbeat_details`). Returns whether
+        cancellation was requested: the workflow no longer wants the result, so stop and
+        `fail` it (any error) or just drop it.
+
+        Raises `StaleTask` (with ``.outcome``) when the attempt is over: declared lost,
+        timed out, or ended; `TaskNotFound` for a token that names nothing.
+        """
+        return await self._tasks.heartbeat(token, details)
+
+    async def complete(self, token: str, value: Any = None) -> None:
+        """Complete an activity attempt (a `RemoteTask.token`) or an external wait
+        (``durable.external(...).token``) with ``value``.
+
+        Completing the same attempt again is a no-op. Raises `StaleTask` (``.outcome``:
+        what is stored) when the attempt was declared lost or timed out, the step already
+        ended otherwise, or the run closed; `TaskNotFound` for a token that names nothing
+        (malformed, or from another database); `SerializationError` for a value that
+        cannot be stored.
+        """
+        await self._tasks.complete(token, value)
+
+    async def fail(self, token: str, error: Any, *, non_retryable: bool = False) -> None:
+        """Fail an activity attempt or an external wait named by ``token``.
+
+        ``error`` is an exception, a message str, or a mapping ``{"type", "message",
+        "details"?}``. An activity attempt is retried per its `RetryPolicy` unless
+        ``non_retryable`` (or its type is one of the policy's ``non_retryable``); an
+        external wait's ``ext.wait()`` raises `durable.ExternalError`. Failing the same
+        attempt again is a no-op. Raises as `complete` does, and `TypeError` for an error
+        of another shape.
+        """
+        await self._tasks.fail(token, error, non_retryable)
 
 
 MAX_TAGS = 32  # tags per run: labels to find runs by, not a place for data

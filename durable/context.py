@@ -1,6 +1,6 @@
 """What user code calls from inside a workflow or an activity.
 
-Workflow helpers (`sleep`, `wait_signal`, `map`, `publish`, `now`, `random`, `uuid4`,
+Workflow helpers (`sleep`, `wait_signal`, `external`, `map`, `publish`, `now`, `random`, `uuid4`,
 `patched`, `deprecate_patch`, `continue_as_new`, `info`, `logger`) are deterministic: they
 go through the current `WorkflowRun`, so replay sees exactly what the live run saw. Activity
 helpers (`heartbeat`, `activity_info`) reach the attempt running in this context.
@@ -21,12 +21,14 @@ from typing import Any, NoReturn, TypeVar
 from . import payload
 from .engine import WorkflowInfo, WorkflowRun, current_run
 from .errors import NotInWorkflowError
+from .waits import External
 
 __all__ = [
     "ActivityInfo",
     "activity_info",
     "continue_as_new",
     "deprecate_patch",
+    "external",
     "heartbeat",
     "info",
     "logger",
@@ -99,6 +101,28 @@ async def wait_signal(name: str, timeout: float | timedelta | None = None) -> An
         )
     run = _run("wait_signal")
     return await run.wait_signal(name, None if timeout is None else _seconds(timeout))
+
+
+def external(name: str, result_type: Any = None) -> External[Any]:
+    """Start an external wait: a step completed from outside, by token.
+
+        ext = durable.external("payment-callback", result_type=Receipt)
+        await send_payment_link(order_id, ext.token)    # hand the token out in an activity
+        receipt = await ext.wait(timeout=timedelta(days=2))
+
+    ``ext.token`` is deterministic (the same on replay) and durable (valid while the run is
+    open). Anyone holding it completes the wait once: ``client.complete(token, value)`` or
+    ``client.fail(token, error)`` (or the HTTP task endpoints). ``ext.wait()`` returns the
+    value (rebuilt as ``result_type`` when given), raises `ExternalError` if it was failed,
+    and `TimeoutError` after ``timeout`` (the wait goes on; waiting again still gets it).
+    It shows in ``handle.steps()`` as a step of kind ``external``, ``waiting`` until done.
+
+    Raises:
+        TypeError: ``name`` is not a non-empty ``str``.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"durable.external() needs a non-empty str name, got {name!r}")
+    return _run("external").external(name, result_type)
 
 
 async def map(

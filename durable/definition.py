@@ -309,11 +309,21 @@ def activity(
 _CALL_OPTIONS = frozenset({"retry", "timeout", "queue", "id", "heartbeat_timeout"})
 
 
-def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
+def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[Any]:
     """Call an activity or child workflow with per-call options overriding the decorator's.
 
         receipt = await durable.call(charge, order_id, cents, retry=RetryPolicy(max_attempts=1))
         child = await durable.call(ship, order, id=f"ship-{order_id}")
+        size = await durable.call("resize_image", path, queue="media-node", result_type=Size)
+
+    With a name instead of a function, it schedules a *remote* activity: one no Python
+    worker needs to implement — a worker in another language polls its queue
+    (``client.poll_tasks``, or the HTTP API) and completes it by token. It takes positional
+    arguments only, and ``queue`` (default: the workflow's), ``retry``, ``timeout`` (per
+    attempt, start-to-close), ``heartbeat_timeout`` and ``result_type`` (the result is
+    rebuilt as this type through `durable.hints`; without it, plain decoded data). It has
+    the same task row, leases, retries and timeouts as any activity, and a Python worker
+    that does implement the name on that queue may run it too.
 
     Options: for activities ``retry``, ``timeout`` (per attempt), ``heartbeat_timeout`` and
     ``queue``; for child workflows ``id``, ``timeout`` (the whole child run; ``None`` for
@@ -327,6 +337,8 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
             "durable.call() schedules an activity or child workflow, so it only works "
             "inside a workflow. Outside one, call the function directly or use client.start."
         )
+    if isinstance(fn, str):
+        return _call_remote(run, fn, args, options)
     overrides = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
     if getattr(fn, "__durable_workflow__", None) is not None:
         wdefn = workflow_definition(fn)
@@ -348,3 +360,30 @@ def call(fn: Callable[..., Any], *args: Any, **options: Any) -> Awaitable[Any]:
     if "id" in overrides:
         raise TypeError(f"'id' is an option for child workflows, not activity {defn.name!r}")
     return run.schedule_activity(defn, args, options, overrides)
+
+
+_REMOTE_OPTIONS = frozenset({"retry", "timeout", "queue", "heartbeat_timeout", "result_type"})
+
+
+def _call_remote(
+    run: Any, name: str, args: tuple[Any, ...], options: dict[str, Any]
+) -> Awaitable[Any]:
+    if not name:
+        raise ValueError("durable.call() needs a non-empty activity name (or a function)")
+    unknown = sorted(set(options) - _REMOTE_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"durable.call({name!r}, ...) got {', '.join(map(repr, unknown))}: a remote "
+            "activity takes positional arguments only (they travel as a JSON array), and "
+            f"the options {', '.join(sorted(_REMOTE_OPTIONS))}"
+        )
+    queue = options.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise ValueError(f"queue must be a non-empty str, got {queue!r}")
+    overrides = {k: v for k, v in options.items() if k != "result_type"}
+    for key in ("timeout", "heartbeat_timeout"):
+        if overrides.get(key) is not None:
+            overrides[key] = _seconds(overrides[key], key)
+    return cast(
+        Awaitable[Any], run.schedule_remote(name, args, options.get("result_type"), overrides)
+    )

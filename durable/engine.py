@@ -23,7 +23,6 @@ timer row, a child run); cancelling an activity, timer or child is an effect alo
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import logging
 import math
@@ -35,16 +34,16 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from . import journal, payload
-from .definition import ActivityDefinition, RetryPolicy, WorkflowDefinition
+from .calls import Calls
+from .definition import WorkflowDefinition
 from .errors import (
-    ActivityError,
-    ChildWorkflowError,
     NonDeterminismError,
     RemoteError,
     SerializationError,
 )
 from .journal import CLOSING_KINDS, INPUT_KINDS, describe_command, same_command
 from .loop import WorkflowLoop, current_run
+from .waits import Waits
 
 __all__ = [
     "CLOSING_KINDS",
@@ -116,7 +115,7 @@ class _ContinueAsNew(BaseException):
         self.encoded_args = args
 
 
-class WorkflowRun:
+class WorkflowRun(Calls, Waits):
     """One run of one workflow, advanced one input at a time.
 
         run = WorkflowRun(definition, workflow_id="order-42", run_id="...", queue="default")
@@ -161,18 +160,10 @@ class WorkflowRun:
         self._expected_pos = 0
         self._input_seq = 0
         self._nondeterminism: NonDeterminismError | None = None
-        self._activities: dict[int, tuple[asyncio.Future[Any], ActivityDefinition]] = {}
+        self._activities = {}
         self._activity_attempts: dict[int, tuple[int, RemoteError | None]] = {}
-        # Children in flight by their run id: (seq, future, definition, child workflow id).
-        # By run id, not workflow id: one parent may start two children of one id (the second
-        # refused while the first runs), and each answer must reach its own call.
-        self._children: dict[str, tuple[int, asyncio.Future[Any], WorkflowDefinition, str]] = {}
-        self._signals: dict[str, collections.deque[Any]] = collections.defaultdict(
-            collections.deque
-        )
-        self._signal_waiters: dict[str, collections.deque[asyncio.Future[Any]]] = (
-            collections.defaultdict(collections.deque)
-        )
+        self._children = {}
+        Waits.__init__(self)
         self._patches: dict[str, bool] = {}
         self._timeout_timer: int | None = None
         self._evicting = False
@@ -265,6 +256,8 @@ class WorkflowRun:
                 self._loop._fire_timer(rec.ref)
         elif isinstance(rec, journal.SignalReceived):
             self._receive_signal(rec)
+        elif isinstance(rec, journal.ExternalCompleted | journal.ExternalFailed):
+            self._resolve_external(rec)
         elif isinstance(rec, journal.ChildCompleted | journal.ChildFailed):
             self._resolve_child(rec)
         elif isinstance(rec, journal.CancelRequested):
@@ -343,7 +336,7 @@ class WorkflowRun:
         self._emit(record)
         self.outcome = outcome
         # Everything still in flight is abandoned: cancel it (effects only).
-        for seq, (fut, _) in self._activities.items():
+        for seq, (fut, _, _) in self._activities.items():
             if not fut.done():
                 self._effects.cancelled_activities.append(seq)
         for child_run, (_, fut, _, child_id) in self._children.items():
@@ -374,75 +367,6 @@ class WorkflowRun:
         self._evicting = True  # unwind silently: the run is closed
         if self._main is not None:
             self._main.cancel()
-
-    def _resolve_activity(self, rec: journal.ActivityCompleted | journal.ActivityFailed) -> None:
-        ref = rec.ref
-        entry = self._activities.pop(ref, None)
-        if entry is None:
-            return
-        fut, defn = entry
-        if fut.done():
-            return
-        if isinstance(rec, journal.ActivityFailed):
-            fut.set_exception(
-                ActivityError(
-                    f"Activity {defn.name!r} (step {ref} of workflow {self.workflow_id!r}) "
-                    f"failed after {rec.attempts} attempt(s): {rec.error}",
-                    rec.error,
-                    rec.attempts,
-                )
-            )
-            return
-        try:
-            fut.set_result(payload.decode_result(defn.fn, rec.result or b"\xc0"))
-        except SerializationError as err:
-            fut.set_exception(err)
-
-    def _receive_signal(self, rec: journal.SignalReceived) -> None:
-        name = rec.name
-        try:
-            value = payload.decode(rec.value, what=f"signal {name!r}")
-        except SerializationError as err:
-            logger.error("Dropping undecodable signal %r for %s: %s", name, self.workflow_id, err)
-            return
-        waiters = self._signal_waiters[name]
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(value)
-                return
-        self._signals[name].append(value)
-
-    def _resolve_child(self, rec: journal.ChildCompleted | journal.ChildFailed) -> None:
-        child_id = rec.workflow_id
-        key = rec.run_id if rec.run_id in self._children else None
-        if key is None:
-            # From a run the parent did not start: the child's successor after it continued
-            # as new (or an answer recorded before answers named their run). The oldest call
-            # of that id still waiting is the one it answers.
-            key = next((k for k, e in self._children.items() if e[3] == child_id), None)
-        entry = self._children.pop(key, None) if key is not None else None
-        if entry is None:
-            return
-        seq, fut, defn, _ = entry
-        if fut.done():
-            return
-        if isinstance(rec, journal.ChildCompleted):
-            try:
-                fut.set_result(payload.decode_result(defn.fn, rec.result or b"\xc0"))
-            except SerializationError as err:
-                fut.set_exception(err)
-            return
-        error = rec.error
-        what = "could not start" if rec.status == "already_exists" else rec.status
-        fut.set_exception(
-            ChildWorkflowError(
-                f"Child workflow {defn.name!r} ({child_id}, started at step {seq} of "
-                f"{self.workflow_id!r}) {what}: {error}",
-                error,
-                child_id,
-            )
-        )
 
     # -- commands -----------------------------------------------------------------------
 
@@ -503,109 +427,6 @@ class WorkflowRun:
         if not self._evicting:
             self._effects.cancelled_timers.append(seq)
 
-    def schedule_activity(
-        self,
-        defn: ActivityDefinition,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        overrides: dict[str, Any],
-    ) -> asyncio.Future[Any]:
-        """Issue ``activity_scheduled``; the future resolves with its journaled result."""
-        # On replay the command is only compared (by name), never written: the arguments
-        # were encoded when it was recorded, so they are not encoded again.
-        encoded = (
-            b""
-            if self.is_replaying
-            else payload.encode_args(
-                defn.fn, args, kwargs, what=f"arguments of activity {defn.name!r}"
-            )
-        )
-        retry = overrides.get("retry", defn.retry)
-        if not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
-        timeout = overrides.get("timeout", defn.timeout)
-        heartbeat_timeout = overrides.get("heartbeat_timeout", defn.heartbeat_timeout)
-        seq = self._emit(
-            journal.ActivityScheduled(
-                name=defn.name,
-                queue=overrides.get("queue", defn.queue),
-                args=encoded,
-                retry=retry.to_dict(),
-                timeout=_as_seconds(timeout),
-                heartbeat_timeout=_as_seconds(heartbeat_timeout),
-                schedule_to_close=defn.schedule_to_close,
-            )
-        )
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        if self._evicting:
-            return fut
-        self._activities[seq] = (fut, defn)
-        fut.add_done_callback(lambda f: self._activity_future_done(seq, f))
-        return fut
-
-    def _activity_future_done(self, seq: int, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled() and seq in self._activities and not self._evicting:
-            del self._activities[seq]
-            self._effects.cancelled_activities.append(seq)
-
-    def start_child(
-        self,
-        defn: WorkflowDefinition,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        overrides: dict[str, Any],
-    ) -> asyncio.Future[Any]:
-        """Issue ``child_started``; the future resolves with the child's result."""
-        encoded = (
-            b""
-            if self.is_replaying
-            else payload.encode_args(
-                defn.fn, args, kwargs, what=f"arguments of child workflow {defn.name!r}"
-            )
-        )
-        child_id = overrides.get("id") or self._default_child_id(defn.name)
-        run_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
-        # An explicit timeout=None means none at all: recorded as infinity, since a run
-        # without a recorded timeout falls back to the decorator's.
-        timeout = (
-            math.inf
-            if "timeout" in overrides and overrides["timeout"] is None
-            else _as_seconds(overrides.get("timeout", defn.timeout))
-        )
-        seq = self._emit(
-            journal.ChildStarted(
-                name=defn.name,
-                id=child_id,
-                run_id=run_id,
-                queue=overrides.get("queue", defn.queue),
-                args=encoded,
-                timeout=timeout,
-            )
-        )
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        if self._evicting:
-            return fut
-        self._children[run_id] = (seq, fut, defn, child_id)
-        fut.add_done_callback(lambda f: self._child_future_done(run_id, f))
-        return fut
-
-    def _default_child_id(self, name: str) -> str:
-        """A child id unique to this run: its workflow id, a prefix of its run id (so a
-        successor or a restarted run never reuses a predecessor's child ids), the child's
-        name and the seq of the command starting it."""
-        seq = self.history_length + 1
-        if self.is_replaying and self._expected_pos < len(self._expected):
-            kind, recorded = self._expected[self._expected_pos]
-            if kind == "child_started" and recorded.get("name") == name:
-                # Runs recorded before ids carried the run keep the id they started with.
-                return str(recorded.get("id"))
-        return f"{self.workflow_id}/{self.run_id[:8]}/{name}-{seq}"
-
-    def _child_future_done(self, run_id: str, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled() and run_id in self._children and not self._evicting:
-            child_id = self._children.pop(run_id)[3]
-            self._effects.cancelled_children.append((child_id, run_id))
-
     def publish(self, key: str, value: Any) -> None:
         """Issue ``published``: clients read the value with ``handle.read(key)``."""
         if not isinstance(key, str) or not key:
@@ -616,19 +437,6 @@ class WorkflowRun:
         encoded = payload.encode(value, what=f"published value {key!r}")
         self._emit(journal.Published(key, encoded))
         self.published[key] = encoded
-
-    async def wait_signal(self, name: str, timeout: float | None) -> Any:
-        """The next signal called ``name`` (FIFO), waiting up to ``timeout`` seconds."""
-        buffered = self._signals.get(name)
-        if buffered:
-            return buffered.popleft()
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._signal_waiters[name].append(fut)
-        due = None if timeout is None else self._now + timeout
-        self._annotate(journal.SignalWaitStarted(name, due))
-        if timeout is None:
-            return await fut
-        return await asyncio.wait_for(fut, timeout)
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
         """See `durable.patched`."""
@@ -668,11 +476,3 @@ class WorkflowRun:
     def now(self) -> datetime:
         """The time of the input being applied, as an aware UTC datetime."""
         return datetime.fromtimestamp(self._now, UTC)
-
-
-def _as_seconds(value: Any) -> float | None:
-    if value is None:
-        return None
-    if hasattr(value, "total_seconds"):
-        return float(value.total_seconds())
-    return float(value)

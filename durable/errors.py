@@ -10,6 +10,9 @@
     ├── WorkflowNotFound       no workflow with that id
     ├── WorkflowAlreadyExists  client.start(..., if_exists="error") found one
     ├── NotInWorkflowError     a workflow-only call made outside a workflow
+    ├── ExternalError          durable.external(...).wait(): the wait was failed from outside
+    ├── TaskNotFound           a task token that names nothing (malformed, or no such run)
+    ├── StaleTask              a task token whose attempt or wait is over (.outcome says how)
     ├── StoreError             the database cannot be used (newer schema, bad URL, ...)
     │   ├── LeaseLost          a worker's write was fenced off: another owner took over
     │   ├── StepDataError      a commit failed on what a step holds, not on the database
@@ -34,13 +37,16 @@ __all__ = [
     "ChildWorkflowError",
     "DatabaseUnusable",
     "DurableError",
+    "ExternalError",
     "LeaseLost",
     "NonDeterminismError",
     "NotInWorkflowError",
     "RemoteError",
     "SerializationError",
+    "StaleTask",
     "StepDataError",
     "StoreError",
+    "TaskNotFound",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",
     "WorkflowFailed",
@@ -226,6 +232,38 @@ class WorkflowAlreadyExists(DurableError):
 
 class NotInWorkflowError(DurableError, RuntimeError):
     """A call that only makes sense inside a workflow (or activity) was made outside one."""
+
+
+class ExternalError(DurableError):
+    """Raised by ``await ext.wait()`` when the external wait was failed from outside
+    (``client.fail(token, error)``). `.cause` is the `RemoteError` given; `.name` the wait's."""
+
+    def __init__(self, message: str, cause: RemoteError, name: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.name = name
+
+
+class TaskNotFound(DurableError, LookupError):
+    """A task token names nothing: it is malformed, or its workflow run does not exist in
+    this database. The message says what a token looks like and where tokens come from."""
+
+
+class StaleTask(DurableError):
+    """A task token's attempt or external wait can no longer be completed this way: the
+    attempt was declared lost or timed out and another owns the task, the step already
+    ended otherwise, or the run closed.
+
+    `.outcome` is what is stored, JSON-able: ``{"status": ...}`` with ``status`` one of
+    ``completed``, ``failed`` (with ``error``), ``retrying`` / ``running`` / ``scheduled``
+    (another attempt: ``attempt``), ``cancelled`` or ``closed`` (the run ended first), and
+    where known ``attempt``, ``result`` or ``error``. Completing the same attempt twice the
+    same way is not stale: the second call is a no-op.
+    """
+
+    def __init__(self, message: str, outcome: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class StoreError(DurableError):

@@ -21,7 +21,7 @@ from . import payload
 from .context import ActivityContext, _activity
 from .definition import ActivityDefinition, RetryPolicy
 from .errors import RemoteError
-from .retry import retryable
+from .retry import AttemptResult, retryable  # AttemptResult lives with its judge
 
 __all__ = ["Attempt", "AttemptResult", "run_attempt"]
 
@@ -39,17 +39,6 @@ class Attempt:
     spec: dict[str, Any]  # the activity_scheduled command's data
     attempt: int
     context: ActivityContext
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """A finished attempt: ``result`` (encoded) or ``error``; ``retryable`` if it may be tried
-    again under its policy (the caller checks attempts and deadlines)."""
-
-    result: bytes | None = None
-    error: RemoteError | None = None
-    retryable: bool = False
-    cancelled: bool = False
 
 
 async def run_attempt(attempt: Attempt) -> AttemptResult:

@@ -9,7 +9,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     --------------------  -----------------  --------------------------------------------
     inputs (the run observes them; they arrive through the inbox or the worker)
     workflow_started      WorkflowStarted    args
-    activity_completed    ActivityCompleted  ref, result, started_at, worker
+    activity_completed    ActivityCompleted  ref, result, started_at, worker, attempt
     activity_failed       ActivityFailed     ref, error, attempts, started_at, worker
     activity_retrying     ActivityRetrying   ref, attempt, error, started_at, worker
     timer_fired           TimerFired         ref
@@ -17,6 +17,8 @@ turns the pair into one of the typed records below and `encode` does the reverse
     child_completed       ChildCompleted     workflow_id, result, run_id
     child_failed          ChildFailed        workflow_id, error, status, run_id
     cancel_requested      CancelRequested    reason
+    external_completed    ExternalCompleted  ref, result, worker
+    external_failed       ExternalFailed     ref, error, worker
     commands (the code issued them)
     activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
                                              heartbeat_timeout, schedule_to_close,
@@ -27,6 +29,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     published             Published          key, value, branch
     signal_wait_started   SignalWaitStarted  name, due, branch, group (tells only: see below)
     marker                Marker             patch, branch
+    external_started      ExternalStarted    name, branch, group
     closings (commands that end the run)
     workflow_completed    WorkflowCompleted  result
     workflow_failed       WorkflowFailed     error
@@ -35,7 +38,8 @@ turns the pair into one of the typed records below and `encode` does the reverse
     workflow_terminated   WorkflowTerminated reason (written by the client, not the code)
 
 ``ref`` is the seq of the command an input answers; ``started_at`` and ``worker`` say when
-and where the attempt it reports began (`None` when it never ran, or in older journals).
+and where the attempt it reports began (`None` when it never ran, or in older journals);
+``attempt`` which attempt completed (`None` in journals recorded before it was kept).
 ``args``/``result``/``value`` are payloads (bytes, encoded by `durable.payload` against the
 function's type hints); ``error`` is a `RemoteError`. ``branch`` is the path of the
 workflow task that issued a command (``"0"`` the main coroutine, ``"0.2"`` the third task
@@ -47,10 +51,18 @@ branch ``"0"``, no group.
 timeout fires, or `None`), so a waiting run shows what it waits for. It only tells: replay
 of a journal recorded before it existed, which lacks it, is not a mismatch.
 
+``external_started`` records ``durable.external(name)``: a wait for a completion from
+outside, addressed by a task token naming this run and this seq (`durable.tasks`). Its
+answer, ``external_completed`` or ``external_failed`` (``worker``: who completed it, as
+the caller said), comes through the inbox like an activity's. The wait is kept as a row
+of ``tasks`` leased to `durable.store.EXTERNAL_OWNER` for ever, so completing it is
+`durable.store.Store.finish_task` and happens exactly once.
+
 Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
 signal or cancellation): when the run they reached ends by ``continue_as_new`` before
 consuming them, they move to its successor, never dropped. Every other inbox item answers
-one run's own command and stays with that run.
+one run's own command and stays with that run (an external completion too: its token
+names the run, and a successor after continue-as-new never inherits it).
 """
 
 from __future__ import annotations
@@ -79,6 +91,9 @@ __all__ = [
     "ChildStarted",
     "ContinuedAsNew",
     "Damaged",
+    "ExternalCompleted",
+    "ExternalFailed",
+    "ExternalStarted",
     "Kind",
     "Marker",
     "Published",
@@ -113,12 +128,15 @@ class Kind(enum.StrEnum):
     CHILD_COMPLETED = "child_completed"
     CHILD_FAILED = "child_failed"
     CANCEL_REQUESTED = "cancel_requested"
+    EXTERNAL_COMPLETED = "external_completed"
+    EXTERNAL_FAILED = "external_failed"
     ACTIVITY_SCHEDULED = "activity_scheduled"
     TIMER_STARTED = "timer_started"
     CHILD_STARTED = "child_started"
     PUBLISHED = "published"
     MARKER = "marker"
     SIGNAL_WAIT_STARTED = "signal_wait_started"
+    EXTERNAL_STARTED = "external_started"
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
@@ -138,6 +156,8 @@ INPUT_KINDS: frozenset[str] = frozenset(
         Kind.CHILD_COMPLETED,
         Kind.CHILD_FAILED,
         Kind.CANCEL_REQUESTED,
+        Kind.EXTERNAL_COMPLETED,
+        Kind.EXTERNAL_FAILED,
     }
 )
 #: Commands that close the run when the code issues them.
@@ -158,6 +178,7 @@ COMMAND_KINDS: frozenset[str] = frozenset(
         Kind.PUBLISHED,
         Kind.MARKER,
         Kind.SIGNAL_WAIT_STARTED,
+        Kind.EXTERNAL_STARTED,
     }
     | CLOSING_KINDS
 )
@@ -173,6 +194,7 @@ def describe_command(kind: str, data: dict[str, Any]) -> str:
         "published": "key",
         "marker": "patch",
         "signal_wait_started": "name",
+        "external_started": "name",
     }.get(kind)
     if key is None:
         return kind
@@ -194,7 +216,7 @@ def same_command(kind: str, data: dict[str, Any], other_kind: str, other: dict[s
         return data.get("key") == other.get("key")
     if kind == "marker":
         return data.get("patch") == other.get("patch")
-    if kind == "signal_wait_started":
+    if kind in ("signal_wait_started", "external_started"):
         return data.get("name") == other.get("name")
     return True
 
@@ -264,6 +286,7 @@ class ActivityCompleted(Record):
     result: bytes | None
     started_at: float | None = None
     worker: str | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +358,26 @@ class CancelRequested(Record):
 
     KIND = Kind.CANCEL_REQUESTED
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalCompleted(Record):
+    """The external wait started at ``ref`` was completed with ``result``."""
+
+    KIND = Kind.EXTERNAL_COMPLETED
+    ref: int
+    result: bytes | None
+    worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalFailed(Record):
+    """The external wait started at ``ref`` was failed with ``error``."""
+
+    KIND = Kind.EXTERNAL_FAILED
+    ref: int
+    error: RemoteError
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +454,17 @@ class SignalWaitStarted(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalStarted(Record):
+    """The code began an external wait called ``name`` (`durable.external`): its token
+    names this command's seq."""
+
+    KIND = Kind.EXTERNAL_STARTED
+    name: str
+    branch: str = "0"
+    group: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted(Record):
     """The run returned ``result``."""
 
@@ -473,12 +527,15 @@ _RECORDS: dict[str, type[Record]] = {
         ChildCompleted,
         ChildFailed,
         CancelRequested,
+        ExternalCompleted,
+        ExternalFailed,
         ActivityScheduled,
         TimerStarted,
         ChildStarted,
         Published,
         Marker,
         SignalWaitStarted,
+        ExternalStarted,
         WorkflowCompleted,
         WorkflowFailed,
         WorkflowCancelled,

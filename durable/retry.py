@@ -12,20 +12,31 @@ the policy's ``non_retryable`` types may not).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import journal, payload
 from .definition import RetryPolicy
-from .errors import ApplicationError
-from .store import TaskOutcome
+from .errors import ApplicationError, RemoteError
+from .store import TaskOutcome, TaskRecord
 
 if TYPE_CHECKING:
     from .context import ActivityContext
-    from .executor import AttemptResult
 
-__all__ = ["decide", "retryable"]
+__all__ = ["AttemptResult", "cancelled", "decide", "lost", "retryable"]
 
 logger = logging.getLogger("durable.worker")
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """A finished attempt: ``result`` (encoded) or ``error``; ``retryable`` if it may be tried
+    again under its policy (the caller checks attempts and deadlines)."""
+
+    result: bytes | None = None
+    error: RemoteError | None = None
+    retryable: bool = False
+    cancelled: bool = False
 
 
 def retryable(exc: BaseException, policy: RetryPolicy) -> bool:
@@ -48,6 +59,7 @@ def decide(
     *,
     now: float,
     worker_id: str,
+    started_at: float | None = None,
 ) -> TaskOutcome:
     """What to record for attempt ``attempt`` of the task scheduled as ``spec`` (the
     ``activity_scheduled`` data, with ``_seq``) at ``created_at``, that ended as ``result``.
@@ -55,13 +67,15 @@ def decide(
     Retried when the failure is retryable, the policy allows another attempt, and the next
     attempt would start within ``schedule_to_close`` of the scheduling (counting the wait
     before it); then the outcome carries the attempt's last heartbeat details for the next
-    one. ``ctx`` is the attempt's context when it ran in this worker: when it began.
+    one. ``ctx`` is the attempt's context when it ran in this worker: when it began;
+    ``started_at`` says it for an attempt that ran elsewhere (a remote worker's).
     """
     ref = int(spec.get("_seq", 0))
-    started_at = ctx.started_at if ctx is not None else None
+    if ctx is not None:
+        started_at = ctx.started_at
     worker = worker_id if started_at is not None else None
     if result.error is None:
-        done = journal.ActivityCompleted(ref, result.result, started_at, worker)
+        done = journal.ActivityCompleted(ref, result.result, started_at, worker, attempt)
         return TaskOutcome("done", done.KIND, journal.encode(done))
     error = result.error
     policy = RetryPolicy.from_dict(spec["retry"])
@@ -95,4 +109,59 @@ def decide(
         error,
     )
     failed = journal.ActivityFailed(ref, error, attempt, started_at, worker)
+    return TaskOutcome("done", failed.KIND, journal.encode(failed))
+
+
+def lost(task: TaskRecord, now: float, worker_id: str) -> TaskOutcome:
+    """What to record for the attempt of ``task`` whose lease expired with no result (claimed
+    back with ``status="running"``): that attempt counts as failed — retried at once if the
+    policy allows, else the activity fails.
+
+    Whoever finds such a task applies this: a worker serving its name (its task loop), any
+    worker's sweep of expired leases (`durable.worker`, so that the timeouts of attempts
+    run by remote workers are enforced even when no one polls), or a remote worker's poll.
+    """
+    spec = payload.decode(task.data)
+    spec["_seq"] = task.seq
+    limits = [
+        f"{label} of {spec[key]:g} s"
+        for key, label in (("heartbeat_timeout", "heartbeat timeout"), ("timeout", "timeout"))
+        if spec.get(key)
+    ]
+    why = "its worker stopped renewing its lease"
+    if limits:
+        why += f", or the attempt outlived its {' or its '.join(limits)}"
+    logger.info(
+        "Worker %s reclaimed task %s (%r attempt %d): %s, so that attempt counts as lost",
+        worker_id,
+        task.task_id,
+        task.name,
+        task.attempt,
+        why,
+    )
+    error = RemoteError(
+        "WorkerLost",
+        f"Activity {task.name!r} attempt {task.attempt} was lost (lease expired): {why}",
+    )
+    outcome = decide(
+        spec,
+        task.attempt,
+        task.created_at,
+        AttemptResult(error=error, retryable=True),
+        None,
+        now=now,
+        worker_id=worker_id,
+    )
+    if outcome.kind == "retry":  # at once: the lost attempt already took its time
+        outcome = TaskOutcome(
+            "retry", outcome.item_kind, outcome.item_data, now, outcome.last_error
+        )
+    return outcome
+
+
+def cancelled(task: TaskRecord) -> TaskOutcome:
+    """What to record for ``task`` claimed with ``cancel_requested`` before its attempt
+    started: its workflow gave up on it, so it ends cancelled and nothing runs."""
+    error = RemoteError("CancelledError", f"Activity {task.name!r} was cancelled")
+    failed = journal.ActivityFailed(task.seq, error, task.attempt)
     return TaskOutcome("done", failed.KIND, journal.encode(failed))

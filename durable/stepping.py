@@ -3,11 +3,12 @@
 A `Driver` is one live run in a worker: its `durable.engine.WorkflowRun` (rebuilt by replay
 when it is not in memory) and the inputs waiting to go into its journal. A *step* applies
 those inputs one at a time, turns the commands the code issued into the rows they imply
-(activity tasks — leased at once to this worker when it serves them —, timers, child runs,
-published values, outgoing items) and submits one `durable.store.StepCommit`; the
-*committer* writes the pending steps of every run in one transaction (group commit). A step
-whose run moved on elsewhere is dropped; one the code cannot replay is parked with the
-reason; one whose data breaks the commit is parked alone while its batch goes through.
+(activity tasks — leased at once to this worker when it serves them —, external waits'
+rows, timers, child runs, published values, outgoing items) and submits one
+`durable.store.StepCommit`; the *committer* writes the pending steps of every run in one
+transaction (group commit). A step whose run moved on elsewhere is dropped; one the code
+cannot replay is parked with the reason; one whose data breaks the commit is parked alone
+while its batch goes through.
 
 `RunStepping` is a part of `durable.worker.Worker`, kept apart for size: it uses the worker's
 store, clock and identity, and the activity slots of `durable.attempts`.
@@ -30,6 +31,8 @@ from .executor import Attempt
 from .journal import WORKFLOW_ADDRESSED
 from .steps import HISTORY_WARN
 from .store import (
+    EXTERNAL_OWNER,
+    NEVER,
     ClaimedRun,
     JournalEntry,
     NewRun,
@@ -448,6 +451,22 @@ class RunStepping:
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
+                    )
+                )
+            elif isinstance(rec, journal.ExternalStarted):
+                # Held by EXTERNAL_OWNER for ever: completing it is a fenced finish_task.
+                commit.new_tasks.append(
+                    NewTask(
+                        task_id=journal.task_id(run.run_id, cmd.seq),
+                        run_id=run.run_id,
+                        workflow_id=run.workflow_id,
+                        seq=cmd.seq,
+                        name=rec.name,
+                        queue=run.queue,
+                        data=payload.envelope(cmd.data),
+                        visible_at=now,
+                        lease_owner=EXTERNAL_OWNER,
+                        lease_expires_at=NEVER,
                     )
                 )
             elif isinstance(rec, journal.TimerStarted):

@@ -1,18 +1,18 @@
 """Steps: the one model of a run that everything shows (DESIGN §6).
 
 The journal is the truth; a *step* is how people see it: one per durable operation (an
-activity with all its attempts, a child workflow, a timer, a signal wait, a published value,
-a patch marker), with its branch and group, status, times, input, output and error. This
-module turns a run's journal (and what the store knows beyond it: the activity tasks with
-their attempts in flight, the timers still to fire) into `Step`\\ s, the pending ones into
-`PendingStep`\\ s, and says why a run cannot progress (`problem`). It is pure — entries in,
-steps out — so the client, the CLI, the HTTP API and the console all show the same thing,
-and nobody else interprets journal entries.
+activity with all its attempts, a child workflow, a timer, a signal wait, an external wait,
+a published value, a patch marker), with its branch and group, status, times, input, output
+and error. This module turns a run's journal (and what the store knows beyond it: the
+activity tasks with their attempts in flight, the timers still to fire) into `Step`\\ s,
+the pending ones into `PendingStep`\\ s, and says why a run cannot progress (`problem`). It
+is pure — entries in, steps out — so the client, the CLI, the HTTP API and the console all
+show the same thing, and nobody else interprets journal entries.
 
 Statuses: ``scheduled`` (an activity waiting for a worker), ``running`` (an attempt under
 way), ``retrying`` (an attempt failed; the next waits for its backoff), ``waiting`` (a
-timer, a signal wait, a child workflow), ``completed``, ``failed``, ``cancelled`` (given up
-by the code, or the run closed first).
+timer, a signal wait, an external wait, a child workflow), ``completed``, ``failed``,
+``cancelled`` (given up by the code, or the run closed first).
 
 An entry that cannot be read (`durable.journal.Damaged`) becomes a step of kind
 ``damaged`` saying why, and the rest of the run is still shown.
@@ -67,7 +67,7 @@ class Step:
     """
 
     seq: int
-    kind: str  # activity | child | timer | signal | publish | marker | damaged
+    kind: str  # activity | child | timer | signal | external | publish | marker | damaged
     name: str
     branch: str
     group: int | None
@@ -86,9 +86,9 @@ class Step:
 @dataclass(frozen=True)
 class PendingStep:
     """A step in flight: an activity (with its attempt and last error), a timer, a child
-    workflow, a signal wait."""
+    workflow, a signal wait, an external wait."""
 
-    kind: str  # "activity" | "timer" | "child" | "signal"
+    kind: str  # "activity" | "timer" | "child" | "signal" | "external"
     name: str
     attempt: int
     scheduled_at: datetime
@@ -206,6 +206,16 @@ class _Builder:
             if open_waits:
                 step = self.steps[open_waits.pop(0)]
                 step.update(status="completed", output=readable_value(rec.value), closed_at=_dt(t))
+        elif isinstance(rec, journal.ExternalStarted):
+            self.add(seq, "external", rec, t, name=rec.name, status="waiting")
+        elif isinstance(rec, journal.ExternalCompleted | journal.ExternalFailed):
+            step = self.steps.get(rec.ref)
+            if step is not None and step["kind"] == "external":
+                if isinstance(rec, journal.ExternalCompleted):
+                    step.update(status="completed", output=readable_value(rec.result))
+                else:
+                    step.update(status="failed", error=rec.error)
+                step["closed_at"] = _dt(t)
         elif isinstance(rec, journal.Published):
             self.add(
                 seq,
@@ -242,6 +252,7 @@ class _Builder:
             return
         number = len(step["attempts"]) + 1
         if isinstance(rec, journal.ActivityCompleted):
+            number = max(number, rec.attempt or 0)
             step["attempts"].append(Attempt(number, _dt(rec.started_at), _dt(t), rec.worker, None))
             step.update(status="completed", output=readable_value(rec.result), error=None)
         else:
@@ -337,6 +348,8 @@ def pending(steps: Iterable[Step]) -> list[PendingStep]:
         elif step.kind == "signal":
             until = f" until {_when(step.input)}" if isinstance(step.input, datetime) else ""
             out.append(PendingStep("signal", f"{step.name}{until}", 1, scheduled, None))
+        elif step.kind == "external":
+            out.append(PendingStep("external", step.name, 1, scheduled, None))
     return out
 
 
@@ -345,10 +358,14 @@ def _when(value: Any) -> str:
     return value.isoformat(timespec="seconds") if isinstance(value, datetime) else "?"
 
 
-def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
+def problem(
+    run: RunRecord, workers: Sequence[WorkerRecord], tasks: Sequence[TaskRecord] = ()
+) -> str | None:
     """Why the run cannot progress right now, or `None`: parked (non-determinism, a step
-    that cannot be committed), a journal past the warning length, or no live worker
-    serving its queue and name."""
+    that cannot be committed), a journal past the warning length, no live worker serving
+    its queue and name, or an activity task (of ``tasks``, the run's) waiting on a queue no
+    live worker takes it from — neither a Python worker with that activity nor a remote
+    worker polling the queue (listed by `durable.tasks` while it polls)."""
     if run.parked:
         return run.problem
     if run.status in CLOSED_STATUSES:
@@ -358,8 +375,19 @@ def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
             f"Its journal has {run.history_length} entries (warning threshold "
             f"{HISTORY_WARN}); use durable.continue_as_new() to start afresh."
         )
-    if not run.ready or run.lease_owner is not None:
-        return None
+    if run.ready and run.lease_owner is None:
+        found = _unserved_run(run, workers)
+        if found is not None:
+            return found
+    for task in tasks:
+        if task.status == "queued" and not task.cancel_requested:
+            found = _unserved_task(task, workers)
+            if found is not None:
+                return found
+    return None
+
+
+def _unserved_run(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
     if any(run.queue in w.queues and run.name in w.workflows for w in workers):
         return None
     serving_queue = [w for w in workers if run.queue in w.queues]
@@ -373,6 +401,21 @@ def problem(run: RunRecord, workers: Sequence[WorkerRecord]) -> str | None:
     return (
         f"No live worker serves queue {run.queue!r} for workflow {run.name!r}. Start one: "
         f"durable worker your.module --queue {run.queue}"
+    )
+
+
+def _unserved_task(task: TaskRecord, workers: Sequence[WorkerRecord]) -> str | None:
+    # A remote worker that takes any name lists its activities as ("*",).
+    if any(
+        task.queue in w.queues and (task.name in w.activities or "*" in w.activities)
+        for w in workers
+    ):
+        return None
+    return (
+        f"No live worker takes activity {task.name!r} (step {task.seq}) from queue "
+        f"{task.queue!r}: start a worker that implements it (durable worker your.module "
+        f"--queue {task.queue}), or a worker in another language polling that queue "
+        "(client.poll_tasks, or the HTTP API)."
     )
 
 

@@ -17,11 +17,23 @@ Logical schema (each backend spells it in its own SQL):
 - ``inbox``: id (increasing) → run_id, kind, time, data. Everything that is not the lease
   holder writes here; the lease holder moves items into the journal in id order.
 - ``tasks``: activity tasks, one per scheduled activity (``task_id`` = ``"{run_id}:{seq}"``),
-  with attempt, ``visible_at`` (next attempt time), lease, heartbeat details, cancel flag.
+  with attempt, ``visible_at`` (next attempt time), lease, heartbeat details, cancel flag;
+  and one per open external wait (``durable.external``), leased to `EXTERNAL_OWNER` for
+  ever, so that completing it is a fenced `Store.finish_task` like any attempt's end.
 - ``timers``: (run_id, seq) → due_at. A due timer becomes a ``timer_fired`` inbox item.
 - ``published``: (workflow_id, key) → value, read by ``handle.read``.
 - ``workers``: live workers and what they serve (for ``describe().problem``).
 - ``meta``: schema version.
+
+Task leases: an attempt holds its task's lease while it runs — a Python worker renews it
+with `Store.heartbeat` every few seconds; a remote worker (`durable.tasks`) gets a lease of
+its heartbeat timeout, never past its start-to-close deadline, and renews it the same way.
+A lease that expires means the attempt is lost (its worker died, or the remote attempt
+missed its heartbeat or its deadline). Whoever claims the task next counts that attempt as
+lost before anything else (`durable.retry.lost`: retried or failed per policy): a worker
+serving its name, a remote poll of its queue, or — so that no expired lease waits for a
+poller that may never come — the sweep every worker runs (`claim_tasks(...,
+expired_only=True)` over every queue and name, once a second, excluding its own attempts).
 
 Notifications: after a commit a store calls its hub so waiters in this process wake at once
 (see `Store.wait`); backends that can also reach other processes (PostgreSQL
@@ -48,6 +60,8 @@ CREATE_BATCH = 500  # most runs one create_runs transaction takes from concurren
 __all__ = [
     "BACKENDS_GROUP",
     "CLOSED_STATUSES",
+    "EXTERNAL_OWNER",
+    "NEVER",
     "SECRET_PARAMETERS",
     "STATUSES",
     "TOPIC_RUNS",
@@ -88,6 +102,11 @@ STATUSES = (
 )
 #: Statuses after which a run never changes again.
 CLOSED_STATUSES = frozenset(STATUSES[2:])
+
+#: The lease owner of the row of an external wait: no worker claims or renews it (its lease
+#: is `NEVER`), and it goes when its run closes. Worker ids starting ``durable:`` are refused.
+EXTERNAL_OWNER = "durable:external"
+NEVER = float("inf")  # the lease_expires_at of a lease that never expires
 
 TOPIC_RUNS = "runs"  # a run was created or became ready
 TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
@@ -302,8 +321,9 @@ class StepCommit:
     (the old run stays, not current, and the id's published values are cleared, as
     ``create_run(..., if_exists="restart")`` does).
 
-    When ``status`` is closed: ``closed_at = now``; the run's remaining timers and queued
-    tasks are deleted and its running tasks get ``cancel_requested``; the lease is released.
+    When ``status`` is closed: ``closed_at = now``; the run's remaining timers, queued
+    tasks and external waits (tasks leased to `EXTERNAL_OWNER`) are deleted and its other
+    running tasks get ``cancel_requested``; the lease is released.
     When ``status == "continued_as_new"``, ``successor`` becomes the workflow's current run
     (ready), the old run's ``continued_to`` names it, and the old run's unconsumed inbox
     items of `journal.WORKFLOW_ADDRESSED` kinds (signals, cancellation: sent to the
@@ -506,8 +526,9 @@ class Store(abc.ABC):
 
         In one transaction: append a ``workflow_terminated`` journal entry (``entry_data``),
         set status/error/closed_at, revoke the lease (so the holder's next commit is
-        rejected), delete its timers and queued tasks, flag its running tasks
-        ``cancel_requested``, and deliver ``parent_item``. False if the run was closed.
+        rejected), delete its timers, queued tasks and external waits, flag its other
+        running tasks ``cancel_requested``, and deliver ``parent_item``. False if the run
+        was closed.
         """
 
     # ---- worker side -------------------------------------------------------------------
@@ -528,7 +549,8 @@ class Store(abc.ABC):
         now: float,
         lease_until: float,
     ) -> tuple[set[str], set[str]]:
-        """Renew the worker's row and its leases, in one transaction.
+        """Renew the worker's row and its leases, in one transaction. ``worker_id`` may be a
+        remote worker's (`durable.tasks`), renewing one attempt's lease.
 
         ``runs``: run ids whose lease to extend to ``lease_until`` (only where still owned).
         ``tasks``: task id -> (attempt, new heartbeat details or ``None`` to keep the old),
@@ -583,23 +605,37 @@ class Store(abc.ABC):
         self,
         owner: str,
         *,
-        queues: Collection[str],
-        names: Collection[str],
+        queues: Collection[str] | None,
+        names: Collection[str] | None,
         now: float,
         lease_until: float,
         limit: int,
         exclude: Collection[str] = (),
+        expired_only: bool = False,
     ) -> list[TaskRecord]:
         """Lease up to ``limit`` activity tasks, earliest ``visible_at`` first.
 
-        Claimable: ``queue``/``name`` match and either queued with ``visible_at <= now``, or
-        running with an expired lease (its worker died: returned with ``status="running"``
-        so the caller can count that attempt as failed). Sets status ``running``, the lease.
+        Claimable: ``queue``/``name`` match (``None``: any queue, any name) and either
+        queued with ``visible_at <= now``, or running with an expired lease (its worker
+        died or, for a remote attempt, missed its heartbeat or start-to-close deadline:
+        returned with ``status="running"`` so the caller counts that attempt as lost, with
+        `durable.retry.lost`). Sets status ``running``, the lease.
         ``exclude``: task ids not to claim, the caller's own attempts still running: a
         lease of its own that lapsed is not taken back (the attempt is alive, merely late
         to renew), and a retry of a task waits until the caller's attempt of it has
         ended, so one worker never runs two attempts of one task at once.
+        ``expired_only``: only running tasks with an expired lease, for the sweep that
+        counts lost attempts of tasks the caller does not run (see `durable.worker`).
         """
+
+    @abc.abstractmethod
+    async def read_task(self, task_id: str) -> TaskRecord | None:
+        """The task row ``task_id`` as stored (any status), or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    async def read_inbox(self, run_id: str) -> list[InboxItem]:
+        """The run's inbox items not yet moved into its journal, in id order (what was
+        delivered to it, such as a task's outcome, and not yet journaled)."""
 
     @abc.abstractmethod
     async def finish_task(

@@ -12,7 +12,8 @@ Inside `Worker.run`, one task group holds a few loops:
   already leased to it; their results go straight into the run's next step (no round trip);
 - the *task loop* claims activity tasks queued for this worker's queues (retries, activities
   of workflows run elsewhere, a dead worker's tasks);
-- the *timer loop* turns due timers into inbox items;
+- the *timer loop* turns due timers into inbox items, and sweeps for task leases that
+  expired (attempts lost, or remote attempts past their timeouts: see `Worker._sweep`);
 - the *heartbeat loop* renews leases, saves activity heartbeats, and delivers cancellation.
 
 A run's lease is held only while the worker has something in flight for it; a sleeping run
@@ -36,6 +37,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
+from . import retry
 from .attempts import ActivityAttempts
 from .context import ActivityContext
 from .definition import (
@@ -73,6 +75,7 @@ CACHE_SIZE = 1000  # live workflow loops kept in memory; idle ones beyond are ev
 STOP_GRACE = 10.0  # seconds running activities get to finish on a graceful stop
 LOOP_RETRY_INITIAL = 0.1  # a failed claim/task/timer loop restarts after this, doubling...
 LOOP_RETRY_MAX = 5.0  # ...up to this while it keeps failing
+SWEEP_INTERVAL = 1.0  # seconds between sweeps for expired task leases (see _sweep)
 
 
 class Worker(RunStepping, ActivityAttempts):
@@ -173,6 +176,7 @@ class Worker(RunStepping, ActivityAttempts):
         # Per claim loop: the hub generation read before its last query found nothing, or
         # None while it queries or holds what it found (see idle_token).
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
+        self._swept_at = 0.0  # the clock when _sweep last ran
         self._work_started = 0  # steps kicked and activity slots taken, ever (idle_token)
         self._started_at: float | None = None
         # What clients starting a workflow by name check their arguments against.
@@ -459,6 +463,8 @@ class Worker(RunStepping, ActivityAttempts):
         while not self._stopping.is_set():
             mark = self.store.watermark()
             now = self.clock.now()
+            if now - self._swept_at >= SWEEP_INTERVAL or now < self._swept_at:
+                await self._sweep(now)
             next_due = await self.store.fire_timers(now, 500)
             if next_due is not None and next_due <= now:
                 continue
@@ -466,6 +472,40 @@ class Worker(RunStepping, ActivityAttempts):
             await self.store.wait([TOPIC_TIMERS], max(delay, 0.001), since=mark)
             if next_due is not None and self.clock.now() >= next_due:
                 self.store.hub.notify([TOPIC_TASKS])  # a retry may have come due
+
+    async def _sweep(self, now: float) -> None:
+        """Count as lost the attempts whose task lease expired, on any queue and of any
+        name, whoever ran them (`durable.retry.lost`: retried or failed per policy).
+
+        The rule that enforces the timeouts of attempts run outside Python workers: a remote
+        attempt's lease lasts its heartbeat timeout and never past its start-to-close
+        deadline (`durable.tasks`), and if no remote worker polls that queue again, only
+        this sweep — run by every worker, every `SWEEP_INTERVAL` seconds of its timer loop
+        — finds it. It never runs anything (a retry is queued for a worker serving the
+        name, or a remote poller); it skips this worker's own attempts (a lapsed lease of
+        its own is alive), and it counts what a worker serving the name would count on
+        claiming it, so it changes nothing but who notices first.
+        """
+        self._swept_at = now
+        self._busy += 1  # a claimed task is held in memory until its outcome is written
+        try:
+            expired = await self.store.claim_tasks(
+                self.worker_id,
+                queues=None,
+                names=None,
+                now=now,
+                lease_until=now + self.lease_seconds,
+                limit=100,
+                exclude=list(self._running()),
+                expired_only=True,
+            )
+            for task in expired:
+                outcome = retry.lost(task, now, self.worker_id)
+                await self.store.finish_task(
+                    task.task_id, self.worker_id, task.attempt, outcome, now
+                )
+        finally:
+            self._busy -= 1
 
     async def _heartbeat_loop(self) -> None:
         while True:

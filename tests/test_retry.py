@@ -170,14 +170,14 @@ def test_a_success_is_done_with_its_result_start_and_worker() -> None:
     outcome = _decide(_spec(_policy()), 2, AttemptResult(result=b"r"), now=T0 + 5)
     assert (outcome.kind, outcome.item_kind) == ("done", "activity_completed")
     assert journal.decode(outcome.item_kind, outcome.item_data) == journal.ActivityCompleted(
-        7, b"r", T0, "w-1"
+        7, b"r", T0, "w-1", 2
     )
     # Not started in this worker: no start time and no worker are claimed.
     outcome = decide(
         _spec(_policy()), 1, T0, AttemptResult(result=b"r"), None, now=T0, worker_id="w"
     )
     assert journal.decode(outcome.item_kind, outcome.item_data) == journal.ActivityCompleted(
-        7, b"r", None, None
+        7, b"r", None, None, 1
     )
 
 
@@ -243,7 +243,7 @@ def test_a_spec_without_its_seq_refers_to_step_zero() -> None:
     del spec["_seq"]
     outcome = _decide(spec, 1, AttemptResult(result=b"r"), now=T0)
     assert journal.decode(outcome.item_kind, outcome.item_data) == journal.ActivityCompleted(
-        0, b"r", T0, "w-1"
+        0, b"r", T0, "w-1", 1
     )
 
 

@@ -68,7 +68,7 @@ RETURNING {columns}
 _CLAIM_TASKS_QUEUED = """queued_{i} AS (
     SELECT task_id, visible_at, status FROM tasks
     WHERE status = 'queued' AND queue = ${queue} AND visible_at <= $3
-      AND name = ANY($2::text[]) AND NOT task_id = ANY($7::text[])
+      AND ($2::text[] IS NULL OR name = ANY($2::text[])) AND NOT task_id = ANY($7::text[])
     ORDER BY visible_at LIMIT $6
     FOR UPDATE SKIP LOCKED
 )"""
@@ -76,7 +76,8 @@ _CLAIM_TASKS = """
 WITH {queued_ctes}, queued AS ({queued}), expired AS (
     SELECT task_id, visible_at, status FROM tasks
     WHERE status = 'running' AND lease_expires_at <= $3
-      AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+      AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+      AND ($2::text[] IS NULL OR name = ANY($2::text[]))
       AND NOT task_id = ANY($7::text[])
     ORDER BY lease_expires_at LIMIT $6
     FOR UPDATE SKIP LOCKED
@@ -103,10 +104,32 @@ def claim_runs_sql(n_queues: int) -> str:
     )
 
 
+# Any queue (the worker's sweep for lost attempts, or a poll of every queue): one scan.
+_CLAIM_TASKS_QUEUED_ANY = """queued_any AS (
+    SELECT task_id, visible_at, status FROM tasks
+    WHERE status = 'queued' AND visible_at <= $3
+      AND ($2::text[] IS NULL OR name = ANY($2::text[])) AND NOT task_id = ANY($7::text[])
+    ORDER BY visible_at LIMIT $6
+    FOR UPDATE SKIP LOCKED
+)"""
+_NOTHING_QUEUED = """queued_none AS (
+    SELECT task_id, visible_at, status FROM tasks WHERE false
+)"""
+
+
 @functools.lru_cache(maxsize=64)
-def claim_tasks_sql(n_queues: int) -> str:
+def claim_tasks_sql(n_queues: int | None, expired_only: bool = False) -> str:
     """`claim_tasks`'s statement for ``n_queues`` queues (parameters as `claim_runs_sql`,
-    but ``$7`` is the task ids not to claim and each queue follows from ``$8``)."""
+    but ``$7`` is the task ids not to claim and each queue follows from ``$8``); ``None``:
+    any queue (``$1`` is then NULL). With ``expired_only``, no queued task is taken."""
+    if expired_only or n_queues is None:
+        cte = _NOTHING_QUEUED if expired_only else _CLAIM_TASKS_QUEUED_ANY
+        name = "queued_none" if expired_only else "queued_any"
+        return _CLAIM_TASKS.format(
+            queued_ctes=cte,
+            queued=f"SELECT * FROM {name}",
+            columns=prefixed(TASK_COLUMNS, "t").replace("t.status", "chosen.status"),
+        )
     return _CLAIM_TASKS.format(
         queued_ctes=", ".join(
             _CLAIM_TASKS_QUEUED.replace("${queue}", f"${8 + i}").format(i=i)
@@ -182,21 +205,24 @@ async def claim_tasks(
     conn: Any,
     owner: str,
     *,
-    queues: Collection[str],
-    names: Collection[str],
+    queues: Collection[str] | None,
+    names: Collection[str] | None,
     now: float,
     lease_until: float,
     limit: int,
     exclude: Collection[str] = (),
+    expired_only: bool = False,
 ) -> list[TaskRecord]:
     """Lease up to ``limit`` claimable tasks to ``owner``, earliest ``visible_at`` first,
-    each with its status before the claim; none of ``exclude``."""
-    if limit <= 0 or not queues or not names:
+    each with its status before the claim; none of ``exclude``. ``None`` filters nothing."""
+    if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
         return []
-    wanted = sorted(set(queues))
+    wanted = None if queues is None else sorted(set(queues))
+    each = [] if wanted is None or expired_only else wanted
+    sql = claim_tasks_sql(None if wanted is None else len(wanted), expired_only)
     rows = await conn.fetch(
-        claim_tasks_sql(len(wanted)), wanted, list(names), now, owner, lease_until, limit,
-        list(exclude), *wanted,
+        sql, wanted, None if names is None else list(names), now, owner, lease_until, limit,
+        list(exclude), *each,
     )  # fmt: skip
     return sorted((task_record(r) for r in rows), key=lambda t: (t.visible_at, t.task_id))
 

@@ -30,7 +30,7 @@ from typing import Any
 from durable import plan as _plan
 from durable.journal import WORKFLOW_ADDRESSED
 from durable.plan import Delivery, Lookups, Plan, RunState, Snapshot
-from durable.store import TOPIC_RUNS, NewRun, Outgoing
+from durable.store import EXTERNAL_OWNER, TOPIC_RUNS, NewRun, Outgoing
 
 from .connection import Fold
 from .schema import tags_json
@@ -154,9 +154,12 @@ WHERE t.run_id = u.run_id AND t.seq = u.seq
 """
 _CLOSE_LEFTOVERS = """
 WITH timers_gone AS (DELETE FROM timers WHERE run_id = ANY($1::text[])),
-     queued_gone AS (DELETE FROM tasks WHERE run_id = ANY($1::text[]) AND status = 'queued')
+     queued_gone AS (
+        DELETE FROM tasks WHERE run_id = ANY($1::text[])
+        AND (status = 'queued' OR lease_owner = $2)
+     )
 UPDATE tasks SET cancel_requested = true
-WHERE run_id = ANY($1::text[]) AND status = 'running'
+WHERE run_id = ANY($1::text[]) AND status = 'running' AND lease_owner IS DISTINCT FROM $2
 """
 _UPSERT_PUBLISHED = """
 INSERT INTO published (workflow_id, key, value)
@@ -210,7 +213,7 @@ async def close_leftovers(conn: Any, run_ids: Sequence[str]) -> None:
     """For runs just closed: delete their timers and queued tasks, flag running tasks
     (lock them first with `lock_tasks`)."""
     if run_ids:
-        await conn.execute(_CLOSE_LEFTOVERS, list(run_ids))
+        await conn.execute(_CLOSE_LEFTOVERS, list(run_ids), EXTERNAL_OWNER)
 
 
 async def insert_runs(conn: Any, runs: Sequence[NewRun]) -> set[str]:

@@ -42,6 +42,7 @@ from durable.store import (
     TOPIC_TIMERS,
     ClaimedRun,
     IfExists,
+    InboxItem,
     JournalEntry,
     NewRun,
     Outgoing,
@@ -525,28 +526,48 @@ class PostgresStore(Store):
         self,
         owner: str,
         *,
-        queues: Collection[str],
-        names: Collection[str],
+        queues: Collection[str] | None,
+        names: Collection[str] | None,
         now: float,
         lease_until: float,
         limit: int,
         exclude: Collection[str] = (),
+        expired_only: bool = False,
     ) -> list[TaskRecord]:
         """See `Store.claim_tasks`. A task taken from a dead worker is returned with
         ``status="running"``, a fresh one with ``status="queued"`` (its status before the
         claim; both are ``running`` in the database afterwards)."""
         self._check_open()
-        if limit <= 0 or not queues or not names:
+        if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
             return []
 
         async def op(conn: Any) -> tuple[list[TaskRecord], Collection[str]]:
             tasks = await claims.claim_tasks(
                 conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
-                limit=limit, exclude=exclude,
+                limit=limit, exclude=exclude, expired_only=expired_only,
             )  # fmt: skip
             return tasks, ()
 
         return await self._write(op)
+
+    async def read_task(self, task_id: str) -> TaskRecord | None:
+        """See `Store.read_task`."""
+        row = await self._db.read(
+            lambda conn: conn.fetchrow(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = $1", task_id
+            )
+        )
+        return task_record(row) if row is not None else None
+
+    async def read_inbox(self, run_id: str) -> list[InboxItem]:
+        """See `Store.read_inbox`."""
+        rows = await self._db.read(
+            lambda conn: conn.fetch(
+                "SELECT id, run_id, kind, time, data FROM inbox WHERE run_id = $1 ORDER BY id",
+                run_id,
+            )
+        )
+        return [InboxItem(r["id"], r["run_id"], r["kind"], r["time"], r["data"]) for r in rows]
 
     async def finish_task(
         self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import aiosqlite
 
@@ -27,12 +27,14 @@ from . import transact as _tx
 from .schema import INBOX_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, inbox_item, run_record, task_record
 
 __all__ = [
+    "Finish",
     "check_runs",
     "check_tasks",
     "check_timers",
     "claim_runs",
     "claim_tasks",
     "finish_task",
+    "finish_tasks",
     "fire_timers",
     "runs_claimable",
     "tasks_claimable",
@@ -60,14 +62,34 @@ _RUNS_EXPIRED = (
     "runs INDEXED BY runs_lease WHERE lease_owner IS NOT NULL AND lease_expires_at <= ? "
     f"AND closed_at IS NULL AND parked = 0 {_FILTERS}"
 )
-_TASKS_QUEUED = (
-    f"tasks INDEXED BY tasks_queue WHERE status = 'queued' {_FILTERS} AND visible_at <= ? "
-    "AND task_id NOT IN (SELECT value FROM json_each(?))"
-)
-_TASKS_EXPIRED = (
-    f"tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ? "
-    f"{_FILTERS} AND task_id NOT IN (SELECT value FROM json_each(?))"
-)
+
+
+def _tasks_sql(
+    queues: Collection[str] | None, names: Collection[str] | None, expired_only: bool
+) -> tuple[str, list[object], str, list[object]]:
+    """The claimable tasks, queued and expired: ``(queued, params, expired, params)``, each
+    a ``FROM`` clause with its parameters (``queued`` is ``""`` with ``expired_only``).
+    ``None`` filters nothing: any queue, any name."""
+    where, params = "", list[object]()
+    if queues is not None:
+        where += " AND queue IN (SELECT value FROM json_each(?))"
+        params.append(_json(queues))
+    if names is not None:
+        where += " AND name IN (SELECT value FROM json_each(?))"
+        params.append(_json(names))
+    index = "tasks_queue" if queues is not None else "tasks_visible"
+    queued = (
+        ""
+        if expired_only
+        else f"tasks INDEXED BY {index} WHERE status = 'queued'{where} AND visible_at <= ? "
+        "AND task_id NOT IN (SELECT value FROM json_each(?))"
+    )
+    expired = (
+        "tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ?"
+        f"{where} AND task_id NOT IN (SELECT value FROM json_each(?))"
+    )
+    return queued, params, expired, params
+
 
 # Read-only checks, run before taking the write lock: an idle worker polling a busy file
 # then costs readers (which WAL never blocks), not writers queueing for the one lock.
@@ -92,20 +114,20 @@ def check_runs(
 def check_tasks(
     db: sqlite3.Connection,
     *,
-    queues: Collection[str],
-    names: Collection[str],
+    queues: Collection[str] | None,
+    names: Collection[str] | None,
     now: float,
     exclude: Collection[str],
+    expired_only: bool = False,
 ) -> bool:
     """Whether `claim_tasks` would find anything (it may still find nothing: a race)."""
-    rows = db.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {_TASKS_QUEUED}) "
-        f"OR EXISTS (SELECT 1 FROM {_TASKS_EXPIRED})",
-        (
-            _json(queues), _json(names), now, _json(exclude),
-            now, _json(queues), _json(names), _json(exclude),
-        ),
-    ).fetchall()  # fmt: skip
+    queued, qparams, expired, eparams = _tasks_sql(queues, names, expired_only)
+    sql = f"SELECT EXISTS (SELECT 1 FROM {expired})"
+    params: list[object] = [now, *eparams, _json(exclude)]
+    if queued:
+        sql += f" OR EXISTS (SELECT 1 FROM {queued})"
+        params += [*qparams, now, _json(exclude)]
+    rows = db.execute(sql, params).fetchall()
     return bool(next(iter(rows))[0])
 
 
@@ -147,8 +169,8 @@ async def runs_claimable(
 async def tasks_claimable(
     db: aiosqlite.Connection,
     *,
-    queues: Collection[str],
-    names: Collection[str],
+    queues: Collection[str] | None,
+    names: Collection[str] | None,
     now: float,
     exclude: Collection[str],
 ) -> bool:
@@ -212,25 +234,31 @@ def claim_tasks(
     db: sqlite3.Connection,
     owner: str,
     *,
-    queues: Collection[str],
-    names: Collection[str],
+    queues: Collection[str] | None,
+    names: Collection[str] | None,
     now: float,
     lease_until: float,
     limit: int,
     exclude: Collection[str] = (),
+    expired_only: bool = False,
 ) -> list[TaskRecord]:
     """`Store.claim_tasks` inside an open write transaction.
 
     Each task is returned with its new lease but the status it had before this claim:
     ``"queued"``, or ``"running"`` when its previous worker's lease had expired.
     """
-    queued = db.execute(
-        f"SELECT {TASK_COLUMNS} FROM {_TASKS_QUEUED} ORDER BY visible_at LIMIT ?",
-        (_json(queues), _json(names), now, _json(exclude), limit),
-    ).fetchall()
+    queued_sql, qparams, expired_sql, eparams = _tasks_sql(queues, names, expired_only)
+    queued = (
+        db.execute(
+            f"SELECT {TASK_COLUMNS} FROM {queued_sql} ORDER BY visible_at LIMIT ?",
+            (*qparams, now, _json(exclude), limit),
+        ).fetchall()
+        if queued_sql
+        else []
+    )
     expired = db.execute(
-        f"SELECT {TASK_COLUMNS} FROM {_TASKS_EXPIRED} ORDER BY visible_at LIMIT ?",
-        (now, _json(queues), _json(names), _json(exclude), limit),
+        f"SELECT {TASK_COLUMNS} FROM {expired_sql} ORDER BY visible_at LIMIT ?",
+        (now, *eparams, _json(exclude), limit),
     ).fetchall()
     records = (task_record(row) for row in [*queued, *expired])
     chosen = sorted(records, key=lambda t: t.visible_at)[:limit]
@@ -297,6 +325,21 @@ def finish_task(
         db.execute("UPDATE runs SET ready = 1 WHERE run_id = ?", (run_id,))
         topics.add(TOPIC_RUNS)
     return True, topics
+
+
+#: `finish_task`'s arguments after the connection: (task_id, owner, attempt, outcome, now).
+Finish = tuple[str, str, int, TaskOutcome, float]
+
+
+def finish_tasks(db: sqlite3.Connection, items: Sequence[Finish]) -> tuple[list[bool], set[str]]:
+    """`finish_task` for each of ``items`` in order, in the caller's transaction: whether each
+    was accepted, and the topics to notify."""
+    done, topics = [], set[str]()
+    for task_id, owner, attempt, outcome, now in items:
+        ok, more = finish_task(db, task_id, owner, attempt, outcome, now)
+        done.append(ok)
+        topics |= more
+    return done, topics
 
 
 def fire_timers(db: sqlite3.Connection, now: float, limit: int) -> tuple[float | None, bool]:

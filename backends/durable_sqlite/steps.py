@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from durable import plan as _plan
 from durable.journal import WORKFLOW_ADDRESSED
 from durable.plan import Delivery, Plan, RunState, Snapshot
-from durable.store import TOPIC_RUNS, NewRun, Outgoing, StepCommit
+from durable.store import EXTERNAL_OWNER, TOPIC_RUNS, NewRun, Outgoing, StepCommit
 
 __all__ = ["close_runs", "commit_steps", "deliver", "insert_runs", "read_runs", "route_one"]
 
@@ -202,11 +202,15 @@ def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun]) -> None:
 
 
 def close_runs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> None:
-    """Clean up after runs that just closed: delete their timers and queued tasks, and ask
-    their running tasks to cancel (their workers see it on the next heartbeat)."""
+    """Clean up after runs that just closed: delete their timers, queued tasks and external
+    waits, and ask their running tasks to cancel (their workers see it on the next
+    heartbeat)."""
     params = [(run_id,) for run_id in run_ids]
     conn.executemany("DELETE FROM timers WHERE run_id = ?", params)
-    conn.executemany("DELETE FROM tasks WHERE run_id = ? AND status = 'queued'", params)
+    conn.executemany(
+        "DELETE FROM tasks WHERE run_id = ? AND (status = 'queued' OR lease_owner = ?)",
+        [(run_id, EXTERNAL_OWNER) for run_id in run_ids],
+    )
     conn.executemany(
         "UPDATE tasks SET cancel_requested = 1 WHERE run_id = ? AND status = 'running'", params
     )

@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
 import aiosqlite
 
@@ -61,6 +60,7 @@ from durable.store import (
     TOPIC_TIMERS,
     ClaimedRun,
     IfExists,
+    InboxItem,
     JournalEntry,
     NewRun,
     Outgoing,
@@ -71,7 +71,6 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
-    is_secret_parameter,
     redact_url,
     run_topic,
 )
@@ -81,10 +80,13 @@ from . import guard as _guard
 from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
+from .opening import check_directory, enable_wal, parse_url
 from .schema import (
+    INBOX_COLUMNS,
     RUN_COLUMNS,
     TASK_COLUMNS,
     WORKER_COLUMNS,
+    inbox_item,
     journal_entry,
     migrate,
     pending_record,
@@ -109,71 +111,9 @@ _DATA_ERRORS = (
     OverflowError,
 )
 BUSY_TIMEOUT = 10.0  # seconds a transaction waits for another process's write lock
+FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_task)
 
 T = TypeVar("T")
-
-
-_SYNCHRONOUS = ("full", "normal")
-
-
-def _parse_url(url: str) -> tuple[str, str]:
-    """``(file path, synchronous)`` from a ``sqlite:///...`` URL."""
-    shown = redact_url(url)
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "sqlite" or parts.netloc:
-        raise StoreError(
-            f"Not an SQLite URL: {shown!r}. Use 'sqlite:///relative/path.db' or "
-            "'sqlite:////absolute/path.db'."
-        )
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if not path or path == ":memory:" or path.startswith("file:"):
-        raise StoreError(
-            f"{shown!r} names no database file. durable needs a file on disk, because its "
-            "workers and clients share it: use e.g. 'sqlite:///durable.db'."
-        )
-    synchronous = "full"
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "synchronous" and value.lower() in _SYNCHRONOUS:
-            synchronous = value.lower()
-        else:
-            shown_value = "***" if is_secret_parameter(key) else repr(value)
-            raise StoreError(
-                f"Unsupported option {key}={shown_value} in {shown!r}: the SQLite backend takes "
-                "only ?synchronous=full (default) or ?synchronous=normal."
-            )
-    return path, synchronous
-
-
-def _check_directory(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StoreError(
-            f"Cannot open the SQLite database {path!r}: directory {directory!r} does not "
-            "exist. Create it, or point the URL at an existing directory."
-        )
-
-
-async def _enable_wal(db: aiosqlite.Connection) -> None:
-    """Put the file in WAL mode (persistent; a no-op once done).
-
-    Switching needs the file to itself for a moment, and SQLite reports "locked" at once
-    rather than waiting, when processes open a new file together: so retry, up to
-    `BUSY_TIMEOUT`.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT
-    while True:
-        try:
-            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
-            if str(rows[0][0]).lower() == "wal":
-                return
-            problem = f"journal_mode stayed {rows[0][0]!r}"
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            problem = str(exc)
-        if time.monotonic() > deadline:
-            raise StoreError(f"Cannot switch the database to WAL mode: {problem}.")
-        await asyncio.sleep(0.01)
 
 
 class SQLiteStore(Wakeups, Store):
@@ -188,7 +128,7 @@ class SQLiteStore(Wakeups, Store):
 
     def __init__(self, url: str) -> None:
         self.url = redact_url(url)  # as messages show it: no secret, even one given by mistake
-        self.path, self._synchronous = _parse_url(url)
+        self.path, self._synchronous = parse_url(url)
         self.hub = hub_for(os.path.realpath(self.path))
         self._db: aiosqlite.Connection | None = None
         self._file: _guard.FileIdentity | None = None  # notices the file deleted or replaced
@@ -203,6 +143,9 @@ class SQLiteStore(Wakeups, Store):
         self._observed: dict[str, _Seen] = {}
         self._local = local_writes(self.hub)  # what this process's steps wrote, per workflow
         self._watcher: asyncio.Task[None] | None = None
+        # finish_task calls waiting to be written together, and the task writing them.
+        self._finishes: list[tuple[_claims.Finish, asyncio.Future[bool]]] = []
+        self._finisher: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -213,7 +156,7 @@ class SQLiteStore(Wakeups, Store):
                 f"Cannot open this store of {self.url} twice: it is {self._state}. "
                 "Create a new one with durable.store.open_store(url)."
             )
-        _check_directory(self.path)
+        check_directory(self.path)
         _guard.create_private(self.path)
         _guard.check_writable(self.path)
         try:
@@ -235,7 +178,7 @@ class SQLiteStore(Wakeups, Store):
                 ) from exc
             await db.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             await migrate(db, self.path)  # refuses a newer schema before changing anything
-            await _enable_wal(db)
+            await enable_wal(db, BUSY_TIMEOUT)
             file = _guard.FileIdentity(self.path)
         except BaseException:
             await db.close()
@@ -612,12 +555,13 @@ class SQLiteStore(Wakeups, Store):
         self,
         owner: str,
         *,
-        queues: Collection[str],
-        names: Collection[str],
+        queues: Collection[str] | None,
+        names: Collection[str] | None,
         now: float,
         lease_until: float,
         limit: int,
         exclude: Collection[str] = (),
+        expired_only: bool = False,
     ) -> list[TaskRecord]:
         """Lease up to ``limit`` activity tasks, earliest ``visible_at`` first.
 
@@ -625,28 +569,34 @@ class SQLiteStore(Wakeups, Store):
         ``"queued"``, or ``"running"`` when its previous worker's lease had expired (that
         attempt was lost with its worker). None of ``exclude`` is claimed.
         """
-        if limit <= 0 or not queues or not names:
+        if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
             return []
-        queues, names = list(queues), list(names)
-
+        queues = None if queues is None else list(queues)
+        names = None if names is None else list(names)
         exclude = list(exclude)  # the worker's running tasks: it changes as they end
 
         def claim(db: sqlite3.Connection) -> list[TaskRecord]:
             return _claims.claim_tasks(
-                db,
-                owner,
-                queues=queues,
-                names=names,
-                now=now,
-                lease_until=lease_until,
-                limit=limit,
-                exclude=exclude,
-            )
+                db, owner, queues=queues, names=names, now=now, lease_until=lease_until,
+                limit=limit, exclude=exclude, expired_only=expired_only,
+            )  # fmt: skip
 
         def check(db: sqlite3.Connection) -> bool:
-            return _claims.check_tasks(db, queues=queues, names=names, now=now, exclude=exclude)
+            return _claims.check_tasks(
+                db, queues=queues, names=names, now=now, exclude=exclude, expired_only=expired_only
+            )
 
         return await self._claim(TOPIC_TASKS, check, claim, [])
+
+    async def read_task(self, task_id: str) -> TaskRecord | None:
+        """The task row, or ``None``."""
+        rows = await self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
+        return task_record(rows[0]) if rows else None
+
+    async def read_inbox(self, run_id: str) -> list[InboxItem]:
+        """The run's inbox items, in id order."""
+        sql = f"SELECT {INBOX_COLUMNS} FROM inbox WHERE run_id = ? ORDER BY id"
+        return [inbox_item(row) for row in await self._read(sql, (run_id,))]
 
     async def finish_task(
         self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float
@@ -654,12 +604,41 @@ class SQLiteStore(Wakeups, Store):
         """End an attempt (see `TaskOutcome`), fenced by the task's lease and attempt.
 
         A retry or release of a task whose run has closed deletes the task instead.
+        Concurrent calls on this store are written together, in one transaction, each
+        judged in turn (group commit: many remote workers completing tasks at once pay one
+        durable write per batch, not one per task).
         """
-        done, topics = await self._write(
-            lambda db: _claims.finish_task(db, task_id, owner, attempt, outcome, now)
-        )
-        self.hub.notify(topics)
-        return done
+        if outcome.kind not in ("done", "retry", "release"):
+            raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._finishes.append(((task_id, owner, attempt, outcome, now), fut))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.ensure_future(self._finish_pending())
+        return await fut
+
+    async def _finish_pending(self) -> None:
+        while self._finishes:
+            batch = self._finishes[:FINISH_BATCH]
+            del self._finishes[:FINISH_BATCH]
+            items = [args for args, _ in batch]
+            try:
+                done, topics = await self._write(
+                    functools.partial(_claims.finish_tasks, items=items)
+                )
+            except BaseException as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        if isinstance(exc, asyncio.CancelledError):
+                            fut.cancel()
+                        else:
+                            fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            self.hub.notify(topics)
+            for (_, fut), ok in zip(batch, done, strict=True):
+                if not fut.done():
+                    fut.set_result(ok)
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """Turn due timers into ``timer_fired`` inbox items, exactly once; return the next

@@ -243,6 +243,11 @@ def _step_details(step: Step, now: datetime, retry_at: datetime | None = None) -
         out.append(f"due {moment(step.input, now)}")
     elif step.kind == "child":
         out.append(f"child workflow {step.child_id}")
+    elif step.kind == "external":
+        if step.status == "waiting":
+            out.append("waits for client.complete(token, ...) or client.fail(token, ...)")
+        elif step.status == "completed":
+            out.append(f"completed with {_cut(dumps(step.output))}")
     elif step.kind == "publish":
         out.append(f"= {_cut(dumps(step.input))}")
     if step.kind != "activity" and step.error is not None:
@@ -303,6 +308,9 @@ def _doing(step: Step) -> str:
         return f"sleeping until {when(step.input)}"
     if step.kind == "child":
         return f"waiting for child workflow {step.name!r} ({step.child_id})"
+    if step.kind == "external":
+        since = f" since {clock(step.scheduled_at)}" if step.scheduled_at else ""
+        return f"waiting for external completion {step.name!r}{since}"
     return f"{step.kind} {step.name!r} {step.status}"
 
 

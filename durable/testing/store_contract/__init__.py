@@ -1,11 +1,11 @@
 """The storage contract suite: pytest tests every `durable.store.Store` backend must pass.
 
-Its parts: `runs` (runs, the inbox, claims, commits), `routing` (continue-as-new,
-children, items for other workflows), `work` (tasks, timers, termination, workers,
-wake-ups, several processes), `boundaries` (lease expiry at exactly ``now``, payloads at
-the size limit); `kit` holds the helpers and the ``store`` fixture. The two backends
-shipped with durable-flow run it (tests/test_store.py, tests/test_store_work.py); a
-third backend runs it the same way. In its test module:
+Its parts: `runs` (runs, the inbox, claims, commits), `routing` (continue-as-new, children,
+items for other workflows), `work` (tasks, timers, termination, workers, wake-ups, several
+processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size limit),
+`remote` (what remote tasks and external waits need); `kit` holds the helpers and the
+``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
+tests/test_store_work.py); a third backend runs it the same way. In its test module:
 
     import pytest
 
@@ -37,6 +37,8 @@ from __future__ import annotations
 from .boundaries import *  # noqa: F403
 from .boundaries import __all__ as _boundaries
 from .kit import store
+from .remote import *  # noqa: F403
+from .remote import __all__ as _remote
 from .routing import *  # noqa: F403
 from .routing import __all__ as _routing
 from .runs import *  # noqa: F403
@@ -44,4 +46,4 @@ from .runs import __all__ as _runs
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
-__all__ = ["store", *_runs, *_routing, *_work, *_boundaries]
+__all__ = ["store", *_runs, *_routing, *_work, *_boundaries, *_remote]
