@@ -68,6 +68,15 @@ from .rows import (
     WorkerRecord,
     merge_queue_stats,
 )
+from .topics import (
+    TOPIC_RUNS,
+    TOPIC_STATUS,
+    TOPIC_STEPS,
+    TOPIC_TASKS,
+    TOPIC_TIMERS,
+    run_topic,
+    steps_topic,
+)
 from .urls import SECRET_PARAMETERS, is_secret_parameter, redact_url
 
 IfExists = Literal["return", "error", "restart"]
@@ -125,25 +134,6 @@ CLOSED_STATUSES = frozenset(STATUSES[2:])
 #: is `NEVER`), and it goes when its run closes. Worker ids starting ``durable:`` are refused.
 EXTERNAL_OWNER = "durable:external"
 NEVER = float("inf")  # the lease_expires_at of a lease that never expires
-
-TOPIC_RUNS = "runs"  # a run was created or became ready
-TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
-TOPIC_TIMERS = "timers"  # a timer or a delayed task was created
-# For live views (durable server's events), never waited on by workers:
-TOPIC_STATUS = "status"  # a run was created or its status changed (with its run_topic)
-TOPIC_STEPS = "steps"  # steps were committed to runs a NOTIFY had no room to name
-
-
-def run_topic(workflow_id: str) -> str:
-    """The topic notified when a workflow's state changes (created, status, published,
-    continued)."""
-    return f"run:{workflow_id}"
-
-
-def steps_topic(workflow_id: str) -> str:
-    """The topic notified when a step of the workflow's run is committed (new journal
-    entries); separate from `run_topic` so that ``result()`` waiters sleep through steps."""
-    return f"steps:{workflow_id}"
 
 
 class Store(abc.ABC):

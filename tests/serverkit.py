@@ -86,8 +86,15 @@ async def serving(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def running(url: str, token: str | None = None, *, worker: bool = True) -> AsyncIterator[Api]:
-    """The API over database ``url`` (a worker serving server_app beside it, unless not)."""
+async def running(
+    url: str,
+    token: str | None = None,
+    *,
+    worker: bool = True,
+    workflows: list[Any] | None = None,
+) -> AsyncIterator[Api]:
+    """The API over database ``url``, with a worker serving server_app (or ``workflows``)
+    beside it, unless not ``worker``."""
     async with durable.connect(url) as client:
         app = create_app(client, token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -98,6 +105,8 @@ async def running(url: str, token: str | None = None, *, worker: bool = True) ->
                     yield api
                     return
                 async with durable.Worker(
-                    client, workflows=server_app.WORKFLOWS, activities=server_app.ACTIVITIES
+                    client,
+                    workflows=workflows or server_app.WORKFLOWS,
+                    activities=[] if workflows else server_app.ACTIVITIES,
                 ):
                     yield api

@@ -50,7 +50,10 @@ async def test_bad_json_and_wrong_shapes_name_what_to_fix(api: Api) -> None:
     r = await api.http.get("/v1/workflows", params={"tag": "no-colon"})
     assert "must be KEY:VALUE" in problem(r, 400)
     r = await api.http.get("/v1/workflows/x/result", params={"wait": "soon"})
-    assert "'wait' must be a number" in problem(r, 400)
+    assert "'wait' must be a finite number" in problem(r, 400)
+    r = await api.http.get("/v1/workflows", params={"limit": "2.5"})
+    assert "'limit' must be a finite integer" in problem(r, 400)
+    assert (await api.http.get("/v1/workflows", params={"limit": "2.0"})).status_code == 200
     r = await api.http.get("/v1/workflows/x/result", params={"wait": 3600})
     assert "at most 60" in problem(r, 400)
     r = await api.http.post("/v1/workflows/x/signal/go", json={"value": 1, "extra": 2})

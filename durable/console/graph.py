@@ -127,7 +127,7 @@ def render_svg(graph: Graph) -> str:
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="run-graph" width="{width:.0f}" '
         f'height="{graph.height:.0f}" viewBox="0 0 {width:.0f} {graph.height:.0f}" '
-        f'{svg.FONT} font-size="11.5" role="img" aria-label="graph of the run">',
+        f'{svg.FONT} font-size="11.5" aria-label="graph of the run">',
         f'<rect width="{width:.0f}" height="{graph.height:.0f}" fill="#ffffff"/>',
         _header(graph),
     ]

@@ -81,18 +81,23 @@ class Service:
         result: list[T] = []
         if self.closing:
             return result
-        async with anyio.create_task_group() as tg:
+        try:
+            async with anyio.create_task_group() as tg:
 
-            async def watch() -> None:
-                await self._closing.wait()
-                tg.cancel_scope.cancel()
+                async def watch() -> None:
+                    await self._closing.wait()
+                    tg.cancel_scope.cancel()
 
-            async def work() -> None:
-                result.append(await fn())
-                tg.cancel_scope.cancel()
+                async def work() -> None:
+                    result.append(await fn())
+                    tg.cancel_scope.cancel()
 
-            tg.start_soon(watch)
-            tg.start_soon(work)
+                tg.start_soon(watch)
+                tg.start_soon(work)
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None  # as if fn had been awaited here
+            raise
         return result
 
 

@@ -93,7 +93,11 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    # JSON Schema's integer is any number without a fraction (1.0 too).
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
@@ -161,13 +165,15 @@ def _query(request: Request, param: Param) -> Any:
     kind = schema.get("type")
     if kind in ("integer", "number"):
         try:
-            value = int(text) if kind == "integer" else float(text)
+            value = float(text)
         except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or (kind == "integer" and not value.is_integer()):
             raise Problem(
-                400, f"The query parameter {param.name!r} must be a {kind}, not {text!r}."
-            ) from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise Problem(400, f"The query parameter {param.name!r} must be finite.")
+                400, f"The query parameter {param.name!r} must be a finite {kind}, not {text!r}."
+            )
+        if kind == "integer":
+            value = int(value)
     check(value, schema, f"query parameter {param.name!r}")
     return value
 

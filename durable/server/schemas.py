@@ -72,7 +72,7 @@ NULL_ERROR: dict[str, Any] = {**ERROR, "type": ["object", "null"]}
 
 _PENDING = obj(
     {
-        "kind": {"type": "string", "enum": ["activity", "timer", "child", "signal"]},
+        "kind": {"type": "string", "description": "activity, timer, child, signal, external, ..."},
         "name": {"type": "string"},
         "attempt": {"type": "integer"},
         "scheduled_at": TIME,
@@ -132,7 +132,8 @@ STEP: dict[str, Any] = obj(
         "seq": {"type": "integer"},
         "kind": {
             "type": "string",
-            "enum": ["activity", "child", "timer", "signal", "publish", "marker", "damaged"],
+            "description": "activity, child, timer, signal, external, publish, marker, "
+            "damaged (kinds may be added)",
         },
         "name": {"type": "string"},
         "branch": {"type": "string"},

@@ -90,9 +90,6 @@ async def start(call: Call) -> Response:
                 f"{existing.run_id}, {existing.status}), not {name!r}; nothing was started. "
                 "Choose another id.",
             )
-    options: dict[str, Any] = {}
-    if body.get("tags"):
-        options["tags"] = body["tags"]
     try:
         handle = await call.service.client.start(
             name,
@@ -100,7 +97,7 @@ async def start(call: Call) -> Response:
             id=workflow_id,
             queue=body.get("queue"),
             if_exists=body.get("if_exists", "return"),
-            **options,
+            tags=body.get("tags"),
         )
     except WorkflowAlreadyExists as exc:
         raise Problem(
@@ -112,6 +109,8 @@ async def start(call: Call) -> Response:
         raise _size_problem(exc, f"the arguments of workflow {name!r}") from None
     except TypeError as exc:  # the arguments do not fit what a live worker serves
         raise Problem(400, str(exc)) from None
+    except ValueError as exc:  # tags that cannot be stored (durable.client.check_tags)
+        raise Problem(400, f"{exc}. Nothing was started.") from None
     created = bool(handle.created)
     body_out = {"id": handle.id, "run_id": handle.run_id, "created": created}
     return json_response(body_out, 201 if created else 200)
@@ -130,8 +129,11 @@ _START_BODY = s.obj(
         },
         "tags": {
             "type": "object",
-            "additionalProperties": {"type": "string"},
-            "description": "labels stored on the run (string to string)",
+            "maxProperties": 32,
+            "propertyNames": {"minLength": 1, "maxLength": 256, "pattern": "^[^:]*$"},
+            "additionalProperties": {"type": "string", "maxLength": 256},
+            "description": "labels stored on the run, string to string (keys without ':'; "
+            "at most 32, each at most 256 characters); list filters on them",
         },
     },
     closed=True,
@@ -160,14 +162,17 @@ def _tags(values: list[str]) -> dict[str, str]:
 async def list_workflows(call: Call) -> Response:
     q = call.query
     limit: int = q["limit"]
-    options: dict[str, Any] = {}
-    tags = _tags(q["tag"])
-    if tags:
-        options["tags"] = tags
     listing = call.service.client.list(
-        status=q["status"], name=q["name"], limit=limit + 1, cursor=q["cursor"], **options
+        status=q["status"],
+        name=q["name"],
+        limit=limit + 1,
+        cursor=q["cursor"],
+        tags=_tags(q["tag"]) or None,
     )
-    runs = [d async for d in listing]
+    try:
+        runs = [d async for d in listing]
+    except ValueError as exc:  # tags no run can have (durable.client.check_tags)
+        raise Problem(400, f"{exc}.") from None
     more = len(runs) > limit
     runs = runs[:limit]
     return json_response(
@@ -376,7 +381,7 @@ ENDPOINTS = (
             Param(
                 "tag",
                 "query",
-                s.array({"type": "string", "pattern": "^[^:]+:"}),
+                s.array({"type": "string", "pattern": "^[^:]{1,256}:[\\s\\S]{0,256}$"}),
                 "KEY:VALUE, repeatable: runs having all these tags",
             ),
             Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
