@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from ..client import Client
 from ..console.pages import routes as console_routes
@@ -112,8 +113,6 @@ def create_app(client: Client, token: str | None = None) -> Starlette:
 
     async def openapi_json(request: Request) -> Response:
         return json_response(document)
-
-    from starlette.routing import Route
 
     routes = [
         *starlette_routes(ENDPOINTS, service),
