@@ -13,7 +13,7 @@ Layout (one concept per module):
 - tasks      activities served by other languages; external completion by token
 - events     server-sent events: run status changes and new steps, from store wake-ups
 
-Needs the ``server`` extra: ``pip install 'durable-flow[server]'``.
+Starlette and uvicorn come with durable-flow (an install without them is told how to fix it).
 """
 
 from __future__ import annotations
