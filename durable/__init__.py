@@ -29,9 +29,14 @@ General layout (one concept per module):
 - urls        database URLs as they may be shown: passwords and tokens masked
 - clock       the one source of time: real, or virtual for tests
 - notify      in-process wake-ups between stores of one database
+- topics      wake-up topic names: what commits notify and who waits on them
 - errors      DurableError and its shallow tree
 - testing     WorkflowEnvironment: in-process backend, worker and client with time skipping;
               store_contract: the storage contract suite every backend must pass
+- server      the HTTP API (`durable server`): routes as data, OpenAPI, problems, bearer
+              token, server-sent events
+- console     the web console `durable server` serves at /: pages, and a run drawn on the
+              server as a graph (series-parallel SVG) and a timeline
 - cli         the `durable` command
 """
 

@@ -507,10 +507,14 @@ class Client:
         *,
         cursor: str | None = None,
         tags: Mapping[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> AsyncIterator[WorkflowDescription]:
-        """Workflow runs, newest first, optionally filtered by status, name and tags (a run
-        matches when it has all the given tags): at most ``limit`` of them, after
-        ``cursor`` — the ``run_id`` of the last run of the previous page — when given:
+        """Workflow runs, newest first, optionally filtered by status, name, tags (a run
+        matches when it has all the given tags) and creation time (``created_after``
+        inclusive, ``created_before`` exclusive; naive datetimes are taken as UTC): at most
+        ``limit`` of them, after ``cursor`` — the ``run_id`` of the last run of the
+        previous page — when given:
 
             page = [wf async for wf in client.list(status="failed", limit=50)]
             more = [wf async for wf in client.list(status="failed", limit=50,
@@ -520,7 +524,15 @@ class Client:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         tags = check_tags(tags)
         store = await self._open()
-        runs = await store.list_runs(status=status, name=name, limit=limit, after=cursor, tags=tags)
+        runs = await store.list_runs(
+            status=status,
+            name=name,
+            limit=limit,
+            after=cursor,
+            tags=tags,
+            created_after=_timestamp(created_after),
+            created_before=_timestamp(created_before),
+        )
         for run in runs:
             yield await self._describe(run, detailed=False)
 
@@ -592,6 +604,12 @@ class Client:
         of another shape.
         """
         await self._tasks.fail(token, error, non_retryable)
+
+
+def _timestamp(when: datetime | None) -> float | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 MAX_TAGS = 32  # tags per run: labels to find runs by, not a place for data

@@ -105,3 +105,5 @@ async def run_demo(url: str) -> None:
     print("Try next:")
     print(f"  durable list --db {shown}")
     print(f"  durable show demo-trip --db {shown}")
+    print(f"  durable server --db {shown}")
+    print("    then open http://127.0.0.1:8233/runs/demo-trip to see the run in the console")

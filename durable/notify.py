@@ -77,6 +77,22 @@ class Hub:
             else:
                 loop.call_soon_threadsafe(_resolve, fut)
 
+    def topics_since(self, since: int) -> list[str] | None:
+        """The topics notified after generation ``since``, latest first; ``None`` when that
+        cannot be told (``ALL`` was notified, or one of them was forgotten): then anything
+        may have changed."""
+        with self._lock:
+            if self._forgotten > since:
+                return None
+            out = []
+            for topic, generation in reversed(self._topic_generation.items()):
+                if generation <= since:
+                    break
+                if topic == ALL:
+                    return None
+                out.append(topic)
+            return out
+
     def notified_since(self, topics: Collection[str], since: int) -> bool:
         """Whether one of ``topics`` (or ``ALL``) was notified after generation ``since``."""
         with self._lock:

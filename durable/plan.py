@@ -45,6 +45,7 @@ from .journal import WORKFLOW_ADDRESSED, ChildFailed, Kind, encode
 from .store import (
     CLOSED_STATUSES,
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     NewRun,
@@ -52,6 +53,7 @@ from .store import (
     Outgoing,
     StepCommit,
     run_topic,
+    steps_topic,
 )
 
 __all__ = [
@@ -297,7 +299,9 @@ class _Planner:
         status = step.status if step.status is not None else state.status
         closing = status in CLOSED_STATUSES
         if status != state.status or closing:
-            out.topics.add(topic)
+            out.topics.update((topic, TOPIC_STATUS))
+        if step.entries:
+            out.topics.add(steps_topic(state.workflow_id))
         if step.problem != state.problem:  # each step states the run's current problem
             out.topics.add(topic)
         update.status, update.problem = status, step.problem
@@ -375,7 +379,7 @@ class _Planner:
             RunState(run.run_id, run.workflow_id, "pending", True, ready=True)
         )
         self.currents[run.workflow_id] = run.run_id
-        self.out.topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+        self.out.topics.update((TOPIC_RUNS, TOPIC_STATUS, run_topic(run.workflow_id)))
 
     def deliver(self) -> None:
         for item in self.outgoing:

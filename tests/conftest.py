@@ -106,3 +106,13 @@ async def client(store_url: str) -> AsyncIterator[durable.Client]:
     """A client of a fresh database of each backend (see ``store_url``)."""
     async with durable.connect(store_url) as c:
         yield c
+
+
+@pytest.fixture
+async def api(store_url: str) -> AsyncIterator[Any]:
+    """The HTTP API (a real uvicorn server on a free port) over a fresh database of each
+    backend, with a worker serving tests/server_app.py (see tests/serverkit.py)."""
+    from serverkit import running
+
+    async with running(store_url) as served:
+        yield served

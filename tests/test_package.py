@@ -155,8 +155,13 @@ def _check_demo_output(out: str, url: str) -> list[list[str]]:
         "'receipt': 'receipt-lisbon-42000', 'approved': True}"
     ) in lines
     hints = lines[lines.index("Try next:") + 1 :]
-    assert hints == [f"  durable list --db {url}", f"  durable show demo-trip --db {url}"]
-    return [hint.split() for hint in hints]
+    assert hints == [
+        f"  durable list --db {url}",
+        f"  durable show demo-trip --db {url}",
+        f"  durable server --db {url}",
+        "    then open http://127.0.0.1:8233/runs/demo-trip to see the run in the console",
+    ]
+    return [hint.split() for hint in hints[:2]]
 
 
 def _check_hints(hints: list[list[str]], site: Path, cwd: Path) -> None:

@@ -15,6 +15,7 @@ from durable.journal import Kind
 from durable.plan import Delivery, RunState, RunUpdate, Snapshot, lookups, plan, route
 from durable.store import (
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     JournalEntry,
@@ -24,6 +25,7 @@ from durable.store import (
     Outgoing,
     StepCommit,
     run_topic,
+    steps_topic,
 )
 
 NOW = 100.0
@@ -164,10 +166,15 @@ def test_topics_of_tasks_timers_status_and_publishing() -> None:
     assert plan([s], snap(running("r", status="pending")), NOW).topics == {
         TOPIC_TASKS,
         TOPIC_TIMERS,
+        TOPIC_STATUS,  # its status changed: live views hear of it
         run_topic("w"),
+        steps_topic("w"),
     }
-    quiet = plan([step()], snap(running("r")), NOW)
-    assert quiet.topics == set()
+    # A step that changes nothing a waiter waits for still tells live views of its steps
+    # (steps_topic), and nothing else; nor does a step with no entries.
+    assert plan([step()], snap(running("r")), NOW).topics == {steps_topic("w")}
+    empty = StepCommit("r", "w1", 1, [])
+    assert plan([empty], snap(running("r")), NOW).topics == set()
     assert plan([step(published={"k": b"v"})], snap(running("r")), NOW).published == {
         ("w", "k"): b"v"
     }
@@ -342,30 +349,33 @@ def test_an_accepted_step_writes_all_it_carries_and_one_exact_run_update() -> No
         ["r:0"],
     )
     assert (p.timers, p.cancelled_timers) == ([("r", 3, NOW + 60, b"tm")], [("r", 1)])
-    assert p.topics == {run_topic("w"), TOPIC_TASKS, TOPIC_TIMERS}  # a task due now, a timer
+    # a task due now, a timer, new steps (a status change: live views hear of it)
+    assert p.topics == {run_topic("w"), TOPIC_TASKS, TOPIC_TIMERS, TOPIC_STATUS, steps_topic("w")}
     assert (p.closed, p.released, p.new_runs, p.deliveries) == ([], [], [], [])
 
 
 def test_each_kind_of_change_tells_the_runs_topic() -> None:
     """A change of status, of problem, or a published value notifies ``run:<id>``; a step
-    that changes none of them notifies nothing."""
-    assert plan([step(problem="stuck")], snap(running("r")), NOW).topics == {run_topic("w")}
+    that changes none of them notifies only ``steps:<id>`` (for live views). A status
+    change also notifies `TOPIC_STATUS`."""
+    steps = steps_topic("w")
+    assert plan([step(problem="stuck")], snap(running("r")), NOW).topics == {run_topic("w"), steps}
     healed = plan([step()], snap(running("r", problem="stuck")), NOW)
-    assert healed.topics == {run_topic("w")}
+    assert healed.topics == {run_topic("w"), steps}
     published = plan([step(published={"k": b"v"})], snap(running("r")), NOW)
-    assert published.topics == {run_topic("w")}
+    assert published.topics == {run_topic("w"), steps}
     closing = plan([step(status="completed")], snap(running("r", status="completed")), NOW)
     assert closing.accepted == [False]  # closed runs are fenced out
     finishing = plan([step(status="completed")], snap(running("r")), NOW)
-    assert finishing.topics == {run_topic("w")}
+    assert finishing.topics == {run_topic("w"), steps, TOPIC_STATUS}
     timer = plan([step(new_timers=[NewTimer("r", 2, NOW + 1, b"")])], snap(running("r")), NOW)
-    assert timer.topics == {TOPIC_TIMERS}
+    assert timer.topics == {TOPIC_TIMERS, steps}
     quiet = plan(
         [step(problem="stuck"), step("r", 2, problem="stuck")],
         snap(running("r", problem="stuck")),
         NOW,
     )
-    assert quiet.topics == set()  # the second step sees the problem the first one left
+    assert quiet.topics == {steps}  # the second step sees the problem the first one left
 
 
 def test_a_released_lease_fences_out_the_runs_next_step_in_the_batch() -> None:
@@ -373,13 +383,13 @@ def test_a_released_lease_fences_out_the_runs_next_step_in_the_batch() -> None:
     p = plan(steps, snap(running("r")), NOW)
     assert p.accepted == [True, False]
     assert p.released == ["r"]
-    assert p.topics == set()  # not ready: nobody to wake
+    assert p.topics == {steps_topic("w")}  # not ready: no claimer to wake
 
 
 def test_a_release_after_an_earlier_step_of_the_batch_sees_whether_the_run_is_ready() -> None:
     steps = [step(), step("r", 2, release_lease=True)]
     assert TOPIC_RUNS in plan(steps, snap(running("r", ready=True)), NOW).topics
-    assert plan(steps, snap(running("r", ready=False)), NOW).topics == set()
+    assert plan(steps, snap(running("r", ready=False)), NOW).topics == {steps_topic("w")}
 
 
 def test_a_refused_child_of_a_run_continuing_as_new_is_not_sent_to_the_successor() -> None:
@@ -409,7 +419,7 @@ def test_a_started_child_is_recorded_with_its_parent_and_can_receive_items_at_on
 def test_a_delivery_wakes_claimers_and_nothing_else() -> None:
     runs = snap(running("r"), running("r2", "w2"))
     p = plan([step(outgoing=[Outgoing("w2", Kind.SIGNAL_RECEIVED, b"x")])], runs, NOW)
-    assert p.topics == {TOPIC_RUNS}
+    assert p.topics == {TOPIC_RUNS, steps_topic("w")}
     assert p.deliveries == [Delivery("r2", Kind.SIGNAL_RECEIVED, NOW, b"x")]
 
 

@@ -14,6 +14,7 @@ import pytest
 from durable.errors import StoreError
 from durable.store import open_store
 from durable.testing.store_contract.kit import new_run, store, worker
+from durable.testing.store_contract.listing import *  # noqa: F403
 from durable.testing.store_contract.routing import *  # noqa: F403
 from durable.testing.store_contract.runs import *  # noqa: F403
 

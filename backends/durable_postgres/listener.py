@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from durable.notify import ALL, Hub
+from durable.store import TOPIC_STEPS, steps_topic
 
 __all__ = [
     "LISTENER_PING_SECONDS",
@@ -58,11 +59,19 @@ def hub_origin(hub: Hub) -> str:
     return origin
 
 
+_STEPS_PREFIX = steps_topic("")
+
+
 def encode_payload(origin: str, topics: Iterable[str]) -> str:
-    """The NOTIFY payload for ``topics``; ``*`` (wake everyone) when they do not fit or a
-    topic contains the separator."""
+    """The NOTIFY payload for ``topics``. When they do not fit, the workflows' step topics
+    (live views only) give way to `TOPIC_STEPS`, which wakes those views to look for
+    themselves; if that is still too long, or a topic contains the separator, ``*`` (wake
+    everyone)."""
     ordered = sorted(set(topics))
     body = ",".join(ordered)
+    if len(body.encode()) > MAX_PAYLOAD_BYTES:
+        ordered = [t for t in ordered if not t.startswith(_STEPS_PREFIX)] + [TOPIC_STEPS]
+        body = ",".join(ordered)
     if ALL in ordered or any("," in t for t in ordered) or len(body.encode()) > MAX_PAYLOAD_BYTES:
         body = ALL
     return f"{origin} {body}"

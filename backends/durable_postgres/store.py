@@ -37,6 +37,7 @@ from durable.notify import hub_for
 from durable.plan import check_entries, lookups, plan
 from durable.store import (
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     ClaimedRun,
@@ -45,6 +46,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    QueueStats,
     RunExtras,
     RunRecord,
     StepCommit,
@@ -52,10 +54,12 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
+    merge_queue_stats,
     run_topic,
 )
 
 from . import claims, commit, workers
+from . import listing as _listing
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .schema import (
@@ -244,7 +248,7 @@ class PostgresStore(Store):
             for run, if_exists in runs:
                 result = await _create_one(conn, run, if_exists)
                 if isinstance(result, tuple) and result[1]:
-                    topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+                    topics.update((TOPIC_RUNS, TOPIC_STATUS, run_topic(run.workflow_id)))
                 results.append(result)
             return results, topics
 
@@ -269,26 +273,20 @@ class PostgresStore(Store):
         limit: int = 100,
         after: str | None = None,
         tags: Mapping[str, str] | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[RunRecord]:
         """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
         ``runs_created_idx``)."""
-        clauses: list[str] = []
-        args: list[Any] = []
-        if tags:
-            args.append(tags_json(tags))
-            clauses.append(f"tags @> ${len(args)}::jsonb")
-        if status is not None:
-            args.append(status)
-            clauses.append(f"status = ${len(args)}")
-        if name is not None:
-            args.append(name)
-            clauses.append(f"name = ${len(args)}")
-        if after is not None:
-            args.append(after)
-            cursor = f"(SELECT created_at, run_id FROM runs WHERE run_id = ${len(args)})"
-            clauses.append(f"(created_at, run_id) < {cursor}")
+        where, args = _listing.filters(
+            status=status,
+            name=name,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
         args.append(limit)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         # run_id breaks ties, so equal times list in one order every time.
         sql = (
             f"SELECT {RUN_COLUMNS} FROM runs {where} "
@@ -296,6 +294,15 @@ class PostgresStore(Store):
         )
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return [run_record(row) for row in rows]
+
+    async def count_runs(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> dict[str, int]:
+        """See `Store.count_runs` (``runs_status_idx`` covers it)."""
+        where, args = _listing.filters(name=name, tags=tags)
+        sql = f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status"
+        rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
+        return {row["status"]: row["n"] for row in rows}
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """See `Store.read_journal`."""
@@ -415,7 +422,7 @@ class PostgresStore(Store):
             )  # fmt: skip
             await commit.lock_tasks(conn, (), [run_id])
             await commit.close_leftovers(conn, [run_id])
-            topics = {run_topic(row.workflow_id)}
+            topics = {TOPIC_STATUS, run_topic(row.workflow_id)}
             routed = await commit.route_one(conn, parent_item, now) if parent_item else None
             if routed is not None:
                 await commit.deliver(conn, [routed])
@@ -633,6 +640,18 @@ class PostgresStore(Store):
             return next_due, (TOPIC_RUNS,) if fired else ()
 
         return await self._write(op)
+
+    async def queue_stats(self, now: float) -> list[QueueStats]:
+        """See `Store.queue_stats`."""
+
+        async def read(conn: Any) -> tuple[list[Any], list[Any]]:
+            tasks = await conn.fetch(_listing.QUEUED_TASKS, now)
+            runs = await conn.fetch(_listing.WAITING_RUNS, now)
+            return [tuple(r) for r in tasks], [tuple(r) for r in runs]
+
+        tasks, runs = await self._db.read(read)
+        stats: list[QueueStats] = merge_queue_stats(tasks, runs)
+        return stats
 
     async def list_workers(self) -> list[WorkerRecord]:
         """See `Store.list_workers`."""

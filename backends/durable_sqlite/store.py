@@ -55,6 +55,7 @@ from durable.notify import hub_for
 from durable.store import (
     CLOSED_STATUSES,
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     ClaimedRun,
@@ -63,6 +64,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    QueueStats,
     RunExtras,
     RunRecord,
     StepCommit,
@@ -70,12 +72,14 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
+    merge_queue_stats,
     redact_url,
     run_topic,
 )
 
 from . import claims as _claims
 from . import guard as _guard
+from . import listing as _listing
 from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
@@ -276,7 +280,7 @@ class SQLiteStore(Wakeups, Store):
                     db.execute("DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,))
                 _steps.insert_runs(db, [run])
                 results.append((pending_record(run), True))
-                topics.update((TOPIC_RUNS, run_topic(run.workflow_id)))
+                topics.update((TOPIC_RUNS, TOPIC_STATUS, run_topic(run.workflow_id)))
             return results
 
         results = await self._write(body)
@@ -307,31 +311,30 @@ class SQLiteStore(Wakeups, Store):
         limit: int = 100,
         after: str | None = None,
         tags: Mapping[str, str] | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[RunRecord]:
         """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
-        where: list[str] = []
-        params: list[Any] = []
-        for key, value in (tags or {}).items():
-            where.append(
-                "EXISTS (SELECT 1 FROM json_each(runs.tags) AS t WHERE t.key = ? AND t.value = ?)"
-            )
-            params += [key, value]
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if name is not None:
-            where.append("name = ?")
-            params.append(name)
-        if after is not None:
-            where.append(
-                "(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ?)"
-            )
-            params.append(after)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _listing.filters(
+            status=status,
+            name=name,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
         sql = (
             f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
         )
         return [run_record(row) for row in await self._read(sql, (*params, limit))]
+
+    async def count_runs(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> dict[str, int]:
+        """Runs per status; see `Store.count_runs` (``runs_status`` covers it)."""
+        clause, params = _listing.filters(name=name, tags=tags)
+        sql = f"SELECT status, COUNT(*) FROM runs {clause} GROUP BY status"
+        return {str(row[0]): int(row[1]) for row in await self._read(sql, params)}
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries after ``after_seq``, in order."""
@@ -424,7 +427,7 @@ class SQLiteStore(Wakeups, Store):
                 (error, now, now, length + 1, run_id),
             )
             _steps.close_runs(db, [run_id])
-            topics = {run_topic(workflow_id)}
+            topics = {TOPIC_STATUS, run_topic(workflow_id)}
             routed = _steps.route_one(db, parent_item, now) if parent_item else None
             if routed is not None:
                 _steps.deliver(db, [routed])
@@ -658,6 +661,12 @@ class SQLiteStore(Wakeups, Store):
         if fired[1]:
             self.hub.notify([TOPIC_RUNS])
         return fired[0]
+
+    async def queue_stats(self, now: float) -> list[QueueStats]:
+        """See `Store.queue_stats` (``tasks_queue`` and ``runs_ready`` cover it)."""
+        tasks = await self._read(_listing.QUEUED_TASKS, (now, now, now))
+        runs = await self._read(_listing.WAITING_RUNS, (now,))
+        return merge_queue_stats(tasks, runs)
 
     async def list_workers(self) -> list[WorkerRecord]:
         """The registered workers not yet deregistered or dropped as silent."""

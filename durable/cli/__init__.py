@@ -10,6 +10,7 @@
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
     durable workers
+    durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
     durable demo
 
 The database comes from ``--db``, else ``$DURABLE_DB``, else ``sqlite:///durable.db``.
@@ -36,7 +37,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands
+from . import commands, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -248,6 +249,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.set_defaults(run=commands.terminate)
 
+    p = command("server", "serve the HTTP API (and later the console) on uvicorn")
+    p.add_argument(
+        "--host",
+        default=serve.DEFAULT_HOST,
+        help=f"address to listen on (default: {serve.DEFAULT_HOST}); any other than "
+        "loopback needs a token",
+    )
+    p.add_argument(
+        "--port", type=_port, default=serve.DEFAULT_PORT, help=f"(default: {serve.DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--token",
+        help="every request must send 'Authorization: Bearer TOKEN' (default: $DURABLE_TOKEN)",
+    )
+    p.set_defaults(run=serve.serve)
+
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)
     return parser
@@ -267,6 +284,16 @@ def _at_least_one(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
     return value
 
 
@@ -315,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except commands.Refused as exc:
         return commands.report(exc)
+
     except DurableError as exc:
         print(f"durable: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """The storage contract suite: pytest tests every `durable.store.Store` backend must pass.
 
-Its parts: `runs` (runs, the inbox, claims, commits), `routing` (continue-as-new, children,
+Its parts: `runs` (runs, the inbox, claims, commits), `listing` (filters, paging, counts,
+tags, queue figures), `routing` (continue-as-new, children,
 items for other workflows), `work` (tasks, timers, termination, workers, wake-ups, several
 processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size limit),
 `remote` (what remote tasks and external waits need); `kit` holds the helpers and the
@@ -37,6 +38,8 @@ from __future__ import annotations
 from .boundaries import *  # noqa: F403
 from .boundaries import __all__ as _boundaries
 from .kit import store
+from .listing import *  # noqa: F403
+from .listing import __all__ as _listing
 from .remote import *  # noqa: F403
 from .remote import __all__ as _remote
 from .routing import *  # noqa: F403
@@ -46,4 +49,4 @@ from .runs import __all__ as _runs
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
-__all__ = ["store", *_runs, *_routing, *_work, *_boundaries, *_remote]
+__all__ = ["store", *_runs, *_listing, *_routing, *_work, *_boundaries, *_remote]

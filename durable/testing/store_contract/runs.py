@@ -48,13 +48,10 @@ __all__ = [
     "test_create_run_is_pending_ready_and_current",
     "test_fencing_rejects_bad_steps_and_accepts_the_rest",
     "test_lease_blocks_other_owners_until_it_expires",
-    "test_list_runs_newest_first_filtered_with_non_current",
-    "test_list_runs_pages_after_a_run_in_one_stable_order",
     "test_park_and_unpark_by_a_registering_worker",
     "test_published_values_are_upserted",
     "test_release_lease_lets_another_worker_claim",
     "test_send_targets_current_or_given_run",
-    "test_tags_are_stored_and_every_given_tag_must_match",
     "test_two_steps_of_one_run_chain_in_one_batch",
     "test_use_before_open_and_after_close_raises",
 ]
@@ -233,52 +230,6 @@ async def test_concurrent_creates_of_one_id_one_wins(store_url: str, mode: str) 
             current = await a.get_run(f"race-{i}")
             assert current is not None
             assert current.run_id == winner
-
-
-async def test_list_runs_newest_first_filtered_with_non_current(store: Store) -> None:
-    await store.create_run(new_run("a", at=1.0), if_exists="error")
-    await store.create_run(new_run("b", at=3.0, name="other"), if_exists="error")
-    c, _ = await store.create_run(new_run("c", at=2.0), if_exists="error")
-    await store.terminate(c.run_id, entry_data=b"", error=b"", now=4.0, parent_item=None)
-    c2, _ = await store.create_run(new_run("c", at=5.0), if_exists="restart")
-    assert [r.run_id for r in await store.list_runs()][:1] == [c2.run_id]
-    assert [r.workflow_id for r in await store.list_runs()] == ["c", "b", "c", "a"]
-    assert [r.workflow_id for r in await store.list_runs(name="wf")] == ["c", "c", "a"]
-    assert [r.run_id for r in await store.list_runs(status="terminated")] == [c.run_id]
-    assert [r.workflow_id for r in await store.list_runs(status="pending", name="wf")] == [
-        "c",
-        "a",
-    ]
-    assert len(await store.list_runs(limit=2)) == 2
-
-
-async def test_list_runs_pages_after_a_run_in_one_stable_order(store: Store) -> None:
-    """Keyset paging: ``after`` the last run id of a page gives the next page; runs of one
-    instant come in ``run_id`` order (descending), so no run is skipped or repeated."""
-    for i, at in enumerate([1.0, 2.0, 2.0, 2.0, 3.0, 4.0, 4.0]):
-        await store.create_run(new_run(f"p{i}", at=at, run_id=f"run-{i}"), if_exists="error")
-    whole = [r.run_id for r in await store.list_runs()]
-    assert whole == ["run-6", "run-5", "run-4", "run-3", "run-2", "run-1", "run-0"]
-    pages: list[list[str]] = []
-    after = None
-    while True:
-        page = [r.run_id for r in await store.list_runs(limit=2, after=after)]
-        if not page:
-            break
-        pages.append(page)
-        after = page[-1]
-    assert pages == [["run-6", "run-5"], ["run-4", "run-3"], ["run-2", "run-1"], ["run-0"]]
-    # filters apply within the page, new runs do not shift it, an unknown cursor ends it
-    await store.create_run(new_run("late", at=9.0, run_id="run-9"), if_exists="error")
-    assert [r.run_id for r in await store.list_runs(limit=2, after="run-4")] == [
-        "run-3",
-        "run-2",
-    ]
-    assert await store.list_runs(after="no-such-run") == []
-    assert [r.run_id for r in await store.list_runs(status="pending", after="run-1")] == ["run-0"]
-
-
-# ---- inbox and claims of runs ------------------------------------------------------------
 
 
 async def test_send_targets_current_or_given_run(store: Store) -> None:
@@ -614,45 +565,3 @@ async def test_cancelled_timers_and_tasks(store: Store) -> None:
     assert await store.fire_timers(AFTER, 100) is None
     [t] = (await store.read_extras("w", run_id))[1]
     assert t.cancel_requested
-
-
-async def test_tags_are_stored_and_every_given_tag_must_match(store: Store) -> None:
-    """Tags are stored with the run (from a client start, a child, a successor) and
-    `Store.list_runs` keeps a run only if it has every given tag with that exact value."""
-    acme = {"customer": "acme", "tier": "2"}
-    await store.create_run(new_run("t1", at=1.0, tags=acme), if_exists="error")
-    await store.create_run(new_run("t2", at=2.0, tags={"customer": "acme"}), if_exists="error")
-    await store.create_run(new_run("t3", at=3.0, tags={"customer": "zeta"}), if_exists="error")
-    await store.create_run(new_run("t4", at=4.0), if_exists="error")
-    run = await store.get_run("t1")
-    assert run is not None
-    assert dict(run.tags) == acme
-    untagged = await store.get_run("t4")
-    assert untagged is not None
-    assert dict(untagged.tags) == {}
-
-    def ids(runs: list[Any]) -> list[str]:
-        return [r.workflow_id for r in runs]
-
-    assert ids(await store.list_runs(tags={"customer": "acme"})) == ["t2", "t1"]
-    assert ids(await store.list_runs(tags=acme)) == ["t1"]
-    assert ids(await store.list_runs(tags={"customer": "acme", "tier": "3"})) == []
-    assert ids(await store.list_runs(tags={"tier": "2"}, name="wf")) == ["t1"]
-    assert ids(await store.list_runs(tags={"customer": "acm"})) == []  # exact values only
-    # a successor (continue-as-new) and a child are created with the tags they are given
-    [claimed] = await claim(store, "w1", now=5.0, limit=1)  # t1, the oldest
-    step = StepCommit(
-        claimed.run.run_id,
-        "w1",
-        0,
-        entries(1, "workflow_started", "continued_as_new"),
-        status="continued_as_new",
-        successor=new_run(claimed.run.workflow_id, at=6.0, tags=dict(claimed.run.tags)),
-        new_runs=[new_run("child", at=6.0, tags={"customer": "acme", "role": "child"})],
-    )
-    assert await store.commit_steps([step], 6.0) == [True]
-    assert ids(await store.list_runs(tags={"role": "child"})) == ["child"]
-    successor = await store.get_run(claimed.run.workflow_id)
-    assert successor is not None
-    assert successor.run_id != claimed.run.run_id
-    assert dict(successor.tags) == dict(claimed.run.tags)

@@ -1,0 +1,269 @@
+"""HTTP benchmarks: what crossing `durable server` costs, beside the in-process figures.
+
+    .venv/bin/python benchmarks/bench_http.py                   # SQLite, a fresh temp file
+    .venv/bin/python benchmarks/bench_http.py --db postgresql://postgres@127.0.0.1:5432/test
+
+The server is a ``durable server`` subprocess on loopback (as in production: its own
+process); the Python worker and the HTTP clients (httpx) run in this process. Figures:
+
+- start: ``POST /v1/workflows/{name}/start`` one after another, p50/p95, beside
+  ``client.start`` in this process on the same database.
+- round trip: a workflow with one activity served over HTTP by a long-polling remote
+  worker (``durable.call("echo", ..., queue="remote")``), run start to result, p50/p95,
+  beside the same workflow whose activity is Python in the worker; the overhead is the
+  difference of the p50s (issue 8's target: <= 5 ms).
+- remote tasks/s: one workflow gathering 1,000 remote activities, served by remote
+  workers polling with ``max_tasks`` batching; beside the same fan-out of Python
+  activities (issue 8's target: >= 1,000 tasks/s on SQLite).
+
+Results are reported, never asserted; medians and ratios come from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+import durable
+
+ROOT = Path(__file__).resolve().parent.parent
+REMOTE = "remote"  # the queue the HTTP pollers serve
+STARTS = 200  # sequential starts timed, each way
+ROUND_TRIPS = 50  # workflows timed, each way (after WARMUP)
+WARMUP = 5
+FANOUT = 1000  # remote activities gathered by one workflow
+POLLERS = 4  # remote workers polling at once in the fan-out
+MAX_TASKS = 100  # tasks a poll may return
+
+
+@durable.activity
+async def echo(value: int) -> int:
+    """The Python twin of the remote ``echo``."""
+    return value
+
+
+@durable.workflow
+async def noop() -> None:
+    """Started, never run (no worker serves it during the start figures)."""
+
+
+@durable.workflow
+async def one_remote(value: int) -> int:
+    """One activity, served over HTTP."""
+    return int(await durable.call("echo", value, queue=REMOTE))
+
+
+@durable.workflow
+async def one_local(value: int) -> int:
+    """The same, served by the Python worker."""
+    return await echo(value)
+
+
+@durable.workflow
+async def fan_out_remote(n: int) -> int:
+    """``n`` remote activities at once."""
+    results = await asyncio.gather(*(durable.call("echo", i, queue=REMOTE) for i in range(n)))
+    return sum(results)
+
+
+@durable.workflow
+async def fan_out_local(n: int) -> int:
+    """``n`` Python activities at once."""
+    results = await asyncio.gather(*(echo(i) for i in range(n)))
+    return sum(results)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(url: str) -> Iterator[str]:
+    """``durable server`` as a subprocess; yields its base URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "durable", "server", "--db", url, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{base}/openapi.json", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("durable server did not come up") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def remote_worker(
+    http: httpx.AsyncClient, name: str, stop: asyncio.Event, max_tasks: int
+) -> int:
+    """Serve ``echo`` over HTTP until ``stop``: long-poll, complete each task. Returns how
+    many tasks it completed."""
+    done = 0
+    while not stop.is_set():
+        answer = await http.post(
+            f"/v1/queues/{REMOTE}/poll",
+            json={"worker": name, "names": ["echo"], "max_tasks": max_tasks, "wait_ms": 1000},
+        )
+        answer.raise_for_status()
+        body = answer.json()
+        tasks = body if isinstance(body, list) else body["tasks"]
+
+        async def complete(task: dict[str, object]) -> None:
+            args = task["args"]
+            assert isinstance(args, list)
+            reply = await http.post(f"/v1/tasks/{task['token']}/complete", json={"result": args[0]})
+            reply.raise_for_status()
+
+        await asyncio.gather(*(complete(t) for t in tasks))
+        done += len(tasks)
+    return done
+
+
+async def timed_starts(
+    client: durable.Client, http: httpx.AsyncClient
+) -> tuple[list[float], list[float]]:
+    over_http: list[float] = []
+    in_process: list[float] = []
+    for i in range(STARTS + WARMUP):
+        t = time.perf_counter()
+        reply = await http.post("/v1/workflows/noop/start", json={"args": [], "id": f"h-{i}"})
+        elapsed = time.perf_counter() - t
+        assert reply.status_code == 201, reply.text
+        if i >= WARMUP:
+            over_http.append(elapsed * 1000)
+        t = time.perf_counter()
+        await client.start(noop, id=f"c-{i}")
+        if i >= WARMUP:
+            in_process.append((time.perf_counter() - t) * 1000)
+    return over_http, in_process
+
+
+async def timed_round_trips(client: durable.Client) -> tuple[list[float], list[float]]:
+    remote: list[float] = []
+    local: list[float] = []
+    for i in range(ROUND_TRIPS + WARMUP):
+        for fn, samples in ((one_remote, remote), (one_local, local)):
+            t = time.perf_counter()
+            assert await client.execute(fn, i, id=f"{fn.__name__}-{i}") == i
+            if i >= WARMUP:
+                samples.append((time.perf_counter() - t) * 1000)
+    return remote, local
+
+
+async def timed_fan_out(
+    client: durable.Client, fn: Callable[[int], Awaitable[int]], tag: str
+) -> float:
+    t = time.perf_counter()
+    total = await client.execute(fn, FANOUT, id=f"fan-{tag}-{uuid.uuid4().hex[:6]}")
+    assert total == FANOUT * (FANOUT - 1) // 2
+    return FANOUT / (time.perf_counter() - t)
+
+
+def database(db: str | None, tmp: Path) -> str:
+    if db is None:
+        return f"sqlite:///{tmp / 'http.db'}"
+    parts = urlsplit(db)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("schema", f"bench_http_{uuid.uuid4().hex[:8]}")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def main(db: str | None) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    url = database(db, tmp)
+    async with durable.connect(url) as client:
+        await client.start(noop, id="warm-up")  # creates the schema before the server opens it
+    rows: list[tuple[str, str, str]] = []
+    with server(url) as base:
+        async with (
+            durable.connect(url) as client,
+            httpx.AsyncClient(base_url=base, timeout=30) as http,
+        ):
+            starts_http, starts_local = await timed_starts(client, http)
+            rows.append(
+                (
+                    "start p50 / p95 ms",
+                    f"{statistics.median(starts_http):.2f} / {percentile(starts_http, 0.95):.2f}",
+                    f"{statistics.median(starts_local):.2f} / {percentile(starts_local, 0.95):.2f}",
+                )
+            )
+            stop = asyncio.Event()
+            workflows = [one_remote, one_local, fan_out_remote, fan_out_local]
+            async with durable.Worker(client, workflows=workflows, activities=[echo]):
+                poller = asyncio.create_task(remote_worker(http, "bench-1", stop, 1))
+                remote, local = await timed_round_trips(client)
+                stop.set()
+                await poller
+                overhead = statistics.median(remote) - statistics.median(local)
+                rows.append(
+                    (
+                        "round trip p50 / p95 ms",
+                        f"{statistics.median(remote):.2f} / {percentile(remote, 0.95):.2f}",
+                        f"{statistics.median(local):.2f} / {percentile(local, 0.95):.2f}",
+                    )
+                )
+                rows.append(("remote overhead p50 ms", f"{overhead:.2f}", "target <= 5"))
+                rates_remote: list[float] = []
+                rates_local: list[float] = []
+                for _ in range(3):
+                    stop = asyncio.Event()
+                    pollers = [
+                        asyncio.create_task(remote_worker(http, f"bench-{n}", stop, MAX_TASKS))
+                        for n in range(POLLERS)
+                    ]
+                    rates_remote.append(await timed_fan_out(client, fan_out_remote, "r"))
+                    stop.set()
+                    await asyncio.gather(*pollers)
+                    rates_local.append(await timed_fan_out(client, fan_out_local, "l"))
+                rows.append(
+                    (
+                        f"tasks/s ({FANOUT} fan-out, max_tasks={MAX_TASKS})",
+                        f"{statistics.median(rates_remote):,.0f}",
+                        f"{statistics.median(rates_local):,.0f}",
+                    )
+                )
+    print(f"durable HTTP benchmarks on {url.split('?')[0]} (cpus: {os.cpu_count()})")
+    print(f"{'figure':<40} {'over HTTP':>18} {'in process':>18}")
+    for label, http_figure, local_figure in rows:
+        print(f"{label:<40} {http_figure:>18} {local_figure:>18}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", help="a database URL (default: a fresh SQLite file)")
+    asyncio.run(main(parser.parse_args().db))

@@ -1,0 +1,36 @@
+"""Wake-up topics: the names commits notify (`durable.notify.Hub`, PostgreSQL NOTIFY) and
+waiters wait on (`durable.store.Store.wait`). `durable.plan` says which commit notifies
+what; `durable.store` re-exports these names.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TOPIC_RUNS",
+    "TOPIC_STATUS",
+    "TOPIC_STEPS",
+    "TOPIC_TASKS",
+    "TOPIC_TIMERS",
+    "run_topic",
+    "steps_topic",
+]
+
+# Work: what workers wait for.
+TOPIC_RUNS = "runs"  # a run was created or became ready
+TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
+TOPIC_TIMERS = "timers"  # a timer or a delayed task was created
+# Live views (durable server's events); no worker waits on these.
+TOPIC_STATUS = "status"  # a run was created or its status changed (with its run_topic)
+TOPIC_STEPS = "steps"  # steps were committed to runs a NOTIFY had no room to name
+
+
+def run_topic(workflow_id: str) -> str:
+    """The topic notified when a workflow's state changes (created, status, published,
+    continued): what ``result()`` and ``read()`` wait on."""
+    return f"run:{workflow_id}"
+
+
+def steps_topic(workflow_id: str) -> str:
+    """The topic notified when a step of the workflow's run is committed (new journal
+    entries); apart from `run_topic`, so ``result()`` waiters sleep through steps."""
+    return f"steps:{workflow_id}"

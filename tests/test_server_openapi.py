@@ -1,0 +1,157 @@
+"""``/openapi.json`` is true: schemathesis generates requests from it for every operation
+and checks the running server's answers against it (no 5xx, status codes, content types
+and bodies as documented), on a real `durable server` with a worker beside it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from serverkit import Api
+
+TESTS = Path(__file__).resolve().parent
+TOKEN = "schema-test-token"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DURABLE_DB", "DURABLE_TOKEN")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    return env
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `durable server` (with a token) and a worker of tests/server_app.py, on SQLite."""
+    db = f"sqlite:///{tmp_path_factory.mktemp('openapi') / 'api.db'}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    durable = [sys.executable, "-m", "durable"]
+    procs = [
+        subprocess.Popen(
+            [*durable, "worker", "server_app", "--db", db],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+        subprocess.Popen(
+            [*durable, "server", "--db", db, "--port", str(port), "--token", TOKEN],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/openapi.json", headers=headers)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        # Something for the id-based operations to find besides what is generated.
+        httpx.post(
+            f"{url}/v1/workflows/hello/start", json={"args": ["a"], "id": "0"}, headers=headers
+        )
+        yield url
+    finally:
+        errors = [_stop(p) for p in reversed(procs)]
+    assert "Traceback" not in errors[0], errors[0]  # the server logged no failure
+
+
+def _valid_wait(value: Any, most: float) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return 0 <= number <= most and not isinstance(value, bool)
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_the_server_answers_as_its_document_says(server: str, mode: str) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    document = httpx.get(f"{server}/openapi.json", headers=headers).json()
+    # Every call sends the token (tests/test_server_errors.py checks refusals without it):
+    # generated cases leave the header alone.
+    del document["security"], document["components"]["securitySchemes"]
+    schema = schemathesis.openapi.from_dict(document)
+    schema.config.update(base_url=server)
+    # An event stream never ends by itself; tests/test_server_events.py covers it.
+    schema = schema.exclude(path="/v1/events")
+    cases = schema.as_strategy(generation_mode=GenerationMode(mode))
+    calls = []
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(cases)
+    def check(case: Any) -> None:
+        # Long polls stay short: a generated run may never end, a queue never fill.
+        # (Only valid waits: in negative mode an invalid one must stay invalid.)
+        if case.query and _valid_wait(case.query.get("wait"), 60):
+            case.query["wait"] = 0
+        if isinstance(case.body, dict) and _valid_wait(case.body.get("wait_ms"), 30_000):
+            case.body["wait_ms"] = 0
+        response = case.call_and_validate(headers=headers)
+        calls.append((case.operation.label, response.status_code))
+
+    check()
+    assert not [c for c in calls if c[1] >= 500]
+    assert len({label for label, _ in calls}) >= 8  # most operations were exercised
+
+
+CONTRACT = {
+    ("post", "/v1/workflows/{name}/start"),
+    ("get", "/v1/workflows"),
+    ("get", "/v1/workflows/{id}"),
+    ("get", "/v1/workflows/{id}/steps"),
+    ("get", "/v1/workflows/{id}/history"),
+    ("get", "/v1/workflows/{id}/result"),
+    ("get", "/v1/workflows/{id}/published/{key}"),
+    ("post", "/v1/workflows/{id}/signal/{signal}"),
+    ("post", "/v1/workflows/{id}/cancel"),
+    ("post", "/v1/workflows/{id}/terminate"),
+    ("get", "/v1/events"),
+    ("post", "/v1/queues/{queue}/poll"),
+    ("post", "/v1/tasks/{token}/heartbeat"),
+    ("post", "/v1/tasks/{token}/complete"),
+    ("post", "/v1/tasks/{token}/fail"),
+}
+
+
+async def test_the_document_covers_the_contract(api: Api) -> None:
+    doc = (await api.http.get("/openapi.json")).json()
+    assert doc["openapi"] == "3.1.0"
+    assert "security" not in doc  # no token, no security scheme
+    operations = {(m, p) for p, methods in doc["paths"].items() for m in methods}
+    assert operations == CONTRACT
+    ids = [op["operationId"] for methods in doc["paths"].values() for op in methods.values()]
+    assert len(ids) == len(set(ids))
+    for methods in doc["paths"].values():
+        for op in methods.values():
+            assert op["responses"]["500"] == {"$ref": "#/components/responses/500"}
+            for status, response in op["responses"].items():
+                if status.startswith("2"):
+                    assert response["content"], (op["operationId"], status)
+    problem = doc["components"]["schemas"]["Problem"]
+    assert problem["required"] == ["type", "title", "status", "detail"]
