@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/bench_http.py --db postgresql://postgres@127.0.0.1:5432/test
 
 The server is a ``durable server`` subprocess on loopback (as in production: its own
-process); the Python worker and the HTTP clients (httpx) run in this process. Figures:
+process); the Python worker and the client run in this process, the remote workers
+(httpx, long-polling) in a third, as a worker in another language would. Figures:
 
 - start: ``POST /v1/workflows/{name}/start`` one after another, p50/p95, beside
   ``client.start`` in this process on the same database.
@@ -203,6 +204,38 @@ def database(db: str | None, tmp: Path) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+@contextlib.contextmanager
+def pollers(base: str, count: int, max_tasks: int) -> Iterator[None]:
+    """``count`` remote workers polling ``base`` in a process of their own (as a worker in
+    another language would be), stopped at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-remote", base, "--pollers", str(count),
+         "--max-tasks", str(max_tasks)],
+        cwd=ROOT,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def serve_remote(base: str, count: int, max_tasks: int) -> None:
+    """The poller process: ``count`` remote workers until SIGTERM."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        await asyncio.gather(
+            *(
+                remote_worker(http, f"poller-{os.getpid()}-{n}", stop, max_tasks)
+                for n in range(count)
+            )
+        )
+
+
 async def main(db: str | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
     url = database(db, tmp)
@@ -222,13 +255,10 @@ async def main(db: str | None) -> None:
                     f"{statistics.median(starts_local):.2f} / {percentile(starts_local, 0.95):.2f}",
                 )
             )
-            stop = asyncio.Event()
             workflows = [one_remote, one_local, fan_out_remote, fan_out_local]
             async with durable.Worker(client, workflows=workflows, activities=[echo]):
-                poller = asyncio.create_task(remote_worker(http, "bench-1", stop, 1))
-                remote, local = await timed_round_trips(client)
-                stop.set()
-                await poller
+                with pollers(base, 1, 1):
+                    remote, local = await timed_round_trips(client)
                 overhead = statistics.median(remote) - statistics.median(local)
                 rows.append(
                     (
@@ -240,16 +270,10 @@ async def main(db: str | None) -> None:
                 rows.append(("remote overhead p50 ms", f"{overhead:.2f}", "target <= 5"))
                 rates_remote: list[float] = []
                 rates_local: list[float] = []
-                for _ in range(3):
-                    stop = asyncio.Event()
-                    pollers = [
-                        asyncio.create_task(remote_worker(http, f"bench-{n}", stop, MAX_TASKS))
-                        for n in range(POLLERS)
-                    ]
-                    rates_remote.append(await timed_fan_out(client, fan_out_remote, "r"))
-                    stop.set()
-                    await asyncio.gather(*pollers)
-                    rates_local.append(await timed_fan_out(client, fan_out_local, "l"))
+                with pollers(base, POLLERS, MAX_TASKS):
+                    for _ in range(3):
+                        rates_remote.append(await timed_fan_out(client, fan_out_remote, "r"))
+                        rates_local.append(await timed_fan_out(client, fan_out_local, "l"))
                 rows.append(
                     (
                         f"tasks/s ({FANOUT} fan-out, max_tasks={MAX_TASKS})",
@@ -266,4 +290,11 @@ async def main(db: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="a database URL (default: a fresh SQLite file)")
-    asyncio.run(main(parser.parse_args().db))
+    parser.add_argument("--serve-remote", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--pollers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--max-tasks", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_remote:
+        asyncio.run(serve_remote(args.serve_remote, args.pollers, args.max_tasks))
+    else:
+        asyncio.run(main(args.db))
