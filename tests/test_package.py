@@ -29,7 +29,10 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"durable", "durable_sqlite", "durable_postgres"}
-SAMPLES = sorted(p.stem for p in (REPO / "samples").glob("*.py") if p.stem != "__init__")
+SAMPLES = sorted(
+    [p.stem for p in (REPO / "samples").glob("*.py") if p.stem != "__init__"]
+    + [p.parent.name for p in (REPO / "samples").glob("*/__main__.py")]
+)
 
 
 def _build_requirements_met() -> bool:
@@ -199,7 +202,7 @@ def test_demo_as_the_readme_runs_it(site: Path, tmp_path: Path) -> None:
 
 
 def test_every_sample_is_tested_here() -> None:
-    assert SAMPLES == ["media_pipeline", "order_saga"]
+    assert SAMPLES == ["media_pipeline", "order_saga", "polyglot"]
 
 
 def _run_sample(name: str, site: Path) -> str:
@@ -233,3 +236,46 @@ def test_media_pipeline_sample(site: Path) -> None:
         "-> https://cdn.example/interview.mp4",
         "  3 failed attempts were retried for video-keynote",
     ]
+
+
+def test_polyglot_sample(site: Path) -> None:
+    """`python -m samples.polyglot`: durable server, a Python worker and the Node.js worker
+    from the installed durable (Node.js required where the sample's test requires it)."""
+    if shutil.which("node") is None:
+        if os.environ.get("DURABLE_REQUIRE_NODE"):
+            raise AssertionError("DURABLE_REQUIRE_NODE is set but 'node' is not on the PATH")
+        pytest.skip("Node.js is not installed")
+    out = _run_sample("polyglot", site)
+    lines = [line for line in out.splitlines() if line.startswith(("polyglot", "  "))]
+    assert lines[0].startswith("polyglot sample on sqlite:///")
+    assert lines[1:] == [
+        "  beach.jpg: 320x240, 1280x960; approved by moderator@node",
+        "  nsfw-party.jpg: 320x240, 1280x960; hidden by moderator@node",
+    ]
+
+
+def test_the_installed_console_serves_its_pages_and_assets(site: Path, tmp_path: Path) -> None:
+    """Templates and static files ship in the wheel: the console renders from the install."""
+    probe = (
+        "import asyncio, httpx, durable\n"
+        "from durable.server import create_app\n"
+        "async def main():\n"
+        f"    async with durable.connect('sqlite:///{tmp_path / 'c.db'}') as client:\n"
+        "        app = create_app(client)\n"
+        "        t = httpx.ASGITransport(app=app)\n"
+        "        async with httpx.AsyncClient(transport=t, base_url='http://c') as http:\n"
+        "            for path in ('/', '/workers', '/static/console.css', '/static/console.js'):\n"
+        "                r = await http.get(path)\n"
+        "                print(path, r.status_code, len(r.content) > 100)\n"
+        "    print(durable.__file__)\n"
+        "asyncio.run(main())\n"
+    )
+    out = _ok([sys.executable, "-P", "-c", probe], cwd=tmp_path, pythonpath=[site])
+    *pages, where = out.splitlines()
+    assert pages == [
+        "/ 200 True",
+        "/workers 200 True",
+        "/static/console.css 200 True",
+        "/static/console.js 200 True",
+    ]
+    assert Path(where).is_relative_to(site)
