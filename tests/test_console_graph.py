@@ -8,13 +8,17 @@ import dataclasses
 import itertools
 import time
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 
+import durable
 from durable.console import graph
+from durable.console.graph import layout
 from durable.console.svg import STATUSES
 from durable.steps import Step
+from durable.testing import WorkflowEnvironment
 from tests.console_runs import FAILING, HOSTILE, ITEMS, nested_steps, synthetic, tour_steps
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -266,3 +270,22 @@ def test_every_kind_has_its_box_and_unknown_ones_still_draw() -> None:
     assert labels[1].startswith("child \u00b7 n1")
     assert labels[5].startswith("publish \u00b7 n5")
     assert labels[6].startswith("patch \u00b7 n6")
+
+
+@durable.workflow
+async def waits_once() -> str:
+    """A signal wait with a timeout: the wait runs as a task of its own, a group of one."""
+    return str(await durable.wait_signal("go", timeout=3600))
+
+
+async def test_a_group_of_one_is_drawn_as_its_step_not_as_a_fan_out() -> None:
+    async with WorkflowEnvironment(workflows=[waits_once]) as env:
+        handle = await env.client.start(waits_once, id="once")
+        await env.sleep(timedelta(seconds=1))
+        await handle.signal("go", "now")
+        assert await handle.result() == "now"
+        steps = await handle.steps()
+    graph = layout(steps)
+    assert [n.kind for n in graph.nodes if n.kind == "group"] == []
+    assert [n.kind for n in graph.boxes()] == ["signal"]
+    assert graph.drawn == len(steps) == 1

@@ -273,6 +273,10 @@ class _Layout:
             return _Par([self.sequence(self.items(item.paths[0], context), context)], None)
         assert item.group is not None
         group, members = item.group, len(item.steps) + len(item.paths)
+        if members == 1:  # a "fan-out" of one (a wait_for, a lone gather item) is that item
+            if item.steps:
+                return self.block(item.steps[0], context)
+            return _Par([self.sequence(self.items(item.paths[0], group), group)], None)
         if str(group) not in self.expand:
             covered = self.steps_of(item)
             node = self.summary(f"g{group}", "group", covered)
