@@ -28,7 +28,9 @@ __all__ = [
     "TOKEN_COOKIE",
     "check_csrf",
     "csrf_token",
+    "remember_csrf",
     "same_origin",
+    "same_secret",
 ]
 
 TOKEN_COOKIE = "durable_token"  # the server's token, kept after /login
@@ -75,9 +77,14 @@ def same_origin(request: Request) -> bool:
     return urlsplit(source).netloc == host
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Whether two secrets (a token, a CSRF value) are equal, compared in constant time."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def check_csrf(request: Request, submitted: str | None) -> bool:
     """Whether a form's CSRF value matches the visitor's cookie (constant time)."""
     expected = request.cookies.get(CSRF_COOKIE, "")
     if not expected or not submitted:
         return False
-    return hmac.compare_digest(expected.encode(), submitted.encode())
+    return same_secret(submitted, expected)

@@ -34,6 +34,7 @@ from . import graph as _graph
 from . import guard
 from . import shape as _shape
 from . import timeline as _timeline
+from .nodes import run_href
 
 if TYPE_CHECKING:
     from ..server.app import Service
@@ -132,7 +133,7 @@ async def runs_page(request: Request) -> Response:
         store = await service.store()
         run = await store.get_run(search)
         if run is not None:
-            return RedirectResponse(f"/runs/{_quote(search)}", status_code=303)
+            return RedirectResponse(run_href(search), status_code=303)
         problems.append(f"No workflow has the id {search!r}.")
     store = await service.store()
     counts = await store.count_runs(name=name, tags=tags or None)
@@ -171,12 +172,6 @@ async def runs_page(request: Request) -> Response:
         live="runs",
         query_for=lambda **change: "?" + urlencode({**filters, **change}, doseq=True),
     )
-
-
-def _quote(workflow_id: str) -> str:
-    from urllib.parse import quote
-
-    return quote(workflow_id, safe="")
 
 
 async def run_page(request: Request) -> Response:
@@ -228,7 +223,7 @@ async def run_page(request: Request) -> Response:
         timeline_svg=_timeline.render_svg(timeline),
         live=f"run:{workflow_id}",
         notice=request.query_params.get("done"),
-        quoted=_quote(workflow_id),
+        quoted=run_href(workflow_id).removeprefix("/runs/"),
     )
 
 
@@ -419,7 +414,7 @@ async def act(request: Request) -> Response:
     if isinstance(fields, Response):
         return fields
     handle = service.client.get_handle(workflow_id)
-    back = f"/runs/{_quote(workflow_id)}"
+    back = run_href(workflow_id)
     try:
         if action == "signal":
             name = fields.get("name", "").strip()
@@ -462,17 +457,11 @@ async def login(request: Request) -> Response:
     if isinstance(fields, Response):
         return fields
     given = fields.get("token", "")
-    if service.token is None or not _same(given, service.token):
+    if service.token is None or not guard.same_secret(given, service.token):
         return _page(request, "login.html", status=401, title="sign in", wrong=True)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(guard.TOKEN_COOKIE, given, httponly=True, samesite="strict", path="/")
     return response
-
-
-def _same(a: str, b: str) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def routes() -> list[BaseRoute]:
