@@ -78,6 +78,36 @@ async def test_a_column_added_since_the_schema_shipped_is_added_on_open(
     assert await schema_meta.get() == version
 
 
+async def test_a_table_added_since_the_schema_shipped_is_created_on_open(
+    store_url: str, schema_meta: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table in ``EXTRA_TABLES`` (schedules, queue limits, ...) is created, with its
+    index, when an existing database is opened, its schema version unchanged and its runs
+    intact; opening again finds it and changes nothing."""
+    from durable_postgres import schema as pg_schema
+    from durable_sqlite import schema as sqlite_schema
+
+    async with open_store(store_url) as s:
+        await s.create_run(new_run("old"), if_exists="error")
+    version = await schema_meta.get()
+    probe = (
+        "probe_extra",
+        [
+            "CREATE TABLE IF NOT EXISTS probe_extra (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS probe_extra_v ON probe_extra (v)",
+        ],
+    )
+    monkeypatch.setattr(sqlite_schema, "EXTRA_TABLES", (probe,))
+    monkeypatch.setattr(pg_schema, "EXTRA_TABLES", [probe])
+    for _ in range(2):
+        async with open_store(store_url) as s:
+            assert await s.get_run("old") is not None
+    await schema_meta._run("INSERT INTO probe_extra (k, v) VALUES ('a', 1)")
+    await schema_meta._run("DROP INDEX probe_extra_v")  # it was built with the table
+    await schema_meta._run("DROP TABLE probe_extra")
+    assert await schema_meta.get() == version
+
+
 def test_the_contract_suite_exports_every_test_it_defines() -> None:
     """A test missing from a part's ``__all__`` would silently not run for any backend."""
     import inspect

@@ -45,6 +45,7 @@ from durable.store import RunRecord, TaskRecord
 __all__ = [
     "EXTRA_COLUMNS",
     "EXTRA_INDEXES",
+    "EXTRA_TABLES",
     "MIGRATIONS",
     "RUN_COLUMNS",
     "SCHEMA_VERSION",
@@ -186,6 +187,12 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     ("runs", "tags", "jsonb"),
 ]
 
+#: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
+#: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``, unqualified: they run with the
+#: schema as search_path) run under the migration lock when the table is missing. Code
+#: that predates one never touches it, so no version bump is needed.
+EXTRA_TABLES: list[tuple[str, list[str]]] = []
+
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -320,6 +327,7 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
                 "(pip install -U durable-flow) on every worker and client."
             )
         if found == SCHEMA_VERSION:
+            await _add_missing_tables(conn, schema)
             await _add_missing_columns(conn, schema)
             return found
         # Every statement is schema-qualified by search_path, set for this transaction only.
@@ -338,8 +346,26 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             str(SCHEMA_VERSION),
         )
+        await _add_missing_tables(conn, schema)
         await _add_missing_columns(conn, schema)
         return found
+
+
+async def _add_missing_tables(conn: Any, schema: str) -> None:
+    """Create any of `EXTRA_TABLES` the schema lacks (inside the migration transaction)."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+        schema,
+    )
+    present = {r["relname"] for r in rows}
+    missing = [statements for table, statements in EXTRA_TABLES if table not in present]
+    if not missing:
+        return
+    await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
+    for statements in missing:
+        for statement in statements:
+            await conn.execute(statement)
 
 
 async def _add_missing_columns(conn: Any, schema: str) -> None:

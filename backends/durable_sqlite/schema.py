@@ -42,6 +42,7 @@ from durable.store import InboxItem, JournalEntry, NewRun, RunRecord, TaskRecord
 __all__ = [
     "EXTRA_COLUMNS",
     "EXTRA_INDEXES",
+    "EXTRA_TABLES",
     "INBOX_COLUMNS",
     "MIGRATIONS",
     "RUN_COLUMNS",
@@ -177,6 +178,11 @@ EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("runs", "tags", "TEXT"),
 )
 
+#: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
+#: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``) run on open when the table is
+#: missing. Code that predates one never touches it, so no version bump is needed.
+EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -245,7 +251,11 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
                 "SELECT name FROM sqlite_master WHERE type = 'index'"
             )
         }
-        if all(name in present for name, _ in EXTRA_INDEXES) and not await _missing_columns(conn):
+        if (
+            all(name in present for name, _ in EXTRA_INDEXES)
+            and not await _missing_tables(conn)
+            and not await _missing_columns(conn)
+        ):
             return found
     await conn.execute("BEGIN IMMEDIATE")
     try:
@@ -260,6 +270,9 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
                 await conn.execute(statement)
         for index, definition in EXTRA_INDEXES:
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {definition}")
+        for _table, statements in await _missing_tables(conn):
+            for statement in statements:
+                await conn.execute(statement)
         for table, column, kind in await _missing_columns(conn):
             await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         await conn.execute(
@@ -272,6 +285,12 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
         raise
     await conn.commit()
     return found
+
+
+async def _missing_tables(conn: aiosqlite.Connection) -> list[tuple[str, tuple[str, ...]]]:
+    rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    present = {row[0] for row in rows}
+    return [(table, statements) for table, statements in EXTRA_TABLES if table not in present]
 
 
 async def _missing_columns(conn: aiosqlite.Connection) -> list[tuple[str, str, str]]:
