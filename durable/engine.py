@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from . import journal, payload
+from . import codeloc, journal, payload
 from .calls import Calls
 from .definition import WorkflowDefinition
 from .errors import (
@@ -59,6 +59,9 @@ __all__ = [
 # WorkflowLoop and current_run live in durable.loop; re-exported for the engine's users.
 
 logger = logging.getLogger(__name__)
+
+# The code that runs workflow coroutines: frames outside it are not the workflow's.
+_DRIVER = WorkflowLoop.run_ready.__code__
 
 EVICTION_ROUNDS = 20  # cancel-and-pump rounds before an evicted run's coroutines are closed
 
@@ -205,9 +208,12 @@ class WorkflowRun(Calls, Waits):
             raise self._nondeterminism
         if recorded is not None and self._expected_pos < len(recorded):
             missing_kind, missing = recorded[self._expected_pos]
+            what = describe_command(missing_kind, missing)
             raise self._mismatch(
-                f"the journal holds {describe_command(missing_kind, missing)} next, but "
-                "the code issued nothing more"
+                f"the journal holds {what} next, but the code issued nothing more",
+                seq=self.history_length + 1,
+                recorded=what,
+                location=self._waiting_location(),
             )
         return self._commands
 
@@ -370,13 +376,42 @@ class WorkflowRun(Calls, Waits):
 
     # -- commands -----------------------------------------------------------------------
 
-    def _mismatch(self, what: str) -> NonDeterminismError:
+    def _mismatch(
+        self,
+        what: str,
+        *,
+        seq: int | None = None,
+        recorded: str | None = None,
+        issued: str | None = None,
+        location: str | None = None,
+    ) -> NonDeterminismError:
         return NonDeterminismError(
             f"Workflow {self.definition.name!r} ({self.workflow_id}, run {self.run_id}) no "
             f"longer replays its journal: after input #{self._input_seq}, {what}. The run is "
             "parked, not failed. Deploy code that does what the journal recorded, or guard "
-            "the change with durable.patched(...) so old runs keep the old path."
+            "the change with durable.patched(...) so old runs keep the old path.",
+            seq=seq,
+            recorded=recorded,
+            issued=issued,
+            location=location,
         )
+
+    def _waiting_location(self) -> str | None:
+        """Where the main coroutine waits (its innermost frame in user code), or what
+        became of it: for a mismatch where the code issued nothing more."""
+        main = self._main
+        if main is None:
+            return None
+        if main.done():
+            return "the workflow function had already returned"
+        found = None
+        coro: Any = main.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None and codeloc.is_user(frame):
+                found = frame
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return None if found is None else codeloc.describe(found)
 
     def _emit(self, record: journal.Record) -> int:
         """Record a command; during replay check it against the journal. Returns its seq."""
@@ -387,17 +422,25 @@ class WorkflowRun(Calls, Waits):
         seq = self.history_length
         if self.is_replaying:
             if self._expected_pos >= len(self._expected):
+                issued = describe_command(kind, data)
                 err = self._mismatch(
-                    f"the code issued {describe_command(kind, data)} where the journal holds "
-                    "no further command"
+                    f"the code issued {issued} where the journal holds no further command",
+                    seq=seq,
+                    issued=issued,
+                    location=codeloc.caller(_DRIVER) or self._waiting_location(),
                 )
                 self._nondeterminism = self._nondeterminism or err
                 raise err
             exp_kind, exp_data = self._expected[self._expected_pos]
             if not same_command(kind, data, exp_kind, exp_data):
+                recorded = describe_command(exp_kind, exp_data)
+                issued = describe_command(kind, data)
                 err = self._mismatch(
-                    f"the journal holds {describe_command(exp_kind, exp_data)} at step {seq}, "
-                    f"but the code issued {describe_command(kind, data)}"
+                    f"the journal holds {recorded} at step {seq}, but the code issued {issued}",
+                    seq=seq,
+                    recorded=recorded,
+                    issued=issued,
+                    location=codeloc.caller(_DRIVER) or self._waiting_location(),
                 )
                 self._nondeterminism = self._nondeterminism or err
                 raise err

@@ -214,8 +214,26 @@ class NonDeterminismError(DurableError):
     """Replay found the code doing something other than what the journal recorded.
 
     The workflow is parked (not failed, nothing written) until compatible code is deployed;
-    `describe().problem` carries this message.
+    `describe().problem` carries this message. Where the engine found it, the error also
+    says where: ``seq`` (the journal position), ``recorded`` and ``issued`` (the commands,
+    described; ``None`` for "nothing") and ``location`` (``file:line in function: code`` of
+    the workflow code that issued the command or was waiting), for `durable replay`'s diff.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        seq: int | None = None,
+        recorded: str | None = None,
+        issued: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.recorded = recorded
+        self.issued = issued
+        self.location = location
 
 
 class SerializationError(DurableError, TypeError):

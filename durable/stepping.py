@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,11 @@ from . import journal, payload
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
-from .engine import INPUT_KINDS, Command, WorkflowRun
+from .engine import Command, WorkflowRun
 from .errors import NonDeterminismError, RemoteError, StepDataError, StoreError
 from .executor import Attempt
 from .journal import WORKFLOW_ADDRESSED
+from .replayer import replay_journal
 from .steps import HISTORY_WARN
 from .store import (
     EXTERNAL_OWNER,
@@ -267,21 +269,7 @@ class RunStepping:
             raise
         except Exception as exc:
             raise _StoreTrouble(exc) from exc
-        i = 0
-        while i < len(entries):
-            entry = entries[i]
-            j = i + 1
-            while j < len(entries) and entries[j].kind not in INPUT_KINDS:
-                j += 1
-            if entry.kind not in INPUT_KINDS:
-                raise NonDeterminismError(
-                    f"Journal of run {run.run_id} starts with {entry.kind!r} at step {entry.seq}, "
-                    "not an input; the journal is damaged."
-                )
-            recorded = [(e.kind, _entry_data(run.run_id, e)) for e in entries[i + 1 : j]]
-            engine.apply(entry.kind, _entry_data(run.run_id, entry), entry.time, recorded=recorded)
-            i = j
-        engine.is_replaying = False
+        replay_journal(engine, run.run_id, entries, functools.partial(_entry_data, run.run_id))
         engine.take_effects()  # carried out when they were first recorded
         return engine
 

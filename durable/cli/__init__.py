@@ -11,6 +11,8 @@
     durable terminate order-1 --reason "bad data"
     durable workers
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
+    durable export order-1 --output order-1.json
+    durable replay myapp.workflows [--file order-1.json] [--name N] [--limit K]
     durable demo
 
 The database comes from ``--db``, else ``$DURABLE_DB``, else ``sqlite:///durable.db``.
@@ -37,7 +39,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, serve
+from . import commands, replaying, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -123,6 +125,13 @@ async def _worker(args: argparse.Namespace) -> int:
             assert worker._background is not None
             await worker._background  # until a signal (or stop()) ends it
     return 0
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    workflows, _ = collect(_import(args.modules))
+    if not workflows:
+        raise SystemExit(f"durable: no @workflow functions found in {', '.join(args.modules)}.")
+    return await replaying.replay_runs(args, workflows)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -249,7 +258,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.set_defaults(run=commands.terminate)
 
-    p = command("server", "serve the HTTP API (and later the console) on uvicorn")
+    p = command("export", "write a run (its journal) as JSON, for `durable replay --file`")
+    p.add_argument("id")
+    p.add_argument("--run-id", help="an older run of that id (default: the current run)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
+    p.set_defaults(run=replaying.export)
+
+    p = command(
+        "replay",
+        "replay recorded runs against the current code (exit 1 and a diff at the first "
+        "divergence): the gate before a deploy",
+    )
+    p.add_argument("modules", nargs="+", metavar="MODULE")
+    p.add_argument(
+        "--file",
+        action="append",
+        metavar="FILE",
+        help="a run exported by `durable export` (repeatable; default: runs in --db)",
+    )
+    p.add_argument("--name", help="only runs of this workflow")
+    p.add_argument(
+        "--limit",
+        type=_at_least_one,
+        default=100,
+        help="the newest runs of each workflow to replay (default: 100)",
+    )
+    p.set_defaults(run=_replay)
+
+    p = command("server", "serve the HTTP API and the console on uvicorn")
     p.add_argument(
         "--host",
         default=serve.DEFAULT_HOST,

@@ -73,10 +73,11 @@ from durable_sqlite.claims import runs_claimable, tasks_claimable, timers_due
 from ..client import Client, WorkflowHandle
 from ..clock import RealClock, VirtualClock
 from ..errors import StoreError
+from ..replayer import replay
 from ..store import CLOSED_STATUSES, TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, run_topic
 from ..worker import Worker
 
-__all__ = ["WorkflowEnvironment"]
+__all__ = ["WorkflowEnvironment", "replay"]
 
 SETTLE_STEP = 0.002  # real seconds between looks while the worker is busy
 SETTLE_LIMIT = 30.0  # real seconds env.sleep() waits for the worker to go quiet, then fails
