@@ -22,6 +22,7 @@ from .context import ActivityContext, _activity
 from .definition import ActivityDefinition, RetryPolicy
 from .errors import RemoteError
 from .retry import AttemptResult, retryable  # AttemptResult lives with its judge
+from .telemetry import FIGURES
 
 __all__ = ["Attempt", "AttemptResult", "run_attempt"]
 
@@ -42,7 +43,26 @@ class Attempt:
 
 
 async def run_attempt(attempt: Attempt) -> AttemptResult:
-    """Run ``attempt`` to its end; never raises except for the caller's own cancellation."""
+    """Run ``attempt`` to its end; never raises except for the caller's own cancellation.
+    Its outcome and times go to `durable.telemetry.FIGURES`."""
+    began = time.perf_counter()
+    result = await _run_attempt(attempt)
+    ctx = attempt.context
+    outcome = "completed" if result.error is None else "cancelled" if result.cancelled else "failed"
+    waited = None
+    if attempt.attempt == 1 and ctx.started_at is not None:
+        waited = ctx.started_at - ctx.info.scheduled_at.timestamp()
+    FIGURES.attempt(
+        attempt.definition.name,
+        ctx.info.queue,
+        outcome,
+        time.perf_counter() - began,
+        waited,
+    )
+    return result
+
+
+async def _run_attempt(attempt: Attempt) -> AttemptResult:
     defn = attempt.definition
     spec = attempt.spec
     timeout: float | None = spec.get("timeout")

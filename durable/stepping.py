@@ -44,6 +44,7 @@ from .store import (
     StepCommit,
     Store,
 )
+from .telemetry import FIGURES
 
 __all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
 
@@ -279,6 +280,7 @@ class RunStepping:
         assert claimed is not None
         run = claimed.run
         driver.reclaimed = False  # what claims brought so far is pending: this step takes it
+        cached = driver.engine is not None
         if driver.engine is None:
             try:
                 driver.engine = await self._rebuild(driver)
@@ -374,7 +376,12 @@ class RunStepping:
             raise _StoreTrouble(exc) from exc
         for task_id in commit.finished_tasks:
             driver.finishing.pop(task_id, None)
-        if not accepted:
+        if accepted:
+            name = driver.workflow.name
+            FIGURES.step(name, first=base == 0, cached=cached, commands=len(commands))
+            if outcome is not None:
+                FIGURES.closed_run(name, outcome.status)
+        else:
             logger.info(
                 "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
             )

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from .. import __version__
+from .. import __version__, telemetry
 from ..client import DEFAULT_URL, Client
 from ..errors import DurableError
 from ..store import STATUSES
@@ -113,6 +113,10 @@ async def _worker(args: argparse.Namespace) -> int:
             max_concurrency=args.concurrency,
             lease_seconds=args.lease,
         )
+        if args.metrics_port is not None:
+            telemetry.serve(args.metrics_port, args.metrics_host)
+            store = await client._open()
+            refresher = asyncio.create_task(telemetry.refresh_queues(store, client.clock.now))
         where = redact_url(client.url)  # never print a password
         # The banner comes once the worker runs, with its SIGTERM/SIGINT handlers in place:
         # a supervisor that stops it as soon as it says it is up gets a graceful stop.
@@ -122,8 +126,15 @@ async def _worker(args: argparse.Namespace) -> int:
                 f"{len(workflows)} workflow(s), {len(activities)} activity(ies). Ctrl-C stops.",
                 flush=True,
             )
+            if args.metrics_port is not None:
+                print(
+                    f"Metrics at http://{args.metrics_host}:{args.metrics_port}/metrics",
+                    flush=True,
+                )
             assert worker._background is not None
             await worker._background  # until a signal (or stop()) ends it
+        if args.metrics_port is not None:
+            refresher.cancel()
     return 0
 
 
@@ -170,6 +181,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long this worker's claims outlive it if it dies (default: 30); "
         "others take over after that",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: none)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the metrics endpoint (default: 127.0.0.1)",
     )
     p.set_defaults(run=_worker)
 

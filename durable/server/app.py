@@ -8,8 +8,8 @@
 
 Layers, outermost first: `ProblemMiddleware` (any unexpected error becomes a 500 problem,
 logged here), `BearerAuth` when there is a token, then Starlette's routing over the
-endpoints of `durable.server.workflows`, `.tasks` and `.events`, and ``/openapi.json``
-generated from the same definitions.
+endpoints of `durable.server.workflows`, `.tasks` and `.events`, ``/openapi.json``
+generated from the same definitions, and ``/metrics`` for Prometheus (`.metrics`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, openapi, tasks, workflows
+from . import events, metrics, openapi, tasks, workflows
 from .auth import BearerAuth
 from .problems import (
     Problem,
@@ -118,6 +118,7 @@ def create_app(client: Client, token: str | None = None) -> Starlette:
         *starlette_routes(ENDPOINTS, service),
         *console_routes(),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+        metrics.route(service),
     ]
     middleware = [Middleware(ProblemMiddleware)]
     if service.token is not None:

@@ -85,7 +85,7 @@ def _cookie(header: bytes, name: bytes) -> bytes:
 
 def _is_page(path: str) -> bool:
     """Whether ``path`` is one of the console's pages (not the API or its document)."""
-    return not (path.startswith("/v1/") or path == "/openapi.json")
+    return not (path.startswith("/v1/") or path in ("/openapi.json", "/metrics"))
 
 
 def is_loopback(host: str) -> bool:
