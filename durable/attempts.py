@@ -19,7 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import journal, payload, retry
+from . import journal, payload, retry, tracing
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition
@@ -192,6 +192,9 @@ class ActivityAttempts:
             ctx = ActivityContext(
                 info, cancelled=task.cancel_requested, started=True, started_at=self.clock.now()
             )
+            if tracing.enabled():  # the run's trace, for the attempt's span
+                run = await self.store.get_run(task.workflow_id, task.run_id)
+                ctx.trace = run.trace if run is not None else None
             # Held (lease renewed, not claimed back) until its outcome is written.
             self._remote[task.task_id] = ctx
             try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, signature, steps
+from . import journal, payload, signature, steps, tracing
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -421,19 +421,21 @@ class Client:
         from .store import NewRun
 
         workflow_id = id or uuid.uuid4().hex
-        run, created = await store.create_run(
-            NewRun(
-                workflow_id=workflow_id,
-                run_id=str(uuid.uuid4()),
-                name=name,
-                queue=queue or default_queue,
-                input=encoded,
-                created_at=self.clock.now(),
-                timeout=timeout,
-                tags=tags,
-            ),
-            if_exists=if_exists,
-        )
+        with tracing.start_span(name, workflow_id) as trace:
+            run, created = await store.create_run(
+                NewRun(
+                    workflow_id=workflow_id,
+                    run_id=str(uuid.uuid4()),
+                    name=name,
+                    queue=queue or default_queue,
+                    input=encoded,
+                    created_at=self.clock.now(),
+                    timeout=timeout,
+                    tags=tags,
+                    trace=trace,
+                ),
+                if_exists=if_exists,
+            )
         return WorkflowHandle(self, workflow_id, run_id=run.run_id, fn=func, created=created)
 
     async def execute(

@@ -263,6 +263,7 @@ class ActivityContext:
     cancelled: bool = False
     started: bool = False
     started_at: float | None = None  # when the attempt began running (the worker's clock)
+    trace: str | None = None  # its run's traceparent, for its span (`durable.tracing`)
     on_heartbeat: Callable[[], None] | None = field(default=None, repr=False)
 
 

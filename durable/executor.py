@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from . import payload
+from . import payload, tracing
 from .context import ActivityContext, _activity
 from .definition import ActivityDefinition, RetryPolicy
 from .errors import RemoteError
@@ -46,14 +46,18 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
     """Run ``attempt`` to its end; never raises except for the caller's own cancellation.
     Its outcome and times go to `durable.telemetry.FIGURES`."""
     began = time.perf_counter()
-    result = await _run_attempt(attempt)
     ctx = attempt.context
+    name = attempt.definition.name
+    with tracing.activity_span(name, ctx.info, attempt.attempt, ctx.trace) as span:
+        result = await _run_attempt(attempt)
+        if result.error is not None:
+            tracing.fail(span, f"{result.error.type}: {result.error.message}")
     outcome = "completed" if result.error is None else "cancelled" if result.cancelled else "failed"
     waited = None
     if attempt.attempt == 1 and ctx.started_at is not None:
         waited = ctx.started_at - ctx.info.scheduled_at.timestamp()
     FIGURES.attempt(
-        attempt.definition.name,
+        name,
         ctx.info.queue,
         outcome,
         time.perf_counter() - began,

@@ -44,6 +44,7 @@ class NewRun:
     parent_run_id: str | None = None
     timeout: float | None = None  # seconds the whole run may take
     tags: Mapping[str, str] | None = None  # searchable labels (`Client.list(tags=...)`)
+    trace: str | None = None  # W3C traceparent of the span that started it (`durable.tracing`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class RunRecord:
     timeout: float | None
     is_current: bool
     tags: Mapping[str, str] = field(default_factory=dict)
+    trace: str | None = None  # W3C traceparent its spans descend from (`durable.tracing`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import journal, payload
+from . import journal, payload, tracing
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
@@ -213,7 +213,15 @@ class RunStepping:
             while (driver.pending or first or driver.again) and driver.held:
                 first = False
                 driver.again = False
-                if not await self._step(driver):
+                run = driver.claimed.run if driver.claimed is not None else None
+                with tracing.step_span(
+                    driver.workflow.name,
+                    run.workflow_id if run else "",
+                    driver.run_id,
+                    run.trace if run else None,
+                ):
+                    stepped = await self._step(driver)
+                if not stepped:
                     break
         except StepDataError as exc:
             # What this step holds breaks a constraint of the database: retrying it would
@@ -433,7 +441,8 @@ class RunStepping:
                     owner = self.worker_id
                     spec = cmd.data
                     info = self._info(run.workflow_id, run.run_id, task_id, spec, 1, None, now)
-                    local.append(Attempt(task_id, adefn, spec, 1, ActivityContext(info)))
+                    ctx = ActivityContext(info, trace=run.trace)
+                    local.append(Attempt(task_id, adefn, spec, 1, ctx))
                 commit.new_tasks.append(
                     NewTask(
                         task_id=task_id,
@@ -479,6 +488,7 @@ class RunStepping:
                         parent_id=run.workflow_id,
                         parent_run_id=run.run_id,
                         timeout=rec.timeout,
+                        trace=run.trace,  # a child's spans join its parent's trace
                     )
                 )
             elif isinstance(rec, journal.Published):
@@ -528,6 +538,7 @@ class RunStepping:
                 parent_run_id=run.parent_run_id,
                 timeout=run.timeout,
                 tags=run.tags,  # a successor is the same workflow: still found by its tags
+                trace=run.trace,  # and goes on in the same trace
             )
             return
         if run.parent_id is None:

@@ -95,13 +95,14 @@ WHERE r.run_id = u.run_id
 # between the lookup and the lock).
 _INSERT_RUNS = """
 INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, created_at,
-                  updated_at, parent_id, parent_run_id, history_length, ready, timeout, tags)
+                  updated_at, parent_id, parent_run_id, history_length, ready, timeout, tags,
+                  trace)
 SELECT u.workflow_id, u.run_id, true, u.name, u.queue, 'pending', u.input, u.created_at,
-       u.created_at, u.parent_id, u.parent_run_id, 0, true, u.timeout, u.tags::jsonb
+       u.created_at, u.parent_id, u.parent_run_id, 0, true, u.timeout, u.tags::jsonb, u.trace
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[],
-            $7::text[], $8::text[], $9::float8[], $10::text[])
+            $7::text[], $8::text[], $9::float8[], $10::text[], $11::text[])
     AS u(workflow_id, run_id, name, queue, input, created_at, parent_id, parent_run_id,
-         timeout, tags)
+         timeout, tags, trace)
 ON CONFLICT DO NOTHING
 RETURNING run_id
 """
@@ -233,6 +234,7 @@ async def insert_runs(conn: Any, runs: Sequence[NewRun]) -> set[str]:
         [r.parent_run_id for r in runs],
         [r.timeout for r in runs],
         [tags_json(r.tags) for r in runs],
+        [r.trace for r in runs],
     )
     return {r["run_id"] for r in rows}
 

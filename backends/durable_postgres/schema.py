@@ -185,6 +185,8 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     ("workers", "signatures", "text"),
     # a run's tags (a JSON object of strings), from client.start(..., tags=...).
     ("runs", "tags", "jsonb"),
+    # the W3C traceparent a run's spans descend from (durable.tracing).
+    ("runs", "trace", "text"),
 ]
 
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
@@ -200,7 +202,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Column lists in the field order of the record they become.
 RUN_COLUMNS = """workflow_id, run_id, name, queue, status, input, result, error, created_at,
     updated_at, closed_at, parent_id, parent_run_id, history_length, ready, lease_owner,
-    lease_expires_at, parked, problem, continued_to, timeout, is_current, tags"""
+    lease_expires_at, parked, problem, continued_to, timeout, is_current, tags, trace"""
 TASK_COLUMNS = """task_id, run_id, workflow_id, seq, name, queue, data, attempt, status,
     visible_at, lease_owner, lease_expires_at, heartbeat_details, cancel_requested,
     last_error, created_at"""

@@ -81,8 +81,9 @@ POLL_INTERVAL = 1.0  # seconds between re-queries while the LISTEN connection is
 
 _INSERT_RUN = f"""
 INSERT INTO runs (workflow_id, run_id, is_current, name, queue, status, input, created_at,
-                  updated_at, parent_id, parent_run_id, history_length, ready, timeout, tags)
-VALUES ($1, $2, true, $3, $4, 'pending', $5, $6, $6, $7, $8, 0, true, $9, $10::jsonb)
+                  updated_at, parent_id, parent_run_id, history_length, ready, timeout, tags,
+                  trace)
+VALUES ($1, $2, true, $3, $4, 'pending', $5, $6, $6, $7, $8, 0, true, $9, $10::jsonb, $11)
 ON CONFLICT (workflow_id) WHERE is_current DO NOTHING
 RETURNING {RUN_COLUMNS}
 """
@@ -99,7 +100,7 @@ async def _create_one(
         row = await conn.fetchrow(
             _INSERT_RUN, run.workflow_id, run.run_id, run.name, run.queue,
             run.input, run.created_at, run.parent_id, run.parent_run_id, run.timeout,
-            tags_json(run.tags),
+            tags_json(run.tags), run.trace,
         )  # fmt: skip
         if row is not None:
             return run_record(row), True

@@ -176,6 +176,8 @@ EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("workers", "signatures", "TEXT"),
     # a run's tags (a JSON object of strings), from client.start(..., tags=...).
     ("runs", "tags", "TEXT"),
+    # the W3C traceparent a run's spans descend from (durable.tracing).
+    ("runs", "trace", "TEXT"),
 )
 
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
@@ -308,7 +310,7 @@ async def _missing_columns(conn: aiosqlite.Connection) -> list[tuple[str, str, s
 RUN_COLUMNS = (
     "workflow_id, run_id, name, queue, status, input, result, error, created_at, "
     "updated_at, closed_at, parent_id, parent_run_id, history_length, ready, lease_owner, "
-    "lease_expires_at, parked, problem, continued_to, timeout, is_current, tags"
+    "lease_expires_at, parked, problem, continued_to, timeout, is_current, tags, trace"
 )
 TASK_COLUMNS = (
     "task_id, run_id, workflow_id, seq, name, queue, data, attempt, status, visible_at, "
@@ -346,6 +348,7 @@ def run_record(row: Any) -> RunRecord:
         timeout=row[20],
         is_current=bool(row[21]),
         tags=json.loads(row[22]) if row[22] else {},
+        trace=row[23],
     )
 
 
@@ -422,4 +425,5 @@ def pending_record(run: NewRun) -> RunRecord:
         timeout=run.timeout,
         is_current=True,
         tags=dict(run.tags or {}),
+        trace=run.trace,
     )

@@ -38,8 +38,8 @@ _READ_RUNS = """SELECT run_id, workflow_id, status, is_current, lease_owner,
 
 _INSERT_RUN = """INSERT INTO runs (run_id, workflow_id, is_current, name, queue,
     status, input, created_at, updated_at, parent_id, parent_run_id, history_length, ready,
-    parked, timeout, tags)
-    VALUES (?, ?, 1, ?, ?, 'pending', ?, ?, ?, ?, ?, 0, 1, 0, ?, ?)"""
+    parked, timeout, tags, trace)
+    VALUES (?, ?, 1, ?, ?, 'pending', ?, ?, ?, ?, ?, 0, 1, 0, ?, ?, ?)"""
 
 _UPDATE_RUN = """UPDATE runs SET history_length = ?, updated_at = ?, status = ?,
     result = COALESCE(?, result), error = COALESCE(?, error), problem = ?,
@@ -195,7 +195,7 @@ def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun]) -> None:
         _INSERT_RUN,
         [
             (r.run_id, r.workflow_id, r.name, r.queue, r.input, r.created_at, r.created_at,
-             r.parent_id, r.parent_run_id, r.timeout, tags_json(r.tags))
+             r.parent_id, r.parent_run_id, r.timeout, tags_json(r.tags), r.trace)
             for r in runs
         ],
     )  # fmt: skip
