@@ -26,7 +26,7 @@ from .definition import ActivityDefinition
 from .errors import RemoteError
 from .executor import Attempt, AttemptResult, run_attempt
 from .stepping import Driver
-from .store import Store, TaskOutcome, TaskRecord
+from .store import NewStepLog, Store, TaskOutcome, TaskRecord
 
 __all__ = ["DELIVERY_RETRY_MAX", "MAX_UNDELIVERED", "ActivityAttempts"]
 
@@ -35,6 +35,8 @@ logger = logging.getLogger("durable.worker")
 DELIVERY_RETRY_INITIAL = 0.1  # first wait before delivering a kept result again, doubling...
 MAX_UNDELIVERED = 10_000  # finished attempts kept through a database outage, at most
 DELIVERY_RETRY_MAX = 30.0  # ...up to this between tries while the outage lasts
+LOG_FLUSH_DELAY = 0.2  # seconds captured step logs wait for others before one write
+MAX_LOG_ROWS = 10_000  # step log records kept while they cannot be stored, at most
 
 
 class ActivityAttempts:
@@ -54,6 +56,8 @@ class ActivityAttempts:
     _waiting: collections.deque[tuple[Driver, Attempt]]
     _stopping: asyncio.Event
     _work_started: int
+    _log_rows: list[NewStepLog]  # captured step logs waiting to be stored
+    _log_flushing: bool
 
     if TYPE_CHECKING:
 
@@ -65,6 +69,43 @@ class ActivityAttempts:
         def _kick(self, driver: Driver, force: bool = False) -> None: ...
 
         def _running(self) -> dict[str, ActivityContext]: ...
+
+    # -- step logs (durable.steplogs) -----------------------------------------------------
+
+    def _ship_logs(self, rows: list[NewStepLog]) -> None:
+        """Store ``rows`` soon, together with others captured meanwhile."""
+        if not rows:
+            return
+        self._log_rows.extend(rows)
+        if len(self._log_rows) > MAX_LOG_ROWS:  # the database is out of reach: keep the newest
+            dropped = len(self._log_rows) - MAX_LOG_ROWS
+            del self._log_rows[:dropped]
+            logger.warning("Worker %s dropped %d step log record(s)", self.worker_id, dropped)
+        if not self._log_flushing:
+            self._log_flushing = True
+            self._spawn(self._flush_logs())
+
+    async def _flush_logs(self) -> None:
+        try:
+            await asyncio.sleep(LOG_FLUSH_DELAY)  # let other attempts' records join
+            await self._store_logs()
+        finally:
+            self._log_flushing = False
+
+    async def _store_logs(self) -> None:
+        """Store the captured records (also called once more as the worker stops)."""
+        while self._log_rows:
+            rows, self._log_rows = self._log_rows, []
+            try:
+                await self.store.append_logs(rows)
+            except Exception:
+                logger.warning(
+                    "Worker %s could not store %d step log record(s)",
+                    self.worker_id,
+                    len(rows),
+                    exc_info=True,
+                )
+                return
 
     def _decide(
         self,
@@ -130,6 +171,7 @@ class ActivityAttempts:
                 attempt.context.started = True
                 attempt.context.started_at = self.clock.now()
                 result = await run_attempt(attempt)
+                self._ship_logs(attempt.context.logs)
             scheduled = attempt.context.info.scheduled_at.timestamp()
             outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
             if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
@@ -199,6 +241,7 @@ class ActivityAttempts:
             self._remote[task.task_id] = ctx
             try:
                 result = await run_attempt(Attempt(task.task_id, defn, spec, attempt_no, ctx))
+                self._ship_logs(ctx.logs)
                 outcome = self._decide(spec, attempt_no, task.created_at, result, ctx)
                 now = self.clock.now()
                 try:

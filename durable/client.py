@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, signature, steps, tracing
+from . import journal, payload, signature, steplogs, steps, tracing
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -284,6 +284,17 @@ class WorkflowHandle(Generic[T]):
         entries = await store.read_journal(run.run_id)
         extras = await store.read_extras(run.workflow_id, run.run_id)
         return steps.build(run, entries, extras.tasks, extras.timers)
+
+    async def logs(
+        self, *, seq: int | None = None, after: int = 0, limit: int = 1000
+    ) -> list[steplogs.Log]:
+        """What the current run's activities and workflow code logged (`durable.steplogs`),
+        in order: of the step at ``seq`` only when given; after the record whose ``id`` is
+        ``after`` (to read on); at most ``limit``."""
+        store = await self.client._open()
+        run = await self._current()
+        rows = await store.read_logs(run.run_id, seq=seq, after_id=after, limit=limit)
+        return steplogs.logs_of(rows)
 
     async def read(self, key: str, timeout: float | timedelta | None = None) -> Any:
         """The latest value the workflow published under ``key``.

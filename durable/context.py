@@ -264,6 +264,7 @@ class ActivityContext:
     started: bool = False
     started_at: float | None = None  # when the attempt began running (the worker's clock)
     trace: str | None = None  # its run's traceparent, for its span (`durable.tracing`)
+    logs: list[Any] = field(default_factory=list)  # records it logged (`durable.steplogs`)
     on_heartbeat: Callable[[], None] | None = field(default=None, repr=False)
 
 

@@ -153,6 +153,8 @@ class WorkflowRun(Calls, Waits):
         self.outcome: Outcome | None = None
         self.is_replaying = False
         self.published: dict[str, bytes] = {}
+        # Where records logged by the code go while it runs live (`durable.steplogs`).
+        self.log_capture: Any = None
         self.random = random.Random(run_id)
         self._now = 0.0
         self._loop = WorkflowLoop(self)

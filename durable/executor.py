@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from . import payload, tracing
+from . import journal, payload, steplogs, tracing
 from .context import ActivityContext, _activity
 from .definition import ActivityDefinition, RetryPolicy
 from .errors import RemoteError
@@ -48,10 +48,15 @@ async def run_attempt(attempt: Attempt) -> AttemptResult:
     began = time.perf_counter()
     ctx = attempt.context
     name = attempt.definition.name
-    with tracing.activity_span(name, ctx.info, attempt.attempt, ctx.trace) as span:
+    seq = journal.parse_task_id(attempt.task_id)[1]
+    with (
+        tracing.activity_span(name, ctx.info, attempt.attempt, ctx.trace) as span,
+        steplogs.attempt(ctx.info.run_id, seq, attempt.attempt) as captured,
+    ):
         result = await _run_attempt(attempt)
         if result.error is not None:
             tracing.fail(span, f"{result.error.type}: {result.error.message}")
+    ctx.logs = captured.rows()
     outcome = "completed" if result.error is None else "cancelled" if result.cancelled else "failed"
     waited = None
     if attempt.attempt == 1 and ctx.started_at is not None:

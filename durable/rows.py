@@ -16,6 +16,7 @@ __all__ = [
     "InboxItem",
     "JournalEntry",
     "NewRun",
+    "NewStepLog",
     "NewTask",
     "NewTimer",
     "Outgoing",
@@ -23,6 +24,7 @@ __all__ = [
     "RunExtras",
     "RunRecord",
     "StepCommit",
+    "StepLog",
     "TaskOutcome",
     "TaskRecord",
     "WorkerRecord",
@@ -317,3 +319,32 @@ def merge_queue_stats(
         )
         for queue, v in sorted(out.items())
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class NewStepLog:
+    """A log record captured during a step (`durable.steplogs`): ``attempt`` is the
+    activity attempt's number, 0 for workflow code (``seq`` then is the journal position
+    the code had reached); ``level`` a `logging` level."""
+
+    run_id: str
+    seq: int
+    attempt: int
+    at: float
+    level: int
+    logger: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepLog:
+    """A stored `NewStepLog`; ``id`` orders a run's records (and pages them)."""
+
+    id: int
+    run_id: str
+    seq: int
+    attempt: int
+    at: float
+    level: int
+    logger: str
+    message: str

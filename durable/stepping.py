@@ -22,7 +22,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import journal, payload, tracing
+from . import journal, payload, steplogs, tracing
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
@@ -38,6 +38,7 @@ from .store import (
     ClaimedRun,
     JournalEntry,
     NewRun,
+    NewStepLog,
     NewTask,
     NewTimer,
     Outgoing,
@@ -123,6 +124,8 @@ class RunStepping:
         def _start_waiting(self) -> None: ...
 
         def _salvage(self, driver: Driver) -> None: ...
+
+        def _ship_logs(self, rows: list[NewStepLog]) -> None: ...
 
         def _info(
             self,
@@ -303,6 +306,8 @@ class RunStepping:
             run_id=run.run_id, owner=self.worker_id, expected_length=base, entries=[]
         )
         commands: list[Command] = []
+        # What the code logs while it runs live is kept with the run (`durable.steplogs`).
+        engine.log_capture = captured = steplogs.Capture(run.run_id, base, 0)
         try:
             for kind, data, when, inbox_id, finished in inputs:
                 if finished is not None:
@@ -384,7 +389,9 @@ class RunStepping:
             raise _StoreTrouble(exc) from exc
         for task_id in commit.finished_tasks:
             driver.finishing.pop(task_id, None)
+        engine.log_capture = None
         if accepted:
+            self._ship_logs(captured.rows())
             name = driver.workflow.name
             FIGURES.step(name, first=base == 0, cached=cached, commands=len(commands))
             if outcome is not None:

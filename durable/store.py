@@ -56,6 +56,7 @@ from .rows import (
     InboxItem,
     JournalEntry,
     NewRun,
+    NewStepLog,
     NewTask,
     NewTimer,
     Outgoing,
@@ -63,6 +64,7 @@ from .rows import (
     RunExtras,
     RunRecord,
     StepCommit,
+    StepLog,
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
@@ -98,6 +100,7 @@ __all__ = [
     "InboxItem",
     "JournalEntry",
     "NewRun",
+    "NewStepLog",
     "NewTask",
     "NewTimer",
     "Outgoing",
@@ -105,6 +108,7 @@ __all__ = [
     "RunExtras",
     "RunRecord",
     "StepCommit",
+    "StepLog",
     "Store",
     "TaskOutcome",
     "TaskRecord",
@@ -399,6 +403,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def read_task(self, task_id: str) -> TaskRecord | None:
         """The task row ``task_id`` as stored (any status), or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    async def append_logs(self, logs: Sequence[NewStepLog]) -> None:
+        """Store captured log records (one transaction; nothing for none)."""
+
+    @abc.abstractmethod
+    async def read_logs(
+        self, run_id: str, *, seq: int | None = None, after_id: int = 0, limit: int = 1000
+    ) -> list[StepLog]:
+        """The run's log records in the order they were stored (by ``id``), those of the
+        step at ``seq`` only when given, after ``after_id`` (paging), at most ``limit``."""
 
     @abc.abstractmethod
     async def read_inbox(self, run_id: str) -> list[InboxItem]:

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from . import retry
+from . import retry, steplogs
 from .attempts import ActivityAttempts
 from .context import ActivityContext
 from .definition import (
@@ -54,6 +54,7 @@ from .store import (
     TOPIC_RUNS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
+    NewStepLog,
     StepCommit,
     Store,
     TaskOutcome,
@@ -167,6 +168,8 @@ class Worker(RunStepping, ActivityAttempts):
         self._undelivered_added = asyncio.Event()
         # Local attempts leased to this worker, waiting for an activity slot.
         self._waiting: collections.deque[tuple[Driver, Attempt]] = collections.deque()
+        self._log_rows: list[NewStepLog] = []  # captured step logs, stored in batches
+        self._log_flushing = False
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._state = "new"
@@ -196,6 +199,7 @@ class Worker(RunStepping, ActivityAttempts):
         if self._state != "new":
             raise RuntimeError("A worker runs once; create a new Worker to run again.")
         self._state = "running"
+        steplogs.install()
         self._store = open_store(self.client.url)
         await self._store.open()
         unsubscribe = self.clock.subscribe(
@@ -235,6 +239,7 @@ class Worker(RunStepping, ActivityAttempts):
                 loop.remove_signal_handler(sig)
             unsubscribe()
             self._tg = None
+            await self._store_logs()
             try:
                 await self.store.deregister_worker(self.worker_id, self.clock.now())
             except DatabaseUnusable:

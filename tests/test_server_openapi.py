@@ -126,6 +126,7 @@ CONTRACT = {
     ("get", "/v1/workflows/{id}"),
     ("get", "/v1/workflows/{id}/steps"),
     ("get", "/v1/workflows/{id}/history"),
+    ("get", "/v1/workflows/{id}/logs"),
     ("get", "/v1/workflows/{id}/result"),
     ("get", "/v1/workflows/{id}/published/{key}"),
     ("post", "/v1/workflows/{id}/signal/{signal}"),

@@ -113,9 +113,9 @@ def test_the_contract_suite_exports_every_test_it_defines() -> None:
     import inspect
 
     from durable.testing import store_contract
-    from durable.testing.store_contract import boundaries, routing, runs, work
+    from durable.testing.store_contract import boundaries, logs, routing, runs, work
 
-    for part in (runs, routing, work, boundaries):
+    for part in (runs, routing, work, boundaries, logs):
         defined = {
             n for n, f in inspect.getmembers(part, inspect.isfunction) if n.startswith("test_")
         }

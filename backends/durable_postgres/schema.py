@@ -42,6 +42,8 @@ from typing import Any
 from durable.errors import StoreError
 from durable.store import RunRecord, TaskRecord
 
+from . import logs
+
 __all__ = [
     "EXTRA_COLUMNS",
     "EXTRA_INDEXES",
@@ -193,7 +195,9 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``, unqualified: they run with the
 #: schema as search_path) run under the migration lock when the table is missing. Code
 #: that predates one never touches it, so no version bump is needed.
-EXTRA_TABLES: list[tuple[str, list[str]]] = []
+EXTRA_TABLES: list[tuple[str, list[str]]] = [
+    logs.TABLE,  # step logs (durable.steplogs)
+]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]

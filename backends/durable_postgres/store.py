@@ -62,6 +62,7 @@ from . import claims, commit, workers
 from . import listing as _listing
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
+from .logs import Logs
 from .schema import (
     RUN_COLUMNS,
     TASK_COLUMNS,
@@ -125,7 +126,7 @@ async def _create_one(
         await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
 
 
-class PostgresStore(Store):
+class PostgresStore(Logs, Store):
     """The storage contract on PostgreSQL (asyncpg); see the module docstring.
 
         async with PostgresStore("postgresql://app@db.internal/app?schema=orders") as store:

@@ -39,6 +39,8 @@ import aiosqlite
 from durable.errors import StoreError
 from durable.store import InboxItem, JournalEntry, NewRun, RunRecord, TaskRecord, WorkerRecord
 
+from . import logs
+
 __all__ = [
     "EXTRA_COLUMNS",
     "EXTRA_INDEXES",
@@ -183,7 +185,9 @@ EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``) run on open when the table is
 #: missing. Code that predates one never touches it, so no version bump is needed.
-EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = ()
+EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    logs.TABLE,  # step logs (durable.steplogs)
+)
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -11,6 +11,7 @@
     durable terminate order-1 --reason "bad data"
     durable workers
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
+    durable logs order-1 [--step 4] [--follow]
     durable export order-1 --output order-1.json
     durable replay myapp.workflows [--file order-1.json] [--name N] [--limit K]
     durable demo
@@ -39,7 +40,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, replaying, serve
+from . import commands, logs, replaying, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -281,6 +282,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.set_defaults(run=commands.terminate)
 
+    p = command("logs", "print what a run's activities and workflow code logged", json=True)
+    p.add_argument("id")
+    p.add_argument("--step", type=int, metavar="SEQ", help="only the records of this step")
+    p.add_argument(
+        "--follow", action="store_true", help="then print new records until the run closes"
+    )
+    p.set_defaults(run=logs.logs)
+
     p = command("export", "write a run (its journal) as JSON, for `durable replay --file`")
     p.add_argument("id")
     p.add_argument("--run-id", help="an older run of that id (default: the current run)")
@@ -389,6 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "worker" and not args.verbose:
+        # INFO records are made (and kept as step logs: durable.steplogs); only warnings
+        # are printed.
+        root = logging.getLogger()
+        root.setLevel(logging.INFO)
+        for handler in root.handlers:
+            handler.setLevel(logging.WARNING)
     if args.command == "demo" and args.db is None:
         args.db = os.environ.get("DURABLE_DB") or "sqlite:///durable-demo.db"
     try:

@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from .. import steps as _steps
 from ..cli import render
 from ..errors import WorkflowNotFound
+from ..steplogs import logs_of
 from ..store import CLOSED_STATUSES, STATUSES, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard
@@ -43,6 +44,7 @@ __all__ = ["PAGE_SIZE", "routes"]
 
 PAGE_SIZE = 50  # runs per page of the list
 VALUE_CHARS = 20_000  # characters of one value shown on a page (the API has all of it)
+STEP_LOGS_SHOWN = 500  # log records of the selected step shown (`durable logs --step` has all)
 STEPS_SHOWN = 500  # rows of the steps table (failed and open steps always among them)
 FRAGMENT_HEADER = "x-durable-fragment"
 FORM_BYTES = 256 * 1024  # largest form the console takes (a signal's JSON value)
@@ -197,6 +199,9 @@ async def run_page(request: Request) -> Response:
     published = {k: _steps.readable_value(v) for k, v in extras.published.items()}
     shown = _shown(steps)
     selected = _selected(steps, request.query_params.get("step"))
+    if selected is not None:  # with what its attempts logged (durable.steplogs)
+        rows = await store.read_logs(run.run_id, seq=selected.seq, limit=STEP_LOGS_SHOWN)
+        selected = dataclasses.replace(selected, logs=logs_of(rows))
     q = request.query_params
     drawing = _graph.layout(steps, _graph.parse_expand(q.get("expand")))
     timeline = _timeline.build(
