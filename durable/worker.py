@@ -12,8 +12,9 @@ Inside `Worker.run`, one task group holds a few loops:
   already leased to it; their results go straight into the run's next step (no round trip);
 - the *task loop* claims activity tasks queued for this worker's queues (retries, activities
   of workflows run elsewhere, a dead worker's tasks);
-- the *timer loop* turns due timers into inbox items, and sweeps for task leases that
-  expired (attempts lost, or remote attempts past their timeouts: see `Worker._sweep`);
+- the *timer loop* turns due timers into inbox items, fires due schedules
+  (`durable.schedules`), and sweeps for task leases that expired (attempts lost, or remote
+  attempts past their timeouts: see `Worker._sweep`);
 - the *heartbeat loop* renews leases, saves activity heartbeats, and delivers cancellation.
 
 A run's lease is held only while the worker has something in flight for it; a sleeping run
@@ -48,6 +49,7 @@ from .definition import (
 )
 from .errors import DatabaseUnusable
 from .executor import Attempt
+from .schedules import fire_due
 from .signature import describe
 from .stepping import Driver, RunStepping
 from .store import (
@@ -466,6 +468,9 @@ class Worker(RunStepping, ActivityAttempts):
             if now - self._swept_at >= SWEEP_INTERVAL or now < self._swept_at:
                 await self._sweep(now)
             next_due = await self.store.fire_timers(now, 500)
+            scheduled = await fire_due(self.client, self.store, now)  # durable.schedules
+            if scheduled is not None and (next_due is None or scheduled < next_due):
+                next_due = scheduled
             if next_due is not None and next_due <= now:
                 continue
             delay = POLL_INTERVAL if next_due is None else min(POLL_INTERVAL, next_due - now)
