@@ -298,7 +298,11 @@ class ScheduleHandle:
         for _ in range(CAS_ATTEMPTS):
             store, schedule = await self._read()
             now = self.client.clock.now()
-            chosen = list(ticks(schedule, now))
+            chosen = [
+                tick
+                for tick in ticks(schedule, now)
+                if await store.get_run(tick_id(self.id, tick)) is None  # ran already
+            ]
             if not chosen:
                 return []
             open_ = await _latest_open(store, schedule)

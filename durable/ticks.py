@@ -313,7 +313,7 @@ def plan(
         due_at=due_at(schedule, next_tick),
         buffered=tuple(buffered),
         latest=latest,
-        recent=tuple([*new_ids, *schedule.recent][:RECENT_RUNS]),
+        recent=tuple(dict.fromkeys([*new_ids, *schedule.recent]))[:RECENT_RUNS],
     )
     if state == schedule:
         return Plan(schedule, (), changed=False)
