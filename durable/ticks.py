@@ -34,6 +34,7 @@ from .rows import ScheduleRecord
 
 __all__ = [
     "MAX_TICKS",
+    "MAX_WINDOW",
     "OVERLAPS",
     "RECENT_RUNS",
     "SCHEDULED_AT_TAG",
@@ -65,6 +66,7 @@ OVERLAPS: tuple[Overlap, ...] = (
     "allow_all",  # start at once, runs overlap
 )
 RECENT_RUNS = 10  # workflow ids of its latest runs a schedule keeps for describe()
+MAX_WINDOW = 10 * 365 * 86400.0  # seconds: the longest catch-up window or jitter
 MAX_TICKS = 100  # most ticks one firing handles (after a long outage the rest come next)
 SCHEDULE_TAG = "durable.schedule"  # tag on each run a schedule starts: the schedule's id
 SCHEDULED_AT_TAG = "durable.scheduled_at"  # and its tick (ISO 8601, UTC): info().scheduled_at
@@ -102,6 +104,8 @@ def check_window(what: str, value: object, *, allow_none: bool) -> float:
         raise ValueError(f"{what} must be a timedelta (or seconds), not {value!r:.80}")
     if not (seconds >= 0 and math.isfinite(seconds)):
         raise ValueError(f"{what} must be zero or more, not {value!r:.80}")
+    if seconds > MAX_WINDOW:
+        raise ValueError(f"{what} must be at most {MAX_WINDOW:g} s (ten years), not {value!r:.80}")
     return seconds
 
 
