@@ -149,15 +149,18 @@ async def _apply(
     return [run.workflow_id for run in runs]
 
 
-async def fire_due(client: Client, store: Store, now: float) -> float | None:
-    """Fire every schedule due at ``now`` (a worker's timer loop calls this); the next
-    time one is due, or ``None``.
+async def fire_due(client: Client, store: Store, now: float) -> tuple[float | None, bool | None]:
+    """Fire every schedule due at ``now`` (a worker's timer loop calls this). Returns the
+    next time one is due (or ``None``), and whether a schedule it fired now waits for a
+    run to close (ticks buffered by the overlap policy: it is due again as soon as any run
+    closes, so the caller should wake on `TOPIC_STATUS`); ``None`` if none was due.
 
     Each tick's run is written with a compare-and-set, so workers calling this at once
     start it once between them; a schedule that cannot be fired (its workflow's
     arguments gone bad, say) is logged and left for the next pass.
     """
     due, next_due = await store.due_schedules(now, FIRE_BATCH)
+    waiting = None if not due else False
     for schedule in due:
         try:
             cron = Cron(schedule.cron, schedule.timezone)
@@ -181,12 +184,13 @@ async def fire_due(client: Client, store: Store, now: float) -> float | None:
             continue
         if started is None:
             continue  # another worker fired it: it notifies, and the next pass re-reads
+        waiting = waiting or bool(decided.schedule.buffered)
         if started:
             logger.info("Schedule %r started %s", schedule.schedule_id, ", ".join(started))
         mine = decided.schedule.due_at
         if mine is not None and not decided.schedule.paused:
             next_due = mine if next_due is None else min(next_due, mine)
-    return next_due
+    return next_due, waiting
 
 
 class ScheduleHandle:

@@ -54,6 +54,7 @@ from .signature import describe
 from .stepping import Driver, RunStepping
 from .store import (
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     StepCommit,
@@ -179,6 +180,7 @@ class Worker(RunStepping, ActivityAttempts):
         # None while it queries or holds what it found (see idle_token).
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
         self._swept_at = 0.0  # the clock when _sweep last ran
+        self._schedule_waits = False  # a schedule it fired waits for a run to close
         self._work_started = 0  # steps kicked and activity slots taken, ever (idle_token)
         self._started_at: float | None = None
         # What clients starting a workflow by name check their arguments against.
@@ -468,13 +470,17 @@ class Worker(RunStepping, ActivityAttempts):
             if now - self._swept_at >= SWEEP_INTERVAL or now < self._swept_at:
                 await self._sweep(now)
             next_due = await self.store.fire_timers(now, 500)
-            scheduled = await fire_due(self.client, self.store, now)  # durable.schedules
+            scheduled, waiting = await fire_due(self.client, self.store, now)  # schedules
             if scheduled is not None and (next_due is None or scheduled < next_due):
                 next_due = scheduled
+            if waiting is not None:
+                self._schedule_waits = waiting
             if next_due is not None and next_due <= now:
                 continue
             delay = POLL_INTERVAL if next_due is None else min(POLL_INTERVAL, next_due - now)
-            await self.store.wait([TOPIC_TIMERS], max(delay, 0.001), since=mark)
+            # A schedule holding ticks until a run closes is due when one does.
+            topics = [TOPIC_TIMERS, TOPIC_STATUS] if self._schedule_waits else [TOPIC_TIMERS]
+            await self.store.wait(topics, max(delay, 0.001), since=mark)
             if next_due is not None and self.clock.now() >= next_due:
                 self.store.hub.notify([TOPIC_TASKS])  # a retry may have come due
 
