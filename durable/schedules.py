@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import payload
+from . import payload, signature
 from .clock import Clock
 from .definition import workflow_definition
 from .errors import ScheduleNotFound
@@ -190,6 +190,8 @@ async def fire_due(client: Client, store: Store, now: float) -> tuple[float | No
         mine = decided.schedule.due_at
         if mine is not None and not decided.schedule.paused:
             next_due = mine if next_due is None else min(next_due, mine)
+    if len(due) == FIRE_BATCH:
+        next_due = now  # there may be more due than one pass takes: go again at once
     return next_due, waiting
 
 
@@ -374,6 +376,21 @@ async def _describe(store: Store, schedule: ScheduleRecord) -> ScheduleDescripti
     )
 
 
+async def _check_by_name(store: Store, name: str, args: list[Any]) -> None:
+    """Refuse arguments that do not fit the workflow ``name`` as a live worker serves it,
+    as `Client.start` by name does (`durable.signature`)."""
+    for worker in await store.list_workers():
+        description = worker.signatures.get(name)
+        if description is not None:
+            problem = signature.check(description, args)
+            if problem is not None:
+                raise TypeError(
+                    f"Cannot schedule workflow {name!r}: {problem}, as worker "
+                    f"{worker.worker_id} serves it. Nothing was written."
+                )
+            return
+
+
 class ScheduleMethods:
     """The schedule methods of `durable.Client` (which provides `_open` and `clock`)."""
 
@@ -411,7 +428,8 @@ class ScheduleMethods:
 
         Raises `ValueError` (nothing written) for a cron that does not parse, an unknown
         time zone, an unknown overlap, a bad id or window; `SerializationError` for
-        arguments that cannot be stored.
+        arguments that cannot be stored; `TypeError` for arguments that do not fit the
+        workflow as a live worker serves it (scheduled by name).
         """
         check_id(id)
         ticks = Cron(cron, timezone)
@@ -420,16 +438,17 @@ class ScheduleMethods:
         spread = check_window("jitter", jitter, allow_none=True)
         if not isinstance(paused, bool):
             raise ValueError(f"paused must be True or False, not {paused!r:.80}")
+        store = await self._open()
         if isinstance(fn_or_name, str):
             name, default_queue = fn_or_name, "default"
             encoded = payload.encode(
                 {"args": list(args), "kwargs": {}}, what=f"arguments of workflow {name!r}"
             )
+            await _check_by_name(store, name, payload.decode(encoded)["args"])
         else:
             defn = workflow_definition(fn_or_name)
             name, default_queue = defn.name, defn.queue
             encoded = payload.encode_args(defn.fn, args, {}, what=f"arguments of workflow {name!r}")
-        store = await self._open()
         for _ in range(CAS_ATTEMPTS):
             now = self.clock.now()
             existing = await store.get_schedule(id)
@@ -473,7 +492,7 @@ class ScheduleMethods:
 
     def get_schedule(self, schedule_id: str) -> ScheduleHandle:
         """A handle for the schedule ``schedule_id`` (its methods raise `ScheduleNotFound`
-        if there is none)."""
+        if there is none; `ValueError` here for an id no schedule can have)."""
         return ScheduleHandle(self, check_id(schedule_id))  # type: ignore[arg-type]
 
     async def list_schedules(self) -> list[ScheduleDescription]:

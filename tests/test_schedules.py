@@ -278,3 +278,25 @@ async def test_overlap_cancel_other_and_terminate_other() -> None:
         *[(m, m, "terminated") for m in range(5)],
         (5, 5, "running"),
     ]
+
+
+async def test_a_pass_takes_a_batch_and_says_to_come_back_for_the_rest(store_url: str) -> None:
+    from durable.schedules import FIRE_BATCH
+
+    clock = VirtualClock(T0)
+    async with durable.connect(store_url, clock=clock) as client:
+        store = await client._open()
+        for i in range(FIRE_BATCH + 3):
+            await client.schedule(stamp, "x", id=f"s{i:03}", cron="* * * * *")
+        clock.advance_to(T0 + 30)  # 17:01:00: every one is due
+        assert await fire_due(client, store, clock.now()) == (clock.now(), False)
+        assert await fire_due(client, store, clock.now()) == (T0 + 90, False)
+        runs = await store.list_runs(limit=1000)
+        assert len(runs) == FIRE_BATCH + 3
+
+
+async def test_arguments_a_live_worker_refuses_are_not_scheduled() -> None:
+    async with WorkflowEnvironment(workflows=[stamp]) as env:
+        with pytest.raises(TypeError, match="Cannot schedule workflow 'stamp'"):
+            await env.client.schedule("stamp", 1, 2, id="s", cron="* * * * *")
+        assert await env.client.list_schedules() == []

@@ -61,7 +61,7 @@ async def test_schedule_endpoints(api: Api) -> None:
 
 async def test_schedule_bad_input_is_a_problem_and_writes_nothing(api: Api) -> None:
     http = api.http
-    body = {"workflow": "hello", "cron": "0 * * * *"}
+    body = {"workflow": "hello", "args": ["ada"], "cron": "0 * * * *"}
     said = problem(await http.put("/v1/schedules/s", json={**body, "cron": "hourly"}), 400)
     assert "does not parse" in said
     assert "Nothing was written" in said
@@ -69,6 +69,9 @@ async def test_schedule_bad_input_is_a_problem_and_writes_nothing(api: Api) -> N
     assert "Unknown time zone 'Mars/X'" in said
     said = problem(await http.put("/v1/schedules/s", json={**body, "overlap": "queue"}), 400)
     assert "overlap" in said
+    # Arguments the live worker's "hello" cannot take (hello(name: str, times: int = 1)).
+    said = problem(await http.put("/v1/schedules/s", json={**body, "args": ["a", 1, 2, 3]}), 400)
+    assert "Cannot schedule workflow 'hello'" in said
     said = problem(await http.put("/v1/schedules/a%20b", json=body), 400)
     assert "schedule id must be" in said
     assert (await http.get("/v1/schedules")).json() == {"schedules": []}

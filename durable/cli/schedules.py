@@ -122,7 +122,7 @@ async def create(args: argparse.Namespace) -> int:
                 paused=args.paused,
                 queue=args.queue,
             )
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:  # bad options; arguments a worker refuses
             raise Refused(str(exc)) from None
         d = await handle.describe()
     if args.json:

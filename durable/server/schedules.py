@@ -115,6 +115,8 @@ async def put(call: Call) -> Response:
     except SerializationError as exc:
         status = 413 if "payload limit" in str(exc) else 400
         raise Problem(status, f"Cannot accept the arguments: {exc}") from None
+    except TypeError as exc:  # the arguments do not fit what a live worker serves
+        raise Problem(400, str(exc)) from None
     except ValueError as exc:
         raise Problem(400, f"{exc}. Nothing was written.") from None
     return json_response(await _describe(call), 200 if existed else 201)
