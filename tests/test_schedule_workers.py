@@ -1,7 +1,7 @@
 """Exactly one run per tick with three real worker processes on one database (each
-backend), and a SIGKILL of the worker that was firing: a per-second schedule keeps
-firing from the others, no tick is started twice (by the logs of every worker and by
-the runs stored) and none is lost (ticks in a row, within the catch-up window).
+backend), a SIGKILL of the worker that was firing, then a fourth worker started: a
+per-second schedule keeps firing, no tick is started twice (by the logs of every worker
+and by the runs stored) and none is lost (ticks in a row, within the catch-up window).
 
 The workers are ``python -m durable --verbose worker tests.crash_app`` (`Workers` of
 tests/test_crash.py); the schedule starts crash_app's ``relay(0, 0)``, which returns at
@@ -44,7 +44,7 @@ async def wait_for_more(pool: Workers, procs: list[Proc], count: int, limit: flo
         await asyncio.sleep(0.1)
 
 
-async def test_three_workers_fire_each_tick_once_and_survive_a_sigkill(
+async def test_three_workers_fire_each_tick_once_through_a_sigkill_and_a_restart(
     store_url: str, tmp_path: Path
 ) -> None:
     pool = Workers(store_url, tmp_path)
@@ -70,6 +70,12 @@ async def test_three_workers_fire_each_tick_once_and_survive_a_sigkill(
                 firing = next(p for p in procs if latest in fired(p))
                 await pool.kill(firing)
                 survivors = [p for p in procs if p is not firing]
+                await wait_for_more(pool, survivors, 3, 20.0)
+                # A restart: a new worker joins the two; still nothing fires twice.
+                restarted = await pool.spawn()
+                await pool.ready(restarted)
+                procs.append(restarted)
+                survivors.append(restarted)
                 await wait_for_more(pool, survivors, 3, 20.0)
                 await handle.pause()
                 await asyncio.sleep(0.3)  # a firing under way when it paused lands first

@@ -300,3 +300,23 @@ async def test_arguments_a_live_worker_refuses_are_not_scheduled() -> None:
         with pytest.raises(TypeError, match="Cannot schedule workflow 'stamp'"):
             await env.client.schedule("stamp", 1, 2, id="s", cron="* * * * *")
         assert await env.client.list_schedules() == []
+
+
+async def test_jitter_delays_each_run_by_its_own_offset_in_virtual_time() -> None:
+    from durable.ticks import jitter_offset
+
+    async with WorkflowEnvironment(workflows=[stamp]) as env:
+        first = (env.now() + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        await env.client.schedule(
+            stamp, "j", id="j", cron="* * * * *", jitter=timedelta(seconds=40), overlap="allow_all"
+        )
+        await env.sleep(first + timedelta(minutes=2, seconds=41) - env.now())
+        store = await env.client._open()
+        runs = await store.list_runs(limit=10, tags={"durable.schedule": "j"})
+        assert len(runs) == 3
+        for run in runs:
+            tick = datetime.fromisoformat(run.tags["durable.scheduled_at"]).timestamp()
+            delay = run.created_at - tick
+            assert delay == pytest.approx(jitter_offset("j", tick, 40.0), abs=0.01)
+            assert 0 <= delay < 40
+        assert len({round(r.created_at - float(r.created_at // 60 * 60)) for r in runs}) > 1
