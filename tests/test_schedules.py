@@ -16,6 +16,7 @@ import durable
 from durable.clock import VirtualClock
 from durable.schedules import fire_due
 from durable.testing import WorkflowEnvironment
+from durable.ticks import Overlap
 
 T0 = datetime(2026, 12, 2, 17, 0, 30, tzinfo=UTC).timestamp()  # half a minute past 17:00
 
@@ -219,12 +220,12 @@ async def test_scheduled_runs_know_their_tick_in_virtual_time() -> None:
         assert await env.client.execute(stamp, "plain") == "plain None"
 
 
-async def overlap_run(overlap: str) -> list[tuple[int, int | None, str]]:
+async def overlap_run(overlap: Overlap) -> list[tuple[int, int | None, str]]:
     """A per-minute schedule of a 150 s workflow for 6 minutes of virtual time: each run's
     tick minute, start minute (from the first tick), and status."""
     async with WorkflowEnvironment(workflows=[slow]) as env:
         origin = (env.now() + timedelta(minutes=1)).replace(second=0, microsecond=0)
-        await env.client.schedule(slow, "x", id="o", cron="* * * * *", overlap=overlap)  # type: ignore[arg-type]
+        await env.client.schedule(slow, "x", id="o", cron="* * * * *", overlap=overlap)
         await env.sleep(origin - env.now() + timedelta(minutes=5, seconds=1))
         store = await env.client._open()
         runs = await store.list_runs(limit=100, tags={"durable.schedule": "o"})
