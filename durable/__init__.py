@@ -18,6 +18,8 @@ General layout (one concept per module):
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
 - signature   workflow signatures workers publish, to check starts by name
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
+- schedules   Client.schedule, ScheduleHandle: cron schedules, fired by workers once per tick
+- ticks       a schedule's rules, pure: cron in a time zone, catch-up, jitter, overlap
 - tasks       remote activity attempts and external waits: poll, heartbeat, complete, fail
 - tokens      task tokens: the opaque strings that name an attempt or an external wait
 - store       the storage contract (a small abstract class); backends live in backends/
@@ -71,6 +73,7 @@ from .errors import (
     NonDeterminismError,
     NotInWorkflowError,
     RemoteError,
+    ScheduleNotFound,
     SerializationError,
     StaleTask,
     TaskNotFound,
@@ -79,6 +82,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 from .steps import Attempt, PendingStep, Step
 from .tasks import RemoteTask
 from .waits import External
@@ -103,6 +107,10 @@ __all__ = [
     "RemoteError",
     "RemoteTask",
     "RetryPolicy",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleNotFound",
+    "ScheduledRun",
     "SerializationError",
     "StaleTask",
     "Step",

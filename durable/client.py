@@ -33,6 +33,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .schedules import ScheduleMethods
 from .steps import PendingStep
 from .store import CLOSED_STATUSES, STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
 from .tasks import RemoteTask, TaskService
@@ -320,8 +321,9 @@ class WorkflowHandle(Generic[T]):
             await store.wait([run_topic(self.id)], min(remaining, RESULT_POLL), since=mark)
 
 
-class Client:
-    """A connection to one durable database, for starting and steering workflows.
+class Client(ScheduleMethods):
+    """A connection to one durable database, for starting and steering workflows, and
+    their schedules (`schedule`, `get_schedule`, `list_schedules`: `durable.schedules`).
 
     Create it with `durable.connect`; use it as an async context manager (or call
     `aclose`). It opens on first use.

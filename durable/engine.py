@@ -78,6 +78,10 @@ class WorkflowInfo:
     parent_id: str | None
     is_replaying: bool
     history_length: int
+    #: The tick a schedule started this run for (`durable.schedules`); ``None`` for a run
+    #: not started by a schedule. Not to be confused with `ActivityInfo.scheduled_at`,
+    #: when an activity was scheduled.
+    scheduled_at: datetime | None = None
 
 
 @dataclass
@@ -139,8 +143,10 @@ class WorkflowRun(Calls, Waits):
         queue: str,
         parent_id: str | None = None,
         timeout: float | None = None,
+        scheduled_at: float | None = None,
     ) -> None:
         self.definition = definition
+        self.scheduled_at = scheduled_at
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.queue = queue
@@ -516,6 +522,11 @@ class WorkflowRun(Calls, Waits):
             parent_id=self.parent_id,
             is_replaying=self.is_replaying,
             history_length=self.history_length,
+            scheduled_at=(
+                None
+                if self.scheduled_at is None
+                else datetime.fromtimestamp(self.scheduled_at, UTC)
+            ),
         )
 
     def now(self) -> datetime:

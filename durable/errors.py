@@ -8,6 +8,7 @@
     ├── NonDeterminismError    replay: the code no longer does what the journal recorded
     ├── SerializationError     a value cannot be encoded or decoded as a payload
     ├── WorkflowNotFound       no workflow with that id
+    ├── ScheduleNotFound       no schedule with that id
     ├── WorkflowAlreadyExists  client.start(..., if_exists="error") found one
     ├── NotInWorkflowError     a workflow-only call made outside a workflow
     ├── ExternalError          durable.external(...).wait(): the wait was failed from outside
@@ -42,6 +43,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInWorkflowError",
     "RemoteError",
+    "ScheduleNotFound",
     "SerializationError",
     "StaleTask",
     "StepDataError",
@@ -242,6 +244,10 @@ class SerializationError(DurableError, TypeError):
 
 class WorkflowNotFound(DurableError, LookupError):
     """No workflow (or run) with that id exists in this database."""
+
+
+class ScheduleNotFound(DurableError, LookupError):
+    """No schedule with that id exists in this database (`durable.schedules`)."""
 
 
 class WorkflowAlreadyExists(DurableError):

@@ -23,6 +23,7 @@ __all__ = [
     "QueueStats",
     "RunExtras",
     "RunRecord",
+    "ScheduleRecord",
     "StepCommit",
     "StepLog",
     "TaskOutcome",
@@ -348,3 +349,31 @@ class StepLog:
     level: int
     logger: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """One row of ``schedules`` (`durable.schedules`): what to start, when, and its state.
+
+    Every write of a schedule sets ``version`` one higher and is a compare-and-set on the
+    version read (`Store.save_schedule`), so of two workers firing one tick, one writes.
+    """
+
+    schedule_id: str
+    workflow: str  # the workflow's name
+    queue: str
+    input: bytes  # the encoded arguments, as a start's
+    cron: str
+    timezone: str
+    overlap: str
+    catchup_window: float  # seconds: older missed ticks are skipped
+    jitter: float  # seconds: each tick starts up to this much later (0: at once)
+    paused: bool
+    next_tick: float | None  # the next tick not yet handled (None: no more)
+    due_at: float | None  # when a worker acts on it: next_tick plus its jitter
+    buffered: tuple[float, ...]  # ticks waiting for the latest run to close (overlap)
+    latest: str | None  # workflow id of the latest run it started
+    recent: tuple[str, ...]  # workflow ids of its latest runs, newest first
+    version: int
+    created_at: float
+    updated_at: float

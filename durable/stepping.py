@@ -46,6 +46,7 @@ from .store import (
     Store,
 )
 from .telemetry import FIGURES
+from .ticks import scheduled_at
 
 __all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
 
@@ -274,6 +275,7 @@ class RunStepping:
             queue=run.queue,
             parent_id=run.parent_id,
             timeout=run.timeout,
+            scheduled_at=scheduled_at(run.tags),
         )
         try:
             entries = await self.store.read_journal(run.run_id) if run.history_length else []

@@ -24,6 +24,10 @@ Logical schema (each backend spells it in its own SQL):
 - ``published``: (workflow_id, key) → value, read by ``handle.read``.
 - ``workers``: live workers and what they serve (for ``describe().problem``).
 - ``meta``: schema version.
+- ``schedules``: schedule id → what to start (workflow name, queue, input), when (cron,
+  time zone, catch-up window, jitter, paused), overlap policy, and its state: next tick,
+  when it is due, buffered ticks, latest and recent runs, and a version every write bumps
+  (see `ScheduleRecord`, `durable.schedules`).
 
 Task leases: an attempt holds its task's lease while it runs — a Python worker renews it
 with `Store.heartbeat` every few seconds; a remote worker (`durable.tasks`) gets a lease of
@@ -63,6 +67,7 @@ from .rows import (
     QueueStats,
     RunExtras,
     RunRecord,
+    ScheduleRecord,
     StepCommit,
     StepLog,
     TaskOutcome,
@@ -107,6 +112,7 @@ __all__ = [
     "QueueStats",
     "RunExtras",
     "RunRecord",
+    "ScheduleRecord",
     "StepCommit",
     "StepLog",
     "Store",
@@ -445,6 +451,50 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_workers(self) -> list[WorkerRecord]:
         """The workers that have registered and not deregistered or gone silent."""
+
+    # ---- schedules (durable.schedules) ----------------------------------------------
+
+    @abc.abstractmethod
+    async def save_schedule(
+        self,
+        schedule: ScheduleRecord,
+        *,
+        expected_version: int | None,
+        runs: Sequence[NewRun] = (),
+    ) -> bool:
+        """Write ``schedule`` as a compare-and-set, with ``runs`` in the same transaction.
+
+        ``expected_version=None``: insert it; False if the id exists. Otherwise replace the
+        row only if its stored version is ``expected_version`` (``schedule.version`` is
+        the new one); False, and nothing written, if not (someone wrote it meanwhile) or
+        the row is gone. On success each of ``runs`` is created as `create_run` with
+        ``if_exists="return"`` does (a workflow id that already has a current run is left
+        as it is). Notifies `TOPIC_TIMERS` (a worker's next due time may have changed), and
+        for runs created the topics `create_runs` notifies.
+        """
+
+    @abc.abstractmethod
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        """The schedule ``schedule_id``, or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by id."""
+
+    @abc.abstractmethod
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule (its runs stay); False if there was none."""
+
+    @abc.abstractmethod
+    async def due_schedules(
+        self, now: float, limit: int
+    ) -> tuple[list[ScheduleRecord], float | None]:
+        """Up to ``limit`` schedules a worker must act on at ``now``, by due time, and the
+        earliest due time of any other (``None`` if none).
+
+        Due: not paused, and either ``due_at <= now``, or ticks buffered while the
+        workflow ``latest`` names has no open current run (it closed, or is gone).
+        """
 
     def watermark(self) -> int:
         """A token to read before a query and pass to `wait` as ``since``."""

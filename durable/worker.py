@@ -12,8 +12,9 @@ Inside `Worker.run`, one task group holds a few loops:
   already leased to it; their results go straight into the run's next step (no round trip);
 - the *task loop* claims activity tasks queued for this worker's queues (retries, activities
   of workflows run elsewhere, a dead worker's tasks);
-- the *timer loop* turns due timers into inbox items, and sweeps for task leases that
-  expired (attempts lost, or remote attempts past their timeouts: see `Worker._sweep`);
+- the *timer loop* turns due timers into inbox items, fires due schedules
+  (`durable.schedules`), and sweeps for task leases that expired (attempts lost, or remote
+  attempts past their timeouts: see `Worker._sweep`);
 - the *heartbeat loop* renews leases, saves activity heartbeats, and delivers cancellation.
 
 A run's lease is held only while the worker has something in flight for it; a sleeping run
@@ -48,10 +49,12 @@ from .definition import (
 )
 from .errors import DatabaseUnusable
 from .executor import Attempt
+from .schedules import fire_due
 from .signature import describe
 from .stepping import Driver, RunStepping
 from .store import (
     TOPIC_RUNS,
+    TOPIC_STATUS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
     NewStepLog,
@@ -180,6 +183,7 @@ class Worker(RunStepping, ActivityAttempts):
         # None while it queries or holds what it found (see idle_token).
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
         self._swept_at = 0.0  # the clock when _sweep last ran
+        self._schedule_waits = False  # a schedule it fired waits for a run to close
         self._work_started = 0  # steps kicked and activity slots taken, ever (idle_token)
         self._started_at: float | None = None
         # What clients starting a workflow by name check their arguments against.
@@ -471,10 +475,17 @@ class Worker(RunStepping, ActivityAttempts):
             if now - self._swept_at >= SWEEP_INTERVAL or now < self._swept_at:
                 await self._sweep(now)
             next_due = await self.store.fire_timers(now, 500)
+            scheduled, waiting = await fire_due(self.client, self.store, now)  # schedules
+            if scheduled is not None and (next_due is None or scheduled < next_due):
+                next_due = scheduled
+            if waiting is not None:
+                self._schedule_waits = waiting
             if next_due is not None and next_due <= now:
                 continue
             delay = POLL_INTERVAL if next_due is None else min(POLL_INTERVAL, next_due - now)
-            await self.store.wait([TOPIC_TIMERS], max(delay, 0.001), since=mark)
+            # A schedule holding ticks until a run closes is due when one does.
+            topics = [TOPIC_TIMERS, TOPIC_STATUS] if self._schedule_waits else [TOPIC_TIMERS]
+            await self.store.wait(topics, max(delay, 0.001), since=mark)
             if next_due is not None and self.clock.now() >= next_due:
                 self.store.hub.notify([TOPIC_TASKS])  # a retry may have come due
 

@@ -43,6 +43,13 @@ def test_records_have_the_fields_the_design_names() -> None:
     assert fields(durable.WorkflowInfo) == [
         "id", "run_id", "name", "queue", "started_at", "parent_id", "is_replaying",
         "history_length",
+        "scheduled_at",  # §8: the tick of a run a schedule started (None otherwise)
+    ]  # fmt: skip
+    # §8: ScheduleDescription(id, workflow, cron, timezone, overlap, paused,
+    # next_fire_times, recent_runs); the fields after those are ours.
+    assert fields(durable.ScheduleDescription)[:8] == [
+        "id", "workflow", "cron", "timezone", "overlap", "paused", "next_fire_times",
+        "recent_runs",
     ]  # fmt: skip
     assert fields(durable.WorkflowDescription) == [
         "id", "run_id", "name", "status", "queue", "input", "result", "error", "created_at",
@@ -73,7 +80,7 @@ def test_errors_derive_from_durable_error() -> None:
     for name in (
         "ActivityError", "ChildWorkflowError", "WorkflowFailed", "WorkflowCancelled",
         "NonDeterminismError", "SerializationError", "WorkflowNotFound",
-        "WorkflowAlreadyExists", "NotInWorkflowError", "ApplicationError",
+        "WorkflowAlreadyExists", "NotInWorkflowError", "ApplicationError", "ScheduleNotFound",
     ):  # fmt: skip
         assert issubclass(getattr(durable, name), durable.DurableError), name
     error = durable.ApplicationError("declined", type="Declined", non_retryable=True, details=7)

@@ -191,12 +191,38 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     ("runs", "trace", "text"),
 ]
 
+#: The ``schedules`` table (`EXTRA_TABLES`; read and written by `durable_postgres.schedules`).
+SCHEDULES_TABLE = [
+    """CREATE TABLE IF NOT EXISTS schedules (
+        schedule_id text PRIMARY KEY,
+        workflow text NOT NULL,
+        queue text NOT NULL,
+        input bytea NOT NULL,
+        cron text NOT NULL,
+        timezone text NOT NULL,
+        overlap text NOT NULL,
+        catchup_window double precision NOT NULL,
+        jitter double precision NOT NULL,
+        paused boolean NOT NULL,
+        next_tick double precision,
+        due_at double precision,
+        buffered jsonb NOT NULL,
+        latest text,
+        recent jsonb NOT NULL,
+        version bigint NOT NULL,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS schedules_due_idx ON schedules (due_at) WHERE NOT paused",
+]
+
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``, unqualified: they run with the
 #: schema as search_path) run under the migration lock when the table is missing. Code
 #: that predates one never touches it, so no version bump is needed.
 EXTRA_TABLES: list[tuple[str, list[str]]] = [
     logs.TABLE,  # step logs (durable.steplogs)
+    ("schedules", SCHEDULES_TABLE),  # durable.schedules
 ]
 
 #: The schema version this code reads and writes.

@@ -63,6 +63,7 @@ from . import listing as _listing
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .logs import Logs
+from .schedules import Schedules
 from .schema import (
     RUN_COLUMNS,
     TASK_COLUMNS,
@@ -126,7 +127,7 @@ async def _create_one(
         await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
 
 
-class PostgresStore(Logs, Store):
+class PostgresStore(Logs, Schedules, Store):
     """The storage contract on PostgreSQL (asyncpg); see the module docstring.
 
         async with PostgresStore("postgresql://app@db.internal/app?schema=orders") as store:
@@ -151,6 +152,8 @@ class PostgresStore(Logs, Store):
     "no stranded runs" needs. A step commit locks the same row, so an item that arrives
     during a step keeps the run ready for its next claim.
     """
+
+    _create_run = staticmethod(_create_one)  # for `Schedules`
 
     def __init__(self, url: str) -> None:
         self._info = parse_url(url)

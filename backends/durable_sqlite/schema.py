@@ -182,11 +182,37 @@ EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("runs", "trace", "TEXT"),
 )
 
+#: The ``schedules`` table (`EXTRA_TABLES`; read and written by `durable_sqlite.schedules`).
+SCHEDULES_TABLE = (
+    """CREATE TABLE IF NOT EXISTS schedules (
+        schedule_id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        input BLOB NOT NULL,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        overlap TEXT NOT NULL,
+        catchup_window REAL NOT NULL,
+        jitter REAL NOT NULL,
+        paused INTEGER NOT NULL,
+        next_tick REAL,
+        due_at REAL,
+        buffered TEXT NOT NULL,
+        latest TEXT,
+        recent TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS schedules_due ON schedules (due_at) WHERE paused = 0",
+)
+
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``) run on open when the table is
 #: missing. Code that predates one never touches it, so no version bump is needed.
 EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     logs.TABLE,  # step logs (durable.steplogs)
+    ("schedules", SCHEDULES_TABLE),  # durable.schedules
 )
 
 #: The schema version this code reads and writes.

@@ -85,6 +85,7 @@ from . import transact as _tx
 from . import workers as _workers
 from .logs import Logs
 from .opening import check_directory, enable_wal, parse_url
+from .schedules import Schedules
 from .schema import (
     INBOX_COLUMNS,
     RUN_COLUMNS,
@@ -120,7 +121,7 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 T = TypeVar("T")
 
 
-class SQLiteStore(Logs, Wakeups, Store):
+class SQLiteStore(Logs, Wakeups, Schedules, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:

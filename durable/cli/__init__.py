@@ -10,6 +10,7 @@
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
     durable workers
+    durable schedule create|list|show|pause|resume|trigger|backfill|delete ...
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
     durable logs order-1 [--step 4] [--follow]
     durable export order-1 --output order-1.json
@@ -40,7 +41,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, replaying, serve
+from . import commands, logs, replaying, schedules, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -161,8 +162,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, *, json: bool = False) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def command(
+        name: str, help: str, *, json: bool = False, under: Any = None
+    ) -> argparse.ArgumentParser:
+        p = (under or sub).add_parser(name, help=help, description=help)
         p.add_argument(
             "--db",
             default=None,
@@ -335,6 +338,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)
+    schedules.add_commands(sub, command, _json_argument)
     return parser
 
 

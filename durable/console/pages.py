@@ -3,7 +3,8 @@
 ``/`` lists runs (filters by status, name, tag and id; counts per status; cursor paging),
 ``/runs/{id}`` shows one run (older runs with ``?run_id=``): its state, input, result or
 error with traceback, pending steps, published values, steps, and the actions signal,
-cancel and terminate; ``/workers`` the live workers and what waits on each queue. Pages
+cancel and terminate; ``/workers`` the live workers and what waits on each queue;
+``/schedules`` the schedules, their next fire times and recent runs. Pages
 read without JavaScript; with it, `static/console.js` keeps them live over ``/v1/events``
 by re-fetching the page's ``#live`` part (``X-Durable-Fragment: 1`` asks for just that).
 
@@ -83,7 +84,7 @@ def _fromts(ts: float) -> datetime:
 
 
 _env.filters.update(pretty=_pretty, when=_when, ago=_ago, fromts=_fromts)
-_env.globals.update(took=_took, statuses=STATUSES)
+_env.globals.update(took=_took, statuses=STATUSES, run_href=run_href)
 
 
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -267,6 +268,14 @@ async def workers_page(request: Request) -> Response:
 
 def _since(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+async def schedules_page(request: Request) -> Response:
+    """``/schedules``: every schedule with its cron, zone, next fire times, whether it is
+    paused, and its recent runs (linking to their pages)."""
+    service: Service = request.app.state.durable
+    found = await service.client.list_schedules()
+    return _page(request, "schedules.html", title="schedules", schedules=found, live="runs")
 
 
 SHAPE_RUNS = 50  # recent runs a workflow page merges by default (at most SHAPE_RUNS_MAX)
@@ -476,6 +485,7 @@ def routes() -> list[BaseRoute]:
         Route("/runs/{id:path}/{action:str}", act, methods=["POST"]),
         Route("/runs/{id:path}", run_page, methods=["GET"]),
         Route("/workers", workers_page, methods=["GET"]),
+        Route("/schedules", schedules_page, methods=["GET"]),
         Route("/workflows/{name:path}", workflow_page, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Mount("/static", app=StaticFiles(packages=[("durable.console", "static")]), name="static"),

@@ -12,6 +12,7 @@ Layout (one concept per module):
 - workflows  start, list, describe, steps, history, result, published, signal, cancel, ...
 - tasks      activities served by other languages; external completion by token
 - events     server-sent events: run status changes and new steps, from store wake-ups
+- schedules  /v1/schedules: list, create or update, describe, pause, resume, trigger, ...
 
 Starlette and uvicorn come with durable-flow (an install without them is told how to fix it).
 """

@@ -8,8 +8,9 @@
 
 Layers, outermost first: `ProblemMiddleware` (any unexpected error becomes a 500 problem,
 logged here), `BearerAuth` when there is a token, then Starlette's routing over the
-endpoints of `durable.server.workflows`, `.tasks` and `.events`, ``/openapi.json``
-generated from the same definitions, and ``/metrics`` for Prometheus (`.metrics`).
+endpoints of `durable.server.workflows`, `.logs`, `.tasks`, `.events` and `.schedules`,
+``/openapi.json`` generated from the same definitions, and ``/metrics`` for Prometheus
+(`.metrics`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, logs, metrics, openapi, tasks, workflows
+from . import events, logs, metrics, openapi, schedules, tasks, workflows
 from .auth import BearerAuth
 from .problems import (
     Problem,
@@ -51,6 +52,7 @@ ENDPOINTS: Sequence[Endpoint] = (
     *logs.ENDPOINTS,
     *tasks.ENDPOINTS,
     *events.ENDPOINTS,
+    *schedules.ENDPOINTS,
 )
 
 

@@ -8,7 +8,7 @@
 With ``time_skipping=True`` (the default) the clock is virtual: it stands still, except that
 while a test awaits ``handle.result()`` or ``env.sleep(...)`` and nothing else can happen
 first — no activity running, no unprocessed inbox item, every workflow blocked — it jumps to
-the next due timer (or delayed retry).
+the next due timer (or delayed retry, or schedule tick: schedules fire in virtual time).
 
 Why "nothing else can happen first" holds exactly, not by waiting and hoping
 ----------------------------------------------------------------------------
@@ -18,8 +18,9 @@ Before every jump the environment takes a *look* (`WorkflowEnvironment._quiet`):
    between them; ``token`` is ``None`` while the worker holds any work in memory;
 2. one read transaction on the private database, so one snapshot: can the worker claim a
    run (ready, or its lease lapsed), can it claim a task (visible now, or its lease
-   lapsed), is a timer due at or before now? And in the same snapshot, the next due time
-   of a timer or delayed task;
+   lapsed), is a timer or a schedule due at or before now? And in the same snapshot, the
+   next due time of a timer, delayed task or schedule (a schedule fires like a timer:
+   its due tick becomes a ready run in one transaction);
 3. ``worker.idle_token()`` and ``hub.generation`` again.
 
 The clock moves only if 1 and 3 found the worker idle with equal tokens, 2 found no work,
@@ -69,6 +70,7 @@ from typing import Any, NamedTuple, Self
 import aiosqlite
 
 from durable_sqlite.claims import runs_claimable, tasks_claimable, timers_due
+from durable_sqlite.schedules import schedules_due
 
 from ..client import Client, WorkflowHandle
 from ..clock import RealClock, VirtualClock
@@ -199,7 +201,16 @@ class WorkflowEnvironment:
                     db, queues=worker.queues, names=names, now=now, exclude=()
                 ):
                     return True, None
-                return await timers_due(db, now)
+                due, next_due = await timers_due(db, now)
+                if due:
+                    return True, None
+                # A due schedule is work too; the next one's due time is a time to jump to.
+                scheduled, next_scheduled = await schedules_due(db, now)
+                if scheduled:
+                    return True, None
+                if next_scheduled is not None and (next_due is None or next_scheduled < next_due):
+                    next_due = next_scheduled
+                return False, next_due
             finally:
                 await db.execute("COMMIT")
 

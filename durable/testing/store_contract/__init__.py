@@ -4,10 +4,10 @@ Its parts: `runs` (runs, the inbox, claims, commits), `listing` (filters, paging
 tags, queue figures), `routing` (continue-as-new, children,
 items for other workflows), `work` (tasks, timers, termination, workers, wake-ups, several
 processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size limit),
-`remote` (what remote tasks and external waits need), `logs` (step logs); `kit` holds the
-helpers and the ``store`` fixture. The two backends shipped with durable-flow run it
-(tests/test_store.py, tests/test_store_work.py); a third backend runs it the same way. In
-its test module:
+`remote` (what remote tasks and external waits need), `logs` (step logs), `schedules` (a
+schedule's compare-and-set with its runs, what is due); `kit` holds the helpers and the
+``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
+tests/test_store_work.py); a third backend runs it the same way. In its test module:
 
     import pytest
 
@@ -49,7 +49,19 @@ from .routing import *  # noqa: F403
 from .routing import __all__ as _routing
 from .runs import *  # noqa: F403
 from .runs import __all__ as _runs
+from .schedules import *  # noqa: F403
+from .schedules import __all__ as _schedules
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
-__all__ = ["store", *_runs, *_listing, *_routing, *_work, *_boundaries, *_remote, *_logs]
+__all__ = [
+    "store",
+    *_runs,
+    *_listing,
+    *_routing,
+    *_work,
+    *_boundaries,
+    *_remote,
+    *_logs,
+    *_schedules,
+]
