@@ -61,9 +61,7 @@ async def node_worker(server_url: str) -> AsyncIterator[asyncio.subprocess.Proce
     node = shutil.which("node")
     if node is None:
         raise SystemExit("The polyglot sample needs Node.js 18 or newer ('node' on the PATH).")
-    proc = await asyncio.create_subprocess_exec(
-        node, str(WORKER_JS), "--server", server_url
-    )
+    proc = await asyncio.create_subprocess_exec(node, str(WORKER_JS), "--server", server_url)
     try:
         yield proc
     finally:
