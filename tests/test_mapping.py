@@ -1,0 +1,155 @@
+"""durable.map at scale: tolerated failures (a count or a fraction) returned in place,
+MapFailed past the tolerance, and batch_size splitting the items into child workflows
+whose results come back in order, decoded against the activity's type hints."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import durable
+from durable import ApplicationError, RetryPolicy
+from durable.mapping import BATCH_WORKFLOW
+from durable.testing import WorkflowEnvironment
+
+ran: Counter[int] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    ran.clear()
+
+
+@dataclass
+class Square:
+    """A result with a type the payload rebuilds from the activity's return hint."""
+
+    of: int
+    value: int
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=1))
+async def square(x: int) -> Square:
+    ran[x] += 1
+    if x % 10 == 7:
+        raise ApplicationError(f"no square for {x}", type="Unlucky")
+    return Square(x, x * x)
+
+
+@durable.workflow
+async def squares(n: int, tolerated: float, batch_size: int | None = None) -> list[Any]:
+    tolerated_failures = int(tolerated) if tolerated >= 1 or tolerated == 0 else tolerated
+    try:
+        results = await durable.map(
+            square,
+            range(n),
+            max_concurrency=8,
+            tolerated_failures=tolerated_failures,
+            batch_size=batch_size,
+        )
+    except durable.MapFailed as err:
+        return ["MapFailed", err.failed, err.total, [i for i, _ in err.errors], str(err)]
+    out: list[Any] = []
+    for r in results:
+        if isinstance(r, durable.ActivityError):
+            out.append(f"failed: {r.cause.type}")
+        else:
+            assert isinstance(r, Square)  # rebuilt from the hint, batches too
+            out.append(r.value)
+    return out
+
+
+async def _squares(n: int, tolerated: float, batch_size: int | None = None) -> list[Any]:
+    async with WorkflowEnvironment(workflows=[squares], activities=[square]) as env:
+        return await env.client.execute(squares, n, tolerated, batch_size, timeout=60)
+
+
+def _expected(n: int) -> list[Any]:
+    return ["failed: Unlucky" if x % 10 == 7 else x * x for x in range(n)]
+
+
+async def test_failures_within_a_count_come_back_in_place() -> None:
+    assert await _squares(20, 2) == _expected(20)
+
+
+async def test_failures_within_a_fraction_come_back_in_place() -> None:
+    assert await _squares(30, 0.1) == _expected(30)  # 3 of 30 failed: 0.1 allows 3
+
+
+async def test_past_the_tolerance_map_failed_says_how_many_of_how_many() -> None:
+    name, failed, total, first, message = await _squares(30, 0.05)  # allows 1
+    assert (name, failed, total) == ("MapFailed", 2, 30)
+    assert first == [7, 17]
+    assert "2 of 30 items failed, more than the 1 tolerated (0.05 of the items)" in message
+    assert "item 7:" in message
+    assert "no square for 7" in message
+
+
+async def test_the_default_still_raises_the_first_failure_as_it_is() -> None:
+    async with WorkflowEnvironment(workflows=[squares], activities=[square]) as env:
+        with pytest.raises(durable.WorkflowFailed) as failed:
+            await env.client.execute(squares, 10, 0, timeout=30)
+    assert failed.value.cause.type == "ActivityError"
+    assert "no square for 7" in failed.value.cause.message
+
+
+async def test_batches_are_child_workflows_and_results_come_back_in_order(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[squares], activities=[square]):
+        handle = await client.start(squares, 45, 5, 10, id="batched")
+        assert await handle.result(timeout=60) == _expected(45)
+        events = await handle.history()
+        children = [e.data for e in events if e.kind == "child_started"]
+        assert [c["name"] for c in children] == [BATCH_WORKFLOW] * 5  # 10+10+10+10+5
+        # No journal holds them all: the parent none of the items' activities, each batch
+        # its own.
+        assert not [e for e in events if e.kind == "activity_scheduled"]
+        sizes = []
+        for child in children:
+            steps = await client.get_handle(child["id"]).steps()
+            sizes.append(len([s for s in steps if s.kind == "activity"]))
+            assert (await client.get_handle(child["id"]).describe()).status == "completed"
+    assert sizes == [10, 10, 10, 10, 5]
+    assert ran == Counter(range(45))  # every item once
+
+
+async def test_batches_count_failures_over_all_batches() -> None:
+    # 7, 17, 27: three failures in three batches; 2 tolerated.
+    name, failed, total, first, message = await _squares(30, 2, 10)
+    assert (name, failed, total) == ("MapFailed", 3, 30)
+    assert first == [7, 17, 27]
+    assert "3 of 30 items failed, more than the 2 tolerated" in message
+    assert await _squares(30, 3, 10) == _expected(30)
+
+
+@durable.workflow
+async def bad_map(how: str) -> None:
+    options: dict[str, Any] = {
+        "negative": {"tolerated_failures": -1},
+        "fraction-one": {"tolerated_failures": 1.0},
+        "zero-batch": {"batch_size": 0},
+        "workflow-batch": {"batch_size": 10},
+    }[how]
+    fn: Any = bad_map if how == "workflow-batch" else square
+    await durable.map(fn, [1, 2], **options)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("negative", "tolerated_failures must be >= 0 (a count of items), got -1"),
+        ("fraction-one", "must be in (0, 1), got 1.0; to tolerate a number of items"),
+        ("zero-batch", "batch_size must be an int >= 1 (items per child workflow)"),
+        ("workflow-batch", "durable.map(..., batch_size=...) runs an @activity per item"),
+    ],
+)
+async def test_bad_options_are_refused_saying_what_fits(how: str, message: str) -> None:
+    async with WorkflowEnvironment(workflows=[bad_map], activities=[square]) as env:
+        with pytest.raises(durable.WorkflowFailed) as failed:
+            await env.client.execute(bad_map, how, id=how, timeout=30)
+    assert message in failed.value.cause.message
+    assert not ran  # refused before anything ran
