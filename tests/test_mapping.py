@@ -4,6 +4,7 @@ whose results come back in order, decoded against the activity's type hints."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -153,3 +154,46 @@ async def test_bad_options_are_refused_saying_what_fits(how: str, message: str) 
             await env.client.execute(bad_map, how, id=how, timeout=30)
     assert message in failed.value.cause.message
     assert not ran  # refused before anything ran
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=1))
+async def first_five_fail(x: int) -> int:
+    if x < 5:
+        raise ApplicationError(f"item {x} is bad", type="Bad")
+    ran[x] += 1
+    while True:  # the others run until cancelled (delivered at a heartbeat)
+        durable.heartbeat()
+        await asyncio.sleep(0.01)
+
+
+@durable.workflow
+async def fails_early(batch_size: int | None) -> list[Any]:
+    try:
+        await durable.map(first_five_fail, range(20), tolerated_failures=4, batch_size=batch_size)
+    except durable.MapFailed as err:
+        return [err.failed, err.total]
+    return []
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+async def test_past_the_tolerance_what_still_runs_is_cancelled(batch_size: int | None) -> None:
+    async with WorkflowEnvironment(
+        workflows=[fails_early], activities=[first_five_fail], time_skipping=False
+    ) as env:
+        handle = await env.client.start(fails_early, batch_size, id="early")
+        assert await handle.result(timeout=30) == [5, 20]
+        steps = await handle.steps()
+        if batch_size is None:
+            items = steps
+        else:  # the first batch (its five items failed) ended; the three others were cancelled
+            assert [s.status for s in steps] == ["completed", "cancelled", "cancelled", "cancelled"]
+            items = []
+            for child in steps:
+                assert child.child_id is not None
+                child_handle = env.client.get_handle(child.child_id)
+                for _ in range(200):
+                    if (await child_handle.describe()).status != "running":
+                        break
+                    await asyncio.sleep(0.02)
+                items += await child_handle.steps()
+        assert Counter(s.status for s in items) == {"failed": 5, "cancelled": 15}
