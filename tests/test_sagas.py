@@ -12,7 +12,7 @@ import pytest
 
 import durable
 from durable import ApplicationError, RetryPolicy
-from durable.cli.render import steps_table
+from durable.cli.render import history_lines, steps_table
 from durable.console import graph, timeline
 from durable.testing import WorkflowEnvironment
 
@@ -361,6 +361,9 @@ def test_show_and_the_console_mark_compensations_in_words_and_shape() -> None:
         ["4", "activity", "reserve"],
         ["6", "compensation", "refund"],
     ]
+    event = durable.Event(6, "activity_scheduled", now, {"name": "refund", "compensation": True})
+    (line,) = history_lines([event])
+    assert '"compensation": true' in line
     drawn = graph.render_svg(graph.layout(steps))
     assert drawn.count('data-kind="compensation"') == 1
     assert ">compensation \u00b7 refund(" in drawn  # the word, then the name
