@@ -197,3 +197,25 @@ async def test_past_the_tolerance_what_still_runs_is_cancelled(batch_size: int |
                     await asyncio.sleep(0.02)
                 items += await child_handle.steps()
         assert Counter(s.status for s in items) == {"failed": 5, "cancelled": 15}
+
+
+@durable.workflow
+async def child_square(x: int) -> int:
+    if x == 1:
+        raise ApplicationError("one is not allowed", type="One")
+    return x * x
+
+
+@durable.workflow
+async def maps_children() -> list[str]:
+    results = await durable.map(child_square, [0, 1, 2], tolerated_failures=1)
+    return [type(r).__name__ if isinstance(r, durable.DurableError) else str(r) for r in results]
+
+
+async def test_a_failed_child_workflow_comes_back_in_place_too() -> None:
+    async with WorkflowEnvironment(workflows=[maps_children, child_square]) as env:
+        assert await env.client.execute(maps_children, timeout=30) == [
+            "0",
+            "ChildWorkflowError",
+            "4",
+        ]
