@@ -10,7 +10,8 @@ and a checksum (a million results would not fit in one payload). One worker serv
 this process with the client, on a fresh SQLite file (or ``--db``). Printed: wall time,
 items/s, the process's peak RSS (``resource.getrusage``: the worker's, with the client's
 small share), the parent's journal length and the longest batch journal (no journal
-holds the million items), and the database file's size. Progress goes to stderr.
+holds the million items), and the database file's size (removed at the end unless
+``--keep``). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--max-concurrency", type=int, default=4000, help="items in flight")
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--keep", action="store_true", help="keep the fresh SQLite file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-map-"))
     url = args.db or f"sqlite:///{folder / 'map.db'}"
@@ -114,6 +117,10 @@ def main() -> None:
     print(f"{'longest batch journal sampled':<34} {out['batch_journal']:>14,}")
     if not args.db:
         print(f"{'SQLite file MB':<34} {size / 1e6:>14.0f}")
+    if args.keep:
+        print(f"kept {folder}", file=sys.stderr)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
