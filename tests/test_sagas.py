@@ -24,9 +24,10 @@ release = asyncio.Event()
 
 @pytest.fixture(autouse=True)
 def _reset() -> None:
+    global release
     done.clear()
     tries.clear()
-    release.clear()
+    release = asyncio.Event()  # one per test: an event is bound to the loop that waits on it
 
 
 @durable.activity
