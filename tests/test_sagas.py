@@ -5,8 +5,11 @@ replayed after a worker restart in the middle of them."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from durable import ApplicationError, RetryPolicy
 from durable.cli.render import history_lines, steps_table
 from durable.console import graph, timeline
 from durable.testing import WorkflowEnvironment
+from tests import saga_app
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=1))
 done: list[str] = []
@@ -371,3 +375,83 @@ def test_show_and_the_console_mark_compensations_in_words_and_shape() -> None:
     assert "\u21ba" in drawn  # the undo mark in its corner
     rows = timeline.build(steps, now=now).rows
     assert [r.label for r in rows][-1] == "compensation \u00b7 refund('ref-1')"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+async def _saga_worker(url: str, log: Path, out: Path) -> asyncio.subprocess.Process:
+    """``durable worker tests.saga_app`` with a 1 s lease, up once it printed its banner."""
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "durable", "worker", "tests.saga_app", "--db", url, "--lease", "1"),
+            cwd=ROOT,
+            env=dict(os.environ, SAGA_LOG=str(log), PYTHONUNBUFFERED="1"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=fd,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    finally:
+        os.close(fd)  # the child has its own copy
+    for _ in range(300):
+        if b"Ctrl-C stops." in _read(out):
+            return process
+        assert process.returncode is None, _read(out).decode()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the worker did not start: {_read(out).decode()}")
+
+
+def _log(log: Path) -> list[tuple[str, str, str, int]]:
+    if not log.exists():
+        return []
+    rows = [line.split() for line in log.read_text().splitlines()]
+    return [(event, name, key, int(pid)) for event, name, key, pid, _ in rows]
+
+
+async def test_a_worker_killed_while_compensating_is_replaced_and_the_saga_goes_on(
+    store_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "saga.log"
+    first = await _saga_worker(store_url, log, tmp_path / "first.out")
+    second: asyncio.subprocess.Process | None = None
+    try:
+        async with durable.connect(store_url) as client:
+            handle = await client.start(saga_app.trip_saga, 3, id="saga-kill")
+            for _ in range(600):  # until the first undo is under way
+                if ("start", "undo_leg", "leg2", first.pid) in _log(log):
+                    break
+                await asyncio.sleep(0.02)
+            first.kill()  # SIGKILL, in the middle of the newest leg's undo
+            await first.wait()
+            second = await _saga_worker(store_url, log, tmp_path / "second.out")
+            with pytest.raises(durable.WorkflowFailed, match="last cannot be booked"):
+                await handle.result(timeout=60)
+            steps = await handle.steps()
+    finally:
+        for process in (first, second):
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+    rows = _log(log)
+    # Booked once each, by the first worker; undone newest first, each to its end once, the
+    # one cut short by the kill run again by the second worker.
+    assert [(n, k, p) for e, n, k, p in rows if n == "book_leg" and e == "end"] == [
+        ("book_leg", f"leg{i}", first.pid) for i in range(3)
+    ]
+    assert second is not None
+    ends = [(k, p) for e, n, k, p in rows if n == "undo_leg" and e == "end"]
+    assert ends == [("leg2", second.pid), ("leg1", second.pid), ("leg0", second.pid)]
+    assert ("start", "undo_leg", "leg2", first.pid) in rows
+    undone = [s for s in steps if s.kind == "compensation"]
+    assert [(s.input, s.status) for s in undone] == [
+        (["leg2"], "completed"),
+        (["leg1"], "completed"),
+        (["leg0"], "completed"),
+    ]
+    assert len(undone[0].attempts) >= 2  # the attempt lost with the first worker, then one
