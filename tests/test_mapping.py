@@ -219,3 +219,39 @@ async def test_a_failed_child_workflow_comes_back_in_place_too() -> None:
             "ChildWorkflowError",
             "4",
         ]
+
+
+hold: dict[str, bool] = {"blocking": True}
+
+
+@durable.activity(retry=RetryPolicy(max_attempts=1))
+async def waits_on_item(x: int) -> int:
+    while x < 3 and hold["blocking"]:  # the first batch runs until its run is terminated
+        durable.heartbeat()
+        await asyncio.sleep(0.01)
+    return x
+
+
+@durable.workflow
+async def one_batch_dies() -> list[str]:
+    results = await durable.map(waits_on_item, range(6), tolerated_failures=3, batch_size=3)
+    return [type(r).__name__ if isinstance(r, durable.DurableError) else str(r) for r in results]
+
+
+async def test_a_batch_that_ends_as_a_whole_counts_each_of_its_items() -> None:
+    hold["blocking"] = True
+    async with WorkflowEnvironment(
+        workflows=[one_batch_dies], activities=[waits_on_item], time_skipping=False
+    ) as env:
+        handle = await env.client.start(one_batch_dies, id="dies")
+        for _ in range(500):
+            children = [s for s in await handle.steps() if s.kind == "child"]
+            if children:
+                break
+            await asyncio.sleep(0.02)
+        first = children[0].child_id
+        assert first is not None
+        await env.client.get_handle(first).terminate(reason="operator")
+        hold["blocking"] = False
+        # Its three items failed with it (3 tolerated); the other batch's came back.
+        assert await handle.result(timeout=30) == ["ChildWorkflowError"] * 3 + ["3", "4", "5"]
