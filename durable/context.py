@@ -161,9 +161,8 @@ async def map(
     ``tolerated_failures`` (a count, or a fraction of the items in (0, 1)): a failed item
     comes back as its `ActivityError` (`ChildWorkflowError` for a child workflow) in the
     list, until more than that many have failed; then the rest are cancelled and
-    `durable.MapFailed` is raised. ``batch_size`` (an activity only): the items run in
-    child workflows of that many items each, so no journal holds them all (see
-    `durable.mapping`).
+    `durable.MapFailed` is raised. ``batch_size``: the items run in child workflows of
+    that many items each, so no journal holds them all (see `durable.mapping`).
 
     Raises:
         ValueError: ``max_concurrency`` or ``batch_size`` below 1, a negative

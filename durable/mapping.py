@@ -10,11 +10,13 @@ items have failed than tolerated, the items still running are cancelled and
 `durable.MapFailed` says how many failed of how many, with the first errors. With the
 default (0, no batches) the first failure raises as it is, as ``asyncio.gather`` does.
 
-**Batches.** With ``batch_size``, ``fn`` (an activity) is not scheduled by this run: the
-items are split into batches of that many, and each batch is a child workflow,
+**Batches.** With ``batch_size``, ``fn`` (an activity or a workflow) is not called by this
+run: the items are split into batches of that many, and each batch is a child workflow,
 `BATCH_WORKFLOW` (``durable.map.batch``), that every worker serving a workflow registers by
-itself. A batch schedules its items' activities and returns their results still encoded,
-so it never needs ``fn``'s code; this run decodes them against ``fn``'s type hints. This
+itself. A batch calls ``fn`` by name for each item — schedules the activity with the
+arguments this run encoded, or starts the child workflow with them — and returns the
+results encoded, so it never needs ``fn``'s code; this run rebuilds them from ``fn``'s
+type hints. This
 run's journal holds two entries per batch, each batch's journal two or three per item: a
 map over a million items is a thousand journals of a few thousand entries, not one of
 millions. The batches run on this run's queue. ``max_concurrency`` still bounds the items
@@ -35,7 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from . import payload
-from .definition import ActivityDefinition, RetryPolicy, workflow
+from .definition import ActivityDefinition, RetryPolicy, WorkflowDefinition, workflow
 from .engine import WorkflowRun
 from .errors import ActivityError, ChildWorkflowError, DurableError, MapFailed, RemoteError
 from .loop import current_run
@@ -112,12 +114,14 @@ async def map_items(
     assert run is not None
     allowed = tolerance(tolerated_failures, len(items))
     if batch_size is not None:
-        defn = getattr(fn, "__durable_activity__", None)
-        if not isinstance(defn, ActivityDefinition):
+        defn = getattr(fn, "__durable_activity__", None) or getattr(
+            fn, "__durable_workflow__", None
+        )
+        if not isinstance(defn, ActivityDefinition | WorkflowDefinition):
             raise TypeError(
-                f"durable.map(..., batch_size=...) runs an @activity per item, got "
-                f"{getattr(fn, '__qualname__', fn)!r}: batches schedule activities by name "
-                "(for child workflows or plain functions, map without batch_size)."
+                f"durable.map(..., batch_size=...) runs an @activity or a @workflow per item, "
+                f"got {getattr(fn, '__qualname__', fn)!r}: batches call them by name (for a "
+                "plain function, map without batch_size)."
             )
         return await _batched(
             run, defn, items, max_concurrency, allowed, tolerated_failures, batch_size
@@ -155,7 +159,7 @@ async def _all(coros: Any) -> list[Any]:
 
 async def _batched(
     run: WorkflowRun,
-    defn: ActivityDefinition,
+    defn: ActivityDefinition | WorkflowDefinition,
     items: list[Any],
     max_concurrency: int | None,
     allowed: int,
@@ -166,15 +170,20 @@ async def _batched(
     failures: list[tuple[int, DurableError]] = []
     in_flight = max(1, max_concurrency // size) if max_concurrency else None
     semaphore = asyncio.Semaphore(in_flight) if in_flight else None
-    spec = {
+    spec: dict[str, Any] = {
         "name": defn.name,
         "queue": defn.queue,
-        "retry": defn.retry.to_dict(),
         "timeout": defn.timeout,
-        "heartbeat_timeout": defn.heartbeat_timeout,
-        "schedule_to_close": defn.schedule_to_close,
         "max_concurrency": min(max_concurrency, size) if max_concurrency else None,
     }
+    if isinstance(defn, ActivityDefinition):
+        spec.update(
+            retry=defn.retry.to_dict(),
+            heartbeat_timeout=defn.heartbeat_timeout,
+            schedule_to_close=defn.schedule_to_close,
+        )
+    else:
+        spec["workflow"] = True
     batch_defn = batch.__durable_workflow__  # type: ignore[attr-defined]
 
     async def one(start: int) -> list[Any]:
@@ -211,10 +220,12 @@ async def _batched(
                 out.append(payload.decode_result(defn.fn, answer))
                 continue
             if isinstance(answer, dict):
-                answer = ActivityError(
-                    str(answer.get("message", "")),
-                    RemoteError.from_dict(answer.get("error") or {}),
-                    int(answer.get("attempts", 1)),
+                message = str(answer.get("message", ""))
+                cause = RemoteError.from_dict(answer.get("error") or {})
+                answer = (
+                    ChildWorkflowError(message, cause, str(answer["child"]))
+                    if "child" in answer
+                    else ActivityError(message, cause, int(answer.get("attempts", 1)))
                 )
             failures.append((start + i, answer))
             out.append(answer)
@@ -227,40 +238,68 @@ async def _batched(
 
 
 async def _batch(spec: dict[str, Any], items: list[bytes]) -> list[Any]:
-    """One batch of a `durable.map`: each item's activity, by name, with its arguments as
-    encoded by the parent; the results still encoded (bytes), or for a failed item
-    ``{"message", "error", "attempts"}``, in item order."""
+    """One batch of a `durable.map`: each item's activity (or child workflow), by name,
+    with its arguments as encoded by the parent; the results encoded (bytes), or for a
+    failed item ``{"message", "error", "attempts"}`` (a child: ``{"message", "error",
+    "child"}``, its workflow id), in item order."""
     run = current_run()
     assert run is not None
-    retry = RetryPolicy.from_dict(spec["retry"])
     limit = spec.get("max_concurrency")
     semaphore = asyncio.Semaphore(limit) if limit else None
-
-    def keep(data: bytes) -> bytes:
-        return data
+    call = _child if spec.get("workflow") else _activity
 
     async def one(encoded: bytes) -> Any:
         if semaphore is not None:
             await semaphore.acquire()
         try:
-            fut = run._schedule(
-                spec["name"],
-                spec["queue"],
-                encoded,
-                retry,
-                spec.get("timeout"),
-                spec.get("heartbeat_timeout"),
-                spec.get("schedule_to_close"),
-                keep,
-            )
-            return await fut
-        except ActivityError as err:
-            return {"message": str(err), "error": err.cause.to_dict(), "attempts": err.attempts}
+            return await call(run, spec, encoded)
         finally:
             if semaphore is not None:
                 semaphore.release()
 
     return list(await asyncio.gather(*(one(encoded) for encoded in items)))
+
+
+def _keep(data: bytes) -> bytes:
+    return data
+
+
+async def _activity(run: WorkflowRun, spec: dict[str, Any], encoded: bytes) -> Any:
+    """The item's activity, scheduled with the parent's encoding; its result kept encoded."""
+    fut = run._schedule(
+        spec["name"],
+        spec["queue"],
+        encoded,
+        RetryPolicy.from_dict(spec["retry"]),
+        spec.get("timeout"),
+        spec.get("heartbeat_timeout"),
+        spec.get("schedule_to_close"),
+        _keep,
+    )
+    try:
+        return await fut
+    except ActivityError as err:
+        return {"message": str(err), "error": err.cause.to_dict(), "attempts": err.attempts}
+
+
+async def _any_call(*args: Any, **kwargs: Any) -> Any:
+    """Stands for the item's workflow, whose code the batch does not have: it takes and
+    returns plain values (the child and the parent rebuild them from their hints)."""
+    raise NotImplementedError  # never run: only its signature is used
+
+
+async def _child(run: WorkflowRun, spec: dict[str, Any], encoded: bytes) -> Any:
+    """The item's child workflow, started by name with the parent's arguments (decoded
+    plainly, encoded again: the child rebuilds them from its own hints); its result
+    encoded again for the parent, which rebuilds it from the workflow's return hint."""
+    name, timeout = spec["name"], spec.get("timeout")
+    stand_in = WorkflowDefinition(name, _any_call, spec["queue"], timeout)
+    call = payload.decode(encoded, what=f"arguments of child workflow {name!r}")
+    try:
+        value = await run.start_child(stand_in, tuple(call["args"]), call["kwargs"], {})
+    except ChildWorkflowError as err:
+        return {"message": str(err), "error": err.cause.to_dict(), "child": err.workflow_id}
+    return payload.encode(value, what=f"result of child workflow {name!r}")
 
 
 #: The built-in child workflow of batched maps; `durable.Worker` registers it by itself.

@@ -127,15 +127,19 @@ async def test_batches_count_failures_over_all_batches() -> None:
     assert await _squares(30, 3, 10) == _expected(30)
 
 
+async def plain_square(x: int) -> int:
+    return x * x
+
+
 @durable.workflow
 async def bad_map(how: str) -> None:
     options: dict[str, Any] = {
         "negative": {"tolerated_failures": -1},
         "fraction-one": {"tolerated_failures": 1.0},
         "zero-batch": {"batch_size": 0},
-        "workflow-batch": {"batch_size": 10},
+        "function-batch": {"batch_size": 10},
     }[how]
-    fn: Any = bad_map if how == "workflow-batch" else square
+    fn: Any = plain_square if how == "function-batch" else square
     await durable.map(fn, [1, 2], **options)
 
 
@@ -145,7 +149,7 @@ async def bad_map(how: str) -> None:
         ("negative", "tolerated_failures must be >= 0 (a count of items), got -1"),
         ("fraction-one", "must be in (0, 1), got 1.0; to tolerate a number of items"),
         ("zero-batch", "batch_size must be an int >= 1 (items per child workflow)"),
-        ("workflow-batch", "durable.map(..., batch_size=...) runs an @activity per item"),
+        ("function-batch", "batch_size=...) runs an @activity or a @workflow per item"),
     ],
 )
 async def test_bad_options_are_refused_saying_what_fits(how: str, message: str) -> None:
@@ -255,3 +259,34 @@ async def test_a_batch_that_ends_as_a_whole_counts_each_of_its_items() -> None:
         hold["blocking"] = False
         # Its three items failed with it (3 tolerated); the other batch's came back.
         assert await handle.result(timeout=30) == ["ChildWorkflowError"] * 3 + ["3", "4", "5"]
+
+
+@durable.workflow
+async def square_child(x: int) -> Square:
+    if x % 10 == 7:
+        raise ApplicationError(f"no square for {x}", type="Unlucky")
+    return Square(x, x * x)
+
+
+@durable.workflow
+async def maps_child_batches(n: int) -> list[Any]:
+    results = await durable.map(square_child, range(n), tolerated_failures=2, batch_size=5)
+    return [
+        type(r).__name__ if isinstance(r, durable.DurableError) else (r.of, r.value)
+        for r in results  # a Square: rebuilt from the workflow's return hint
+    ]
+
+
+async def test_batches_of_child_workflows_start_each_item_as_a_child_of_its_batch(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[maps_child_batches, square_child]):
+        handle = await client.start(maps_child_batches, 12, id="child-batches")
+        assert await handle.result(timeout=60) == [
+            "ChildWorkflowError" if x == 7 else (x, x * x) for x in range(12)
+        ]
+        batches = [s for s in await handle.steps() if s.kind == "child"]
+        assert [s.name for s in batches] == [BATCH_WORKFLOW] * 3
+        assert batches[0].child_id is not None
+        items = await client.get_handle(batches[0].child_id).steps()
+    assert [(s.kind, s.name) for s in items] == [("child", "square_child")] * 5
