@@ -205,7 +205,7 @@ async def test_the_compensation_error_carries_the_error_and_each_failure() -> No
 
 @durable.workflow
 async def waits_in_saga(compensation: str) -> None:
-    first = {"undo": undo, "slow_undo": slow_undo}[compensation]
+    first = {"undo": undo, "slow_undo": slow_undo, "broken_undo": broken_undo}[compensation]
     async with durable.saga() as saga:
         saga.compensate(undo, await book("card"))
         saga.compensate(first, await book("hotel"))
@@ -257,6 +257,22 @@ async def test_a_cancellation_while_compensating_does_not_stop_the_compensations
         "undo card-1",
     ]
     assert kinds[-1] == "workflow_cancelled"
+
+
+async def test_a_cancelled_run_whose_compensation_fails_ends_failed_saying_so() -> None:
+    async with WorkflowEnvironment(workflows=[waits_in_saga], activities=ACTIVITIES) as env:
+        handle = await env.client.start(waits_in_saga, "broken_undo", id="cancel-broken")
+        await _until(handle, "book hotel")
+        await handle.cancel()
+        with pytest.raises(durable.WorkflowFailed) as failed:
+            await handle.result(timeout=30)
+    # Not hidden behind the cancellation: the undo that failed is the run's error.
+    error = failed.value.cause
+    assert error.type == "CompensationError"
+    assert "was cancelled, and 1 of its 2 compensation(s) failed too" in error.message
+    assert error.cause is not None
+    assert error.cause.type == "asyncio.exceptions.CancelledError"
+    assert done == ["book card", "book hotel", "undo card-1"]  # the other undo still ran
 
 
 @durable.activity(queue="undo")
