@@ -179,7 +179,9 @@ async def map(
             f"batch_size must be an int >= 1 (items per child workflow) or None, got {batch_size!r}"
         )
     listed = list(items)
-    if batch_size is not None or mapping.tolerance(tolerated_failures, len(listed)):
+    mapping.tolerance(tolerated_failures, len(listed))  # refuses what is not a tolerance
+    # A tolerance given (even one that rounds down to 0 items) means MapFailed past it.
+    if batch_size is not None or tolerated_failures:
         return await mapping.map_items(fn, listed, max_concurrency, tolerated_failures, batch_size)
     return list(await _gather_map(fn, listed, max_concurrency))
 

@@ -89,6 +89,12 @@ async def test_past_the_tolerance_map_failed_says_how_many_of_how_many() -> None
     assert "no square for 7" in message
 
 
+async def test_a_fraction_that_rounds_down_to_no_item_still_means_map_failed() -> None:
+    name, failed, total, first, message = await _squares(30, 0.01)  # 0.3 items: none
+    assert (name, failed, total, first) == ("MapFailed", 1, 30, [7])
+    assert "1 of 30 items failed, more than the 0 tolerated (0.01 of the items)" in message
+
+
 async def test_the_default_still_raises_the_first_failure_as_it_is() -> None:
     async with WorkflowEnvironment(workflows=[squares], activities=[square]) as env:
         with pytest.raises(durable.WorkflowFailed) as failed:
