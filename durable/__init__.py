@@ -10,6 +10,8 @@ General layout (one concept per module):
 - waits       what a run waits for from outside: signals, and external completions by token
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
+- sagas       durable.saga(): compensations run newest first when a block fails
+- mapping     durable.map's tolerated failures and batches of child workflows
 - steps       the one model of a run people see: journal in, steps, pending work, problems
 - executor    runs one activity attempt: timeouts, heartbeats, SystemExit contained
 - retry       retry decisions in one place: is a failed attempt tried again, and when
@@ -68,8 +70,10 @@ from .errors import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
+    CompensationError,
     DurableError,
     ExternalError,
+    MapFailed,
     NonDeterminismError,
     NotInWorkflowError,
     RemoteError,
@@ -82,6 +86,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .sagas import Saga, saga
 from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 from .steps import Attempt, PendingStep, Step
 from .tasks import RemoteTask
@@ -97,16 +102,19 @@ __all__ = [
     "Attempt",
     "ChildWorkflowError",
     "Client",
+    "CompensationError",
     "DurableError",
     "Event",
     "External",
     "ExternalError",
+    "MapFailed",
     "NonDeterminismError",
     "NotInWorkflowError",
     "PendingStep",
     "RemoteError",
     "RemoteTask",
     "RetryPolicy",
+    "Saga",
     "ScheduleDescription",
     "ScheduleHandle",
     "ScheduleNotFound",
@@ -138,6 +146,7 @@ __all__ = [
     "patched",
     "publish",
     "random",
+    "saga",
     "sleep",
     "sleep_until",
     "uuid4",

@@ -136,6 +136,7 @@ class Calls:
             overrides.get("heartbeat_timeout", defn.heartbeat_timeout),
             defn.schedule_to_close,
             functools.partial(payload.decode_result, defn.fn),
+            compensation=bool(overrides.get("compensation", False)),
         )
 
     def schedule_remote(
@@ -172,6 +173,7 @@ class Calls:
         heartbeat_timeout: Any,
         schedule_to_close: float | None,
         decode: Callable[[bytes], Any],
+        compensation: bool = False,
     ) -> asyncio.Future[Any]:
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
@@ -184,6 +186,7 @@ class Calls:
                 timeout=as_seconds(timeout),
                 heartbeat_timeout=as_seconds(heartbeat_timeout),
                 schedule_to_close=schedule_to_close,
+                compensation=compensation,
             )
         )
         fut: asyncio.Future[Any] = self._loop.create_future()

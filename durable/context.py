@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar, overload
 
-from . import payload
+from . import mapping, payload
 from .engine import WorkflowInfo, WorkflowRun, current_run
-from .errors import NotInWorkflowError
+from .errors import DurableError, NotInWorkflowError
 from .waits import External
 
 __all__ = [
@@ -125,22 +125,65 @@ def external(name: str, result_type: Any = None) -> External[Any]:
     return _run("external").external(name, result_type)
 
 
+@overload
 async def map(
     fn: Callable[[T], Awaitable[R]],
     items: Iterable[T],
     max_concurrency: int | None = None,
-) -> list[R]:
+    tolerated_failures: Literal[0] = 0,
+    batch_size: None = None,
+) -> list[R]: ...
+@overload
+async def map(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T],
+    max_concurrency: int | None = None,
+    tolerated_failures: int | float = 0,
+    batch_size: int | None = None,
+) -> list[R | DurableError]: ...
+
+
+async def map(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T],
+    max_concurrency: int | None = None,
+    tolerated_failures: int | float = 0,
+    batch_size: int | None = None,
+) -> list[Any]:
     """Run an activity or child workflow once per item; results in item order.
 
         sizes = await durable.map(measure, chromosomes, max_concurrency=8)
+        scores = await durable.map(score, rows, tolerated_failures=0.01, batch_size=1000)
 
-    At most ``max_concurrency`` are in flight at once (``None``: all). The first failure
-    raises (as ``asyncio.gather`` does); the others keep their journaled results.
+    At most ``max_concurrency`` are in flight at once (``None``: all). By default the first
+    failure raises (as ``asyncio.gather`` does); the others keep their journaled results.
+
+    ``tolerated_failures`` (a count, or a fraction of the items in (0, 1)): a failed item
+    comes back as its `ActivityError` (`ChildWorkflowError` for a child workflow) in the
+    list, until more than that many have failed; then the rest are cancelled and
+    `durable.MapFailed` is raised. ``batch_size``: the items run in child workflows of
+    that many items each, so no journal holds them all (see `durable.mapping`).
+
+    Raises:
+        ValueError: ``max_concurrency`` or ``batch_size`` below 1, a negative
+            ``tolerated_failures`` or a fraction not in (0, 1).
+        MapFailed: more items failed than tolerated (with a tolerance or batches).
     """
     _run("map")
     if max_concurrency is not None and max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency}")
-    return list(await _gather_map(fn, list(items), max_concurrency))
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(
+            f"batch_size must be an int >= 1 (items per child workflow) or None, got {batch_size!r}"
+        )
+    listed = list(items)
+    mapping.tolerance(tolerated_failures, len(listed))  # refuses what is not a tolerance
+    # A tolerance given (even one that rounds down to 0 items) means MapFailed past it.
+    if batch_size is not None or tolerated_failures:
+        return await mapping.map_items(fn, listed, max_concurrency, tolerated_failures, batch_size)
+    return list(await _gather_map(fn, listed, max_concurrency))
 
 
 def publish(key: str, value: Any) -> None:

@@ -12,6 +12,8 @@
     ├── WorkflowAlreadyExists  client.start(..., if_exists="error") found one
     ├── NotInWorkflowError     a workflow-only call made outside a workflow
     ├── ExternalError          durable.external(...).wait(): the wait was failed from outside
+    ├── CompensationError      durable.saga(): a compensation failed too (.error, .failures)
+    ├── MapFailed              durable.map(): more items failed than it tolerates
     ├── TaskNotFound           a task token that names nothing (malformed, or no such run)
     ├── StaleTask              a task token whose attempt or wait is over (.outcome says how)
     ├── StoreError             the database cannot be used (newer schema, bad URL, ...)
@@ -36,10 +38,12 @@ __all__ = [
     "ActivityError",
     "ApplicationError",
     "ChildWorkflowError",
+    "CompensationError",
     "DatabaseUnusable",
     "DurableError",
     "ExternalError",
     "LeaseLost",
+    "MapFailed",
     "NonDeterminismError",
     "NotInWorkflowError",
     "RemoteError",
@@ -97,6 +101,9 @@ class RemoteError:
             return cls(exc.type, message, tb, exc.details, exc.non_retryable)
         if isinstance(exc, ActivityError | ChildWorkflowError):
             return cls(type(exc).__name__, _cut(str(exc), MAX_MESSAGE), tb, None, False, exc.cause)
+        if isinstance(exc, CompensationError):  # its cause: the error that was compensated
+            cause = cls.from_exception(exc.error)
+            return cls(type(exc).__name__, _cut(str(exc), MAX_MESSAGE), tb, None, False, cause)
         name = type(exc).__qualname__
         module = type(exc).__module__
         if module not in ("builtins", "__main__"):
@@ -308,3 +315,37 @@ class DatabaseUnusable(StoreError):
     """The database this process had open can no longer be used, and retrying cannot help:
     its SQLite file was deleted or replaced, or the connection turned read-only. A worker
     stops on it (rather than retrying its loops forever); fix the cause and restart."""
+
+
+class CompensationError(DurableError):
+    """Raised out of a `durable.saga()` block when the block failed (or was cancelled) and
+    one or more of its compensations then failed too, after their own retries.
+
+    Every compensation was still tried, newest first; nothing is silenced. `.error` is what
+    ended the block (the exception, or `asyncio.CancelledError`), `.failures` the
+    `ActivityError` of each compensation that failed, in the order they ran. It is raised
+    ``from`` `.error`, and a workflow failing with it records `.error` as its cause.
+    """
+
+    def __init__(self, message: str, error: BaseException, failures: list[ActivityError]) -> None:
+        super().__init__(message)
+        self.error = error
+        self.failures = failures
+
+
+class MapFailed(DurableError):
+    """Raised by ``durable.map(..., tolerated_failures=...)`` (or with ``batch_size``) when
+    more items failed than it tolerates.
+
+    `.failed` items failed of `.total`; `.errors` holds the first few as ``(index, error)``
+    pairs (the item's position in the input, and its `ActivityError` or
+    `ChildWorkflowError`), and the message names them.
+    """
+
+    def __init__(
+        self, message: str, failed: int, total: int, errors: list[tuple[int, DurableError]]
+    ) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.total = total
+        self.errors = errors

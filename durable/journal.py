@@ -22,7 +22,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     commands (the code issued them)
     activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
                                              heartbeat_timeout, schedule_to_close,
-                                             branch, group
+                                             branch, group, compensation
     timer_started         TimerStarted       due, branch, group
     child_started         ChildStarted       name, id, run_id, queue, args, timeout,
                                              branch, group
@@ -46,6 +46,10 @@ workflow task that issued a command (``"0"`` the main coroutine, ``"0.2"`` the t
 it spawned) and ``group`` the seq of the first command of the concurrent group it belongs
 to (`None` alone; see `durable.branches`); entries recorded before these existed read as
 branch ``"0"``, no group.
+
+``compensation`` is present (and true) only on an activity a `durable.saga` scheduled to
+undo an earlier step; it is left out of every other activity's data, so journals recorded
+before sagas existed read the same.
 
 ``signal_wait_started`` records that the code began waiting for a signal (``due``: when its
 timeout fires, or `None`), so a waiting run shows what it waits for. It only tells: replay
@@ -395,6 +399,14 @@ class ActivityScheduled(Record):
     schedule_to_close: float | None = None
     branch: str = "0"
     group: int | None = None
+    compensation: bool = False
+
+    def to_data(self) -> dict[str, Any]:
+        """As `Record.to_data`, with ``compensation`` only where it is true."""
+        out = Record.to_data(self)
+        if not self.compensation:
+            del out["compensation"]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

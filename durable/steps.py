@@ -2,17 +2,21 @@
 
 The journal is the truth; a *step* is how people see it: one per durable operation (an
 activity with all its attempts, a child workflow, a timer, a signal wait, an external wait,
-a published value, a patch marker), with its branch and group, status, times, input, output
-and error. This module turns a run's journal (and what the store knows beyond it: the
-activity tasks with their attempts in flight, the timers still to fire) into `Step`\\ s,
-the pending ones into `PendingStep`\\ s, and says why a run cannot progress (`problem`). It
-is pure — entries in, steps out — so the client, the CLI, the HTTP API and the console all
-show the same thing, and nobody else interprets journal entries.
+a published value, a patch marker, a saga's compensation), with its branch and group,
+status, times, input, output and error. This module turns a run's journal (and what the
+store knows beyond it: the activity tasks with their attempts in flight, the timers still
+to fire) into `Step`\\ s, the pending ones into `PendingStep`\\ s, and says why a run
+cannot progress (`problem`). It is pure — entries in, steps out — so the client, the CLI,
+the HTTP API and the console all show the same thing, and nobody else interprets journal
+entries.
 
 Statuses: ``scheduled`` (an activity waiting for a worker), ``running`` (an attempt under
 way), ``retrying`` (an attempt failed; the next waits for its backoff), ``waiting`` (a
 timer, a signal wait, an external wait, a child workflow), ``completed``, ``failed``,
 ``cancelled`` (given up by the code, or the run closed first).
+
+A compensation (an activity a `durable.saga` block ran to undo a step) is a step of kind
+``compensation``: an activity in every other way, with attempts, retries and errors.
 
 An entry that cannot be read (`durable.journal.Damaged`) becomes a step of kind
 ``damaged`` saying why, and the rest of the run is still shown.
@@ -30,6 +34,7 @@ from .errors import RemoteError
 from .store import CLOSED_STATUSES, JournalEntry, RunRecord, TaskRecord, WorkerRecord
 
 __all__ = [
+    "ACTIVITY_KINDS",
     "HISTORY_WARN",
     "Attempt",
     "PendingStep",
@@ -42,6 +47,10 @@ __all__ = [
 ]
 
 HISTORY_WARN = 20_000  # journal length past which describe() and the worker's log warn
+
+#: Step kinds that are activities (attempts, retries, a task in flight): a plain one, and a
+#: saga's compensation.
+ACTIVITY_KINDS = frozenset({"activity", "compensation"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,8 @@ class Step:
     """
 
     seq: int
-    kind: str  # activity | child | timer | signal | external | publish | marker | damaged
+    kind: str  # activity | compensation | child | timer | signal | external | publish |
+    # marker | damaged
     name: str
     branch: str
     group: int | None
@@ -88,7 +98,7 @@ class PendingStep:
     """A step in flight: an activity (with its attempt and last error), a timer, a child
     workflow, a signal wait, an external wait."""
 
-    kind: str  # "activity" | "timer" | "child" | "signal" | "external"
+    kind: str  # "activity" | "compensation" | "timer" | "child" | "signal" | "external"
     name: str
     attempt: int
     scheduled_at: datetime
@@ -154,9 +164,8 @@ class _Builder:
             }
             return
         if isinstance(rec, journal.ActivityScheduled):
-            self.add(
-                seq, "activity", rec, t, name=rec.name, status="scheduled", input=_args(rec.args)
-            )
+            kind = "compensation" if rec.compensation else "activity"
+            self.add(seq, kind, rec, t, name=rec.name, status="scheduled", input=_args(rec.args))
         elif isinstance(rec, journal.ActivityRetrying):
             step = self.steps.get(rec.ref)
             if step is not None:
@@ -285,7 +294,7 @@ class _Builder:
         for seq in sorted(self.steps):
             step = self.steps[seq]
             status = step["status"]
-            if step["kind"] == "activity" and status in ("scheduled", "retrying"):
+            if step["kind"] in ACTIVITY_KINDS and status in ("scheduled", "retrying"):
                 self._in_flight(step, tasks.get(seq))
             elif step["kind"] == "timer" and status == "waiting" and seq not in timers:
                 status = "cancelled"  # the code gave up on it (its row was deleted)
@@ -334,12 +343,12 @@ def pending(steps: Iterable[Step]) -> list[PendingStep]:
         if step.status not in ("scheduled", "running", "retrying", "waiting"):
             continue
         scheduled = step.scheduled_at or datetime.fromtimestamp(0, UTC)
-        if step.kind == "activity":
+        if step.kind in ACTIVITY_KINDS:
             last = next((a.error for a in reversed(step.attempts) if a.error), step.error)
             number = max([a.number for a in step.attempts] + [1])
             if step.status == "retrying":
                 number += 1
-            out.append(PendingStep("activity", step.name, number, scheduled, last))
+            out.append(PendingStep(step.kind, step.name, number, scheduled, last))
         elif step.kind == "timer":
             due = _when(step.input)
             out.append(PendingStep("timer", f"until {due}", 1, scheduled, None))

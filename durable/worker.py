@@ -49,6 +49,7 @@ from .definition import (
 )
 from .errors import DatabaseUnusable
 from .executor import Attempt
+from .mapping import BATCH_WORKFLOW, batch
 from .schedules import fire_due
 from .signature import describe
 from .stepping import Driver, RunStepping
@@ -151,6 +152,8 @@ class Worker(RunStepping, ActivityAttempts):
             found |= {d.queue for d in self.activities.values()}
             queues = sorted(found) or ["default"]
         self.queues = tuple(queues)
+        if self.workflows:  # the batches of durable.map(..., batch_size=), on any queue
+            self.workflows.setdefault(BATCH_WORKFLOW, workflow_definition(batch))
         self.max_concurrency = max_concurrency
         self.cache_size = cache_size
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

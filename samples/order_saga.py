@@ -1,6 +1,7 @@
 """A trip booking saga: charge the card, reserve a hotel, reserve a flight, then wait for a
 manager's approval. Any failure — a step that fails for good, a rejection, or no answer
-within three days — undoes the finished steps in reverse order.
+within three days — undoes the finished steps in reverse order (`durable.saga`); so does
+cancelling the workflow, which then ends cancelled.
 
     python -m samples.order_saga            # runs three bookings on a fresh SQLite file
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -87,46 +87,48 @@ async def cancel_flight(reservation: str) -> None:
 
 @workflow
 async def book_trip(trip: Trip) -> Booking:
-    """Book the trip or leave nothing behind: each finished step registers its undo."""
-    compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+    """Book the trip or leave nothing behind: each finished step registers its undo.
+
+    A failure inside the saga block (or a cancellation of the workflow) runs the undos
+    registered so far, newest first, as durable activities; then the error comes out of
+    the block, and the booking says what was undone.
+    """
     booking = Booking(trip=trip.id, status="booked")
     try:
-        booking.receipt = await charge_card(trip)
-        receipt = booking.receipt
-        compensations.append(("refund_card", lambda: refund_card(receipt)))
-        durable.publish("progress", "charged")
+        async with durable.saga() as saga:
+            booking.receipt = await charge_card(trip)
+            saga.compensate(refund_card, booking.receipt)
+            durable.publish("progress", "charged")
 
-        hotel = await reserve_hotel(trip)
-        booking.reservations.append(hotel)
-        compensations.append(("cancel_hotel", lambda: cancel_hotel(hotel)))
-        durable.publish("progress", "hotel reserved")
+            hotel = await reserve_hotel(trip)
+            booking.reservations.append(hotel)
+            saga.compensate(cancel_hotel, hotel)
+            durable.publish("progress", "hotel reserved")
 
-        flight = await reserve_flight(trip)
-        booking.reservations.append(flight)
-        compensations.append(("cancel_flight", lambda: cancel_flight(flight)))
-        durable.publish("progress", "flight reserved")
+            flight = await reserve_flight(trip)
+            booking.reservations.append(flight)
+            saga.compensate(cancel_flight, flight)
+            durable.publish("progress", "flight reserved")
 
-        durable.publish("progress", "awaiting approval")
-        try:
-            approved = await durable.wait_signal("approval", timeout=trip.approval_timeout)
-        except TimeoutError:
-            raise ApplicationError(
-                "no approval within the deadline", type="ApprovalTimeout"
-            ) from None
-        if not approved:
-            raise ApplicationError("the manager rejected the trip", type="Rejected")
-        durable.publish("progress", "booked")
-        return booking
-    except (durable.ActivityError, ApplicationError, asyncio.CancelledError) as err:
+            durable.publish("progress", "awaiting approval")
+            try:
+                approved = await durable.wait_signal("approval", timeout=trip.approval_timeout)
+            except TimeoutError:
+                raise ApplicationError(
+                    "no approval within the deadline", type="ApprovalTimeout"
+                ) from None
+            if not approved:
+                raise ApplicationError("the manager rejected the trip", type="Rejected")
+    except (durable.ActivityError, ApplicationError) as err:
         booking.status = "compensated"
         booking.reason = (
             str(err.cause.message) if isinstance(err, durable.ActivityError) else str(err)
         )
-        for name, undo in reversed(compensations):
-            await undo()
-            booking.undone.append(name)
+        booking.undone = saga.compensated
         durable.publish("progress", "compensated")
         return booking
+    durable.publish("progress", "booked")
+    return booking
 
 
 ACTIVITIES = [

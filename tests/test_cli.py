@@ -198,9 +198,10 @@ def test_unserved_workflow_says_why_it_waits(cli: Cli, worker: subprocess.Popen[
     # (Polled: the worker registers itself just after printing its banner.)
     shown = cli.wait_for("wf-u", "No live worker registers workflow 'no_such_workflow'")
     assert "  status       pending\n" in shown
+    # (durable.map.batch: the batches of durable.map(..., batch_size=), built into workers.)
     assert (
-        "serve ['approve_then_sleep', 'crawl_pages', 'fail_slowly', 'fail_with', 'greet_when_told']"
-        in shown
+        "serve ['approve_then_sleep', 'crawl_pages', 'durable.map.batch', 'fail_slowly', "
+        "'fail_with', 'greet_when_told']" in shown
     )
     assert "  progress     0/0 steps done, waiting for a worker to pick it up\n" in shown
     assert "steps: none yet\n" in shown

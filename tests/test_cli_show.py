@@ -177,6 +177,7 @@ def test_show_a_running_activity_and_the_workers(cli: Cli, worker: subprocess.Po
     assert live["workflows"] == [
         "approve_then_sleep",
         "crawl_pages",
+        "durable.map.batch",  # built in: the batches of durable.map(..., batch_size=)
         "fail_slowly",
         "fail_with",
         "greet_when_told",
@@ -188,7 +189,8 @@ def test_show_a_running_activity_and_the_workers(cli: Cli, worker: subprocess.Po
     assert text[0] == f"{live['id']}  (host {live['host']}, pid {worker.pid})"
     assert text[1:4] == [
         "  queues       default",
-        "  workflows    approve_then_sleep, crawl_pages, fail_slowly, fail_with, greet_when_told",
+        "  workflows    approve_then_sleep, crawl_pages, durable.map.batch, fail_slowly, "
+        "fail_with, greet_when_told",
         "  activities   crawl, explode, greet",
     ]
     assert re.fullmatch(r"  heartbeat    (now|\d+ seconds? ago) \(" + ISO + r"\)", text[5])

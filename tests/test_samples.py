@@ -63,6 +63,15 @@ async def test_order_saga_books_one_trip_and_compensates_two(
             "cancel_hotel",
             "refund_card",
         ]
+        # The undo steps are marked as the saga's compensations.
+        steps = await client.get_handle("trip-2").steps()
+        assert [(s.kind, s.name) for s in steps if s.kind in ("activity", "compensation")] == [
+            ("activity", "charge_card"),
+            ("activity", "reserve_hotel"),
+            ("activity", "reserve_flight"),
+            ("compensation", "cancel_hotel"),
+            ("compensation", "refund_card"),
+        ]
         retries = [
             e for e in await client.get_handle("trip-2").history() if e.kind == "activity_retrying"
         ]

@@ -26,7 +26,7 @@ from uuid import UUID
 
 from ..client import Event, WorkflowDescription
 from ..errors import RemoteError
-from ..steps import Step
+from ..steps import ACTIVITY_KINDS, Step
 from ..store import CLOSED_STATUSES, WorkerRecord
 
 __all__ = [
@@ -203,7 +203,7 @@ class RunView:
 
 
 def _attempts(step: Step) -> str:
-    if step.kind != "activity":
+    if step.kind not in ACTIVITY_KINDS:
         return "-"
     return str(max([a.number for a in step.attempts], default=0))
 
@@ -211,7 +211,7 @@ def _attempts(step: Step) -> str:
 def _step_details(step: Step, now: datetime, retry_at: datetime | None = None) -> list[str]:
     """The lines under a step's row: what it waits for, its last error, its heartbeat."""
     out = []
-    if step.kind == "activity":
+    if step.kind in ACTIVITY_KINDS:
         if step.status == "retrying" and retry_at is not None and retry_at > now:
             out.append(f"next attempt {moment(retry_at, now)}")
         for attempt in step.attempts:
@@ -250,7 +250,7 @@ def _step_details(step: Step, now: datetime, retry_at: datetime | None = None) -
             out.append(f"completed with {_cut(dumps(step.output))}")
     elif step.kind == "publish":
         out.append(f"= {_cut(dumps(step.input))}")
-    if step.kind != "activity" and step.error is not None:
+    if step.kind not in ACTIVITY_KINDS and step.error is not None:
         out.append(_cut(str(step.error)))
     return out
 
@@ -291,16 +291,17 @@ def steps_table(
 
 def _doing(step: Step) -> str:
     """What an open step is doing, in a few words."""
-    if step.kind == "activity":
+    if step.kind in ACTIVITY_KINDS:
+        what = step.kind  # "activity" or "compensation"
         if step.status == "running":
             running = [a for a in step.attempts if a.closed_at is None]
             beat = running[-1].heartbeat if running else None
             extra = f", heartbeat {_cut(dumps(beat), 80)}" if beat is not None else ""
-            return f"running activity {step.name!r} (attempt {_attempts(step)}{extra})"
+            return f"running {what} {step.name!r} (attempt {_attempts(step)}{extra})"
         if step.status == "retrying":
-            return f"activity {step.name!r} retrying after {step.error}"
+            return f"{what} {step.name!r} retrying after {step.error}"
         since = f" since {clock(step.scheduled_at)}" if step.scheduled_at else ""
-        return f"activity {step.name!r} waiting for a worker{since}"
+        return f"{what} {step.name!r} waiting for a worker{since}"
     if step.kind == "signal":
         since = f" since {clock(step.scheduled_at)}" if step.scheduled_at else ""
         return f"waiting for signal {step.name!r}{since}"
@@ -420,7 +421,7 @@ def run_lines(view: RunView) -> list[str]:
         out.append("")
         out.append("pending:")
         for p in d.pending:
-            attempt = f", attempt {p.attempt}" if p.kind == "activity" else ""
+            attempt = f", attempt {p.attempt}" if p.kind in ACTIVITY_KINDS else ""
             line = f"  {p.kind} {p.name}{attempt}, since {when(p.scheduled_at)}"
             if p.last_error is not None:
                 line += f"; last error: {_cut(str(p.last_error))}"

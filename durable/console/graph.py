@@ -89,6 +89,8 @@ def _box(node: Node) -> str:
         body += svg.text(node.x + node.w - 10, top, sign, corner)
     elif node.kind == "child":
         body += svg.text(node.x + node.w - 10, top, "\u2197", corner)
+    elif node.kind == "compensation":  # undoes an earlier step of a failed saga
+        body += svg.text(node.x + node.w - 10, top, "\u21ba", corner)
     if node.href is None:
         return f'<g class="node"{data}>{body}</g>'
     return f'<a class="node"{svg.attr("href", node.href)}{data}>{body}</a>'

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import reprlib
 
-from ..steps import Step
+from ..steps import ACTIVITY_KINDS, Step
 from .svg import duration
 
 __all__ = ["ARGS_SHOWN", "step_detail", "step_label"]
@@ -15,6 +15,7 @@ __all__ = ["ARGS_SHOWN", "step_detail", "step_label"]
 ARGS_SHOWN = 24  # a step's arguments shown after its name when they are this short
 
 _WORD = {
+    "compensation": "compensation",  # a saga's undo: said in words, not only drawn
     "child": "child",
     "timer": "timer",
     "signal": "signal",
@@ -33,7 +34,7 @@ def step_label(step: Step) -> str:
         label = f"sleep {duration(step.input - step.scheduled_at)}"
     elif word is not None:
         label = f"{word} \u00b7 {label}"
-    if step.kind in ("activity", "child") and isinstance(step.input, list):
+    if step.kind in ("activity", "compensation", "child") and isinstance(step.input, list):
         args = ", ".join(_short(a) for a in step.input)
         if len(args) <= ARGS_SHOWN:
             label += f"({args})"
@@ -46,7 +47,7 @@ def step_detail(step: Step) -> str:
     tries = len(step.attempts)
     if step.status in ("failed", "cancelled") and step.error is not None:
         detail += f": {step.error.type}"
-    elif step.status in ("retrying", "running") and step.kind == "activity" and tries:
+    elif step.status in ("retrying", "running") and step.kind in ACTIVITY_KINDS and tries:
         number = max(a.number for a in step.attempts) + (step.status == "retrying")
         detail += f" \u00b7 attempt {number}"
     elif step.closed_at is not None:

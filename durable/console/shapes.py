@@ -1,7 +1,8 @@
 """Box shapes of the run graph, one per kind of step, so that the shape says what a step
 is without colour: activities are rounded boxes, child runs double boxes, timers pills,
 signal and external waits hexagons, published values and patch markers slanted, fan-out
-groups stacked boxes, folded steps dashed.
+groups stacked boxes, folded steps dashed, a saga's compensations rounded boxes with a solid
+band down their left side.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def shape(kind: str, x: float, y: float, w: float, h: float, pal: Palette) -> st
         return box + rect(x + 3, y + 3, w - 6, h - 6, inner)
     if kind == "group":
         return "".join(rect(x + d, y - d, w, h, f' rx="6" {paint}') for d in (6.0, 3.0)) + box
+    if kind == "compensation":  # an undo: the band marks it apart from the steps it undoes
+        return box + rect(x, y, 5, h, f' rx="2" fill="{pal.stroke}"')
     if kind == "damaged":
         return box.replace('stroke-width="1.6"', 'stroke-width="3"')
     return box

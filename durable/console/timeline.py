@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from ..steps import Step
+from ..steps import ACTIVITY_KINDS, Step
 from . import svg
 from .labels import step_label
 
@@ -139,7 +139,7 @@ def _bars(step: Step, now: datetime) -> list[Bar]:
     """A step's bars, unclipped."""
     began, ended = _span(step, now)
     still = step.closed_at is None
-    if step.kind != "activity":
+    if step.kind not in ACTIVITY_KINDS:
         if step.kind in ("publish", "marker", "damaged"):
             return [Bar("mark", began, began, step.status)]
         return [Bar("wait", began, ended, step.status, None, _error(step.error), still)]

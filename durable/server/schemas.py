@@ -132,8 +132,8 @@ STEP: dict[str, Any] = obj(
         "seq": {"type": "integer"},
         "kind": {
             "type": "string",
-            "description": "activity, child, timer, signal, external, publish, marker, "
-            "damaged (kinds may be added)",
+            "description": "activity, compensation (a saga's undo), child, timer, signal, "
+            "external, publish, marker, damaged (kinds may be added)",
         },
         "name": {"type": "string"},
         "branch": {"type": "string"},
