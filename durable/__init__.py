@@ -22,6 +22,7 @@ General layout (one concept per module):
 - tokens      task tokens: the opaque strings that name an attempt or an external wait
 - store       the storage contract (a small abstract class); backends live in backends/
 - plan        the group-commit rules as a pure function: fences, writes, routing, wake-ups
+- repair      retry (re-open a failed run where it stopped) and fork: the rules, pure
 - payload     msgpack payloads (never pickle): the wire format, encode and decode
 - hints       rebuilding decoded values from type hints (dataclasses, enums, unions)
 - jsonform    JSON forms of payload values, for HTTP and other languages
@@ -79,6 +80,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .repair import RepairError
 from .steps import Attempt, PendingStep, Step
 from .tasks import RemoteTask
 from .waits import External
@@ -102,6 +104,7 @@ __all__ = [
     "PendingStep",
     "RemoteError",
     "RemoteTask",
+    "RepairError",
     "RetryPolicy",
     "SerializationError",
     "StaleTask",

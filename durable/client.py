@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, signature, steps
+from . import journal, payload, repair, signature, steps
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -260,6 +260,18 @@ class WorkflowHandle(Generic[T]):
             parent_item=parent,
         )
 
+    async def retry(self, reason: str = "") -> None:
+        """Re-open the run where it stopped (DESIGN §8; the rules: `durable.repair`).
+
+        A failed run keeps its journal up to the failure and its failed step runs again
+        (completed steps do not); a run whose code raised is replayed and goes on with the
+        code deployed now; a terminated run goes on with the steps it had in flight; a
+        parked run is tried again at once. Raises `RepairError` (saying what to do) for a
+        run that is open and not parked, completed or cancelled, and `WorkflowNotFound`.
+        """
+        store = await self.client._open()
+        await repair.retry(store, self.id, self.client.clock.now(), reason=reason)
+
     async def describe(self) -> WorkflowDescription:
         """Status, times, input, result or error, pending steps, and any problem."""
         run = await self._current()
@@ -451,6 +463,19 @@ class Client:
             fn, *args, id=id, queue=queue, if_exists=if_exists, tags=tags
         )
         return await handle.result(timeout=timeout)
+
+    async def fork(self, id: str, *, at_seq: int, new_id: str | None = None) -> WorkflowHandle[Any]:
+        """Start a new workflow whose journal is entries ``1..at_seq`` of workflow ``id``'s
+        current run: completed steps are reused, and from there the code deployed now goes
+        on (`durable.repair`). ``new_id`` defaults to ``"{id}-fork-{8 hex}"``.
+
+        Raises `RepairError` for a seq past the journal's end, or one that cuts it where it
+        cannot replay (naming the nearest seqs that can); `WorkflowNotFound`;
+        `WorkflowAlreadyExists` when ``new_id`` is taken.
+        """
+        store = await self._open()
+        now = self.clock.now()
+        return self.get_handle(await repair.fork(store, id, at_seq, new_id, now))
 
     def get_handle(
         self, workflow_id: str, fn: Callable[..., Any] | None = None

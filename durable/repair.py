@@ -1,0 +1,530 @@
+"""Repair: re-open a failed run where it stopped (retry), or start a new run from a prefix
+of another's journal (fork). DESIGN §8.
+
+The rules are written here once, as pure functions (STYLE 26): `retry_plan` and
+`fork_plan` read a run and its journal and return what to write — a `Reopen` or a
+`Fork` — or raise `RepairError` saying why not and what to do instead. Each backend
+applies them in one transaction (`durable.store.Store.reopen_run`,
+`durable.store.Store.fork_run`); `retry` and `fork` below are what the client calls.
+
+**Where a journal may be cut.** The worker journals each input right before the commands
+the code issued after it, in one commit, and replay checks every command against that
+list; so a journal may end only where one activation's commands end: right before an
+input entry, or at its end. A cut anywhere else would leave the code issuing commands
+the journal does not hold, and the run would park as non-deterministic.
+
+**Retry** (``handle.retry()``) keeps the run (its id, run id, and the journal up to the
+failure) and re-opens it:
+
+- *failed because a step failed* — the last input before ``workflow_failed`` is an
+  ``activity_failed`` (or ``external_failed``): the journal is cut right before it, the
+  step runs again (its task is created anew, the attempt numbering going on from the
+  failed attempts; an external wait gets its row back, same token), and the failed
+  attempt stays in the history as an ``activity_retrying`` entry.
+- *failed because the workflow code raised* (after any other input: an activity's result,
+  a timer, a signal, or the start itself) — the journal is cut right before that input,
+  which is delivered again: the code runs from there with the code deployed now, so a
+  fixed deploy and a retry repair it. (A run that failed by its own timeout is refused:
+  it would time out again at once.)
+- *terminated* — only ``workflow_terminated`` is dropped; the steps it interrupted go on.
+- *parked* (open, but a worker could not advance it: non-determinism after a deploy, a
+  step that could not be committed) — it is unparked: workers try it again at once with
+  their code, as when a worker starts. Nothing is dropped.
+
+Every step in flight at the cut gets its row back: activity tasks (queued, next attempt),
+external waits, timers (at their recorded due time; one the code had cancelled fires
+into nothing). A ``run_retried`` entry reaches the run first (through its inbox) saying
+what was done: the status it had, why it ended, the step run again and the entries
+dropped, so the history shows the repair.
+
+Refused: a run still open and not parked, completed, cancelled (on purpose: fork it, or
+start it again), or not the current run of its id; a run whose failure is a failed
+child workflow, or with a child in flight that has closed meanwhile (its answer went to
+the closed run and was dropped: not supported yet); a child run whose parent is still
+open (the parent was told it failed). Start a new run with ``if_exists="restart"``, or
+fork it, instead.
+
+**Fork** (``client.fork(id, at_seq=N, new_id=None)``) creates a new workflow (id
+``new_id``, default ``{id}-fork-{8 hex}``) whose journal is a copy of entries ``1..N``
+of the source's current run, and lets workers go on from there with the code deployed
+now: completed steps are reused, not run again; steps in flight at seq ``N`` run again
+(their rows are created for the new run). ``at_seq=0`` starts from scratch with the same
+input. The new run keeps the source's name, queue, input, timeout and tags, replays the
+source's random values (``workflow_started.seed``), and its first new entry is
+``run_forked`` naming the source. Refused: a seq past the end of the journal, one that
+includes the run's end, one that cuts an activation's commands (the error names the
+nearest seqs that work), a prefix with an unreadable entry or a child workflow in
+flight (its result belongs to the source run).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import journal, payload
+from .errors import DurableError, RemoteError, WorkflowAlreadyExists, WorkflowNotFound
+from .journal import INPUT_KINDS, Kind
+from .store import (
+    CLOSED_STATUSES,
+    EXTERNAL_OWNER,
+    NEVER,
+    JournalEntry,
+    NewRun,
+    NewTask,
+    NewTimer,
+    RunRecord,
+)
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = [
+    "RETRYABLE",
+    "Fork",
+    "Reopen",
+    "RepairError",
+    "fork",
+    "fork_plan",
+    "fork_points",
+    "retry",
+    "retry_plan",
+]
+
+#: Statuses `retry` re-opens (and open runs that are parked).
+RETRYABLE = ("failed", "terminated")
+FORK_SUFFIX = "-fork-"  # a fork's default id: "{source id}-fork-{8 hex digits}"
+
+_ENDINGS = frozenset({*journal.CLOSING_KINDS, Kind.WORKFLOW_TERMINATED})
+
+
+class RepairError(DurableError, ValueError):
+    """``handle.retry()`` or ``client.fork()`` cannot do what was asked: the run is in a
+    state that has nothing to retry, or the seq does not cut its journal where it can
+    replay. The message says which state or seq, and what to do instead. Nothing was
+    written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reopen:
+    """What `Store.reopen_run` writes to re-open run ``run_id`` (see the module docstring).
+
+    Fence: the run is still current with ``expected_status`` and ``expected_length``
+    (journal entries) and, for a parked run, still parked; otherwise nothing is written.
+    Then, in one transaction: journal entries past ``keep`` are deleted; the run's task
+    rows, timers and inbox items are deleted and ``tasks``/``timers`` inserted; ``inbox``
+    items (kind, data) are appended in order; the run becomes ``status`` with
+    ``history_length = keep``, no result, error, closed_at, lease, parked or problem, and
+    ready.
+    """
+
+    run_id: str
+    workflow_id: str
+    expected_status: str
+    expected_length: int
+    parked: bool
+    keep: int
+    status: str
+    tasks: list[NewTask] = field(default_factory=list)
+    timers: list[NewTimer] = field(default_factory=list)
+    inbox: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """What `Store.fork_run` writes: ``run`` as a new current run (refused with
+    `WorkflowAlreadyExists` when its workflow id has any run) with ``status`` and
+    ``entries`` as its journal (``history_length = len(entries)``), ready; its ``tasks``,
+    ``timers``, ``published`` values (key -> value) and ``inbox`` items, in one
+    transaction."""
+
+    run: NewRun
+    status: str
+    entries: list[JournalEntry]
+    tasks: list[NewTask] = field(default_factory=list)
+    timers: list[NewTimer] = field(default_factory=list)
+    published: dict[str, bytes] = field(default_factory=dict)
+    inbox: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+# ---- reading a journal ---------------------------------------------------------------
+
+
+def _records(
+    run: RunRecord, entries: Sequence[JournalEntry]
+) -> list[tuple[JournalEntry, journal.Record]]:
+    out = []
+    for entry in entries:
+        rec = journal.decode(entry.kind, entry.data)
+        if isinstance(rec, journal.Damaged):
+            raise RepairError(
+                f"Journal entry {entry.seq} ({entry.kind}) of workflow {run.workflow_id!r} "
+                f"cannot be read ({rec.problem}); it cannot be replayed, so it cannot be "
+                "repaired. Start the workflow anew."
+            )
+        out.append((entry, rec))
+    return out
+
+
+@dataclass
+class _InFlight:
+    """The commands of a journal prefix still waiting for their answer."""
+
+    activities: dict[int, tuple[JournalEntry, journal.ActivityScheduled, int]] = field(
+        default_factory=dict
+    )  # seq -> (entry, command, attempts that failed so far)
+    externals: dict[int, tuple[JournalEntry, journal.ExternalStarted]] = field(default_factory=dict)
+    timers: dict[int, journal.TimerStarted] = field(default_factory=dict)
+    children: dict[int, journal.ChildStarted] = field(default_factory=dict)
+
+
+def _in_flight(records: Sequence[tuple[JournalEntry, journal.Record]]) -> _InFlight:
+    out = _InFlight()
+    for entry, rec in records:
+        seq = entry.seq
+        if isinstance(rec, journal.ActivityScheduled):
+            out.activities[seq] = (entry, rec, 0)
+        elif isinstance(rec, journal.ActivityRetrying):
+            if rec.ref in out.activities:
+                e, cmd, tried = out.activities[rec.ref]
+                out.activities[rec.ref] = (e, cmd, max(tried, rec.attempt))
+        elif isinstance(rec, journal.ActivityCompleted | journal.ActivityFailed):
+            out.activities.pop(rec.ref, None)
+        elif isinstance(rec, journal.ExternalStarted):
+            out.externals[seq] = (entry, rec)
+        elif isinstance(rec, journal.ExternalCompleted | journal.ExternalFailed):
+            out.externals.pop(rec.ref, None)
+        elif isinstance(rec, journal.TimerStarted):
+            out.timers[seq] = rec
+        elif isinstance(rec, journal.TimerFired):
+            out.timers.pop(rec.ref, None)
+        elif isinstance(rec, journal.ChildStarted):
+            out.children[seq] = rec
+        elif isinstance(rec, journal.ChildCompleted | journal.ChildFailed):
+            ref = next(
+                (s for s, c in out.children.items() if c.run_id == rec.run_id),
+                next((s for s, c in out.children.items() if c.id == rec.workflow_id), None),
+            )
+            if ref is not None:
+                del out.children[ref]
+    return out
+
+
+def _rows(
+    flight: _InFlight, run_id: str, workflow_id: str, queue: str, now: float
+) -> tuple[list[NewTask], list[NewTimer]]:
+    """The task and timer rows of what is in flight, for run ``run_id``."""
+    tasks = [
+        NewTask(
+            task_id=journal.task_id(run_id, seq),
+            run_id=run_id,
+            workflow_id=workflow_id,
+            seq=seq,
+            name=cmd.name,
+            queue=cmd.queue,
+            data=entry.data,
+            visible_at=now,
+            attempt=tried + 1,
+        )
+        for seq, (entry, cmd, tried) in sorted(flight.activities.items())
+    ]
+    tasks += [
+        NewTask(
+            task_id=journal.task_id(run_id, seq),
+            run_id=run_id,
+            workflow_id=workflow_id,
+            seq=seq,
+            name=cmd.name,
+            queue=queue,
+            data=entry.data,
+            visible_at=now,
+            lease_owner=EXTERNAL_OWNER,
+            lease_expires_at=NEVER,
+        )
+        for seq, (entry, cmd) in sorted(flight.externals.items())
+    ]
+    timers = [
+        NewTimer(run_id, seq, cmd.due, journal.encode(journal.TimerFired(seq)))
+        for seq, cmd in sorted(flight.timers.items())
+    ]
+    return tasks, timers
+
+
+def fork_points(entries: Sequence[JournalEntry]) -> list[int]:
+    """The seqs a journal may be cut after (see the module docstring): ``0``, and every
+    seq followed by an input entry or ending the journal, up to its end (not past an
+    entry that ends the run)."""
+    points = [0]
+    for i, entry in enumerate(entries):
+        if entry.kind in _ENDINGS:
+            break
+        following = entries[i + 1] if i + 1 < len(entries) else None
+        if following is None or following.kind in INPUT_KINDS:
+            points.append(entry.seq)
+    return points
+
+
+def _cause(run: RunRecord) -> str:
+    if run.error is None:
+        return ""
+    try:
+        return str(RemoteError.from_dict(payload.decode(run.error)))
+    except Exception:
+        return "(the run's error cannot be read)"
+
+
+# ---- retry -----------------------------------------------------------------------------
+
+
+def retry_plan(
+    run: RunRecord, entries: Sequence[JournalEntry], now: float, *, reason: str = ""
+) -> Reopen:
+    """What re-opens ``run`` (its whole journal is ``entries``), per the module docstring.
+
+    Raises `RepairError` when the run has nothing to retry or cannot be retried.
+    """
+    wid = run.workflow_id
+    if not run.is_current:
+        raise RepairError(
+            f"Run {run.run_id} is not the current run of workflow {wid!r}; only the "
+            "current run can be retried (fork this one instead: client.fork(id, at_seq=N))."
+        )
+    if run.status not in CLOSED_STATUSES and run.parked:
+        note = journal.RunRetried(run.status, run.problem or "", None, [], reason)
+        return Reopen(
+            run.run_id,
+            wid,
+            run.status,
+            run.history_length,
+            parked=True,
+            keep=run.history_length,
+            status=run.status,
+            inbox=[(note.KIND, journal.encode(note))],
+        )
+    if run.status not in RETRYABLE:
+        raise RepairError(_not_retryable(run))
+    records = _records(run, entries)
+    if not records or records[-1][0].kind not in _ENDINGS:
+        raise RepairError(
+            f"Workflow {wid!r} is {run.status} but its journal does not end with how it "
+            "ended; it cannot be retried where it stopped. Fork it at a seq "
+            "(durable fork ID --at-seq N) or start it anew."
+        )
+    end = len(records) - 1
+    redelivered: list[tuple[JournalEntry, journal.Record]] = []
+    step: int | None = None
+    if run.status == "terminated":
+        keep = end
+    else:
+        last = max((i for i in range(end) if records[i][0].kind in INPUT_KINDS), default=None)
+        if last is None:
+            raise RepairError(f"Workflow {wid!r} failed before it started; start it anew.")
+        entry, rec = records[last]
+        keep = last  # entries before the input after which the code failed
+        if isinstance(rec, journal.ActivityFailed) and rec.error.type != "CancelledError":
+            step = rec.ref
+            again = journal.ActivityRetrying(
+                rec.ref, rec.attempts, rec.error, rec.started_at, rec.worker
+            )
+            redelivered.append((JournalEntry(entry.seq, again.KIND, entry.time, b""), again))
+        elif isinstance(rec, journal.ExternalFailed):
+            step = rec.ref
+        elif isinstance(rec, journal.ChildFailed):
+            raise RepairError(
+                f"Workflow {wid!r} failed because child workflow {rec.workflow_id!r} "
+                f"({rec.status}) did; retrying through a failed child is not supported yet. "
+                f"Fork it before the child's step (durable fork {wid} --at-seq N), or start "
+                "it anew."
+            )
+        elif isinstance(rec, journal.TimerFired) and _is_timeout_timer(run, records, rec.ref):
+            raise RepairError(
+                f"Workflow {wid!r} failed by its own timeout ({run.timeout:g} s from its "
+                "start); a retry would time out again at once. Start it anew."
+            )
+        elif isinstance(rec, journal.WorkflowStarted):
+            keep = 0  # a run at history 0 gets its start input from the worker
+        else:
+            redelivered.append((entry, rec))
+    kept = records[:keep]
+    flight = _in_flight([*kept, *redelivered])
+    if flight.children:
+        raise RepairError(_children_refused(wid, flight))
+    tasks, timers = _rows(flight, run.run_id, wid, run.queue, now)
+    dropped = [[e.seq, e.kind] for e, _ in records[keep:]]
+    note = journal.RunRetried(run.status, _cause(run), step, dropped, reason)
+    inbox: list[tuple[str, bytes]] = [(note.KIND, journal.encode(note))]
+    inbox += [(r.KIND, journal.encode(r)) for _, r in redelivered]
+    return Reopen(
+        run.run_id,
+        wid,
+        run.status,
+        run.history_length,
+        parked=False,
+        keep=keep,
+        status="running" if keep else "pending",
+        tasks=tasks,
+        timers=timers,
+        inbox=inbox,
+    )
+
+
+def _is_timeout_timer(
+    run: RunRecord, records: Sequence[tuple[JournalEntry, journal.Record]], ref: int
+) -> bool:
+    # The engine starts the run's timeout timer first thing, right after workflow_started.
+    return run.timeout is not None and ref == 2 and isinstance(records[1][1], journal.TimerStarted)
+
+
+def _not_retryable(run: RunRecord) -> str:
+    wid = run.workflow_id
+    if run.status == "completed":
+        return (
+            f"Workflow {wid!r} completed: there is nothing to retry. To run it again from a "
+            f"step, fork it (durable fork {wid} --at-seq N); to run it anew, start it with "
+            "if_exists='restart'."
+        )
+    if run.status == "cancelled":
+        return (
+            f"Workflow {wid!r} was cancelled on purpose; retry re-opens failed or terminated "
+            f"runs. Fork it (durable fork {wid} --at-seq N) or start it anew."
+        )
+    if run.status in CLOSED_STATUSES:
+        return f"Workflow {wid!r} is {run.status}; retry re-opens failed or terminated runs."
+    return (
+        f"Workflow {wid!r} is still {run.status} (not failed, nor parked): there is nothing "
+        "to retry, it goes on by itself. Cancel or terminate it to stop it; fork it to run "
+        "a copy from a step."
+    )
+
+
+def _children_refused(wid: str, flight: _InFlight) -> str:
+    seq, child = min(flight.children.items())
+    return (
+        f"Child workflow {child.name!r} ({child.id}), started at step {seq} of {wid!r}, "
+        "has not answered where the journal would be cut, and its answer cannot reach a "
+        "repaired run; repairing runs with children in flight is not supported yet. "
+        "Fork at a seq after its answer, or before it started."
+    )
+
+
+async def retry(store: Store, workflow_id: str, now: float, *, reason: str = "") -> RunRecord:
+    """Re-open the current run of ``workflow_id`` (`retry_plan`); returns the run as it
+    was. Raises `WorkflowNotFound`, or `RepairError` (nothing written)."""
+    run = await store.get_run(workflow_id)
+    if run is None:
+        raise WorkflowNotFound(f"No workflow with id {workflow_id!r} in {store.url}.")
+    if run.parent_id is not None and run.status in CLOSED_STATUSES:
+        parent = await store.get_run(run.parent_id, run.parent_run_id)
+        if parent is not None and parent.status not in CLOSED_STATUSES:
+            raise RepairError(
+                f"Workflow {workflow_id!r} is a child of {run.parent_id!r}, which is still "
+                f"{parent.status} and was told this child {run.status}; retry the parent's "
+                "step instead (a child's new outcome would not reach it)."
+            )
+    entries = await store.read_journal(run.run_id)
+    plan = retry_plan(run, entries, now, reason=reason)
+    if not await store.reopen_run(plan, now):
+        raise RepairError(
+            f"Workflow {workflow_id!r} changed while it was being retried (it was "
+            f"{run.status}); nothing was written. Look at it again and retry if still needed."
+        )
+    return run
+
+
+# ---- fork ------------------------------------------------------------------------------
+
+
+def fork_plan(
+    run: RunRecord,
+    entries: Sequence[JournalEntry],
+    at_seq: int,
+    workflow_id: str,
+    run_id: str,
+    now: float,
+) -> Fork:
+    """A new run ``run_id`` of ``workflow_id`` from entries ``1..at_seq`` of ``run``, per
+    the module docstring. Raises `RepairError` for a seq where the journal cannot be cut."""
+    wid = run.workflow_id
+    if isinstance(at_seq, bool) or not isinstance(at_seq, int) or at_seq < 0:
+        raise RepairError(f"at_seq must be a whole number >= 0, not {at_seq!r}.")
+    points = fork_points(entries)
+    if at_seq not in points:
+        raise RepairError(_bad_seq(wid, entries, at_seq, points))
+    records = _records(run, entries[:at_seq])
+    flight = _in_flight(records)
+    if flight.children:
+        raise RepairError(_children_refused(wid, flight))
+    copied = list(entries[:at_seq])
+    if copied and copied[0].kind == Kind.WORKFLOW_STARTED:
+        started = records[0][1]
+        assert isinstance(started, journal.WorkflowStarted)
+        seeded = journal.WorkflowStarted(started.args, started.seed or run.run_id)
+        copied[0] = JournalEntry(1, copied[0].kind, copied[0].time, journal.encode(seeded))
+    tasks, timers = _rows(flight, run_id, workflow_id, run.queue, now)
+    published = {rec.key: rec.value for _, rec in records if isinstance(rec, journal.Published)}
+    note = journal.RunForked(wid, run.run_id, at_seq)
+    new = NewRun(
+        workflow_id=workflow_id,
+        run_id=run_id,
+        name=run.name,
+        queue=run.queue,
+        input=run.input,
+        created_at=now,
+        timeout=run.timeout,
+        tags=run.tags or None,
+    )
+    return Fork(
+        new,
+        "running" if copied else "pending",
+        copied,
+        tasks=tasks,
+        timers=timers,
+        published=published,
+        inbox=[(note.KIND, journal.encode(note))],
+    )
+
+
+def _bad_seq(wid: str, entries: Sequence[JournalEntry], at_seq: int, points: list[int]) -> str:
+    end = points[-1]
+    if at_seq > len(entries):
+        return (
+            f"at_seq {at_seq} is past the end of the journal of workflow {wid!r} "
+            f"({len(entries)} entries); fork at a seq from 0 to {end}."
+        )
+    if at_seq > end:
+        return (
+            f"at_seq {at_seq} includes how workflow {wid!r} ended (seq {end + 1}: "
+            f"{entries[end].kind}); fork at {end} or earlier."
+        )
+    before = max(p for p in points if p < at_seq)
+    after = min(p for p in points if p > at_seq)
+    return (
+        f"at_seq {at_seq} cuts the commands the code of workflow {wid!r} issued together "
+        f"(seqs {before + 1}-{after}), which could not replay; fork at {before} (before "
+        f"them) or {after} (after them)."
+    )
+
+
+async def fork(store: Store, workflow_id: str, at_seq: int, new_id: str | None, now: float) -> str:
+    """Fork the current run of ``workflow_id`` (`fork_plan`) as ``new_id``; returns the
+    new workflow id. Raises `WorkflowNotFound`, `WorkflowAlreadyExists` (``new_id`` taken), or
+    `RepairError` (nothing written)."""
+    if new_id is not None and (not isinstance(new_id, str) or not new_id):
+        raise RepairError(f"new_id must be a non-empty str or None, not {new_id!r}.")
+    run = await store.get_run(workflow_id)
+    if run is None:
+        raise WorkflowNotFound(f"No workflow with id {workflow_id!r} in {store.url}.")
+    target = new_id or f"{workflow_id}{FORK_SUFFIX}{uuid.uuid4().hex[:8]}"
+    if target == workflow_id:
+        raise RepairError(f"A fork needs a new workflow id, not {workflow_id!r} itself.")
+    entries = await store.read_journal(run.run_id)
+    plan = fork_plan(run, entries, at_seq, target, str(uuid.uuid4()), now)
+    try:
+        await store.fork_run(plan, now)
+    except WorkflowAlreadyExists as exc:
+        raise WorkflowAlreadyExists(
+            f"Cannot fork {workflow_id!r} as {target!r}: {exc} Give another new_id."
+        ) from None
+    return target
