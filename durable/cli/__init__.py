@@ -9,6 +9,8 @@
     durable signal order-1 approved true
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
+    durable retry order-1
+    durable fork order-1 --at-seq 7 --id order-1-again
     durable workers
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
     durable demo
@@ -37,7 +39,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, serve
+from . import commands, repair, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -248,6 +250,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--reason")
     p.set_defaults(run=commands.terminate)
+
+    repair.add_commands(command)
 
     p = command("server", "serve the HTTP API (and later the console) on uvicorn")
     p.add_argument(
