@@ -493,17 +493,20 @@ def _bad_seq(wid: str, entries: Sequence[JournalEntry], at_seq: int, points: lis
             f"at_seq {at_seq} is past the end of the journal of workflow {wid!r} "
             f"({len(entries)} entries); fork at a seq from 0 to {end}."
         )
-    if at_seq > end:
+    ending = next((e for e in entries if e.kind in _ENDINGS), None)
+    if ending is not None and at_seq >= ending.seq:
         return (
-            f"at_seq {at_seq} includes how workflow {wid!r} ended (seq {end + 1}: "
-            f"{entries[end].kind}); fork at {end} or earlier."
+            f"at_seq {at_seq} includes how workflow {wid!r} ended (seq {ending.seq}: "
+            f"{ending.kind}); fork at {end} or earlier."
         )
     before = max(p for p in points if p < at_seq)
-    after = min(p for p in points if p > at_seq)
+    after = min((p for p in points if p > at_seq), default=None)
+    last = after if after is not None else (ending.seq if ending is not None else len(entries))
     return (
-        f"at_seq {at_seq} cuts the commands the code of workflow {wid!r} issued together "
-        f"(seqs {before + 1}-{after}), which could not replay; fork at {before} (before "
-        f"them) or {after} (after them)."
+        f"at_seq {at_seq} cuts entries {before + 1}-{last} of workflow {wid!r} apart: an "
+        "input and the commands its code issued after it, which replay only together; "
+        f"fork at {before} (before them)"
+        + (f" or {after} (after them)." if after is not None else ".")
     )
 
 

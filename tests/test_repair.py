@@ -170,9 +170,18 @@ async def test_wrong_states_and_bad_seqs_are_refused_with_what_to_do(
     length = (await done_handle.describe()).history_length
     with pytest.raises(RepairError, match=rf"past the end.*{length} entries"):
         await client.fork("o6", at_seq=length + 5)
-    with pytest.raises(RepairError, match=rf"includes how workflow 'o6' ended.*{length - 1}"):
+    ended = rf"ended \(seq {length}: workflow_completed\); fork at {length - 2} or"
+    with pytest.raises(RepairError, match=ended):
         await client.fork("o6", at_seq=length)
-    with pytest.raises(RepairError, match=r"cuts the commands"):
+    # the result of notify, without the command completing the run that came with it
+    with pytest.raises(
+        RepairError,
+        match=rf"cuts entries {length - 1}-{length} .* fork at {length - 2} \(before them\)\.",
+    ):
+        await client.fork("o6", at_seq=length - 1)
+    with pytest.raises(
+        RepairError, match=r"cuts entries 1-2 of workflow 'o6' apart.*fork at 0 .* or 2"
+    ):
         await client.fork("o6", at_seq=1)  # workflow_started, then charge scheduled with it
     with pytest.raises(RepairError, match=r"at_seq must be a whole number"):
         await client.fork("o6", at_seq=-1)
