@@ -1,0 +1,188 @@
+"""The repair rules offline (`durable.repair.retry_plan`, `fork_plan`, `fork_points`):
+journals in, what a backend writes out, with no store. The end-to-end tests
+(tests/test_repair.py) see them through a worker; these pin the cases a worker run does
+not reach quickly (a parked run, a timeout, a child in flight, an external wait)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from durable import journal, payload
+from durable.errors import RemoteError
+from durable.journal import Kind
+from durable.repair import RepairError, fork_plan, fork_points, retry_plan
+from durable.store import EXTERNAL_OWNER, JournalEntry, RunRecord
+
+BOOM = RemoteError("ValueError", "boom")
+ARGS = payload.encode({"args": [], "kwargs": {}})
+
+
+def _run(status: str, length: int, **kw: Any) -> RunRecord:
+    base: dict[str, Any] = {
+        "workflow_id": "wf-1",
+        "run_id": "run-1",
+        "name": "wf",
+        "queue": "default",
+        "status": status,
+        "input": ARGS,
+        "result": None,
+        "error": payload.envelope(BOOM.to_dict()),
+        "created_at": 1.0,
+        "updated_at": 1.0,
+        "closed_at": None,
+        "parent_id": None,
+        "parent_run_id": None,
+        "history_length": length,
+        "ready": False,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "parked": False,
+        "problem": None,
+        "continued_to": None,
+        "timeout": None,
+        "is_current": True,
+    }
+    return RunRecord(**{**base, **kw})
+
+
+def _journal(*records: journal.Record) -> list[JournalEntry]:
+    return [JournalEntry(i, r.KIND, float(i), journal.encode(r)) for i, r in enumerate(records, 1)]
+
+
+def _act(name: str = "a") -> journal.ActivityScheduled:
+    return journal.ActivityScheduled(name, "default", ARGS, {})
+
+
+def test_a_failed_activity_is_redriven_with_its_attempts_going_on() -> None:
+    entries = _journal(
+        journal.WorkflowStarted(ARGS),
+        _act("a"),
+        journal.ActivityCompleted(2, None),
+        _act("b"),
+        journal.TimerStarted(99.0),
+        journal.ActivityRetrying(4, 1, BOOM),
+        journal.ActivityFailed(4, BOOM, attempts=2),
+        journal.WorkflowFailed(BOOM),
+    )
+    plan = retry_plan(_run("failed", 8), entries, 50.0)
+    assert (plan.keep, plan.status, plan.expected_length) == (6, "running", 8)
+    assert [(t.task_id, t.attempt, t.name) for t in plan.tasks] == [("run-1:4", 3, "b")]
+    assert [(t.seq, t.due_at) for t in plan.timers] == [(5, 99.0)]
+    kinds = [kind for kind, _ in plan.inbox]
+    assert kinds == [Kind.RUN_RETRIED, Kind.ACTIVITY_RETRYING]
+    note = journal.decode(*plan.inbox[0])
+    assert isinstance(note, journal.RunRetried)
+    assert (note.step, note.dropped) == (4, [[7, "activity_failed"], [8, "workflow_failed"]])
+    again = journal.decode(*plan.inbox[1])
+    assert again == journal.ActivityRetrying(4, 2, BOOM)
+
+
+def test_code_that_raised_gets_its_last_input_again_and_its_results_are_not_rerun() -> None:
+    entries = _journal(
+        journal.WorkflowStarted(ARGS),
+        _act("a"),
+        journal.ActivityCompleted(2, b"\xc0"),
+        journal.WorkflowFailed(BOOM),
+    )
+    plan = retry_plan(_run("failed", 4), entries, 50.0)
+    assert plan.keep == 2
+    assert plan.tasks == []  # activity a's result is delivered again, not run again
+    assert [kind for kind, _ in plan.inbox] == [Kind.RUN_RETRIED, Kind.ACTIVITY_COMPLETED]
+    started = _journal(journal.WorkflowStarted(ARGS), journal.WorkflowFailed(BOOM))
+    fresh = retry_plan(_run("failed", 2), started, 50.0)
+    assert (fresh.keep, fresh.status) == (0, "pending")  # the worker starts it again
+
+
+def test_a_terminated_run_keeps_its_waits_and_an_external_wait_its_token() -> None:
+    entries = _journal(
+        journal.WorkflowStarted(ARGS),
+        journal.ExternalStarted("callback"),
+        journal.WorkflowTerminated("oops"),
+    )
+    plan = retry_plan(_run("terminated", 3), entries, 50.0)
+    assert plan.keep == 2
+    [task] = plan.tasks
+    assert (task.task_id, task.lease_owner) == ("run-1:2", EXTERNAL_OWNER)
+
+
+def test_a_parked_run_is_unparked_without_cutting_anything() -> None:
+    run = _run("running", 5, parked=True, problem="NonDeterminismError: ...", error=None)
+    plan = retry_plan(run, [], 50.0)
+    assert (plan.parked, plan.keep, plan.status, plan.tasks) == (True, 5, "running", [])
+    note = journal.decode(*plan.inbox[0])
+    assert isinstance(note, journal.RunRetried)
+    assert note.cause == "NonDeterminismError: ..."
+
+
+@pytest.mark.parametrize(
+    ("run", "records", "message"),
+    [
+        (_run("running", 1), [], "still running .* nothing to retry"),
+        (_run("cancelled", 1), [], "cancelled on purpose"),
+        (_run("failed", 3, is_current=False), [], "not the current run"),
+        (
+            _run("failed", 4, timeout=30.0),
+            [
+                journal.WorkflowStarted(ARGS),
+                journal.TimerStarted(31.0),
+                journal.TimerFired(2),
+                journal.WorkflowFailed(BOOM),
+            ],
+            r"its own timeout \(30 s",
+        ),
+        (
+            _run("failed", 4),
+            [
+                journal.WorkflowStarted(ARGS),
+                journal.ChildStarted("kid", "kid-1", "kr-1", "default", ARGS),
+                journal.ChildFailed("kid-1", BOOM, "failed", "kr-1"),
+                journal.WorkflowFailed(BOOM),
+            ],
+            "child workflow 'kid-1' .* not supported yet",
+        ),
+        (
+            _run("terminated", 3),
+            [
+                journal.WorkflowStarted(ARGS),
+                journal.ChildStarted("kid", "kid-1", "kr-1", "default", ARGS),
+                journal.WorkflowTerminated(""),
+            ],
+            "Child workflow 'kid' .* has not answered",
+        ),
+    ],
+)
+def test_retry_refuses_what_it_cannot_repair(
+    run: RunRecord, records: list[journal.Record], message: str
+) -> None:
+    with pytest.raises(RepairError, match=message):
+        retry_plan(run, _journal(*records), 50.0)
+
+
+def test_fork_points_end_where_inputs_commands_end() -> None:
+    entries = _journal(
+        journal.WorkflowStarted(ARGS),
+        _act("a"),
+        _act("b"),
+        journal.ActivityCompleted(2, None),
+        journal.ActivityCompleted(3, None),
+        journal.Published("k", b"\xc0"),
+        journal.WorkflowCompleted(None),
+    )
+    assert fork_points(entries) == [0, 3, 4]
+    plan = fork_plan(_run("completed", 7), entries, 4, "wf-2", "run-2", 60.0)
+    assert [(t.task_id, t.attempt) for t in plan.tasks] == [("run-2:3", 1)]  # b runs again
+    assert plan.published == {}
+    started = journal.decode(plan.entries[0].kind, plan.entries[0].data)
+    assert started == journal.WorkflowStarted(ARGS, seed="run-1")  # the source's random
+    assert plan.entries[1:] == entries[1:4]
+    with pytest.raises(RepairError, match="cuts entries 1-3 .* fork at 0 .* or 3"):
+        fork_plan(_run("completed", 7), entries, 2, "wf-2", "run-2", 60.0)
+    with pytest.raises(RepairError, match=r"cuts entries 5-7 .* fork at 4 \(before them\)\."):
+        fork_plan(_run("completed", 7), entries, 6, "wf-2", "run-2", 60.0)
+    reforked = replace(entries[0], data=journal.encode(journal.WorkflowStarted(ARGS, "s0")))
+    plan = fork_plan(_run("running", 3), [reforked, *entries[1:3]], 3, "wf-3", "run-3", 60.0)
+    started = journal.decode(plan.entries[0].kind, plan.entries[0].data)
+    assert started == journal.WorkflowStarted(ARGS, seed="s0")  # a fork of a fork keeps it
