@@ -178,7 +178,7 @@ def test_fork_points_end_where_inputs_commands_end() -> None:
     started = journal.decode(plan.entries[0].kind, plan.entries[0].data)
     assert started == journal.WorkflowStarted(ARGS, seed="run-1")  # the source's random
     assert plan.entries[1:] == entries[1:4]
-    with pytest.raises(RepairError, match="cuts entries 1-3 .* fork at 0 .* or 3"):
+    with pytest.raises(RepairError, match=r"cuts entries 1-3 .* fork at 0 .* or 3"):
         fork_plan(_run("completed", 7), entries, 2, "wf-2", "run-2", 60.0)
     with pytest.raises(RepairError, match=r"cuts entries 5-7 .* fork at 4 \(before them\)\."):
         fork_plan(_run("completed", 7), entries, 6, "wf-2", "run-2", 60.0)
