@@ -39,10 +39,10 @@ dropped, so the history shows the repair.
 
 Refused: a run still open and not parked, completed, cancelled (on purpose: fork it, or
 start it again), or not the current run of its id; a run whose failure is a failed
-child workflow, or with a child in flight that has closed meanwhile (its answer went to
-the closed run and was dropped: not supported yet); a child run whose parent is still
-open (the parent was told it failed). Start a new run with ``if_exists="restart"``, or
-fork it, instead.
+child workflow, or with a child workflow in flight where the journal is cut (its answer
+went to the closed run, or goes to the source of a fork: not supported yet); a child run
+whose parent is still open (the parent was told it failed). Start a new run with
+``if_exists="restart"``, or fork it, instead.
 
 **Fork** (``client.fork(id, at_seq=N, new_id=None)``) creates a new workflow (id
 ``new_id``, default ``{id}-fork-{8 hex}``) whose journal is a copy of entries ``1..N``
