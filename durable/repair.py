@@ -17,10 +17,12 @@ the journal does not hold, and the run would park as non-deterministic.
 failure) and re-opens it:
 
 - *failed because a step failed* — the last input before ``workflow_failed`` is an
-  ``activity_failed`` (or ``external_failed``): the journal is cut right before it, the
-  step runs again (its task is created anew, the attempt numbering going on from the
-  failed attempts; an external wait gets its row back, same token), and the failed
-  attempt stays in the history as an ``activity_retrying`` entry.
+  ``activity_failed`` (or ``external_failed``, or ``child_failed`` of a child that failed
+  or was terminated): the journal is cut right before it, the step runs again (its task
+  is created anew, the attempt numbering going on from the failed attempts; an external
+  wait gets its row back, same token; a failed child is retried first, the same way, and
+  answers when it ends), and a failed attempt stays in the history as an
+  ``activity_retrying`` entry.
 - *failed because the workflow code raised* (after any other input: an activity's result,
   a timer, a signal, or the start itself) — the journal is cut right before that input,
   which is delivered again: the code runs from there with the code deployed now, so a
@@ -33,15 +35,17 @@ failure) and re-opens it:
 
 Every step in flight at the cut gets its row back: activity tasks (queued, next attempt),
 external waits, timers (at their recorded due time; one the code had cancelled fires
-into nothing). A ``run_retried`` entry reaches the run first (through its inbox) saying
+into nothing). A child workflow in flight answers by itself if still open (the run keeps
+its run id); one that closed meanwhile has its outcome delivered from its run (its own
+answer went to the closed run and was dropped). The re-open is fenced on those children's
+statuses, so a child closing while it is planned makes `retry` plan again. A ``run_retried`` entry reaches the run first (through its inbox) saying
 what was done: the status it had, why it ended, the step run again and the entries
 dropped, so the history shows the repair.
 
 Refused: a run still open and not parked, completed, cancelled (on purpose: fork it, or
-start it again), or not the current run of its id; a run whose failure is a failed
-child workflow, or with a child workflow in flight where the journal is cut (its answer
-went to the closed run, or goes to the source of a fork: not supported yet); a child run
-whose parent is still open (the parent was told it failed). Start a new run with
+start it again), or not the current run of its id; a run with a child whose run is gone
+(pruned); a child run whose parent is still open (the parent was told it failed: retry
+the parent). Start a new run with
 ``if_exists="restart"``, or fork it, instead.
 
 **Fork** (``client.fork(id, at_seq=N, new_id=None)``) creates a new workflow (id
@@ -54,13 +58,14 @@ source's random values (``workflow_started.seed``), and its first new entry is
 ``run_forked`` naming the source. Refused: a seq past the end of the journal, one that
 includes the run's end, one that cuts an activation's commands (the error names the
 nearest seqs that work), a prefix with an unreadable entry or a child workflow in
-flight (its result belongs to the source run).
+flight that has not completed (its answer belongs to the source run; a completed one's
+result is reused).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,6 +91,7 @@ __all__ = [
     "Fork",
     "Reopen",
     "RepairError",
+    "children_needed",
     "fork",
     "fork_plan",
     "fork_points",
@@ -95,9 +101,11 @@ __all__ = [
 
 #: Statuses `retry` re-opens (and open runs that are parked).
 RETRYABLE = ("failed", "terminated")
+REPLANS = 5  # times retry plans again when a child in flight moved on while it planned
 FORK_SUFFIX = "-fork-"  # a fork's default id: "{source id}-fork-{8 hex digits}"
 
 _ENDINGS = frozenset({*journal.CLOSING_KINDS, Kind.WORKFLOW_TERMINATED})
+_BOUNDARIES = frozenset({*INPUT_KINDS, Kind.WORKFLOW_TERMINATED})  # what may follow a cut
 
 
 class RepairError(DurableError, ValueError):
@@ -112,7 +120,9 @@ class Reopen:
     """What `Store.reopen_run` writes to re-open run ``run_id`` (see the module docstring).
 
     Fence: the run is still current with ``expected_status`` and ``expected_length``
-    (journal entries) and, for a parked run, still parked; otherwise nothing is written.
+    (journal entries), for a parked run still parked, and each run of ``children`` still
+    has the status given (checked after the run's row is locked, which a child's commit
+    delivering to it locks too); otherwise nothing is written.
     Then, in one transaction: journal entries past ``keep`` are deleted; the run's task
     rows, timers and inbox items are deleted and ``tasks``/``timers`` inserted; ``inbox``
     items (kind, data) are appended in order; the run becomes ``status`` with
@@ -130,6 +140,9 @@ class Reopen:
     tasks: list[NewTask] = field(default_factory=list)
     timers: list[NewTimer] = field(default_factory=list)
     inbox: list[tuple[str, bytes]] = field(default_factory=list)
+    #: Fence on the children in flight at the cut: run id -> status as the plan read it.
+    #: A child that closed since would have answered a closed run (dropped): re-plan.
+    children: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,14 +267,15 @@ def _rows(
 
 def fork_points(entries: Sequence[JournalEntry]) -> list[int]:
     """The seqs a journal may be cut after (see the module docstring): ``0``, and every
-    seq followed by an input entry or ending the journal, up to its end (not past an
+    seq followed by an input entry, by a termination, or ending the journal (not past an
     entry that ends the run)."""
     points = [0]
     for i, entry in enumerate(entries):
         if entry.kind in _ENDINGS:
             break
         following = entries[i + 1] if i + 1 < len(entries) else None
-        if following is None or following.kind in INPUT_KINDS:
+        # A termination is written by a client after whole steps: it cuts nothing apart.
+        if following is None or following.kind in _BOUNDARIES:
             points.append(entry.seq)
     return points
 
@@ -279,9 +293,19 @@ def _cause(run: RunRecord) -> str:
 
 
 def retry_plan(
-    run: RunRecord, entries: Sequence[JournalEntry], now: float, *, reason: str = ""
+    run: RunRecord,
+    entries: Sequence[JournalEntry],
+    now: float,
+    *,
+    reason: str = "",
+    children: Mapping[str, RunRecord] | None = None,
 ) -> Reopen:
     """What re-opens ``run`` (its whole journal is ``entries``), per the module docstring.
+
+    ``children``: the runs of the child workflows in flight where the journal is cut (see
+    `children_needed`), by the run id their ``child_started`` names (or its successor's,
+    for one that continued as new); the failed child of a failed step must have been
+    re-opened already (`retry` does so).
 
     Raises `RepairError` when the run has nothing to retry or cannot be retried.
     """
@@ -331,13 +355,8 @@ def retry_plan(
             redelivered.append((JournalEntry(entry.seq, again.KIND, entry.time, b""), again))
         elif isinstance(rec, journal.ExternalFailed):
             step = rec.ref
-        elif isinstance(rec, journal.ChildFailed):
-            raise RepairError(
-                f"Workflow {wid!r} failed because child workflow {rec.workflow_id!r} "
-                f"({rec.status}) did; retrying through a failed child is not supported yet. "
-                f"Fork it before the child's step (durable fork {wid} --at-seq N), or start "
-                "it anew."
-            )
+        elif isinstance(rec, journal.ChildFailed) and rec.status in RETRYABLE:
+            step = _child_step(records[:last], rec)  # the child is re-opened with this run
         elif isinstance(rec, journal.TimerFired) and _is_timeout_timer(run, records, rec.ref):
             raise RepairError(
                 f"Workflow {wid!r} failed by its own timeout ({run.timeout:g} s from its "
@@ -349,13 +368,15 @@ def retry_plan(
             redelivered.append((entry, rec))
     kept = records[:keep]
     flight = _in_flight([*kept, *redelivered])
-    if flight.children:
-        raise RepairError(_children_refused(wid, flight))
+    children = children or {}
+    answers = _child_answers(wid, flight, children, fork=False)
+    seen = {c.run_id: children[c.run_id].run_id for c in flight.children.values()}
     tasks, timers = _rows(flight, run.run_id, wid, run.queue, now)
     dropped = [[e.seq, e.kind] for e, _ in records[keep:]]
     note = journal.RunRetried(run.status, _cause(run), step, dropped, reason)
     inbox: list[tuple[str, bytes]] = [(note.KIND, journal.encode(note))]
     inbox += [(r.KIND, journal.encode(r)) for _, r in redelivered]
+    inbox += [(r.KIND, journal.encode(r)) for r in answers]
     return Reopen(
         run.run_id,
         wid,
@@ -367,6 +388,7 @@ def retry_plan(
         tasks=tasks,
         timers=timers,
         inbox=inbox,
+        children={run_id: children[cmd].status for cmd, run_id in seen.items()},
     )
 
 
@@ -399,14 +421,75 @@ def _not_retryable(run: RunRecord) -> str:
     )
 
 
-def _children_refused(wid: str, flight: _InFlight) -> str:
-    seq, child = min(flight.children.items())
-    return (
-        f"Child workflow {child.name!r} ({child.id}), started at step {seq} of {wid!r}, "
-        "has not answered where the journal would be cut, and its answer cannot reach a "
-        "repaired run; repairing runs with children in flight is not supported yet. "
-        "Fork at a seq after its answer, or before it started."
-    )
+def _child_step(
+    records: Sequence[tuple[JournalEntry, journal.Record]], rec: journal.ChildFailed
+) -> int | None:
+    """The seq of the ``child_started`` that ``rec`` answers."""
+    for entry, cmd in reversed(records):
+        if isinstance(cmd, journal.ChildStarted) and rec.run_id in (cmd.run_id, None):
+            if cmd.id == rec.workflow_id:
+                return entry.seq
+    return None
+
+
+def children_needed(
+    entries: Sequence[JournalEntry], upto: int | None = None
+) -> list[journal.ChildStarted]:
+    """The child workflows whose runs `retry_plan` (``upto=None``: wherever the cut is)
+    or `fork_plan` (``upto``: its ``at_seq``) need: those started in the journal (up to
+    ``upto``) and not answered before its end, or answered by its last input (what a
+    retry's cut drops). Entries that cannot be read are skipped here (the plan refuses
+    them)."""
+    chosen = entries if upto is None else entries[:upto]
+    records = [
+        (e, r)
+        for e in chosen
+        if not isinstance(r := journal.decode(e.kind, e.data), journal.Damaged)
+    ]
+    if upto is None:
+        inputs = [i for i, (e, _) in enumerate(records) if e.kind in INPUT_KINDS]
+        if inputs and isinstance(
+            records[inputs[-1]][1], journal.ChildFailed | journal.ChildCompleted
+        ):
+            records = records[: inputs[-1]]
+    return list(_in_flight(records).children.values())
+
+
+def _child_answers(
+    wid: str, flight: _InFlight, children: Mapping[str, RunRecord], *, fork: bool
+) -> list[journal.Record]:
+    """What each child in flight at the cut tells the repaired run: nothing while it is
+    open (its answer will reach it: a re-opened run keeps its run id); the outcome of one
+    that closed meanwhile (its answer went to the closed run and was dropped). A fork
+    only reuses completed children: another's answer goes to the source run."""
+    answers: list[journal.Record] = []
+    for seq, cmd in sorted(flight.children.items()):
+        child = children.get(cmd.run_id)
+        where = f"child workflow {cmd.name!r} ({cmd.id}), started at step {seq} of {wid!r},"
+        if child is None:
+            raise RepairError(
+                f"The run of {where} is gone (pruned?); its outcome is unknown, so the run "
+                "cannot be repaired there. Fork it at a seq before the child started."
+            )
+        if child.status == "completed":
+            answers.append(journal.ChildCompleted(cmd.id, child.result, child.run_id))
+        elif fork:
+            raise RepairError(
+                f"{where[0].upper()}{where[1:]} is {child.status} where the journal would be "
+                "cut, and its outcome belongs to the source run. Fork at a seq after its "
+                "answer, or before it started."
+            )
+        elif child.status in CLOSED_STATUSES:
+            error = RemoteError.from_dict(payload.decode(child.error)) if child.error else None
+            answers.append(
+                journal.ChildFailed(
+                    cmd.id,
+                    error or RemoteError("CancelledError", "child workflow was cancelled"),
+                    child.status,
+                    child.run_id,
+                )
+            )
+    return answers
 
 
 async def retry(store: Store, workflow_id: str, now: float, *, reason: str = "") -> RunRecord:
@@ -423,14 +506,54 @@ async def retry(store: Store, workflow_id: str, now: float, *, reason: str = "")
                 f"{parent.status} and was told this child {run.status}; retry the parent's "
                 "step instead (a child's new outcome would not reach it)."
             )
-    entries = await store.read_journal(run.run_id)
-    plan = retry_plan(run, entries, now, reason=reason)
-    if not await store.reopen_run(plan, now):
-        raise RepairError(
-            f"Workflow {workflow_id!r} changed while it was being retried (it was "
-            f"{run.status}); nothing was written. Look at it again and retry if still needed."
-        )
-    return run
+    first = run
+    for _ in range(REPLANS):
+        entries = await store.read_journal(run.run_id)
+        failed_child = _failed_child(run, entries)
+        if failed_child is not None:
+            child = await store.get_run(failed_child)
+            if child is not None and child.status in RETRYABLE:
+                # The child first: should this run's re-open fail, the child's outcome is
+                # read from its run by the next try.
+                why = f"retried with its parent {workflow_id!r}"
+                await retry(store, failed_child, now, reason=why)
+        children = await _child_runs(store, children_needed(entries))
+        plan = retry_plan(run, entries, now, reason=reason, children=children)
+        if await store.reopen_run(plan, now):
+            return first
+        again = await store.get_run(workflow_id)  # changed meanwhile: look again
+        if again is None or (again.run_id, again.status) != (run.run_id, run.status):
+            break
+        run = again
+    raise RepairError(
+        f"Workflow {workflow_id!r} changed while it was being retried (it was "
+        f"{first.status}); nothing was written. Look at it again and retry if still needed."
+    )
+
+
+def _failed_child(run: RunRecord, entries: Sequence[JournalEntry]) -> str | None:
+    """The workflow id of the child whose failure failed ``run`` (the last input before
+    its end), if it is to be retried with it."""
+    if run.status != "failed" or len(entries) < 2:
+        return None
+    last = next((e for e in reversed(entries[:-1]) if e.kind in INPUT_KINDS), None)
+    rec = journal.decode(last.kind, last.data) if last is not None else None
+    if isinstance(rec, journal.ChildFailed) and rec.status in RETRYABLE:
+        return rec.workflow_id
+    return None
+
+
+async def _child_runs(store: Store, wanted: Sequence[journal.ChildStarted]) -> dict[str, RunRecord]:
+    """The runs of ``wanted`` children by the run id their command names: the successor
+    that answers for one that continued as new."""
+    found: dict[str, RunRecord] = {}
+    for cmd in wanted:
+        child = await store.get_run(cmd.id, cmd.run_id)
+        if child is not None and child.status == "continued_as_new":
+            child = await store.get_run(cmd.id)
+        if child is not None:
+            found[cmd.run_id] = child
+    return found
 
 
 # ---- fork ------------------------------------------------------------------------------
@@ -443,9 +566,12 @@ def fork_plan(
     workflow_id: str,
     run_id: str,
     now: float,
+    *,
+    children: Mapping[str, RunRecord] | None = None,
 ) -> Fork:
     """A new run ``run_id`` of ``workflow_id`` from entries ``1..at_seq`` of ``run``, per
-    the module docstring. Raises `RepairError` for a seq where the journal cannot be cut."""
+    the module docstring; ``children`` as for `retry_plan` (``children_needed(entries,
+    at_seq)``). Raises `RepairError` for a seq where the journal cannot be cut."""
     wid = run.workflow_id
     if isinstance(at_seq, bool) or not isinstance(at_seq, int) or at_seq < 0:
         raise RepairError(f"at_seq must be a whole number >= 0, not {at_seq!r}.")
@@ -454,8 +580,7 @@ def fork_plan(
         raise RepairError(_bad_seq(wid, entries, at_seq, points))
     records = _records(run, entries[:at_seq])
     flight = _in_flight(records)
-    if flight.children:
-        raise RepairError(_children_refused(wid, flight))
+    answers = _child_answers(wid, flight, children or {}, fork=True)
     copied = list(entries[:at_seq])
     if copied and copied[0].kind == Kind.WORKFLOW_STARTED:
         started = records[0][1]
@@ -482,7 +607,7 @@ def fork_plan(
         tasks=tasks,
         timers=timers,
         published=published,
-        inbox=[(note.KIND, journal.encode(note))],
+        inbox=[(note.KIND, journal.encode(note)), *((r.KIND, journal.encode(r)) for r in answers)],
     )
 
 
@@ -523,7 +648,9 @@ async def fork(store: Store, workflow_id: str, at_seq: int, new_id: str | None, 
     if target == workflow_id:
         raise RepairError(f"A fork needs a new workflow id, not {workflow_id!r} itself.")
     entries = await store.read_journal(run.run_id)
-    plan = fork_plan(run, entries, at_seq, target, str(uuid.uuid4()), now)
+    upto = at_seq if isinstance(at_seq, int) and at_seq >= 0 else 0
+    children = await _child_runs(store, children_needed(entries, upto))
+    plan = fork_plan(run, entries, at_seq, target, str(uuid.uuid4()), now, children=children)
     try:
         await store.fork_run(plan, now)
     except WorkflowAlreadyExists as exc:

@@ -62,8 +62,32 @@ async def approval(order_id: str) -> str:
     return await notify(f"{receipt} {ok}")
 
 
+@durable.workflow
+async def leg(receipt: str) -> str:
+    shipped = await ship(receipt)
+    return await notify(shipped)
+
+
+@durable.workflow
+async def trip(order_id: str) -> str:
+    receipt = await charge(order_id)
+    return await leg(receipt)  # a child workflow
+
+
+@durable.workflow
+async def patient(order_id: str) -> str:
+    try:
+        return await leg(order_id)
+    except durable.ChildWorkflowError:
+        return str(await durable.wait_signal("go"))
+
+
 def _worker(client: durable.Client) -> durable.Worker:
-    return durable.Worker(client, workflows=[order, approval], activities=[charge, ship, notify])
+    return durable.Worker(
+        client,
+        workflows=[order, approval, leg, trip, patient],
+        activities=[charge, ship, notify],
+    )
 
 
 async def test_retry_runs_the_failed_step_again_and_no_completed_one(
@@ -109,6 +133,48 @@ async def test_retry_of_code_that_raised_replays_it_with_the_fixed_code(
     assert done == {"charge": 1, "ship": 1, "notify": 1}
     retried = next(e for e in await handle.history() if e.kind == "run_retried")
     assert retried.data["step"] is None
+
+
+async def test_retry_through_a_failed_child_re_opens_the_child_too(
+    client: durable.Client,
+) -> None:
+    broken.add("ship")
+    async with _worker(client):
+        handle = await client.start(trip, "t1", id="t1")
+        with pytest.raises(durable.WorkflowFailed, match="carrier down"):
+            await handle.result(timeout=20)
+    broken.clear()
+    async with _worker(client):
+        await handle.retry()
+        assert await handle.result(timeout=20) == "shipped receipt-t1"
+    assert done == {"charge": 1, "ship": 3, "notify": 1}
+    [child] = [s for s in await handle.steps() if s.kind == "child"]
+    assert child.status == "completed"
+    parent_note = next(e for e in await handle.history() if e.kind == "run_retried")
+    assert parent_note.data["step"] == child.seq
+    assert child.child_id is not None
+    kid = client.get_handle(child.child_id)
+    kid_note = next(e for e in await kid.history() if e.kind == "run_retried")
+    assert kid_note.data["reason"] == "retried with its parent 't1'"
+    assert (await kid.describe()).status == "completed"
+
+
+async def test_a_failed_child_whose_parent_goes_on_is_not_retried_alone(
+    client: durable.Client,
+) -> None:
+    broken.add("ship")
+    async with _worker(client):
+        handle = await client.start(patient, "p1", id="p1")
+        for _ in range(500):
+            if any(p.kind == "signal" for p in (await handle.describe()).pending):
+                break
+            await asyncio.sleep(0.02)
+        [child] = [s for s in await handle.steps() if s.kind == "child"]
+        assert child.child_id is not None
+        with pytest.raises(RepairError, match="is a child of 'p1', which is still running"):
+            await client.get_handle(child.child_id).retry()
+        await handle.signal("go", "fine")
+        assert await handle.result(timeout=20) == "fine"
 
 
 async def test_a_terminated_run_retried_goes_on_where_it_stood(client: durable.Client) -> None:

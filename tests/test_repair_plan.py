@@ -13,7 +13,7 @@ import pytest
 from durable import journal, payload
 from durable.errors import RemoteError
 from durable.journal import Kind
-from durable.repair import RepairError, fork_plan, fork_points, retry_plan
+from durable.repair import RepairError, children_needed, fork_plan, fork_points, retry_plan
 from durable.store import EXTERNAL_OWNER, JournalEntry, RunRecord
 
 BOOM = RemoteError("ValueError", "boom")
@@ -134,23 +134,13 @@ def test_a_parked_run_is_unparked_without_cutting_anything() -> None:
             r"its own timeout \(30 s",
         ),
         (
-            _run("failed", 4),
-            [
-                journal.WorkflowStarted(ARGS),
-                journal.ChildStarted("kid", "kid-1", "kr-1", "default", ARGS),
-                journal.ChildFailed("kid-1", BOOM, "failed", "kr-1"),
-                journal.WorkflowFailed(BOOM),
-            ],
-            "child workflow 'kid-1' .* not supported yet",
-        ),
-        (
             _run("terminated", 3),
             [
                 journal.WorkflowStarted(ARGS),
                 journal.ChildStarted("kid", "kid-1", "kr-1", "default", ARGS),
                 journal.WorkflowTerminated(""),
             ],
-            "Child workflow 'kid' .* has not answered",
+            r"The run of child workflow 'kid' \(kid-1\), started at step 2 .* is gone",
         ),
     ],
 )
@@ -186,3 +176,35 @@ def test_fork_points_end_where_inputs_commands_end() -> None:
     plan = fork_plan(_run("running", 3), [reforked, *entries[1:3]], 3, "wf-3", "run-3", 60.0)
     started = journal.decode(plan.entries[0].kind, plan.entries[0].data)
     assert started == journal.WorkflowStarted(ARGS, seed="s0")  # a fork of a fork keeps it
+
+
+KID = journal.ChildStarted("kid", "kid-1", "kr-1", "default", ARGS)
+
+
+def test_children_in_flight_are_heard_from_their_runs_as_they_stand() -> None:
+    entries = _journal(
+        journal.WorkflowStarted(ARGS),
+        KID,
+        journal.ChildFailed("kid-1", BOOM, "failed", "kr-1"),
+        journal.WorkflowFailed(BOOM),
+    )
+    assert children_needed(entries) == [KID]  # the failed child, which retry re-opens
+    reopened = _run("running", 3, workflow_id="kid-1", run_id="kr-1", error=None)
+    plan = retry_plan(_run("failed", 4), entries, 50.0, children={"kr-1": reopened})
+    assert plan.keep == 2
+    assert [kind for kind, _ in plan.inbox] == [Kind.RUN_RETRIED]  # the child will answer
+    note = journal.decode(*plan.inbox[0])
+    assert isinstance(note, journal.RunRetried)
+    assert note.step == 2
+    stopped = _journal(journal.WorkflowStarted(ARGS), KID, journal.WorkflowTerminated(""))
+    done = replace(reopened, status="completed", result=b"\xc0")
+    plan = retry_plan(_run("terminated", 3), stopped, 50.0, children={"kr-1": done})
+    assert journal.decode(*plan.inbox[1]) == journal.ChildCompleted("kid-1", b"\xc0", "kr-1")
+    gone = replace(reopened, status="cancelled", error=payload.envelope(BOOM.to_dict()))
+    plan = retry_plan(_run("terminated", 3), stopped, 50.0, children={"kr-1": gone})
+    assert journal.decode(*plan.inbox[1]) == journal.ChildFailed("kid-1", BOOM, "cancelled", "kr-1")
+    # a fork reuses a completed child's result, and refuses one whose answer is elsewhere
+    forked = fork_plan(_run("terminated", 3), stopped, 2, "f", "fr", 60.0, children={"kr-1": done})
+    assert journal.decode(*forked.inbox[1]) == journal.ChildCompleted("kid-1", b"\xc0", "kr-1")
+    with pytest.raises(RepairError, match="is running where the journal would be cut"):
+        fork_plan(_run("terminated", 3), stopped, 2, "f", "fr", 60.0, children={"kr-1": reopened})

@@ -96,6 +96,15 @@ async def reopen_run(conn: Any, reopen: Reopen, now: float) -> tuple[bool, set[s
         return False, set()
     if reopen.parked and not row["parked"]:
         return False, set()
+    if reopen.children:
+        # Read after the lock on the run: a child's commit delivering to it locks it too,
+        # so either it committed before (and is seen here) or waits and then delivers.
+        rows = await conn.fetch(
+            "SELECT run_id, status FROM runs WHERE run_id = ANY($1::text[])",
+            list(reopen.children),
+        )
+        if {r["run_id"]: r["status"] for r in rows} != reopen.children:
+            return False, set()  # it answered the closed run meanwhile: plan again
     locked = await commit.lock_tasks(conn, (), [reopen.run_id])
     # Attempts still flagged to cancel when the run closed: the new row's attempt goes
     # past theirs, so their late finish is fenced off.

@@ -58,6 +58,10 @@ def reopen_run(db: sqlite3.Connection, reopen: Reopen, now: float) -> set[str] |
         return None
     if reopen.parked and not row[3]:
         return None
+    for child, status in reopen.children.items():
+        found = db.execute("SELECT status FROM runs WHERE run_id = ?", (child,)).fetchone()
+        if found is None or found[0] != status:
+            return None  # it answered the closed run meanwhile: the caller plans again
     # Attempts still flagged to cancel when the run closed: the new row's attempt goes
     # past theirs, so their late finish is fenced off.
     old = dict(db.execute("SELECT task_id, attempt FROM tasks WHERE run_id = ?", (reopen.run_id,)))

@@ -17,6 +17,7 @@ from .kit import claim_tasks, entries, journal_kinds, new_run, new_task, peek, s
 __all__ = [
     "test_fork_run_creates_a_new_workflow_with_a_copied_journal_once",
     "test_reopen_run_cuts_the_journal_brings_rows_back_and_is_fenced",
+    "test_reopen_run_is_fenced_on_the_children_it_read",
     "test_reopen_run_unparks_a_parked_run_keeping_its_journal",
 ]
 
@@ -142,3 +143,29 @@ async def test_fork_run_creates_a_new_workflow_with_a_copied_journal_once(store:
     with pytest.raises(WorkflowAlreadyExists, match="'src'"):
         await store.fork_run(Fork(new_run("src"), "pending", []), 31.0)
     assert len(await store.list_runs(name="wf")) == 2
+
+
+async def test_reopen_run_is_fenced_on_the_children_it_read(store: Store) -> None:
+    """A re-open writes nothing when a child it read as open has closed since (its answer
+    went to the closed run): the caller plans again from what the child has now."""
+    parent = await start(store, "parent")
+    child = await start(store, "kid", owner="w2")
+    step = StepCommit(parent, "w1", 1, entries(2, "workflow_failed"), status="failed")
+    assert await store.commit_steps([step], 4.0) == [True]
+    plan = Reopen(
+        parent,
+        "parent",
+        "failed",
+        2,
+        parked=False,
+        keep=1,
+        status="running",
+        children={child: "completed"},
+    )
+    assert await store.reopen_run(plan, 10.0) is False  # the child is still running
+    assert await journal_kinds(store, parent) == ["workflow_started", "workflow_failed"]
+    fenced = Reopen(
+        parent, "parent", "failed", 2, parked=False, keep=1, status="running",
+        children={child: "running"},
+    )  # fmt: skip
+    assert await store.reopen_run(fenced, 10.0) is True
