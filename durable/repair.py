@@ -38,9 +38,11 @@ external waits, timers (at their recorded due time; one the code had cancelled f
 into nothing). A child workflow in flight answers by itself if still open (the run keeps
 its run id); one that closed meanwhile has its outcome delivered from its run (its own
 answer went to the closed run and was dropped). The re-open is fenced on those children's
-statuses, so a child closing while it is planned makes `retry` plan again. A ``run_retried`` entry reaches the run first (through its inbox) saying
-what was done: the status it had, why it ended, the step run again and the entries
-dropped, so the history shows the repair.
+statuses, so a child closing while it is planned makes `retry` plan again.
+
+A ``run_retried`` entry reaches the run first (through its inbox) saying what was done:
+the status it had, why it ended, the step run again and the entries dropped, so the
+history shows the repair.
 
 Refused: a run still open and not parked, completed, cancelled (on purpose: fork it, or
 start it again), or not the current run of its id; a run with a child whose run is gone
