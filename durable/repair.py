@@ -125,11 +125,12 @@ class Reopen:
     (journal entries), for a parked run still parked, and each run of ``children`` still
     has the status given (checked after the run's row is locked, which a child's commit
     delivering to it locks too); otherwise nothing is written.
-    Then, in one transaction: journal entries past ``keep`` are deleted; the run's task
-    rows, timers and inbox items are deleted and ``tasks``/``timers`` inserted; ``inbox``
-    items (kind, data) are appended in order; the run becomes ``status`` with
-    ``history_length = keep``, no result, error, closed_at, lease, parked or problem, and
-    ready.
+    Then, in one transaction (unless ``parked``, which changes only the last two):
+    journal entries past ``keep`` are deleted; the run's task rows, timers and inbox items
+    are deleted and ``tasks``/``timers`` inserted; ``inbox`` items (kind, data) are
+    queued in order, before any item already waiting (which keeps its order behind
+    them); the run becomes ``status`` with ``history_length = keep``, no result, error,
+    closed_at, lease, parked or problem, and ready.
     """
 
     run_id: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -82,10 +83,17 @@ async def patient(order_id: str) -> str:
         return str(await durable.wait_signal("go"))
 
 
+@durable.workflow
+async def shifty(x: str) -> str:
+    first = await (notify(x) if "shift" in broken else charge(x))  # a deploy that changes it
+    ok = await durable.wait_signal("go")
+    return f"{first} {ok}"
+
+
 def _worker(client: durable.Client) -> durable.Worker:
     return durable.Worker(
         client,
-        workflows=[order, approval, leg, trip, patient],
+        workflows=[order, approval, leg, trip, patient, shifty],
         activities=[charge, ship, notify],
     )
 
@@ -175,6 +183,39 @@ async def test_a_failed_child_whose_parent_goes_on_is_not_retried_alone(
             await client.get_handle(child.child_id).retry()
         await handle.signal("go", "fine")
         assert await handle.result(timeout=20) == "fine"
+
+
+async def _until(check: Any) -> None:
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("it did not happen in 10 s")
+
+
+async def test_a_parked_run_is_tried_again_at_once_by_retry(client: durable.Client) -> None:
+    handle = await client.start(shifty, "x", id="s1")
+
+    async def waiting() -> bool:
+        return any(p.kind == "signal" for p in (await handle.describe()).pending)
+
+    async with _worker(client):
+        await _until(waiting)
+    broken.add("shift")  # a deploy that no longer replays the run
+    async with _worker(client):
+        await handle.signal("go", True)
+
+        async def parked() -> bool:
+            return "no longer replays" in ((await handle.describe()).problem or "")
+
+        await _until(parked)
+        broken.clear()  # fixed, while that worker goes on running (no restart unparks it)
+        await handle.retry()
+        assert await handle.result(timeout=20) == "receipt-x True"
+    assert done == {"charge": 1}
+    note = next(e for e in await handle.history() if e.kind == "run_retried")
+    assert note.data["status"] == "running"
+    assert "no longer replays" in note.data["cause"]
 
 
 async def test_a_terminated_run_retried_goes_on_where_it_stood(client: durable.Client) -> None:

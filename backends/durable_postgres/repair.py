@@ -120,9 +120,19 @@ async def reopen_run(conn: Any, reopen: Reopen, now: float) -> tuple[bool, set[s
         await conn.execute("DELETE FROM tasks WHERE run_id = $1", reopen.run_id)
         await conn.execute("DELETE FROM timers WHERE run_id = $1", reopen.run_id)
         await conn.execute("DELETE FROM inbox WHERE run_id = $1", reopen.run_id)
-        await _insert_rows(conn, reopen.run_id, tasks, reopen.timers, reopen.inbox, now)
-    else:
-        await _insert_rows(conn, reopen.run_id, (), (), reopen.inbox, now)
+        await _insert_rows(conn, reopen.run_id, tasks, reopen.timers, (), now)
+    # The planned items go first: items already waiting (a parked run's) move behind them.
+    waiting = await conn.fetch(
+        "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE run_id = $1) "
+        "RETURNING id, kind, time, data",
+        reopen.run_id,
+    )
+    await _insert_rows(conn, reopen.run_id, (), (), reopen.inbox, now)
+    for row in sorted(waiting, key=lambda r: r["id"]):
+        await conn.execute(
+            "INSERT INTO inbox (run_id, kind, time, data) VALUES ($1, $2, $3, $4)",
+            reopen.run_id, row["kind"], row["time"], row["data"],
+        )  # fmt: skip
     await conn.execute(
         "UPDATE runs SET status = $2, history_length = $3, result = NULL, error = NULL, "
         "closed_at = NULL, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL, "

@@ -79,9 +79,15 @@ def reopen_run(db: sqlite3.Connection, reopen: Reopen, now: float) -> set[str] |
             "INSERT INTO timers (run_id, seq, due_at, data) VALUES (?, ?, ?, ?)",
             [(t.run_id, t.seq, t.due_at, t.data) for t in reopen.timers],
         )
+    # The planned items go first: items already waiting (a parked run's) move behind them.
+    waiting = db.execute(
+        "SELECT kind, time, data FROM inbox WHERE run_id = ? ORDER BY id", (reopen.run_id,)
+    ).fetchall()
+    db.execute("DELETE FROM inbox WHERE run_id = ?", (reopen.run_id,))
     db.executemany(
         "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
-        [(reopen.run_id, kind, now, data) for kind, data in reopen.inbox],
+        [(reopen.run_id, kind, now, data) for kind, data in reopen.inbox]
+        + [(reopen.run_id, kind, at, data) for kind, at, data in waiting],
     )
     db.execute(
         "UPDATE runs SET status = ?, history_length = ?, result = NULL, error = NULL, "

@@ -83,11 +83,12 @@ async def test_reopen_run_cuts_the_journal_brings_rows_back_and_is_fenced(store:
 
 
 async def test_reopen_run_unparks_a_parked_run_keeping_its_journal(store: Store) -> None:
-    """Re-opening a parked run clears ``parked`` and ``problem``, makes it ready and adds
-    the planned inbox items; its journal and rows stay. A plan for a parked run does
-    nothing to one that is not parked."""
+    """Re-opening a parked run clears ``parked`` and ``problem``, makes it ready and queues
+    the planned inbox items before those already waiting; its journal and rows stay. A
+    plan for a parked run does nothing to one that is not parked."""
     run_id = await start(store, "p1")
     await store.park(run_id, "w1", "NonDeterminismError: changed code")
+    assert await store.send("p1", "signal_received", b"go", 9.0) == run_id
     plan = Reopen(
         run_id,
         "p1",
@@ -103,7 +104,8 @@ async def test_reopen_run_unparks_a_parked_run_keeping_its_journal(store: Store)
     assert run is not None
     assert (run.parked, run.problem, run.ready, run.status) == (False, None, True, "running")
     assert await journal_kinds(store, run_id) == ["workflow_started"]
-    assert await peek(store, run_id) == [("run_retried", b"unpark")]
+    # the planned items come first; what was waiting follows, in its order
+    assert await peek(store, run_id) == [("run_retried", b"unpark"), ("signal_received", b"go")]
     assert await store.reopen_run(plan, 11.0) is False  # no longer parked
 
 
