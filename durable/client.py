@@ -261,14 +261,9 @@ class WorkflowHandle(Generic[T]):
         )
 
     async def retry(self, reason: str = "") -> None:
-        """Re-open the run where it stopped (DESIGN §8; the rules: `durable.repair`).
-
-        A failed run keeps its journal up to the failure and its failed step runs again
-        (completed steps do not); a run whose code raised is replayed and goes on with the
-        code deployed now; a terminated run goes on with the steps it had in flight; a
-        parked run is tried again at once. Raises `RepairError` (saying what to do) for a
-        run that is open and not parked, completed or cancelled, and `WorkflowNotFound`.
-        """
+        """Re-open a failed, terminated or parked run where it stopped: its failed step runs
+        again, completed steps do not (`durable.repair`). Raises `RepairError` saying what
+        to do for a run in another state, `WorkflowNotFound`."""
         store = await self.client._open()
         await repair.retry(store, self.id, self.client.clock.now(), reason=reason)
 
@@ -465,17 +460,12 @@ class Client:
         return await handle.result(timeout=timeout)
 
     async def fork(self, id: str, *, at_seq: int, new_id: str | None = None) -> WorkflowHandle[Any]:
-        """Start a new workflow whose journal is entries ``1..at_seq`` of workflow ``id``'s
-        current run: completed steps are reused, and from there the code deployed now goes
-        on (`durable.repair`). ``new_id`` defaults to ``"{id}-fork-{8 hex}"``.
-
-        Raises `RepairError` for a seq past the journal's end, or one that cuts it where it
-        cannot replay (naming the nearest seqs that can); `WorkflowNotFound`;
-        `WorkflowAlreadyExists` when ``new_id`` is taken.
-        """
+        """Start workflow ``new_id`` (default ``"{id}-fork-{8 hex}"``) from journal entries
+        ``1..at_seq`` of ``id``: those steps are reused, the rest runs live (`durable.repair`).
+        Raises `RepairError` for a seq it cannot cut at, `WorkflowNotFound`, and
+        `WorkflowAlreadyExists`."""
         store = await self._open()
-        now = self.clock.now()
-        return self.get_handle(await repair.fork(store, id, at_seq, new_id, now))
+        return self.get_handle(await repair.fork(store, id, at_seq, new_id, self.clock.now()))
 
     def get_handle(
         self, workflow_id: str, fn: Callable[..., Any] | None = None
