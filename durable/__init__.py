@@ -72,6 +72,7 @@ from .errors import (
     NonDeterminismError,
     NotInWorkflowError,
     RemoteError,
+    RepairError,
     SerializationError,
     StaleTask,
     TaskNotFound,
@@ -80,7 +81,6 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
-from .repair import RepairError
 from .steps import Attempt, PendingStep, Step
 from .tasks import RemoteTask
 from .waits import External

@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import journal, payload
-from .errors import DurableError, RemoteError, WorkflowAlreadyExists, WorkflowNotFound
+from .errors import RemoteError, RepairError, WorkflowAlreadyExists, WorkflowNotFound
 from .journal import INPUT_KINDS, Kind
 from .store import (
     CLOSED_STATUSES,
@@ -92,7 +92,6 @@ __all__ = [
     "RETRYABLE",
     "Fork",
     "Reopen",
-    "RepairError",
     "children_needed",
     "fork",
     "fork_plan",
@@ -108,13 +107,6 @@ FORK_SUFFIX = "-fork-"  # a fork's default id: "{source id}-fork-{8 hex digits}"
 
 _ENDINGS = frozenset({*journal.CLOSING_KINDS, Kind.WORKFLOW_TERMINATED})
 _BOUNDARIES = frozenset({*INPUT_KINDS, Kind.WORKFLOW_TERMINATED})  # what may follow a cut
-
-
-class RepairError(DurableError, ValueError):
-    """``handle.retry()`` or ``client.fork()`` cannot do what was asked: the run is in a
-    state that has nothing to retry, or the seq does not cut its journal where it can
-    replay. The message says which state or seq, and what to do instead. Nothing was
-    written."""
 
 
 @dataclass(frozen=True, slots=True)

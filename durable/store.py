@@ -13,7 +13,9 @@ Logical schema (each backend spells it in its own SQL):
   ``ready`` (there is something for a worker to do), ``lease_owner``/``lease_expires_at``,
   ``parked``/``problem``, ``continued_to``, ``timeout``.
 - ``journal``: (run_id, seq) → kind, time, data. Gapless seq from 1, append-only, written only
-  by `Store.commit_steps` (fenced by the lease) and `Store.terminate`.
+  by `Store.commit_steps` (fenced by the lease) and `Store.terminate`; an operator's repair
+  is the one exception: `Store.reopen_run` (retry) drops the entries that recorded how a
+  run ended, and `Store.fork_run` copies a prefix into a new run (`durable.repair`).
 - ``inbox``: id (increasing) → run_id, kind, time, data. Everything that is not the lease
   holder writes here; the lease holder moves items into the journal in id order.
 - ``tasks``: activity tasks, one per scheduled activity (``task_id`` = ``"{run_id}:{seq}"``),

@@ -29,8 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import steps as _steps
 from ..cli import render
-from ..errors import WorkflowNotFound
-from ..repair import RepairError
+from ..errors import RepairError, WorkflowNotFound
 from ..store import CLOSED_STATUSES, STATUSES, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from ..errors import WorkflowAlreadyExists, WorkflowNotFound
-from ..repair import RepairError
+from ..errors import RepairError, WorkflowAlreadyExists, WorkflowNotFound
 from . import schemas as s
 from .problems import Problem
 from .routing import Call, Endpoint, Param, json_response
