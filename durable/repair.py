@@ -26,8 +26,9 @@ failure) and re-opens it:
 - *failed because the workflow code raised* (after any other input: an activity's result,
   a timer, a signal, or the start itself) — the journal is cut right before that input,
   which is delivered again: the code runs from there with the code deployed now, so a
-  fixed deploy and a retry repair it. (A run that failed by its own timeout is refused:
-  it would time out again at once.)
+  fixed deploy and a retry repair it.
+- *failed by its own timeout* (``@workflow(timeout=...)``) — it goes on where it was
+  when it timed out, with its steps in flight.
 - *terminated* — only ``workflow_terminated`` is dropped; the steps it interrupted go on.
 - *parked* (open, but a worker could not advance it: non-determinism after a deploy, a
   step that could not be committed) — it is unparked: workers try it again at once with
@@ -35,10 +36,12 @@ failure) and re-opens it:
 
 Every step in flight at the cut gets its row back: activity tasks (queued, next attempt),
 external waits, timers (at their recorded due time; one the code had cancelled fires
-into nothing). A child workflow in flight answers by itself if still open (the run keeps
-its run id); one that closed meanwhile has its outcome delivered from its run (its own
-answer went to the closed run and was dropped). The re-open is fenced on those children's
-statuses, so a child closing while it is planned makes `retry` plan again.
+into nothing; the run's own timeout starts again from the repair, so that neither a retry
+nor a fork of an old run times out at once). A child workflow in flight answers by
+itself if still open (the run keeps its run id); one that closed meanwhile has its
+outcome delivered from its run (its own answer went to the closed run and was dropped).
+The re-open is fenced on those children's statuses, so a child closing while it is
+planned makes `retry` plan again.
 
 A ``run_retried`` entry reaches the run first (through its inbox) saying what was done:
 the status it had, why it ended, the step run again and the entries dropped, so the
@@ -66,6 +69,7 @@ result is reused).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,9 +225,16 @@ def _in_flight(records: Sequence[tuple[JournalEntry, journal.Record]]) -> _InFli
 
 
 def _rows(
-    flight: _InFlight, run_id: str, workflow_id: str, queue: str, now: float
+    flight: _InFlight,
+    run_id: str,
+    workflow_id: str,
+    queue: str,
+    now: float,
+    timeout: tuple[int, float] | None = None,
 ) -> tuple[list[NewTask], list[NewTimer]]:
-    """The task and timer rows of what is in flight, for run ``run_id``."""
+    """The task and timer rows of what is in flight, for run ``run_id``; ``timeout``: the
+    seq of the run's own timeout timer and its length, which starts again from ``now``."""
+    fresh = {timeout[0]: now + timeout[1]} if timeout is not None else {}
     tasks = [
         NewTask(
             task_id=journal.task_id(run_id, seq),
@@ -254,7 +265,7 @@ def _rows(
         for seq, (entry, cmd) in sorted(flight.externals.items())
     ]
     timers = [
-        NewTimer(run_id, seq, cmd.due, journal.encode(journal.TimerFired(seq)))
+        NewTimer(run_id, seq, fresh.get(seq, cmd.due), journal.encode(journal.TimerFired(seq)))
         for seq, cmd in sorted(flight.timers.items())
     ]
     return tasks, timers
@@ -352,11 +363,8 @@ def retry_plan(
             step = rec.ref
         elif isinstance(rec, journal.ChildFailed) and rec.status in RETRYABLE:
             step = _child_step(records[:last], rec)  # the child is re-opened with this run
-        elif isinstance(rec, journal.TimerFired) and _is_timeout_timer(run, records, rec.ref):
-            raise RepairError(
-                f"Workflow {wid!r} failed by its own timeout ({run.timeout:g} s from its "
-                "start); a retry would time out again at once. Start it anew."
-            )
+        elif isinstance(rec, journal.TimerFired) and rec.ref == _timeout_timer(run, records):
+            pass  # timed out: the timer is in flight again, and starts again (see _rows)
         elif isinstance(rec, journal.WorkflowStarted):
             keep = 0  # a run at history 0 gets its start input from the worker
         else:
@@ -366,7 +374,9 @@ def retry_plan(
     children = children or {}
     answers = _child_answers(wid, flight, children, fork=False)
     seen = {c.run_id: children[c.run_id].run_id for c in flight.children.values()}
-    tasks, timers = _rows(flight, run.run_id, wid, run.queue, now)
+    timeout = _timeout_timer(run, records)
+    limit = (timeout, run.timeout) if timeout is not None and run.timeout is not None else None
+    tasks, timers = _rows(flight, run.run_id, wid, run.queue, now, limit)
     dropped = [[e.seq, e.kind] for e, _ in records[keep:]]
     note = journal.RunRetried(run.status, _cause(run), step, dropped, reason)
     inbox: list[tuple[str, bytes]] = [(note.KIND, journal.encode(note))]
@@ -387,11 +397,14 @@ def retry_plan(
     )
 
 
-def _is_timeout_timer(
-    run: RunRecord, records: Sequence[tuple[JournalEntry, journal.Record]], ref: int
-) -> bool:
-    # The engine starts the run's timeout timer first thing, right after workflow_started.
-    return run.timeout is not None and ref == 2 and isinstance(records[1][1], journal.TimerStarted)
+def _timeout_timer(
+    run: RunRecord, records: Sequence[tuple[JournalEntry, journal.Record]]
+) -> int | None:
+    """The seq of the run's own timeout timer, if it has one: the engine starts it first
+    thing, right after ``workflow_started``."""
+    if run.timeout is None or not math.isfinite(run.timeout) or len(records) < 2:
+        return None
+    return 2 if isinstance(records[1][1], journal.TimerStarted) else None
 
 
 def _not_retryable(run: RunRecord) -> str:
@@ -582,7 +595,9 @@ def fork_plan(
         assert isinstance(started, journal.WorkflowStarted)
         seeded = journal.WorkflowStarted(started.args, started.seed or run.run_id)
         copied[0] = JournalEntry(1, copied[0].kind, copied[0].time, journal.encode(seeded))
-    tasks, timers = _rows(flight, run_id, workflow_id, run.queue, now)
+    timeout = _timeout_timer(run, records)
+    limit = (timeout, run.timeout) if timeout is not None and run.timeout is not None else None
+    tasks, timers = _rows(flight, run_id, workflow_id, run.queue, now, limit)
     published = {rec.key: rec.value for _, rec in records if isinstance(rec, journal.Published)}
     note = journal.RunForked(wid, run.run_id, at_seq)
     new = NewRun(

@@ -90,10 +90,16 @@ async def shifty(x: str) -> str:
     return f"{first} {ok}"
 
 
+@durable.workflow(timeout=timedelta(seconds=0.5))
+async def hasty(x: str) -> str:
+    receipt = await charge(x)
+    return f"{receipt} {await durable.wait_signal('go')}"
+
+
 def _worker(client: durable.Client) -> durable.Worker:
     return durable.Worker(
         client,
-        workflows=[order, approval, leg, trip, patient, shifty],
+        workflows=[order, approval, leg, trip, patient, shifty, hasty],
         activities=[charge, ship, notify],
     )
 
@@ -216,6 +222,23 @@ async def test_a_parked_run_is_tried_again_at_once_by_retry(client: durable.Clie
     note = next(e for e in await handle.history() if e.kind == "run_retried")
     assert note.data["status"] == "running"
     assert "no longer replays" in note.data["cause"]
+
+
+async def test_a_run_that_timed_out_is_re_opened_with_its_timeout_again(
+    client: durable.Client,
+) -> None:
+    async with _worker(client):
+        handle = await client.start(hasty, "h", id="h1")
+        with pytest.raises(durable.WorkflowFailed, match=r"timed out|timeout"):
+            await handle.result(timeout=20)
+        await handle.retry()
+        # Open again, waiting where it was, until its timeout (started again) runs out.
+        with pytest.raises(durable.WorkflowFailed, match=r"timed out|timeout"):
+            await handle.result(timeout=20)
+    assert done == {"charge": 1}
+    kinds = [e.kind for e in await handle.history()]
+    assert kinds.count("run_retried") == 1
+    assert kinds.count("timer_fired") == 1  # the first time-out was dropped by the retry
 
 
 async def test_a_terminated_run_retried_goes_on_where_it_stood(client: durable.Client) -> None:

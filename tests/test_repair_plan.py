@@ -124,16 +124,6 @@ def test_a_parked_run_is_unparked_without_cutting_anything() -> None:
         (_run("cancelled", 1), [], "cancelled on purpose"),
         (_run("failed", 3, is_current=False), [], "not the current run"),
         (
-            _run("failed", 4, timeout=30.0),
-            [
-                journal.WorkflowStarted(ARGS),
-                journal.TimerStarted(31.0),
-                journal.TimerFired(2),
-                journal.WorkflowFailed(BOOM),
-            ],
-            r"its own timeout \(30 s",
-        ),
-        (
             _run("terminated", 3),
             [
                 journal.WorkflowStarted(ARGS),
@@ -208,3 +198,23 @@ def test_children_in_flight_are_heard_from_their_runs_as_they_stand() -> None:
     assert journal.decode(*forked.inbox[1]) == journal.ChildCompleted("kid-1", b"\xc0", "kr-1")
     with pytest.raises(RepairError, match="is running where the journal would be cut"):
         fork_plan(_run("terminated", 3), stopped, 2, "f", "fr", 60.0, children={"kr-1": reopened})
+
+
+def test_a_run_that_timed_out_goes_on_with_its_timeout_started_again() -> None:
+    entries = _journal(
+        journal.WorkflowStarted(ARGS),
+        journal.TimerStarted(31.0),  # the run's own timeout (30 s from its start at 1.0)
+        _act("a"),
+        journal.TimerFired(2),
+        journal.WorkflowFailed(RemoteError("TimeoutError", "timed out")),
+    )
+    plan = retry_plan(_run("failed", 5, timeout=30.0), entries, 500.0)
+    assert plan.keep == 3
+    assert [(t.seq, t.due_at) for t in plan.timers] == [(2, 530.0)]
+    assert [t.seq for t in plan.tasks] == [3]  # a runs again
+    assert [kind for kind, _ in plan.inbox] == [Kind.RUN_RETRIED]  # not the timeout again
+    forked = fork_plan(_run("failed", 5, timeout=30.0), entries, 3, "f", "fr", 900.0)
+    assert [(t.seq, t.due_at) for t in forked.timers] == [(2, 930.0)]
+    sleeper = _journal(journal.WorkflowStarted(ARGS), journal.TimerStarted(99.0))
+    plan = fork_plan(_run("running", 2), sleeper, 2, "g", "gr", 900.0)  # no timeout: a sleep
+    assert [(t.seq, t.due_at) for t in plan.timers] == [(2, 99.0)]
