@@ -61,14 +61,14 @@ of ``tasks`` leased to `durable.store.EXTERNAL_OWNER` for ever, so completing it
 `durable.store.Store.finish_task` and happens exactly once.
 
 ``run_retried`` and ``run_forked`` are written by an operator's repair (`durable.repair`):
-a run re-opened by ``handle.retry()`` after it ``status`` (failed, terminated, or parked),
+a run re-opened by ``handle.retry()`` when it was ``status`` (failed, terminated, parked),
 with the ``cause`` it ended with, the seq of the ``step`` run again (`None`: the code
 re-ran from the input after which it failed), and the ``dropped`` entries (seq and kind)
 taken off the journal's end; a run begun by ``client.fork()`` from the first ``at_seq``
-entries of run ``run_id`` of ``workflow_id``. They reach the run through its inbox and
-change nothing in the code's state. ``seed`` on ``workflow_started`` seeds
-``durable.random()`` (`None`: the run id does): a fork keeps its source's, so its copied
-journal replays the same random values.
+entries of run ``run_id`` of ``workflow_id``. The repair writes them into the journal
+itself; they are inputs that change nothing in the code's state. ``seed`` on
+``workflow_started`` seeds ``durable.random()`` (`None`: the run id does): a fork keeps
+its source's, so its copied journal replays the same random values.
 
 Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
 signal or cancellation): when the run they reached ends by ``continue_as_new`` before

@@ -43,9 +43,11 @@ outcome delivered from its run (its own answer went to the closed run and was dr
 The re-open is fenced on those children's statuses, so a child closing while it is
 planned makes `retry` plan again.
 
-A ``run_retried`` entry reaches the run first (through its inbox) saying what was done:
-the status it had, why it ended, the step run again and the entries dropped, so the
-history shows the repair.
+A ``run_retried`` entry, written by the repair itself right after what is kept, says
+what was done: the status it had, why it ended, the step run again and the entries
+dropped, so the history shows the repair (it is an input that changes nothing in the
+code's state). When nothing is kept (the code raised on its start), the start input is
+queued after it.
 
 Refused: a run still open and not parked, completed, cancelled (on purpose: fork it, or
 start it again), or not the current run of its id; a run with a child whose run is gone
@@ -59,7 +61,7 @@ of the source's current run, and lets workers go on from there with the code dep
 now: completed steps are reused, not run again; steps in flight at seq ``N`` run again
 (their rows are created for the new run). ``at_seq=0`` starts from scratch with the same
 input. The new run keeps the source's name, queue, input, timeout and tags, replays the
-source's random values (``workflow_started.seed``), and its first new entry is
+source's random values (``workflow_started.seed``), and its entry ``N + 1`` is
 ``run_forked`` naming the source. Refused: a seq past the end of the journal, one that
 includes the run's end, one that cuts an activation's commands (the error names the
 nearest seqs that work), a prefix with an unreadable entry or a child workflow in
@@ -121,12 +123,12 @@ class Reopen:
     (journal entries), for a parked run still parked, and each run of ``children`` still
     has the status given (checked after the run's row is locked, which a child's commit
     delivering to it locks too); otherwise nothing is written.
-    Then, in one transaction (unless ``parked``, which changes only the last two):
-    journal entries past ``keep`` are deleted; the run's task rows, timers and inbox items
-    are deleted and ``tasks``/``timers`` inserted; ``inbox`` items (kind, data) are
-    queued in order, before any item already waiting (which keeps its order behind
-    them); the run becomes ``status`` with ``history_length = keep``, no result, error,
-    closed_at, lease, parked or problem, and ready.
+    Then, in one transaction: journal entries past ``keep`` are deleted and ``note`` (the
+    ``run_retried`` entry's data) is appended as entry ``keep + 1``; unless ``parked``,
+    the run's task rows, timers and inbox items are deleted, ``tasks``/``timers`` inserted
+    and ``inbox`` items (kind, data) queued in order; the run becomes ``status`` with
+    ``history_length = keep + 1``, no result, error, closed_at, lease, parked or problem,
+    and ready.
     """
 
     run_id: str
@@ -136,6 +138,7 @@ class Reopen:
     parked: bool
     keep: int
     status: str
+    note: bytes
     tasks: list[NewTask] = field(default_factory=list)
     timers: list[NewTimer] = field(default_factory=list)
     inbox: list[tuple[str, bytes]] = field(default_factory=list)
@@ -331,7 +334,7 @@ def retry_plan(
             parked=True,
             keep=run.history_length,
             status=run.status,
-            inbox=[(note.KIND, journal.encode(note))],
+            note=journal.encode(note),
         )
     if run.status not in RETRYABLE:
         raise RepairError(_not_retryable(run))
@@ -366,7 +369,7 @@ def retry_plan(
         elif isinstance(rec, journal.TimerFired) and rec.ref == _timeout_timer(run, records):
             pass  # timed out: the timer is in flight again, and starts again (see _rows)
         elif isinstance(rec, journal.WorkflowStarted):
-            keep = 0  # a run at history 0 gets its start input from the worker
+            keep = 0  # started again below
         else:
             redelivered.append((entry, rec))
     kept = records[:keep]
@@ -379,7 +382,7 @@ def retry_plan(
     tasks, timers = _rows(flight, run.run_id, wid, run.queue, now, limit)
     dropped = [[e.seq, e.kind] for e, _ in records[keep:]]
     note = journal.RunRetried(run.status, _cause(run), step, dropped, reason)
-    inbox: list[tuple[str, bytes]] = [(note.KIND, journal.encode(note))]
+    inbox = _start_again(run, 0 if keep == 0 else None, _source_seed(run, entries))
     inbox += [(r.KIND, journal.encode(r)) for _, r in redelivered]
     inbox += [(r.KIND, journal.encode(r)) for r in answers]
     return Reopen(
@@ -389,7 +392,8 @@ def retry_plan(
         run.history_length,
         parked=False,
         keep=keep,
-        status="running" if keep else "pending",
+        status="running",
+        note=journal.encode(note),
         tasks=tasks,
         timers=timers,
         inbox=inbox,
@@ -402,9 +406,24 @@ def _timeout_timer(
 ) -> int | None:
     """The seq of the run's own timeout timer, if it has one: the engine starts it first
     thing, right after ``workflow_started``."""
-    if run.timeout is None or not math.isfinite(run.timeout) or len(records) < 2:
+    if run.timeout is None or not math.isfinite(run.timeout):
         return None
-    return 2 if isinstance(records[1][1], journal.TimerStarted) else None
+    kinds = [e.kind for e, _ in records]
+    if Kind.WORKFLOW_STARTED not in kinds:
+        return None
+    after = kinds.index(Kind.WORKFLOW_STARTED) + 1
+    return records[after][0].seq if kinds[after : after + 1] == [Kind.TIMER_STARTED] else None
+
+
+def _start_again(
+    run: RunRecord, kept: int | None, seed: str | None = None
+) -> list[tuple[str, bytes]]:
+    """The start input, for a run whose journal keeps nothing of its own (``kept == 0``):
+    after the repair's note (its entry 1) the worker no longer makes it, so it is queued."""
+    if kept != 0:
+        return []
+    started = journal.WorkflowStarted(run.input, seed)
+    return [(started.KIND, journal.encode(started))]
 
 
 def _not_retryable(run: RunRecord) -> str:
@@ -500,9 +519,9 @@ def _child_answers(
     return answers
 
 
-async def retry(store: Store, workflow_id: str, now: float, *, reason: str = "") -> RunRecord:
-    """Re-open the current run of ``workflow_id`` (`retry_plan`); returns the run as it
-    was. Raises `WorkflowNotFound`, or `RepairError` (nothing written)."""
+async def retry(store: Store, workflow_id: str, now: float, *, reason: str = "") -> Reopen:
+    """Re-open the current run of ``workflow_id`` (`retry_plan`); returns what was written.
+    Raises `WorkflowNotFound`, or `RepairError` (nothing written)."""
     run = await store.get_run(workflow_id)
     if run is None:
         raise WorkflowNotFound(f"No workflow with id {workflow_id!r} in {store.url}.")
@@ -528,7 +547,7 @@ async def retry(store: Store, workflow_id: str, now: float, *, reason: str = "")
         children = await _child_runs(store, children_needed(entries))
         plan = retry_plan(run, entries, now, reason=reason, children=children)
         if await store.reopen_run(plan, now):
-            return first
+            return plan
         again = await store.get_run(workflow_id)  # changed meanwhile: look again
         if again is None or (again.run_id, again.status) != (run.run_id, run.status):
             break
@@ -590,16 +609,21 @@ def fork_plan(
     flight = _in_flight(records)
     answers = _child_answers(wid, flight, children or {}, fork=True)
     copied = list(entries[:at_seq])
-    if copied and copied[0].kind == Kind.WORKFLOW_STARTED:
-        started = records[0][1]
-        assert isinstance(started, journal.WorkflowStarted)
-        seeded = journal.WorkflowStarted(started.args, started.seed or run.run_id)
-        copied[0] = JournalEntry(1, copied[0].kind, copied[0].time, journal.encode(seeded))
+    seed = run.run_id  # what seeds the source's durable.random(), unless it has a seed
+    for i, (entry, rec) in enumerate(records):
+        if isinstance(rec, journal.WorkflowStarted):
+            seed = rec.seed or seed
+            seeded = journal.WorkflowStarted(rec.args, seed)
+            copied[i] = JournalEntry(entry.seq, entry.kind, entry.time, journal.encode(seeded))
+            break
+    else:
+        seed = _source_seed(run, entries) or seed
     timeout = _timeout_timer(run, records)
     limit = (timeout, run.timeout) if timeout is not None and run.timeout is not None else None
     tasks, timers = _rows(flight, run_id, workflow_id, run.queue, now, limit)
     published = {rec.key: rec.value for _, rec in records if isinstance(rec, journal.Published)}
     note = journal.RunForked(wid, run.run_id, at_seq)
+    copied.append(JournalEntry(at_seq + 1, note.KIND, now, journal.encode(note)))
     new = NewRun(
         workflow_id=workflow_id,
         run_id=run_id,
@@ -610,15 +634,20 @@ def fork_plan(
         timeout=run.timeout,
         tags=run.tags or None,
     )
+    inbox = _start_again(run, at_seq, seed)
+    inbox += [(r.KIND, journal.encode(r)) for r in answers]
     return Fork(
-        new,
-        "running" if copied else "pending",
-        copied,
-        tasks=tasks,
-        timers=timers,
-        published=published,
-        inbox=[(note.KIND, journal.encode(note)), *((r.KIND, journal.encode(r)) for r in answers)],
+        new, "running", copied, tasks=tasks, timers=timers, published=published, inbox=inbox
     )
+
+
+def _source_seed(run: RunRecord, entries: Sequence[JournalEntry]) -> str | None:
+    """The seed of a source whose start is not in the copied prefix (a fork at 0)."""
+    for entry in entries:
+        if entry.kind == Kind.WORKFLOW_STARTED:
+            rec = journal.decode(entry.kind, entry.data)
+            return rec.seed if isinstance(rec, journal.WorkflowStarted) else None
+    return None
 
 
 def _bad_seq(wid: str, entries: Sequence[JournalEntry], at_seq: int, points: list[int]) -> str:

@@ -71,12 +71,11 @@ def test_a_failed_activity_is_redriven_with_its_attempts_going_on() -> None:
     assert (plan.keep, plan.status, plan.expected_length) == (6, "running", 8)
     assert [(t.task_id, t.attempt, t.name) for t in plan.tasks] == [("run-1:4", 3, "b")]
     assert [(t.seq, t.due_at) for t in plan.timers] == [(5, 99.0)]
-    kinds = [kind for kind, _ in plan.inbox]
-    assert kinds == [Kind.RUN_RETRIED, Kind.ACTIVITY_RETRYING]
-    note = journal.decode(*plan.inbox[0])
+    assert [kind for kind, _ in plan.inbox] == [Kind.ACTIVITY_RETRYING]
+    note = journal.decode(Kind.RUN_RETRIED, plan.note)  # journaled as entry keep + 1
     assert isinstance(note, journal.RunRetried)
     assert (note.step, note.dropped) == (4, [[7, "activity_failed"], [8, "workflow_failed"]])
-    again = journal.decode(*plan.inbox[1])
+    again = journal.decode(*plan.inbox[0])
     assert again == journal.ActivityRetrying(4, 2, BOOM)
 
 
@@ -90,10 +89,11 @@ def test_code_that_raised_gets_its_last_input_again_and_its_results_are_not_reru
     plan = retry_plan(_run("failed", 4), entries, 50.0)
     assert plan.keep == 2
     assert plan.tasks == []  # activity a's result is delivered again, not run again
-    assert [kind for kind, _ in plan.inbox] == [Kind.RUN_RETRIED, Kind.ACTIVITY_COMPLETED]
+    assert [kind for kind, _ in plan.inbox] == [Kind.ACTIVITY_COMPLETED]
     started = _journal(journal.WorkflowStarted(ARGS), journal.WorkflowFailed(BOOM))
     fresh = retry_plan(_run("failed", 2), started, 50.0)
-    assert (fresh.keep, fresh.status) == (0, "pending")  # the worker starts it again
+    assert fresh.keep == 0  # the note becomes entry 1, and the start input follows it
+    assert fresh.inbox == [(Kind.WORKFLOW_STARTED, journal.encode(journal.WorkflowStarted(ARGS)))]
 
 
 def test_a_terminated_run_keeps_its_waits_and_an_external_wait_its_token() -> None:
@@ -112,7 +112,8 @@ def test_a_parked_run_is_unparked_without_cutting_anything() -> None:
     run = _run("running", 5, parked=True, problem="NonDeterminismError: ...", error=None)
     plan = retry_plan(run, [], 50.0)
     assert (plan.parked, plan.keep, plan.status, plan.tasks) == (True, 5, "running", [])
-    note = journal.decode(*plan.inbox[0])
+    assert plan.inbox == []
+    note = journal.decode(Kind.RUN_RETRIED, plan.note)
     assert isinstance(note, journal.RunRetried)
     assert note.cause == "NonDeterminismError: ..."
 
@@ -157,7 +158,16 @@ def test_fork_points_end_where_inputs_commands_end() -> None:
     assert plan.published == {}
     started = journal.decode(plan.entries[0].kind, plan.entries[0].data)
     assert started == journal.WorkflowStarted(ARGS, seed="run-1")  # the source's random
-    assert plan.entries[1:] == entries[1:4]
+    assert plan.entries[1:4] == entries[1:4]
+    [(seq, kind, note)] = [(e.seq, e.kind, e.data) for e in plan.entries[4:]]
+    assert (seq, kind) == (5, Kind.RUN_FORKED)
+    assert journal.decode(kind, note) == journal.RunForked("wf-1", "run-1", 4)
+    assert plan.inbox == []
+    scratch = fork_plan(_run("completed", 7), entries, 0, "wf-4", "run-4", 60.0)
+    assert [e.kind for e in scratch.entries] == [Kind.RUN_FORKED]  # then its start input:
+    assert scratch.inbox == [
+        (Kind.WORKFLOW_STARTED, journal.encode(journal.WorkflowStarted(ARGS, "run-1")))
+    ]
     with pytest.raises(RepairError, match=r"cuts entries 1-3 .* fork at 0 .* or 3"):
         fork_plan(_run("completed", 7), entries, 2, "wf-2", "run-2", 60.0)
     with pytest.raises(RepairError, match=r"cuts entries 5-7 .* fork at 4 \(before them\)\."):
@@ -182,20 +192,20 @@ def test_children_in_flight_are_heard_from_their_runs_as_they_stand() -> None:
     reopened = _run("running", 3, workflow_id="kid-1", run_id="kr-1", error=None)
     plan = retry_plan(_run("failed", 4), entries, 50.0, children={"kr-1": reopened})
     assert plan.keep == 2
-    assert [kind for kind, _ in plan.inbox] == [Kind.RUN_RETRIED]  # the child will answer
-    note = journal.decode(*plan.inbox[0])
+    assert plan.inbox == []  # the child will answer
+    note = journal.decode(Kind.RUN_RETRIED, plan.note)
     assert isinstance(note, journal.RunRetried)
     assert note.step == 2
     stopped = _journal(journal.WorkflowStarted(ARGS), KID, journal.WorkflowTerminated(""))
     done = replace(reopened, status="completed", result=b"\xc0")
     plan = retry_plan(_run("terminated", 3), stopped, 50.0, children={"kr-1": done})
-    assert journal.decode(*plan.inbox[1]) == journal.ChildCompleted("kid-1", b"\xc0", "kr-1")
+    assert journal.decode(*plan.inbox[0]) == journal.ChildCompleted("kid-1", b"\xc0", "kr-1")
     gone = replace(reopened, status="cancelled", error=payload.envelope(BOOM.to_dict()))
     plan = retry_plan(_run("terminated", 3), stopped, 50.0, children={"kr-1": gone})
-    assert journal.decode(*plan.inbox[1]) == journal.ChildFailed("kid-1", BOOM, "cancelled", "kr-1")
+    assert journal.decode(*plan.inbox[0]) == journal.ChildFailed("kid-1", BOOM, "cancelled", "kr-1")
     # a fork reuses a completed child's result, and refuses one whose answer is elsewhere
     forked = fork_plan(_run("terminated", 3), stopped, 2, "f", "fr", 60.0, children={"kr-1": done})
-    assert journal.decode(*forked.inbox[1]) == journal.ChildCompleted("kid-1", b"\xc0", "kr-1")
+    assert journal.decode(*forked.inbox[0]) == journal.ChildCompleted("kid-1", b"\xc0", "kr-1")
     with pytest.raises(RepairError, match="is running where the journal would be cut"):
         fork_plan(_run("terminated", 3), stopped, 2, "f", "fr", 60.0, children={"kr-1": reopened})
 
@@ -212,7 +222,7 @@ def test_a_run_that_timed_out_goes_on_with_its_timeout_started_again() -> None:
     assert plan.keep == 3
     assert [(t.seq, t.due_at) for t in plan.timers] == [(2, 530.0)]
     assert [t.seq for t in plan.tasks] == [3]  # a runs again
-    assert [kind for kind, _ in plan.inbox] == [Kind.RUN_RETRIED]  # not the timeout again
+    assert plan.inbox == []  # not the timeout again
     forked = fork_plan(_run("failed", 5, timeout=30.0), entries, 3, "f", "fr", 900.0)
     assert [(t.seq, t.due_at) for t in forked.timers] == [(2, 930.0)]
     sleeper = _journal(journal.WorkflowStarted(ARGS), journal.TimerStarted(99.0))

@@ -53,3 +53,17 @@ async def test_fork_starts_a_new_workflow_from_a_prefix(api: Api) -> None:
     fork = paths["/v1/workflows/{id}/fork"]["post"]
     assert fork["operationId"] == "forkWorkflow"
     assert "409" in fork["responses"]
+
+
+async def test_a_run_whose_code_raised_at_once_is_started_again_by_retry(api: Api) -> None:
+    await api.start("fails", "no stock", id="f-1")
+    assert (await api.outcome("f-1"))["status"] == "failed"
+    r = await api.http.post("/v1/workflows/f-1/retry")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "running"
+    outcome = await api.outcome("f-1")  # the same code fails the same way
+    assert outcome["error"]["message"] == "no stock"
+    events = (await api.http.get("/v1/workflows/f-1/history")).json()["events"]
+    # nothing of its own is kept: the note comes first, then its start again
+    assert [e["kind"] for e in events] == ["run_retried", "workflow_started", "workflow_failed"]
+    assert events[0]["data"]["dropped"] == [[1, "workflow_started"], [2, "workflow_failed"]]

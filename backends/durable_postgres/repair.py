@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from durable.errors import WorkflowAlreadyExists
+from durable.journal import Kind
 from durable.repair import Fork, Reopen
 from durable.store import (
     TOPIC_RUNS,
@@ -121,23 +122,16 @@ async def reopen_run(conn: Any, reopen: Reopen, now: float) -> tuple[bool, set[s
         await conn.execute("DELETE FROM timers WHERE run_id = $1", reopen.run_id)
         await conn.execute("DELETE FROM inbox WHERE run_id = $1", reopen.run_id)
         await _insert_rows(conn, reopen.run_id, tasks, reopen.timers, (), now)
-    # The planned items go first: items already waiting (a parked run's) move behind them.
-    waiting = await conn.fetch(
-        "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE run_id = $1) "
-        "RETURNING id, kind, time, data",
-        reopen.run_id,
-    )
+    await conn.execute(
+        "INSERT INTO journal (run_id, seq, kind, time, data) VALUES ($1, $2, $3, $4, $5)",
+        reopen.run_id, reopen.keep + 1, Kind.RUN_RETRIED.value, now, reopen.note,
+    )  # fmt: skip
     await _insert_rows(conn, reopen.run_id, (), (), reopen.inbox, now)
-    for row in sorted(waiting, key=lambda r: r["id"]):
-        await conn.execute(
-            "INSERT INTO inbox (run_id, kind, time, data) VALUES ($1, $2, $3, $4)",
-            reopen.run_id, row["kind"], row["time"], row["data"],
-        )  # fmt: skip
     await conn.execute(
         "UPDATE runs SET status = $2, history_length = $3, result = NULL, error = NULL, "
         "closed_at = NULL, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL, "
         "parked = false, problem = NULL, ready = true WHERE run_id = $1",
-        reopen.run_id, reopen.status, reopen.keep, now,
+        reopen.run_id, reopen.status, reopen.keep + 1, now,
     )  # fmt: skip
     wid = reopen.workflow_id
     return True, {

@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import replace
 
 from durable.errors import WorkflowAlreadyExists
+from durable.journal import Kind
 from durable.repair import Fork, Reopen
 from durable.store import (
     TOPIC_RUNS,
@@ -79,21 +80,19 @@ def reopen_run(db: sqlite3.Connection, reopen: Reopen, now: float) -> set[str] |
             "INSERT INTO timers (run_id, seq, due_at, data) VALUES (?, ?, ?, ?)",
             [(t.run_id, t.seq, t.due_at, t.data) for t in reopen.timers],
         )
-    # The planned items go first: items already waiting (a parked run's) move behind them.
-    waiting = db.execute(
-        "SELECT kind, time, data FROM inbox WHERE run_id = ? ORDER BY id", (reopen.run_id,)
-    ).fetchall()
-    db.execute("DELETE FROM inbox WHERE run_id = ?", (reopen.run_id,))
+    db.execute(
+        "INSERT INTO journal (run_id, seq, kind, time, data) VALUES (?, ?, ?, ?, ?)",
+        (reopen.run_id, reopen.keep + 1, Kind.RUN_RETRIED.value, now, reopen.note),
+    )
     db.executemany(
         "INSERT INTO inbox (run_id, kind, time, data) VALUES (?, ?, ?, ?)",
-        [(reopen.run_id, kind, now, data) for kind, data in reopen.inbox]
-        + [(reopen.run_id, kind, at, data) for kind, at, data in waiting],
+        [(reopen.run_id, kind, now, data) for kind, data in reopen.inbox],
     )
     db.execute(
         "UPDATE runs SET status = ?, history_length = ?, result = NULL, error = NULL, "
         "closed_at = NULL, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL, "
         "parked = 0, problem = NULL, ready = 1 WHERE run_id = ?",
-        (reopen.status, reopen.keep, now, reopen.run_id),
+        (reopen.status, reopen.keep + 1, now, reopen.run_id),
     )
     wid = reopen.workflow_id
     return {TOPIC_RUNS, TOPIC_STATUS, TOPIC_TASKS, TOPIC_TIMERS, run_topic(wid), steps_topic(wid)}

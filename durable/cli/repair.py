@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from .. import journal, repair
 from ..client import Client
 
 __all__ = ["add_commands", "fork", "retry"]
@@ -41,22 +42,20 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 async def retry(args: argparse.Namespace) -> int:
     """``durable retry ID [--reason TEXT]``."""
     async with Client(args.db) as client:
-        handle = client.get_handle(args.id)
-        before = await handle.describe()
-        await handle.retry(args.reason or "retried from the command line")
-        after = await handle.describe()
-    was = before.status if before.problem is None else f"{before.status} but parked"
-    why = before.error or before.problem
-    why_text = f" ({why})" if why else ""
-    if before.history_length == after.history_length:
-        what = "workers try it again now, with the code they run"
+        store = await client._open()
+        reason = args.reason or "retried from the command line"
+        plan = await repair.retry(store, args.id, client.clock.now(), reason=reason)
+    note = journal.decode(journal.Kind.RUN_RETRIED, plan.note)
+    assert isinstance(note, journal.RunRetried)
+    if plan.parked:
+        print(f"{args.id} unparked ({note.cause}); workers try it again now, with their code.")
     else:
-        what = (
-            f"its journal keeps {after.history_length} of {before.history_length} entries "
-            "and workers go on from there"
+        step = f"; step {note.step} runs again" if note.step is not None else ""
+        print(
+            f"{args.id} re-opened (it was {note.status}: {note.cause}); its journal keeps "
+            f"{plan.keep} of {plan.expected_length} entries{step}, and workers go on from there."
         )
-    print(f"{after.id} re-opened (it was {was}{why_text}); {what}.")
-    print(f"Follow it: durable show {after.id} --follow")
+    print(f"Follow it: durable show {args.id} --follow")
     return 0
 
 

@@ -23,10 +23,11 @@ __all__ = [
 
 
 async def test_reopen_run_cuts_the_journal_brings_rows_back_and_is_fenced(store: Store) -> None:
-    """A re-open deletes the entries past ``keep``, replaces the run's tasks, timers and
-    inbox by the planned ones (a task whose attempt was still running gets a higher
-    attempt, so that attempt's late finish is refused), and makes the run open and ready
-    again; it writes nothing unless the run is as the plan read it."""
+    """A re-open deletes the entries past ``keep`` and appends its note (``run_retried``),
+    replaces the run's tasks, timers and inbox by the planned ones (a task whose attempt
+    was still running gets a higher attempt, so that attempt's late finish is refused),
+    and makes the run open and ready again; it writes nothing unless the run is as the
+    plan read it."""
     run_id = await start(store, "r1")
     step = StepCommit(
         run_id,
@@ -47,11 +48,12 @@ async def test_reopen_run_cuts_the_journal_brings_rows_back_and_is_fenced(store:
         parked=False,
         keep=3,
         status="running",
+        note=b"note",
         tasks=[new_task(run_id, "r1", 2)],
         timers=[NewTimer(run_id, 3, 50.0, b"fired again")],
-        inbox=[("run_retried", b"note"), ("activity_retrying", b"why")],
+        inbox=[("activity_retrying", b"why")],
     )
-    stale = Reopen(run_id, "r1", "completed", 4, parked=False, keep=3, status="running")
+    stale = Reopen(run_id, "r1", "completed", 4, False, 3, "running", b"stale")
     assert await store.reopen_run(stale, 20.0) is False  # not as read: nothing written
     assert await journal_kinds(store, run_id) == [
         "workflow_started",
@@ -60,14 +62,17 @@ async def test_reopen_run_cuts_the_journal_brings_rows_back_and_is_fenced(store:
         "workflow_failed",
     ]
     assert await store.reopen_run(plan, 20.0) is True
-    assert await journal_kinds(store, run_id) == [
-        "workflow_started",
-        "activity_scheduled",
-        "timer_started",
+    journal = await store.read_journal(run_id)
+    assert [(e.seq, e.kind) for e in journal] == [
+        (1, "workflow_started"),
+        (2, "activity_scheduled"),
+        (3, "timer_started"),
+        (4, "run_retried"),
     ]
+    assert (journal[3].time, journal[3].data) == (20.0, b"note")
     run = await store.get_run("r1")
     assert run is not None
-    assert (run.status, run.history_length, run.ready) == ("running", 3, True)
+    assert (run.status, run.history_length, run.ready) == ("running", 4, True)
     assert (run.closed_at, run.error, run.lease_owner) == (None, None, None)
     extras = await store.read_extras("r1", run_id)
     [task] = extras.tasks
@@ -78,14 +83,14 @@ async def test_reopen_run_cuts_the_journal_brings_rows_back_and_is_fenced(store:
     assert await store.finish_task(f"{run_id}:2", "w1", 1, done, 21.0) is False
     [claimed] = await claim_tasks(store, "w2", now=21.0)
     assert (claimed.task_id, claimed.attempt) == (f"{run_id}:2", 2)
-    assert await peek(store, run_id) == [("run_retried", b"note"), ("activity_retrying", b"why")]
+    assert await peek(store, run_id) == [("activity_retrying", b"why")]
     assert await store.reopen_run(plan, 22.0) is False  # once: it is open now
 
 
 async def test_reopen_run_unparks_a_parked_run_keeping_its_journal(store: Store) -> None:
-    """Re-opening a parked run clears ``parked`` and ``problem``, makes it ready and queues
-    the planned inbox items before those already waiting; its journal and rows stay. A
-    plan for a parked run does nothing to one that is not parked."""
+    """Re-opening a parked run clears ``parked`` and ``problem``, makes it ready and
+    appends its note to the journal; its rows and waiting inbox items stay. A plan for a
+    parked run does nothing to one that is not parked."""
     run_id = await start(store, "p1")
     await store.park(run_id, "w1", "NonDeterminismError: changed code")
     assert await store.send("p1", "signal_received", b"go", 9.0) == run_id
@@ -97,15 +102,15 @@ async def test_reopen_run_unparks_a_parked_run_keeping_its_journal(store: Store)
         parked=True,
         keep=1,
         status="running",
-        inbox=[("run_retried", b"unpark")],
+        note=b"unpark",
     )
     assert await store.reopen_run(plan, 10.0) is True
     run = await store.get_run("p1")
     assert run is not None
     assert (run.parked, run.problem, run.ready, run.status) == (False, None, True, "running")
-    assert await journal_kinds(store, run_id) == ["workflow_started"]
-    # the planned items come first; what was waiting follows, in its order
-    assert await peek(store, run_id) == [("run_retried", b"unpark"), ("signal_received", b"go")]
+    assert await journal_kinds(store, run_id) == ["workflow_started", "run_retried"]
+    assert run.history_length == 2
+    assert await peek(store, run_id) == [("signal_received", b"go")]  # still waiting
     assert await store.reopen_run(plan, 11.0) is False  # no longer parked
 
 
@@ -162,12 +167,13 @@ async def test_reopen_run_is_fenced_on_the_children_it_read(store: Store) -> Non
         parked=False,
         keep=1,
         status="running",
+        note=b"note",
         children={child: "completed"},
     )
     assert await store.reopen_run(plan, 10.0) is False  # the child is still running
     assert await journal_kinds(store, parent) == ["workflow_started", "workflow_failed"]
     fenced = Reopen(
-        parent, "parent", "failed", 2, parked=False, keep=1, status="running",
+        parent, "parent", "failed", 2, parked=False, keep=1, status="running", note=b"note",
         children={child: "running"},
     )  # fmt: skip
     assert await store.reopen_run(fenced, 10.0) is True
