@@ -52,8 +52,11 @@ queued after it.
 Refused: a run still open and not parked, completed, cancelled (on purpose: fork it, or
 start it again), or not the current run of its id; a run with a child whose run is gone
 (pruned); a child run whose parent is still open (the parent was told it failed: retry
-the parent). Start a new run with
-``if_exists="restart"``, or fork it, instead.
+the parent). Start a new run with ``if_exists="restart"``, or fork it, instead.
+
+A repair is an operator's act on the journal, which is otherwise append-only: the entries
+a retry drops are listed in its note, and workers older than these kinds park a repaired
+run (they do not know ``run_retried``) until a newer worker starts.
 
 **Fork** (``client.fork(id, at_seq=N, new_id=None)``) creates a new workflow (id
 ``new_id``, default ``{id}-fork-{8 hex}``) whose journal is a copy of entries ``1..N``
@@ -333,8 +336,9 @@ def retry_plan(
             run.history_length,
             parked=True,
             keep=run.history_length,
-            status=run.status,
+            status="running",
             note=journal.encode(note),
+            inbox=_start_again(run, run.history_length),  # parked before it started
         )
     if run.status not in RETRYABLE:
         raise RepairError(_not_retryable(run))

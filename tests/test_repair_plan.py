@@ -116,6 +116,8 @@ def test_a_parked_run_is_unparked_without_cutting_anything() -> None:
     note = journal.decode(Kind.RUN_RETRIED, plan.note)
     assert isinstance(note, journal.RunRetried)
     assert note.cause == "NonDeterminismError: ..."
+    early = retry_plan(replace(run, status="pending", history_length=0), [], 50.0)
+    assert [kind for kind, _ in early.inbox] == [Kind.WORKFLOW_STARTED]  # after its note
 
 
 @pytest.mark.parametrize(
