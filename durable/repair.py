@@ -1,7 +1,8 @@
 """Repair: re-open a failed run where it stopped (retry), or start a new run from a prefix
 of another's journal (fork). DESIGN §8.
 
-The rules are written here once, as pure functions (STYLE 26): `retry_plan` and
+The rules are written here once, as pure functions (STYLE 26), on the journal reading of
+`durable.cuts` (where a journal may be cut, what a cut leaves in flight): `retry_plan` and
 `fork_plan` read a run and its journal and return what to write — a `Reopen` or a
 `Fork` — or raise `RepairError` saying why not and what to do instead. Each backend
 applies them in one transaction (`durable.store.Store.reopen_run`,
@@ -74,25 +75,28 @@ result is reused).
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import journal, payload
-from .errors import RemoteError, RepairError, WorkflowAlreadyExists, WorkflowNotFound
-from .journal import INPUT_KINDS, Kind
-from .store import (
-    CLOSED_STATUSES,
-    EXTERNAL_OWNER,
-    NEVER,
-    JournalEntry,
-    NewRun,
-    NewTask,
-    NewTimer,
-    RunRecord,
+from .cuts import (
+    ENDINGS,
+    InFlight,
+    child_step,
+    children_needed,
+    fork_points,
+    in_flight,
+    read_records,
+    source_seed,
+    start_input,
+    task_rows,
+    timeout_timer,
 )
+from .errors import RemoteError, RepairError, WorkflowAlreadyExists, WorkflowNotFound
+from .journal import INPUT_KINDS
+from .store import CLOSED_STATUSES, JournalEntry, NewRun, NewTask, NewTimer, RunRecord
 
 if TYPE_CHECKING:
     from .store import Store
@@ -101,10 +105,8 @@ __all__ = [
     "RETRYABLE",
     "Fork",
     "Reopen",
-    "children_needed",
     "fork",
     "fork_plan",
-    "fork_points",
     "retry",
     "retry_plan",
 ]
@@ -113,9 +115,6 @@ __all__ = [
 RETRYABLE = ("failed", "terminated")
 REPLANS = 5  # times retry plans again when a child in flight moved on while it planned
 FORK_SUFFIX = "-fork-"  # a fork's default id: "{source id}-fork-{8 hex digits}"
-
-_ENDINGS = frozenset({*journal.CLOSING_KINDS, Kind.WORKFLOW_TERMINATED})
-_BOUNDARIES = frozenset({*INPUT_KINDS, Kind.WORKFLOW_TERMINATED})  # what may follow a cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,131 +166,6 @@ class Fork:
     inbox: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-# ---- reading a journal ---------------------------------------------------------------
-
-
-def _records(
-    run: RunRecord, entries: Sequence[JournalEntry]
-) -> list[tuple[JournalEntry, journal.Record]]:
-    out = []
-    for entry in entries:
-        rec = journal.decode(entry.kind, entry.data)
-        if isinstance(rec, journal.Damaged):
-            raise RepairError(
-                f"Journal entry {entry.seq} ({entry.kind}) of workflow {run.workflow_id!r} "
-                f"cannot be read ({rec.problem}); it cannot be replayed, so it cannot be "
-                "repaired. Start the workflow anew."
-            )
-        out.append((entry, rec))
-    return out
-
-
-@dataclass
-class _InFlight:
-    """The commands of a journal prefix still waiting for their answer."""
-
-    activities: dict[int, tuple[JournalEntry, journal.ActivityScheduled, int]] = field(
-        default_factory=dict
-    )  # seq -> (entry, command, attempts that failed so far)
-    externals: dict[int, tuple[JournalEntry, journal.ExternalStarted]] = field(default_factory=dict)
-    timers: dict[int, journal.TimerStarted] = field(default_factory=dict)
-    children: dict[int, journal.ChildStarted] = field(default_factory=dict)
-
-
-def _in_flight(records: Sequence[tuple[JournalEntry, journal.Record]]) -> _InFlight:
-    out = _InFlight()
-    for entry, rec in records:
-        seq = entry.seq
-        if isinstance(rec, journal.ActivityScheduled):
-            out.activities[seq] = (entry, rec, 0)
-        elif isinstance(rec, journal.ActivityRetrying):
-            if rec.ref in out.activities:
-                e, cmd, tried = out.activities[rec.ref]
-                out.activities[rec.ref] = (e, cmd, max(tried, rec.attempt))
-        elif isinstance(rec, journal.ActivityCompleted | journal.ActivityFailed):
-            out.activities.pop(rec.ref, None)
-        elif isinstance(rec, journal.ExternalStarted):
-            out.externals[seq] = (entry, rec)
-        elif isinstance(rec, journal.ExternalCompleted | journal.ExternalFailed):
-            out.externals.pop(rec.ref, None)
-        elif isinstance(rec, journal.TimerStarted):
-            out.timers[seq] = rec
-        elif isinstance(rec, journal.TimerFired):
-            out.timers.pop(rec.ref, None)
-        elif isinstance(rec, journal.ChildStarted):
-            out.children[seq] = rec
-        elif isinstance(rec, journal.ChildCompleted | journal.ChildFailed):
-            ref = next(
-                (s for s, c in out.children.items() if c.run_id == rec.run_id),
-                next((s for s, c in out.children.items() if c.id == rec.workflow_id), None),
-            )
-            if ref is not None:
-                del out.children[ref]
-    return out
-
-
-def _rows(
-    flight: _InFlight,
-    run_id: str,
-    workflow_id: str,
-    queue: str,
-    now: float,
-    timeout: tuple[int, float] | None = None,
-) -> tuple[list[NewTask], list[NewTimer]]:
-    """The task and timer rows of what is in flight, for run ``run_id``; ``timeout``: the
-    seq of the run's own timeout timer and its length, which starts again from ``now``."""
-    fresh = {timeout[0]: now + timeout[1]} if timeout is not None else {}
-    tasks = [
-        NewTask(
-            task_id=journal.task_id(run_id, seq),
-            run_id=run_id,
-            workflow_id=workflow_id,
-            seq=seq,
-            name=cmd.name,
-            queue=cmd.queue,
-            data=entry.data,
-            visible_at=now,
-            attempt=tried + 1,
-        )
-        for seq, (entry, cmd, tried) in sorted(flight.activities.items())
-    ]
-    tasks += [
-        NewTask(
-            task_id=journal.task_id(run_id, seq),
-            run_id=run_id,
-            workflow_id=workflow_id,
-            seq=seq,
-            name=cmd.name,
-            queue=queue,
-            data=entry.data,
-            visible_at=now,
-            lease_owner=EXTERNAL_OWNER,
-            lease_expires_at=NEVER,
-        )
-        for seq, (entry, cmd) in sorted(flight.externals.items())
-    ]
-    timers = [
-        NewTimer(run_id, seq, fresh.get(seq, cmd.due), journal.encode(journal.TimerFired(seq)))
-        for seq, cmd in sorted(flight.timers.items())
-    ]
-    return tasks, timers
-
-
-def fork_points(entries: Sequence[JournalEntry]) -> list[int]:
-    """The seqs a journal may be cut after (see the module docstring): ``0``, and every
-    seq followed by an input entry, by a termination, or ending the journal (not past an
-    entry that ends the run)."""
-    points = [0]
-    for i, entry in enumerate(entries):
-        if entry.kind in _ENDINGS:
-            break
-        following = entries[i + 1] if i + 1 < len(entries) else None
-        # A termination is written by a client after whole steps: it cuts nothing apart.
-        if following is None or following.kind in _BOUNDARIES:
-            points.append(entry.seq)
-    return points
-
-
 def _cause(run: RunRecord) -> str:
     if run.error is None:
         return ""
@@ -338,12 +212,12 @@ def retry_plan(
             keep=run.history_length,
             status="running",
             note=journal.encode(note),
-            inbox=_start_again(run, run.history_length),  # parked before it started
+            inbox=start_input(run, run.history_length),  # parked before it started
         )
     if run.status not in RETRYABLE:
         raise RepairError(_not_retryable(run))
-    records = _records(run, entries)
-    if not records or records[-1][0].kind not in _ENDINGS:
+    records = read_records(run, entries)
+    if not records or records[-1][0].kind not in ENDINGS:
         raise RepairError(
             f"Workflow {wid!r} is {run.status} but its journal does not end with how it "
             "ended; it cannot be retried where it stopped. Fork it at a seq "
@@ -369,24 +243,24 @@ def retry_plan(
         elif isinstance(rec, journal.ExternalFailed):
             step = rec.ref
         elif isinstance(rec, journal.ChildFailed) and rec.status in RETRYABLE:
-            step = _child_step(records[:last], rec)  # the child is re-opened with this run
-        elif isinstance(rec, journal.TimerFired) and rec.ref == _timeout_timer(run, records):
-            pass  # timed out: the timer is in flight again, and starts again (see _rows)
+            step = child_step(records[:last], rec)  # the child is re-opened with this run
+        elif isinstance(rec, journal.TimerFired) and rec.ref == timeout_timer(run, records):
+            pass  # timed out: the timer is in flight again, and starts again (task_rows)
         elif isinstance(rec, journal.WorkflowStarted):
             keep = 0  # started again below
         else:
             redelivered.append((entry, rec))
     kept = records[:keep]
-    flight = _in_flight([*kept, *redelivered])
+    flight = in_flight([*kept, *redelivered])
     children = children or {}
     answers = _child_answers(wid, flight, children, fork=False)
     seen = {c.run_id: children[c.run_id].run_id for c in flight.children.values()}
-    timeout = _timeout_timer(run, records)
+    timeout = timeout_timer(run, records)
     limit = (timeout, run.timeout) if timeout is not None and run.timeout is not None else None
-    tasks, timers = _rows(flight, run.run_id, wid, run.queue, now, limit)
+    tasks, timers = task_rows(flight, run.run_id, wid, run.queue, now, limit)
     dropped = [[e.seq, e.kind] for e, _ in records[keep:]]
     note = journal.RunRetried(run.status, _cause(run), step, dropped, reason)
-    inbox = _start_again(run, 0 if keep == 0 else None, _source_seed(run, entries))
+    inbox = start_input(run, 0 if keep == 0 else None, source_seed(run, entries))
     inbox += [(r.KIND, journal.encode(r)) for _, r in redelivered]
     inbox += [(r.KIND, journal.encode(r)) for r in answers]
     return Reopen(
@@ -403,31 +277,6 @@ def retry_plan(
         inbox=inbox,
         children={run_id: children[cmd].status for cmd, run_id in seen.items()},
     )
-
-
-def _timeout_timer(
-    run: RunRecord, records: Sequence[tuple[JournalEntry, journal.Record]]
-) -> int | None:
-    """The seq of the run's own timeout timer, if it has one: the engine starts it first
-    thing, right after ``workflow_started``."""
-    if run.timeout is None or not math.isfinite(run.timeout):
-        return None
-    kinds = [e.kind for e, _ in records]
-    if Kind.WORKFLOW_STARTED not in kinds:
-        return None
-    after = kinds.index(Kind.WORKFLOW_STARTED) + 1
-    return records[after][0].seq if kinds[after : after + 1] == [Kind.TIMER_STARTED] else None
-
-
-def _start_again(
-    run: RunRecord, kept: int | None, seed: str | None = None
-) -> list[tuple[str, bytes]]:
-    """The start input, for a run whose journal keeps nothing of its own (``kept == 0``):
-    after the repair's note (its entry 1) the worker no longer makes it, so it is queued."""
-    if kept != 0:
-        return []
-    started = journal.WorkflowStarted(run.input, seed)
-    return [(started.KIND, journal.encode(started))]
 
 
 def _not_retryable(run: RunRecord) -> str:
@@ -452,42 +301,8 @@ def _not_retryable(run: RunRecord) -> str:
     )
 
 
-def _child_step(
-    records: Sequence[tuple[JournalEntry, journal.Record]], rec: journal.ChildFailed
-) -> int | None:
-    """The seq of the ``child_started`` that ``rec`` answers."""
-    for entry, cmd in reversed(records):
-        if isinstance(cmd, journal.ChildStarted) and rec.run_id in (cmd.run_id, None):
-            if cmd.id == rec.workflow_id:
-                return entry.seq
-    return None
-
-
-def children_needed(
-    entries: Sequence[JournalEntry], upto: int | None = None
-) -> list[journal.ChildStarted]:
-    """The child workflows whose runs `retry_plan` (``upto=None``: wherever the cut is)
-    or `fork_plan` (``upto``: its ``at_seq``) need: those started in the journal (up to
-    ``upto``) and not answered before its end, or answered by its last input (what a
-    retry's cut drops). Entries that cannot be read are skipped here (the plan refuses
-    them)."""
-    chosen = entries if upto is None else entries[:upto]
-    records = [
-        (e, r)
-        for e in chosen
-        if not isinstance(r := journal.decode(e.kind, e.data), journal.Damaged)
-    ]
-    if upto is None:
-        inputs = [i for i, (e, _) in enumerate(records) if e.kind in INPUT_KINDS]
-        if inputs and isinstance(
-            records[inputs[-1]][1], journal.ChildFailed | journal.ChildCompleted
-        ):
-            records = records[: inputs[-1]]
-    return list(_in_flight(records).children.values())
-
-
 def _child_answers(
-    wid: str, flight: _InFlight, children: Mapping[str, RunRecord], *, fork: bool
+    wid: str, flight: InFlight, children: Mapping[str, RunRecord], *, fork: bool
 ) -> list[journal.Record]:
     """What each child in flight at the cut tells the repaired run: nothing while it is
     open (its answer will reach it: a re-opened run keeps its run id); the outcome of one
@@ -609,8 +424,8 @@ def fork_plan(
     points = fork_points(entries)
     if at_seq not in points:
         raise RepairError(_bad_seq(wid, entries, at_seq, points))
-    records = _records(run, entries[:at_seq])
-    flight = _in_flight(records)
+    records = read_records(run, entries[:at_seq])
+    flight = in_flight(records)
     answers = _child_answers(wid, flight, children or {}, fork=True)
     copied = list(entries[:at_seq])
     seed = run.run_id  # what seeds the source's durable.random(), unless it has a seed
@@ -621,10 +436,10 @@ def fork_plan(
             copied[i] = JournalEntry(entry.seq, entry.kind, entry.time, journal.encode(seeded))
             break
     else:
-        seed = _source_seed(run, entries) or seed
-    timeout = _timeout_timer(run, records)
+        seed = source_seed(run, entries) or seed
+    timeout = timeout_timer(run, records)
     limit = (timeout, run.timeout) if timeout is not None and run.timeout is not None else None
-    tasks, timers = _rows(flight, run_id, workflow_id, run.queue, now, limit)
+    tasks, timers = task_rows(flight, run_id, workflow_id, run.queue, now, limit)
     published = {rec.key: rec.value for _, rec in records if isinstance(rec, journal.Published)}
     note = journal.RunForked(wid, run.run_id, at_seq)
     copied.append(JournalEntry(at_seq + 1, note.KIND, now, journal.encode(note)))
@@ -638,20 +453,11 @@ def fork_plan(
         timeout=run.timeout,
         tags=run.tags or None,
     )
-    inbox = _start_again(run, at_seq, seed)
+    inbox = start_input(run, at_seq, seed)
     inbox += [(r.KIND, journal.encode(r)) for r in answers]
     return Fork(
         new, "running", copied, tasks=tasks, timers=timers, published=published, inbox=inbox
     )
-
-
-def _source_seed(run: RunRecord, entries: Sequence[JournalEntry]) -> str | None:
-    """The seed of a source whose start is not in the copied prefix (a fork at 0)."""
-    for entry in entries:
-        if entry.kind == Kind.WORKFLOW_STARTED:
-            rec = journal.decode(entry.kind, entry.data)
-            return rec.seed if isinstance(rec, journal.WorkflowStarted) else None
-    return None
 
 
 def _bad_seq(wid: str, entries: Sequence[JournalEntry], at_seq: int, points: list[int]) -> str:
@@ -661,7 +467,7 @@ def _bad_seq(wid: str, entries: Sequence[JournalEntry], at_seq: int, points: lis
             f"at_seq {at_seq} is past the end of the journal of workflow {wid!r} "
             f"({len(entries)} entries); fork at a seq from 0 to {end}."
         )
-    ending = next((e for e in entries if e.kind in _ENDINGS), None)
+    ending = next((e for e in entries if e.kind in ENDINGS), None)
     if ending is not None and at_seq >= ending.seq:
         return (
             f"at_seq {at_seq} includes how workflow {wid!r} ended (seq {ending.seq}: "

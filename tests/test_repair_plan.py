@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from durable import journal, payload
+from durable.cuts import children_needed, fork_points
 from durable.errors import RemoteError, RepairError
 from durable.journal import Kind
-from durable.repair import children_needed, fork_plan, fork_points, retry_plan
+from durable.repair import fork_plan, retry_plan
 from durable.store import EXTERNAL_OWNER, JournalEntry, RunRecord
 
 BOOM = RemoteError("ValueError", "boom")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..client import Client
+from ..cuts import fork_points
 from ..errors import RepairError, WorkflowNotFound
-from ..repair import fork_points
 from .nodes import run_href
 
 __all__ = ["ACTIONS", "act", "point_after"]
