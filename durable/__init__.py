@@ -17,6 +17,7 @@ General layout (one concept per module):
 - stepping    a live run's inputs into its engine, its commands out as one group commit
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
 - signature   workflow signatures workers publish, to check starts by name
+- tags        durable.set_tags: a workflow labelling its own run for search
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
 - tasks       remote activity attempts and external waits: poll, heartbeat, complete, fail
 - tokens      task tokens: the opaque strings that name an attempt or an external wait
@@ -80,6 +81,7 @@ from .errors import (
     WorkflowNotFound,
 )
 from .steps import Attempt, PendingStep, Step
+from .tags import set_tags
 from .tasks import RemoteTask
 from .waits import External
 from .worker import Worker
@@ -130,6 +132,7 @@ __all__ = [
     "patched",
     "publish",
     "random",
+    "set_tags",
     "sleep",
     "sleep_until",
     "uuid4",

@@ -30,6 +30,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     signal_wait_started   SignalWaitStarted  name, due, branch, group (tells only: see below)
     marker                Marker             patch, branch
     external_started      ExternalStarted    name, branch, group
+    tags_set              TagsSet            tags, branch
     closings (commands that end the run)
     workflow_completed    WorkflowCompleted  result
     workflow_failed       WorkflowFailed     error
@@ -46,6 +47,10 @@ workflow task that issued a command (``"0"`` the main coroutine, ``"0.2"`` the t
 it spawned) and ``group`` the seq of the first command of the concurrent group it belongs
 to (`None` alone; see `durable.branches`); entries recorded before these existed read as
 branch ``"0"``, no group.
+
+``tags_set`` records ``durable.set_tags(...)``: ``tags`` (str to str) merged into the run's
+tags when the step commits (`durable.plan`), so ``client.list(tags=...)`` finds the run by
+them. Replay checks its kind only: changing the values in code is allowed.
 
 ``signal_wait_started`` records that the code began waiting for a signal (``due``: when its
 timeout fires, or `None`), so a waiting run shows what it waits for. It only tells: replay
@@ -100,6 +105,7 @@ __all__ = [
     "Record",
     "SignalReceived",
     "SignalWaitStarted",
+    "TagsSet",
     "TimerFired",
     "TimerStarted",
     "WorkflowCancelled",
@@ -137,6 +143,7 @@ class Kind(enum.StrEnum):
     MARKER = "marker"
     SIGNAL_WAIT_STARTED = "signal_wait_started"
     EXTERNAL_STARTED = "external_started"
+    TAGS_SET = "tags_set"
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
@@ -179,6 +186,7 @@ COMMAND_KINDS: frozenset[str] = frozenset(
         Kind.MARKER,
         Kind.SIGNAL_WAIT_STARTED,
         Kind.EXTERNAL_STARTED,
+        Kind.TAGS_SET,
     }
     | CLOSING_KINDS
 )
@@ -465,6 +473,15 @@ class ExternalStarted(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class TagsSet(Record):
+    """The code called ``durable.set_tags``: ``tags`` are merged into the run's tags."""
+
+    KIND = Kind.TAGS_SET
+    tags: dict[str, str]
+    branch: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted(Record):
     """The run returned ``result``."""
 
@@ -536,6 +553,7 @@ _RECORDS: dict[str, type[Record]] = {
         Marker,
         SignalWaitStarted,
         ExternalStarted,
+        TagsSet,
         WorkflowCompleted,
         WorkflowFailed,
         WorkflowCancelled,

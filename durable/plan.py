@@ -180,6 +180,8 @@ class Plan:
     #:     (items that came during the step must not be stranded). If that changes a row,
     #:     the backend adds `TOPIC_RUNS` to ``topics``.
     released: list[str] = field(default_factory=list)
+    #: 17. Run id -> tags merged into its ``runs.tags`` (keys given take the new value).
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Child run id -> (parent workflow id, parent run id), for each child in ``new_runs``:
     #: whom to tell, with `refused_child`, if the insert finds the id taken after all (a
     #: ``create_run`` racing a backend that does not lock absent rows).
@@ -329,6 +331,9 @@ class _Planner:
         self.outgoing.extend(step.outgoing)
         for key, value in step.published.items():
             out.published[(state.workflow_id, key)] = value
+            out.topics.add(topic)
+        if step.tags:
+            out.tags.setdefault(step.run_id, {}).update(step.tags)
             out.topics.add(topic)
         released = closing or step.release_lease
         if released:

@@ -177,6 +177,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
 EXTRA_INDEXES: list[tuple[str, str]] = [
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name_idx", "runs (name, created_at DESC)"),
+    # client.prune(): the runs closed longest ago, without reading the open ones.
+    ("runs_closed_idx", "runs (closed_at) WHERE closed_at IS NOT NULL"),
 ]
 #: Columns added the same way, under the migration lock (``ADD COLUMN`` only touches the
 #: catalogue): code that predates one neither reads nor writes it.
@@ -187,11 +189,53 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     ("runs", "tags", "jsonb"),
 ]
 
+_RUN_TAGS = [
+    """CREATE TABLE IF NOT EXISTS run_tags (
+        run_id text NOT NULL,
+        key text NOT NULL,
+        value text NOT NULL,
+        created_at double precision NOT NULL,
+        PRIMARY KEY (run_id, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS run_tags_search_idx ON run_tags (key, value, created_at, run_id)",
+    # search_path FROM CURRENT: the function finds this schema's run_tags whatever the
+    # search_path of the session that fires it.
+    """CREATE OR REPLACE FUNCTION run_tags_sync() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            DELETE FROM run_tags WHERE run_id = OLD.run_id;
+        END IF;
+        IF TG_OP <> 'DELETE' AND NEW.tags IS NOT NULL THEN
+            INSERT INTO run_tags (run_id, key, value, created_at)
+            SELECT NEW.run_id, t.key, t.value, NEW.created_at FROM jsonb_each_text(NEW.tags) t
+            ON CONFLICT DO NOTHING;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER run_tags_insert AFTER INSERT ON runs FOR EACH ROW
+        WHEN (NEW.tags IS NOT NULL) EXECUTE FUNCTION run_tags_sync()""",
+    """CREATE TRIGGER run_tags_update AFTER UPDATE OF tags ON runs FOR EACH ROW
+        WHEN (OLD.tags IS DISTINCT FROM NEW.tags) EXECUTE FUNCTION run_tags_sync()""",
+    """CREATE TRIGGER run_tags_delete AFTER DELETE ON runs FOR EACH ROW
+        WHEN (OLD.tags IS NOT NULL) EXECUTE FUNCTION run_tags_sync()""",
+    """INSERT INTO run_tags (run_id, key, value, created_at)
+        SELECT r.run_id, t.key, t.value, r.created_at FROM runs r, jsonb_each_text(r.tags) t
+        ON CONFLICT DO NOTHING""",
+]
+
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``, unqualified: they run with the
 #: schema as search_path) run under the migration lock when the table is missing. Code
 #: that predates one never touches it, so no version bump is needed.
-EXTRA_TABLES: list[tuple[str, list[str]]] = []
+EXTRA_TABLES: list[tuple[str, list[str]]] = [
+    # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
+    # first by (key, value) instead of testing every run's jsonb. Triggers keep it in step
+    # with runs.tags whoever writes the run (a create, a child, a successor, set_tags, a
+    # delete; also code that predates the table, during a rolling deploy); the last
+    # statement indexes the runs tagged before the table existed, once.
+    ("run_tags", _RUN_TAGS),
+]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -327,8 +371,9 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
                 "(pip install -U durable-flow) on every worker and client."
             )
         if found == SCHEMA_VERSION:
-            await _add_missing_tables(conn, schema)
+            # Columns first: a new table's statements may read one (run_tags: runs.tags).
             await _add_missing_columns(conn, schema)
+            await _add_missing_tables(conn, schema)
             return found
         # Every statement is schema-qualified by search_path, set for this transaction only.
         await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
@@ -346,8 +391,8 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             str(SCHEMA_VERSION),
         )
-        await _add_missing_tables(conn, schema)
         await _add_missing_columns(conn, schema)
+        await _add_missing_tables(conn, schema)
         return found
 
 

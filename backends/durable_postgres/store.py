@@ -276,21 +276,16 @@ class PostgresStore(Store):
         created_after: float | None = None,
         created_before: float | None = None,
     ) -> list[RunRecord]:
-        """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
-        ``runs_created_idx``)."""
-        where, args = _listing.filters(
+        """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx``,
+        ``runs_created_idx`` or, filtered by tags, ``run_tags_search_idx``)."""
+        sql, args = _listing.list_query(
+            limit=limit,
             status=status,
             name=name,
             tags=tags,
             created_after=created_after,
             created_before=created_before,
             after=after,
-        )
-        args.append(limit)
-        # run_id breaks ties, so equal times list in one order every time.
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM runs {where} "
-            f"ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}"
         )
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return [run_record(row) for row in rows]
@@ -299,8 +294,7 @@ class PostgresStore(Store):
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None
     ) -> dict[str, int]:
         """See `Store.count_runs` (``runs_status_idx`` covers it)."""
-        where, args = _listing.filters(name=name, tags=tags)
-        sql = f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status"
+        sql, args = _listing.count_query(name=name, tags=tags)
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return {row["status"]: row["n"] for row in rows}
 

@@ -168,6 +168,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1)]
 EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name", "runs (name, created_at)"),
+    # client.prune(): the runs closed longest ago, without reading the open ones.
+    ("runs_closed", "runs (closed_at) WHERE closed_at IS NOT NULL"),
 )
 #: Columns added the same way (``ALTER TABLE ... ADD COLUMN`` when missing): code that
 #: predates one neither reads nor writes it.
@@ -178,10 +180,45 @@ EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("runs", "tags", "TEXT"),
 )
 
+_RUN_TAGS = (
+    """CREATE TABLE IF NOT EXISTS run_tags (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS run_tags_search ON run_tags (key, value, created_at, run_id)",
+    """CREATE TRIGGER IF NOT EXISTS run_tags_insert AFTER INSERT ON runs
+        WHEN new.tags IS NOT NULL BEGIN
+        INSERT OR REPLACE INTO run_tags (run_id, key, value, created_at)
+        SELECT new.run_id, t.key, t.value, new.created_at FROM json_each(new.tags) AS t;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS run_tags_update AFTER UPDATE OF tags ON runs BEGIN
+        DELETE FROM run_tags WHERE run_id = old.run_id;
+        INSERT INTO run_tags (run_id, key, value, created_at)
+        SELECT new.run_id, t.key, t.value, new.created_at FROM json_each(new.tags) AS t;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS run_tags_delete AFTER DELETE ON runs
+        WHEN old.tags IS NOT NULL BEGIN
+        DELETE FROM run_tags WHERE run_id = old.run_id;
+    END""",
+    """INSERT OR IGNORE INTO run_tags (run_id, key, value, created_at)
+        SELECT runs.run_id, t.key, t.value, runs.created_at
+        FROM runs, json_each(runs.tags) AS t WHERE runs.tags IS NOT NULL""",
+)
+
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``) run on open when the table is
 #: missing. Code that predates one never touches it, so no version bump is needed.
-EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = ()
+EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
+    # first by (key, value) instead of testing every run's JSON. Triggers keep it in step
+    # with runs.tags whoever writes the run (a create, a child, a successor, set_tags, a
+    # delete; also code that predates the table, during a rolling deploy); the last
+    # statement indexes the runs tagged before the table existed, once.
+    ("run_tags", _RUN_TAGS),
+)
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -270,11 +307,12 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
                 await conn.execute(statement)
         for index, definition in EXTRA_INDEXES:
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {definition}")
+        # Columns first: a new table's statements may read one (run_tags reads runs.tags).
+        for table, column, kind in await _missing_columns(conn):
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         for _table, statements in await _missing_tables(conn):
             for statement in statements:
                 await conn.execute(statement)
-        for table, column, kind in await _missing_columns(conn):
-            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         await conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -315,7 +315,8 @@ class SQLiteStore(Wakeups, Store):
         created_before: float | None = None,
     ) -> list[RunRecord]:
         """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
-        clause, params = _listing.filters(
+        sql, params = _listing.list_query(
+            limit=limit,
             status=status,
             name=name,
             tags=tags,
@@ -323,17 +324,13 @@ class SQLiteStore(Wakeups, Store):
             created_before=created_before,
             after=after,
         )
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
-        )
-        return [run_record(row) for row in await self._read(sql, (*params, limit))]
+        return [run_record(row) for row in await self._read(sql, params)]
 
     async def count_runs(
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None
     ) -> dict[str, int]:
         """Runs per status; see `Store.count_runs` (``runs_status`` covers it)."""
-        clause, params = _listing.filters(name=name, tags=tags)
-        sql = f"SELECT status, COUNT(*) FROM runs {clause} GROUP BY status"
+        sql, params = _listing.count_query(name=name, tags=tags)
         return {str(row[0]): int(row[1]) for row in await self._read(sql, params)}
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:

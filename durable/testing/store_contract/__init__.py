@@ -4,7 +4,8 @@ Its parts: `runs` (runs, the inbox, claims, commits), `listing` (filters, paging
 tags, queue figures), `routing` (continue-as-new, children,
 items for other workflows), `work` (tasks, timers, termination, workers, wake-ups, several
 processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size limit),
-`remote` (what remote tasks and external waits need); `kit` holds the helpers and the
+`remote` (what remote tasks and external waits need), `tagging` (tags a step sets,
+searching by tag), `retention` (pruning closed runs); `kit` holds the helpers and the
 ``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
 tests/test_store_work.py); a third backend runs it the same way. In its test module:
 
@@ -46,7 +47,9 @@ from .routing import *  # noqa: F403
 from .routing import __all__ as _routing
 from .runs import *  # noqa: F403
 from .runs import __all__ as _runs
+from .tagging import *  # noqa: F403
+from .tagging import __all__ as _tagging
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
-__all__ = ["store", *_runs, *_listing, *_routing, *_work, *_boundaries, *_remote]
+__all__ = ["store", *_runs, *_listing, *_routing, *_work, *_boundaries, *_remote, *_tagging]

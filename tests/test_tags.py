@@ -1,0 +1,137 @@
+"""Tags and search on every backend: ``durable.set_tags`` journaled and replay-safe, the tag
+index (``run_tags``) kept in step, backfilled once, and used by the list's query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import durable
+from durable.store import NewRun, open_store
+
+
+@durable.activity
+async def noop() -> None:
+    """A durable step between two set_tags, so the second lands in a later commit."""
+
+
+@durable.workflow
+async def tagged(rounds: int) -> str:
+    durable.set_tags(stage="started")
+    await noop()
+    durable.set_tags({"stage": "charged", "carrier": "dhl"})
+    if rounds > 0:
+        durable.continue_as_new(rounds - 1)
+    return "done"
+
+
+async def test_set_tags_merges_into_the_run_is_a_step_and_follows_continue_as_new(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[tagged], activities=[noop]):
+        handle = await client.start(tagged, 1, id="order-1", tags={"customer": "acme"})
+        assert await handle.result() == "done"
+    final = {"customer": "acme", "stage": "charged", "carrier": "dhl"}
+    assert (await handle.describe()).tags == final
+    # every run of the chain carries them; the old stage is no longer found
+    found = [d.status async for d in client.list(tags={"stage": "charged", "customer": "acme"})]
+    assert found == ["completed", "continued_as_new"]
+    assert [d async for d in client.list(tags={"stage": "started"})] == []
+    steps = [(s.kind, s.name, s.input) for s in await handle.steps() if s.kind == "tags"]
+    assert steps == [
+        ("tags", "stage", {"stage": "started"}),
+        ("tags", "stage, carrier", {"stage": "charged", "carrier": "dhl"}),
+    ]
+    assert [e.kind for e in await handle.history()].count("tags_set") == 2
+
+
+async def test_set_tags_refuses_bad_tags_and_calls_outside_a_workflow() -> None:
+    with pytest.raises(durable.NotInWorkflowError, match=r"client.start\(\.\.\., tags="):
+        durable.set_tags(stage="x")
+
+
+@durable.workflow
+async def bad_tags() -> None:
+    durable.set_tags({"stage": 3})  # type: ignore[dict-item]
+
+
+async def test_a_bad_tag_fails_the_run_saying_why(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[bad_tags]):
+        handle = await client.start(bad_tags, id="bad")
+        with pytest.raises(durable.WorkflowFailed, match="tags map str keys to str values"):
+            await handle.result()
+    assert (await handle.describe()).tags == {}
+
+
+async def test_the_tag_index_is_backfilled_once_when_created(
+    store_url: str, schema_meta: Any
+) -> None:
+    """A database from before the tag index: its tagged runs are found by tag once it is
+    opened by this code, and runs created from then on are indexed as they come."""
+    async with open_store(store_url) as s:
+        await s.create_run(_run("old", 1.0, {"customer": "acme"}), if_exists="error")
+    sqlite = store_url.startswith("sqlite")
+    for trigger in ("run_tags_insert", "run_tags_update", "run_tags_delete"):
+        await schema_meta._run(f"DROP TRIGGER {trigger}" + ("" if sqlite else " ON runs"))
+    await schema_meta._run("DROP TABLE run_tags")
+    # written while the index did not exist (by code that predates it)
+    await schema_meta._run(
+        'UPDATE runs SET tags = \'{"customer": "acme", "tier": "2"}\' WHERE workflow_id = \'old\''
+    )
+    async with open_store(store_url) as s:
+        await s.create_run(_run("new", 2.0, {"customer": "acme"}), if_exists="error")
+        found = [r.workflow_id for r in await s.list_runs(tags={"customer": "acme"})]
+        assert found == ["new", "old"]
+        assert [r.workflow_id for r in await s.list_runs(tags={"tier": "2"})] == ["old"]
+    rows = await schema_meta._run("SELECT COUNT(*) FROM run_tags")
+    assert rows[0][0] == 3  # once: old's two tags, new's one
+
+
+async def test_a_search_by_tag_reads_the_tag_index(store_url: str, schema_meta: Any) -> None:
+    """EXPLAIN of the list's own query (and of its count) shows the tag index driving it,
+    with several tags, a time range and a cursor, on each backend."""
+    from durable_postgres import listing as pg_listing
+    from durable_sqlite import listing as sqlite_listing
+
+    async with open_store(store_url) as s:
+        runs = [
+            (_run(f"r{i}", float(i), {"customer": f"c{i % 50}", "tier": str(i % 3)}), "error")
+            for i in range(5000)
+        ]
+        await s.create_runs(runs)  # type: ignore[arg-type]
+        page = await s.list_runs(tags={"customer": "c7", "tier": "1"}, limit=3)
+        assert [r.workflow_id for r in page] == ["r4957", "r4807", "r4657"]
+    sqlite = store_url.startswith("sqlite")
+    listing: Any = sqlite_listing if sqlite else pg_listing
+    filtering = {
+        "tags": {"customer": "c7", "tier": "1"},
+        "created_after": 10.0,
+        "created_before": 4000.0,
+        "after": "r3007",
+        "status": "pending",
+    }
+    queries = [listing.list_query(limit=100, **filtering), listing.count_query(**filtering)]
+    if not sqlite:
+        await schema_meta._run("ANALYZE")
+    for sql, params in queries:
+        plan = await _explain(schema_meta, sql, params, sqlite=sqlite)
+        index = "run_tags_search" if sqlite else "run_tags_search_idx"
+        assert index in plan, plan
+        assert "SCAN runs" not in plan, plan
+        assert "Seq Scan on runs" not in plan, plan
+
+
+def _run(workflow_id: str, at: float, tags: dict[str, str]) -> NewRun:
+    return NewRun(workflow_id, f"{workflow_id}-run", "wf", "default", b"", at, tags=tags)
+
+
+async def _explain(schema_meta: Any, sql: str, params: list[Any], *, sqlite: bool) -> str:
+    if sqlite:
+        literal = sql.replace("?", "{!r}").format(*params)
+        rows = await schema_meta._run(f"EXPLAIN QUERY PLAN {literal}")
+        return "\n".join(str(r[-1]) for r in rows)
+    for i in range(len(params), 0, -1):
+        sql = sql.replace(f"${i}", repr(params[i - 1]))
+    rows = await schema_meta._run(f"EXPLAIN (COSTS OFF) {sql}")
+    return "\n".join(str(r[0]) for r in rows)
