@@ -136,6 +136,7 @@ CONTRACT = {
     ("post", "/v1/tasks/{token}/heartbeat"),
     ("post", "/v1/tasks/{token}/complete"),
     ("post", "/v1/tasks/{token}/fail"),
+    ("post", "/v1/prune"),
 }
 
 

@@ -58,7 +58,7 @@ from durable.store import (
     run_topic,
 )
 
-from . import claims, commit, workers
+from . import claims, commit, retention, workers
 from . import listing as _listing
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
@@ -632,6 +632,15 @@ class PostgresStore(Store):
         async def op(conn: Any) -> tuple[float | None, Collection[str]]:
             fired, next_due = await claims.fire_timers(conn, now, limit)
             return next_due, (TOPIC_RUNS,) if fired else ()
+
+        return await self._write(op)
+
+    async def prune_runs(self, closed_before: float, limit: int) -> int:
+        """See `Store.prune_runs` (`durable_postgres.retention`)."""
+
+        async def op(conn: Any) -> tuple[int, Collection[str]]:
+            gone = await retention.prune_runs(conn, closed_before, limit)
+            return len(gone), {TOPIC_STATUS, *map(run_topic, gone)} if gone else ()
 
         return await self._write(op)
 

@@ -80,6 +80,7 @@ from durable.store import (
 from . import claims as _claims
 from . import guard as _guard
 from . import listing as _listing
+from . import retention as _retention
 from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
@@ -658,6 +659,13 @@ class SQLiteStore(Wakeups, Store):
         if fired[1]:
             self.hub.notify([TOPIC_RUNS])
         return fired[0]
+
+    async def prune_runs(self, closed_before: float, limit: int) -> int:
+        """See `Store.prune_runs` (`durable_sqlite.retention`)."""
+        gone = await self._write(lambda db: _retention.prune_runs(db, closed_before, limit))
+        if gone:
+            self.hub.notify({TOPIC_STATUS, *map(run_topic, gone)})
+        return len(gone)
 
     async def queue_stats(self, now: float) -> list[QueueStats]:
         """See `Store.queue_stats` (``tasks_queue`` and ``runs_ready`` cover it)."""

@@ -10,6 +10,7 @@
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
     durable workers
+    durable prune --older-than 30d
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
     durable demo
 
@@ -37,7 +38,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, serve
+from . import commands, retention, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -110,6 +111,7 @@ async def _worker(args: argparse.Namespace) -> int:
             queues=args.queue or None,
             max_concurrency=args.concurrency,
             lease_seconds=args.lease,
+            retention=args.retention,
         )
         where = redact_url(client.url)  # never print a password
         # The banner comes once the worker runs, with its SIGTERM/SIGINT handlers in place:
@@ -161,6 +163,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long this worker's claims outlive it if it dies (default: 30); "
         "others take over after that",
+    )
+    p.add_argument(
+        "--retention",
+        type=retention.age,
+        metavar="AGE",
+        help="also delete runs closed longer ago than AGE (e.g. 30d), at start and every "
+        "10 minutes (as durable prune does)",
     )
     p.set_defaults(run=_worker)
 
@@ -264,6 +273,21 @@ def _parser() -> argparse.ArgumentParser:
         help="every request must send 'Authorization: Bearer TOKEN' (default: $DURABLE_TOKEN)",
     )
     p.set_defaults(run=serve.serve)
+
+    p = command(
+        "prune",
+        "delete the runs closed longer ago than AGE, with their journals (never an open "
+        "run, nor the child of an open parent)",
+        json=True,
+    )
+    p.add_argument(
+        "--older-than",
+        type=retention.age,
+        required=True,
+        metavar="AGE",
+        help="e.g. 30d, 12h, 90m, 2w or 1d12h (units: s, m, h, d, w)",
+    )
+    p.set_defaults(run=retention.prune)
 
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)

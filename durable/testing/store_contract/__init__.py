@@ -43,6 +43,8 @@ from .listing import *  # noqa: F403
 from .listing import __all__ as _listing
 from .remote import *  # noqa: F403
 from .remote import __all__ as _remote
+from .retention import *  # noqa: F403
+from .retention import __all__ as _retention
 from .routing import *  # noqa: F403
 from .routing import __all__ as _routing
 from .runs import *  # noqa: F403
@@ -52,4 +54,14 @@ from .tagging import __all__ as _tagging
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
-__all__ = ["store", *_runs, *_listing, *_routing, *_work, *_boundaries, *_remote, *_tagging]
+__all__ = [
+    "store",
+    *_runs,
+    *_listing,
+    *_routing,
+    *_work,
+    *_boundaries,
+    *_remote,
+    *_tagging,
+    *_retention,
+]
