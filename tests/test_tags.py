@@ -3,11 +3,14 @@ index (``run_tags``) kept in step, backfilled once, and used by the list's query
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 import durable
+from durable.cli import render
+from durable.console import labels
 from durable.store import NewRun, open_store
 
 
@@ -44,6 +47,11 @@ async def test_set_tags_merges_into_the_run_is_a_step_and_follows_continue_as_ne
         ("tags", "stage, carrier", {"stage": "charged", "carrier": "dhl"}),
     ]
     assert [e.kind for e in await handle.history()].count("tags_set") == 2
+    # shown as a mark with its values: in the CLI's steps and the console's labels
+    built = [s for s in await handle.steps() if s.kind == "tags"]
+    table = "\n".join(render.steps_table(built, datetime.now(UTC)))
+    assert '= {"stage": "charged", "carrier": "dhl"}' in table
+    assert labels.step_label(built[1]) == "tags \u00b7 stage, carrier"
 
 
 async def test_set_tags_refuses_bad_tags_and_calls_outside_a_workflow() -> None:

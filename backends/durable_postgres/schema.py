@@ -11,7 +11,8 @@ A database newer than this code is refused before anything is changed.
 Conventions: times are POSIX seconds in ``double precision`` (the store contract's floats,
 no time zone arithmetic in SQL); payloads are ``bytea``; inbox ids come from a
 ``bigserial`` so they increase in insertion order. There are no foreign keys: rows are
-only written by the store, runs are never deleted, and a foreign key check would take a
+only written by the store, runs are deleted only by retention (`durable_postgres.retention`,
+with their rows in every table), and a foreign key check would take a
 ``FOR KEY SHARE`` lock on the run row that queues every inbox insert behind a step commit.
 
 Indexes (names are asserted by ``tests/test_postgres.py`` against ``EXPLAIN`` output):
@@ -26,6 +27,10 @@ Indexes (names are asserted by ``tests/test_postgres.py`` against ``EXPLAIN`` ou
   ``tasks_lease_idx``: running tasks whose lease expired; ``tasks_visible_idx``: the
   earliest not-yet-visible task for `fire_timers`.
 - ``timers_due_idx``: ``(due_at)``, due timers.
+- ``runs_closed_idx``: ``(closed_at) WHERE closed_at IS NOT NULL``, retention's oldest
+  closed runs first.
+- ``run_tags_search_idx``: ``run_tags (key, value, created_at, run_id)``, searches by tag
+  newest first (``run_tags`` is kept in step with ``runs.tags`` by triggers).
 
 A closed run has ``closed_at`` set (and only a closed one), which is what the partial
 indexes test instead of listing the closed statuses.

@@ -4,7 +4,8 @@ Tables follow the logical schema of `durable.store`; SQLite spells booleans as 0
 integers, times as REAL (POSIX seconds, stored exactly as the floats given), payloads as
 BLOB. Inbox ids are ``INTEGER PRIMARY KEY AUTOINCREMENT``, so they only ever increase,
 even after the newest item is deleted. There are no foreign keys: only the store writes
-these rows and runs are never deleted.
+these rows, and runs are deleted only by retention (`durable_sqlite.retention`), which
+deletes their rows in every table with them.
 
 A run is closed exactly when ``closed_at`` is set, which is what the partial indexes test
 (rather than listing the closed statuses). The indexes make every polling query a range
@@ -22,6 +23,9 @@ scan over the rows it may return:
   ``tasks_visible``: the earliest not-yet-visible task for `fire_timers`;
   ``tasks_lease``: running tasks whose lease expired; ``tasks_run``: a run's tasks.
 - ``timers_due``: ``(due_at)``, due timers.
+- ``runs_closed``: ``(closed_at) WHERE closed_at IS NOT NULL``, retention's oldest closed.
+- ``run_tags_search``: ``run_tags (key, value, created_at, run_id)``, searches by tag
+  newest first (``run_tags`` is kept in step with ``runs.tags`` by triggers).
 
 `migrate` applies the missing steps of `MIGRATIONS` inside one ``BEGIN IMMEDIATE``
 transaction: SQLite has one writer at a time, so processes opening an empty file together
