@@ -4,8 +4,8 @@
 A run goes, with its journal, inbox, tasks, timers, tags and (with its workflow id's
 current run) published values, when it closed before the cutoff; never an open run, nor
 the child of an open parent (the full rule is `durable.store.Store.prune_runs`'s). The
-work is done in batches of `PRUNE_BATCH` runs, each its own short transaction with a
-pause after it, so workers' commits go on while a big backlog is pruned.
+work is done in batches of `PRUNE_BATCH` runs, each its own short transaction followed by a
+pause as long as it took, so workers' commits go on while a big backlog is pruned.
 
 Continue-as-new chains: a run that continued as new is pruned like any closed run once it
 is old enough, even while its successor is open. The successor needs nothing of it: its
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from datetime import timedelta
 
 from .clock import Clock
@@ -38,7 +39,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PRUNE_BATCH = 500  # runs deleted per transaction by client.prune
-PRUNE_PAUSE = 0.005  # seconds between batches: other writers take the lock meanwhile
+PRUNE_PAUSE = 0.005  # least seconds between batches (more after a slow batch: see prune)
 RETENTION_BATCH = 100  # runs per transaction when a worker prunes: shorter lock holds
 RETENTION_INTERVAL = 600.0  # seconds between a worker's retention passes
 
@@ -95,11 +96,14 @@ async def prune(
     batch = batch or PRUNE_BATCH
     total = 0
     while True:
+        started = time.monotonic()
         deleted = await store.prune_runs(cutoff, batch)
         total += deleted
         if deleted < batch:
             return total
-        await asyncio.sleep(PRUNE_PAUSE)
+        # As long again as the batch took: pruning takes at most about half the time the
+        # database can write, and the workers' commits the rest.
+        await asyncio.sleep(max(PRUNE_PAUSE, time.monotonic() - started))
 
 
 async def keep(store: Store, clock: Clock, older_than: float, worker_id: str) -> None:
