@@ -79,10 +79,7 @@ async def test_the_tag_index_is_backfilled_once_when_created(
     opened by this code, and runs created from then on are indexed as they come."""
     async with open_store(store_url) as s:
         await s.create_run(_run("old", 1.0, {"customer": "acme"}), if_exists="error")
-    sqlite = store_url.startswith("sqlite")
-    for trigger in ("run_tags_insert", "run_tags_update", "run_tags_delete"):
-        await schema_meta._run(f"DROP TRIGGER {trigger}" + ("" if sqlite else " ON runs"))
-    await schema_meta._run("DROP TABLE run_tags")
+    await _drop_index(store_url, schema_meta)
     # written while the index did not exist (by code that predates it)
     await schema_meta._run(
         'UPDATE runs SET tags = \'{"customer": "acme", "tier": "2"}\' WHERE workflow_id = \'old\''
@@ -94,6 +91,28 @@ async def test_the_tag_index_is_backfilled_once_when_created(
         assert [r.workflow_id for r in await s.list_runs(tags={"tier": "2"})] == ["old"]
     rows = await schema_meta._run("SELECT COUNT(*) FROM run_tags")
     assert rows[0][0] == 3  # once: old's two tags, new's one
+
+
+async def test_a_database_from_before_tags_gets_the_column_then_the_index(
+    store_url: str, schema_meta: Any
+) -> None:
+    """Opening a database that has neither ``runs.tags`` nor the tag index adds the column
+    first, then creates the index (whose backfill reads that column)."""
+    async with open_store(store_url) as s:
+        await s.create_run(_run("untagged", 1.0, {}), if_exists="error")
+    await _drop_index(store_url, schema_meta)
+    await schema_meta._run("ALTER TABLE runs DROP COLUMN tags")
+    async with open_store(store_url) as s:
+        await s.create_run(_run("tagged", 2.0, {"k": "v"}), if_exists="error")
+        assert [r.workflow_id for r in await s.list_runs(tags={"k": "v"})] == ["tagged"]
+        assert len(await s.list_runs()) == 2
+
+
+async def _drop_index(store_url: str, schema_meta: Any) -> None:
+    sqlite = store_url.startswith("sqlite")
+    for trigger in ("run_tags_insert", "run_tags_update", "run_tags_delete"):
+        await schema_meta._run(f"DROP TRIGGER {trigger}" + ("" if sqlite else " ON runs"))
+    await schema_meta._run("DROP TABLE run_tags")
 
 
 async def test_a_search_by_tag_reads_the_tag_index(store_url: str, schema_meta: Any) -> None:
