@@ -3,14 +3,23 @@ index (``run_tags``) kept in step, backfilled once, and used by the list's query
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from serverkit import problem
 
 import durable
 from durable.cli import render
+from durable.clock import VirtualClock
 from durable.console import labels
+from durable.server import create_app
 from durable.store import NewRun, open_store
 
 
@@ -162,3 +171,45 @@ async def _explain(schema_meta: Any, sql: str, params: list[Any], *, sqlite: boo
         sql = sql.replace(f"${i}", repr(params[i - 1]))
     rows = await schema_meta._run(f"EXPLAIN (COSTS OFF) {sql}")
     return "\n".join(str(r[0]) for r in rows)
+
+
+async def test_the_list_filters_by_tags_and_time_over_http(store_url: str) -> None:
+    clock = VirtualClock(1_800_000_000.0)
+    async with durable.connect(store_url, clock=clock) as client:
+        for i in range(4):
+            clock.advance_to(1_800_000_000.0 + 3600 * i)
+            await client.start("some_workflow", id=f"r{i}", tags={"team": "a"})
+        transport = httpx.ASGITransport(app=create_app(client))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            after = datetime.fromtimestamp(1_800_000_000.0 + 3600, UTC).isoformat()
+            params = {"tag": "team:a", "created_after": after, "limit": 1}
+            r = await http.get("/v1/workflows", params=params)
+            assert [w["id"] for w in r.json()["workflows"]] == ["r3"]
+            cursor = r.json()["next_cursor"]
+            r = await http.get("/v1/workflows", params={**params, "cursor": cursor, "limit": 5})
+            assert [w["id"] for w in r.json()["workflows"]] == ["r2", "r1"]
+            before = after.replace("+00:00", "")  # naive: UTC
+            r = await http.get("/v1/workflows", params={"created_before": before})
+            assert [w["id"] for w in r.json()["workflows"]] == ["r0"]
+            r = await http.get("/v1/workflows", params={"created_after": "yesterday"})
+            assert "must be an ISO 8601 date-time" in problem(r, 400)
+
+
+def test_durable_list_filters_by_time(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    async def seed() -> None:
+        for day, workflow_id in ((1, "first"), (3, "third")):
+            when = datetime(2026, 12, day, tzinfo=UTC).timestamp()
+            async with durable.connect(db, clock=VirtualClock(when)) as client:
+                await client.start("some_workflow", id=workflow_id)
+
+    asyncio.run(seed())
+    cli = [sys.executable, "-m", "durable", "list", "--db", db, "--json"]
+    done = subprocess.run([*cli, "--created-after", "2026-12-02"], capture_output=True, text=True)
+    assert [r["id"] for r in json.loads(done.stdout)] == ["third"]
+    done = subprocess.run([*cli, "--created-before", "2026-12-02"], capture_output=True, text=True)
+    assert [r["id"] for r in json.loads(done.stdout)] == ["first"]
+    done = subprocess.run([*cli, "--created-after", "soon"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "expected an ISO 8601 date-time" in done.stderr

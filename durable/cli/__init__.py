@@ -208,6 +208,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="only runs with this tag (repeatable: all must match)",
     )
+    p.add_argument(
+        "--created-after",
+        type=retention.moment,
+        metavar="TIME",
+        help="only runs started then or later (ISO 8601)",
+    )
+    p.add_argument(
+        "--created-before",
+        type=retention.moment,
+        metavar="TIME",
+        help="only runs started before (ISO 8601)",
+    )
     p.set_defaults(run=commands.list_runs)
 
     p = command("show", "a run: status, error, steps, published values, history", json=True)

@@ -173,6 +173,8 @@ async def list_runs(args: argparse.Namespace) -> int:
             limit=args.limit,
             cursor=args.after,
             tags=dict(args.tag) if args.tag else None,
+            created_after=args.created_after,
+            created_before=args.created_before,
         )
         try:
             runs = [d async for d in listing]

@@ -1,16 +1,29 @@
 """``durable prune`` and the worker's ``--retention``: ages such as ``30d`` on the command
-line, and deleting the runs closed longer ago than one (`durable.retention`)."""
+line, and deleting the runs closed longer ago than one (`durable.retention`); and the
+times ``durable list --created-after/--created-before`` take."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..client import Client
 from ..retention import parse_duration
 from .commands import _print_json
 
-__all__ = ["age", "prune"]
+__all__ = ["age", "moment", "prune"]
+
+
+def moment(text: str) -> datetime:
+    """An ``argparse`` type: an ISO 8601 date-time (``durable list --created-after``); one
+    without an offset is taken as UTC."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date-time like 2026-12-01 or 2026-12-01T08:00:00+01:00, "
+            f"got {text!r}"
+        ) from None
 
 
 def age(text: str) -> timedelta:
