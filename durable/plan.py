@@ -176,12 +176,13 @@ class Plan:
     deliveries: list[Delivery] = field(default_factory=list)
     #: 15. Published values (workflow_id, key) -> value, upserted.
     published: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    #: 15b. Run id -> tags merged into its ``runs.tags`` (keys given take the new value;
+    #:      the backend's tag index follows).
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
     #: 16. Runs still open whose lease was handed back: ready if their inbox is not empty
     #:     (items that came during the step must not be stranded). If that changes a row,
     #:     the backend adds `TOPIC_RUNS` to ``topics``.
     released: list[str] = field(default_factory=list)
-    #: 17. Run id -> tags merged into its ``runs.tags`` (keys given take the new value).
-    tags: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Child run id -> (parent workflow id, parent run id), for each child in ``new_runs``:
     #: whom to tell, with `refused_child`, if the insert finds the id taken after all (a
     #: ``create_run`` racing a backend that does not lock absent rows).
