@@ -9,7 +9,8 @@ Seeds `RUNS` runs closed a week ago, each with `ENTRIES` journal entries and two
 one worker twice: alone, and while ``client.prune(older_than=1 day)`` deletes the seeded
 runs beside it. Reports the prune's runs/s, its longest batch (the longest a worker's
 commit may wait for it on SQLite, where a writer holds the one write lock), and the
-workflows' wall time both ways. Numbers are reported, never asserted.
+workflows' wall time both ways. Numbers are reported, never asserted. A PostgreSQL schema
+it creates is dropped at the end.
 """
 
 from __future__ import annotations
@@ -142,6 +143,20 @@ async def main(db: str | None) -> None:
     print(f"prune on {url.split('?')[0]}")
     for label, value in rows:
         print(f"  {label:<36} {value}")
+    if not url.startswith("sqlite"):
+        await drop_schema(url)
+
+
+async def drop_schema(url: str) -> None:
+    """Drop the PostgreSQL schema this run created."""
+    import asyncpg
+
+    schema = dict(parse_qsl(urlsplit(url).query))["schema"]
+    conn = await asyncpg.connect(urlunsplit(urlsplit(url)._replace(query="")))
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ General layout (one concept per module):
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
 - signature   workflow signatures workers publish, to check starts by name
 - tags        durable.set_tags: a workflow labelling its own run for search
+- retention   client.prune, Worker(retention=): deleting old closed runs in batches
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
 - tasks       remote activity attempts and external waits: poll, heartbeat, complete, fail
 - tokens      task tokens: the opaque strings that name an attempt or an external wait
