@@ -75,13 +75,13 @@ async def seed(client: durable.Client, url: str) -> None:
     close = "UPDATE runs SET status = 'completed', closed_at = created_at, ready = {f}"
     fill = (
         "INSERT INTO journal (run_id, seq, kind, time, data) "
-        "SELECT r.run_id, s.seq, 'x', r.created_at, {blob} FROM runs r, {series} s"
+        "SELECT r.run_id, s.seq, 'x', r.created_at, {blob} FROM runs r, {series}"
     )
     if url.startswith("sqlite"):
         path = urlsplit(url).path[1:]
         with sqlite3.connect(path) as db:
             db.execute(close.format(f="0"))
-            series = f"(WITH RECURSIVE q(seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM q WHERE seq < {ENTRIES}) SELECT seq FROM q)"  # noqa: E501
+            series = f"(WITH RECURSIVE q(seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM q WHERE seq < {ENTRIES}) SELECT seq FROM q) AS s"  # noqa: E501
             db.execute(fill.format(blob="x'00'", series=series))
         return
     import asyncpg
@@ -92,7 +92,7 @@ async def seed(client: durable.Client, url: str) -> None:
     try:
         await conn.execute(close.format(f="false"))
         series = f"generate_series(1, {ENTRIES}) AS s(seq)"
-        await conn.execute(fill.format(blob="'\\x00'::bytea", series=series).replace(" s", "", 1))
+        await conn.execute(fill.format(blob="'\\x00'::bytea", series=series))
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

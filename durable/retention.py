@@ -30,6 +30,7 @@ __all__ = [
     "PRUNE_PAUSE",
     "RETENTION_BATCH",
     "RETENTION_INTERVAL",
+    "RETENTION_PACE",
     "keep",
     "older_than_seconds",
     "parse_duration",
@@ -42,6 +43,7 @@ PRUNE_BATCH = 500  # runs deleted per transaction by client.prune
 PRUNE_PAUSE = 0.005  # least seconds between batches (more after a slow batch: see prune)
 RETENTION_BATCH = 100  # runs per transaction when a worker prunes: shorter lock holds
 RETENTION_INTERVAL = 600.0  # seconds between a worker's retention passes
+RETENTION_PACE = 4.0  # a worker pauses 4x each batch's time: at most ~20% of write time
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -88,10 +90,16 @@ def older_than_seconds(older_than: timedelta | float, what: str = "older_than") 
 
 
 async def prune(
-    store: Store, clock: Clock, older_than: timedelta | float, *, batch: int | None = None
+    store: Store,
+    clock: Clock,
+    older_than: timedelta | float,
+    *,
+    batch: int | None = None,
+    pace: float = 1.0,
 ) -> int:
     """Delete the runs that closed more than ``older_than`` ago and may go (see the module
-    docstring), ``batch`` (default `PRUNE_BATCH`) per transaction; return how many."""
+    docstring), ``batch`` (default `PRUNE_BATCH`) per transaction, pausing ``pace`` times
+    as long as each batch took before the next; return how many."""
     cutoff = clock.now() - older_than_seconds(older_than)
     batch = batch or PRUNE_BATCH
     total = 0
@@ -101,17 +109,18 @@ async def prune(
         total += deleted
         if deleted < batch:
             return total
-        # As long again as the batch took: pruning takes at most about half the time the
-        # database can write, and the workers' commits the rest.
-        await asyncio.sleep(max(PRUNE_PAUSE, time.monotonic() - started))
+        # With pace 1, as long again as the batch took: pruning takes at most about half
+        # the time the database can write, and the workers' commits the rest.
+        await asyncio.sleep(max(PRUNE_PAUSE, pace * (time.monotonic() - started)))
 
 
 async def keep(store: Store, clock: Clock, older_than: float, worker_id: str) -> None:
     """A worker's retention loop: prune now and every `RETENTION_INTERVAL` seconds, in
-    batches of `RETENTION_BATCH`, until cancelled. Several workers may run it at once:
-    each batch takes runs no other transaction holds."""
+    batches of `RETENTION_BATCH` at `RETENTION_PACE` (it is never urgent), until
+    cancelled. Several workers may run it at once: each batch takes runs no other
+    transaction holds."""
     while True:
-        deleted = await prune(store, clock, older_than, batch=RETENTION_BATCH)
+        deleted = await prune(store, clock, older_than, batch=RETENTION_BATCH, pace=RETENTION_PACE)
         if deleted:
             logger.info("Worker %s pruned %d closed run(s)", worker_id, deleted)
         await asyncio.sleep(RETENTION_INTERVAL)
