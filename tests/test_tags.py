@@ -156,6 +156,10 @@ async def test_a_search_by_tag_reads_the_tag_index(store_url: str, schema_meta: 
         assert index in plan, plan
         assert "SCAN runs" not in plan, plan
         assert "Seq Scan on runs" not in plan, plan
+        if not sqlite:
+            # the other tags are tested on the run rows: a second join of run_tags let a
+            # planner without statistics loop over both tags' rows (seconds at 100k runs)
+            assert plan.count(" on run_tags ") == 1, plan
 
 
 def _run(workflow_id: str, at: float, tags: dict[str, str]) -> NewRun:

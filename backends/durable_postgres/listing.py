@@ -4,7 +4,7 @@ filters built once, so the list and its counts always filter alike.
 A tag filter reads the tag index (``run_tags``, kept in step with ``runs.tags`` by
 triggers: see `durable_postgres.schema`): the first tag given is joined on
 ``run_tags_search_idx`` (key, value, created_at, run_id), which hands runs over newest
-first, and each further tag is one primary-key probe per run found.
+first, and the others are tested on each run row found (``tags @>``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .schema import RUN_COLUMNS, prefixed
+from .schema import RUN_COLUMNS, prefixed, tags_json
 
 __all__ = ["QUEUED_TASKS", "WAITING_RUNS", "count_query", "filters", "list_query"]
 
@@ -37,17 +37,14 @@ def filters(
         first = len(args) - len(values) + 1
         clauses.append(clause.format(*range(first, len(args) + 1)))
 
-    for i, (key, tag) in enumerate((tags or {}).items()):
-        if i == 0:
-            source, by = "FROM run_tags t0 JOIN runs ON runs.run_id = t0.run_id", "t0"
-            add("t0.key = ${} AND t0.value = ${}", key, tag)
-        else:
-            add(
-                f"EXISTS (SELECT 1 FROM run_tags t{i} WHERE t{i}.run_id = runs.run_id "
-                f"AND t{i}.key = ${{}} AND t{i}.value = ${{}})",
-                key,
-                tag,
-            )
+    if tags:
+        (key, tag), *others = tags.items()
+        source, by = "FROM run_tags t0 JOIN runs ON runs.run_id = t0.run_id", "t0"
+        add("t0.key = ${} AND t0.value = ${}", key, tag)
+        if others:
+            # Checked on each run row the index hands over: one more join of run_tags
+            # lets a planner short of statistics pick a nested loop over both tags' rows.
+            add("runs.tags @> ${}::jsonb", tags_json(dict(others)))
     checks: tuple[tuple[str, object], ...] = (
         (f"{by}.created_at >= ${{}}", created_after),
         (f"{by}.created_at < ${{}}", created_before),

@@ -227,6 +227,9 @@ _RUN_TAGS = [
     """INSERT INTO run_tags (run_id, key, value, created_at)
         SELECT r.run_id, t.key, t.value, r.created_at FROM runs r, jsonb_each_text(r.tags) t
         ON CONFLICT DO NOTHING""",
+    # Statistics at once, rather than at autovacuum's next look: without them the planner
+    # takes a big tag for a rare one.
+    "ANALYZE run_tags",
 ]
 
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
