@@ -217,3 +217,31 @@ def test_durable_list_filters_by_time(tmp_path: Path) -> None:
     done = subprocess.run([*cli, "--created-after", "soon"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "expected an ISO 8601 date-time" in done.stderr
+
+
+async def test_sqlite_counts_by_tag_agree_whichever_way_they_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tag most runs have is counted by reading the runs, a rarer one through the index
+    (`durable_sqlite.listing.count_runs`): the counts are the same either way."""
+    from durable_sqlite import listing
+
+    async with open_store(f"sqlite:///{tmp_path / 'count.db'}") as s:
+        for i in range(30):
+            tags = {"env": "prod", "team": "a" if i % 3 else "b"}
+            run = NewRun(f"r{i}", f"r{i}-run", "wf" if i % 2 else "other", "q", b"", i, tags=tags)
+            await s.create_run(run, if_exists="error")
+        await s.terminate("r3-run", entry_data=b"", error=b"", now=40.0, parent_item=None)
+        questions = [
+            ({"env": "prod"}, None),
+            ({"team": "a", "env": "prod"}, "wf"),
+            ({"team": "b"}, None),
+        ]
+        by_index = [await s.count_runs(tags=t, name=n) for t, n in questions]
+        monkeypatch.setattr(listing, "COUNT_BY_INDEX", 5)
+        assert [await s.count_runs(tags=t, name=n) for t, n in questions] == by_index
+    assert by_index == [
+        {"pending": 29, "terminated": 1},
+        {"pending": 10},
+        {"pending": 9, "terminated": 1},
+    ]

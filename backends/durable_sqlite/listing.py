@@ -10,12 +10,21 @@ first, then the run row by its key) rather than scan runs and test every one.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from .schema import RUN_COLUMNS
 
-__all__ = ["QUEUED_TASKS", "WAITING_RUNS", "count_query", "filters", "list_query"]
+__all__ = [
+    "COUNT_BY_INDEX",
+    "QUEUED_TASKS",
+    "WAITING_RUNS",
+    "count_query",
+    "count_runs",
+    "filters",
+    "list_query",
+]
 
 _COLUMNS = ", ".join(f"runs.{c.strip()}" for c in RUN_COLUMNS.split(","))
 
@@ -73,9 +82,39 @@ def list_query(*, limit: int, **filtering: Any) -> tuple[str, list[Any]]:
 
 
 def count_query(**filtering: Any) -> tuple[str, list[Any]]:
-    """The ``SELECT status, count`` of `Store.count_runs` and its parameters."""
+    """The ``SELECT status, count`` of `Store.count_runs` through the tag index, and its
+    parameters (see `count_runs` for when it is not the way)."""
     source, params, _ = filters(**filtering)
     return f"SELECT runs.status, COUNT(*) {source} GROUP BY runs.status", params
+
+
+COUNT_BY_INDEX = 10_000  # most runs of the first tag counted through the index (see below)
+
+
+def count_runs(
+    conn: sqlite3.Connection, *, name: str | None, tags: Mapping[str, str] | None
+) -> dict[str, int]:
+    """`Store.count_runs` on ``conn``. Counting through the tag index costs a lookup of
+    the run row per run the first tag has: far less than reading every run for a rare tag,
+    several times more for a tag most runs have. So the index rows of the first tag are
+    counted first, up to `COUNT_BY_INDEX`; past that every run is read and its tags tested
+    (what a count cost before the index: about 60 ms per 100,000 runs)."""
+    if tags:
+        key, value = next(iter(tags.items()))
+        probe = "SELECT COUNT(*) FROM (SELECT 1 FROM run_tags WHERE key = ? AND value = ? LIMIT ?)"
+        many = conn.execute(probe, (key, value, COUNT_BY_INDEX + 1)).fetchone()[0]
+        if many > COUNT_BY_INDEX:
+            where = [
+                "EXISTS (SELECT 1 FROM json_each(runs.tags) AS t WHERE t.key = ? AND t.value = ?)"
+            ] * len(tags)
+            params: list[Any] = [x for pair in tags.items() for x in pair]
+            if name is not None:
+                where.append("runs.name = ?")
+                params.append(name)
+            sql = f"SELECT status, COUNT(*) FROM runs WHERE {' AND '.join(where)} GROUP BY status"
+            return {str(row[0]): int(row[1]) for row in conn.execute(sql, params)}
+    sql, params = count_query(name=name, tags=tags)
+    return {str(row[0]): int(row[1]) for row in conn.execute(sql, params)}
 
 
 # Per queue: due tasks, since when the oldest is due, tasks delayed (params: now x3).

@@ -330,9 +330,9 @@ class SQLiteStore(Wakeups, Store):
     async def count_runs(
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None
     ) -> dict[str, int]:
-        """Runs per status; see `Store.count_runs` (``runs_status`` covers it)."""
-        sql, params = _listing.count_query(name=name, tags=tags)
-        return {str(row[0]): int(row[1]) for row in await self._read(sql, params)}
+        """Runs per status; see `Store.count_runs` (``runs_status`` covers it, the tag
+        index or a scan by tags: `durable_sqlite.listing.count_runs`)."""
+        return await self._call(lambda db: _listing.count_runs(db, name=name, tags=tags))
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries after ``after_seq``, in order."""
