@@ -23,7 +23,7 @@ import time
 from datetime import timedelta
 
 from .clock import Clock
-from .store import Store
+from .store import Store, open_store
 
 __all__ = [
     "PRUNE_BATCH",
@@ -114,13 +114,18 @@ async def prune(
         await asyncio.sleep(max(PRUNE_PAUSE, pace * (time.monotonic() - started)))
 
 
-async def keep(store: Store, clock: Clock, older_than: float, worker_id: str) -> None:
-    """A worker's retention loop: prune now and every `RETENTION_INTERVAL` seconds, in
-    batches of `RETENTION_BATCH` at `RETENTION_PACE` (it is never urgent), until
-    cancelled. Several workers may run it at once: each batch takes runs no other
-    transaction holds."""
-    while True:
-        deleted = await prune(store, clock, older_than, batch=RETENTION_BATCH, pace=RETENTION_PACE)
-        if deleted:
-            logger.info("Worker %s pruned %d closed run(s)", worker_id, deleted)
-        await asyncio.sleep(RETENTION_INTERVAL)
+async def keep(url: str, clock: Clock, older_than: float, worker_id: str) -> None:
+    """A worker's retention loop, on a store of its own for ``url``: prune now and every
+    `RETENTION_INTERVAL` seconds, in batches of `RETENTION_BATCH` at `RETENTION_PACE` (it
+    is never urgent), until cancelled. Several workers may run it at once: each batch
+    takes runs no other transaction holds."""
+    # A store of its own: on SQLite a store's operations take turns on one thread, and the
+    # worker's claims and commits must not wait behind a batch of deletes.
+    async with open_store(url) as store:
+        while True:
+            deleted = await prune(
+                store, clock, older_than, batch=RETENTION_BATCH, pace=RETENTION_PACE
+            )
+            if deleted:
+                logger.info("Worker %s pruned %d closed run(s)", worker_id, deleted)
+            await asyncio.sleep(RETENTION_INTERVAL)

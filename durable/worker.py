@@ -377,7 +377,7 @@ class Worker(RunStepping, ActivityAttempts):
 
     async def _keep(self) -> None:
         assert self.retention is not None
-        await keep(self.store, self.clock, self.retention, self.worker_id)
+        await keep(self.client.url, self.clock, self.retention, self.worker_id)
 
     # -- idleness (for time skipping in durable.testing) ---------------------------------
 
