@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from serverkit import problem
+from test_engine import Journal, fetch
 
 import durable
 from durable.cli import render
@@ -245,3 +246,42 @@ async def test_sqlite_counts_by_tag_agree_whichever_way_they_are_counted(
         {"pending": 10},
         {"pending": 9, "terminated": 1},
     ]
+
+
+@durable.workflow
+async def tagged_v1() -> str:
+    durable.set_tags(stage="started")
+    found = await fetch("x")
+    durable.set_tags(stage=found)
+    return found
+
+
+@durable.workflow(name="tagged_v1")
+async def tagged_other_values() -> str:
+    durable.set_tags(stage="begun")  # other values: allowed, replay checks the kind
+    found = await fetch("x")
+    durable.set_tags({"stage": found, "extra": "yes"})
+    return found
+
+
+@durable.workflow(name="tagged_v1")
+async def untagged() -> str:
+    return await fetch("x")
+
+
+def test_set_tags_replays_without_repeating_and_its_removal_is_non_determinism() -> None:
+    j = Journal(tagged_v1)
+    j.complete(j.seq_of("activity_scheduled"), "found")
+    assert j.kinds() == [
+        "workflow_started",
+        "tags_set",
+        "activity_scheduled",
+        "activity_completed",
+        "tags_set",
+        "workflow_completed",
+    ]
+    assert j.run.tags == {"stage": "found"}
+    assert j.replay().tags == {"stage": "found"}  # what a successor would carry
+    assert j.replay(tagged_other_values).outcome is not None
+    with pytest.raises(durable.NonDeterminismError, match="holds tags_set"):
+        j.replay(untagged)
