@@ -215,6 +215,9 @@ def test_durable_list_filters_by_time(tmp_path: Path) -> None:
     assert [r["id"] for r in json.loads(done.stdout)] == ["third"]
     done = subprocess.run([*cli, "--created-before", "2026-12-02"], capture_output=True, text=True)
     assert [r["id"] for r in json.loads(done.stdout)] == ["first"]
+    text = [*cli[:-1], "--created-after", "2026-12-05"]
+    done = subprocess.run(text, capture_output=True, text=True)
+    assert done.stdout.strip() == "no workflow runs with created since 2026-12-05T00:00:00"
     done = subprocess.run([*cli, "--created-after", "soon"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "expected an ISO 8601 date-time" in done.stderr
