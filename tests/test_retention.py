@@ -171,3 +171,15 @@ def test_ages_are_read_with_units() -> None:
     for bad in ("30", "d", "30 days", "1d-2h", ""):
         with pytest.raises(ValueError, match="write a number and a unit"):
             retention.parse_duration(bad)
+
+
+def test_durable_worker_takes_a_retention_age(capsys: pytest.CaptureFixture[str]) -> None:
+    from durable.cli import _parser
+
+    args = _parser().parse_args(["worker", "shop", "--retention", "30d"])
+    assert args.retention == timedelta(days=30)
+    assert _parser().parse_args(["worker", "shop"]).retention is None
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(["worker", "shop", "--retention=-1d"])
+    assert info.value.code == 2
+    assert "--retention: Cannot read '-1d' as a duration" in capsys.readouterr().err
