@@ -19,6 +19,8 @@ General layout (one concept per module):
 - stepping    a live run's inputs into its engine, its commands out as one group commit
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
 - signature   workflow signatures workers publish, to check starts by name
+- tags        durable.set_tags: a workflow labelling its own run for search
+- retention   client.prune, Worker(retention=): deleting old closed runs in batches
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
 - schedules   Client.schedule, ScheduleHandle: cron schedules, fired by workers once per tick
 - ticks       a schedule's rules, pure: cron in a time zone, catch-up, jitter, overlap
@@ -92,6 +94,7 @@ from .errors import (
 from .sagas import Saga, saga
 from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 from .steps import Attempt, PendingStep, Step
+from .tags import set_tags
 from .tasks import RemoteTask
 from .waits import External
 from .worker import Worker
@@ -151,6 +154,7 @@ __all__ = [
     "publish",
     "random",
     "saga",
+    "set_tags",
     "sleep",
     "sleep_until",
     "uuid4",

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, repair, signature, steplogs, steps, tracing
+from . import journal, payload, repair, retention, signature, steplogs, steps, tracing
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -565,6 +565,18 @@ class Client(ScheduleMethods):
         )
         for run in runs:
             yield await self._describe(run, detailed=False)
+
+    async def prune(self, older_than: timedelta | float) -> int:
+        """Delete the runs that closed more than ``older_than`` ago (a timedelta or
+        seconds), with their journals and everything else of theirs; return how many.
+
+            deleted = await client.prune(older_than=timedelta(days=30))
+
+        Never an open run, nor the child of an open parent; in batches, each its own short
+        transaction, so workers go on meanwhile (`durable.retention`). Raises `ValueError`
+        for an age of zero or less, `TypeError` for one neither a timedelta nor seconds.
+        """
+        return await retention.prune(await self._open(), self.clock, older_than)
 
     # -- tasks served outside Python workers (durable.tasks) ----------------------------
 

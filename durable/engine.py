@@ -162,6 +162,7 @@ class WorkflowRun(Calls, Waits):
         self.published: dict[str, bytes] = {}
         # Where records logged by the code go while it runs live (`durable.steplogs`).
         self.log_capture: Any = None
+        self.tags: dict[str, str] = {}  # set by durable.set_tags in this run, merged
         self.random = random.Random(run_id)
         self._now = 0.0
         self._loop = WorkflowLoop(self)
@@ -491,6 +492,12 @@ class WorkflowRun(Calls, Waits):
         encoded = payload.encode(value, what=f"published value {key!r}")
         self._emit(journal.Published(key, encoded))
         self.published[key] = encoded
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Issue ``tags_set`` (checked by `durable.tags.set_tags`): merged into the run's
+        tags when this step commits."""
+        self._emit(journal.TagsSet(dict(tags)))
+        self.tags.update(tags)
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
         """See `durable.patched`."""

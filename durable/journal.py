@@ -32,6 +32,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     signal_wait_started   SignalWaitStarted  name, due, branch, group (tells only: see below)
     marker                Marker             patch, branch
     external_started      ExternalStarted    name, branch, group
+    tags_set              TagsSet            tags, branch
     closings (commands that end the run)
     workflow_completed    WorkflowCompleted  result
     workflow_failed       WorkflowFailed     error
@@ -52,6 +53,10 @@ branch ``"0"``, no group.
 ``compensation`` is present (and true) only on an activity a `durable.saga` scheduled to
 undo an earlier step; it is left out of every other activity's data, so journals recorded
 before sagas existed read the same.
+
+``tags_set`` records ``durable.set_tags(...)``: ``tags`` (str to str) merged into the run's
+tags when the step commits (`durable.plan`), so ``client.list(tags=...)`` finds the run by
+them. Replay checks its kind only: changing the values in code is allowed.
 
 ``signal_wait_started`` records that the code began waiting for a signal (``due``: when its
 timeout fires, or `None`), so a waiting run shows what it waits for. It only tells: replay
@@ -118,6 +123,7 @@ __all__ = [
     "RunRetried",
     "SignalReceived",
     "SignalWaitStarted",
+    "TagsSet",
     "TimerFired",
     "TimerStarted",
     "WorkflowCancelled",
@@ -155,6 +161,7 @@ class Kind(enum.StrEnum):
     MARKER = "marker"
     SIGNAL_WAIT_STARTED = "signal_wait_started"
     EXTERNAL_STARTED = "external_started"
+    TAGS_SET = "tags_set"
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
@@ -201,6 +208,7 @@ COMMAND_KINDS: frozenset[str] = frozenset(
         Kind.MARKER,
         Kind.SIGNAL_WAIT_STARTED,
         Kind.EXTERNAL_STARTED,
+        Kind.TAGS_SET,
     }
     | CLOSING_KINDS
 )
@@ -496,6 +504,15 @@ class ExternalStarted(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class TagsSet(Record):
+    """The code called ``durable.set_tags``: ``tags`` are merged into the run's tags."""
+
+    KIND = Kind.TAGS_SET
+    tags: dict[str, str]
+    branch: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted(Record):
     """The run returned ``result``."""
 
@@ -590,6 +607,7 @@ _RECORDS: dict[str, type[Record]] = {
         Marker,
         SignalWaitStarted,
         ExternalStarted,
+        TagsSet,
         WorkflowCompleted,
         WorkflowFailed,
         WorkflowCancelled,

@@ -176,6 +176,9 @@ class Plan:
     deliveries: list[Delivery] = field(default_factory=list)
     #: 15. Published values (workflow_id, key) -> value, upserted.
     published: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    #: 15b. Run id -> tags merged into its ``runs.tags`` (keys given take the new value;
+    #:      the backend's tag index follows).
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
     #: 16. Runs still open whose lease was handed back: ready if their inbox is not empty
     #:     (items that came during the step must not be stranded). If that changes a row,
     #:     the backend adds `TOPIC_RUNS` to ``topics``.
@@ -329,6 +332,9 @@ class _Planner:
         self.outgoing.extend(step.outgoing)
         for key, value in step.published.items():
             out.published[(state.workflow_id, key)] = value
+            out.topics.add(topic)
+        if step.tags:
+            out.tags.setdefault(step.run_id, {}).update(step.tags)
             out.topics.add(topic)
         released = closing or step.release_lease
         if released:

@@ -216,7 +216,8 @@ class StepCommit:
     ``new_timers`` and ``new_runs``; deletes ``finished_tasks`` and ``cancelled_timers``;
     sets ``cancel_requested`` on ``cancelled_tasks``; delivers ``outgoing`` (see
     `Outgoing`; after the whole batch, so an item for a run closing in the same batch is
-    dropped); upserts ``published``; sets ``history_length``, ``updated_at``,
+    dropped); upserts ``published``; merges ``tags`` into the run's tags (a key given
+    takes the new value; the tag index follows); sets ``history_length``, ``updated_at``,
     ``problem`` and, when given, ``status`` (``running`` after the first step),
     ``result``/``error``.
 
@@ -259,6 +260,7 @@ class StepCommit:
     outgoing: list[Outgoing] = field(default_factory=list)
     published: dict[str, bytes] = field(default_factory=dict)
     problem: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # merged into the run's tags
 
 
 class RunExtras(NamedTuple):

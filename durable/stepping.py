@@ -502,6 +502,8 @@ class RunStepping:
                 )
             elif isinstance(rec, journal.Published):
                 commit.published[rec.key] = rec.value
+            elif isinstance(rec, journal.TagsSet):
+                commit.tags.update(rec.tags)
         return local
 
     def _apply_effects(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
@@ -546,7 +548,9 @@ class RunStepping:
                 parent_id=run.parent_id,
                 parent_run_id=run.parent_run_id,
                 timeout=run.timeout,
-                tags=run.tags,  # a successor is the same workflow: still found by its tags
+                # a successor is the same workflow: still found by its tags, those set
+                # by this run included (run.tags, read at claim, may predate them)
+                tags={**run.tags, **engine.tags},
                 trace=run.trace,  # and goes on in the same trace
             )
             return

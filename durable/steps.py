@@ -77,7 +77,7 @@ class Step:
 
     seq: int
     kind: str  # activity | compensation | child | timer | signal | external | publish |
-    # marker | damaged
+    # marker | tags | damaged
     name: str
     branch: str
     group: int | None
@@ -238,6 +238,9 @@ class _Builder:
             )
         elif isinstance(rec, journal.Marker):
             self.add(seq, "marker", rec, t, name=rec.patch, status="completed", closed_at=_dt(t))
+        elif isinstance(rec, journal.TagsSet):
+            done = {"status": "completed", "closed_at": _dt(t), "input": dict(rec.tags)}
+            self.add(seq, "tags", rec, t, name=", ".join(rec.tags), **done)
 
     def _wait_timed_by(self, seq: int, rec: journal.TimerStarted) -> int | None:
         """The signal wait this timer is the timeout of: issued right after it, by the same

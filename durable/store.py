@@ -30,6 +30,10 @@ Logical schema (each backend spells it in its own SQL):
   time zone, catch-up window, jitter, paused), overlap policy, and its state: next tick,
   when it is due, buffered ticks, latest and recent runs, and a version every write bumps
   (see `ScheduleRecord`, `durable.schedules`).
+- ``run_tags``: (run_id, key) → value, created_at: the tag index, one row per run and tag,
+  kept in step with ``runs.tags`` by the backend, searched by (key, value, created_at).
+
+Runs are deleted only by `Store.prune_runs` (retention), with everything of theirs.
 
 Task leases: an attempt holds its task's lease while it runs — a Python worker renews it
 with `Store.heartbeat` every few seconds; a remote worker (`durable.tasks`) gets a lease of
@@ -514,6 +518,23 @@ class Store(abc.ABC):
 
         Due: not paused, and either ``due_at <= now``, or ticks buffered while the
         workflow ``latest`` names has no open current run (it closed, or is gone).
+        """
+
+    @abc.abstractmethod
+    async def prune_runs(self, closed_before: float, limit: int) -> int:
+        """Delete up to ``limit`` runs that closed before ``closed_before``, oldest closed
+        first, with everything of theirs, in one short transaction; return how many.
+
+        A run goes only if it is closed (never an open run) and it is not the child of an
+        open run (its ``parent_run_id`` names no open run). With it go its journal, inbox
+        items, tasks (a still running attempt's finish is then refused, as for any closed
+        run), timers and tags, and, when it is its workflow id's current run, that id's
+        published values. A run that continued as new goes like any other closed run: its
+        successor needs nothing of it (its input is in its own row, the signals it had
+        not consumed moved to it, its tags were copied), and handles follow the workflow
+        id, not the old run. Runs another transaction holds may be left for a later call.
+        Callers loop until fewer than ``limit`` come back (`durable.retention.prune`), so
+        that workers' commits go on between batches.
         """
 
     def watermark(self) -> int:

@@ -36,6 +36,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from . import retry, steplogs
@@ -50,6 +51,7 @@ from .definition import (
 from .errors import DatabaseUnusable
 from .executor import Attempt
 from .mapping import BATCH_WORKFLOW, batch
+from .retention import keep, older_than_seconds
 from .schedules import fire_due
 from .signature import describe
 from .stepping import Driver, RunStepping
@@ -99,6 +101,9 @@ class Worker(RunStepping, ActivityAttempts):
     workflows and activity tasks outlive it if it dies without a word: other workers take
     them over after that. It renews them six times per lease (at least every
     `HEARTBEAT_INTERVAL`), so a shorter lease means a faster takeover and more writes.
+    ``retention`` (a timedelta or seconds; default none): prune the runs closed longer ago
+    than that, at start and every `durable.retention.RETENTION_INTERVAL` seconds, in small
+    batches beside the work (as ``client.prune`` does; one worker doing it is enough).
     """
 
     def __init__(
@@ -112,8 +117,11 @@ class Worker(RunStepping, ActivityAttempts):
         cache_size: int = CACHE_SIZE,
         worker_id: str | None = None,
         lease_seconds: float | None = None,
+        retention: timedelta | float | None = None,
     ) -> None:
         self.client = client
+        # Prune runs closed longer ago than this, now and then (durable.retention.keep).
+        self.retention = None if retention is None else older_than_seconds(retention, "retention")
         self.workflows: dict[str, WorkflowDefinition] = {}
         for fn in workflows:
             defn = workflow_definition(fn)
@@ -233,6 +241,8 @@ class Worker(RunStepping, ActivityAttempts):
                     tg.create_task(self._supervise("claim loop", self._claim_loop))
                 if self.activities:
                     tg.create_task(self._supervise("task loop", self._task_loop))
+                if self.retention is not None:
+                    tg.create_task(self._supervise("retention loop", self._keep))
                 self._started.set()
                 await self._stopping.wait()
                 await self._drain()
@@ -376,6 +386,10 @@ class Worker(RunStepping, ActivityAttempts):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, LOOP_RETRY_MAX)
+
+    async def _keep(self) -> None:
+        assert self.retention is not None
+        await keep(self.client.url, self.clock, self.retention, self.worker_id)
 
     # -- idleness (for time skipping in durable.testing) ---------------------------------
 

@@ -153,6 +153,7 @@ CONTRACT = {
     ("post", "/v1/schedules/{id}/resume"),
     ("post", "/v1/schedules/{id}/trigger"),
     ("post", "/v1/schedules/{id}/backfill"),
+    ("post", "/v1/prune"),
 }
 
 

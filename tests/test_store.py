@@ -17,6 +17,7 @@ from durable.testing.store_contract.kit import new_run, store, worker
 from durable.testing.store_contract.listing import *  # noqa: F403
 from durable.testing.store_contract.routing import *  # noqa: F403
 from durable.testing.store_contract.runs import *  # noqa: F403
+from durable.testing.store_contract.tagging import *  # noqa: F403
 
 __all__ = ["store"]  # the contract's fixture, used by the tests imported above
 

@@ -146,6 +146,12 @@ WITH woke AS (
 )
 SELECT EXISTS (SELECT 1 FROM woke) AS woke, (SELECT count(*) FROM said) AS said
 """
+# `||` merges (a key given takes the new value); a trigger updates run_tags.
+_MERGE_TAGS = """
+UPDATE runs r SET tags = COALESCE(r.tags, '{}'::jsonb) || u.tags::jsonb
+FROM unnest($1::text[], $2::text[]) AS u(run_id, tags)
+WHERE r.run_id = u.run_id
+"""
 _DELETE_TASKS = "DELETE FROM tasks WHERE task_id = ANY($1::text[])"
 # The writes below touch only task rows `lock_tasks` locked first.
 _CANCEL_TASKS = "UPDATE tasks SET cancel_requested = true WHERE task_id = ANY($1::text[])"
@@ -396,6 +402,8 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
             [key for _, key in keys],
             [p.published[k] for k in keys],
         )
+    if p.tags:
+        await conn.execute(_MERGE_TAGS, list(p.tags), [tags_json(tags) for tags in p.tags.values()])
     if p.released:
         quiet = fold.payload(p.topics) if p.topics else None
         woken = fold.payload({*p.topics, TOPIC_RUNS})

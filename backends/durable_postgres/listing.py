@@ -1,14 +1,20 @@
 """The SQL of listing runs for people (`Store.list_runs`, `count_runs`, `queue_stats`):
-filters built once, so the list and its counts always filter alike."""
+filters built once, so the list and its counts always filter alike.
+
+A tag filter reads the tag index (``run_tags``, kept in step with ``runs.tags`` by
+triggers: see `durable_postgres.schema`): the first tag given is joined on
+``run_tags_search_idx`` (key, value, created_at, run_id), which hands runs over newest
+first, and the others are tested on each run row found (``tags @>``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from .schema import tags_json
+from .schema import RUN_COLUMNS, prefixed, tags_json
 
-__all__ = ["QUEUED_TASKS", "WAITING_RUNS", "filters"]
+__all__ = ["QUEUED_TASKS", "WAITING_RUNS", "count_query", "filters", "list_query"]
 
 
 def filters(
@@ -19,24 +25,60 @@ def filters(
     created_after: float | None = None,
     created_before: float | None = None,
     after: str | None = None,
-) -> tuple[str, list[Any]]:
-    """A ``WHERE`` clause over ``runs`` (empty for no filter) and its parameters ($1...)."""
+) -> tuple[str, list[Any], str]:
+    """``FROM ... [WHERE ...]`` over ``runs`` (joined to the tag index when ``tags`` are
+    given), its parameters ($1...), and the alias whose ``created_at, run_id`` order it."""
     clauses: list[str] = []
     args: list[Any] = []
+    source, by = "FROM runs", "runs"
+
+    def add(clause: str, *values: object) -> None:
+        args.extend(values)
+        first = len(args) - len(values) + 1
+        clauses.append(clause.format(*range(first, len(args) + 1)))
+
+    if tags:
+        (key, tag), *others = tags.items()
+        source, by = "FROM run_tags t0 JOIN runs ON runs.run_id = t0.run_id", "t0"
+        add("t0.key = ${} AND t0.value = ${}", key, tag)
+        if others:
+            # Checked on each run row the index hands over: one more join of run_tags
+            # lets a planner short of statistics pick a nested loop over both tags' rows.
+            add("runs.tags @> ${}::jsonb", tags_json(dict(others)))
     checks: tuple[tuple[str, object], ...] = (
-        ("tags @> ${}::jsonb", tags_json(tags) if tags else None),
-        ("created_at >= ${}", created_after),
-        ("created_at < ${}", created_before),
-        ("status = ${}", status),
-        ("name = ${}", name),
+        (f"{by}.created_at >= ${{}}", created_after),
+        (f"{by}.created_at < ${{}}", created_before),
+        ("runs.status = ${}", status),
+        ("runs.name = ${}", name),
         # keyset paging: the runs after the given one, newest first
-        ("(created_at, run_id) < (SELECT created_at, run_id FROM runs WHERE run_id = ${})", after),
+        (
+            f"({by}.created_at, {by}.run_id) < "
+            "(SELECT created_at, run_id FROM runs WHERE run_id = ${})",
+            after,
+        ),
     )
     for clause, value in checks:
         if value is not None:
-            args.append(value)
-            clauses.append(clause.format(len(args)))
-    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+            add(clause, value)
+    return source + (f" WHERE {' AND '.join(clauses)}" if clauses else ""), args, by
+
+
+def list_query(*, limit: int, **filtering: Any) -> tuple[str, list[Any]]:
+    """The ``SELECT`` of `Store.list_runs` (`RUN_COLUMNS`, newest first; ``run_id``
+    breaks ties, so equal times list in one order every time) and its arguments."""
+    source, args, by = filters(**filtering)
+    args.append(limit)
+    sql = (
+        f"SELECT {prefixed(RUN_COLUMNS, 'runs')} {source} "
+        f"ORDER BY {by}.created_at DESC, {by}.run_id DESC LIMIT ${len(args)}"
+    )
+    return sql, args
+
+
+def count_query(**filtering: Any) -> tuple[str, list[Any]]:
+    """The ``SELECT status, n`` of `Store.count_runs` and its arguments."""
+    source, args, _ = filters(**filtering)
+    return f"SELECT runs.status, COUNT(*) AS n {source} GROUP BY runs.status", args
 
 
 # Per queue: due tasks, since when the oldest is due, tasks delayed ($1: now).

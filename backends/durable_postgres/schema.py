@@ -11,7 +11,8 @@ A database newer than this code is refused before anything is changed.
 Conventions: times are POSIX seconds in ``double precision`` (the store contract's floats,
 no time zone arithmetic in SQL); payloads are ``bytea``; inbox ids come from a
 ``bigserial`` so they increase in insertion order. There are no foreign keys: rows are
-only written by the store, runs are never deleted, and a foreign key check would take a
+only written by the store, runs are deleted only by retention (`durable_postgres.retention`,
+with their rows in every table), and a foreign key check would take a
 ``FOR KEY SHARE`` lock on the run row that queues every inbox insert behind a step commit.
 
 Indexes (names are asserted by ``tests/test_postgres.py`` against ``EXPLAIN`` output):
@@ -26,6 +27,10 @@ Indexes (names are asserted by ``tests/test_postgres.py`` against ``EXPLAIN`` ou
   ``tasks_lease_idx``: running tasks whose lease expired; ``tasks_visible_idx``: the
   earliest not-yet-visible task for `fire_timers`.
 - ``timers_due_idx``: ``(due_at)``, due timers.
+- ``runs_closed_idx``: ``(closed_at) WHERE closed_at IS NOT NULL``, retention's oldest
+  closed runs first.
+- ``run_tags_search_idx``: ``run_tags (key, value, created_at, run_id)``, searches by tag
+  newest first (``run_tags`` is kept in step with ``runs.tags`` by triggers).
 
 A closed run has ``closed_at`` set (and only a closed one), which is what the partial
 indexes test instead of listing the closed statuses.
@@ -179,6 +184,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
 EXTRA_INDEXES: list[tuple[str, str]] = [
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name_idx", "runs (name, created_at DESC)"),
+    # client.prune(): the runs closed longest ago, without reading the open ones.
+    ("runs_closed_idx", "runs (closed_at) WHERE closed_at IS NOT NULL"),
 ]
 #: Columns added the same way, under the migration lock (``ADD COLUMN`` only touches the
 #: catalogue): code that predates one neither reads nor writes it.
@@ -216,6 +223,44 @@ SCHEDULES_TABLE = [
     "CREATE INDEX IF NOT EXISTS schedules_due_idx ON schedules (due_at) WHERE NOT paused",
 ]
 
+_RUN_TAGS = [
+    """CREATE TABLE IF NOT EXISTS run_tags (
+        run_id text NOT NULL,
+        key text NOT NULL,
+        value text NOT NULL,
+        created_at double precision NOT NULL,
+        PRIMARY KEY (run_id, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS run_tags_search_idx ON run_tags (key, value, created_at, run_id)",
+    # search_path FROM CURRENT: the function finds this schema's run_tags whatever the
+    # search_path of the session that fires it.
+    """CREATE OR REPLACE FUNCTION run_tags_sync() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            DELETE FROM run_tags WHERE run_id = OLD.run_id;
+        END IF;
+        IF TG_OP <> 'DELETE' AND NEW.tags IS NOT NULL THEN
+            INSERT INTO run_tags (run_id, key, value, created_at)
+            SELECT NEW.run_id, t.key, t.value, NEW.created_at FROM jsonb_each_text(NEW.tags) t
+            ON CONFLICT DO NOTHING;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER run_tags_insert AFTER INSERT ON runs FOR EACH ROW
+        WHEN (NEW.tags IS NOT NULL) EXECUTE FUNCTION run_tags_sync()""",
+    """CREATE TRIGGER run_tags_update AFTER UPDATE OF tags ON runs FOR EACH ROW
+        WHEN (OLD.tags IS DISTINCT FROM NEW.tags) EXECUTE FUNCTION run_tags_sync()""",
+    """CREATE TRIGGER run_tags_delete AFTER DELETE ON runs FOR EACH ROW
+        WHEN (OLD.tags IS NOT NULL) EXECUTE FUNCTION run_tags_sync()""",
+    """INSERT INTO run_tags (run_id, key, value, created_at)
+        SELECT r.run_id, t.key, t.value, r.created_at FROM runs r, jsonb_each_text(r.tags) t
+        ON CONFLICT DO NOTHING""",
+    # Statistics at once, rather than at autovacuum's next look: without them the planner
+    # takes a big tag for a rare one.
+    "ANALYZE run_tags",
+]
+
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``, unqualified: they run with the
 #: schema as search_path) run under the migration lock when the table is missing. Code
@@ -223,6 +268,12 @@ SCHEDULES_TABLE = [
 EXTRA_TABLES: list[tuple[str, list[str]]] = [
     logs.TABLE,  # step logs (durable.steplogs)
     ("schedules", SCHEDULES_TABLE),  # durable.schedules
+    # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
+    # first by (key, value) instead of testing every run's jsonb. Triggers keep it in step
+    # with runs.tags whoever writes the run (a create, a child, a successor, set_tags, a
+    # delete; also code that predates the table, during a rolling deploy); the last
+    # statement indexes the runs tagged before the table existed, once.
+    ("run_tags", _RUN_TAGS),
 ]
 
 #: The schema version this code reads and writes.
@@ -359,8 +410,9 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
                 "(pip install -U durable-flow) on every worker and client."
             )
         if found == SCHEMA_VERSION:
-            await _add_missing_tables(conn, schema)
+            # Columns first: a new table's statements may read one (run_tags: runs.tags).
             await _add_missing_columns(conn, schema)
+            await _add_missing_tables(conn, schema)
             return found
         # Every statement is schema-qualified by search_path, set for this transaction only.
         await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
@@ -378,8 +430,8 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             str(SCHEMA_VERSION),
         )
-        await _add_missing_tables(conn, schema)
         await _add_missing_columns(conn, schema)
+        await _add_missing_tables(conn, schema)
         return found
 
 

@@ -59,7 +59,7 @@ from durable.store import (
     run_topic,
 )
 
-from . import claims, commit, workers
+from . import claims, commit, retention, workers
 from . import listing as _listing
 from . import repair as _repair
 from .connection import Database, Fold, is_connection_error, parse_url
@@ -283,21 +283,16 @@ class PostgresStore(Logs, Schedules, Store):
         created_after: float | None = None,
         created_before: float | None = None,
     ) -> list[RunRecord]:
-        """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx`` or
-        ``runs_created_idx``)."""
-        where, args = _listing.filters(
+        """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx``,
+        ``runs_created_idx`` or, filtered by tags, ``run_tags_search_idx``)."""
+        sql, args = _listing.list_query(
+            limit=limit,
             status=status,
             name=name,
             tags=tags,
             created_after=created_after,
             created_before=created_before,
             after=after,
-        )
-        args.append(limit)
-        # run_id breaks ties, so equal times list in one order every time.
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM runs {where} "
-            f"ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}"
         )
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return [run_record(row) for row in rows]
@@ -306,8 +301,7 @@ class PostgresStore(Logs, Schedules, Store):
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None
     ) -> dict[str, int]:
         """See `Store.count_runs` (``runs_status_idx`` covers it)."""
-        where, args = _listing.filters(name=name, tags=tags)
-        sql = f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status"
+        sql, args = _listing.count_query(name=name, tags=tags)
         rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
         return {row["status"]: row["n"] for row in rows}
 
@@ -653,6 +647,15 @@ class PostgresStore(Logs, Schedules, Store):
         async def op(conn: Any) -> tuple[float | None, Collection[str]]:
             fired, next_due = await claims.fire_timers(conn, now, limit)
             return next_due, (TOPIC_RUNS,) if fired else ()
+
+        return await self._write(op)
+
+    async def prune_runs(self, closed_before: float, limit: int) -> int:
+        """See `Store.prune_runs` (`durable_postgres.retention`)."""
+
+        async def op(conn: Any) -> tuple[int, Collection[str]]:
+            gone = await retention.prune_runs(conn, closed_before, limit)
+            return len(gone), {TOPIC_STATUS, *map(run_topic, gone)} if gone else ()
 
         return await self._write(op)
 

@@ -4,7 +4,8 @@ Tables follow the logical schema of `durable.store`; SQLite spells booleans as 0
 integers, times as REAL (POSIX seconds, stored exactly as the floats given), payloads as
 BLOB. Inbox ids are ``INTEGER PRIMARY KEY AUTOINCREMENT``, so they only ever increase,
 even after the newest item is deleted. There are no foreign keys: only the store writes
-these rows and runs are never deleted.
+these rows, and runs are deleted only by retention (`durable_sqlite.retention`), which
+deletes their rows in every table with them.
 
 A run is closed exactly when ``closed_at`` is set, which is what the partial indexes test
 (rather than listing the closed statuses). The indexes make every polling query a range
@@ -22,6 +23,9 @@ scan over the rows it may return:
   ``tasks_visible``: the earliest not-yet-visible task for `fire_timers`;
   ``tasks_lease``: running tasks whose lease expired; ``tasks_run``: a run's tasks.
 - ``timers_due``: ``(due_at)``, due timers.
+- ``runs_closed``: ``(closed_at) WHERE closed_at IS NOT NULL``, retention's oldest closed.
+- ``run_tags_search``: ``run_tags (key, value, created_at, run_id)``, searches by tag
+  newest first (``run_tags`` is kept in step with ``runs.tags`` by triggers).
 
 `migrate` applies the missing steps of `MIGRATIONS` inside one ``BEGIN IMMEDIATE``
 transaction: SQLite has one writer at a time, so processes opening an empty file together
@@ -170,6 +174,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1)]
 EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name", "runs (name, created_at)"),
+    # client.prune(): the runs closed longest ago, without reading the open ones.
+    ("runs_closed", "runs (closed_at) WHERE closed_at IS NOT NULL"),
 )
 #: Columns added the same way (``ALTER TABLE ... ADD COLUMN`` when missing): code that
 #: predates one neither reads nor writes it.
@@ -207,12 +213,46 @@ SCHEDULES_TABLE = (
     "CREATE INDEX IF NOT EXISTS schedules_due ON schedules (due_at) WHERE paused = 0",
 )
 
+_RUN_TAGS = (
+    """CREATE TABLE IF NOT EXISTS run_tags (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS run_tags_search ON run_tags (key, value, created_at, run_id)",
+    """CREATE TRIGGER IF NOT EXISTS run_tags_insert AFTER INSERT ON runs
+        WHEN new.tags IS NOT NULL BEGIN
+        INSERT OR REPLACE INTO run_tags (run_id, key, value, created_at)
+        SELECT new.run_id, t.key, t.value, new.created_at FROM json_each(new.tags) AS t;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS run_tags_update AFTER UPDATE OF tags ON runs BEGIN
+        DELETE FROM run_tags WHERE run_id = old.run_id;
+        INSERT INTO run_tags (run_id, key, value, created_at)
+        SELECT new.run_id, t.key, t.value, new.created_at FROM json_each(new.tags) AS t;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS run_tags_delete AFTER DELETE ON runs
+        WHEN old.tags IS NOT NULL BEGIN
+        DELETE FROM run_tags WHERE run_id = old.run_id;
+    END""",
+    """INSERT OR IGNORE INTO run_tags (run_id, key, value, created_at)
+        SELECT runs.run_id, t.key, t.value, runs.created_at
+        FROM runs, json_each(runs.tags) AS t WHERE runs.tags IS NOT NULL""",
+)
+
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``) run on open when the table is
 #: missing. Code that predates one never touches it, so no version bump is needed.
 EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     logs.TABLE,  # step logs (durable.steplogs)
     ("schedules", SCHEDULES_TABLE),  # durable.schedules
+    # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
+    # first by (key, value) instead of testing every run's JSON. Triggers keep it in step
+    # with runs.tags whoever writes the run (a create, a child, a successor, set_tags, a
+    # delete; also code that predates the table, during a rolling deploy); the last
+    # statement indexes the runs tagged before the table existed, once.
+    ("run_tags", _RUN_TAGS),
 )
 
 #: The schema version this code reads and writes.
@@ -302,11 +342,12 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
                 await conn.execute(statement)
         for index, definition in EXTRA_INDEXES:
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {definition}")
+        # Columns first: a new table's statements may read one (run_tags reads runs.tags).
+        for table, column, kind in await _missing_columns(conn):
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         for _table, statements in await _missing_tables(conn):
             for statement in statements:
                 await conn.execute(statement)
-        for table, column, kind in await _missing_columns(conn):
-            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         await conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -172,6 +172,12 @@ def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
             "ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value",
             [(wf, key, value) for (wf, key), value in p.published.items()],
         )
+    if p.tags:
+        # json_patch merges (a key given takes the new value); a trigger updates run_tags.
+        conn.executemany(
+            "UPDATE runs SET tags = json_patch(COALESCE(tags, '{}'), ?) WHERE run_id = ?",
+            [(json.dumps(tags), run_id) for run_id, tags in p.tags.items()],
+        )
     if p.released:
         # Items that arrived after the claim and were not consumed must not be stranded
         # by the lease going back: the run is ready for whoever claims next.

@@ -82,6 +82,7 @@ from . import claims as _claims
 from . import guard as _guard
 from . import listing as _listing
 from . import repair as _repair
+from . import retention as _retention
 from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
@@ -319,7 +320,8 @@ class SQLiteStore(Logs, Wakeups, Schedules, Store):
         created_before: float | None = None,
     ) -> list[RunRecord]:
         """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
-        clause, params = _listing.filters(
+        sql, params = _listing.list_query(
+            limit=limit,
             status=status,
             name=name,
             tags=tags,
@@ -327,18 +329,14 @@ class SQLiteStore(Logs, Wakeups, Schedules, Store):
             created_before=created_before,
             after=after,
         )
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
-        )
-        return [run_record(row) for row in await self._read(sql, (*params, limit))]
+        return [run_record(row) for row in await self._read(sql, params)]
 
     async def count_runs(
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None
     ) -> dict[str, int]:
-        """Runs per status; see `Store.count_runs` (``runs_status`` covers it)."""
-        clause, params = _listing.filters(name=name, tags=tags)
-        sql = f"SELECT status, COUNT(*) FROM runs {clause} GROUP BY status"
-        return {str(row[0]): int(row[1]) for row in await self._read(sql, params)}
+        """Runs per status; see `Store.count_runs` (``runs_status`` covers it, the tag
+        index or a scan by tags: `durable_sqlite.listing.count_runs`)."""
+        return await self._call(lambda db: _listing.count_runs(db, name=name, tags=tags))
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries after ``after_seq``, in order."""
@@ -677,6 +675,13 @@ class SQLiteStore(Logs, Wakeups, Schedules, Store):
         if fired[1]:
             self.hub.notify([TOPIC_RUNS])
         return fired[0]
+
+    async def prune_runs(self, closed_before: float, limit: int) -> int:
+        """See `Store.prune_runs` (`durable_sqlite.retention`)."""
+        gone = await self._write(lambda db: _retention.prune_runs(db, closed_before, limit))
+        if gone:
+            self.hub.notify({TOPIC_STATUS, *map(run_topic, gone)})
+        return len(gone)
 
     async def queue_stats(self, now: float) -> list[QueueStats]:
         """See `Store.queue_stats` (``tasks_queue`` and ``runs_ready`` cover it)."""

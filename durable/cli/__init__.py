@@ -13,6 +13,7 @@
     durable fork order-1 --at-seq 7 --id order-1-again
     durable workers
     durable schedule create|list|show|pause|resume|trigger|backfill|delete ...
+    durable prune --older-than 30d
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
     durable logs order-1 [--step 4] [--follow]
     durable export order-1 --output order-1.json
@@ -43,7 +44,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, repair, replaying, schedules, serve
+from . import commands, logs, repair, replaying, retention, schedules, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -116,6 +117,7 @@ async def _worker(args: argparse.Namespace) -> int:
             queues=args.queue or None,
             max_concurrency=args.concurrency,
             lease_seconds=args.lease,
+            retention=args.retention,
         )
         if args.metrics_port is not None:
             telemetry.serve(args.metrics_port, args.metrics_host)
@@ -200,6 +202,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="address of the metrics endpoint (default: 127.0.0.1)",
     )
+    p.add_argument(
+        "--retention",
+        type=retention.age,
+        metavar="AGE",
+        help="also delete runs closed longer ago than AGE (e.g. 30d), at start and every "
+        "10 minutes (as durable prune does)",
+    )
     p.set_defaults(run=_worker)
 
     p = command("start", "start a workflow by name", json=True)
@@ -236,6 +245,18 @@ def _parser() -> argparse.ArgumentParser:
         type=_tag,
         metavar="KEY=VALUE",
         help="only runs with this tag (repeatable: all must match)",
+    )
+    p.add_argument(
+        "--created-after",
+        type=retention.moment,
+        metavar="TIME",
+        help="only runs started then or later (ISO 8601)",
+    )
+    p.add_argument(
+        "--created-before",
+        type=retention.moment,
+        metavar="TIME",
+        help="only runs started before (ISO 8601)",
     )
     p.set_defaults(run=commands.list_runs)
 
@@ -339,6 +360,21 @@ def _parser() -> argparse.ArgumentParser:
         help="every request must send 'Authorization: Bearer TOKEN' (default: $DURABLE_TOKEN)",
     )
     p.set_defaults(run=serve.serve)
+
+    p = command(
+        "prune",
+        "delete the runs closed longer ago than AGE, with their journals (never an open "
+        "run, nor the child of an open parent)",
+        json=True,
+    )
+    p.add_argument(
+        "--older-than",
+        type=retention.age,
+        required=True,
+        metavar="AGE",
+        help="e.g. 30d, 12h, 90m, 2w or 1d12h (units: s, m, h, d, w)",
+    )
+    p.set_defaults(run=retention.prune)
 
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)

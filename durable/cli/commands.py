@@ -173,6 +173,8 @@ async def list_runs(args: argparse.Namespace) -> int:
             limit=args.limit,
             cursor=args.after,
             tags=dict(args.tag) if args.tag else None,
+            created_after=args.created_after,
+            created_before=args.created_before,
         )
         try:
             runs = [d async for d in listing]
@@ -184,6 +186,9 @@ async def list_runs(args: argparse.Namespace) -> int:
     if not runs:
         filters = [f"{k} {v!r}" for k, v in (("status", args.status), ("name", args.name)) if v]
         filters += [f"tag {k}={v}" for k, v in args.tag or ()]
+        for word, when in (("since", args.created_after), ("before", args.created_before)):
+            if when is not None:
+                filters.append(f"created {word} {when.isoformat()}")
         print(f"no workflow runs{' with ' + ' and '.join(filters) if filters else ''}")
         return 0
     for line in render.runs_table(runs):

@@ -248,7 +248,7 @@ def _step_details(step: Step, now: datetime, retry_at: datetime | None = None) -
             out.append("waits for client.complete(token, ...) or client.fail(token, ...)")
         elif step.status == "completed":
             out.append(f"completed with {_cut(dumps(step.output))}")
-    elif step.kind == "publish":
+    elif step.kind in ("publish", "tags"):
         out.append(f"= {_cut(dumps(step.input))}")
     if step.kind not in ACTIVITY_KINDS and step.error is not None:
         out.append(_cut(str(step.error)))

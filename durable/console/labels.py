@@ -22,6 +22,7 @@ _WORD = {
     "external": "external",
     "publish": "publish",
     "marker": "patch",
+    "tags": "tags",
     "damaged": "damaged",
 }
 
@@ -52,7 +53,7 @@ def step_detail(step: Step) -> str:
         detail += f" \u00b7 attempt {number}"
     elif step.closed_at is not None:
         began = next((a.started_at for a in step.attempts if a.started_at), step.scheduled_at)
-        if began is not None and step.kind not in ("publish", "marker"):
+        if began is not None and step.kind not in ("publish", "marker", "tags"):
             detail += f" \u00b7 {duration(step.closed_at - began)}"
     if step.status == "completed" and tries > 1:
         detail += f" \u00b7 {tries} attempts"

@@ -40,7 +40,7 @@ def shape(kind: str, x: float, y: float, w: float, h: float, pal: Palette) -> st
             [(x + d, y), (x + w - d, y), (x + w, m), (x + w - d, y + h), (x + d, y + h), (x, m)],
             paint,
         )
-    if kind in ("publish", "marker"):
+    if kind in ("publish", "marker", "tags"):
         d = min(10.0, h / 3)
         return _polygon([(x + d, y), (x + w, y), (x + w - d, y + h), (x, y + h)], paint)
     box = rect(x, y, w, h, f' rx="6" {paint}')

@@ -140,7 +140,7 @@ def _bars(step: Step, now: datetime) -> list[Bar]:
     began, ended = _span(step, now)
     still = step.closed_at is None
     if step.kind not in ACTIVITY_KINDS:
-        if step.kind in ("publish", "marker", "damaged"):
+        if step.kind in ("publish", "marker", "tags", "damaged"):
             return [Bar("mark", began, began, step.status)]
         return [Bar("wait", began, ended, step.status, None, _error(step.error), still)]
     bars = []

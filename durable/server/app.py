@@ -31,7 +31,7 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, logs, metrics, openapi, repair, schedules, tasks, workflows
+from . import events, logs, metrics, openapi, repair, retention, schedules, tasks, workflows
 from .auth import BearerAuth
 from .problems import (
     Problem,
@@ -54,6 +54,7 @@ ENDPOINTS: Sequence[Endpoint] = (
     *tasks.ENDPOINTS,
     *events.ENDPOINTS,
     *schedules.ENDPOINTS,
+    *retention.ENDPOINTS,
 )
 
 

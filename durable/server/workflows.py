@@ -19,6 +19,7 @@ Decisions, as documented in ``/openapi.json``:
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -159,6 +160,20 @@ def _tags(values: list[str]) -> dict[str, str]:
     return tags
 
 
+def _moment(query: dict[str, Any], name: str) -> datetime | None:
+    text = query[name]
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.upper())  # RFC 3339 allows "t" and "z"
+    except ValueError:
+        raise Problem(
+            400,
+            f"The query parameter {name!r} must be an ISO 8601 date-time, like "
+            f"2026-12-01T00:00:00Z, not {text!r} (without an offset it is taken as UTC).",
+        ) from None
+
+
 async def list_workflows(call: Call) -> Response:
     q = call.query
     limit: int = q["limit"]
@@ -168,6 +183,8 @@ async def list_workflows(call: Call) -> Response:
         limit=limit + 1,
         cursor=q["cursor"],
         tags=_tags(q["tag"]) or None,
+        created_after=_moment(q, "created_after"),
+        created_before=_moment(q, "created_before"),
     )
     try:
         runs = [d async for d in listing]
@@ -384,6 +401,8 @@ ENDPOINTS = (
                 s.array({"type": "string", "pattern": "^[^:]{1,256}:[\\s\\S]{0,256}$"}),
                 "KEY:VALUE, repeatable: runs having all these tags",
             ),
+            Param("created_after", "query", s.TIME, "only runs started at or after this"),
+            Param("created_before", "query", s.TIME, "only runs started before this"),
             Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
             Param(
                 "limit",

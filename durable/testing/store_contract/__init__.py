@@ -6,7 +6,8 @@ items for other workflows), `work` (tasks, timers, termination, workers, wake-up
 processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size limit),
 `remote` (what remote tasks and external waits need), `logs` (step logs), `schedules` (a
 schedule's compare-and-set with its runs, what is due), `repair` (re-opening a run and
-forking one: `durable.repair`); `kit` holds the helpers and the
+forking one: `durable.repair`), `tagging` (tags a step sets, searching by tag),
+`retention` (pruning closed runs); `kit` holds the helpers and the
 ``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
 tests/test_store_work.py); a third backend runs it the same way. In its test module:
 
@@ -48,12 +49,16 @@ from .remote import *  # noqa: F403
 from .remote import __all__ as _remote
 from .repair import *  # noqa: F403
 from .repair import __all__ as _repair
+from .retention import *  # noqa: F403
+from .retention import __all__ as _retention
 from .routing import *  # noqa: F403
 from .routing import __all__ as _routing
 from .runs import *  # noqa: F403
 from .runs import __all__ as _runs
 from .schedules import *  # noqa: F403
 from .schedules import __all__ as _schedules
+from .tagging import *  # noqa: F403
+from .tagging import __all__ as _tagging
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
@@ -68,4 +73,6 @@ __all__ = [
     *_logs,
     *_schedules,
     *_repair,
+    *_tagging,
+    *_retention,
 ]
