@@ -13,6 +13,7 @@ General layout (one concept per module):
 - steps       the one model of a run people see: journal in, steps, pending work, problems
 - executor    runs one activity attempt: timeouts, heartbeats, SystemExit contained
 - retry       retry decisions in one place: is a failed attempt tried again, and when
+- limits      queue limits (concurrency, per key, rate) and priorities, enforced in claims
 - worker      Worker: its loops (claims, timers, heartbeats), lifecycle and idleness
 - stepping    a live run's inputs into its engine, its commands out as one group commit
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
@@ -79,6 +80,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .limits import QueueLimits
 from .steps import Attempt, PendingStep, Step
 from .tasks import RemoteTask
 from .waits import External
@@ -100,6 +102,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInWorkflowError",
     "PendingStep",
+    "QueueLimits",
     "RemoteError",
     "RemoteTask",
     "RetryPolicy",

@@ -136,6 +136,8 @@ class Calls:
             overrides.get("heartbeat_timeout", defn.heartbeat_timeout),
             defn.schedule_to_close,
             functools.partial(payload.decode_result, defn.fn),
+            overrides.get("key"),
+            overrides.get("priority", 0),
         )
 
     def schedule_remote(
@@ -160,6 +162,8 @@ class Calls:
             overrides.get("heartbeat_timeout"),
             None,
             lambda data: payload.decode(data, result_type, what=result_what, root="result"),
+            overrides.get("key"),
+            overrides.get("priority", 0),
         )
 
     def _schedule(
@@ -172,6 +176,8 @@ class Calls:
         heartbeat_timeout: Any,
         schedule_to_close: float | None,
         decode: Callable[[bytes], Any],
+        key: str | None = None,
+        priority: int = 0,
     ) -> asyncio.Future[Any]:
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
@@ -184,6 +190,8 @@ class Calls:
                 timeout=as_seconds(timeout),
                 heartbeat_timeout=as_seconds(heartbeat_timeout),
                 schedule_to_close=schedule_to_close,
+                key=key,
+                priority=priority,
             )
         )
         fut: asyncio.Future[Any] = self._loop.create_future()

@@ -33,6 +33,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .limits import LimitsAccess
 from .steps import PendingStep
 from .store import CLOSED_STATUSES, STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
 from .tasks import RemoteTask, TaskService
@@ -309,7 +310,7 @@ class WorkflowHandle(Generic[T]):
             await store.wait([run_topic(self.id)], min(remaining, RESULT_POLL), since=mark)
 
 
-class Client:
+class Client(LimitsAccess):
     """A connection to one durable database, for starting and steering workflows.
 
     Create it with `durable.connect`; use it as an async context manager (or call

@@ -22,7 +22,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     commands (the code issued them)
     activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
                                              heartbeat_timeout, schedule_to_close,
-                                             branch, group
+                                             branch, group, key?, priority?
     timer_started         TimerStarted       due, branch, group
     child_started         ChildStarted       name, id, run_id, queue, args, timeout,
                                              branch, group
@@ -383,7 +383,8 @@ class ExternalFailed(Record):
 @dataclass(frozen=True, slots=True)
 class ActivityScheduled(Record):
     """The code called activity ``name``; ``retry`` is a `RetryPolicy` as a map, times are
-    seconds (`None`: no limit)."""
+    seconds (`None`: no limit). ``key`` and ``priority`` (`durable.limits`) are stored only
+    when given (a key, a priority other than 0)."""
 
     KIND = Kind.ACTIVITY_SCHEDULED
     name: str
@@ -395,6 +396,18 @@ class ActivityScheduled(Record):
     schedule_to_close: float | None = None
     branch: str = "0"
     group: int | None = None
+    key: str | None = None
+    priority: int = 0
+
+    def to_data(self) -> dict[str, Any]:
+        """As `Record.to_data`, without ``key``/``priority`` at their defaults (so entries
+        of calls that use neither stay as they were)."""
+        out = Record.to_data(self)
+        if out["key"] is None:
+            del out["key"]
+        if not out["priority"]:
+            del out["priority"]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

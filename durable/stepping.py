@@ -109,6 +109,7 @@ class RunStepping:
     _waiting: collections.deque[tuple[Driver, Attempt]]
     _stopping: asyncio.Event
     _remote: dict[str, ActivityContext]
+    _limited: frozenset[str] = frozenset()  # queues with limits: never run locally
 
     if TYPE_CHECKING:
 
@@ -434,7 +435,13 @@ class RunStepping:
                 # Served here: leased to this worker now and run here as soon as a slot is
                 # free, so its result rides the run's next commit (no task-table round trip).
                 owner = None
-                if adefn is not None and rec.queue in self.queues and not self._stopping.is_set():
+                # Not on a queue with limits: its tasks start only through claims, which obey them.
+                if (
+                    adefn is not None
+                    and rec.queue in self.queues
+                    and rec.queue not in self._limited
+                    and not self._stopping.is_set()
+                ):
                     owner = self.worker_id
                     spec = cmd.data
                     info = self._info(run.workflow_id, run.run_id, task_id, spec, 1, None, now)
@@ -451,6 +458,8 @@ class RunStepping:
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
+                        key=rec.key,
+                        priority=rec.priority,
                     )
                 )
             elif isinstance(rec, journal.ExternalStarted):

@@ -51,6 +51,7 @@ from .executor import Attempt
 from .signature import describe
 from .stepping import Driver, RunStepping
 from .store import (
+    TOPIC_LIMITS,
     TOPIC_RUNS,
     TOPIC_TASKS,
     TOPIC_TIMERS,
@@ -177,6 +178,7 @@ class Worker(RunStepping, ActivityAttempts):
         # None while it queries or holds what it found (see idle_token).
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
         self._swept_at = 0.0  # the clock when _sweep last ran
+        self._limits_mark = 0  # the hub's watermark when the limits were last read
         self._work_started = 0  # steps kicked and activity slots taken, ever (idle_token)
         self._started_at: float | None = None
         # What clients starting a workflow by name check their arguments against.
@@ -212,6 +214,7 @@ class Worker(RunStepping, ActivityAttempts):
                     pass
         try:
             await self.store.register_worker(self._record())
+            await self._refresh_limits()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self._committer())
@@ -465,11 +468,14 @@ class Worker(RunStepping, ActivityAttempts):
             now = self.clock.now()
             if now - self._swept_at >= SWEEP_INTERVAL or now < self._swept_at:
                 await self._sweep(now)
+                await self._refresh_limits()
+            elif self.store.hub.notified_since([TOPIC_LIMITS], self._limits_mark):
+                await self._refresh_limits()
             next_due = await self.store.fire_timers(now, 500)
             if next_due is not None and next_due <= now:
                 continue
             delay = POLL_INTERVAL if next_due is None else min(POLL_INTERVAL, next_due - now)
-            await self.store.wait([TOPIC_TIMERS], max(delay, 0.001), since=mark)
+            await self.store.wait([TOPIC_TIMERS, TOPIC_LIMITS], max(delay, 0.001), since=mark)
             if next_due is not None and self.clock.now() >= next_due:
                 self.store.hub.notify([TOPIC_TASKS])  # a retry may have come due
 
@@ -506,6 +512,12 @@ class Worker(RunStepping, ActivityAttempts):
                 )
         finally:
             self._busy -= 1
+
+    async def _refresh_limits(self) -> None:
+        """Learn which of this worker's queues have limits: their activities go through
+        claims, never run here without one (`durable.limits`)."""
+        self._limits_mark = self.store.watermark()
+        self._limited = frozenset(q.queue for q in await self.store.queue_limits(self.queues))
 
     async def _heartbeat_loop(self) -> None:
         while True:

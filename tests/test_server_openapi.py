@@ -136,6 +136,9 @@ CONTRACT = {
     ("post", "/v1/tasks/{token}/heartbeat"),
     ("post", "/v1/tasks/{token}/complete"),
     ("post", "/v1/tasks/{token}/fail"),
+    ("get", "/v1/queues"),
+    ("get", "/v1/queues/{queue}/limits"),
+    ("put", "/v1/queues/{queue}/limits"),
 }
 
 

@@ -177,6 +177,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
 EXTRA_INDEXES: list[tuple[str, str]] = [
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name_idx", "runs (name, created_at DESC)"),
+    # claims of queued tasks by priority, then due time (durable.limits).
+    ("tasks_ready_idx", "tasks (queue, priority DESC, visible_at) WHERE status = 'queued'"),
 ]
 #: Columns added the same way, under the migration lock (``ADD COLUMN`` only touches the
 #: catalogue): code that predates one neither reads nor writes it.
@@ -185,13 +187,40 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     ("workers", "signatures", "text"),
     # a run's tags (a JSON object of strings), from client.start(..., tags=...).
     ("runs", "tags", "jsonb"),
+    # durable.call(..., key=, priority=): per-key concurrency and claim order (durable.limits).
+    ("tasks", "key", "text"),
+    ("tasks", "priority", "integer NOT NULL DEFAULT 0"),
 ]
 
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``, unqualified: they run with the
 #: schema as search_path) run under the migration lock when the table is missing. Code
 #: that predates one never touches it, so no version bump is needed.
-EXTRA_TABLES: list[tuple[str, list[str]]] = []
+EXTRA_TABLES: list[tuple[str, list[str]]] = [
+    # durable.limits: a queue's limits (NULL: none), and its recent starts (the sliding
+    # window of its rate limit: one row per claim that started tasks, n of them).
+    (
+        "queue_limits",
+        [
+            """CREATE TABLE IF NOT EXISTS queue_limits (
+                queue text PRIMARY KEY,
+                concurrency integer,
+                key_concurrency integer,
+                rate integer,
+                per double precision,
+                updated_at double precision NOT NULL
+            )""",
+        ],
+    ),
+    (
+        "queue_starts",
+        [
+            "CREATE TABLE IF NOT EXISTS queue_starts (queue text NOT NULL, "
+            "at double precision NOT NULL, n integer NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS queue_starts_at_idx ON queue_starts (queue, at)",
+        ],
+    ),
+]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -203,7 +232,7 @@ RUN_COLUMNS = """workflow_id, run_id, name, queue, status, input, result, error,
     lease_expires_at, parked, problem, continued_to, timeout, is_current, tags"""
 TASK_COLUMNS = """task_id, run_id, workflow_id, seq, name, queue, data, attempt, status,
     visible_at, lease_owner, lease_expires_at, heartbeat_details, cancel_requested,
-    last_error, created_at"""
+    last_error, created_at, key, priority"""
 
 
 def prefixed(columns: str, alias: str) -> str:
@@ -339,6 +368,7 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             for statement in statements:
                 await conn.execute(statement)
         if found == 0:  # a new schema: its tables are empty, the extras cost nothing now
+            await _add_missing_columns(conn, schema)  # first: an extra index may use one
             for name, definition in EXTRA_INDEXES:
                 await conn.execute(f"CREATE INDEX {name} ON {definition}")
         await conn.execute(

@@ -46,6 +46,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    QueueLimits,
     QueueStats,
     RunExtras,
     RunRecord,
@@ -59,6 +60,7 @@ from durable.store import (
 )
 
 from . import claims, commit, workers
+from . import limits as _limits
 from . import listing as _listing
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
@@ -546,15 +548,20 @@ class PostgresStore(Store):
         self._check_open()
         if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
             return []
+        wanted = None if queues is None else list(queues)
 
-        async def op(conn: Any) -> tuple[list[TaskRecord], Collection[str]]:
+        async def op(conn: Any, fold: Fold) -> tuple[int | None, list[TaskRecord], Collection[str]]:
+            # Which queues have limits rides on the transaction's first statement.
+            row = await conn.fetchrow(_limits.XID_AND_LIMITS, wanted)
             tasks = await claims.claim_tasks(
                 conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
                 limit=limit, exclude=exclude, expired_only=expired_only,
+                held=_limits.from_json(row["held"]),
             )  # fmt: skip
-            return tasks, ()
+            return row["xid"], tasks, ()
 
-        return await self._write(op)
+        result, _ = await self._db.write_folded(op)
+        return result
 
     async def read_task(self, task_id: str) -> TaskRecord | None:
         """See `Store.read_task`."""
@@ -586,7 +593,9 @@ class PostgresStore(Store):
 
         async def op(conn: Any) -> tuple[bool, Collection[str]]:
             row = await conn.fetchrow(
-                "SELECT t.run_id, r.closed_at FROM runs r JOIN tasks t ON t.run_id = r.run_id "
+                "SELECT t.run_id, r.closed_at, "
+                "EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) AS limited "
+                "FROM runs r JOIN tasks t ON t.run_id = r.run_id "
                 "WHERE t.task_id = $1 AND t.lease_owner = $2 AND t.attempt = $3 "
                 "FOR UPDATE OF r, t",
                 task_id,
@@ -595,7 +604,8 @@ class PostgresStore(Store):
             )
             if row is None:
                 return False, ()
-            topics: set[str] = set()
+            # An attempt ending on a queue with limits frees room: wake claimers waiting.
+            topics: set[str] = {TOPIC_TASKS} if row["limited"] else set()
             if outcome.kind == "done" or row["closed_at"] is not None:
                 # A retry or release for a closed run deletes the task: nobody wants it.
                 await conn.execute("DELETE FROM tasks WHERE task_id = $1", task_id)
@@ -652,6 +662,14 @@ class PostgresStore(Store):
         tasks, runs = await self._db.read(read)
         stats: list[QueueStats] = merge_queue_stats(tasks, runs)
         return stats
+
+    async def set_queue_limits(self, limits: QueueLimits, now: float) -> None:
+        """See `Store.set_queue_limits` (`durable_postgres.limits`)."""
+        await self._write(lambda conn: _limits.write_limits(conn, limits, now))
+
+    async def queue_limits(self, queues: Collection[str] | None = None) -> list[QueueLimits]:
+        """See `Store.queue_limits`."""
+        return await self._db.read(lambda conn: _limits.read_limits(conn, queues))
 
     async def list_workers(self) -> list[WorkerRecord]:
         """See `Store.list_workers`."""

@@ -168,6 +168,8 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1)]
 EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
     # client.list(name=...) newest first without reading every run of other names.
     ("runs_name", "runs (name, created_at)"),
+    # claims of queued tasks by priority, then due time (durable.limits).
+    ("tasks_ready", "tasks (queue, priority DESC, visible_at) WHERE status = 'queued'"),
 )
 #: Columns added the same way (``ALTER TABLE ... ADD COLUMN`` when missing): code that
 #: predates one neither reads nor writes it.
@@ -176,12 +178,39 @@ EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("workers", "signatures", "TEXT"),
     # a run's tags (a JSON object of strings), from client.start(..., tags=...).
     ("runs", "tags", "TEXT"),
+    # durable.call(..., key=, priority=): per-key concurrency and claim order (durable.limits).
+    ("tasks", "key", "TEXT"),
+    ("tasks", "priority", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 #: Tables added the same way: ``(table, statements)``, the statements (``CREATE TABLE IF
 #: NOT EXISTS`` and its ``CREATE INDEX IF NOT EXISTS``) run on open when the table is
 #: missing. Code that predates one never touches it, so no version bump is needed.
-EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = ()
+EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # durable.limits: a queue's limits (NULL: none), and its recent starts (the sliding
+    # window of its rate limit: one row per claim that started tasks, n of them).
+    (
+        "queue_limits",
+        (
+            """CREATE TABLE IF NOT EXISTS queue_limits (
+                queue TEXT PRIMARY KEY,
+                concurrency INTEGER,
+                key_concurrency INTEGER,
+                rate INTEGER,
+                per REAL,
+                updated_at REAL NOT NULL
+            )""",
+        ),
+    ),
+    (
+        "queue_starts",
+        (
+            "CREATE TABLE IF NOT EXISTS queue_starts (queue TEXT NOT NULL, at REAL NOT NULL, "
+            "n INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS queue_starts_at ON queue_starts (queue, at)",
+        ),
+    ),
+)
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -268,13 +297,14 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
             logger.info("Migrating %s to schema version %d", name, version)
             for statement in statements:
                 await conn.execute(statement)
+        # Columns first: an extra index or table may use an extra column.
+        for table, column, kind in await _missing_columns(conn):
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         for index, definition in EXTRA_INDEXES:
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {definition}")
         for _table, statements in await _missing_tables(conn):
             for statement in statements:
                 await conn.execute(statement)
-        for table, column, kind in await _missing_columns(conn):
-            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         await conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -312,7 +342,8 @@ RUN_COLUMNS = (
 )
 TASK_COLUMNS = (
     "task_id, run_id, workflow_id, seq, name, queue, data, attempt, status, visible_at, "
-    "lease_owner, lease_expires_at, heartbeat_details, cancel_requested, last_error, created_at"
+    "lease_owner, lease_expires_at, heartbeat_details, cancel_requested, last_error, created_at, "
+    "key, priority"
 )
 INBOX_COLUMNS = "id, run_id, kind, time, data"
 WORKER_COLUMNS = (
@@ -368,6 +399,8 @@ def task_record(row: Any, status: str | None = None) -> TaskRecord:
         cancel_requested=bool(row[13]),
         last_error=row[14],
         created_at=row[15],
+        key=row[16],
+        priority=row[17],
     )
 
 

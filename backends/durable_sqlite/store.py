@@ -54,6 +54,7 @@ from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, Wor
 from durable.notify import hub_for
 from durable.store import (
     CLOSED_STATUSES,
+    TOPIC_LIMITS,
     TOPIC_RUNS,
     TOPIC_STATUS,
     TOPIC_TASKS,
@@ -64,6 +65,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
+    QueueLimits,
     QueueStats,
     RunExtras,
     RunRecord,
@@ -79,6 +81,7 @@ from durable.store import (
 
 from . import claims as _claims
 from . import guard as _guard
+from . import limits as _limits
 from . import listing as _listing
 from . import steps as _steps
 from . import transact as _tx
@@ -667,6 +670,16 @@ class SQLiteStore(Wakeups, Store):
         tasks = await self._read(_listing.QUEUED_TASKS, (now, now, now))
         runs = await self._read(_listing.WAITING_RUNS, (now,))
         return merge_queue_stats(tasks, runs)
+
+    async def set_queue_limits(self, limits: QueueLimits, now: float) -> None:
+        """See `Store.set_queue_limits` (`durable_sqlite.limits`)."""
+        await self._write(lambda db: _limits.write_limits(db, limits, now))
+        self.hub.notify([TOPIC_TASKS, TOPIC_LIMITS])
+
+    async def queue_limits(self, queues: Collection[str] | None = None) -> list[QueueLimits]:
+        """See `Store.queue_limits`."""
+        wanted = None if queues is None else list(queues)
+        return await self._call(lambda db: _limits.read_limits(db, wanted))
 
     async def list_workers(self) -> list[WorkerRecord]:
         """The registered workers not yet deregistered or dropped as silent."""

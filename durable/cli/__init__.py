@@ -10,6 +10,8 @@
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
     durable workers
+    durable queue list
+    durable queue limits media --concurrency 10 --key-concurrency 2 --rate 100/1m
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
     durable demo
 
@@ -37,7 +39,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, serve
+from . import commands, queues, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -267,6 +269,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)
+    queues.add_commands(sub)
     return parser
 
 

@@ -30,7 +30,7 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, openapi, tasks, workflows
+from . import events, openapi, queues, tasks, workflows
 from .auth import BearerAuth
 from .problems import (
     Problem,
@@ -46,7 +46,12 @@ __all__ = ["ENDPOINTS", "Service", "create_app"]
 T = TypeVar("T")
 
 #: Every endpoint of the API, in the order the OpenAPI document lists them.
-ENDPOINTS: Sequence[Endpoint] = (*workflows.ENDPOINTS, *tasks.ENDPOINTS, *events.ENDPOINTS)
+ENDPOINTS: Sequence[Endpoint] = (
+    *workflows.ENDPOINTS,
+    *tasks.ENDPOINTS,
+    *events.ENDPOINTS,
+    *queues.ENDPOINTS,
+)
 
 
 class Service:

@@ -4,7 +4,8 @@ Its parts: `runs` (runs, the inbox, claims, commits), `listing` (filters, paging
 tags, queue figures), `routing` (continue-as-new, children,
 items for other workflows), `work` (tasks, timers, termination, workers, wake-ups, several
 processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size limit),
-`remote` (what remote tasks and external waits need); `kit` holds the helpers and the
+`remote` (what remote tasks and external waits need), `limits` (queue limits and
+priorities); `kit` holds the helpers and the
 ``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
 tests/test_store_work.py); a third backend runs it the same way. In its test module:
 
@@ -38,6 +39,8 @@ from __future__ import annotations
 from .boundaries import *  # noqa: F403
 from .boundaries import __all__ as _boundaries
 from .kit import store
+from .limits import *  # noqa: F403
+from .limits import __all__ as _limits
 from .listing import *  # noqa: F403
 from .listing import __all__ as _listing
 from .remote import *  # noqa: F403
@@ -49,4 +52,4 @@ from .runs import __all__ as _runs
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
-__all__ = ["store", *_runs, *_listing, *_routing, *_work, *_boundaries, *_remote]
+__all__ = ["store", *_runs, *_listing, *_routing, *_work, *_boundaries, *_remote, *_limits]
