@@ -28,9 +28,11 @@ counts the queue's running tasks (per key too) and the starts in the window, and
 only what fits. A queue without limits costs its claims one primary-key lookup folded into
 a statement they run anyway. A worker runs an activity it scheduled itself without the
 task table (durable's fast path) only on queues without limits: it re-reads which queues
-have limits with each sweep (`durable.worker.SWEEP_INTERVAL`, a second), so a limit set on
-a queue reaches the fast path of a running worker within about a second (its claims obey
-it at once).
+have limits with each sweep (`durable.worker.SWEEP_INTERVAL`, a second) and when told they
+changed (`durable.store.TOPIC_LIMITS`: at once in the process that set them and, through
+NOTIFY, on PostgreSQL; until it has re-read them it runs nothing on the fast path). So a
+limit set on a queue reaches the fast path of a worker in another process on SQLite
+within about a second; claims obey it at once everywhere.
 """
 
 from __future__ import annotations

@@ -178,7 +178,6 @@ class Worker(RunStepping, ActivityAttempts):
         # None while it queries or holds what it found (see idle_token).
         self._idle_marks: dict[str, int | None] = {"runs": None, "tasks": None}
         self._swept_at = 0.0  # the clock when _sweep last ran
-        self._limits_mark = 0  # the hub's watermark when the limits were last read
         self._work_started = 0  # steps kicked and activity slots taken, ever (idle_token)
         self._started_at: float | None = None
         # What clients starting a workflow by name check their arguments against.

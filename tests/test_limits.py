@@ -6,6 +6,7 @@ whose measured overlap never exceeds the limits. The store's side is the contrac
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -110,6 +111,36 @@ async def test_call_checks_records_and_stores_key_and_priority() -> None:
             (None, None),  # neither given: neither stored
             ("tenant-7", -2),
         ]
+
+
+@durable.activity(queue="ticks")
+async def tock(index: int) -> int:
+    """Returns its index."""
+    return index
+
+
+@durable.workflow
+async def tocks(n: int) -> int:
+    """``n`` tocks at once."""
+    return len(await asyncio.gather(*(tock(i) for i in range(n))))
+
+
+async def test_time_skipping_moves_through_a_rate_limit() -> None:
+    """In virtual time a rate limit holds tasks back until its window frees room: the
+    environment jumps there (a queued task it may not start is no work to wait for)."""
+    async with WorkflowEnvironment(workflows=[tocks], activities=[tock]) as env:
+        await env.client.set_queue_limits("ticks", rate=10, per=timedelta(minutes=1))
+        begun = env.now()
+        handle = await env.client.start(tocks, 25)
+        assert await handle.result() == 25
+        starts = [
+            (s.attempts[0].started_at - begun).total_seconds()
+            for s in await handle.steps()
+            if s.kind == "activity"
+        ]
+        windows = sorted({round(t) for t in starts})
+        assert windows == [0, 60, 120], windows  # 10 at once, 10 a minute later, then 5
+        assert sorted(round(t) for t in starts).count(60) == 10
 
 
 # ---- two worker processes --------------------------------------------------------------

@@ -131,15 +131,28 @@ def check_tasks(
     exclude: Collection[str],
     expired_only: bool = False,
 ) -> bool:
-    """Whether `claim_tasks` would find anything (it may still find nothing: a race)."""
-    queued, qparams, expired, eparams = _tasks_sql(queues, names, expired_only)
+    """Whether `claim_tasks` would find anything (it may still find nothing: a race). On a
+    queue with limits, only what they let start now counts (so time skipping in
+    ``durable.testing`` moves on while a rate limit holds tasks back)."""
+    held = {} if expired_only else _limits.in_force(db, queues)
+    free = queues if queues is None or not held else [q for q in queues if q not in held]
+    queued, qparams, expired, eparams = _tasks_sql(
+        free, names, expired_only, held if queues is None else ()
+    )
+    if held and queues is not None:  # expired leases on every queue asked for
+        _, _, expired, eparams = _tasks_sql(queues, names, True)
     sql = f"SELECT EXISTS (SELECT 1 FROM {expired})"
     params: list[object] = [now, *eparams, _json(exclude)]
     if queued:
         sql += f" OR EXISTS (SELECT 1 FROM {queued})"
         params += [*qparams, now, _json(exclude)]
     rows = db.execute(sql, params).fetchall()
-    return bool(next(iter(rows))[0])
+    if next(iter(rows))[0]:
+        return True
+    return any(
+        _limits.candidates(db, q, names=names, now=now, limit=1, exclude=exclude, prune=False)
+        for q in held.values()
+    )
 
 
 def check_timers(db: sqlite3.Connection, now: float) -> tuple[bool, float | None]:

@@ -89,9 +89,11 @@ def candidates(
     now: float,
     limit: int,
     exclude: Collection[str],
+    prune: bool = True,
 ) -> list[TaskRecord]:
     """The queued tasks of ``limits.queue`` a claim may start at ``now`` (at most
-    ``limit``): by priority, then due time, within what the limits leave."""
+    ``limit``): by priority, then due time, within what the limits leave. ``prune``:
+    delete the starts that left the rate's window (``False`` in a read-only look)."""
     queue = limits.queue
     budget = limit
     running: dict[str | None, int] = {}
@@ -106,7 +108,8 @@ def candidates(
         budget = min(budget, limits.concurrency - sum(running.values()))
     if limits.rate is not None and limits.per_seconds is not None:
         since = now - limits.per_seconds
-        db.execute("DELETE FROM queue_starts WHERE queue = ? AND at <= ?", (queue, since))
+        if prune:
+            db.execute("DELETE FROM queue_starts WHERE queue = ? AND at <= ?", (queue, since))
         started = db.execute(
             "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ? AND at > ?",
             (queue, since),
