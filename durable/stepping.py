@@ -441,9 +441,7 @@ class RunStepping:
                 # Not on a queue with limits: its tasks start only through claims, which obey
                 # them. Nor while limits changed and were not read again yet (durable.limits).
                 if adefn is not None and rec.queue in self.queues and limits_changed is None:
-                    limits_changed = self.store.hub.notified_since(
-                        [TOPIC_LIMITS], self._limits_mark
-                    )
+                    limits_changed = self.store.hub.pinned_since(TOPIC_LIMITS, self._limits_mark)
                 if (
                     adefn is not None
                     and rec.queue in self.queues

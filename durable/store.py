@@ -405,8 +405,8 @@ class Store(abc.ABC):
         queue (not external waits; expired leases still count) stay under
         ``concurrency``, those with one ``key`` under ``key_concurrency``, and the queued
         tasks claimed in the ``per`` seconds up to ``now`` (each claim of a queued task is
-        a start) under ``rate``. Taking over an expired lease starts nothing and is not
-        limited.
+        a start) under ``rate``. Limited queues are served first, the rest of ``limit``
+        by the others. Taking over an expired lease starts nothing and is not limited.
         """
 
     @abc.abstractmethod

@@ -468,7 +468,7 @@ class Worker(RunStepping, ActivityAttempts):
             if now - self._swept_at >= SWEEP_INTERVAL or now < self._swept_at:
                 await self._sweep(now)
                 await self._refresh_limits()
-            elif self.store.hub.notified_since([TOPIC_LIMITS], self._limits_mark):
+            elif self.store.hub.pinned_since(TOPIC_LIMITS, self._limits_mark):
                 await self._refresh_limits()
             next_due = await self.store.fire_timers(now, 500)
             if next_due is not None and next_due <= now:

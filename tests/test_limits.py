@@ -113,6 +113,34 @@ async def test_call_checks_records_and_stores_key_and_priority() -> None:
         ]
 
 
+@durable.workflow
+async def remote_fan(keys: list[str]) -> int:
+    """One remote ``resize`` per key, all at once, each with its key."""
+    calls = (durable.call("resize", i, key=k, queue="remote") for i, k in enumerate(keys))
+    return len(await asyncio.gather(*calls))
+
+
+async def test_remote_polls_obey_the_limits() -> None:
+    """``client.poll_tasks`` (what ``POST /v1/queues/{queue}/poll`` calls) claims within
+    the queue's limits like any worker."""
+    async with WorkflowEnvironment(workflows=[remote_fan]) as env:
+        await env.client.set_queue_limits("remote", concurrency=3, key_concurrency=2)
+        handle = await env.client.start(remote_fan, ["a", "a", "a", "b", "b"])
+        got = await env.client.poll_tasks("remote", worker="node", max_tasks=5, wait=5)
+        assert sorted(t.args[0] for t in got) == [0, 1, 3]  # two of key a, then b
+        assert await env.client.poll_tasks("remote", worker="node", max_tasks=5) == []
+        first = next(t for t in got if t.args == [0])
+        await env.client.complete(first.token, 0)
+        [more] = await env.client.poll_tasks("remote", worker="node", max_tasks=5, wait=5)
+        assert more.args == [2]  # room for one more, and key a has room again
+        for task in [*(t for t in got if t is not first), more]:
+            await env.client.complete(task.token, 0)
+        rest = await env.client.poll_tasks("remote", worker="node", max_tasks=5, wait=5)
+        assert [t.args for t in rest] == [[4]]
+        await env.client.complete(rest[0].token, 0)
+        assert await handle.result() == 5
+
+
 @durable.activity(queue="ticks")
 async def tock(index: int) -> int:
     """Returns its index."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Any
 
 from durable.limits import QueueLimits
@@ -226,19 +226,20 @@ async def claim_tasks(
     limit: int,
     exclude: Collection[str] = (),
     expired_only: bool = False,
-    held: Mapping[str, QueueLimits] | None = None,
+    any_limits: bool = True,
 ) -> list[TaskRecord]:
     """Lease up to ``limit`` claimable tasks to ``owner``, by priority, then earliest
     ``visible_at``, each with its status before the claim; none of ``exclude``. ``None``
-    filters nothing. ``held``: the limits of the queues asked for (`LIMITS_JSON`): those
-    queues are served first, within their limits (`durable_postgres.limits`), the rest of
-    ``limit`` by the others."""
+    filters nothing. Queues with limits are served first, within them
+    (`durable_postgres.limits`), the rest of ``limit`` by the others; ``any_limits=False``
+    says that no queue has any (`XID_AND_ANY_LIMITS`), which saves looking."""
     if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
         return []
     wanted = None if queues is None else sorted(set(queues))
     limited: list[TaskRecord] = []
-    if held and not expired_only:
-        held = await _limits.lock(conn, held)
+    held: dict[str, QueueLimits] = {}
+    if any_limits and not expired_only:
+        held = await _limits.lock(conn, wanted)
         for queue_limits in held.values():
             limited += await _limits.candidates(
                 conn, queue_limits, names=names, now=now, limit=limit - len(limited),

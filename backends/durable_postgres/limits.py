@@ -15,8 +15,7 @@ started tasks of the queue (``n`` of them), pruned to the last ``per`` seconds.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -26,10 +25,8 @@ from durable.store import EXTERNAL_OWNER, TOPIC_LIMITS, TOPIC_TASKS, TaskRecord
 from .schema import TASK_COLUMNS, task_record
 
 __all__ = [
-    "LIMITS_JSON",
-    "XID_AND_LIMITS",
+    "XID_AND_ANY_LIMITS",
     "candidates",
-    "from_json",
     "lock",
     "read_limits",
     "record_starts",
@@ -37,15 +34,10 @@ __all__ = [
 ]
 
 _COLUMNS = "queue, concurrency, key_concurrency, rate, per"
-#: A scalar subquery: the limits of the queues in ``$1`` (NULL: every queue) as a JSON
-#: array, NULL when none has any. Claims run it beside ``txid_current()``, so a claim of
-#: queues without limits pays no round trip for it.
-LIMITS_JSON = (
-    f"(SELECT json_agg(json_build_array({_COLUMNS})) FROM queue_limits "
-    "WHERE $1::text[] IS NULL OR queue = ANY($1::text[]))"
-)
-#: A claim's first statement: its transaction id and `LIMITS_JSON` (as ``held``).
-XID_AND_LIMITS = f"SELECT txid_current() AS xid, {LIMITS_JSON} AS held"
+#: A claim's first statement: its transaction id, and whether any queue has limits (as
+#: ``held``). Where none has, that is all a claim pays for them: no round trip of its own,
+#: and an empty table looked at once. Otherwise the claim reads and locks them (`lock`).
+XID_AND_ANY_LIMITS = "SELECT txid_current() AS xid, EXISTS (SELECT 1 FROM queue_limits) AS held"
 
 
 def _limits(queue: str, concurrency: Any, key_concurrency: Any, rate: Any, per: Any) -> QueueLimits:
@@ -56,13 +48,6 @@ def _limits(queue: str, concurrency: Any, key_concurrency: Any, rate: Any, per: 
         rate=rate,
         per=None if per is None else timedelta(seconds=float(per)),
     )
-
-
-def from_json(text: str | None) -> dict[str, QueueLimits]:
-    """`LIMITS_JSON`'s answer by queue."""
-    if text is None:
-        return {}
-    return {row[0]: _limits(*row) for row in json.loads(text)}
 
 
 async def write_limits(conn: Any, limits: QueueLimits, now: float) -> tuple[None, list[str]]:
@@ -92,13 +77,13 @@ async def read_limits(conn: Any, queues: Collection[str] | None) -> list[QueueLi
     return [_limits(*r) for r in rows]
 
 
-async def lock(conn: Any, held: Mapping[str, QueueLimits]) -> dict[str, QueueLimits]:
-    """Lock the limits rows of ``held`` in queue order; return them as now stored (a
-    queue whose limits went meanwhile is left out)."""
+async def lock(conn: Any, queues: Collection[str] | None) -> dict[str, QueueLimits]:
+    """Lock the limits rows of ``queues`` (``None``: every queue) in queue order, and
+    return them by queue: the queues of a claim that have limits."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM queue_limits WHERE queue = ANY($1::text[]) "
-        "ORDER BY queue FOR UPDATE",
-        sorted(held),
+        f"SELECT {_COLUMNS} FROM queue_limits "
+        "WHERE $1::text[] IS NULL OR queue = ANY($1::text[]) ORDER BY queue FOR UPDATE",
+        None if queues is None else sorted(queues),
     )
     return {r["queue"]: _limits(*r) for r in rows}
 

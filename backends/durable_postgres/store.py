@@ -548,15 +548,14 @@ class PostgresStore(Store):
         self._check_open()
         if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
             return []
-        wanted = None if queues is None else list(queues)
 
         async def op(conn: Any, fold: Fold) -> tuple[int | None, list[TaskRecord], Collection[str]]:
             # Which queues have limits rides on the transaction's first statement.
-            row = await conn.fetchrow(_limits.XID_AND_LIMITS, wanted)
+            row = await conn.fetchrow(_limits.XID_AND_ANY_LIMITS)
             tasks = await claims.claim_tasks(
                 conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
                 limit=limit, exclude=exclude, expired_only=expired_only,
-                held=_limits.from_json(row["held"]),
+                any_limits=row["held"],
             )  # fmt: skip
             return row["xid"], tasks, ()
 
