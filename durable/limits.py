@@ -24,15 +24,20 @@ replay never recomputes them.
 
 How it is enforced: `durable.store.Store.claim_tasks` serialises the claims of a limited
 queue (its ``queue_limits`` row is locked: PostgreSQL ``FOR UPDATE``, SQLite's one writer),
-counts the queue's running tasks (per key too) and the starts in the window, and claims
-only what fits. A queue without limits costs its claims one primary-key lookup folded into
-a statement they run anyway. A worker runs an activity it scheduled itself without the
-task table (durable's fast path) only on queues without limits: it re-reads which queues
-have limits with each sweep (`durable.worker.SWEEP_INTERVAL`, a second) and when told they
-changed (`durable.store.TOPIC_LIMITS`: at once in the process that set them and, through
-NOTIFY, on PostgreSQL; until it has re-read them it runs nothing on the fast path). So a
-limit set on a queue reaches the fast path of a worker in another process on SQLite
-within about a second; claims obey it at once everywhere.
+counts the queue's running tasks (per key too; expired leases still count until taken
+over) and the starts in the window, and claims only what fits; limited queues are served
+first, the rest of a claim's batch by the others. Where no queue has limits, a claim pays
+one look at the empty ``queue_limits`` table (on PostgreSQL folded into a statement it
+runs anyway). Times are the claimers' clocks (``now``): workers on several machines
+should keep theirs in sync for the rate's window to be exact.
+
+A worker runs an activity it scheduled itself without the task table (durable's fast
+path) only on queues without limits: it re-reads which queues have limits with each
+sweep (`durable.worker.SWEEP_INTERVAL`, a second) and when told they changed
+(`durable.store.TOPIC_LIMITS`: at once in the process that set them and, through NOTIFY,
+on PostgreSQL; until it has re-read them it runs nothing on the fast path). So a limit
+set on a queue reaches the fast path of a worker in another process on SQLite within
+about a second; claims obey it at once everywhere.
 """
 
 from __future__ import annotations

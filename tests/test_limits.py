@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clikit import WAIT, stop
+from clikit import WAIT, Cli, stop
 from clikit import env as cli_env
 from limits_app import fan, ticks
 
 import durable
 from durable import QueueLimits
+from durable.limits import parse_rate
 from durable.testing import WorkflowEnvironment
 
 BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
@@ -284,3 +285,28 @@ async def test_http_reads_and_sets_limits_and_the_console_shows_them(
         assert page.status_code == 200
         assert 'data-limits="media"' in page.text
         assert "100 per 1m" in page.text
+
+
+def test_cli_sets_reads_and_lists_limits(tmp_path: Path) -> None:
+    """The CLI on SQLite (the storage behind it is tested on both backends above)."""
+    cli = Cli(db=f"sqlite:///{tmp_path / 'cli.db'}", cwd=tmp_path)
+    out = cli.ok("queue", "limits", "media", "--concurrency", "10", "--rate", "100/1m")
+    assert "concurrency      10" in out
+    assert "100 per 1m" in out
+    # Options not given stay; 'none' removes one.
+    changed = cli.json("queue", "limits", "media", "--key-concurrency", "2", "--rate", "none")
+    assert changed == {"queue": "media", "concurrency": 10, "key_concurrency": 2, "rate": None}
+    [row] = cli.json("queue", "list")
+    assert (row["queue"], row["limits"]["concurrency"]) == ("media", 10)
+    refused = cli.refused("queue", "limits", "media", "--concurrency", "0", code=2)
+    assert "--concurrency: expected a whole number >= 1" in refused
+
+
+def test_rates_are_read_as_count_per_window() -> None:
+    assert parse_rate("100/1m") == (100, timedelta(minutes=1))
+    assert parse_rate("5/10s") == (5, timedelta(seconds=10))
+    assert parse_rate("1000/h") == (1000, timedelta(hours=1))
+    assert parse_rate(" 3 / 250ms ") == (3, timedelta(milliseconds=250))
+    for bad in ("100", "100/", "1m/100", "-1/1m", "10/0s", "ten/1m", "10/1y"):
+        with pytest.raises(ValueError, match=r"rate|window"):
+            parse_rate(bad)

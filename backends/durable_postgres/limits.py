@@ -52,9 +52,10 @@ def _limits(queue: str, concurrency: Any, key_concurrency: Any, rate: Any, per: 
 
 async def write_limits(conn: Any, limits: QueueLimits, now: float) -> tuple[None, list[str]]:
     """`Store.set_queue_limits` inside a transaction; returns the topics to notify."""
+    if limits.rate is None:  # no window to keep
+        await conn.execute("DELETE FROM queue_starts WHERE queue = $1", limits.queue)
     if limits.empty:
         await conn.execute("DELETE FROM queue_limits WHERE queue = $1", limits.queue)
-        await conn.execute("DELETE FROM queue_starts WHERE queue = $1", limits.queue)
         return None, [TOPIC_TASKS, TOPIC_LIMITS]
     await conn.execute(
         f"INSERT INTO queue_limits ({_COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6) "

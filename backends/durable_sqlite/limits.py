@@ -43,9 +43,10 @@ def _limits(row: Sequence[object]) -> QueueLimits:
 
 def write_limits(db: sqlite3.Connection, limits: QueueLimits, now: float) -> None:
     """`Store.set_queue_limits` inside an open write transaction."""
+    if limits.rate is None:  # no window to keep
+        db.execute("DELETE FROM queue_starts WHERE queue = ?", (limits.queue,))
     if limits.empty:
         db.execute("DELETE FROM queue_limits WHERE queue = ?", (limits.queue,))
-        db.execute("DELETE FROM queue_starts WHERE queue = ?", (limits.queue,))
         return
     db.execute(
         f"INSERT INTO queue_limits ({_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
