@@ -23,6 +23,9 @@ Logical schema (each backend spells it in its own SQL):
 - ``timers``: (run_id, seq) → due_at. A due timer becomes a ``timer_fired`` inbox item.
 - ``published``: (workflow_id, key) → value, read by ``handle.read``.
 - ``workers``: live workers and what they serve (for ``describe().problem``).
+- ``queue_limits``: queue -> its limits (`durable.limits`); ``queue_starts``: the recent
+  starts on rate-limited queues (queue, at, n), the rate's sliding window. Tasks carry a
+  ``key`` and a ``priority`` for them.
 - ``meta``: schema version.
 
 Task leases: an attempt holds its task's lease while it runs — a Python worker renews it
