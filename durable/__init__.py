@@ -15,6 +15,7 @@ General layout (one concept per module):
 - steps       the one model of a run people see: journal in, steps, pending work, problems
 - executor    runs one activity attempt: timeouts, heartbeats, SystemExit contained
 - retry       retry decisions in one place: is a failed attempt tried again, and when
+- limits      queue limits (concurrency, per key, rate) and priorities, enforced in claims
 - worker      Worker: its loops (claims, timers, heartbeats), lifecycle and idleness
 - stepping    a live run's inputs into its engine, its commands out as one group commit
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
@@ -91,6 +92,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .limits import QueueLimits
 from .sagas import Saga, saga
 from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 from .steps import Attempt, PendingStep, Step
@@ -117,6 +119,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInWorkflowError",
     "PendingStep",
+    "QueueLimits",
     "RemoteError",
     "RemoteTask",
     "RepairError",

@@ -137,6 +137,8 @@ class Calls:
             defn.schedule_to_close,
             functools.partial(payload.decode_result, defn.fn),
             compensation=bool(overrides.get("compensation", False)),
+            key=overrides.get("key"),
+            priority=overrides.get("priority", 0),
         )
 
     def schedule_remote(
@@ -161,6 +163,8 @@ class Calls:
             overrides.get("heartbeat_timeout"),
             None,
             lambda data: payload.decode(data, result_type, what=result_what, root="result"),
+            key=overrides.get("key"),
+            priority=overrides.get("priority", 0),
         )
 
     def _schedule(
@@ -174,6 +178,8 @@ class Calls:
         schedule_to_close: float | None,
         decode: Callable[[bytes], Any],
         compensation: bool = False,
+        key: str | None = None,
+        priority: int = 0,
     ) -> asyncio.Future[Any]:
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
@@ -187,6 +193,8 @@ class Calls:
                 heartbeat_timeout=as_seconds(heartbeat_timeout),
                 schedule_to_close=schedule_to_close,
                 compensation=compensation,
+                key=key,
+                priority=priority,
             )
         )
         fut: asyncio.Future[Any] = self._loop.create_future()

@@ -33,6 +33,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .limits import LimitsAccess
 from .schedules import ScheduleMethods
 from .steps import PendingStep
 from .store import CLOSED_STATUSES, STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
@@ -328,7 +329,7 @@ class WorkflowHandle(Generic[T]):
             await store.wait([run_topic(self.id)], min(remaining, RESULT_POLL), since=mark)
 
 
-class Client(ScheduleMethods):
+class Client(ScheduleMethods, LimitsAccess):
     """A connection to one durable database, for starting and steering workflows, and
     their schedules (`schedule`, `get_schedule`, `list_schedules`: `durable.schedules`).
 

@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .errors import NotInWorkflowError
 from .layout import check_function
+from .limits import check_key, check_priority
 from .loop import current_run
 
 logger = logging.getLogger("durable.workflow")
@@ -306,7 +307,9 @@ def activity(
     return mark(fn) if fn is not None else mark
 
 
-_CALL_OPTIONS = frozenset({"retry", "timeout", "queue", "id", "heartbeat_timeout"})
+_CALL_OPTIONS = frozenset(
+    {"retry", "timeout", "queue", "id", "heartbeat_timeout", "key", "priority"}
+)
 
 
 def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[Any]:
@@ -320,14 +323,17 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
     worker needs to implement — a worker in another language polls its queue
     (``client.poll_tasks``, or the HTTP API) and completes it by token. It takes positional
     arguments only, and ``queue`` (default: the workflow's), ``retry``, ``timeout`` (per
-    attempt, start-to-close), ``heartbeat_timeout`` and ``result_type`` (the result is
-    rebuilt as this type through `durable.hints`; without it, plain decoded data). It has
+    attempt, start-to-close), ``heartbeat_timeout``, ``key``, ``priority`` and
+    ``result_type`` (the result is rebuilt as this type through `durable.hints`; without
+    it, plain decoded data). It has
     the same task row, leases, retries and timeouts as any activity, and a Python worker
     that does implement the name on that queue may run it too.
 
-    Options: for activities ``retry``, ``timeout`` (per attempt), ``heartbeat_timeout`` and
-    ``queue``; for child workflows ``id``, ``timeout`` (the whole child run; ``None`` for
-    none, whatever the decorator says) and ``queue``.
+    Options: for activities ``retry``, ``timeout`` (per attempt), ``heartbeat_timeout``,
+    ``queue``, ``key`` (a str: the queue's ``key_concurrency`` holds tasks of one key,
+    e.g. one tenant) and ``priority`` (an int, default 0: higher is claimed first; see
+    `durable.limits`); for child workflows ``id``, ``timeout`` (the whole child run;
+    ``None`` for none, whatever the decorator says) and ``queue``.
     Every other keyword is passed to the function (so a parameter named like an option
     is passed positionally). Only valid inside a workflow.
     """
@@ -342,6 +348,11 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
     overrides = {k: options.pop(k) for k in list(options) if k in _CALL_OPTIONS}
     if getattr(fn, "__durable_workflow__", None) is not None:
         wdefn = workflow_definition(fn)
+        if "key" in overrides or "priority" in overrides:
+            raise TypeError(
+                f"key and priority are options of activity calls (queue limits), not of "
+                f"child workflow {wdefn.name!r}"
+            )
         wrong = sorted(set(overrides) - {"id", "timeout", "queue"})
         if wrong:
             # Ignored, not refused: runs recorded while they were silently ignored must
@@ -359,10 +370,20 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
     defn = activity_definition(fn)
     if "id" in overrides:
         raise TypeError(f"'id' is an option for child workflows, not activity {defn.name!r}")
+    _check_limit_options(overrides)
     return run.schedule_activity(defn, args, options, overrides)
 
 
-_REMOTE_OPTIONS = frozenset({"retry", "timeout", "queue", "heartbeat_timeout", "result_type"})
+def _check_limit_options(overrides: dict[str, Any]) -> None:
+    if "key" in overrides:
+        overrides["key"] = check_key(overrides["key"])
+    if "priority" in overrides:
+        overrides["priority"] = check_priority(overrides["priority"])
+
+
+_REMOTE_OPTIONS = frozenset(
+    {"retry", "timeout", "queue", "heartbeat_timeout", "result_type", "key", "priority"}
+)
 
 
 def _call_remote(
@@ -381,6 +402,7 @@ def _call_remote(
     if queue is not None and (not isinstance(queue, str) or not queue):
         raise ValueError(f"queue must be a non-empty str, got {queue!r}")
     overrides = {k: v for k, v in options.items() if k != "result_type"}
+    _check_limit_options(overrides)
     for key in ("timeout", "heartbeat_timeout"):
         if overrides.get(key) is not None:
             overrides[key] = _seconds(overrides[key], key)

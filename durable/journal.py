@@ -24,7 +24,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     commands (the code issued them)
     activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
                                              heartbeat_timeout, schedule_to_close,
-                                             branch, group, compensation
+                                             branch, group, compensation, key?, priority?
     timer_started         TimerStarted       due, branch, group
     child_started         ChildStarted       name, id, run_id, queue, args, timeout,
                                              branch, group
@@ -414,7 +414,8 @@ class ExternalFailed(Record):
 @dataclass(frozen=True, slots=True)
 class ActivityScheduled(Record):
     """The code called activity ``name``; ``retry`` is a `RetryPolicy` as a map, times are
-    seconds (`None`: no limit)."""
+    seconds (`None`: no limit). ``key`` and ``priority`` (`durable.limits`) are stored only
+    when given (a key, a priority other than 0)."""
 
     KIND = Kind.ACTIVITY_SCHEDULED
     name: str
@@ -427,12 +428,20 @@ class ActivityScheduled(Record):
     branch: str = "0"
     group: int | None = None
     compensation: bool = False
+    key: str | None = None
+    priority: int = 0
 
     def to_data(self) -> dict[str, Any]:
-        """As `Record.to_data`, with ``compensation`` only where it is true."""
+        """As `Record.to_data`, with ``compensation`` only where it is true, and without
+        ``key``/``priority`` at their defaults (so entries of calls that use none of them
+        stay as they were)."""
         out = Record.to_data(self)
         if not self.compensation:
             del out["compensation"]
+        if out["key"] is None:
+            del out["key"]
+        if not out["priority"]:
+            del out["priority"]
         return out
 
 

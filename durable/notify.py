@@ -13,10 +13,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
 
-__all__ = ["ALL", "TOPICS_REMEMBERED", "Hub", "hub_for"]
+from .topics import TOPIC_LIMITS
+
+__all__ = ["ALL", "PINNED_TOPICS", "TOPICS_REMEMBERED", "Hub", "hub_for"]
 
 ALL = "*"  # notifying this topic wakes every waiter (a change seen from another process)
 TOPICS_REMEMBERED = 4096  # topics whose last notification a hub remembers (see Hub)
+#: Topics whose last notification a hub never forgets (`Hub.pinned_since`): rare ones a
+#: worker asks about on its hot path, where an early "yes" would cost it its fast path.
+PINNED_TOPICS = frozenset({TOPIC_LIMITS, ALL})
 
 _hubs: dict[str, Hub] = {}
 _hubs_lock = threading.Lock()
@@ -40,6 +45,7 @@ class Hub:
         self.generation = 0  # bumped by every notify; read it before a query, pass as since
         self._topic_generation: OrderedDict[str, int] = OrderedDict()  # oldest first
         self._forgotten = 0  # the latest generation of a topic dropped from the above
+        self._pinned: dict[str, int] = {}  # PINNED_TOPICS -> generation, never forgotten
 
     def _last_notified(self, topic: str) -> int:
         return self._topic_generation.get(topic, self._forgotten)
@@ -54,6 +60,8 @@ class Hub:
             for topic in topics:
                 remembered[topic] = self.generation
                 remembered.move_to_end(topic)
+                if topic in PINNED_TOPICS:
+                    self._pinned[topic] = self.generation
             while len(remembered) > TOPICS_REMEMBERED:
                 _, generation = remembered.popitem(last=False)
                 self._forgotten = max(self._forgotten, generation)
@@ -92,6 +100,12 @@ class Hub:
                     return None
                 out.append(topic)
             return out
+
+    def pinned_since(self, topic: str, since: int) -> bool:
+        """Whether ``topic`` (one of `PINNED_TOPICS`) or ``ALL`` was notified after
+        generation ``since``: exact, where `notified_since` may answer yes early."""
+        with self._lock:
+            return max(self._pinned.get(topic, 0), self._pinned.get(ALL, 0)) > since
 
     def notified_since(self, topics: Collection[str], since: int) -> bool:
         """Whether one of ``topics`` (or ``ALL``) was notified after generation ``since``."""

@@ -124,6 +124,8 @@ class NewTask:
     attempt: int = 1
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    key: str | None = None  # durable.call(..., key=): per-key concurrency (durable.limits)
+    priority: int = 0  # durable.call(..., priority=): higher is claimed first
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,8 @@ class TaskRecord:
     cancel_requested: bool
     last_error: bytes | None
     created_at: float
+    key: str | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

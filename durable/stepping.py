@@ -35,6 +35,7 @@ from .steps import HISTORY_WARN
 from .store import (
     EXTERNAL_OWNER,
     NEVER,
+    TOPIC_LIMITS,
     ClaimedRun,
     JournalEntry,
     NewRun,
@@ -114,6 +115,8 @@ class RunStepping:
     _waiting: collections.deque[tuple[Driver, Attempt]]
     _stopping: asyncio.Event
     _remote: dict[str, ActivityContext]
+    _limited: frozenset[str] = frozenset()  # queues with limits: never run locally
+    _limits_mark = 0  # the hub's watermark when `_limited` was read
 
     if TYPE_CHECKING:
 
@@ -438,6 +441,7 @@ class RunStepping:
         run = driver.claimed.run if driver.claimed else None
         assert run is not None
         local: list[Attempt] = []
+        limits_changed: bool | None = None  # since this worker last read them
         for cmd in commands:
             rec = cmd.record
             if isinstance(rec, journal.ActivityScheduled):
@@ -446,7 +450,17 @@ class RunStepping:
                 # Served here: leased to this worker now and run here as soon as a slot is
                 # free, so its result rides the run's next commit (no task-table round trip).
                 owner = None
-                if adefn is not None and rec.queue in self.queues and not self._stopping.is_set():
+                # Not on a queue with limits: its tasks start only through claims, which obey
+                # them. Nor while limits changed and were not read again yet (durable.limits).
+                if adefn is not None and rec.queue in self.queues and limits_changed is None:
+                    limits_changed = self.store.hub.pinned_since(TOPIC_LIMITS, self._limits_mark)
+                if (
+                    adefn is not None
+                    and rec.queue in self.queues
+                    and rec.queue not in self._limited
+                    and not limits_changed
+                    and not self._stopping.is_set()
+                ):
                     owner = self.worker_id
                     spec = cmd.data
                     info = self._info(run.workflow_id, run.run_id, task_id, spec, 1, None, now)
@@ -464,6 +478,8 @@ class RunStepping:
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
+                        key=rec.key,
+                        priority=rec.priority,
                     )
                 )
             elif isinstance(rec, journal.ExternalStarted):

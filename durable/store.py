@@ -25,6 +25,9 @@ Logical schema (each backend spells it in its own SQL):
 - ``timers``: (run_id, seq) → due_at. A due timer becomes a ``timer_fired`` inbox item.
 - ``published``: (workflow_id, key) → value, read by ``handle.read``.
 - ``workers``: live workers and what they serve (for ``describe().problem``).
+- ``queue_limits``: queue -> its limits (`durable.limits`); ``queue_starts``: the recent
+  starts on rate-limited queues (queue, at, n), the rate's sliding window. Tasks carry a
+  ``key`` and a ``priority`` for them.
 - ``meta``: schema version.
 - ``schedules``: schedule id → what to start (workflow name, queue, input), when (cron,
   time zone, catch-up window, jitter, paused), overlap policy, and its state: next tick,
@@ -60,6 +63,7 @@ from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
+from .limits import QueueLimits
 from .notify import Hub
 from .rows import (
     ClaimedRun,
@@ -82,6 +86,7 @@ from .rows import (
     merge_queue_stats,
 )
 from .topics import (
+    TOPIC_LIMITS,
     TOPIC_RUNS,
     TOPIC_STATUS,
     TOPIC_STEPS,
@@ -105,6 +110,7 @@ __all__ = [
     "NEVER",
     "SECRET_PARAMETERS",
     "STATUSES",
+    "TOPIC_LIMITS",
     "TOPIC_RUNS",
     "TOPIC_STATUS",
     "TOPIC_STEPS",
@@ -118,6 +124,7 @@ __all__ = [
     "NewTask",
     "NewTimer",
     "Outgoing",
+    "QueueLimits",
     "QueueStats",
     "RunExtras",
     "RunRecord",
@@ -428,6 +435,15 @@ class Store(abc.ABC):
         ended, so one worker never runs two attempts of one task at once.
         ``expired_only``: only running tasks with an expired lease, for the sweep that
         counts lost attempts of tasks the caller does not run (see `durable.worker`).
+
+        Queued tasks are taken by ``priority`` (higher first), then ``visible_at``. On a
+        queue with limits (`set_queue_limits`), a claim takes only what they allow at
+        ``now``, serialised with every other claim of that queue: running tasks of the
+        queue (not external waits; expired leases still count) stay under
+        ``concurrency``, those with one ``key`` under ``key_concurrency``, and the queued
+        tasks claimed in the ``per`` seconds up to ``now`` (each claim of a queued task is
+        a start) under ``rate``. Limited queues are served first, the rest of ``limit``
+        by the others. Taking over an expired lease starts nothing and is not limited.
         """
 
     @abc.abstractmethod
@@ -462,8 +478,9 @@ class Store(abc.ABC):
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """Turn up to ``limit`` timers due by ``now`` into ``timer_fired`` inbox items (data
         as given at creation; marking their runs ready), atomically and exactly once across
-        processes. Returns the earliest remaining due time of any timer or of any queued
-        task not yet visible, or ``None`` if there is none."""
+        processes. Returns the earliest remaining due time of any timer, of any queued
+        task not yet visible, or of a start leaving a rate limit's window (`durable.limits`:
+        room to start more), or ``None`` if there is none."""
 
     @abc.abstractmethod
     async def queue_stats(self, now: float) -> list[QueueStats]:
@@ -471,6 +488,18 @@ class Store(abc.ABC):
         parked that a worker could claim now (ready without a lease, or holding a lease
         expired by ``now``: what `claim_runs` would take); queues with nothing waiting are
         left out."""
+
+    @abc.abstractmethod
+    async def set_queue_limits(self, limits: QueueLimits, now: float) -> None:
+        """Replace the limits of ``limits.queue`` (`durable.limits`); with every limit
+        ``None``, remove them. Claims after this returns obey the new limits; notifies
+        `TOPIC_TASKS` (a raised limit may let waiting tasks start) and `TOPIC_LIMITS`
+        (workers re-read which queues have limits)."""
+
+    @abc.abstractmethod
+    async def queue_limits(self, queues: Collection[str] | None = None) -> list[QueueLimits]:
+        """The limits of every queue that has any (or of those of ``queues`` that do), by
+        queue name."""
 
     @abc.abstractmethod
     async def list_workers(self) -> list[WorkerRecord]:

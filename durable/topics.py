@@ -6,6 +6,7 @@ what; `durable.store` re-exports these names.
 from __future__ import annotations
 
 __all__ = [
+    "TOPIC_LIMITS",
     "TOPIC_RUNS",
     "TOPIC_STATUS",
     "TOPIC_STEPS",
@@ -19,6 +20,7 @@ __all__ = [
 TOPIC_RUNS = "runs"  # a run was created or became ready
 TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
 TOPIC_TIMERS = "timers"  # a timer or a delayed task was created
+TOPIC_LIMITS = "limits"  # a queue's limits changed (workers re-read which queues have any)
 # Live views (durable server's events); no worker waits on these.
 TOPIC_STATUS = "status"  # a run was created or its status changed (with its run_topic)
 TOPIC_STEPS = "steps"  # steps were committed to runs a NOTIFY had no room to name

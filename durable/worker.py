@@ -56,6 +56,7 @@ from .schedules import fire_due
 from .signature import describe
 from .stepping import Driver, RunStepping
 from .store import (
+    TOPIC_LIMITS,
     TOPIC_RUNS,
     TOPIC_STATUS,
     TOPIC_TASKS,
@@ -231,6 +232,7 @@ class Worker(RunStepping, ActivityAttempts):
                     pass
         try:
             await self.store.register_worker(self._record())
+            await self._refresh_limits()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self._committer())
@@ -491,6 +493,9 @@ class Worker(RunStepping, ActivityAttempts):
             now = self.clock.now()
             if now - self._swept_at >= SWEEP_INTERVAL or now < self._swept_at:
                 await self._sweep(now)
+                await self._refresh_limits()
+            elif self.store.hub.pinned_since(TOPIC_LIMITS, self._limits_mark):
+                await self._refresh_limits()
             next_due = await self.store.fire_timers(now, 500)
             scheduled, waiting = await fire_due(self.client, self.store, now)  # schedules
             if scheduled is not None and (next_due is None or scheduled < next_due):
@@ -501,7 +506,9 @@ class Worker(RunStepping, ActivityAttempts):
                 continue
             delay = POLL_INTERVAL if next_due is None else min(POLL_INTERVAL, next_due - now)
             # A schedule holding ticks until a run closes is due when one does.
-            topics = [TOPIC_TIMERS, TOPIC_STATUS] if self._schedule_waits else [TOPIC_TIMERS]
+            topics = [TOPIC_TIMERS, TOPIC_LIMITS]
+            if self._schedule_waits:
+                topics.append(TOPIC_STATUS)
             await self.store.wait(topics, max(delay, 0.001), since=mark)
             if next_due is not None and self.clock.now() >= next_due:
                 self.store.hub.notify([TOPIC_TASKS])  # a retry may have come due
@@ -539,6 +546,12 @@ class Worker(RunStepping, ActivityAttempts):
                 )
         finally:
             self._busy -= 1
+
+    async def _refresh_limits(self) -> None:
+        """Learn which of this worker's queues have limits: their activities go through
+        claims, never run here without one (`durable.limits`)."""
+        self._limits_mark = self.store.watermark()
+        self._limited = frozenset(q.queue for q in await self.store.queue_limits(self.queues))
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -10,6 +10,7 @@ import pytest
 
 from durable import notify
 from durable.notify import ALL, Hub
+from durable.topics import TOPIC_LIMITS
 
 
 async def _returns_at_once(hub: Hub, topics: list[str], since: int | None = None) -> bool:
@@ -76,3 +77,23 @@ async def test_memory_of_topics_is_bounded_and_forgetting_errs_early(
     started = time.monotonic()
     await hub.wait(["run:first"], 0.2, since=now)
     assert time.monotonic() - started >= 0.15
+
+
+def test_pinned_topics_are_never_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker asks on every step whether queue limits changed (`TOPIC_LIMITS`): forgetting
+    it among thousands of workflow topics would answer yes, and cost the worker its fast
+    path. Pinned topics answer exactly; ``ALL`` still counts."""
+    monkeypatch.setattr(notify, "TOPICS_REMEMBERED", 100)
+    hub = Hub()
+    hub.notify([TOPIC_LIMITS])
+    mark = hub.generation
+    assert hub.pinned_since(TOPIC_LIMITS, mark - 1)
+    for i in range(1000):
+        hub.notify([f"run:{i}"])
+    assert hub.notified_since([TOPIC_LIMITS], mark)  # forgotten: an early yes
+    assert not hub.pinned_since(TOPIC_LIMITS, mark)  # pinned: exact
+    hub.notify([TOPIC_LIMITS])
+    assert hub.pinned_since(TOPIC_LIMITS, mark)
+    mark = hub.generation
+    hub.notify([ALL])
+    assert hub.pinned_since(TOPIC_LIMITS, mark)

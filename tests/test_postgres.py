@@ -867,7 +867,7 @@ async def test_group_commit_fences_each_step(store: PostgresStore) -> None:
 
 _PLANS = {
     "claim_runs": (pg_claims.claim_runs_sql(2), ["runs_ready_idx", "runs_lease_idx"]),
-    "claim_tasks": (pg_claims.claim_tasks_sql(2), ["tasks_queue_idx", "tasks_lease_idx"]),
+    "claim_tasks": (pg_claims.claim_tasks_sql(2), ["tasks_ready_idx", "tasks_lease_idx"]),
     "fire_timers": (pg_claims._FIRE_TIMERS, ["timers_due_idx"]),
     "next_due": (pg_claims._NEXT_DUE, ["timers_due_idx", "tasks_visible_idx"]),
     "list_runs": (

@@ -154,6 +154,9 @@ CONTRACT = {
     ("post", "/v1/schedules/{id}/trigger"),
     ("post", "/v1/schedules/{id}/backfill"),
     ("post", "/v1/prune"),
+    ("get", "/v1/queues"),
+    ("get", "/v1/queues/{queue}/limits"),
+    ("put", "/v1/queues/{queue}/limits"),
 }
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from durable.errors import StoreError
-from durable.store import open_store
-from durable.testing.store_contract.kit import new_run, store, worker
+from durable.store import StepCommit, open_store
+from durable.testing.store_contract.kit import entries, new_run, new_task, start, store, worker
 from durable.testing.store_contract.listing import *  # noqa: F403
 from durable.testing.store_contract.routing import *  # noqa: F403
 from durable.testing.store_contract.runs import *  # noqa: F403
@@ -109,14 +109,47 @@ async def test_a_table_added_since_the_schema_shipped_is_created_on_open(
     assert await schema_meta.get() == version
 
 
+async def test_a_database_from_before_queue_limits_gets_them_on_open(
+    store_url: str, schema_meta: Any
+) -> None:
+    """Queue limits' columns (tasks.key, tasks.priority), index (on priority: added after
+    the columns) and tables are added to a database that predates them, its version and
+    rows kept; its old tasks have no key and priority 0."""
+    from durable.limits import QueueLimits
+
+    async with open_store(store_url) as s:
+        run_id = await start(s, "old")
+        step = StepCommit(run_id, "w1", 1, entries(2, "activity_scheduled"),
+                          new_tasks=[new_task(run_id, "old", 2, queue="q")])  # fmt: skip
+        assert await s.commit_steps([step], 4.0) == [True]
+    version = await schema_meta.get()
+    index = "tasks_ready" if store_url.startswith("sqlite") else "tasks_ready_idx"
+    await schema_meta._run(f"DROP INDEX {index}")
+    for statement in (
+        "DROP TABLE queue_limits",
+        "DROP TABLE queue_starts",
+        "ALTER TABLE tasks DROP COLUMN key",
+        "ALTER TABLE tasks DROP COLUMN priority",
+    ):
+        await schema_meta._run(statement)
+    async with open_store(store_url) as s:
+        await s.set_queue_limits(QueueLimits("q", concurrency=1), 5.0)
+        [task] = await s.claim_tasks(
+            "x", queues=["q"], names=None, now=10.0, lease_until=50.0, limit=5
+        )
+        assert (task.task_id, task.key, task.priority) == (f"{run_id}:2", None, 0)
+    await schema_meta._run(f"DROP INDEX {index}")  # it was built again
+    assert await schema_meta.get() == version
+
+
 def test_the_contract_suite_exports_every_test_it_defines() -> None:
     """A test missing from a part's ``__all__`` would silently not run for any backend."""
     import inspect
 
     from durable.testing import store_contract
-    from durable.testing.store_contract import boundaries, logs, routing, runs, work
+    from durable.testing.store_contract import boundaries, limits, logs, routing, runs, work
 
-    for part in (runs, routing, work, boundaries, logs):
+    for part in (runs, routing, work, boundaries, logs, limits):
         defined = {
             n for n, f in inspect.getmembers(part, inspect.isfunction) if n.startswith("test_")
         }

@@ -11,12 +11,16 @@ claimed a moment ago, no longer ready, is not claimed again.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 from collections.abc import Collection
 from typing import Any
 
+from durable.limits import QueueLimits
 from durable.store import ClaimedRun, InboxItem, TaskRecord
 
+from . import limits as _limits
 from .schema import RUN_COLUMNS, TASK_COLUMNS, prefixed, run_record, task_record
 
 __all__ = [
@@ -66,15 +70,15 @@ RETURNING {columns}
 # The same shape for tasks; RETURNING gives the status *before* the claim, so the caller
 # sees "running" for a task taken over from a dead worker.
 _CLAIM_TASKS_QUEUED = """queued_{i} AS (
-    SELECT task_id, visible_at, status FROM tasks
+    SELECT task_id, visible_at, status, priority FROM tasks
     WHERE status = 'queued' AND queue = ${queue} AND visible_at <= $3
       AND ($2::text[] IS NULL OR name = ANY($2::text[])) AND NOT task_id = ANY($7::text[])
-    ORDER BY visible_at LIMIT $6
+    ORDER BY priority DESC, visible_at LIMIT $6
     FOR UPDATE SKIP LOCKED
 )"""
 _CLAIM_TASKS = """
 WITH {queued_ctes}, queued AS ({queued}), expired AS (
-    SELECT task_id, visible_at, status FROM tasks
+    SELECT task_id, visible_at, status, priority FROM tasks
     WHERE status = 'running' AND lease_expires_at <= $3
       AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
       AND ($2::text[] IS NULL OR name = ANY($2::text[]))
@@ -83,7 +87,7 @@ WITH {queued_ctes}, queued AS ({queued}), expired AS (
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT task_id, status FROM (SELECT * FROM queued UNION ALL SELECT * FROM expired) c
-    ORDER BY visible_at LIMIT $6
+    ORDER BY priority DESC, visible_at LIMIT $6
 )
 UPDATE tasks t SET status = 'running', lease_owner = $4, lease_expires_at = $5
 FROM chosen WHERE t.task_id = chosen.task_id
@@ -106,24 +110,31 @@ def claim_runs_sql(n_queues: int) -> str:
 
 # Any queue (the worker's sweep for lost attempts, or a poll of every queue): one scan.
 _CLAIM_TASKS_QUEUED_ANY = """queued_any AS (
-    SELECT task_id, visible_at, status FROM tasks
+    SELECT task_id, visible_at, status, priority FROM tasks
     WHERE status = 'queued' AND visible_at <= $3
       AND ($2::text[] IS NULL OR name = ANY($2::text[])) AND NOT task_id = ANY($7::text[])
-    ORDER BY visible_at LIMIT $6
+    ORDER BY priority DESC, visible_at LIMIT $6
     FOR UPDATE SKIP LOCKED
 )"""
+# Any queue but those with limits ($8), which `durable_postgres.limits` claims.
+_CLAIM_TASKS_QUEUED_FREE = _CLAIM_TASKS_QUEUED_ANY.replace(
+    "WHERE status = 'queued'", "WHERE status = 'queued' AND NOT queue = ANY($8::text[])"
+)
 _NOTHING_QUEUED = """queued_none AS (
-    SELECT task_id, visible_at, status FROM tasks WHERE false
+    SELECT task_id, visible_at, status, priority FROM tasks WHERE false
 )"""
 
 
 @functools.lru_cache(maxsize=64)
-def claim_tasks_sql(n_queues: int | None, expired_only: bool = False) -> str:
+def claim_tasks_sql(n_queues: int | None, expired_only: bool = False, free: bool = False) -> str:
     """`claim_tasks`'s statement for ``n_queues`` queues (parameters as `claim_runs_sql`,
     but ``$7`` is the task ids not to claim and each queue follows from ``$8``); ``None``:
-    any queue (``$1`` is then NULL). With ``expired_only``, no queued task is taken."""
+    any queue (``$1`` is then NULL; with ``free``, ``$8`` lists queues left out). With
+    ``expired_only``, no queued task is taken."""
     if expired_only or n_queues is None:
         cte = _NOTHING_QUEUED if expired_only else _CLAIM_TASKS_QUEUED_ANY
+        if free and not expired_only:
+            cte = _CLAIM_TASKS_QUEUED_FREE
         name = "queued_none" if expired_only else "queued_any"
         return _CLAIM_TASKS.format(
             queued_ctes=cte,
@@ -159,10 +170,13 @@ WITH due AS (
 SELECT DISTINCT run_id FROM ins
 """
 # Then the woken runs are locked in id order and marked ready: `wake`.
+# ... and when the oldest start in a rate limit's window leaves it (durable.limits).
 _NEXT_DUE = """
 SELECT LEAST(
     (SELECT min(due_at) FROM timers),
-    (SELECT min(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > $1)
+    (SELECT min(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > $1),
+    (SELECT min(s.at + l.per) FROM queue_starts s JOIN queue_limits l ON l.queue = s.queue
+     WHERE s.at + l.per > $1)
 )
 """
 
@@ -212,19 +226,61 @@ async def claim_tasks(
     limit: int,
     exclude: Collection[str] = (),
     expired_only: bool = False,
+    any_limits: bool = True,
 ) -> list[TaskRecord]:
-    """Lease up to ``limit`` claimable tasks to ``owner``, earliest ``visible_at`` first,
-    each with its status before the claim; none of ``exclude``. ``None`` filters nothing."""
+    """Lease up to ``limit`` claimable tasks to ``owner``, by priority, then earliest
+    ``visible_at``, each with its status before the claim; none of ``exclude``. ``None``
+    filters nothing. Queues with limits are served first, within them
+    (`durable_postgres.limits`), the rest of ``limit`` by the others; ``any_limits=False``
+    says that no queue has any (`XID_AND_ANY_LIMITS`), which saves looking."""
     if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
         return []
     wanted = None if queues is None else sorted(set(queues))
-    each = [] if wanted is None or expired_only else wanted
-    sql = claim_tasks_sql(None if wanted is None else len(wanted), expired_only)
+    limited: list[TaskRecord] = []
+    held: dict[str, QueueLimits] = {}
+    if any_limits and not expired_only:
+        held = await _limits.lock(conn, wanted)
+        for queue_limits in held.values():
+            limited += await _limits.candidates(
+                conn, queue_limits, names=names, now=now, limit=limit - len(limited),
+                exclude=exclude,
+            )  # fmt: skip
+        if limited:
+            await conn.execute(
+                "UPDATE tasks SET status = 'running', lease_owner = $2, lease_expires_at = $3 "
+                "WHERE task_id = ANY($1::text[])",
+                [t.task_id for t in limited], owner, lease_until,
+            )  # fmt: skip
+            limited = [
+                dataclasses.replace(t, lease_owner=owner, lease_expires_at=lease_until)
+                for t in limited
+            ]
+            for queue, n in collections.Counter(t.queue for t in limited).items():
+                if held[queue].rate is not None:
+                    await _limits.record_starts(conn, queue, n, now)
+    rest = limit - len(limited)
+    if rest <= 0:
+        return limited
+    free = wanted if wanted is None or not held else [q for q in wanted if q not in held]
+    extra: list[Any] = []
+    if wanted is None or expired_only:
+        sql = claim_tasks_sql(None, expired_only, free=bool(held))
+        if held and not expired_only:
+            extra = [sorted(held)]
+    elif not free:  # every queue asked for has limits: only expired leases are left here
+        sql = claim_tasks_sql(len(wanted), True)
+    else:
+        sql = claim_tasks_sql(len(free))
+        extra = list(free)
+    # $1 is every queue asked for: expired leases are taken over on limited queues too.
     rows = await conn.fetch(
-        sql, wanted, None if names is None else list(names), now, owner, lease_until, limit,
-        list(exclude), *each,
+        sql, wanted, None if names is None else list(names), now, owner, lease_until, rest,
+        list(exclude), *extra,
     )  # fmt: skip
-    return sorted((task_record(r) for r in rows), key=lambda t: (t.visible_at, t.task_id))
+    found = sorted(
+        (task_record(r) for r in rows), key=lambda t: (-t.priority, t.visible_at, t.task_id)
+    )
+    return limited + found
 
 
 async def fire_timers(conn: Any, now: float, limit: int) -> tuple[bool, float | None]:

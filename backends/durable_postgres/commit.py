@@ -114,10 +114,10 @@ WHERE i.run_id = u.old_run AND i.kind = ANY($3::text[])
 _ADDRESSED = sorted(WORKFLOW_ADDRESSED)  # inbox kinds that follow a workflow id
 _INSERT_TASKS = """
 INSERT INTO tasks (task_id, run_id, workflow_id, seq, name, queue, data, attempt, status,
-                   visible_at, lease_owner, lease_expires_at, created_at)
+                   visible_at, lease_owner, lease_expires_at, key, priority, created_at)
 SELECT u.*, $1 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                          $7::text[], $8::bytea[], $9::int[], $10::text[], $11::float8[],
-                         $12::text[], $13::float8[]) AS u
+                         $12::text[], $13::float8[], $14::text[], $15::int[]) AS u
 ON CONFLICT DO NOTHING
 """
 _INSERT_TIMERS = """
@@ -378,10 +378,10 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
                 [
                     (t.task_id, t.run_id, t.workflow_id, t.seq, t.name, t.queue, t.data,
                      t.attempt, "queued" if t.lease_owner is None else "running",
-                     t.visible_at, t.lease_owner, t.lease_expires_at)
+                     t.visible_at, t.lease_owner, t.lease_expires_at, t.key, t.priority)
                     for t in p.tasks
                 ],
-                12,
+                14,
             ),
         )  # fmt: skip
     if p.timers:

@@ -10,11 +10,16 @@ first, and the others are tested on each run row found (``tags @>``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .schema import RUN_COLUMNS, prefixed, tags_json
+from durable.store import QueueStats, RunRecord, merge_queue_stats
 
-__all__ = ["QUEUED_TASKS", "WAITING_RUNS", "count_query", "filters", "list_query"]
+from .schema import RUN_COLUMNS, prefixed, run_record, tags_json
+
+if TYPE_CHECKING:
+    from .connection import Database
+
+__all__ = ["QUEUED_TASKS", "WAITING_RUNS", "Listing", "count_query", "filters", "list_query"]
 
 
 def filters(
@@ -94,3 +99,55 @@ WAITING_RUNS = (
     "NOT parked AND ((ready AND lease_owner IS NULL) OR "
     "(lease_owner IS NOT NULL AND lease_expires_at <= $1)) GROUP BY queue"
 )
+
+
+class Listing:
+    """The listing methods of `PostgresStore`: runs by filter, counts, queue figures."""
+
+    if TYPE_CHECKING:
+        _db: Database
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> list[RunRecord]:
+        """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx``,
+        ``runs_created_idx`` or, filtered by tags, ``run_tags_search_idx``)."""
+        sql, args = list_query(
+            limit=limit,
+            status=status,
+            name=name,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
+        rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
+        return [run_record(row) for row in rows]
+
+    async def count_runs(
+        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> dict[str, int]:
+        """See `Store.count_runs` (``runs_status_idx`` covers it)."""
+        sql, args = count_query(name=name, tags=tags)
+        rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
+        return {row["status"]: row["n"] for row in rows}
+
+    async def queue_stats(self, now: float) -> list[QueueStats]:
+        """See `Store.queue_stats`."""
+
+        async def read(conn: Any) -> tuple[list[Any], list[Any]]:
+            tasks = await conn.fetch(QUEUED_TASKS, now)
+            runs = await conn.fetch(WAITING_RUNS, now)
+            return [tuple(r) for r in tasks], [tuple(r) for r in runs]
+
+        tasks, runs = await self._db.read(read)
+        stats: list[QueueStats] = merge_queue_stats(tasks, runs)
+        return stats

@@ -186,6 +186,8 @@ EXTRA_INDEXES: list[tuple[str, str]] = [
     ("runs_name_idx", "runs (name, created_at DESC)"),
     # client.prune(): the runs closed longest ago, without reading the open ones.
     ("runs_closed_idx", "runs (closed_at) WHERE closed_at IS NOT NULL"),
+    # claims of queued tasks by priority, then due time (durable.limits).
+    ("tasks_ready_idx", "tasks (queue, priority DESC, visible_at) WHERE status = 'queued'"),
 ]
 #: Columns added the same way, under the migration lock (``ADD COLUMN`` only touches the
 #: catalogue): code that predates one neither reads nor writes it.
@@ -196,6 +198,9 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     ("runs", "tags", "jsonb"),
     # the W3C traceparent a run's spans descend from (durable.tracing).
     ("runs", "trace", "text"),
+    # durable.call(..., key=, priority=): per-key concurrency and claim order (durable.limits).
+    ("tasks", "key", "text"),
+    ("tasks", "priority", "integer NOT NULL DEFAULT 0"),
 ]
 
 #: The ``schedules`` table (`EXTRA_TABLES`; read and written by `durable_postgres.schedules`).
@@ -274,6 +279,29 @@ EXTRA_TABLES: list[tuple[str, list[str]]] = [
     # delete; also code that predates the table, during a rolling deploy); the last
     # statement indexes the runs tagged before the table existed, once.
     ("run_tags", _RUN_TAGS),
+    # durable.limits: a queue's limits (NULL: none), and its recent starts (the sliding
+    # window of its rate limit: one row per claim that started tasks, n of them).
+    (
+        "queue_limits",
+        [
+            """CREATE TABLE IF NOT EXISTS queue_limits (
+                queue text PRIMARY KEY,
+                concurrency integer,
+                key_concurrency integer,
+                rate integer,
+                per double precision,
+                updated_at double precision NOT NULL
+            )""",
+        ],
+    ),
+    (
+        "queue_starts",
+        [
+            "CREATE TABLE IF NOT EXISTS queue_starts (queue text NOT NULL, "
+            "at double precision NOT NULL, n integer NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS queue_starts_at_idx ON queue_starts (queue, at)",
+        ],
+    ),
 ]
 
 #: The schema version this code reads and writes.
@@ -286,7 +314,7 @@ RUN_COLUMNS = """workflow_id, run_id, name, queue, status, input, result, error,
     lease_expires_at, parked, problem, continued_to, timeout, is_current, tags, trace"""
 TASK_COLUMNS = """task_id, run_id, workflow_id, seq, name, queue, data, attempt, status,
     visible_at, lease_owner, lease_expires_at, heartbeat_details, cancel_requested,
-    last_error, created_at"""
+    last_error, created_at, key, priority"""
 
 
 def prefixed(columns: str, alias: str) -> str:
@@ -423,6 +451,7 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             for statement in statements:
                 await conn.execute(statement)
         if found == 0:  # a new schema: its tables are empty, the extras cost nothing now
+            await _add_missing_columns(conn, schema)  # first: an extra index may use one
             for name, definition in EXTRA_INDEXES:
                 await conn.execute(f"CREATE INDEX {name} ON {definition}")
         await conn.execute(

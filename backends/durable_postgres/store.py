@@ -47,7 +47,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
-    QueueStats,
+    QueueLimits,
     RunExtras,
     RunRecord,
     StepCommit,
@@ -55,15 +55,15 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
-    merge_queue_stats,
     run_topic,
 )
 
 from . import claims, commit, retention, workers
-from . import listing as _listing
+from . import limits as _limits
 from . import repair as _repair
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
+from .listing import Listing
 from .logs import Logs
 from .schedules import Schedules
 from .schema import (
@@ -129,7 +129,7 @@ async def _create_one(
         await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
 
 
-class PostgresStore(Logs, Schedules, Store):
+class PostgresStore(Listing, Logs, Schedules, Store):
     """The storage contract on PostgreSQL (asyncpg); see the module docstring.
 
         async with PostgresStore("postgresql://app@db.internal/app?schema=orders") as store:
@@ -271,39 +271,6 @@ class PostgresStore(Logs, Schedules, Store):
             args = (workflow_id, run_id)
         row = await self._db.read(lambda conn: conn.fetchrow(sql, *args))
         return run_record(row) if row is not None else None
-
-    async def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        name: str | None = None,
-        limit: int = 100,
-        after: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        created_after: float | None = None,
-        created_before: float | None = None,
-    ) -> list[RunRecord]:
-        """See `Store.list_runs` (index-driven: ``runs_status_idx``, ``runs_name_idx``,
-        ``runs_created_idx`` or, filtered by tags, ``run_tags_search_idx``)."""
-        sql, args = _listing.list_query(
-            limit=limit,
-            status=status,
-            name=name,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            after=after,
-        )
-        rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
-        return [run_record(row) for row in rows]
-
-    async def count_runs(
-        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
-    ) -> dict[str, int]:
-        """See `Store.count_runs` (``runs_status_idx`` covers it)."""
-        sql, args = _listing.count_query(name=name, tags=tags)
-        rows = await self._db.read(lambda conn: conn.fetch(sql, *args))
-        return {row["status"]: row["n"] for row in rows}
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """See `Store.read_journal`."""
@@ -556,14 +523,18 @@ class PostgresStore(Logs, Schedules, Store):
         if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
             return []
 
-        async def op(conn: Any) -> tuple[list[TaskRecord], Collection[str]]:
+        async def op(conn: Any, fold: Fold) -> tuple[int | None, list[TaskRecord], Collection[str]]:
+            # Which queues have limits rides on the transaction's first statement.
+            row = await conn.fetchrow(_limits.XID_AND_ANY_LIMITS)
             tasks = await claims.claim_tasks(
                 conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
                 limit=limit, exclude=exclude, expired_only=expired_only,
+                any_limits=row["held"],
             )  # fmt: skip
-            return tasks, ()
+            return row["xid"], tasks, ()
 
-        return await self._write(op)
+        result, _ = await self._db.write_folded(op)
+        return result
 
     async def read_task(self, task_id: str) -> TaskRecord | None:
         """See `Store.read_task`."""
@@ -595,7 +566,9 @@ class PostgresStore(Logs, Schedules, Store):
 
         async def op(conn: Any) -> tuple[bool, Collection[str]]:
             row = await conn.fetchrow(
-                "SELECT t.run_id, r.closed_at FROM runs r JOIN tasks t ON t.run_id = r.run_id "
+                "SELECT t.run_id, r.closed_at, "
+                "EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) AS limited "
+                "FROM runs r JOIN tasks t ON t.run_id = r.run_id "
                 "WHERE t.task_id = $1 AND t.lease_owner = $2 AND t.attempt = $3 "
                 "FOR UPDATE OF r, t",
                 task_id,
@@ -604,7 +577,8 @@ class PostgresStore(Logs, Schedules, Store):
             )
             if row is None:
                 return False, ()
-            topics: set[str] = set()
+            # An attempt ending on a queue with limits frees room: wake claimers waiting.
+            topics: set[str] = {TOPIC_TASKS} if row["limited"] else set()
             if outcome.kind == "done" or row["closed_at"] is not None:
                 # A retry or release for a closed run deletes the task: nobody wants it.
                 await conn.execute("DELETE FROM tasks WHERE task_id = $1", task_id)
@@ -659,17 +633,13 @@ class PostgresStore(Logs, Schedules, Store):
 
         return await self._write(op)
 
-    async def queue_stats(self, now: float) -> list[QueueStats]:
-        """See `Store.queue_stats`."""
+    async def set_queue_limits(self, limits: QueueLimits, now: float) -> None:
+        """See `Store.set_queue_limits` (`durable_postgres.limits`)."""
+        await self._write(lambda conn: _limits.write_limits(conn, limits, now))
 
-        async def read(conn: Any) -> tuple[list[Any], list[Any]]:
-            tasks = await conn.fetch(_listing.QUEUED_TASKS, now)
-            runs = await conn.fetch(_listing.WAITING_RUNS, now)
-            return [tuple(r) for r in tasks], [tuple(r) for r in runs]
-
-        tasks, runs = await self._db.read(read)
-        stats: list[QueueStats] = merge_queue_stats(tasks, runs)
-        return stats
+    async def queue_limits(self, queues: Collection[str] | None = None) -> list[QueueLimits]:
+        """See `Store.queue_limits`."""
+        return await self._db.read(lambda conn: _limits.read_limits(conn, queues))
 
     async def list_workers(self) -> list[WorkerRecord]:
         """See `Store.list_workers`."""

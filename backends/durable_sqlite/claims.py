@@ -14,6 +14,7 @@ does not depend on table statistics (see `durable_sqlite.schema` for the indexes
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import sqlite3
@@ -23,6 +24,7 @@ import aiosqlite
 
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, ClaimedRun, TaskOutcome, TaskRecord
 
+from . import limits as _limits
 from . import transact as _tx
 from .schema import INBOX_COLUMNS, RUN_COLUMNS, TASK_COLUMNS, inbox_item, run_record, task_record
 
@@ -65,11 +67,15 @@ _RUNS_EXPIRED = (
 
 
 def _tasks_sql(
-    queues: Collection[str] | None, names: Collection[str] | None, expired_only: bool
+    queues: Collection[str] | None,
+    names: Collection[str] | None,
+    expired_only: bool,
+    limited: Collection[str] = (),
 ) -> tuple[str, list[object], str, list[object]]:
     """The claimable tasks, queued and expired: ``(queued, params, expired, params)``, each
     a ``FROM`` clause with its parameters (``queued`` is ``""`` with ``expired_only``).
-    ``None`` filters nothing: any queue, any name."""
+    ``None`` filters nothing: any queue, any name. Queued tasks of the ``limited`` queues
+    are left out (`durable_sqlite.limits` takes those)."""
     where, params = "", list[object]()
     if queues is not None:
         where += " AND queue IN (SELECT value FROM json_each(?))"
@@ -77,18 +83,23 @@ def _tasks_sql(
     if names is not None:
         where += " AND name IN (SELECT value FROM json_each(?))"
         params.append(_json(names))
-    index = "tasks_queue" if queues is not None else "tasks_visible"
+    index = "tasks_ready" if queues is not None else "tasks_visible"
+    free = ""
+    qparams = params
+    if limited:
+        free = " AND queue NOT IN (SELECT value FROM json_each(?))"
+        qparams = [*params, _json(limited)]
     queued = (
         ""
-        if expired_only
-        else f"tasks INDEXED BY {index} WHERE status = 'queued'{where} AND visible_at <= ? "
-        "AND task_id NOT IN (SELECT value FROM json_each(?))"
+        if expired_only or (queues is not None and not queues)
+        else f"tasks INDEXED BY {index} WHERE status = 'queued'{where}{free} "
+        "AND visible_at <= ? AND task_id NOT IN (SELECT value FROM json_each(?))"
     )
     expired = (
         "tasks INDEXED BY tasks_lease WHERE status = 'running' AND lease_expires_at <= ?"
         f"{where} AND task_id NOT IN (SELECT value FROM json_each(?))"
     )
-    return queued, params, expired, params
+    return queued, qparams, expired, params
 
 
 # Read-only checks, run before taking the write lock: an idle worker polling a busy file
@@ -120,15 +131,28 @@ def check_tasks(
     exclude: Collection[str],
     expired_only: bool = False,
 ) -> bool:
-    """Whether `claim_tasks` would find anything (it may still find nothing: a race)."""
-    queued, qparams, expired, eparams = _tasks_sql(queues, names, expired_only)
+    """Whether `claim_tasks` would find anything (it may still find nothing: a race). On a
+    queue with limits, only what they let start now counts (so time skipping in
+    ``durable.testing`` moves on while a rate limit holds tasks back)."""
+    held = {} if expired_only else _limits.in_force(db, queues)
+    free = queues if queues is None or not held else [q for q in queues if q not in held]
+    queued, qparams, expired, eparams = _tasks_sql(
+        free, names, expired_only, held if queues is None else ()
+    )
+    if held and queues is not None:  # expired leases on every queue asked for
+        _, _, expired, eparams = _tasks_sql(queues, names, True)
     sql = f"SELECT EXISTS (SELECT 1 FROM {expired})"
     params: list[object] = [now, *eparams, _json(exclude)]
     if queued:
         sql += f" OR EXISTS (SELECT 1 FROM {queued})"
         params += [*qparams, now, _json(exclude)]
     rows = db.execute(sql, params).fetchall()
-    return bool(next(iter(rows))[0])
+    if next(iter(rows))[0]:
+        return True
+    return any(
+        _limits.candidates(db, q, names=names, now=now, limit=1, exclude=exclude, prune=False)
+        for q in held.values()
+    )
 
 
 def check_timers(db: sqlite3.Connection, now: float) -> tuple[bool, float | None]:
@@ -145,10 +169,13 @@ def check_timers(db: sqlite3.Connection, now: float) -> tuple[bool, float | None
 
 
 def _next_due(db: sqlite3.Connection, now: float) -> float | None:
+    # ... and when the oldest start in a rate limit's window leaves it (durable.limits).
     rows = db.execute(
         "SELECT MIN(due_at) FROM timers UNION ALL "
-        "SELECT MIN(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > ?",
-        (now,),
+        "SELECT MIN(visible_at) FROM tasks WHERE status = 'queued' AND visible_at > ? UNION ALL "
+        "SELECT MIN(s.at + l.per) FROM queue_starts s JOIN queue_limits l ON l.queue = s.queue "
+        "WHERE s.at + l.per > ?",
+        (now, now),
     ).fetchall()
     times = [row[0] for row in rows if row[0] is not None]
     return min(times) if times else None
@@ -245,25 +272,48 @@ def claim_tasks(
     """`Store.claim_tasks` inside an open write transaction.
 
     Each task is returned with its new lease but the status it had before this claim:
-    ``"queued"``, or ``"running"`` when its previous worker's lease had expired.
+    ``"queued"``, or ``"running"`` when its previous worker's lease had expired. Queues
+    with limits are served first, within their limits (`durable_sqlite.limits`); the
+    rest of ``limit`` goes to the others, by priority, then due time.
     """
-    queued_sql, qparams, expired_sql, eparams = _tasks_sql(queues, names, expired_only)
+    held = {} if expired_only else _limits.in_force(db, queues)
+    limited: list[TaskRecord] = []
+    for queue_limits in held.values():
+        limited += _limits.candidates(
+            db, queue_limits, names=names, now=now, limit=limit - len(limited), exclude=exclude
+        )
+    rest = limit - len(limited)
+    free = queues if queues is None or not held else [q for q in queues if q not in held]
+    queued_sql, qparams, expired_sql, eparams = _tasks_sql(
+        free, names, expired_only or rest <= 0, held if queues is None else ()
+    )
     queued = (
         db.execute(
-            f"SELECT {TASK_COLUMNS} FROM {queued_sql} ORDER BY visible_at LIMIT ?",
-            (*qparams, now, _json(exclude), limit),
+            f"SELECT {TASK_COLUMNS} FROM {queued_sql} ORDER BY priority DESC, visible_at LIMIT ?",
+            (*qparams, now, _json(exclude), rest),
         ).fetchall()
         if queued_sql
         else []
     )
-    expired = db.execute(
-        f"SELECT {TASK_COLUMNS} FROM {expired_sql} ORDER BY visible_at LIMIT ?",
-        (now, *eparams, _json(exclude), limit),
-    ).fetchall()
-    records = (task_record(row) for row in [*queued, *expired])
-    chosen = sorted(records, key=lambda t: t.visible_at)[:limit]
+    if held and queues is not None:  # expired leases on every queue asked for
+        _, _, expired_sql, eparams = _tasks_sql(queues, names, True)
+    expired = (
+        db.execute(
+            f"SELECT {TASK_COLUMNS} FROM {expired_sql} ORDER BY visible_at LIMIT ?",
+            (now, *eparams, _json(exclude), rest),
+        ).fetchall()
+        if rest > 0
+        else []
+    )
+    records = sorted(
+        (task_record(row) for row in [*queued, *expired]), key=lambda t: (-t.priority, t.visible_at)
+    )
+    chosen = limited + records[: max(rest, 0)]
     if not chosen:
         return []
+    for queue, n in collections.Counter(t.queue for t in limited).items():
+        if held[queue].rate is not None:
+            _limits.record_starts(db, queue, n, now)
     db.execute(
         "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ? "
         "WHERE task_id IN (SELECT value FROM json_each(?))",
@@ -290,15 +340,17 @@ def finish_task(
     rows = list(
         db.execute(
             "SELECT t.run_id, t.lease_owner, t.attempt, "
-            "r.run_id IS NOT NULL AND r.closed_at IS NULL "
+            "r.run_id IS NOT NULL AND r.closed_at IS NULL, "
+            "EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) "
             "FROM tasks t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.task_id = ?",
             (task_id,),
         ).fetchall()
     )
     if not rows or rows[0][1] != owner or rows[0][2] != attempt:
         return False, set()
-    run_id, _, _, run_open = rows[0]
-    topics: set[str] = set()
+    run_id, _, _, run_open, limited = rows[0]
+    # An attempt ending on a queue with limits frees room: wake claimers waiting for it.
+    topics: set[str] = {TOPIC_TASKS} if limited else set()
     if outcome.kind == "done" or not run_open:
         db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
     elif outcome.kind == "retry":

@@ -176,6 +176,8 @@ EXTRA_INDEXES: tuple[tuple[str, str], ...] = (
     ("runs_name", "runs (name, created_at)"),
     # client.prune(): the runs closed longest ago, without reading the open ones.
     ("runs_closed", "runs (closed_at) WHERE closed_at IS NOT NULL"),
+    # claims of queued tasks by priority, then due time (durable.limits).
+    ("tasks_ready", "tasks (queue, priority DESC, visible_at) WHERE status = 'queued'"),
 )
 #: Columns added the same way (``ALTER TABLE ... ADD COLUMN`` when missing): code that
 #: predates one neither reads nor writes it.
@@ -186,6 +188,9 @@ EXTRA_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("runs", "tags", "TEXT"),
     # the W3C traceparent a run's spans descend from (durable.tracing).
     ("runs", "trace", "TEXT"),
+    # durable.call(..., key=, priority=): per-key concurrency and claim order (durable.limits).
+    ("tasks", "key", "TEXT"),
+    ("tasks", "priority", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 #: The ``schedules`` table (`EXTRA_TABLES`; read and written by `durable_sqlite.schedules`).
@@ -253,6 +258,29 @@ EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # delete; also code that predates the table, during a rolling deploy); the last
     # statement indexes the runs tagged before the table existed, once.
     ("run_tags", _RUN_TAGS),
+    # durable.limits: a queue's limits (NULL: none), and its recent starts (the sliding
+    # window of its rate limit: one row per claim that started tasks, n of them).
+    (
+        "queue_limits",
+        (
+            """CREATE TABLE IF NOT EXISTS queue_limits (
+                queue TEXT PRIMARY KEY,
+                concurrency INTEGER,
+                key_concurrency INTEGER,
+                rate INTEGER,
+                per REAL,
+                updated_at REAL NOT NULL
+            )""",
+        ),
+    ),
+    (
+        "queue_starts",
+        (
+            "CREATE TABLE IF NOT EXISTS queue_starts (queue TEXT NOT NULL, at REAL NOT NULL, "
+            "n INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS queue_starts_at ON queue_starts (queue, at)",
+        ),
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -340,6 +368,9 @@ async def migrate(conn: aiosqlite.Connection, name: str) -> int:
             logger.info("Migrating %s to schema version %d", name, version)
             for statement in statements:
                 await conn.execute(statement)
+        # Columns first: an extra index or table may use an extra column.
+        for table, column, kind in await _missing_columns(conn):
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         for index, definition in EXTRA_INDEXES:
             await conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {definition}")
         # Columns first: a new table's statements may read one (run_tags reads runs.tags).
@@ -385,7 +416,8 @@ RUN_COLUMNS = (
 )
 TASK_COLUMNS = (
     "task_id, run_id, workflow_id, seq, name, queue, data, attempt, status, visible_at, "
-    "lease_owner, lease_expires_at, heartbeat_details, cancel_requested, last_error, created_at"
+    "lease_owner, lease_expires_at, heartbeat_details, cancel_requested, last_error, created_at, "
+    "key, priority"
 )
 INBOX_COLUMNS = "id, run_id, kind, time, data"
 WORKER_COLUMNS = (
@@ -442,6 +474,8 @@ def task_record(row: Any, status: str | None = None) -> TaskRecord:
         cancel_requested=bool(row[13]),
         last_error=row[14],
         created_at=row[15],
+        key=row[16],
+        priority=row[17],
     )
 
 

@@ -53,7 +53,7 @@ _UPDATE_RUN = """UPDATE runs SET history_length = ?, updated_at = ?, status = ?,
 
 _INSERT_TASK = """INSERT OR IGNORE INTO tasks (task_id, run_id, workflow_id, seq, name, queue,
     data, attempt, status, visible_at, lease_owner, lease_expires_at, cancel_requested,
-    created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"""
+    created_at, key, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"""
 
 
 def _json(values: Iterable[str]) -> str:
@@ -145,7 +145,7 @@ def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
             [
                 (t.task_id, t.run_id, t.workflow_id, t.seq, t.name, t.queue, t.data,
                  t.attempt, "queued" if t.lease_owner is None else "running", t.visible_at,
-                 t.lease_owner, t.lease_expires_at, now)
+                 t.lease_owner, t.lease_expires_at, now, t.key, t.priority)
                 for t in p.tasks
             ],
         )  # fmt: skip

@@ -55,6 +55,7 @@ from durable.notify import hub_for
 from durable.repair import Fork, Reopen
 from durable.store import (
     CLOSED_STATUSES,
+    TOPIC_LIMITS,
     TOPIC_RUNS,
     TOPIC_STATUS,
     TOPIC_TASKS,
@@ -65,7 +66,7 @@ from durable.store import (
     JournalEntry,
     NewRun,
     Outgoing,
-    QueueStats,
+    QueueLimits,
     RunExtras,
     RunRecord,
     StepCommit,
@@ -73,14 +74,13 @@ from durable.store import (
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
-    merge_queue_stats,
     redact_url,
     run_topic,
 )
 
 from . import claims as _claims
 from . import guard as _guard
-from . import listing as _listing
+from . import limits as _limits
 from . import repair as _repair
 from . import retention as _retention
 from . import steps as _steps
@@ -88,6 +88,7 @@ from . import transact as _tx
 from . import workers as _workers
 from .logs import Logs
 from .opening import check_directory, enable_wal, parse_url
+from .reading import Listing
 from .schedules import Schedules
 from .schema import (
     INBOX_COLUMNS,
@@ -124,7 +125,7 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 T = TypeVar("T")
 
 
-class SQLiteStore(Logs, Wakeups, Schedules, Store):
+class SQLiteStore(Listing, Logs, Wakeups, Schedules, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:
@@ -307,36 +308,6 @@ class SQLiteStore(Logs, Wakeups, Schedules, Store):
             sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND workflow_id = ?"
             rows = await self._read(sql, (run_id, workflow_id))
         return run_record(rows[0]) if rows else None
-
-    async def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        name: str | None = None,
-        limit: int = 100,
-        after: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        created_after: float | None = None,
-        created_before: float | None = None,
-    ) -> list[RunRecord]:
-        """Every run (current or not), newest first, filtered; see `Store.list_runs`."""
-        sql, params = _listing.list_query(
-            limit=limit,
-            status=status,
-            name=name,
-            tags=tags,
-            created_after=created_after,
-            created_before=created_before,
-            after=after,
-        )
-        return [run_record(row) for row in await self._read(sql, params)]
-
-    async def count_runs(
-        self, *, name: str | None = None, tags: Mapping[str, str] | None = None
-    ) -> dict[str, int]:
-        """Runs per status; see `Store.count_runs` (``runs_status`` covers it, the tag
-        index or a scan by tags: `durable_sqlite.listing.count_runs`)."""
-        return await self._call(lambda db: _listing.count_runs(db, name=name, tags=tags))
 
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries after ``after_seq``, in order."""
@@ -683,11 +654,15 @@ class SQLiteStore(Logs, Wakeups, Schedules, Store):
             self.hub.notify({TOPIC_STATUS, *map(run_topic, gone)})
         return len(gone)
 
-    async def queue_stats(self, now: float) -> list[QueueStats]:
-        """See `Store.queue_stats` (``tasks_queue`` and ``runs_ready`` cover it)."""
-        tasks = await self._read(_listing.QUEUED_TASKS, (now, now, now))
-        runs = await self._read(_listing.WAITING_RUNS, (now,))
-        return merge_queue_stats(tasks, runs)
+    async def set_queue_limits(self, limits: QueueLimits, now: float) -> None:
+        """See `Store.set_queue_limits` (`durable_sqlite.limits`)."""
+        await self._write(lambda db: _limits.write_limits(db, limits, now))
+        self.hub.notify([TOPIC_TASKS, TOPIC_LIMITS])
+
+    async def queue_limits(self, queues: Collection[str] | None = None) -> list[QueueLimits]:
+        """See `Store.queue_limits`."""
+        wanted = None if queues is None else list(queues)
+        return await self._call(lambda db: _limits.read_limits(db, wanted))
 
     async def list_workers(self) -> list[WorkerRecord]:
         """The registered workers not yet deregistered or dropped as silent."""

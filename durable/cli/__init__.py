@@ -14,6 +14,8 @@
     durable workers
     durable schedule create|list|show|pause|resume|trigger|backfill|delete ...
     durable prune --older-than 30d
+    durable queue list
+    durable queue limits media --concurrency 10 --key-concurrency 2 --rate 100/1m
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
     durable logs order-1 [--step 4] [--follow]
     durable export order-1 --output order-1.json
@@ -44,7 +46,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, repair, replaying, retention, schedules, serve
+from . import commands, logs, queues, repair, replaying, retention, schedules, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -379,6 +381,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", "run a sample workflow end to end on a SQLite file")
     p.set_defaults(run=_demo)
     schedules.add_commands(sub, command, _json_argument)
+    queues.add_commands(sub)
     return parser
 
 

@@ -242,6 +242,7 @@ async def workers_page(request: Request) -> Response:
     now = service.client.clock.now()
     workers = await store.list_workers()
     queues = await store.queue_stats(now)
+    limits = await store.queue_limits()
     served = {q for w in workers for q in w.queues}
     rows = [
         {
@@ -264,6 +265,7 @@ async def workers_page(request: Request) -> Response:
         workers=[(w, _since(w.started_at), _since(w.heartbeat_at)) for w in workers],
         queues=rows,
         idle=idle,
+        limits=limits,
         live="runs",
     )
 

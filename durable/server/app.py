@@ -31,7 +31,7 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, logs, metrics, openapi, repair, retention, schedules, tasks, workflows
+from . import events, logs, metrics, openapi, queues, repair, retention, schedules, tasks, workflows
 from .auth import BearerAuth
 from .problems import (
     Problem,
@@ -55,6 +55,7 @@ ENDPOINTS: Sequence[Endpoint] = (
     *events.ENDPOINTS,
     *schedules.ENDPOINTS,
     *retention.ENDPOINTS,
+    *queues.ENDPOINTS,
 )
 
 

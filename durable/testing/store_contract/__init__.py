@@ -7,7 +7,8 @@ processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size 
 `remote` (what remote tasks and external waits need), `logs` (step logs), `schedules` (a
 schedule's compare-and-set with its runs, what is due), `repair` (re-opening a run and
 forking one: `durable.repair`), `tagging` (tags a step sets, searching by tag),
-`retention` (pruning closed runs); `kit` holds the helpers and the
+`retention` (pruning closed runs), `limits` (queue limits and priorities); `kit` holds
+the helpers and the
 ``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
 tests/test_store_work.py); a third backend runs it the same way. In its test module:
 
@@ -41,6 +42,8 @@ from __future__ import annotations
 from .boundaries import *  # noqa: F403
 from .boundaries import __all__ as _boundaries
 from .kit import store
+from .limits import *  # noqa: F403
+from .limits import __all__ as _limits
 from .listing import *  # noqa: F403
 from .listing import __all__ as _listing
 from .logs import *  # noqa: F403
@@ -75,4 +78,5 @@ __all__ = [
     *_repair,
     *_tagging,
     *_retention,
+    *_limits,
 ]
