@@ -155,10 +155,12 @@ async def big_worker(url: str, out: Path) -> asyncio.subprocess.Process:
     """Start ``durable worker samples.genomics --queue batch-large`` (a 1 s lease, so that
     a dead one's work is taken over quickly); returns once it is serving."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # `samples` from this checkout; `durable` from wherever this process has it (-P: not
+    # from the working directory, which holds the source tree).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
     with out.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "durable", "worker", "samples.genomics", "--db", url),
+            *(sys.executable, "-P", "-m", "durable", "worker", "samples.genomics", "--db", url),
             *("--queue", BATCH_LARGE, "--lease", "1"),
             cwd=ROOT,
             env=env,
