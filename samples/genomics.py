@@ -132,7 +132,7 @@ async def genome(sample: str) -> GenomeReport:
 
     async def one(chromosome: str) -> ChromosomeCalls:
         job = Job(sample, bam, chromosome)
-        child_id = f"{durable.info().id}/chr{chromosome}"  # genome-NA12878/chr1, ...
+        child_id = f"{durable.info().id}-chr{chromosome}"  # genome-NA12878-chr1, ...
         calls: ChromosomeCalls = await durable.call(call_chromosome, job, id=child_id)
         done.append(chromosome)
         durable.publish("progress", f"{len(done)}/{len(CHROMOSOMES)} chromosomes called")

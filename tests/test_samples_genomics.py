@@ -39,7 +39,7 @@ async def test_genomics_survives_its_big_worker_killed_mid_fan_out(
         parent = client.get_handle("genome-NA12878")
         events = await parent.history()
         started = [e.data["id"] for e in events if e.kind == "child_started"]
-        assert started == [f"genome-NA12878/chr{c}" for c in CHROMOSOMES]  # one child each
+        assert started == [f"genome-NA12878-chr{c}" for c in CHROMOSOMES]  # one child each
         assert sum(e.kind == "child_completed" for e in events) == len(CHROMOSOMES)
         assert not any(e.kind == "child_failed" for e in events)
         # The parent's own steps ran in this process: the default pool.
@@ -50,7 +50,7 @@ async def test_genomics_survives_its_big_worker_killed_mid_fan_out(
         big: set[int | None] = set()
         lost = 0
         for chromosome in CHROMOSOMES:
-            child = client.get_handle(f"genome-NA12878/chr{chromosome}")
+            child = client.get_handle(f"genome-NA12878-chr{chromosome}")
             assert (await child.describe()).status == "completed"
             calls = [s for s in await child.steps() if s.kind == "activity"]
             # One call_variants step and one filter step per chromosome: each ran to its
@@ -65,7 +65,7 @@ async def test_genomics_survives_its_big_worker_killed_mid_fan_out(
             big |= {_pid(a.worker) for s in calls for a in s.attempts if a.error is None}
         # Step logs come back with their step (chromosome 1, the longest, is called after
         # the kill; the records of attempts that ended just before it may be lost with it).
-        chr1 = [log.message for log in await client.get_handle("genome-NA12878/chr1").logs()]
+        chr1 = [log.message for log in await client.get_handle("genome-NA12878-chr1").logs()]
         assert chr1[-2:] == ["chr1: 248007 variants called", "chr1: 223206 of 248007 variants pass"]
     # Two big workers did the calling, neither of them this process; some attempts were
     # lost with the first and run again by the second.
