@@ -26,6 +26,8 @@ General layout (one concept per module):
 - tokens      task tokens: the opaque strings that name an attempt or an external wait
 - store       the storage contract (a small abstract class); backends live in backends/
 - plan        the group-commit rules as a pure function: fences, writes, routing, wake-ups
+- repair      retry (re-open a failed run where it stopped) and fork: the rules, pure
+- cuts        where a journal may be cut, and what a cut leaves in flight (for repair)
 - payload     msgpack payloads (never pickle): the wire format, encode and decode
 - hints       rebuilding decoded values from type hints (dataclasses, enums, unions)
 - jsonform    JSON forms of payload values, for HTTP and other languages
@@ -77,6 +79,7 @@ from .errors import (
     NonDeterminismError,
     NotInWorkflowError,
     RemoteError,
+    RepairError,
     ScheduleNotFound,
     SerializationError,
     StaleTask,
@@ -113,6 +116,7 @@ __all__ = [
     "PendingStep",
     "RemoteError",
     "RemoteTask",
+    "RepairError",
     "RetryPolicy",
     "Saga",
     "ScheduleDescription",

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, signature, steplogs, steps, tracing
+from . import journal, payload, repair, signature, steplogs, steps, tracing
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -261,6 +261,13 @@ class WorkflowHandle(Generic[T]):
             parent_item=parent,
         )
 
+    async def retry(self, reason: str = "") -> None:
+        """Re-open a failed, terminated or parked run where it stopped: its failed step runs
+        again, completed steps do not (`durable.repair`). Raises `RepairError` saying what
+        to do for a run in another state, `WorkflowNotFound`."""
+        store = await self.client._open()
+        await repair.retry(store, self.id, self.client.clock.now(), reason=reason)
+
     async def describe(self) -> WorkflowDescription:
         """Status, times, input, result or error, pending steps, and any problem."""
         run = await self._current()
@@ -466,6 +473,14 @@ class Client(ScheduleMethods):
             fn, *args, id=id, queue=queue, if_exists=if_exists, tags=tags
         )
         return await handle.result(timeout=timeout)
+
+    async def fork(self, id: str, *, at_seq: int, new_id: str | None = None) -> WorkflowHandle[Any]:
+        """Start workflow ``new_id`` (default ``"{id}-fork-{8 hex}"``) from journal entries
+        ``1..at_seq`` of ``id``: those steps are reused, the rest runs live (`durable.repair`).
+        Raises `RepairError` for a seq it cannot cut at, `WorkflowNotFound`, and
+        `WorkflowAlreadyExists`."""
+        store = await self._open()
+        return self.get_handle(await repair.fork(store, id, at_seq, new_id, self.clock.now()))
 
     def get_handle(
         self, workflow_id: str, fn: Callable[..., Any] | None = None

@@ -12,7 +12,8 @@ checked against them (kind, name and key arguments); a mismatch is a
 
 Inputs: ``workflow_started``, ``activity_completed``, ``activity_failed``,
 ``activity_retrying``, ``timer_fired``, ``signal_received``, ``child_completed``,
-``child_failed``, ``cancel_requested``. Commands: ``activity_scheduled``, ``timer_started``,
+``child_failed``, ``cancel_requested``, and ``run_retried``/``run_forked`` (which only
+tell: an operator's repair, `durable.repair`). Commands: ``activity_scheduled``, ``timer_started``,
 ``child_started``, ``published``, ``marker``, and the closing ``workflow_completed``,
 ``workflow_failed``, ``workflow_cancelled``, ``continued_as_new``.
 
@@ -281,6 +282,8 @@ class WorkflowRun(Calls, Waits):
 
     def _start(self, rec: journal.WorkflowStarted) -> None:
         self.started_at = self._now
+        if rec.seed is not None:  # a fork replays its source's random values (durable.repair)
+            self.random.seed(rec.seed)
         try:
             args, kwargs = payload.decode_args(self.definition.fn, rec.args)
             inspect.signature(self.definition.fn).bind(*args, **kwargs)

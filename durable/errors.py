@@ -16,6 +16,7 @@
     ├── MapFailed              durable.map(): more items failed than it tolerates
     ├── TaskNotFound           a task token that names nothing (malformed, or no such run)
     ├── StaleTask              a task token whose attempt or wait is over (.outcome says how)
+    ├── RepairError            retry()/fork() refused: nothing to repair in that state or seq
     ├── StoreError             the database cannot be used (newer schema, bad URL, ...)
     │   ├── LeaseLost          a worker's write was fenced off: another owner took over
     │   ├── StepDataError      a commit failed on what a step holds, not on the database
@@ -47,6 +48,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInWorkflowError",
     "RemoteError",
+    "RepairError",
     "ScheduleNotFound",
     "SerializationError",
     "StaleTask",
@@ -295,6 +297,13 @@ class StaleTask(DurableError):
     def __init__(self, message: str, outcome: dict[str, Any]) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class RepairError(DurableError, ValueError):
+    """``handle.retry()`` or ``client.fork()`` cannot do what was asked: the run is in a
+    state that has nothing to retry, or the seq does not cut its journal where it can
+    replay (`durable.repair`). The message says which state or seq, and what to do
+    instead. Nothing was written."""
 
 
 class StoreError(DurableError):

@@ -8,7 +8,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     kind                  record             data fields
     --------------------  -----------------  --------------------------------------------
     inputs (the run observes them; they arrive through the inbox or the worker)
-    workflow_started      WorkflowStarted    args
+    workflow_started      WorkflowStarted    args, seed
     activity_completed    ActivityCompleted  ref, result, started_at, worker, attempt
     activity_failed       ActivityFailed     ref, error, attempts, started_at, worker
     activity_retrying     ActivityRetrying   ref, attempt, error, started_at, worker
@@ -19,6 +19,8 @@ turns the pair into one of the typed records below and `encode` does the reverse
     cancel_requested      CancelRequested    reason
     external_completed    ExternalCompleted  ref, result, worker
     external_failed       ExternalFailed     ref, error, worker
+    run_retried           RunRetried         status, cause, step, dropped, reason
+    run_forked            RunForked          workflow_id, run_id, at_seq
     commands (the code issued them)
     activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
                                              heartbeat_timeout, schedule_to_close,
@@ -62,6 +64,16 @@ the caller said), comes through the inbox like an activity's. The wait is kept a
 of ``tasks`` leased to `durable.store.EXTERNAL_OWNER` for ever, so completing it is
 `durable.store.Store.finish_task` and happens exactly once.
 
+``run_retried`` and ``run_forked`` are written by an operator's repair (`durable.repair`):
+a run re-opened by ``handle.retry()`` when it was ``status`` (failed, terminated, parked),
+with the ``cause`` it ended with, the seq of the ``step`` run again (`None`: the code
+re-ran from the input after which it failed), and the ``dropped`` entries (seq and kind)
+taken off the journal's end; a run begun by ``client.fork()`` from the first ``at_seq``
+entries of run ``run_id`` of ``workflow_id``. The repair writes them into the journal
+itself; they are inputs that change nothing in the code's state. ``seed`` on
+``workflow_started`` seeds ``durable.random()`` (`None`: the run id does): a fork keeps
+its source's, so its copied journal replays the same random values.
+
 Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
 signal or cancellation): when the run they reached ends by ``continue_as_new`` before
 consuming them, they move to its successor, never dropped. Every other inbox item answers
@@ -102,6 +114,8 @@ __all__ = [
     "Marker",
     "Published",
     "Record",
+    "RunForked",
+    "RunRetried",
     "SignalReceived",
     "SignalWaitStarted",
     "TimerFired",
@@ -146,6 +160,8 @@ class Kind(enum.StrEnum):
     WORKFLOW_CANCELLED = "workflow_cancelled"
     CONTINUED_AS_NEW = "continued_as_new"
     WORKFLOW_TERMINATED = "workflow_terminated"
+    RUN_RETRIED = "run_retried"
+    RUN_FORKED = "run_forked"
 
 
 #: What the run observes; the engine applies them one at a time.
@@ -162,6 +178,8 @@ INPUT_KINDS: frozenset[str] = frozenset(
         Kind.CANCEL_REQUESTED,
         Kind.EXTERNAL_COMPLETED,
         Kind.EXTERNAL_FAILED,
+        Kind.RUN_RETRIED,
+        Kind.RUN_FORKED,
     }
 )
 #: Commands that close the run when the code issues them.
@@ -279,6 +297,7 @@ class WorkflowStarted(Record):
 
     KIND = Kind.WORKFLOW_STARTED
     args: bytes
+    seed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +536,29 @@ class WorkflowTerminated(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class RunRetried(Record):
+    """An operator re-opened the run (``handle.retry()``), which had ``status``."""
+
+    KIND = Kind.RUN_RETRIED
+    status: str
+    cause: str = ""
+    step: int | None = None
+    dropped: list[list[Any]] = dataclasses.field(default_factory=list)  # [seq, kind] pairs
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunForked(Record):
+    """The run began as a fork (``client.fork()``) of the first ``at_seq`` entries of run
+    ``run_id`` of workflow ``workflow_id``."""
+
+    KIND = Kind.RUN_FORKED
+    workflow_id: str
+    run_id: str
+    at_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Damaged:
     """An entry that cannot be read: an unknown kind or data that does not decode.
 
@@ -553,6 +595,8 @@ _RECORDS: dict[str, type[Record]] = {
         WorkflowCancelled,
         ContinuedAsNew,
         WorkflowTerminated,
+        RunRetried,
+        RunForked,
     )
 }
 # Per kind: its record class and its field names (read on every input the engine applies).

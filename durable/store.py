@@ -13,7 +13,9 @@ Logical schema (each backend spells it in its own SQL):
   ``ready`` (there is something for a worker to do), ``lease_owner``/``lease_expires_at``,
   ``parked``/``problem``, ``continued_to``, ``timeout``.
 - ``journal``: (run_id, seq) → kind, time, data. Gapless seq from 1, append-only, written only
-  by `Store.commit_steps` (fenced by the lease) and `Store.terminate`.
+  by `Store.commit_steps` (fenced by the lease) and `Store.terminate`; an operator's repair
+  is the one exception: `Store.reopen_run` (retry) drops the entries that recorded how a
+  run ended, and `Store.fork_run` copies a prefix into a new run (`durable.repair`).
 - ``inbox``: id (increasing) → run_id, kind, time, data. Everything that is not the lease
   holder writes here; the lease holder moves items into the journal in id order.
 - ``tasks``: activity tasks, one per scheduled activity (``task_id`` = ``"{run_id}:{seq}"``),
@@ -50,7 +52,7 @@ import abc
 import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
@@ -85,6 +87,9 @@ from .topics import (
     steps_topic,
 )
 from .urls import SECRET_PARAMETERS, is_secret_parameter, redact_url
+
+if TYPE_CHECKING:
+    from .repair import Fork, Reopen
 
 IfExists = Literal["return", "error", "restart"]
 CREATE_BATCH = 500  # most runs one create_runs transaction takes from concurrent create_run
@@ -308,6 +313,21 @@ class Store(abc.ABC):
         running tasks ``cancel_requested``, and deliver ``parent_item``. False if the run
         was closed.
         """
+
+    @abc.abstractmethod
+    async def reopen_run(self, reopen: Reopen, now: float) -> bool:
+        """Re-open a closed (or parked) run where it stopped, as `durable.repair.Reopen`
+        says, in one transaction: fenced on the run being current with the expected status
+        and journal length (and still parked, for a parked run), else False and nothing
+        written. A task row that still exists for a task it re-creates (an attempt flagged
+        to cancel when the run closed) is replaced, its attempt number going up, so that
+        attempt's late result is fenced off. Revokes any lease; notifies the run's topics."""
+
+    @abc.abstractmethod
+    async def fork_run(self, fork: Fork, now: float) -> None:
+        """Create ``fork.run`` as a new workflow with a copied journal, as
+        `durable.repair.Fork` says, in one transaction. Raises `WorkflowAlreadyExists` when
+        its workflow id has any run already (nothing written)."""
 
     # ---- worker side -------------------------------------------------------------------
 

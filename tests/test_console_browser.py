@@ -1,7 +1,7 @@
 """The console in a real browser: Playwright driving Debian's Chromium against a real
 server, database and worker. Open the list, filter it, open a run and a step, send a
 signal and watch the run finish live (no reload), cancel another run through its
-confirmation. Screenshots of each page go to the test's temp folder.
+confirmation, retry a terminated run. Screenshots of each page go to the test's temp folder.
 
 Chromium is required in CI (``DURABLE_REQUIRE_BROWSER=1``, set by .ci/run, which installs
 Debian's package); elsewhere these tests skip when it is missing.
@@ -112,3 +112,23 @@ async def test_a_declined_confirmation_sends_nothing(api: Api, page: Page) -> No
     await page.click("button:text('Terminate…')")
     await page.wait_for_timeout(300)
     assert (await api.http.get("/v1/workflows/order-9")).json()["status"] in ("pending", "running")
+
+
+async def test_retry_a_terminated_run_from_its_page_and_it_goes_on(
+    api: Api, page: Page, tmp_path: Path
+) -> None:
+    await api.start("approval", "o-10", id="order-10")
+    await api.client.get_handle("order-10").read("state", timeout=15)  # waiting for approval
+    await api.client.get_handle("order-10").terminate("by mistake")
+    await page.goto("/runs/order-10")
+    await expect(page.locator("[data-run-status]")).to_have_text("terminated")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.click("button:text('Retry…')")
+    await expect(page.locator(".notice")).to_contain_text("Re-opened where it stopped")
+    await expect(page.locator("[data-run-status]")).to_have_text("running", timeout=15_000)
+    await page.screenshot(path=tmp_path / "retried.png", full_page=True)
+    await page.fill("input[name=name]", "approve")
+    await page.fill("input[name=value]", '"yes"')
+    await page.click("button:text('Send signal')")
+    await expect(page.locator("[data-run-status]")).to_have_text("completed", timeout=15_000)
+    await expect(page.locator("pre.result")).to_contain_text("o-10: yes")

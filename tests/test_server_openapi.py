@@ -137,6 +137,8 @@ CONTRACT = {
     ("post", "/v1/workflows/{id}/signal/{signal}"),
     ("post", "/v1/workflows/{id}/cancel"),
     ("post", "/v1/workflows/{id}/terminate"),
+    ("post", "/v1/workflows/{id}/retry"),
+    ("post", "/v1/workflows/{id}/fork"),
     ("get", "/v1/events"),
     ("post", "/v1/queues/{queue}/poll"),
     ("post", "/v1/tasks/{token}/heartbeat"),

@@ -35,6 +35,7 @@ import asyncpg
 from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.notify import hub_for
 from durable.plan import check_entries, lookups, plan
+from durable.repair import Fork, Reopen
 from durable.store import (
     TOPIC_RUNS,
     TOPIC_STATUS,
@@ -60,6 +61,7 @@ from durable.store import (
 
 from . import claims, commit, workers
 from . import listing as _listing
+from . import repair as _repair
 from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .logs import Logs
@@ -435,6 +437,14 @@ class PostgresStore(Logs, Schedules, Store):
             return True, topics
 
         return await self._write(op)
+
+    async def reopen_run(self, reopen: Reopen, now: float) -> bool:
+        """See `Store.reopen_run` (applied by `durable_postgres.repair`)."""
+        return await self._write(lambda conn: _repair.reopen_run(conn, reopen, now))
+
+    async def fork_run(self, fork: Fork, now: float) -> None:
+        """See `Store.fork_run` (applied by `durable_postgres.repair`)."""
+        await self._write(lambda conn: _repair.fork_run(conn, fork, now))
 
     # ---- worker side -----------------------------------------------------------------
 

@@ -52,6 +52,7 @@ import aiosqlite
 
 from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.notify import hub_for
+from durable.repair import Fork, Reopen
 from durable.store import (
     CLOSED_STATUSES,
     TOPIC_RUNS,
@@ -80,6 +81,7 @@ from durable.store import (
 from . import claims as _claims
 from . import guard as _guard
 from . import listing as _listing
+from . import repair as _repair
 from . import steps as _steps
 from . import transact as _tx
 from . import workers as _workers
@@ -441,6 +443,18 @@ class SQLiteStore(Logs, Wakeups, Schedules, Store):
             return False
         self.hub.notify(topics)
         return True
+
+    async def reopen_run(self, reopen: Reopen, now: float) -> bool:
+        """See `Store.reopen_run` (applied by `durable_sqlite.repair`)."""
+        topics = await self._write(lambda db: _repair.reopen_run(db, reopen, now))
+        if topics is None:
+            return False
+        self.hub.notify(topics)
+        return True
+
+    async def fork_run(self, fork: Fork, now: float) -> None:
+        """See `Store.fork_run` (applied by `durable_sqlite.repair`)."""
+        self.hub.notify(await self._write(lambda db: _repair.fork_run(db, fork, now)))
 
     # ---- worker side -------------------------------------------------------------------
 

@@ -9,6 +9,8 @@
     durable signal order-1 approved true
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
+    durable retry order-1
+    durable fork order-1 --at-seq 7 --id order-1-again
     durable workers
     durable schedule create|list|show|pause|resume|trigger|backfill|delete ...
     durable server --host 127.0.0.1 --port 8233 [--token TOKEN]
@@ -41,7 +43,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, replaying, schedules, serve
+from . import commands, logs, repair, replaying, schedules, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -319,6 +321,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the newest runs of each workflow to replay (default: 100)",
     )
     p.set_defaults(run=_replay)
+
+    repair.add_commands(command)
 
     p = command("server", "serve the HTTP API and the console on uvicorn")
     p.add_argument(

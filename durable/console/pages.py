@@ -3,8 +3,8 @@
 ``/`` lists runs (filters by status, name, tag and id; counts per status; cursor paging),
 ``/runs/{id}`` shows one run (older runs with ``?run_id=``): its state, input, result or
 error with traceback, pending steps, published values, steps, and the actions signal,
-cancel and terminate; ``/workers`` the live workers and what waits on each queue;
-``/schedules`` the schedules, their next fire times and recent runs. Pages
+cancel, terminate, retry and fork (`repair`); ``/workers`` the live workers and what waits
+on each queue; ``/schedules`` the schedules, their next fire times and recent runs. Pages
 read without JavaScript; with it, `static/console.js` keeps them live over ``/v1/events``
 by re-fetching the page's ``#live`` part (``X-Durable-Fragment: 1`` asks for just that).
 
@@ -29,11 +29,12 @@ from starlette.staticfiles import StaticFiles
 
 from .. import steps as _steps
 from ..cli import render
-from ..errors import WorkflowNotFound
+from ..errors import RepairError, WorkflowNotFound
 from ..steplogs import logs_of
 from ..store import CLOSED_STATUSES, STATUSES, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard
+from . import repair as _repair
 from . import shape as _shape
 from . import timeline as _timeline
 from .nodes import run_href
@@ -219,6 +220,7 @@ async def run_page(request: Request) -> Response:
         run=description,
         is_current=run.is_current,
         closed=run.status in CLOSED_STATUSES,
+        parked=run.parked,
         steps=shown,
         steps_total=len(steps),
         counts=_step_counts(steps),
@@ -420,7 +422,8 @@ async def _form(request: Request) -> dict[str, str] | Response:
 
 
 async def act(request: Request) -> Response:
-    """``POST /runs/{id}/{action}``: signal, cancel or terminate, then back to the run."""
+    """``POST /runs/{id}/{action}``: signal, cancel, terminate, retry or fork (`repair`),
+    then back to the run (a fork: to the new one)."""
     service: Service = request.app.state.durable
     workflow_id = request.path_params["id"]
     action = request.path_params["action"]
@@ -451,10 +454,15 @@ async def act(request: Request) -> Response:
             await handle.terminate(
                 reason=fields.get("reason", "").strip() or "terminated from the console"
             )
+        elif action in _repair.ACTIONS:
+            target = await _repair.act(service.client, workflow_id, action, fields)
+            return RedirectResponse(target, status_code=303)
         else:
             return _page(request, "missing.html", status=404, what=f"action {action!r}")
     except WorkflowNotFound:
         return _page(request, "missing.html", status=404, what=f"workflow {workflow_id!r}")
+    except RepairError as exc:
+        return _page(request, "refused.html", status=409, title="not done", why=str(exc), back=back)
     return RedirectResponse(f"{back}?{urlencode({'done': action})}", status_code=303)
 
 

@@ -31,7 +31,7 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, logs, metrics, openapi, schedules, tasks, workflows
+from . import events, logs, metrics, openapi, repair, schedules, tasks, workflows
 from .auth import BearerAuth
 from .problems import (
     Problem,
@@ -50,6 +50,7 @@ T = TypeVar("T")
 ENDPOINTS: Sequence[Endpoint] = (
     *workflows.ENDPOINTS,
     *logs.ENDPOINTS,
+    *repair.ENDPOINTS,
     *tasks.ENDPOINTS,
     *events.ENDPOINTS,
     *schedules.ENDPOINTS,

@@ -5,7 +5,8 @@ tags, queue figures), `routing` (continue-as-new, children,
 items for other workflows), `work` (tasks, timers, termination, workers, wake-ups, several
 processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size limit),
 `remote` (what remote tasks and external waits need), `logs` (step logs), `schedules` (a
-schedule's compare-and-set with its runs, what is due); `kit` holds the helpers and the
+schedule's compare-and-set with its runs, what is due), `repair` (re-opening a run and
+forking one: `durable.repair`); `kit` holds the helpers and the
 ``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
 tests/test_store_work.py); a third backend runs it the same way. In its test module:
 
@@ -45,6 +46,8 @@ from .logs import *  # noqa: F403
 from .logs import __all__ as _logs
 from .remote import *  # noqa: F403
 from .remote import __all__ as _remote
+from .repair import *  # noqa: F403
+from .repair import __all__ as _repair
 from .routing import *  # noqa: F403
 from .routing import __all__ as _routing
 from .runs import *  # noqa: F403
@@ -64,4 +67,5 @@ __all__ = [
     *_remote,
     *_logs,
     *_schedules,
+    *_repair,
 ]
