@@ -96,25 +96,44 @@ async def test_the_schedule_bills_each_hour_at_the_top_of_the_next_in_virtual_ti
     assert errors == [f"shard 5 of {hours[1]}: line 18 is not JSON"]
 
 
-async def test_the_sample_backfills_three_hours_and_the_newest_fails_on_a_late_shard(
+async def test_the_sample_backfills_three_hours_and_retries_the_one_a_late_shard_failed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'hourly.db'}"
     lake = tmp_path / "lake"
     reports = await hourly_pipeline.main(url, lake)
 
-    assert [r.hour for r in reports] == sorted(p.name for p in lake.iterdir())[:2]
-    for report in reports:
+    hours = sorted(p.name for p in lake.iterdir())
+    assert [r.hour for r in reports] == hours
+    for report in reports[:2]:
         assert report == HourReport(report.hour, SHARDS, [], expected_bills(lake, report.hour))
+    # Retried once shard 2 landed: read then, and billed with the corrupt shard set aside.
+    assert reports[2] == HourReport(
+        hours[2], SHARDS - 1, [5], expected_bills(lake, hours[2], skip=(5,))
+    )
     async with durable.connect(url) as client:
         schedule = client.get_schedule("hourly-usage")
         runs = (await schedule.describe()).recent_runs
-        assert [r.status for r in runs] == ["failed", "completed", "completed"]
-        steps = await client.get_handle(runs[0].id).steps()
+        assert [r.status for r in runs] == ["completed"] * 3
+        handle = client.get_handle(runs[0].id)
+        steps = await handle.steps()
+        kinds = [e.kind for e in await handle.history()]
+    # The late shard's step ran again (its attempts numbered on), nothing else was re-read.
     reads = {s.input[0]["index"]: s for s in steps if s.name == "read_shard"}
-    assert reads[2].status == "failed"
-    assert len(reads[2].attempts) == 3  # retried, then more failed than tolerated
-    assert reads[5].status == "failed"
-    assert len(reads[5].attempts) == 1  # corrupt: not retried
+    assert sorted(reads) == list(range(SHARDS))
+    assert [(a.number, a.error is None) for a in reads[2].attempts] == [
+        (1, False),
+        (2, False),
+        (3, False),
+        (4, True),
+    ]
+    assert reads[2].status == "completed"
+    assert [(s.status, len(s.attempts)) for i, s in reads.items() if i != 2] == [
+        ("failed" if i == 5 else "completed", 1) for i in reads if i != 2
+    ]
+    assert kinds.count("run_retried") == 1
+    assert kinds.count("workflow_failed") == 0  # cut off by the retry; the note says so
     out = capsys.readouterr().out
     assert f"{runs[0].id} failed: durable.map over 'read_shard': 2 of 8 items failed" in out
+    assert "shard 2 landed; handle.retry() reads it where the run stopped" in out
+    assert f"{hours[2]}: 7/8 shards read (shards set aside: [5]); billed ada $" in out
