@@ -200,8 +200,9 @@ async def main(url: str | None = None) -> GenomeReport:
             )
             async with small:
                 handle = await client.start(genome, "NA12878", id="genome-NA12878")
+                outcome = asyncio.ensure_future(handle.result(timeout=120))
                 shown = ""
-                while shown != "done":
+                while not outcome.done():
                     progress = await handle.read("progress", timeout=60)
                     if progress != shown:
                         print(f"  {progress}")
@@ -214,7 +215,9 @@ async def main(url: str | None = None) -> GenomeReport:
                         second = await big_worker(url, folder / "worker-2.out")
                         print(f"  worker process {second.pid} takes over the batch-large queue")
                     await asyncio.sleep(0.02)
-                report = await handle.result(timeout=60)
+                report = await outcome  # raises if the run failed
+                if (last := await handle.read("progress")) != shown:
+                    print(f"  {last}")
     finally:
         await _stop(first)
         await _stop(second)

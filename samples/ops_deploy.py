@@ -129,14 +129,17 @@ NODES = ["node-1", "node-2", "node-3", "node-4"]
 
 async def follow(handle: durable.WorkflowHandle[Deployment]) -> Deployment:
     """Print the deployment's progress as it changes; returns how it ended."""
+    outcome = asyncio.ensure_future(handle.result(timeout=60))
     shown = ""
-    while not (shown.startswith("deployed") or shown.startswith("rolled back")):
+    while not outcome.done():
         progress = await handle.read("progress", timeout=30)
         if progress != shown:
             print(f"  [{handle.id}] {progress}")
             shown = progress
         await asyncio.sleep(0.01)
-    return await handle.result(timeout=30)
+    if (last := await handle.read("progress")) != shown:
+        print(f"  [{handle.id}] {last}")
+    return await outcome  # raises if the run failed
 
 
 async def print_logs(handle: durable.WorkflowHandle[Deployment]) -> None:
