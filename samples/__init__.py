@@ -1,1 +1,2 @@
-"""Runnable samples: `python -m samples.order_saga`, `python -m samples.media_pipeline`."""
+"""Runnable samples, `python -m samples.NAME`: order_saga, media_pipeline, genomics, ops_deploy,
+hourly_pipeline, polyglot (see samples/README.md)."""

@@ -202,7 +202,14 @@ def test_demo_as_the_readme_runs_it(site: Path, tmp_path: Path) -> None:
 
 
 def test_every_sample_is_tested_here() -> None:
-    assert SAMPLES == ["media_pipeline", "order_saga", "polyglot"]
+    assert SAMPLES == [
+        "genomics",
+        "hourly_pipeline",
+        "media_pipeline",
+        "ops_deploy",
+        "order_saga",
+        "polyglot",
+    ]
 
 
 def _run_sample(name: str, site: Path) -> str:
@@ -235,6 +242,43 @@ def test_media_pipeline_sample(site: Path) -> None:
         "  interview: 24 frames, faces ['ada', 'grace'], 'hello world' "
         "-> https://cdn.example/interview.mp4",
         "  3 failed attempts were retried for video-keynote",
+    ]
+
+
+def test_genomics_sample(site: Path) -> None:
+    """Its batch-large worker processes, started and killed by the sample, run on the
+    installed durable too."""
+    lines = _run_sample("genomics", site).splitlines()
+    assert lines[0].startswith("genomics on sqlite:///")
+    assert sum("(SIGKILL) in the middle of the fan-out" in line for line in lines) == 1
+    assert lines[-2] == (
+        "  NA12878: 24 chromosomes called once each, 2,775,822 variants "
+        "-> s3://genomes/NA12878.vcf.gz"
+    )
+
+
+def test_ops_deploy_sample(site: Path) -> None:
+    lines = _run_sample("ops_deploy", site).splitlines()
+    assert lines[0].startswith("ops deploy on sqlite:///")
+    assert "    WARNING activity start_node #17 attempt 2" in "\n".join(lines)
+    assert lines[-2:] == [
+        "  checkout 2.4.0: deployed on node-1, node-2, node-3, node-4",
+        "  checkout 2.5.0: rolled back (node-3 failed its health check); "
+        "undone: roll_back_node, roll_back_node, untag_image",
+    ]
+
+
+def test_hourly_pipeline_sample(site: Path) -> None:
+    lines = _run_sample("hourly_pipeline", site).splitlines()
+    assert lines[0].startswith("hourly pipeline on sqlite:///")
+    assert lines[1].startswith("  schedule hourly-usage: next runs ")
+    assert lines[2].startswith("  backfilled hourly-usage@")
+    assert "failed: durable.map over 'read_shard': 2 of 8 items failed" in lines[3]
+    assert lines[4] == "  shard 2 landed; handle.retry() reads it where the run stopped"
+    assert [line.split(": ", 1)[1].split(";")[0] for line in lines[5:]] == [
+        "8/8 shards read",
+        "8/8 shards read",
+        "7/8 shards read (shards set aside: [5])",
     ]
 
 
