@@ -428,8 +428,12 @@ class TaskService:
         ends: dict[int, tuple[str, journal.Record]] = {}
         final: dict[str, Any] | None = None
         retried = 0
+        # The inbox first: an end moves from the inbox into the journal (a worker's step),
+        # never back, so reading the journal second cannot miss one that moved between the
+        # two reads (read the other way round, a repeated completion was refused as stale).
+        inbox = [(i.kind, i.data) for i in await store.read_inbox(run.run_id)]
         entries = [(e.kind, e.data) for e in await store.read_journal(run.run_id, tok.seq)]
-        entries += [(i.kind, i.data) for i in await store.read_inbox(run.run_id)]
+        entries += inbox
         for kind, data in entries:
             rec = journal.decode(kind, data)
             if getattr(rec, "ref", None) != tok.seq:

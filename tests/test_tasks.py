@@ -74,6 +74,41 @@ async def test_remote_activity_completed_over_the_task_api(client: durable.Clien
         assert workers["node-1"].queues == ("media",)
 
 
+async def test_completing_twice_while_a_worker_journals_the_first_is_harmless(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repeated completion reads what is stored for the step; a worker moving the first
+    completion from the inbox into the journal between those reads must not make it look
+    stale (it did when the journal was read first: a 409 now and then under load)."""
+    async with durable.Worker(client, workflows=[resize]):
+        handle = await client.start(resize, "/b.png", id="twice")
+        task = await serve_one(client, names=["resize_image"])
+    await client.complete(task.token, {"width": 1, "height": 2})  # no worker: stays in the inbox
+    store = await client._open()
+    run = await store.get_run("twice")
+    assert run is not None
+    assert [i.kind for i in await store.read_inbox(run.run_id)] == ["activity_completed"]
+    read_journal = store.read_journal
+    moved: list[bool] = []
+
+    async def journal_then_the_move(run_id: str, after_seq: int = 0) -> Any:
+        entries = await read_journal(run_id, after_seq)
+        if not moved:  # the worker journals the completion right after this read
+            moved.append(True)
+            async with durable.Worker(client, workflows=[resize]):
+                while await store.read_inbox(run_id):
+                    await asyncio.sleep(0.01)
+        return entries
+
+    monkeypatch.setattr(store, "read_journal", journal_then_the_move)
+    await client.complete(task.token, {"width": 1, "height": 2})  # the same attempt again
+    assert moved
+    monkeypatch.undo()
+    kinds = [e.kind for e in await handle.history()]
+    assert kinds.count("activity_completed") == 1
+    await handle.terminate("done")
+
+
 async def test_a_python_worker_without_the_name_never_claims_it(client: durable.Client) -> None:
     async with durable.Worker(client, workflows=[resize], queues=["default", "media"]):
         handle = await client.start(resize, "/b.png", id="resize-b")
