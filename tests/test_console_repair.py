@@ -42,6 +42,8 @@ async def test_retry_shows_for_a_terminated_run_and_re_opens_it(api: Api) -> Non
     assert done.headers["location"] == "/runs/o-1?done=retry"
     page = (await api.http.get(done.headers["location"])).text
     assert "Re-opened where it stopped" in page
+    assert "<dt>repairs</dt>" in page  # the run page says what the operator did
+    assert "(was terminated: oops; reason: my mistake)" in page
     r = await api.http.post("/v1/workflows/o-1/signal/approve", json={"value": "yes"})
     assert r.status_code == 202
     assert (await api.outcome("o-1"))["result"] == "o-1: yes"

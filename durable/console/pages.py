@@ -27,11 +27,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .. import journal
 from .. import steps as _steps
 from ..cli import render
 from ..errors import RepairError, WorkflowNotFound
+from ..journal import Kind
 from ..steplogs import logs_of
-from ..store import CLOSED_STATUSES, STATUSES, RunExtras, RunRecord, Store
+from ..store import CLOSED_STATUSES, STATUSES, JournalEntry, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard
 from . import repair as _repair
@@ -191,7 +193,7 @@ async def run_page(request: Request) -> Response:
         )
         return _page(request, "missing.html", status=404, what=what, title="not found")
     extras = await store.read_extras(run.workflow_id, run.run_id)
-    steps = await _built(store, run, extras)
+    steps, repairs = await _built(store, run, extras)
     description = await service.client._describe(run, detailed=False)
     if run.status not in CLOSED_STATUSES:
         problem = run.problem if run.parked else _steps.problem(run, await store.list_workers())
@@ -224,6 +226,7 @@ async def run_page(request: Request) -> Response:
         steps=shown,
         steps_total=len(steps),
         counts=_step_counts(steps),
+        repairs=repairs,
         selected=selected,
         published=published,
         progress=render.progress(run.status, steps),
@@ -343,13 +346,17 @@ def _whole(text: str | None, default: int) -> int:
 
 # Built steps of the runs last shown, by what they were built from: a live page refreshing
 # on another run's change, or several people watching one big run, pay for one build.
-_BUILT: collections.OrderedDict[tuple[object, ...], list[_steps.Step]] = collections.OrderedDict()
+_BUILT: collections.OrderedDict[tuple[object, ...], tuple[list[_steps.Step], list[str]]] = (
+    collections.OrderedDict()
+)
 BUILT_KEPT = 8  # runs whose built steps are kept
 
 
-async def _built(store: Store, run: RunRecord, extras: RunExtras) -> list[_steps.Step]:
-    """``steps.build`` of the run, from the cache when neither its journal nor its tasks
-    and timers have changed since."""
+async def _built(
+    store: Store, run: RunRecord, extras: RunExtras
+) -> tuple[list[_steps.Step], list[str]]:
+    """``steps.build`` of the run and what repaired it (`_repairs`), from the cache when
+    neither its journal nor its tasks and timers have changed since."""
     key = (
         store.url,
         run.run_id,
@@ -366,11 +373,31 @@ async def _built(store: Store, run: RunRecord, extras: RunExtras) -> list[_steps
         _BUILT.move_to_end(key)
         return cached
     entries = await store.read_journal(run.run_id)
-    built = _steps.build(run, entries, extras.tasks, extras.timers)
+    built = (_steps.build(run, entries, extras.tasks, extras.timers), _repairs(entries))
     _BUILT[key] = built
     while len(_BUILT) > BUILT_KEPT:
         _BUILT.popitem(last=False)
     return built
+
+
+def _repairs(entries: list[JournalEntry]) -> list[str]:
+    """What an operator did to the run (`durable.repair`), said for the run page."""
+    out = []
+    for e in entries:
+        if e.kind not in (Kind.RUN_RETRIED, Kind.RUN_FORKED):
+            continue
+        rec = journal.decode(e.kind, e.data)
+        when = _when(_fromts(e.time))
+        if isinstance(rec, journal.RunRetried):
+            cause = rec.cause.removeprefix(f"{rec.status.capitalize()}: ")  # not said twice
+            was = f"was {rec.status}" + (f": {cause}" if cause else "")
+            again = f"; step {rec.step} runs again" if rec.step else ""
+            why = f"; reason: {rec.reason}" if rec.reason else ""
+            out.append(f"retried at {when} ({was}{again}{why})")
+        elif isinstance(rec, journal.RunForked):
+            source = f"{rec.workflow_id} (run {rec.run_id})"
+            out.append(f"forked at {when} from {source}, its entries 1-{rec.at_seq}")
+    return out
 
 
 def _step_counts(steps: list[_steps.Step]) -> dict[str, int]:
