@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
-from . import retry, steplogs
+from . import gcpolicy, retry, steplogs
 from .attempts import ActivityAttempts
 from .context import ActivityContext
 from .definition import (
@@ -230,6 +230,7 @@ class Worker(RunStepping, ActivityAttempts):
                     installed.append(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
+        gcpolicy.worker_started()  # undone in the finally below
         try:
             await self.store.register_worker(self._record())
             await self._refresh_limits()
@@ -257,6 +258,7 @@ class Worker(RunStepping, ActivityAttempts):
             for sig in installed:
                 loop.remove_signal_handler(sig)
             unsubscribe()
+            gcpolicy.worker_stopped()
             self._tg = None
             await self._store_logs()
             try:
