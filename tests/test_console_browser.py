@@ -105,6 +105,31 @@ async def test_the_graph_folds_a_fan_out_into_one_node_that_expands(
     await page.screenshot(path=tmp_path / "graph-expanded.png", full_page=True)
 
 
+async def test_a_sample_run_is_drawn_with_its_fan_out_group(tmp_path: Path) -> None:
+    """samples/media_pipeline.py run for real, then its run page in the browser: the
+    graph has its seven nodes — three analyses gathered into one fan-out group of 3 — and
+    the step with retried attempts lists each attempt's error."""
+    from samples import media_pipeline
+
+    url = f"sqlite:///{tmp_path / 'media.db'}"
+    await media_pipeline.main(url)
+    async with running(url, worker=False) as api, async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await browser.new_page(base_url=api.url, viewport={"width": 1280, "height": 900})
+        await page.goto("/runs/video-keynote")
+        nodes = page.locator(".graph svg [data-seq], .graph svg [data-group]")
+        await expect(nodes).to_have_count(7)
+        group = page.locator(".graph svg [data-group]")
+        await expect(group).to_have_attribute("data-count", "3")
+        await page.screenshot(path=tmp_path / "sample-run.png", full_page=True)
+        await page.locator("tr[data-seq] a", has_text="recognize_faces").first.click()
+        detail = page.locator(".step-detail")
+        await expect(detail).to_contain_text("Attempts")
+        await expect(detail.locator("table.attempts tbody tr")).to_have_count(3)
+        await page.screenshot(path=tmp_path / "sample-step.png", full_page=True)
+        await browser.close()
+
+
 async def test_a_declined_confirmation_sends_nothing(api: Api, page: Page) -> None:
     await api.start("approval", "o-9", id="order-9")
     await page.goto("/runs/order-9")
