@@ -19,6 +19,7 @@ from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
+from durable.admission import admit, claim_budget, full_keys
 from durable.limits import QueueLimits
 from durable.store import EXTERNAL_OWNER, TOPIC_LIMITS, TOPIC_TASKS, TaskRecord
 
@@ -102,8 +103,8 @@ async def candidates(
     ``limit``), locked: by priority, then due time, within what the limits leave. The
     caller holds the queue's limits row (`lock`)."""
     queue = limits.queue
-    budget = limit
     running: dict[str | None, int] = {}
+    started: int | None = None  # tasks started in the rate's window, if it has a rate
     if limits.concurrency is not None or limits.key_concurrency is not None:
         for r in await conn.fetch(
             "SELECT key, count(*) AS n FROM tasks WHERE status = 'running' AND queue = $1 "
@@ -112,21 +113,21 @@ async def candidates(
             EXTERNAL_OWNER,
         ):
             running[r["key"]] = r["n"]
-    if limits.concurrency is not None:
-        budget = min(budget, limits.concurrency - sum(running.values()))
     if limits.rate is not None and limits.per_seconds is not None:
         since = now - limits.per_seconds
-        started = await conn.fetchval(
-            "WITH gone AS (DELETE FROM queue_starts WHERE queue = $1 AND at <= $2) "
-            "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = $1 AND at > $2",
-            queue,
-            since,
+        started = int(
+            await conn.fetchval(
+                "WITH gone AS (DELETE FROM queue_starts WHERE queue = $1 AND at <= $2) "
+                "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = $1 AND at > $2",
+                queue,
+                since,
+            )
         )
-        budget = min(budget, limits.rate - int(started))
+    budget = claim_budget(limits, limit, running, started)
     if budget <= 0:
         return []
     per_key = limits.key_concurrency
-    full = {k for k, n in running.items() if k is not None and per_key is not None and n >= per_key}
+    full = full_keys(limits, running)
     taken: list[TaskRecord] = []
     skip = list(exclude)
     while len(taken) < budget:
@@ -139,19 +140,8 @@ async def candidates(
             "ORDER BY priority DESC, visible_at LIMIT $6 FOR UPDATE SKIP LOCKED",
             queue, now, skip, sorted(full), None if names is None else list(names), want,
         )  # fmt: skip
-        passed_over = False
-        for row in rows:
-            task = task_record(row)
-            if task.key is not None and per_key is not None:
-                if running.get(task.key, 0) >= per_key:
-                    full.add(task.key)
-                    passed_over = True
-                    continue
-                running[task.key] = running.get(task.key, 0) + 1
-            taken.append(task)
-            skip.append(task.task_id)
-            if len(taken) == budget:
-                break
+        tasks = [task_record(row) for row in rows]
+        passed_over = admit(tasks, budget, per_key, running, full, taken, skip)
         # Fewer rows than asked: the queue has no more (or they are locked). Otherwise,
         # if a key filled up on the way, look again without it.
         if len(rows) < want or not passed_over:

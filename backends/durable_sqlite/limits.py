@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import timedelta
 
+from durable.admission import admit, claim_budget, full_keys
 from durable.limits import QueueLimits
 from durable.store import EXTERNAL_OWNER, TaskRecord
 
@@ -99,8 +100,8 @@ def candidates(
     ``limit``): by priority, then due time, within what the limits leave. ``prune``:
     delete the starts that left the rate's window (``False`` in a read-only look)."""
     queue = limits.queue
-    budget = limit
     running: dict[str | None, int] = {}
+    started: int | None = None  # tasks started in the rate's window, if it has a rate
     if limits.concurrency is not None or limits.key_concurrency is not None:
         for key, count in db.execute(
             "SELECT key, COUNT(*) FROM tasks INDEXED BY tasks_lease WHERE status = 'running' "
@@ -108,21 +109,21 @@ def candidates(
             (_ENDLESS, queue, EXTERNAL_OWNER),
         ).fetchall():
             running[key] = count
-    if limits.concurrency is not None:
-        budget = min(budget, limits.concurrency - sum(running.values()))
     if limits.rate is not None and limits.per_seconds is not None:
         since = now - limits.per_seconds
         if prune:
             db.execute("DELETE FROM queue_starts WHERE queue = ? AND at <= ?", (queue, since))
-        started = db.execute(
-            "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ? AND at > ?",
-            (queue, since),
-        ).fetchall()[0][0]
-        budget = min(budget, limits.rate - int(started))
+        started = int(
+            db.execute(
+                "SELECT COALESCE(SUM(n), 0) FROM queue_starts WHERE queue = ? AND at > ?",
+                (queue, since),
+            ).fetchall()[0][0]
+        )
+    budget = claim_budget(limits, limit, running, started)
     if budget <= 0:
         return []
     per_key = limits.key_concurrency
-    full = {k for k, n in running.items() if k is not None and per_key is not None and n >= per_key}
+    full = full_keys(limits, running)
     taken: list[TaskRecord] = []
     skip = list(exclude)
     while len(taken) < budget:
@@ -140,19 +141,8 @@ def candidates(
             "ORDER BY priority DESC, visible_at LIMIT ?",
             (*params, want),
         ).fetchall()
-        passed_over = False
-        for row in rows:
-            task = task_record(row)
-            if task.key is not None and per_key is not None:
-                if running.get(task.key, 0) >= per_key:
-                    full.add(task.key)
-                    passed_over = True
-                    continue
-                running[task.key] = running.get(task.key, 0) + 1
-            taken.append(task)
-            skip.append(task.task_id)
-            if len(taken) == budget:
-                break
+        tasks = [task_record(row) for row in rows]
+        passed_over = admit(tasks, budget, per_key, running, full, taken, skip)
         # Fewer rows than asked: the queue has no more. Otherwise, if a key filled up on
         # the way, look again without it.
         if len(rows) < want or not passed_over:
