@@ -123,26 +123,27 @@ async def _worker(args: argparse.Namespace) -> int:
         )
         if args.metrics_port is not None:
             telemetry.serve(args.metrics_port, args.metrics_host)
-            store = await client._open()
-            refresher = asyncio.create_task(telemetry.refresh_queues(store, client.clock.now))
         where = redact_url(client.url)  # never print a password
         # The banner comes once the worker runs, with its SIGTERM/SIGINT handlers in place:
         # a supervisor that stops it as soon as it says it is up gets a graceful stop.
-        async with worker:
+        async with worker, asyncio.TaskGroup() as tasks:
             print(
                 f"durable worker {worker.worker_id} on {where}: queues {list(worker.queues)}, "
                 f"{len(workflows)} workflow(s), {len(activities)} activity(ies). Ctrl-C stops.",
                 flush=True,
             )
             if args.metrics_port is not None:
+                # The queue figures, read every few seconds while the worker runs.
+                store = await client._open()
+                refresher = tasks.create_task(telemetry.refresh_queues(store, client.clock.now))
                 print(
                     f"Metrics at http://{args.metrics_host}:{args.metrics_port}/metrics",
                     flush=True,
                 )
             assert worker._background is not None
             await worker._background  # until a signal (or stop()) ends it
-        if args.metrics_port is not None:
-            refresher.cancel()
+            if args.metrics_port is not None:
+                refresher.cancel()
     return 0
 
 
