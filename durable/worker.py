@@ -552,8 +552,12 @@ class Worker(RunStepping, ActivityAttempts):
     async def _refresh_limits(self) -> None:
         """Learn which of this worker's queues have limits: their activities go through
         claims, never run here without one (`durable.limits`)."""
-        self._limits_mark = self.store.watermark()
-        self._limited = frozenset(q.queue for q in await self.store.queue_limits(self.queues))
+        mark = self.store.watermark()
+        limited = frozenset(q.queue for q in await self.store.queue_limits(self.queues))
+        # Both at once, after the read: while it is under way the step must still see the
+        # old mark, so that limits set meanwhile keep the fast path shut (not the old set
+        # under a new mark).
+        self._limited, self._limits_mark = limited, mark
 
     async def _heartbeat_loop(self) -> None:
         while True:
