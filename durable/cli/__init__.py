@@ -122,7 +122,11 @@ async def _worker(args: argparse.Namespace) -> int:
             retention=args.retention,
         )
         if args.metrics_port is not None:
-            telemetry.serve(args.metrics_port, args.metrics_host)
+            token = args.metrics_token or os.environ.get("DURABLE_TOKEN") or None
+            try:
+                telemetry.serve(args.metrics_port, args.metrics_host, token)
+            except ValueError as exc:
+                raise SystemExit(f"durable: {exc}") from None
         where = redact_url(client.url)  # never print a password
         # The banner comes once the worker runs, with its SIGTERM/SIGINT handlers in place:
         # a supervisor that stops it as soon as it says it is up gets a graceful stop.
@@ -203,7 +207,12 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-host",
         default="127.0.0.1",
         metavar="HOST",
-        help="address of the metrics endpoint (default: 127.0.0.1)",
+        help="address of the metrics endpoint (default: 127.0.0.1; any other needs a token)",
+    )
+    p.add_argument(
+        "--metrics-token",
+        metavar="TOKEN",
+        help="scrapes must send 'Authorization: Bearer TOKEN' (default: $DURABLE_TOKEN)",
     )
     p.add_argument(
         "--retention",
