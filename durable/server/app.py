@@ -33,6 +33,7 @@ from ..errors import StoreError
 from ..store import Store
 from . import events, logs, metrics, openapi, queues, repair, retention, schedules, tasks, workflows
 from .auth import BearerAuth
+from .paths import EncodedSlashes
 from .problems import (
     Problem,
     ProblemMiddleware,
@@ -130,7 +131,7 @@ def create_app(client: Client, token: str | None = None) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         metrics.route(service),
     ]
-    middleware = [Middleware(ProblemMiddleware)]
+    middleware = [Middleware(ProblemMiddleware), Middleware(EncodedSlashes)]
     if service.token is not None:
         middleware.append(Middleware(BearerAuth, token=service.token))
     handlers: dict[Any, Any] = {
