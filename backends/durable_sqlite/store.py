@@ -79,6 +79,7 @@ from durable.store import (
 )
 
 from . import claims as _claims
+from . import doorbell as _doorbell
 from . import guard as _guard
 from . import limits as _limits
 from . import repair as _repair
@@ -155,6 +156,7 @@ class SQLiteStore(Listing, Logs, Wakeups, Schedules, Store):
         # finish_task calls waiting to be written together, and the task writing them.
         self._finishes: list[tuple[_claims.Finish, asyncio.Future[bool]]] = []
         self._finisher: asyncio.Task[None] | None = None
+        self._doorbell = False  # whether this store uses its process's doorbell of the file
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -194,9 +196,13 @@ class SQLiteStore(Listing, Logs, Wakeups, Schedules, Store):
             raise
         self._db, self._file = db, file
         self._state = "open"
+        self._doorbell = _doorbell.attach(self.hub, self.path) is not None
 
     async def aclose(self) -> None:
         """Close the connection. Idempotent."""
+        if self._doorbell:
+            self._doorbell = False
+            _doorbell.detach(self.hub)
         self._state = "closed"  # no new watcher from here on
         watcher, self._watcher = self._watcher, None
         if watcher is not None and not watcher.done():
