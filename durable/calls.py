@@ -129,7 +129,9 @@ class Calls:
         )
         return self._schedule(
             defn.name,
-            overrides.get("queue", defn.queue),
+            # An activity without a queue of its own runs on its caller's. A recorded
+            # command keeps the queue it was recorded with (replay compares names only).
+            overrides.get("queue") or defn.queue or self.queue,
             encoded,
             overrides.get("retry", defn.retry),
             overrides.get("timeout", defn.timeout),

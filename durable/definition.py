@@ -13,9 +13,11 @@ There is no global registry: a `Worker` is given the functions it serves.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +36,7 @@ __all__ = [
     "WorkflowDefinition",
     "activity",
     "activity_definition",
+    "bind_activity",
     "call",
     "workflow",
     "workflow_definition",
@@ -133,16 +136,23 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ActivityDefinition:
-    """What `@activity` attaches to a function (``fn.__durable_activity__``)."""
+    """What `@activity` attaches to a function (``fn.__durable_activity__``).
+
+    ``queue`` `None` runs it on the queue of the workflow that calls it. For a method
+    (``method`` true), ``fn`` is the method bound to a stand-in until a worker binds it to
+    the object it was given (`bind_activity`): either way its signature and type hints
+    leave ``self`` out, so ``self`` is never part of a call's arguments nor serialized.
+    """
 
     name: str
     fn: Callable[..., Any]
-    queue: str = DEFAULT_QUEUE
+    queue: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None  # seconds per attempt (start-to-close)
     heartbeat_timeout: float | None = None
     schedule_to_close: float | None = None  # seconds from first schedule to final result
     is_async: bool = True
+    method: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,66 @@ def activity_definition(fn: object) -> ActivityDefinition:
             "with @activity?"
         )
     return defn
+
+
+def bind_activity(fn: object) -> ActivityDefinition:
+    """The definition a worker serves for ``fn``: a function's own, or for a method the
+    definition bound to the object ``fn`` is a method of (``payments.charge``), so the
+    worker calls it on that object, which carries its dependencies.
+
+    Raises:
+        TypeError: ``fn`` is not an activity, or is a method taken from its class
+            (``Payments.charge``) rather than from an object (``payments.charge``).
+    """
+    defn = activity_definition(fn)
+    if not defn.method:
+        return defn
+    func = cast(types.MethodType, defn.fn).__func__
+    owner = getattr(fn, "__self__", None)
+    if not inspect.ismethod(fn) or isinstance(owner, type):
+        cls, _, method = defn.name.rpartition(".")
+        raise TypeError(
+            f"Activity {defn.name!r} is a method, and was given without an object: register "
+            f"an object's method, e.g. Worker(activities=[{cls or 'Service'}(...).{method}]), "
+            "so the worker has the object (and the dependencies it carries) to call it on."
+        )
+    return dataclasses.replace(defn, fn=types.MethodType(func, owner))
+
+
+class _NoInstance:
+    """``self`` of a method activity not yet bound by a worker (`bind_activity`): only its
+    signature and hints are used; running it says what to do."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise TypeError(
+            f"Method activity {self._name!r} ran without its object (it used self.{attr}): "
+            "call it on an object outside workflows, and give a worker the object's method "
+            "(Worker(activities=[obj.method]))."
+        )
+
+    def __repr__(self) -> str:
+        return f"<no object for {self._name}>"
+
+
+def _is_method(f: Callable[..., Any]) -> bool:
+    """Whether ``f`` is defined in a class body (its qualified name says so) and takes
+    ``self`` first: a method whose activity name is ``Class.method``."""
+    parts = f.__qualname__.split(".")
+    if len(parts) < 2 or parts[-2] == "<locals>":
+        return False
+    params = list(inspect.signature(f).parameters)
+    return bool(params) and params[0] == "self"
+
+
+def _is_own_object(first: object, name: str, route: object) -> bool:
+    """Whether ``first``, the first argument of a method activity's call in a workflow, is
+    an object of its class (``obj.charge(...)``) rather than an argument (``Cls.charge(...)``)."""
+    if isinstance(first, type):
+        return False
+    return inspect.getattr_static(type(first), name, None) is route
 
 
 def workflow_definition(fn: object) -> WorkflowDefinition:
@@ -248,7 +318,7 @@ def activity(fn: Callable[P, R], /) -> Callable[P, R]: ...
 def activity(
     *,
     name: str | None = None,
-    queue: str = DEFAULT_QUEUE,
+    queue: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: timedelta | float | None = None,
     heartbeat_timeout: timedelta | float | None = None,
@@ -261,7 +331,7 @@ def activity(
     /,
     *,
     name: str | None = None,
-    queue: str = DEFAULT_QUEUE,
+    queue: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: timedelta | float | None = None,
     heartbeat_timeout: timedelta | float | None = None,
@@ -279,19 +349,45 @@ def activity(
     and returns its result or raises `ActivityError`. Outside a workflow it simply runs.
     ``timeout`` bounds each attempt; ``heartbeat_timeout`` fails an attempt whose last
     ``durable.heartbeat()`` is older; ``schedule_to_close`` bounds all attempts together.
+    ``queue=None`` (the default) runs it on the queue of the workflow that calls it.
+
+    On a method (defined in a class, ``self`` first), the activity is named
+    ``Class.method`` unless ``name`` says otherwise, and carries the object's dependencies:
+
+        class Payments:
+            def __init__(self, pool: Pool) -> None:
+                self.pool = pool
+
+            @activity
+            async def charge(self, order_id: str, cents: int) -> str: ...
+
+        # the worker is given the method of an object: Worker(activities=[payments.charge])
+        # a workflow calls it through the class, no object needed there:
+        receipt = await Payments.charge(order_id, cents)
+
+    ``self`` is never serialized nor part of the call's arguments: the worker runs the
+    method on the object it was given.
     """
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise ValueError(f"@activity(queue=...) must be a non-empty str or None, got {queue!r}")
 
     def mark(f: Callable[P, R]) -> Callable[P, R]:
         check_function(f)  # a hint its payloads could never be decoded faithfully with
+        method = _is_method(f)
+        default = ".".join(f.__qualname__.split(".")[-2:]) if method else f.__name__
+        fn: Callable[..., Any] = f
+        if method:  # bound to a stand-in: signature and hints without self
+            fn = types.MethodType(f, _NoInstance(name or default))
         defn = ActivityDefinition(
-            name=name or f.__name__,
-            fn=f,
+            name=name or default,
+            fn=fn,
             queue=queue,
             retry=retry if retry is not None else RetryPolicy(),
             timeout=_seconds(timeout, "activity timeout"),
             heartbeat_timeout=_seconds(heartbeat_timeout, "heartbeat_timeout"),
             schedule_to_close=_seconds(schedule_to_close, "schedule_to_close"),
             is_async=inspect.iscoroutinefunction(f),
+            method=method,
         )
 
         @functools.wraps(f)
@@ -299,6 +395,8 @@ def activity(
             run = current_run()
             if run is None:
                 return f(*args, **kwargs)
+            if method and args and _is_own_object(args[0], f.__name__, route):
+                args = args[1:]  # type: ignore[assignment]  # obj.charge(...): self stays here
             return cast(R, run.schedule_activity(defn, args, kwargs, {}))
 
         route.__durable_activity__ = defn  # type: ignore[attr-defined]
