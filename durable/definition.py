@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .errors import NotInWorkflowError
+from .journal import PARENT_CLOSE
 from .layout import check_function
 from .limits import check_key, check_priority
 from .loop import current_run
@@ -38,6 +39,7 @@ __all__ = [
     "activity_definition",
     "bind_activity",
     "call",
+    "check_parent_close",
     "workflow",
     "workflow_definition",
 ]
@@ -406,15 +408,16 @@ def activity(
 
 
 _CALL_OPTIONS = frozenset(
-    {"retry", "timeout", "queue", "id", "heartbeat_timeout", "key", "priority"}
+    {"retry", "timeout", "queue", "id", "heartbeat_timeout", "key", "priority", "parent_close"}
 )
+_CHILD_OPTIONS = frozenset({"id", "timeout", "queue", "parent_close"})
 
 
 def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[Any]:
     """Call an activity or child workflow with per-call options overriding the decorator's.
 
         receipt = await durable.call(charge, order_id, cents, retry=RetryPolicy(max_attempts=1))
-        child = await durable.call(ship, order, id=f"ship-{order_id}")
+        child = await durable.call(ship, order, id=f"ship-{order_id}", parent_close="abandon")
         size = await durable.call("resize_image", path, queue="media-node", result_type=Size)
 
     With a name instead of a function, it schedules a *remote* activity: one no Python
@@ -431,7 +434,11 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
     ``queue``, ``key`` (a str: the queue's ``key_concurrency`` holds tasks of one key,
     e.g. one tenant) and ``priority`` (an int, default 0: higher is claimed first; see
     `durable.limits`); for child workflows ``id``, ``timeout`` (the whole child run;
-    ``None`` for none, whatever the decorator says) and ``queue``.
+    ``None`` for none, whatever the decorator says), ``queue`` and ``parent_close``: what
+    happens to the child if this workflow closes (completes, fails, is cancelled or
+    terminated, continues as new) while the child runs — ``"cancel"`` (the default:
+    cancellation is requested, the child may clean up), ``"terminate"`` (closed at once, no
+    more of its code runs) or ``"abandon"`` (left running); see `durable.children`.
     Every other keyword is passed to the function (so a parameter named like an option
     is passed positionally). Only valid inside a workflow.
     """
@@ -451,14 +458,16 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
                 f"key and priority are options of activity calls (queue limits), not of "
                 f"child workflow {wdefn.name!r}"
             )
-        wrong = sorted(set(overrides) - {"id", "timeout", "queue"})
+        if "parent_close" in overrides:
+            overrides["parent_close"] = check_parent_close(overrides["parent_close"])
+        wrong = sorted(set(overrides) - _CHILD_OPTIONS)
         if wrong:
             # Ignored, not refused: runs recorded while they were silently ignored must
             # still replay. Said once per live call, not again on replay.
             if not run.is_replaying:
                 logger.warning(
                     "durable.call: %s ignored for child workflow %r (a child takes id, "
-                    "timeout and queue)",
+                    "timeout, queue and parent_close)",
                     ", ".join(map(repr, wrong)),
                     wdefn.name,
                 )
@@ -466,10 +475,24 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
                 del overrides[key]
         return run.start_child(wdefn, args, options, overrides)
     defn = activity_definition(fn)
-    if "id" in overrides:
-        raise TypeError(f"'id' is an option for child workflows, not activity {defn.name!r}")
+    for child_only in ("id", "parent_close"):
+        if child_only in overrides:
+            raise TypeError(
+                f"{child_only!r} is an option for child workflows, not activity {defn.name!r}"
+            )
     _check_limit_options(overrides)
     return run.schedule_activity(defn, args, options, overrides)
+
+
+def check_parent_close(value: object) -> str:
+    """``value`` if it is a parent-close policy (`PARENT_CLOSE`), else a clear
+    `ValueError`."""
+    if value not in PARENT_CLOSE:
+        raise ValueError(
+            f"parent_close must be one of {', '.join(map(repr, PARENT_CLOSE))} (what "
+            f"happens to the child if the parent closes while it runs), got {value!r}"
+        )
+    return str(value)
 
 
 def _check_limit_options(overrides: dict[str, Any]) -> None:
