@@ -140,6 +140,24 @@ async def test_a_method_activity_no_worker_registers_waits_and_describe_names_it
     assert "'Payments.charge'" in problem
 
 
+async def test_a_remote_worker_sees_the_class_dot_method_name_and_no_self(
+    client: durable.Client,
+) -> None:
+    # No Python worker implements Payments.charge here: one in another language polls it.
+    async with durable.Worker(client, workflows=[pay_and_refund], queues=["default"]):
+        handle = await client.start(pay_and_refund, "o-r", 40, id="remote-pay")
+        tasks = await client.poll_tasks("default", worker="node-1", wait=10)
+        assert [(t.name, t.args, t.queue) for t in tasks] == [
+            ("Payments.charge", ["o-r", 40], "default")
+        ]
+        await client.complete(tasks[0].token, {"order": "o-r", "cents": 40})
+        refund = (await client.poll_tasks("default", worker="node-1", wait=10))[0]
+        assert refund.name == "payments-refund"
+        assert refund.args == [{"order": "o-r", "cents": 40}]
+        await client.complete(refund.token, "node refunded 40")
+        assert await handle.result(timeout=20) == [40, "node refunded 40"]
+
+
 def test_the_cli_serves_method_activities_of_module_level_objects() -> None:
     module = types.ModuleType("payments_app")
     module.Payments = Payments  # type: ignore[attr-defined]  # the class alone: no object
