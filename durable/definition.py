@@ -210,7 +210,8 @@ class _NoInstance:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        raise TypeError(
+        # AttributeError (hasattr and copy probe attributes), with what to do.
+        raise AttributeError(
             f"Method activity {self._name!r} ran without its object (it used self.{attr}): "
             "call it on an object outside workflows, and give a worker the object's method "
             "(Worker(activities=[obj.method]))."
@@ -223,10 +224,13 @@ class _NoInstance:
 def _is_method(f: Callable[..., Any]) -> bool:
     """Whether ``f`` is defined in a class body (its qualified name says so) and takes
     ``self`` first: a method whose activity name is ``Class.method``."""
-    parts = f.__qualname__.split(".")
+    parts = getattr(f, "__qualname__", "").split(".")
     if len(parts) < 2 or parts[-2] == "<locals>":
         return False
-    params = list(inspect.signature(f).parameters)
+    try:
+        params = list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):  # no signature to read: not a method we can tell
+        return False
     return bool(params) and params[0] == "self"
 
 
@@ -368,7 +372,9 @@ def activity(
         receipt = await Payments.charge(order_id, cents)
 
     ``self`` is never serialized nor part of the call's arguments: the worker runs the
-    method on the object it was given.
+    method on the object it was given. Type checkers see ``self`` in
+    ``Payments.charge``'s signature; typed workflow code calls it as
+    ``await durable.call(Payments.charge, order_id, cents)``, which does the same.
     """
     if queue is not None and (not isinstance(queue, str) or not queue):
         raise ValueError(f"@activity(queue=...) must be a non-empty str or None, got {queue!r}")

@@ -121,7 +121,7 @@ def test_two_objects_registering_one_method_are_refused(client: durable.Client) 
 
 def test_a_method_activity_run_without_its_object_says_so() -> None:
     defn = activity_definition(Payments.charge)
-    with pytest.raises(TypeError, match=r"ran without its object \(it used self.pool\)"):
+    with pytest.raises(AttributeError, match=r"ran without its object \(it used self.pool\)"):
         asyncio.run(defn.fn("o", 1))
 
 
