@@ -256,3 +256,24 @@ def test_open_children_leaves_out_answered_ones() -> None:
     assert [(c.workflow_id, c.run_id, c.parent_close) for c in found] == [("d", "rd", "terminate")]
     # the default is not stored
     assert "parent_close" not in journal.ChildStarted("c", "b", "rb", "q", b"").to_data()
+
+
+@durable.workflow
+async def awaits_its_child(prefix: str) -> str:
+    try:
+        return str(await durable.call(lingering, "kid", id=f"{prefix}-kid"))
+    except durable.ChildWorkflowError as err:
+        return f"child {err.cause.type}"
+
+
+async def test_retrying_a_terminated_parent_hears_how_its_child_closed(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[awaits_its_child, lingering]):
+        parent = await client.start(awaits_its_child, "rt", id="rt")
+        kid = client.get_handle("rt-kid")
+        await wait_for(kid, "running")
+        await parent.terminate()
+        assert await wait_for(kid, *CLOSED_STATUSES) == "cancelled"
+        await parent.retry()
+        assert await parent.result(timeout=20) == "child CancelledError"
