@@ -211,8 +211,11 @@ class _NoInstance:
 
     def __getattr__(self, attr: str) -> Any:
         # AttributeError (hasattr and copy probe attributes), with what to do.
+        name = self.__dict__.get("_name")
+        if name is None or attr.startswith("__"):
+            raise AttributeError(attr)
         raise AttributeError(
-            f"Method activity {self._name!r} ran without its object (it used self.{attr}): "
+            f"Method activity {name!r} ran without its object (it used self.{attr}): "
             "call it on an object outside workflows, and give a worker the object's method "
             "(Worker(activities=[obj.method]))."
         )
