@@ -246,3 +246,30 @@ async def test_a_per_call_queue_still_wins(client: durable.Client) -> None:
 def test_a_bad_queue_is_refused_at_the_decorator() -> None:
     with pytest.raises(ValueError, match="must be a non-empty str or None"):
         durable.activity(queue="")
+
+
+def test_a_run_recorded_on_the_old_default_queue_still_replays() -> None:
+    from durable import payload
+    from durable.definition import workflow_definition
+    from durable.engine import WorkflowRun
+
+    def run() -> WorkflowRun:
+        defn = workflow_definition(media_pipeline)
+        return WorkflowRun(defn, workflow_id="m", run_id="run-1", queue="media")
+
+    started = {"args": payload.encode_args(media_pipeline, ("a",), {}, what="args")}
+    live = run()
+    commands = [(c.kind, c.data) for c in live.apply("workflow_started", started, 1.0)]
+    assert [d["queue"] for k, d in commands if k == "activity_scheduled"] == ["media"]
+    live.evict()
+    # Recorded when activities without a queue went to "default": replay compares names.
+    old = [(k, {**d, "queue": "default"}) for k, d in commands]
+    replayed = run()
+    again = replayed.apply("workflow_started", started, 1.0, recorded=old)  # no mismatch
+    assert [c.kind for c in again] == [k for k, _ in old]
+    done = {"ref": 2, "result": payload.encode("a.mp4")}
+    live_again = replayed.apply("activity_completed", done, 2.0)
+    assert [(c.kind, c.data["name"], c.data["queue"]) for c in live_again] == [
+        ("activity_scheduled", "recognise", "gpu")
+    ]
+    replayed.evict()
