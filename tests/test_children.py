@@ -277,3 +277,23 @@ async def test_retrying_a_terminated_parent_hears_how_its_child_closed(
         assert await wait_for(kid, *CLOSED_STATUSES) == "cancelled"
         await parent.retry()
         assert await parent.result(timeout=20) == "child CancelledError"
+
+
+@durable.workflow
+async def starts_and_leaves(prefix: str) -> str:
+    for policy in POLICIES:  # started and left in the very step that closes the parent
+        durable.call(lingering, policy, id=f"{prefix}-{policy}", parent_close=policy)
+    return "gone"
+
+
+async def test_children_started_in_the_closing_step_get_their_policies(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[starts_and_leaves, lingering]):
+        assert await client.execute(starts_and_leaves, "s", id="s", timeout=20) == "gone"
+        got = {}
+        for policy in POLICIES:
+            handle = client.get_handle(f"s-{policy}")
+            wanted = ("running",) if policy == "abandon" else CLOSED_STATUSES
+            got[policy] = await wait_for(handle, *wanted)
+    assert got == {"cancel": "cancelled", "terminate": "terminated", "abandon": "running"}
