@@ -2,11 +2,14 @@
 
 General layout (one concept per module):
 
-- definition  @workflow, @activity, RetryPolicy, call: mark functions; nothing global
+- definition  @workflow, @activity (functions and methods), RetryPolicy, call: mark
+              functions; nothing global
 - journal     the journal's vocabulary: entry kinds, typed records, task ids, routing
 - branches    which task of the workflow's code issued each command, and which ran together
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
 - calls       what a run calls: activities (Python or remote, by name) and child workflows
+- children    parent-close policies: a closing parent's running children cancelled,
+              terminated or left running
 - waits       what a run waits for from outside: signals, and external completions by token
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity

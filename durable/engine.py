@@ -103,6 +103,8 @@ class Effects:
     cancelled_activities: list[int] = field(default_factory=list)
     cancelled_timers: list[int] = field(default_factory=list)
     cancelled_children: list[tuple[str, str]] = field(default_factory=list)  # (id, run id)
+    # Children whose parent-close policy is "terminate", left running as the run closed.
+    terminated_children: list[tuple[str, str]] = field(default_factory=list)  # (id, run id)
 
 
 @dataclass(frozen=True)
@@ -353,13 +355,19 @@ class WorkflowRun(Calls, Waits):
     def _close(self, outcome: Outcome, record: journal.Record) -> None:
         self._emit(record)
         self.outcome = outcome
-        # Everything still in flight is abandoned: cancel it (effects only).
+        # Everything still in flight is abandoned: cancel it (effects only). Children get
+        # what their recorded parent-close policy says (`durable.children`).
         for seq, (fut, _, _) in self._activities.items():
             if not fut.done():
                 self._effects.cancelled_activities.append(seq)
-        for child_run, (_, fut, _, child_id) in self._children.items():
-            if not fut.done():
-                self._effects.cancelled_children.append((child_id, child_run))
+        for child_run, child in self._children.items():
+            if child.future.done() or child.parent_close == "abandon":
+                continue
+            doomed = (child.workflow_id, child_run)
+            if child.parent_close == "terminate":
+                self._effects.terminated_children.append(doomed)
+            else:
+                self._effects.cancelled_children.append(doomed)
 
     def fail(self, error: RemoteError) -> None:
         """Close the run as failed from outside its code (a limit was hit); the closing

@@ -22,7 +22,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import journal, payload, steplogs, tracing
+from . import children, journal, payload, steplogs, tracing
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
@@ -370,7 +370,7 @@ class RunStepping:
         if base == 0:
             commit.status = "running"
         local = self._apply_commands(driver, engine, commands, commit, now)
-        self._apply_effects(driver, engine, commit)
+        doomed = self._apply_effects(driver, engine, commit)
         outcome = engine.outcome
         if outcome is not None:
             self._close(driver, engine, commit)
@@ -401,6 +401,8 @@ class RunStepping:
             FIGURES.step(name, first=base == 0, cached=cached, commands=len(commands))
             if outcome is not None:
                 FIGURES.closed_run(name, outcome.status)
+            if doomed:  # parent_close="terminate": after the close is committed
+                await self._terminate_children(run.workflow_id, run.run_id, doomed, commit)
         else:
             logger.info(
                 "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
@@ -522,7 +524,25 @@ class RunStepping:
                 commit.tags.update(rec.tags)
         return local
 
-    def _apply_effects(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
+    async def _terminate_children(
+        self, workflow_id: str, run_id: str, doomed: list[tuple[str, str]], commit: StepCommit
+    ) -> None:
+        why = f"parent workflow {workflow_id!r} closed ({commit.status})"
+        try:
+            await children.terminate_children(self.store, run_id, doomed, why, self.clock.now())
+        except Exception:  # the close is committed: the step goes on; say what was left
+            logger.exception(
+                "Run %s closed, but terminating its children %s failed: they run on "
+                "(terminate them by id, or terminate the parent again)",
+                run_id,
+                [child for child, _ in doomed],
+            )
+
+    def _apply_effects(
+        self, driver: Driver, engine: WorkflowRun, commit: StepCommit
+    ) -> list[tuple[str, str]]:
+        """Put the step's effects in ``commit``; return the children to terminate once it
+        is committed (parent_close="terminate", `durable.children`)."""
         effects = engine.take_effects()
         run_id = driver.run_id
         for seq in effects.cancelled_activities:
@@ -539,6 +559,7 @@ class RunStepping:
             commit.outgoing.append(
                 Outgoing(child_id, cancel.KIND, journal.encode(cancel), run_id=child_run)
             )
+        return effects.terminated_children
 
     def _close(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
         outcome = engine.outcome

@@ -45,7 +45,7 @@ from .context import ActivityContext
 from .definition import (
     ActivityDefinition,
     WorkflowDefinition,
-    activity_definition,
+    bind_activity,
     workflow_definition,
 )
 from .errors import DatabaseUnusable
@@ -96,7 +96,13 @@ class Worker(RunStepping, ActivityAttempts):
         async with worker:          # or in the background, e.g. in tests
             ...
 
-    ``queues`` defaults to every queue the given workflows and activities name.
+    ``activities`` takes ``@activity`` functions and methods of objects
+    (``payments.charge``: the worker calls it on that object, which carries its
+    dependencies; ``Payments.charge``, taken from the class, is refused).
+    ``queues`` defaults to every queue the given workflows and activities name (an
+    activity without a queue runs on its caller's queue, so it is served on the queues of
+    the workflows here; a worker of only such activities serves ``"default"`` unless
+    ``queues`` names its callers' queues).
     ``max_concurrency`` bounds the activity attempts running at once.
     ``lease_seconds`` (default `LEASE_SECONDS`, 30) is how long this worker's claims on
     workflows and activity tasks outlive it if it dies without a word: other workers take
@@ -135,8 +141,15 @@ class Worker(RunStepping, ActivityAttempts):
             self.workflows[defn.name] = defn
         self.activities: dict[str, ActivityDefinition] = {}
         for fn in activities:
-            adefn = activity_definition(fn)
-            if adefn.name in self.activities and self.activities[adefn.name].fn is not adefn.fn:
+            adefn = bind_activity(fn)
+            known = self.activities.get(adefn.name)
+            if known is not None and known.fn != adefn.fn:  # bound methods: same object?
+                if adefn.method and known.method:
+                    raise ValueError(
+                        f"Two objects register method activity {adefn.name!r}; a worker calls "
+                        "an activity on one object: give it one object's method (or name the "
+                        "methods apart with @activity(name=...))."
+                    )
                 raise ValueError(
                     f"Two activities are named {adefn.name!r}; give one another name with "
                     "@activity(name=...)."
@@ -158,7 +171,9 @@ class Worker(RunStepping, ActivityAttempts):
             )
         if queues is None:
             found = {d.queue for d in self.workflows.values()}
-            found |= {d.queue for d in self.activities.values()}
+            # An activity without a queue runs on its callers' queues: those of the
+            # workflows here, else "default" (give ``queues`` for other callers).
+            found |= {d.queue for d in self.activities.values() if d.queue is not None}
             queues = sorted(found) or ["default"]
         self.queues = tuple(queues)
         if self.workflows:  # the batches of durable.map(..., batch_size=), on any queue

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from typing import Any
 
 from .. import __version__, telemetry
 from ..client import DEFAULT_URL, Client
+from ..definition import ActivityDefinition
 from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
@@ -52,18 +54,40 @@ __all__ = ["STATUSES", "collect", "main"]
 
 
 def collect(modules: Sequence[ModuleType]) -> tuple[list[Any], list[Any]]:
-    """The workflows and activities the given modules define (by their decorators)."""
+    """The workflows and activities the given modules define (by their decorators).
+
+    Method activities are found on the module's objects: ``payments = Payments(pool)`` at
+    module level serves ``payments.charge`` (the class alone has no object to call them on).
+    """
     workflows: list[Any] = []
     activities: list[Any] = []
     for module in modules:
         for value in vars(module).values():
             if getattr(value, "__durable_workflow__", None) is not None and value not in workflows:
                 workflows.append(value)
-            elif (
-                getattr(value, "__durable_activity__", None) is not None and value not in activities
-            ):
-                activities.append(value)
+                continue
+            for found in _activities_of(value):
+                if found not in activities:
+                    activities.append(found)
     return workflows, activities
+
+
+def _activities_of(value: Any) -> list[Any]:
+    """The activities a module-level value is: an ``@activity`` function, a bound method
+    activity, or an object whose class defines method activities (its bound methods)."""
+    defn = getattr(value, "__durable_activity__", None)
+    if isinstance(defn, ActivityDefinition):
+        # A method taken from its class has no object: its objects' methods are found below.
+        return [] if defn.method and not inspect.ismethod(value) else [value]
+    if isinstance(value, type | ModuleType) or inspect.isroutine(value):
+        return []
+    found: dict[str, Any] = {}
+    for cls in type(value).__mro__:
+        for attr, member in vars(cls).items():
+            member_defn = getattr(member, "__durable_activity__", None)
+            if isinstance(member_defn, ActivityDefinition) and member_defn.method:
+                found.setdefault(attr, getattr(value, attr))
+    return list(found.values())
 
 
 def _import(names: Sequence[str]) -> list[ModuleType]:
