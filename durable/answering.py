@@ -11,6 +11,8 @@ workflows it serves (`durable.querybox`). For each it decides:
   answer), or when this worker's own step of the run is under way: the request is looked
   at again after a moment, and once `HOLDER_GRACE` seconds have passed without an answer
   it is answered by replay;
+- **once started**, for a run no worker has started yet (a query right after
+  ``client.start``): looked at again until its first step is committed;
 - **by replay** otherwise (nobody holds the run: it sleeps, was evicted, its worker
   restarted, or it is closed): the worker takes the request, so that one worker replays,
   rebuilds the run from its journal exactly as a step's rebuild does
@@ -87,7 +89,9 @@ class QueryAnswering:
                     await self._answer_from_memory(request)
                     continue
                 first = deferred.get(request.id, time.monotonic())
-                if how == "later" and time.monotonic() - first < HOLDER_GRACE:
+                if how == "unstarted" or (
+                    how == "later" and time.monotonic() - first < HOLDER_GRACE
+                ):
                     waiting[request.id] = first
                     continue
                 if await self.store.take_query(request.id, self.worker_id):
@@ -101,7 +105,10 @@ class QueryAnswering:
                 await self.store.wait([TOPIC_QUERIES], QUERY_IDLE_WAIT, since=mark)
 
     def _how_to_answer(self, request: QueryRequest) -> str:
-        """``"memory"``, ``"later"`` or ``"replay"`` (see the module docstring)."""
+        """``"memory"``, ``"later"``, ``"replay"``, or ``"unstarted"`` (a run whose first
+        step has not run yet: asked again until it has, or the client gives up)."""
+        if request.history_length == 0 and request.status == "pending":
+            return "unstarted"
         driver = self._drivers.get(request.run_id)
         if driver is not None:
             if driver.stepping:
@@ -167,12 +174,7 @@ class QueryAnswering:
             except NonDeterminismError as err:
                 return Answer(error=RemoteError("NonDeterminismError", str(err)), reason="failed")
             engine.take_effects()  # carried out when they were first recorded
-            answer = engine.answer_query(request.query, request.args)
-            if not run.history_length and answer.reason == "unknown_query":
-                message = f"{answer.error.message if answer.error else ''} The run has not "
-                message += f"started yet ({run.status}): ask again once a worker has run it."
-                answer = Answer(error=RemoteError("UnknownQuery", message), reason=answer.reason)
-            return answer
+            return engine.answer_query(request.query, request.args)
         finally:
             engine.evict()
 

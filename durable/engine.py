@@ -429,7 +429,8 @@ class WorkflowRun(Calls, Waits, Queries):
     def _emit(self, record: journal.Record) -> int:
         """Record a command; during replay check it against the journal. Returns its seq."""
         if self.answering is not None:  # a query issues nothing (durable.queries)
-            raise self.refuse_in_query(describe_command(record.KIND, record.to_data()))
+            issued = describe_command(record.KIND, record.to_data())
+            raise self.refuse_in_query(f"a durable operation ({issued})")
         if self._evicting:
             return 0
         kind, data = record.KIND, record.to_data()
