@@ -133,7 +133,8 @@ async def test_bad_queries_are_refused_at_the_caller(client: durable.Client) -> 
         with pytest.raises(durable.QueryError, match=r"raised ValueError: no such shelf") as c:
             await handle.query("raises")
         assert c.value.reason == "failed"
-        assert c.value.cause is not None and c.value.cause.type == "ValueError"
+        assert c.value.cause is not None
+        assert c.value.cause.type == "ValueError"
         assert "_raises" in c.value.cause.traceback
         with pytest.raises(durable.QueryError, match=r"result of query 'unencodable'") as c:
             await handle.query("unencodable")
@@ -147,7 +148,8 @@ async def test_bad_queries_are_refused_at_the_caller(client: durable.Client) -> 
         await handle.signal("go")
         assert await handle.result(timeout=WAIT) == "signalled"
         kinds = [e.kind for e in await handle.history()]
-        assert "activity_scheduled" not in kinds and "published" not in kinds
+        assert "activity_scheduled" not in kinds
+        assert "published" not in kinds
 
 
 async def test_client_side_refusals(client: durable.Client) -> None:
@@ -200,4 +202,3 @@ async def _until_query(handle: durable.WorkflowHandle[object], name: str) -> Non
                 raise
         await asyncio.sleep(0.01)
     raise AssertionError(f"the run never registered {name!r}")
-
