@@ -16,6 +16,8 @@ carries ``reason``, the `durable.QueryError` reason, where there is one):
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from ..errors import QueryError, SerializationError, WorkflowNotFound
@@ -45,7 +47,7 @@ async def query(call: Call) -> Response:
         status = 413 if "payload limit" in str(exc) else 400
         raise Problem(status, f"Cannot send the arguments of query {name!r}: {exc}") from None
     except QueryError as exc:
-        extra = {"reason": exc.reason}
+        extra: dict[str, Any] = {"reason": exc.reason}
         if exc.reason == "failed" and exc.cause is not None:
             extra["cause"] = {"type": exc.cause.type, "message": exc.cause.message}
         raise Problem(STATUS.get(exc.reason, 400), str(exc), **extra) from None
