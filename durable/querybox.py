@@ -77,8 +77,8 @@ class QueryBox(abc.ABC):
 
     @abc.abstractmethod
     async def take_query(self, query_id: int, worker_id: str) -> bool:
-        """Take the query to answer it (by replay): ``True`` for exactly one caller, and
-        only while it is neither answered nor taken."""
+        """Take the query to answer it (by replay): ``True`` for one worker only, while the
+        query is unanswered (again for that worker: a retry after a lost commit)."""
 
     @abc.abstractmethod
     async def answer_query(self, query_id: int, worker_id: str, answer: bytes) -> bool:

@@ -5,12 +5,14 @@ with arguments; and every bad input refused with a clear error at the caller."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from queries_app import STARTS, Item, cart, charge, misbehaves
 
 import durable
 from durable.store import WorkerRecord
+from durable.testing import WorkflowEnvironment
 
 WAIT = 20.0
 
@@ -202,3 +204,21 @@ async def _until_query(handle: durable.WorkflowHandle[object], name: str) -> Non
                 raise
         await asyncio.sleep(0.01)
     raise AssertionError(f"the run never registered {name!r}")
+
+
+@durable.workflow
+async def sleeper() -> int:
+    n = 0
+    durable.on_query("n", lambda: n)
+    n = 5
+    await durable.sleep(timedelta(days=90))
+    n = 6
+    return n
+
+
+async def test_queries_in_a_time_skipping_environment() -> None:
+    async with WorkflowEnvironment(workflows=[sleeper]) as env:
+        handle = await env.client.start(sleeper)
+        assert await handle.query("n") == 5  # asked before its first step: answered after
+        assert await handle.result() == 6  # 90 days skipped
+        assert await handle.query("n") == 6

@@ -87,7 +87,7 @@ class QueryRows:
         async def take(conn: Any) -> tuple[bool, Collection[str]]:
             status = await conn.execute(
                 "UPDATE queries SET taken_by = $1 "
-                "WHERE id = $2 AND taken_by IS NULL AND answer IS NULL",
+                "WHERE id = $2 AND answer IS NULL AND (taken_by IS NULL OR taken_by = $1)",
                 worker_id,
                 query_id,
             )

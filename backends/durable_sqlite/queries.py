@@ -110,8 +110,8 @@ class QueryRows:
             lambda db: (
                 db.execute(
                     "UPDATE queries SET taken_by = ? "
-                    "WHERE id = ? AND taken_by IS NULL AND answer IS NULL",
-                    (worker_id, query_id),
+                    "WHERE id = ? AND answer IS NULL AND (taken_by IS NULL OR taken_by = ?)",
+                    (worker_id, query_id, worker_id),
                 ).rowcount
             )
         )

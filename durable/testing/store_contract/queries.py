@@ -60,6 +60,7 @@ async def test_a_query_is_listed_taken_once_answered_once_read_and_deleted(
     # Taken by one worker: no longer listed, and no one else may answer it.
     assert await store.take_query(q1, "w2") is True
     assert await store.take_query(q1, "w3") is False
+    assert await store.take_query(q1, "w2") is True  # the same worker again (a retry)
     assert [p.id for p in await store.pending_queries(["wf"], 10)] == [q2]
     assert await store.answer_query(q1, "w3", b"stolen") is False
     assert await store.read_answer(q1) is None
