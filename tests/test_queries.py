@@ -222,3 +222,59 @@ async def test_queries_in_a_time_skipping_environment() -> None:
         assert await handle.query("n") == 5  # asked before its first step: answered after
         assert await handle.result() == 6  # 90 days skipped
         assert await handle.query("n") == 6
+
+
+GATES: dict[str, asyncio.Event] = {}
+GATED_STARTS: list[str] = []
+
+
+@durable.activity
+async def wait_gate(key: str) -> str:
+    await GATES[key].wait()
+    return key
+
+
+@durable.workflow
+async def gated(key: str) -> str:
+    GATED_STARTS.append(key)
+    state = "waiting"
+    durable.on_query("state", lambda: state)
+    await wait_gate(key)
+    state = "done"
+    return state
+
+
+async def test_the_worker_holding_the_lease_answers_and_the_others_let_it(
+    client: durable.Client,
+) -> None:
+    GATES["g1"] = asyncio.Event()
+    served = {"workflows": [gated], "activities": [wait_gate]}
+    async with durable.Worker(client, **served), durable.Worker(client, **served):
+        handle = await client.start(gated, "g1", id="gated-1")
+        await _until_query(handle, "state")
+        starts = len(GATED_STARTS)
+        for _ in range(5):
+            # Held by one worker (its activity runs there): the other never replays it.
+            assert await handle.query("state") == "waiting"
+        assert len(GATED_STARTS) == starts
+        GATES["g1"].set()
+        assert await handle.result(timeout=WAIT) == "done"
+
+
+async def test_a_run_leased_by_a_silent_worker_is_answered_by_replay(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[cart]):
+        handle = await client.start(cart, "gil", id="cart-8")
+        await handle.signal("add", "fig")
+        await _until(handle, ["fig"])
+    await handle.signal("add", "kiwi")  # waits in the inbox
+    store = await client._open()
+    now = client.clock.now()
+    claimed = await store.claim_runs(
+        "silent:1", queues=["default"], names=["cart"], now=now, lease_until=now + 600, limit=10
+    )
+    assert [c.run.workflow_id for c in claimed] == ["cart-8"]  # and never heard of again
+    async with durable.Worker(client, workflows=[cart]):
+        # The lease holder does not answer: after a grace the run's journal is replayed.
+        assert await handle.query("items") == ["fig"]
