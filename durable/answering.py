@@ -149,7 +149,14 @@ class QueryAnswering:
                 ),
                 reason="failed",
             )
-        await self._store_answer(request, answer)
+        try:
+            await self._store_answer(request, answer)
+        except Exception:
+            # A task of the worker's group: it must not end the worker. The client waits
+            # until its timeout and says no worker answered.
+            logger.exception(
+                "Worker %s could not store the answer to query %s", self.worker_id, request.id
+            )
 
     async def _replayed_answer(self, request: QueryRequest) -> Answer:
         run = await self.store.get_run(request.workflow_id, request.run_id)
