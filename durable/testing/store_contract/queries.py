@@ -1,4 +1,4 @@
-"""The storage contract, part 13: queries (`durable.querybox`) — a client's query is
+"""The storage contract, part: queries (`durable.querybox`) — a client's query is
 listed for workers serving its run's workflow with what tells who answers it (the run's
 journal length and lease), taken by one worker, answered once, read back, deleted; and
 asking and answering wake the waiters on `TOPIC_QUERIES` and `TOPIC_ANSWERS`.
