@@ -11,6 +11,7 @@ General layout (one concept per module):
 - children    parent-close policies: a closing parent's running children cancelled,
               terminated or left running
 - waits       what a run waits for from outside: signals, and external completions by token
+- queries     durable.on_query: read-only functions of a run, answered from memory or replay
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - sagas       durable.saga(): compensations run newest first when a block fails
@@ -26,6 +27,9 @@ General layout (one concept per module):
 - tags        durable.set_tags: a workflow labelling its own run for search
 - retention   client.prune, Worker(retention=): deleting old closed runs in batches
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
+- asking      handle.query: a query left in the database, answered by a worker, read back
+- answering   the worker's side of queries: who answers, from memory or by replay
+- querybox    the storage of queries: the requests clients leave and the answers workers write
 - schedules   Client.schedule, ScheduleHandle: cron schedules, fired by workers once per tick
 - ticks       a schedule's rules, pure: cron in a time zone, catch-up, jitter, overlap
 - tasks       remote activity attempts and external waits: poll, heartbeat, complete, fail
@@ -84,6 +88,7 @@ from .errors import (
     MapFailed,
     NonDeterminismError,
     NotInWorkflowError,
+    QueryError,
     RemoteError,
     RepairError,
     ScheduleNotFound,
@@ -96,6 +101,7 @@ from .errors import (
     WorkflowNotFound,
 )
 from .limits import QueueLimits
+from .queries import on_query
 from .sagas import Saga, saga
 from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 from .steps import Attempt, PendingStep, Step
@@ -122,6 +128,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInWorkflowError",
     "PendingStep",
+    "QueryError",
     "QueueLimits",
     "RemoteError",
     "RemoteTask",
@@ -156,6 +163,7 @@ __all__ = [
     "logger",
     "map",
     "now",
+    "on_query",
     "patched",
     "publish",
     "random",

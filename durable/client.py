@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
 from . import children, journal, payload, repair, retention, signature, steplogs, steps, tracing
+from .asking import QueryMethods
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -123,8 +124,8 @@ def _seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class WorkflowHandle(Generic[T]):
-    """A workflow, by id: wait for it, signal it, cancel it, inspect it.
+class WorkflowHandle(QueryMethods, Generic[T]):
+    """A workflow, by id: wait for it, signal it, query it, cancel it, inspect it.
 
     ``handle.result()`` follows continue-as-new to the run that finally ends.
     ``created`` says whether `Client.start` created the run (``False``: it handed back an

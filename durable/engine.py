@@ -44,6 +44,7 @@ from .errors import (
 )
 from .journal import CLOSING_KINDS, INPUT_KINDS, describe_command, same_command
 from .loop import WorkflowLoop, current_run
+from .queries import Queries
 from .waits import Waits
 
 __all__ = [
@@ -125,7 +126,7 @@ class _ContinueAsNew(BaseException):
         self.encoded_args = args
 
 
-class WorkflowRun(Calls, Waits):
+class WorkflowRun(Calls, Waits, Queries):
     """One run of one workflow, advanced one input at a time.
 
         run = WorkflowRun(definition, workflow_id="order-42", run_id="...", queue="default")
@@ -435,6 +436,9 @@ class WorkflowRun(Calls, Waits):
 
     def _emit(self, record: journal.Record) -> int:
         """Record a command; during replay check it against the journal. Returns its seq."""
+        if self.answering is not None:  # a query issues nothing (durable.queries)
+            issued = describe_command(record.KIND, record.to_data())
+            raise self.refuse_in_query(f"a durable operation ({issued})")
         if self._evicting:
             return 0
         kind, data = record.KIND, record.to_data()
@@ -527,6 +531,8 @@ class WorkflowRun(Calls, Waits):
 
     def continue_as_new(self, encoded_args: bytes) -> None:
         """End this run; a fresh one with these arguments follows (raises to unwind)."""
+        if self.answering is not None:
+            raise self.refuse_in_query("durable.continue_as_new()")
         raise _ContinueAsNew(encoded_args)
 
     def info(self) -> WorkflowInfo:

@@ -15,7 +15,8 @@ Inside `Worker.run`, one task group holds a few loops:
 - the *timer loop* turns due timers into inbox items, fires due schedules
   (`durable.schedules`), and sweeps for task leases that expired (attempts lost, or remote
   attempts past their timeouts: see `Worker._sweep`);
-- the *heartbeat loop* renews leases, saves activity heartbeats, and delivers cancellation.
+- the *heartbeat loop* renews leases, saves activity heartbeats, and delivers cancellation;
+- the *query loop* answers queries of the runs it serves (`durable.answering`).
 
 A run's lease is held only while the worker has something in flight for it; a sleeping run
 holds none, and its loop is evicted from memory when the cache is full.
@@ -40,6 +41,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from . import gcpolicy, retry, steplogs
+from .answering import QueryAnswering
 from .attempts import ActivityAttempts
 from .context import ActivityContext
 from .definition import (
@@ -86,7 +88,7 @@ LOOP_RETRY_MAX = 5.0  # ...up to this while it keeps failing
 SWEEP_INTERVAL = 1.0  # seconds between sweeps for expired task leases (see _sweep)
 
 
-class Worker(RunStepping, ActivityAttempts):
+class Worker(RunStepping, ActivityAttempts, QueryAnswering):
     """Serves workflows and activities from one database until stopped.
 
         worker = durable.Worker(client, workflows=[place_order], activities=[charge],
@@ -257,6 +259,7 @@ class Worker(RunStepping, ActivityAttempts):
                 tg.create_task(self._supervise("delivery loop", self._delivery_loop))
                 if self.workflows:
                     tg.create_task(self._supervise("claim loop", self._claim_loop))
+                    tg.create_task(self._supervise("query loop", self._query_loop))
                 if self.activities:
                     tg.create_task(self._supervise("task loop", self._task_loop))
                 if self.retention is not None:

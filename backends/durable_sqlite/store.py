@@ -89,6 +89,7 @@ from . import transact as _tx
 from . import workers as _workers
 from .logs import Logs
 from .opening import check_directory, enable_wal, parse_url
+from .queries import QueryRows
 from .reading import Listing
 from .schedules import Schedules
 from .schema import (
@@ -126,7 +127,7 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 T = TypeVar("T")
 
 
-class SQLiteStore(Listing, Logs, Wakeups, Schedules, Store):
+class SQLiteStore(Listing, Logs, QueryRows, Wakeups, Schedules, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:

@@ -7,6 +7,7 @@
     durable result order-1 --wait 60
     durable read order-1 progress
     durable signal order-1 approved true
+    durable query cart-7 has '"apple"'
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
     durable retry order-1
@@ -48,7 +49,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, queues, repair, replaying, retention, schedules, serve
+from . import commands, logs, queries, queues, repair, replaying, retention, schedules, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -334,6 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("value", nargs="?", type=_json_argument, help="JSON value (default: null)")
     p.set_defaults(run=commands.signal)
+
+    queries.add_command(command, _json_argument)
 
     p = command("cancel", "request cancellation of a workflow")
     p.add_argument("id")

@@ -31,7 +31,19 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, logs, metrics, openapi, queues, repair, retention, schedules, tasks, workflows
+from . import (
+    events,
+    logs,
+    metrics,
+    openapi,
+    queries,
+    queues,
+    repair,
+    retention,
+    schedules,
+    tasks,
+    workflows,
+)
 from .auth import BearerAuth
 from .paths import EncodedSlashes
 from .problems import (
@@ -50,6 +62,7 @@ T = TypeVar("T")
 #: Every endpoint of the API, in the order the OpenAPI document lists them.
 ENDPOINTS: Sequence[Endpoint] = (
     *workflows.ENDPOINTS,
+    *queries.ENDPOINTS,
     *logs.ENDPOINTS,
     *repair.ENDPOINTS,
     *tasks.ENDPOINTS,
