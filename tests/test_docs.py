@@ -115,7 +115,9 @@ def _file_name(block: Block) -> str | None:
 
 async def _run_in_process(block: Block, namespace: dict[str, Any], where: str) -> None:
     before = set(namespace)
-    code = compile(block.text, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    # Padded so that tracebacks name the README's own lines.
+    source = "\n" * (block.line - 1) + block.text
+    code = compile(source, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     # The repository's own documentation, run as written: that is what this test is for.
     result = eval(code, namespace)
     if inspect.iscoroutine(result):
@@ -162,7 +164,7 @@ async def test_python_blocks_run(readme: str, tmp_path: Path) -> None:
                     path.write_text(block.text)
                 _run_program(path, where)
             else:
-                await _run_in_process(block, namespace, where)
+                await _run_in_process(block, namespace, str(REPO / readme))
 
 
 def test_every_readme_here_is_checked() -> None:
