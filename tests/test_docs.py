@@ -9,8 +9,8 @@ temporary directory that is the working directory, with ``DURABLE_DB`` pointing 
 - a ```` ```python ```` block is executed in the file's shared namespace, in this test's
   event loop (top-level ``await`` works); ``test_*`` functions it defines are then called
   (awaited if ``async``), as pytest would;
-- a block whose first line is ``# NAME.py`` is also saved as that file in the directory,
-  which is on ``sys.path``, so later blocks can import it;
+- a block whose first line is ``# NAME.py`` is instead saved as that file in the
+  directory, which is on ``sys.path``, for later blocks to import;
 - a ```` ```python program ```` block is saved and run as ``python FILE`` in a
   subprocess, and must exit 0 (a whole program with ``asyncio.run``, or one that needs a
   process of its own);
@@ -32,6 +32,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,20 @@ def _session_dir(tmp_path: Path) -> Iterator[Path]:
             os.environ["DURABLE_DB"] = old_db
 
 
+@contextlib.contextmanager
+def _registered(module: types.ModuleType, directory: Path) -> Iterator[None]:
+    """``module`` in ``sys.modules`` meanwhile; the modules imported from ``directory``
+    are forgotten after it (another README may have one of the same name)."""
+    sys.modules[module.__name__] = module
+    try:
+        yield
+    finally:
+        del sys.modules[module.__name__]
+        for name, loaded in list(sys.modules.items()):
+            if Path(getattr(loaded, "__file__", None) or "/").is_relative_to(directory):
+                del sys.modules[name]
+
+
 def _file_name(block: Block) -> str | None:
     first = block.text.splitlines()[0] if block.text.strip() else ""
     match = re.fullmatch(r"#\s*([\w/]+\.py)\b.*", first.strip())
@@ -117,7 +132,8 @@ async def _run_in_process(block: Block, namespace: dict[str, Any], where: str) -
     before = set(namespace)
     # Padded so that tracebacks name the README's own lines.
     source = "\n" * (block.line - 1) + block.text
-    code = compile(source, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    code = compile(source, where, "exec", flags=flags, dont_inherit=True)
     # The repository's own documentation, run as written: that is what this test is for.
     result = eval(code, namespace)
     if inspect.iscoroutine(result):
@@ -148,8 +164,10 @@ def _run_program(path: Path, where: str) -> None:
 async def test_python_blocks_run(readme: str, tmp_path: Path) -> None:
     text = (REPO / readme).read_text()
     runnable = [b for b in blocks(text) if b.language == "python"]
-    namespace: dict[str, Any] = {"__name__": "docs_" + re.sub(r"\W", "_", readme)}
-    with _session_dir(tmp_path):
+    # The blocks' namespace is a module's, registered, as dataclasses and type hints expect.
+    module = types.ModuleType("docs_" + re.sub(r"\W", "_", readme))
+    namespace: dict[str, Any] = module.__dict__
+    with _session_dir(tmp_path), _registered(module, tmp_path):
         for n, block in enumerate(runnable):
             where = f"{readme}:{block.line}"
             if "no-run" in block.info:
@@ -163,7 +181,7 @@ async def test_python_blocks_run(readme: str, tmp_path: Path) -> None:
                 if name is None:
                     path.write_text(block.text)
                 _run_program(path, where)
-            else:
+            elif name is None:  # a module (# NAME.py) is imported by the blocks that use it
                 await _run_in_process(block, namespace, str(REPO / readme))
 
 
