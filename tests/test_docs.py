@@ -209,7 +209,11 @@ def test_relative_links_resolve(readme: str) -> None:
         text = text.replace(block.text, "")
     broken = []
     for target in _LINK.findall(text):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+        if re.match(r"[a-z]+:", target):
+            continue
+        if target.startswith("#"):
+            if target[1:] not in _anchors(path):
+                broken.append(target)
             continue
         file_part, _, anchor = target.partition("#")
         resolved = (path.parent / file_part).resolve()
