@@ -346,3 +346,88 @@ if __name__ == "__main__":
         write_cli_help()
     else:
         raise SystemExit("usage: python tests/test_docs.py --write")
+
+
+# ---- commands shown in shell blocks ---------------------------------------------------
+
+
+def _shell_commands(text: str, program: str) -> list[str]:
+    """The ``program ...`` commands of a Markdown text's sh/bash/console blocks, with
+    continuation lines joined (``$ `` prompts dropped, output lines skipped)."""
+    out = []
+    for block in blocks(text):
+        if block.language not in ("sh", "bash", "console", "shell"):
+            continue
+        current = ""
+        for line in block.text.splitlines():
+            line = line.removeprefix("$ ")
+            if not current and not line.startswith(program + " "):
+                continue
+            current += line.rstrip("\\").strip() + " "
+            if not line.endswith("\\") and _complete(current):
+                out.append(current.strip())
+                current = ""
+    return out
+
+
+def _complete(command: str) -> bool:
+    """Whether ``command`` has no quote left open (a JSON body may span lines)."""
+    import shlex
+
+    try:
+        shlex.split(command, comments=True)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("readme", LINKED)
+def test_durable_commands_shown_parse(readme: str) -> None:
+    """Every ``durable ...`` line of a shell block is a command the CLI accepts."""
+    import shlex
+
+    from durable.cli import _parser
+
+    parser = _parser()
+    for command in _shell_commands((REPO / readme).read_text(), "durable"):
+        argv = shlex.split(command, comments=True)[1:]
+        argv = [a for a in argv if a != "&"]
+        if "--help" in argv or "--version" in argv:
+            continue
+        try:
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{readme}: {command!r} does not parse: {err.getvalue()}")
+
+
+def _served(method: str, path: str) -> bool:
+    from durable.server.app import ENDPOINTS
+
+    extra = {("GET", "/metrics"), ("GET", "/openapi.json")}
+    if (method, path) in extra:
+        return True
+    for endpoint in ENDPOINTS:
+        pattern = re.sub(r"\{[^}]+\}", "[^/]+", endpoint.path)
+        if endpoint.method == method and re.fullmatch(pattern, path):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("readme", ["README.md", "durable/server/README.md"])
+def test_curl_examples_use_served_paths(readme: str) -> None:
+    """Every ``curl`` example names a method and path the server serves."""
+    import shlex
+    from urllib.parse import urlsplit
+
+    commands = _shell_commands((REPO / readme).read_text(), "curl")
+    assert commands
+    for command in commands:
+        argv = shlex.split(command, comments=True)
+        method = argv[argv.index("-X") + 1] if "-X" in argv else None
+        urls = [a for a in argv if a.startswith(("localhost", "http", "127.0.0.1"))]
+        assert len(urls) == 1, command
+        path = urlsplit(urls[0] if "://" in urls[0] else "http://" + urls[0]).path
+        if method is None:
+            method = "POST" if "-d" in argv else "GET"
+        assert _served(method, path), f"{readme}: {command!r}: {method} {path} is not served"
