@@ -1,6 +1,7 @@
 """The documentation beside the code, checked: the README files' Python blocks run, their
-relative links resolve, the CLI reference shows the real ``--help`` of every command, and
-the HTTP reference lists exactly the paths the server serves.
+relative links (and headings linked) resolve, the CLI reference shows the real ``--help``
+of every command, every ``durable ...`` line shown in a shell block parses, the HTTP
+reference lists exactly the paths the server serves, and every ``curl`` example names one.
 
 How a README's code blocks run (one session per file, blocks in order, in a fresh
 temporary directory that is the working directory, with ``DURABLE_DB`` pointing at
