@@ -55,6 +55,7 @@ RUN = [
 LINKED = ["README.md", *RUN, "samples/README.md", "benchmarks/README.md"]
 CLI_README = REPO / "durable/cli/README.md"
 HELP_COLUMNS = "100"  # the terminal width the help blocks are rendered at
+HELP_PYTHON = (3, 11)  # the Python whose argparse rendered them (the oldest supported)
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,14 @@ def test_cli_reference_shows_every_commands_real_help() -> None:
             "--write, then describe the command"
         )
         shown = documented[prompt].text.split("\n", 1)[1]
-        assert shown == cli_help(command), (
+        real = cli_help(command)
+        if sys.version_info[:2] != HELP_PYTHON:
+            # argparse lays help out a little differently from one Python to the next:
+            # elsewhere, check that the block names every option the command has.
+            for option in re.findall(r"(?<![\w-])--?[a-z][\w-]*", real):
+                assert option in shown, f"durable/cli/README.md: {prompt!r} lacks {option}"
+            continue
+        assert shown == real, (
             f"durable/cli/README.md: {prompt!r} differs from the CLI's; run python "
             "tests/test_docs.py --write"
         )
