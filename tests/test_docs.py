@@ -137,7 +137,9 @@ async def _run_in_process(block: Block, namespace: dict[str, Any], where: str) -
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     code = compile(source, where, "exec", flags=flags, dont_inherit=True)
     # The repository's own documentation, run as written: that is what this test is for.
-    result = eval(code, namespace)
+    # As asyncio's REPL runs what it is given: the module code as a function of the
+    # namespace, a coroutine when the block awaits at top level.
+    result = types.FunctionType(code, namespace)()
     if inspect.iscoroutine(result):
         await result
     for name in [n for n in namespace if n not in before and n.startswith("test_")]:
