@@ -66,7 +66,8 @@ class RetryPolicy:
         RetryPolicy(max_attempts=5, initial_interval=timedelta(seconds=1), backoff=2.0,
                     max_interval=timedelta(minutes=1), non_retryable=(ValueError,))
 
-    ``max_attempts=0`` retries forever. ``non_retryable`` lists exception classes (or their
+    Intervals are timedeltas or seconds (``initial_interval=0.5``). ``max_attempts=0``
+    retries forever. ``non_retryable`` lists exception classes (or their
     names, matched against the error's type) that fail the activity at once, as does an
     `ApplicationError` raised with ``non_retryable=True``.
     """
@@ -78,6 +79,15 @@ class RetryPolicy:
     non_retryable: Sequence[type[BaseException] | str] = ()
 
     def __post_init__(self) -> None:
+        for name in ("initial_interval", "max_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
+                raise TypeError(
+                    f"RetryPolicy.{name} must be a timedelta (or seconds as a number), "
+                    f"got {value!r}"
+                )
+            if not isinstance(value, timedelta):  # seconds, as timeout= takes them
+                object.__setattr__(self, name, timedelta(seconds=value))
         if self.max_attempts < 0:
             raise ValueError(
                 f"RetryPolicy.max_attempts must be >= 0 (0 = unlimited), got {self.max_attempts}"

@@ -45,6 +45,19 @@ def test_delay_is_capped_at_max_interval() -> None:
     assert _policy(max_interval=timedelta(seconds=4)).delay(3) == 4.0  # exactly at the cap
 
 
+def test_intervals_may_be_given_in_seconds() -> None:
+    policy = RetryPolicy(initial_interval=0.5, max_interval=30)
+    assert policy.initial_interval == timedelta(seconds=0.5)
+    assert policy.max_interval == timedelta(seconds=30)
+    assert policy.delay(3) == 2.0
+
+
+@pytest.mark.parametrize("bad", ["1s", True, None])
+def test_an_interval_of_another_type_is_refused_plainly(bad: object) -> None:
+    with pytest.raises(TypeError, match=r"initial_interval must be a timedelta \(or seconds"):
+        RetryPolicy(initial_interval=bad)  # type: ignore[arg-type]
+
+
 def test_allows_another_until_max_attempts_and_forever_with_zero() -> None:
     policy = _policy(max_attempts=3)
     assert [policy.allows_another(n) for n in (1, 2, 3, 4)] == [True, True, False, False]
