@@ -437,8 +437,8 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
             f"change durable's tables there ({exc}). durable creates its schema and "
             "migrates it when a store opens. Open it once with a role that may (the "
             "schema's owner, or one with CREATE on the database), then grant this role "
-            "USAGE on the schema and SELECT, INSERT, UPDATE, DELETE on its tables (SELECT "
-            "alone for a client that only reads)."
+            "USAGE on the schema, SELECT, INSERT, UPDATE, DELETE on its tables and USAGE on "
+            "its sequences (SELECT alone for a client that only reads)."
         ) from exc
 
 
