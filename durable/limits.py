@@ -45,7 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -273,15 +273,18 @@ class QueueView:
     limits: QueueLimits
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready map; ``limits`` as `QueueLimits.to_json` without the queue."""
+        """A JSON-ready map; ``limits`` as `QueueLimits.to_json` without the queue, and
+        ``oldest_waiting_at`` in ISO 8601 (UTC), as every time durable prints as JSON."""
         limits = self.limits.to_json()
         del limits["queue"]
+        at = self.oldest_waiting_at
+        oldest = None if at is None else datetime.fromtimestamp(at, UTC).isoformat()
         return {
             "queue": self.queue,
             "tasks_waiting": self.tasks_waiting,
             "tasks_delayed": self.tasks_delayed,
             "runs_waiting": self.runs_waiting,
-            "oldest_waiting_at": self.oldest_waiting_at,
+            "oldest_waiting_at": oldest,
             "limits": limits,
         }
 

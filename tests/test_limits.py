@@ -23,7 +23,7 @@ from limits_app import fan, ticks
 
 import durable
 from durable import QueueLimits
-from durable.limits import parse_rate
+from durable.limits import QueueView, parse_rate
 from durable.testing import WorkflowEnvironment
 
 BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
@@ -302,6 +302,15 @@ def test_cli_sets_reads_and_lists_limits(tmp_path: Path) -> None:
     assert (row["queue"], row["limits"]["concurrency"]) == ("media", 10)
     refused = cli.refused("queue", "limits", "media", "--concurrency", "0", code=2)
     assert "--concurrency: expected a whole number >= 1" in refused
+
+
+def test_a_queue_view_dates_its_oldest_work_as_iso_8601() -> None:
+    """As every time durable prints as JSON (the CLI's --json and GET /v1/queues)."""
+    view = QueueView("media", 3, 0, 1, 1_796_300_000.5, QueueLimits("media"))
+    assert view.to_json()["oldest_waiting_at"] == "2026-12-03T12:13:20.500000+00:00"
+    assert (
+        QueueView("idle", 0, 0, 0, None, QueueLimits("idle")).to_json()["oldest_waiting_at"] is None
+    )
 
 
 def test_rates_are_read_as_count_per_window() -> None:

@@ -8,7 +8,6 @@ SECONDS}``: at most N task starts in any window of that many seconds.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -23,15 +22,7 @@ __all__ = ["ENDPOINTS"]
 
 async def list_queues(call: Call) -> Response:
     views = await call.service.client.list_queues()
-    out = []
-    for view in views:
-        row = view.to_json()
-        at = row["oldest_waiting_at"]
-        row["oldest_waiting_at"] = (
-            None if at is None else datetime.fromtimestamp(at, UTC).isoformat()
-        )
-        out.append(row)
-    return json_response(out)
+    return json_response([view.to_json() for view in views])
 
 
 async def get_limits(call: Call) -> Response:
