@@ -8,6 +8,9 @@ General layout (one concept per module):
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
 - calls       what a run calls: activities (Python or remote, by name) and child workflows
 - waits       what a run waits for from outside: signals, and external completions by token
+- handlers    a run's signal and update handlers and the conditions its code waits on
+- messages    on_signal, on_update, wait_condition, all_handlers_finished: the calls
+- updates     handle.update: the caller's side of an update, and its stored outcome
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - sagas       durable.saga(): compensations run newest first when a block fails
@@ -87,12 +90,15 @@ from .errors import (
     SerializationError,
     StaleTask,
     TaskNotFound,
+    UpdateFailed,
+    UpdateRejected,
     WorkflowAlreadyExists,
     WorkflowCancelled,
     WorkflowFailed,
     WorkflowNotFound,
 )
 from .limits import QueueLimits
+from .messages import all_handlers_finished, on_signal, on_update, wait_condition
 from .sagas import Saga, saga
 from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 from .steps import Attempt, PendingStep, Step
@@ -133,6 +139,8 @@ __all__ = [
     "StaleTask",
     "Step",
     "TaskNotFound",
+    "UpdateFailed",
+    "UpdateRejected",
     "Worker",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",
@@ -143,6 +151,7 @@ __all__ = [
     "WorkflowNotFound",
     "activity",
     "activity_info",
+    "all_handlers_finished",
     "call",
     "connect",
     "continue_as_new",
@@ -153,6 +162,8 @@ __all__ = [
     "logger",
     "map",
     "now",
+    "on_signal",
+    "on_update",
     "patched",
     "publish",
     "random",
@@ -161,6 +172,7 @@ __all__ = [
     "sleep",
     "sleep_until",
     "uuid4",
+    "wait_condition",
     "wait_signal",
     "workflow",
 ]

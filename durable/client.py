@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, repair, retention, signature, steplogs, steps, tracing
+from . import journal, payload, repair, retention, signature, steplogs, steps, tracing, updates
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -99,22 +99,6 @@ def _error(data: bytes | None) -> RemoteError | None:
         return RemoteError.from_dict(payload.decode(data))
     except Exception as exc:
         return RemoteError("DamagedEntry", f"the run's error cannot be read: {exc}")
-
-
-async def _check_by_name(store: Store, name: str, args: list[Any]) -> None:
-    """Refuse arguments that do not fit the workflow ``name`` as a live worker serves it
-    (`durable.signature`); with no live worker describing it, the worker will tell."""
-    for worker in await store.list_workers():
-        description = worker.signatures.get(name)
-        if description is None:
-            continue
-        problem = signature.check(description, args)
-        if problem is not None:
-            raise TypeError(
-                f"Cannot start workflow {name!r}: {problem}, as worker {worker.worker_id} "
-                "serves it. Nothing was written."
-            )
-        return
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -228,6 +212,16 @@ class WorkflowHandle(Generic[T]):
             raise WorkflowNotFound(
                 f"Workflow {self.id!r} has closed; signal {name!r} was not delivered."
             )
+
+    async def update(self, name: str, *args: Any, update_id: str | None = None) -> Any:
+        """Send update ``name`` (``durable.on_update``) and return its handler's result.
+
+        Raises `UpdateRejected` (no such handler, its validator raised, or the run is closed:
+        nothing was journaled), `UpdateFailed` (the handler raised, or the run closed first).
+        ``update_id`` (default: a new uuid) makes it idempotent: sent again with the same id,
+        e.g. after a lost connection, it returns the same outcome and the handler runs once.
+        """
+        return await updates.send_update(self, name, args, update_id)
 
     async def cancel(self, reason: str = "") -> None:
         """Request cancellation: `asyncio.CancelledError` is raised in the workflow at its
@@ -438,7 +432,7 @@ class Client(ScheduleMethods, LimitsAccess):
             encoded = payload.encode_args(defn.fn, args, {}, what=f"arguments of workflow {name!r}")
         store = await self._open()
         if plain is not None:
-            await _check_by_name(store, name, plain)
+            await signature.check_live(store, name, plain, "start")
         from .store import NewRun
 
         workflow_id = id or uuid.uuid4().hex

@@ -176,6 +176,8 @@ class Plan:
     deliveries: list[Delivery] = field(default_factory=list)
     #: 15. Published values (workflow_id, key) -> value, upserted.
     published: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    #: 15a. Update outcomes (workflow_id, update_id) -> outcome, upserted (`durable.updates`).
+    updates: dict[tuple[str, str], bytes] = field(default_factory=dict)
     #: 15b. Run id -> tags merged into its ``runs.tags`` (keys given take the new value;
     #:      the backend's tag index follows).
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -332,6 +334,9 @@ class _Planner:
         self.outgoing.extend(step.outgoing)
         for key, value in step.published.items():
             out.published[(state.workflow_id, key)] = value
+            out.topics.add(topic)
+        for update_id, outcome in step.updates.items():
+            out.updates[(state.workflow_id, update_id)] = outcome
             out.topics.add(topic)
         if step.tags:
             out.tags.setdefault(step.run_id, {}).update(step.tags)

@@ -22,7 +22,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import journal, payload, steplogs, tracing
+from . import journal, payload, steplogs, tracing, updates
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
@@ -328,11 +328,21 @@ class RunStepping:
                         and engine.outcome.status == "continued_as_new"
                     ):
                         commit.consumed_inbox.append(inbox_id)
+                        if kind == journal.Kind.UPDATE_ACCEPTED:
+                            _unanswered(commit, payload.decode(data), engine.outcome)
                     continue
                 if inbox_id is not None:
                     commit.consumed_inbox.append(inbox_id)
+                decoded = payload.decode(data)
+                if kind == journal.Kind.UPDATE_ACCEPTED and inbox_id is not None:
+                    # Screened against the live state first: only admitted ones are journaled.
+                    verdict = engine.screen_update(decoded)
+                    if verdict is not True:
+                        if verdict is not False:
+                            commit.updates[decoded["id"]] = updates.rejected(verdict)
+                        continue
                 when = max(when, engine._now)
-                new = engine.apply(kind, payload.decode(data), when)
+                new = engine.apply(kind, decoded, when)
                 commit.entries.append(
                     JournalEntry(engine.history_length - len(new), kind, when, data)
                 )
@@ -520,6 +530,12 @@ class RunStepping:
                 commit.published[rec.key] = rec.value
             elif isinstance(rec, journal.TagsSet):
                 commit.tags.update(rec.tags)
+            elif isinstance(rec, journal.UpdateCompleted):
+                commit.updates[rec.id] = (
+                    updates.completed(rec.result)
+                    if rec.failure is None
+                    else updates.failed(RemoteError.from_dict(rec.failure))
+                )
         return local
 
     def _apply_effects(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
@@ -547,6 +563,8 @@ class RunStepping:
         run = driver.claimed.run
         commit.status = outcome.status
         commit.result = outcome.result
+        for update_id, name in engine.open_updates().items():
+            _unanswered(commit, {"id": update_id, "name": name}, outcome)
         if outcome.error is not None:
             commit.error = payload.envelope(outcome.error.to_dict())
         for ctx in driver.local.values():
@@ -633,6 +651,17 @@ class RunStepping:
             for (_, fut), ok in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(ok)
+
+
+def _unanswered(commit: StepCommit, update: dict[str, Any], outcome: Any) -> None:
+    """Answer an update the closing run will never answer (`durable.updates`)."""
+    error = RemoteError(
+        "WorkflowClosed",
+        f"the run closed ({outcome.status}) before update {update.get('name')!r} was "
+        "answered; wait for running handlers with durable.all_handlers_finished() before "
+        "the workflow returns",
+    )
+    commit.updates.setdefault(str(update.get("id")), updates.failed(error))
 
 
 def _entry_data(run_id: str, entry: JournalEntry) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from durable.journal import WORKFLOW_ADDRESSED
 from durable.plan import Delivery, Lookups, Plan, RunState, Snapshot
 from durable.store import EXTERNAL_OWNER, TOPIC_RUNS, NewRun, Outgoing
 
+from . import updates
 from .connection import Fold
 from .schema import tags_json
 
@@ -401,6 +402,15 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
             [wf for wf, _ in keys],
             [key for _, key in keys],
             [p.published[k] for k in keys],
+        )
+    if p.updates:
+        keys = list(p.updates)
+        await conn.execute(
+            updates.UPSERT,
+            [wf for wf, _ in keys],
+            [uid for _, uid in keys],
+            [p.updates[k] for k in keys],
+            now,
         )
     if p.tags:
         await conn.execute(_MERGE_TAGS, list(p.tags), [tags_json(tags) for tags in p.tags.values()])

@@ -47,7 +47,7 @@ from typing import Any
 from durable.errors import StoreError
 from durable.store import RunRecord, TaskRecord
 
-from . import logs
+from . import logs, updates
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -272,6 +272,7 @@ _RUN_TAGS = [
 #: that predates one never touches it, so no version bump is needed.
 EXTRA_TABLES: list[tuple[str, list[str]]] = [
     logs.TABLE,  # step logs (durable.steplogs)
+    updates.TABLE,  # outcomes of updates (durable.updates)
     ("schedules", SCHEDULES_TABLE),  # durable.schedules
     # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
     # first by (key, value) instead of testing every run's jsonb. Triggers keep it in step

@@ -75,6 +75,7 @@ from .schema import (
     tags_json,
     task_record,
 )
+from .updates import Updates
 from .workers import WORKER_SILENCE_SECONDS
 
 __all__ = ["POLL_INTERVAL", "WORKER_SILENCE_SECONDS", "PostgresStore"]
@@ -129,7 +130,7 @@ async def _create_one(
         await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
 
 
-class PostgresStore(Listing, Logs, Schedules, Store):
+class PostgresStore(Listing, Logs, Updates, Schedules, Store):
     """The storage contract on PostgreSQL (asyncpg); see the module docstring.
 
         async with PostgresStore("postgresql://app@db.internal/app?schema=orders") as store:

@@ -43,7 +43,7 @@ import aiosqlite
 from durable.errors import StoreError
 from durable.store import InboxItem, JournalEntry, NewRun, RunRecord, TaskRecord, WorkerRecord
 
-from . import logs
+from . import logs, updates
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -251,6 +251,7 @@ _RUN_TAGS = (
 #: missing. Code that predates one never touches it, so no version bump is needed.
 EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     logs.TABLE,  # step logs (durable.steplogs)
+    updates.TABLE,  # outcomes of updates (durable.updates)
     ("schedules", SCHEDULES_TABLE),  # durable.schedules
     # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
     # first by (key, value) instead of testing every run's JSON. Triggers keep it in step

@@ -104,6 +104,7 @@ from .schema import (
     task_record,
     worker_record,
 )
+from .updates import Updates
 from .wakeups import POLL_FIRST, POLL_INTERVAL, Wakeups, _Seen, local_writes
 from .workers import WORKER_GONE_SECONDS
 
@@ -125,7 +126,7 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 T = TypeVar("T")
 
 
-class SQLiteStore(Listing, Logs, Wakeups, Schedules, Store):
+class SQLiteStore(Listing, Logs, Updates, Wakeups, Schedules, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:
