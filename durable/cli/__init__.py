@@ -7,6 +7,7 @@
     durable result order-1 --wait 60
     durable read order-1 progress
     durable signal order-1 approved true
+    durable update cart-7 add '"apple"' [--update-id ID] [--wait SECONDS]
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
     durable retry order-1
@@ -46,7 +47,7 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, queues, repair, replaying, retention, schedules, serve
+from . import commands, logs, messaging, queues, repair, replaying, retention, schedules, serve
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -301,6 +302,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("value", nargs="?", type=_json_argument, help="JSON value (default: null)")
     p.set_defaults(run=commands.signal)
+
+    p = command("update", "send an update to a workflow and print its result", json=True)
+    p.add_argument("id")
+    p.add_argument("name")
+    p.add_argument(
+        "args", nargs="*", type=_json_argument, help="JSON values: the handler's arguments"
+    )
+    p.add_argument(
+        "--update-id", help="makes it idempotent: sent again, the same id gets the same outcome"
+    )
+    p.add_argument(
+        "--wait", type=_wait, metavar="SECONDS", help="give up after this long (default: never)"
+    )
+    p.set_defaults(run=messaging.update)
 
     p = command("cancel", "request cancellation of a workflow")
     p.add_argument("id")
