@@ -31,7 +31,19 @@ from ..client import Client
 from ..console.pages import routes as console_routes
 from ..errors import StoreError
 from ..store import Store
-from . import events, logs, metrics, openapi, queues, repair, retention, schedules, tasks, workflows
+from . import (
+    events,
+    logs,
+    metrics,
+    openapi,
+    queues,
+    repair,
+    retention,
+    schedules,
+    tasks,
+    updates,
+    workflows,
+)
 from .auth import BearerAuth
 from .problems import (
     Problem,
@@ -49,6 +61,7 @@ T = TypeVar("T")
 #: Every endpoint of the API, in the order the OpenAPI document lists them.
 ENDPOINTS: Sequence[Endpoint] = (
     *workflows.ENDPOINTS,
+    *updates.ENDPOINTS,
     *logs.ENDPOINTS,
     *repair.ENDPOINTS,
     *tasks.ENDPOINTS,

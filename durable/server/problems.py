@@ -61,6 +61,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "outcome": {"description": "409 on a task: the outcome already stored"},
+        "cause": {"description": "409 on an update: the recorded error that refused it"},
     },
 }
 
