@@ -135,6 +135,8 @@ CONTRACT = {
     ("get", "/v1/workflows/{id}/result"),
     ("get", "/v1/workflows/{id}/published/{key}"),
     ("post", "/v1/workflows/{id}/signal/{signal}"),
+    # §10 messages (durable.server.updates)
+    ("post", "/v1/workflows/{id}/update/{name}"),
     ("post", "/v1/workflows/{id}/cancel"),
     ("post", "/v1/workflows/{id}/terminate"),
     ("post", "/v1/workflows/{id}/retry"),
