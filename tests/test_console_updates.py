@@ -81,6 +81,10 @@ async def test_the_update_form_shows_the_outcome(api: Api) -> None:
     status, text = await send("add", '{"a": 1}')
     assert status == 400
     assert "JSON array" in text
+    page = await api.http.get("/runs/n-1")  # the updates are steps of the run
+    assert page.status_code == 200
+    assert "update \u00b7 add" in page.text or "update · add" in page.text
+    assert HOSTILE not in page.text
     forged = await api.http.post("/runs/n-1/update", data={"csrf": "x" * 40, "name": "add"})
     assert forged.status_code == 403
     status, text = await send("add", '["done"]')

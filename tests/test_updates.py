@@ -282,3 +282,21 @@ async def test_a_run_with_updates_replays(client: durable.Client) -> None:
     assert run is not None
     history = RunHistory.of(run, await store.read_journal(run.run_id))
     assert replay(history, [cart]) == len(history.entries)
+
+
+async def test_updates_are_steps_people_see(client: durable.Client) -> None:
+    async with durable.Worker(client, workflows=[cart], activities=[double]):
+        handle = await client.start(cart, "ann")
+        await handle.update("add", "apple")
+        with pytest.raises(durable.UpdateFailed):
+            await handle.update("boom")
+        steps = [s for s in await handle.steps() if s.kind == "update"]
+        assert [(s.name, s.status, s.input) for s in steps] == [
+            ("add", "completed", ["apple"]),
+            ("boom", "failed", []),
+        ]
+        assert steps[0].output == 1
+        assert steps[1].error is not None
+        assert "the handler broke" in steps[1].error.message
+        await handle.update("add", "done")
+        await handle.result(timeout=20)
