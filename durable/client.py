@@ -338,7 +338,7 @@ class Client(ScheduleMethods, LimitsAccess):
         self._state: Literal["new", "open", "closed"] = "new"
         self._lock = asyncio.Lock()
         # Set by durable.testing to skip time while a test awaits a result.
-        self._waiter: Callable[[WorkflowHandle[Any]], Awaitable[None]] | None = None
+        self._waiter: Callable[..., Awaitable[None]] | None = None
         self._tasks = TaskService(self)
 
     async def _open(self) -> Store:

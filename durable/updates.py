@@ -147,4 +147,11 @@ async def send_update(
                     f"outcome after {timeout}s; it may still complete: call again with the "
                     "same update_id to get its outcome."
                 )
-        await store.wait([run_topic(workflow_id)], wait, since=mark)
+        if client._waiter is not None:  # time skipping (durable.testing)
+
+            async def answered() -> bool:
+                return await store.read_update(workflow_id, update_id) is not None
+
+            await client._waiter(handle, answered)
+        else:
+            await store.wait([run_topic(workflow_id)], wait, since=mark)

@@ -4,13 +4,14 @@ validators that reject without journaling, idempotent update ids, closed runs, r
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 import durable
 from durable.replayer import RunHistory
-from durable.testing import replay
+from durable.testing import WorkflowEnvironment, replay
 
 
 @durable.activity
@@ -300,3 +301,27 @@ async def test_updates_are_steps_people_see(client: durable.Client) -> None:
         assert "the handler broke" in steps[1].error.message
         await handle.update("add", "done")
         await handle.result(timeout=20)
+
+
+@durable.workflow
+async def slow_account() -> int:
+    balance = [0]
+
+    async def deposit(amount: int) -> int:
+        await durable.sleep(timedelta(days=1))  # a day in virtual time
+        balance[0] += amount
+        return balance[0]
+
+    durable.on_update("deposit", deposit)
+    await durable.wait_condition(lambda: balance[0] >= 5, timeout=timedelta(days=30))
+    return balance[0]
+
+
+async def test_an_update_awaiting_a_day_long_timer_completes_with_time_skipping() -> None:
+    async with WorkflowEnvironment(workflows=[slow_account]) as env:
+        handle = await env.client.start(slow_account)
+        started = env.now()
+        assert await asyncio.wait_for(handle.update("deposit", 5), 20) == 5
+        assert env.now() - started >= timedelta(days=1)
+        assert env.now() - started < timedelta(days=30)  # no jump past the update's answer
+        assert await handle.result() == 5
