@@ -154,7 +154,8 @@ class Plan:
     consumed: list[int] = field(default_factory=list)
     #: 5. Runs to insert, current, pending and ready: successors and children.
     new_runs: list[NewRun] = field(default_factory=list)
-    #: 6. Workflow ids whose published values are cleared (a child restarting an id).
+    #: 6. Workflow ids whose published values and update outcomes are cleared (a child
+    #:    restarting an id).
     cleared: list[str] = field(default_factory=list)
     #: 7. (old run, successor): move the old run's unconsumed WORKFLOW_ADDRESSED items
     #:    (after the consumed ones are deleted, so those stay behind).

@@ -186,6 +186,7 @@ ORDER BY u.ord
 _READY = "UPDATE runs SET ready = true WHERE run_id = ANY($1::text[])"
 _DEMOTE = "UPDATE runs SET is_current = false WHERE run_id = ANY($1::text[])"
 _CLEAR_PUBLISHED = "DELETE FROM published WHERE workflow_id = ANY($1::text[])"
+_CLEAR_UPDATES = "DELETE FROM updates WHERE workflow_id = ANY($1::text[])"
 
 
 async def deliver(conn: Any, deliveries: Sequence[Delivery]) -> None:
@@ -369,6 +370,7 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
         await _refuse_raced(conn, p, raced, now)
     if p.cleared:
         await conn.execute(_CLEAR_PUBLISHED, p.cleared)
+        await conn.execute(_CLEAR_UPDATES, p.cleared)
     if p.moves:
         await conn.execute(_MOVE_SIGNALS, *_columns(p.moves, 2), _ADDRESSED)
     if p.tasks:

@@ -126,8 +126,9 @@ async def _create_one(
         await conn.execute(
             "UPDATE runs SET is_current = false WHERE run_id = $1", existing["run_id"]
         )
-        # A new execution: the old one's published values are not its own.
+        # A new execution: the old one's published values and update outcomes are not its own.
         await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
+        await conn.execute("DELETE FROM updates WHERE workflow_id = $1", run.workflow_id)
 
 
 class PostgresStore(Listing, Logs, Updates, Schedules, Store):

@@ -134,6 +134,7 @@ def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
         insert_runs(conn, p.new_runs)
     if p.cleared:
         conn.executemany("DELETE FROM published WHERE workflow_id = ?", [(w,) for w in p.cleared])
+        conn.executemany("DELETE FROM updates WHERE workflow_id = ?", [(w,) for w in p.cleared])
     if p.moves:
         # Unconsumed items sent to the workflow id follow it; ids (their order) are kept.
         conn.executemany(

@@ -283,8 +283,10 @@ class SQLiteStore(Listing, Logs, Updates, Wakeups, Schedules, Store):
                     db.execute(
                         "UPDATE runs SET is_current = 0 WHERE run_id = ?", (existing.run_id,)
                     )
-                    # A new execution: the old one's published values are not its own.
+                    # A new execution: the old one's published values and update outcomes
+                    # are not its own.
                     db.execute("DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,))
+                    db.execute("DELETE FROM updates WHERE workflow_id = ?", (run.workflow_id,))
                 _steps.insert_runs(db, [run])
                 results.append((pending_record(run), True))
                 topics.update((TOPIC_RUNS, TOPIC_STATUS, run_topic(run.workflow_id)))

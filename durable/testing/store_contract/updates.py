@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from durable.store import StepCommit, Store
 
-from .kit import entries, start
+from .kit import entries, new_run, start
 
-__all__ = ["test_update_outcomes_are_written_by_accepted_steps_once_and_pruned"]
+__all__ = [
+    "test_a_new_execution_of_an_id_starts_without_the_old_outcomes",
+    "test_update_outcomes_are_written_by_accepted_steps_once_and_pruned",
+]
 
 
 async def test_update_outcomes_are_written_by_accepted_steps_once_and_pruned(
@@ -44,3 +47,21 @@ async def test_update_outcomes_are_written_by_accepted_steps_once_and_pruned(
     assert await store.commit_steps([closing], 6.0) == [True]
     assert await store.prune_runs(7.0, 10) == 1
     assert await store.read_update("cart", "u1") is None
+
+
+async def test_a_new_execution_of_an_id_starts_without_the_old_outcomes(store: Store) -> None:
+    run_id = await start(store, "again")
+    step = StepCommit(
+        run_id,
+        "w1",
+        1,
+        entries(2, "workflow_completed"),
+        status="completed",
+        result=b"r",
+        updates={"u1": b"old"},
+    )
+    assert await store.commit_steps([step], 4.0) == [True]
+    assert await store.read_update("again", "u1") == b"old"
+    _, created = await store.create_run(new_run("again", 5.0), if_exists="restart")
+    assert created
+    assert await store.read_update("again", "u1") is None
