@@ -317,19 +317,19 @@ class RunStepping:
             for kind, data, when, inbox_id, finished in inputs:
                 if finished is not None:
                     commit.finished_tasks[finished.info.task_id] = finished.info.attempt
-                if engine.closed:
+                if engine.outcome is not None:
                     # Late arrivals for a closed run are not journaled. What was sent to
                     # the workflow id (a signal, a cancellation) stays in the inbox when
                     # the run continued as new: the store moves it to the successor.
                     # Answers to this run's own commands are consumed.
                     if inbox_id is not None and not (
-                        kind in WORKFLOW_ADDRESSED
-                        and engine.outcome is not None
-                        and engine.outcome.status == "continued_as_new"
+                        kind in WORKFLOW_ADDRESSED and engine.outcome.status == "continued_as_new"
                     ):
                         commit.consumed_inbox.append(inbox_id)
                         if kind == journal.Kind.UPDATE_ACCEPTED:
-                            _unanswered(commit, payload.decode(data), engine.outcome)
+                            item = payload.decode(data)  # answered: it never will be
+                            answer = updates.unanswered(item.get("name"), engine.outcome.status)
+                            commit.updates.setdefault(str(item.get("id")), answer)
                     continue
                 if inbox_id is not None:
                     commit.consumed_inbox.append(inbox_id)
@@ -337,6 +337,8 @@ class RunStepping:
                 if kind == journal.Kind.UPDATE_ACCEPTED and inbox_id is not None:
                     # Screened against the live state first: only admitted ones are journaled.
                     verdict = engine.screen_update(decoded)
+                    if verdict is True and await self._answered(run.workflow_id, decoded["id"]):
+                        verdict = False  # answered by a run this one continued from
                     if verdict is not True:
                         if verdict is not False:
                             commit.updates[decoded["id"]] = updates.rejected(verdict)
@@ -564,7 +566,7 @@ class RunStepping:
         commit.status = outcome.status
         commit.result = outcome.result
         for update_id, name in engine.open_updates().items():
-            _unanswered(commit, {"id": update_id, "name": name}, outcome)
+            commit.updates.setdefault(update_id, updates.unanswered(name, outcome.status))
         if outcome.error is not None:
             commit.error = payload.envelope(outcome.error.to_dict())
         for ctx in driver.local.values():
@@ -599,6 +601,14 @@ class RunStepping:
         commit.outgoing.append(
             Outgoing(run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id)
         )
+
+    async def _answered(self, workflow_id: str, update_id: str) -> bool:
+        try:
+            return await self.store.read_update(workflow_id, update_id) is not None
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _StoreTrouble(exc) from exc
 
     async def _park(self, driver: Driver, problem: str) -> None:
         logger.error("Parking run %s: %s", driver.run_id, problem)
@@ -651,17 +661,6 @@ class RunStepping:
             for (_, fut), ok in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(ok)
-
-
-def _unanswered(commit: StepCommit, update: dict[str, Any], outcome: Any) -> None:
-    """Answer an update the closing run will never answer (`durable.updates`)."""
-    error = RemoteError(
-        "WorkflowClosed",
-        f"the run closed ({outcome.status}) before update {update.get('name')!r} was "
-        "answered; wait for running handlers with durable.all_handlers_finished() before "
-        "the workflow returns",
-    )
-    commit.updates.setdefault(str(update.get("id")), updates.failed(error))
 
 
 def _entry_data(run_id: str, entry: JournalEntry) -> dict[str, Any]:

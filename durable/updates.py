@@ -33,7 +33,15 @@ from .store import CLOSED_STATUSES, run_topic
 if TYPE_CHECKING:
     from .client import WorkflowHandle
 
-__all__ = ["UPDATE_POLL", "completed", "failed", "raise_or_return", "rejected", "send_update"]
+__all__ = [
+    "UPDATE_POLL",
+    "completed",
+    "failed",
+    "raise_or_return",
+    "rejected",
+    "send_update",
+    "unanswered",
+]
 
 UPDATE_POLL = 5.0  # most seconds between re-reads while waiting (wake-ups come sooner)
 
@@ -51,6 +59,16 @@ def failed(error: RemoteError) -> bytes:
 def rejected(error: RemoteError) -> bytes:
     """The outcome of an update refused before anything was journaled."""
     return payload.envelope({"status": "rejected", "error": error.to_dict()})
+
+
+def unanswered(name: object, status: str) -> bytes:
+    """The outcome of an update a closing run (``status``) will never answer."""
+    error = RemoteError(
+        "WorkflowClosed",
+        f"the run closed ({status}) before update {name!r} was answered; wait for running "
+        "handlers with durable.all_handlers_finished() before the workflow returns",
+    )
+    return failed(error)
 
 
 def raise_or_return(outcome: bytes, workflow_id: str, name: str, update_id: str) -> Any:

@@ -325,3 +325,43 @@ async def test_an_update_awaiting_a_day_long_timer_completes_with_time_skipping(
         assert env.now() - started >= timedelta(days=1)
         assert env.now() - started < timedelta(days=30)  # no jump past the update's answer
         assert await handle.result() == 5
+
+
+@durable.workflow
+async def hops(n: int) -> list[int]:
+    seen: list[int] = []
+
+    def add(k: int) -> int:
+        seen.append(k)
+        return n
+
+    durable.on_update("add", add)
+    await durable.wait_signal("next", timeout=60)
+    if n == 0:
+        durable.continue_as_new(1)
+    return seen
+
+
+async def test_a_duplicate_that_reaches_a_successor_does_not_run_again(
+    client: durable.Client,
+) -> None:
+    from durable import journal, payload
+
+    async with durable.Worker(client, workflows=[hops]):
+        handle = await client.start(hops, 0)
+        assert await handle.update("add", 7, update_id="d") == 0
+        await handle.signal("next")
+        for _ in range(400):
+            if (await handle.describe()).input == [1]:
+                break
+            await asyncio.sleep(0.02)
+        # A second request of that id, in flight when the first run continued as new,
+        # reaches the successor: the outcome is known, so it is dropped, not run again.
+        args = payload.encode({"args": [7], "kwargs": {}})
+        item = journal.UpdateAccepted("d", "add", args)
+        store = await client._open()
+        await store.send(handle.id, item.KIND, journal.encode(item), client.clock.now())
+        assert await handle.update("add", 7, update_id="d") == 0
+        await handle.signal("next")
+        assert await handle.result(timeout=20) == []
+    assert "update_accepted" not in await _history_kinds(handle)
