@@ -23,6 +23,7 @@ The engine side is `durable.handlers`; the caller's side of an update is `durabl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -91,12 +92,17 @@ def on_update(
     before returning so that running handlers end first.
 
     Raises:
-        TypeError: ``name`` is not a non-empty ``str``, or ``handler`` or ``validator`` is
-            not callable.
+        TypeError: ``name`` is not a non-empty ``str``, ``handler`` or ``validator`` is
+            not callable, or ``validator`` is async.
     """
     _check("on_update", name, handler)
     if validator is not None and not callable(validator):
         raise TypeError(f"durable.on_update({name!r}, ...): validator must be a function")
+    if inspect.iscoroutinefunction(validator):
+        raise TypeError(
+            f"durable.on_update({name!r}, ...): the validator must be a plain (sync) function: "
+            "it runs before anything is journaled, so it cannot await; raise to reject."
+        )
     _run("on_update").on_update(name, handler, validator)
 
 
@@ -119,6 +125,7 @@ async def wait_condition(fn: Callable[[], Any], timeout: float | timedelta | Non
 
 async def all_handlers_finished() -> None:
     """Wait until no signal or update handler is running (call it before returning, so
-    that updates in flight answer their callers rather than end with the run)."""
+    that updates in flight answer their callers rather than end with the run). Not from
+    inside a handler: it would wait for itself."""
     run = _run("all_handlers_finished")
     await run.wait_condition(lambda: not run.handlers_running(), None)

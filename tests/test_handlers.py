@@ -166,6 +166,12 @@ def test_outside_a_workflow_the_calls_say_where_they_work() -> None:
     with pytest.raises(durable.NotInWorkflowError):
         asyncio.run(durable.wait_condition(lambda: True))
 
+    async def checks(item: str) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="validator must be a plain"):
+        durable.on_update("x", print, validator=checks)
+
 
 # -- the engine alone: conditions re-checked at quiescence, identical on replay ---------
 
