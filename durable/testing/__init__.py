@@ -6,9 +6,10 @@
         assert await handle.result() == "approved"   # a 90-day timeout costs milliseconds
 
 With ``time_skipping=True`` (the default) the clock is virtual: it stands still, except that
-while a test awaits ``handle.result()`` or ``env.sleep(...)`` and nothing else can happen
-first — no activity running, no unprocessed inbox item, every workflow blocked — it jumps to
-the next due timer (or delayed retry, or schedule tick: schedules fire in virtual time).
+while a test awaits ``handle.result()``, ``handle.update(...)`` or ``env.sleep(...)`` and
+nothing else can happen first — no activity running, no unprocessed inbox item, every
+workflow blocked — it jumps to the next due timer (or delayed retry, or schedule tick:
+schedules fire in virtual time).
 
 Why "nothing else can happen first" holds exactly, not by waiting and hoping
 ----------------------------------------------------------------------------
