@@ -2,15 +2,19 @@
 
 General layout (one concept per module):
 
-- definition  @workflow, @activity, RetryPolicy, call: mark functions; nothing global
+- definition  @workflow, @activity (functions and methods), RetryPolicy, call: mark
+              functions; nothing global
 - journal     the journal's vocabulary: entry kinds, typed records, task ids, routing
 - branches    which task of the workflow's code issued each command, and which ran together
 - engine      the replay engine: a deterministic event loop per run; journal in, commands out
 - calls       what a run calls: activities (Python or remote, by name) and child workflows
+- children    parent-close policies: a closing parent's running children cancelled,
+              terminated or left running
 - waits       what a run waits for from outside: signals, and external completions by token
 - handlers    a run's signal and update handlers and the conditions its code waits on
 - messages    on_signal, on_update, wait_condition, all_handlers_finished: the calls
 - updates     handle.update: the caller's side of an update, and its stored outcome
+- queries     durable.on_query: read-only functions of a run, answered from memory or replay
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
 - sagas       durable.saga(): compensations run newest first when a block fails
@@ -26,6 +30,9 @@ General layout (one concept per module):
 - tags        durable.set_tags: a workflow labelling its own run for search
 - retention   client.prune, Worker(retention=): deleting old closed runs in batches
 - client      connect, Client, WorkflowHandle: start, signal, cancel, terminate, inspect
+- asking      handle.query: a query left in the database, answered by a worker, read back
+- answering   the worker's side of queries: who answers, from memory or by replay
+- querybox    the storage of queries: the requests clients leave and the answers workers write
 - schedules   Client.schedule, ScheduleHandle: cron schedules, fired by workers once per tick
 - ticks       a schedule's rules, pure: cron in a time zone, catch-up, jitter, overlap
 - tasks       remote activity attempts and external waits: poll, heartbeat, complete, fail
@@ -84,6 +91,7 @@ from .errors import (
     MapFailed,
     NonDeterminismError,
     NotInWorkflowError,
+    QueryError,
     RemoteError,
     RepairError,
     ScheduleNotFound,
@@ -99,6 +107,7 @@ from .errors import (
 )
 from .limits import QueueLimits
 from .messages import all_handlers_finished, on_signal, on_update, wait_condition
+from .queries import on_query
 from .sagas import Saga, saga
 from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
 from .steps import Attempt, PendingStep, Step
@@ -125,6 +134,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInWorkflowError",
     "PendingStep",
+    "QueryError",
     "QueueLimits",
     "RemoteError",
     "RemoteTask",
@@ -162,6 +172,7 @@ __all__ = [
     "logger",
     "map",
     "now",
+    "on_query",
     "on_signal",
     "on_update",
     "patched",

@@ -18,6 +18,7 @@ import math
 import random as random_module
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import journal, payload
@@ -29,6 +30,18 @@ if TYPE_CHECKING:
     from .loop import WorkflowLoop
 
 __all__ = ["Calls", "as_seconds"]
+
+
+@dataclass(slots=True)
+class _Child:
+    """A child workflow in flight: the seq of its ``child_started``, the future its answer
+    resolves, its definition, its workflow id and its recorded parent-close policy."""
+
+    seq: int
+    future: asyncio.Future[Any]
+    defn: WorkflowDefinition
+    workflow_id: str
+    parent_close: str
 
 
 class Calls:
@@ -47,10 +60,10 @@ class Calls:
     _expected_pos: int
     # Activities in flight by seq: (future, name, how to decode its result).
     _activities: dict[int, tuple[asyncio.Future[Any], str, Callable[[bytes], Any]]]
-    # Children in flight by their run id: (seq, future, definition, child workflow id).
-    # By run id, not workflow id: one parent may start two children of one id (the second
-    # refused while the first runs), and each answer must reach its own call.
-    _children: dict[str, tuple[int, asyncio.Future[Any], WorkflowDefinition, str]]
+    # Children in flight by their run id. By run id, not workflow id: one parent may start
+    # two children of one id (the second refused while the first runs), and each answer
+    # must reach its own call.
+    _children: dict[str, _Child]
 
     if TYPE_CHECKING:
 
@@ -86,11 +99,11 @@ class Calls:
             # From a run the parent did not start: the child's successor after it continued
             # as new (or an answer recorded before answers named their run). The oldest call
             # of that id still waiting is the one it answers.
-            key = next((k for k, e in self._children.items() if e[3] == child_id), None)
+            key = next((k for k, e in self._children.items() if e.workflow_id == child_id), None)
         entry = self._children.pop(key, None) if key is not None else None
         if entry is None:
             return
-        seq, fut, defn, _ = entry
+        seq, fut, defn = entry.seq, entry.future, entry.defn
         if fut.done():
             return
         if isinstance(rec, journal.ChildCompleted):
@@ -129,7 +142,9 @@ class Calls:
         )
         return self._schedule(
             defn.name,
-            overrides.get("queue", defn.queue),
+            # An activity without a queue of its own runs on its caller's. A recorded
+            # command keeps the queue it was recorded with (replay compares names only).
+            overrides.get("queue") or defn.queue or self.queue,
             encoded,
             overrides.get("retry", defn.retry),
             overrides.get("timeout", defn.timeout),
@@ -216,7 +231,11 @@ class Calls:
         kwargs: dict[str, Any],
         overrides: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        """Issue ``child_started``; the future resolves with the child's result."""
+        """Issue ``child_started``; the future resolves with the child's result.
+
+        ``overrides["parent_close"]`` (checked by `durable.call`) is recorded with it; on
+        replay the recorded policy holds, whatever the code says now (`durable.children`).
+        """
         encoded = (
             b""
             if self.is_replaying
@@ -233,6 +252,11 @@ class Calls:
             if "timeout" in overrides and overrides["timeout"] is None
             else as_seconds(overrides.get("timeout", defn.timeout))
         )
+        policy = overrides.get("parent_close", journal.PARENT_CLOSE[0])
+        if self.is_replaying and self._expected_pos < len(self._expected):
+            kind, recorded = self._expected[self._expected_pos]
+            if kind == "child_started":
+                policy = recorded.get("parent_close", journal.PARENT_CLOSE[0])
         seq = self._emit(
             journal.ChildStarted(
                 name=defn.name,
@@ -241,12 +265,13 @@ class Calls:
                 queue=overrides.get("queue", defn.queue),
                 args=encoded,
                 timeout=timeout,
+                parent_close=policy,
             )
         )
         fut: asyncio.Future[Any] = self._loop.create_future()
         if self._evicting:
             return fut
-        self._children[run_id] = (seq, fut, defn, child_id)
+        self._children[run_id] = _Child(seq, fut, defn, child_id, policy)
         fut.add_done_callback(lambda f: self._child_future_done(run_id, f))
         return fut
 
@@ -264,7 +289,7 @@ class Calls:
 
     def _child_future_done(self, run_id: str, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() and run_id in self._children and not self._evicting:
-            child_id = self._children.pop(run_id)[3]
+            child_id = self._children.pop(run_id).workflow_id
             self._effects.cancelled_children.append((child_id, run_id))
 
 

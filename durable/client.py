@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
-from . import journal, payload, repair, retention, signature, steplogs, steps, tracing, updates
+from . import children, journal, payload, repair, retention, signature, steplogs, steps, tracing
+from .asking import QueryMethods
 from .clock import Clock, RealClock
 from .definition import workflow_definition
 from .errors import (
@@ -36,8 +37,9 @@ from .errors import (
 from .limits import LimitsAccess
 from .schedules import ScheduleMethods
 from .steps import PendingStep
-from .store import CLOSED_STATUSES, STATUSES, Outgoing, RunRecord, Store, open_store, run_topic
+from .store import CLOSED_STATUSES, STATUSES, RunRecord, Store, open_store, run_topic
 from .tasks import RemoteTask, TaskService
+from .updates import send_update
 
 __all__ = [
     "DEFAULT_URL",
@@ -107,8 +109,8 @@ def _seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class WorkflowHandle(Generic[T]):
-    """A workflow, by id: wait for it, signal it, cancel it, inspect it.
+class WorkflowHandle(QueryMethods, Generic[T]):
+    """A workflow, by id: wait for it, signal it, query it, cancel it, inspect it.
 
     ``handle.result()`` follows continue-as-new to the run that finally ends.
     ``created`` says whether `Client.start` created the run (``False``: it handed back an
@@ -221,7 +223,7 @@ class WorkflowHandle(Generic[T]):
         ``update_id`` (default: a new uuid) makes it idempotent: sent again with the same id,
         e.g. after a lost connection, it returns the same outcome and the handler runs once.
         """
-        return await updates.send_update(self, name, args, update_id)
+        return await send_update(self, name, args, update_id)
 
     async def cancel(self, reason: str = "") -> None:
         """Request cancellation: `asyncio.CancelledError` is raised in the workflow at its
@@ -234,27 +236,18 @@ class WorkflowHandle(Generic[T]):
         """Close the workflow now, without running any more of its code.
 
         The run is ``terminated`` when this returns, and the lease of any worker on it is
-        revoked, so that worker's next write is rejected. No-op if already closed.
+        revoked, so that worker's next write is rejected. Its children still running get
+        their parent-close policies (`durable.children`): cancelled (the default),
+        terminated, or left running. No-op if already closed (except that a terminated
+        run's children get their policies again, which finishes the job if a process died
+        half-way).
         """
         store = await self.client._open()
         run = await self._current()
-        if run.status in CLOSED_STATUSES:
+        if run.status in CLOSED_STATUSES and run.status != "terminated":
             return
         reason = reason or "terminated by client"
-        error = RemoteError("Terminated", reason)
-        parent = None
-        if run.parent_id is not None:
-            item = journal.ChildFailed(self.id, error, "terminated", run.run_id)
-            parent = Outgoing(
-                run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id
-            )
-        await store.terminate(
-            run.run_id,
-            entry_data=journal.encode(journal.WorkflowTerminated(reason)),
-            error=payload.envelope(error.to_dict()),
-            now=self.client.clock.now(),
-            parent_item=parent,
-        )
+        await children.terminate_run(store, run, reason, self.client.clock.now())
 
     async def retry(self, reason: str = "") -> None:
         """Re-open a failed, terminated or parked run where it stopped: its failed step runs

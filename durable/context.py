@@ -21,6 +21,7 @@ from typing import Any, Literal, NoReturn, TypeVar, overload
 from . import mapping, payload
 from .engine import WorkflowInfo, WorkflowRun, current_run
 from .errors import DurableError, NotInWorkflowError
+from .queries import QUERY_SAFE
 from .waits import External
 
 __all__ = [
@@ -54,6 +55,8 @@ def _run(what: str) -> WorkflowRun:
             f"durable.{what}() only works inside a workflow (code run by a worker from a "
             "@workflow function)."
         )
+    if run.answering is not None and what not in QUERY_SAFE:
+        raise run.refuse_in_query(f"durable.{what}()")
     return run
 
 

@@ -13,15 +13,18 @@ There is no global registry: a `Worker` is given the functions it serves.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .errors import NotInWorkflowError
+from .journal import PARENT_CLOSE
 from .layout import check_function
 from .limits import check_key, check_priority
 from .loop import current_run
@@ -34,7 +37,9 @@ __all__ = [
     "WorkflowDefinition",
     "activity",
     "activity_definition",
+    "bind_activity",
     "call",
+    "check_parent_close",
     "workflow",
     "workflow_definition",
 ]
@@ -133,16 +138,23 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ActivityDefinition:
-    """What `@activity` attaches to a function (``fn.__durable_activity__``)."""
+    """What `@activity` attaches to a function (``fn.__durable_activity__``).
+
+    ``queue`` `None` runs it on the queue of the workflow that calls it. For a method
+    (``method`` true), ``fn`` is the method bound to a stand-in until a worker binds it to
+    the object it was given (`bind_activity`): either way its signature and type hints
+    leave ``self`` out, so ``self`` is never part of a call's arguments nor serialized.
+    """
 
     name: str
     fn: Callable[..., Any]
-    queue: str = DEFAULT_QUEUE
+    queue: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None  # seconds per attempt (start-to-close)
     heartbeat_timeout: float | None = None
     schedule_to_close: float | None = None  # seconds from first schedule to final result
     is_async: bool = True
+    method: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,73 @@ def activity_definition(fn: object) -> ActivityDefinition:
             "with @activity?"
         )
     return defn
+
+
+def bind_activity(fn: object) -> ActivityDefinition:
+    """The definition a worker serves for ``fn``: a function's own, or for a method the
+    definition bound to the object ``fn`` is a method of (``payments.charge``), so the
+    worker calls it on that object, which carries its dependencies.
+
+    Raises:
+        TypeError: ``fn`` is not an activity, or is a method taken from its class
+            (``Payments.charge``) rather than from an object (``payments.charge``).
+    """
+    defn = activity_definition(fn)
+    if not defn.method:
+        return defn
+    func = cast(types.MethodType, defn.fn).__func__
+    owner = getattr(fn, "__self__", None)
+    if not inspect.ismethod(fn) or isinstance(owner, type):
+        cls, _, method = defn.name.rpartition(".")
+        raise TypeError(
+            f"Activity {defn.name!r} is a method, and was given without an object: register "
+            f"an object's method, e.g. Worker(activities=[{cls or 'Service'}(...).{method}]), "
+            "so the worker has the object (and the dependencies it carries) to call it on."
+        )
+    return dataclasses.replace(defn, fn=types.MethodType(func, owner))
+
+
+class _NoInstance:
+    """``self`` of a method activity not yet bound by a worker (`bind_activity`): only its
+    signature and hints are used; running it says what to do."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        # AttributeError (hasattr and copy probe attributes), with what to do.
+        name = self.__dict__.get("_name")
+        if name is None or attr.startswith("__"):
+            raise AttributeError(attr)
+        raise AttributeError(
+            f"Method activity {name!r} ran without its object (it used self.{attr}): "
+            "call it on an object outside workflows, and give a worker the object's method "
+            "(Worker(activities=[obj.method]))."
+        )
+
+    def __repr__(self) -> str:
+        return f"<no object for {self._name}>"
+
+
+def _is_method(f: Callable[..., Any]) -> bool:
+    """Whether ``f`` is defined in a class body (its qualified name says so) and takes
+    ``self`` first: a method whose activity name is ``Class.method``."""
+    parts = getattr(f, "__qualname__", "").split(".")
+    if len(parts) < 2 or parts[-2] == "<locals>":
+        return False
+    try:
+        params = list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):  # no signature to read: not a method we can tell
+        return False
+    return bool(params) and params[0] == "self"
+
+
+def _is_own_object(first: object, name: str, route: object) -> bool:
+    """Whether ``first``, the first argument of a method activity's call in a workflow, is
+    an object of its class (``obj.charge(...)``) rather than an argument (``Cls.charge(...)``)."""
+    if isinstance(first, type):
+        return False
+    return inspect.getattr_static(type(first), name, None) is route
 
 
 def workflow_definition(fn: object) -> WorkflowDefinition:
@@ -248,7 +327,7 @@ def activity(fn: Callable[P, R], /) -> Callable[P, R]: ...
 def activity(
     *,
     name: str | None = None,
-    queue: str = DEFAULT_QUEUE,
+    queue: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: timedelta | float | None = None,
     heartbeat_timeout: timedelta | float | None = None,
@@ -261,7 +340,7 @@ def activity(
     /,
     *,
     name: str | None = None,
-    queue: str = DEFAULT_QUEUE,
+    queue: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: timedelta | float | None = None,
     heartbeat_timeout: timedelta | float | None = None,
@@ -279,19 +358,47 @@ def activity(
     and returns its result or raises `ActivityError`. Outside a workflow it simply runs.
     ``timeout`` bounds each attempt; ``heartbeat_timeout`` fails an attempt whose last
     ``durable.heartbeat()`` is older; ``schedule_to_close`` bounds all attempts together.
+    ``queue=None`` (the default) runs it on the queue of the workflow that calls it.
+
+    On a method (defined in a class, ``self`` first), the activity is named
+    ``Class.method`` unless ``name`` says otherwise, and carries the object's dependencies:
+
+        class Payments:
+            def __init__(self, pool: Pool) -> None:
+                self.pool = pool
+
+            @activity
+            async def charge(self, order_id: str, cents: int) -> str: ...
+
+        # the worker is given the method of an object: Worker(activities=[payments.charge])
+        # a workflow calls it through the class, no object needed there:
+        receipt = await Payments.charge(order_id, cents)
+
+    ``self`` is never serialized nor part of the call's arguments: the worker runs the
+    method on the object it was given. Type checkers see ``self`` in
+    ``Payments.charge``'s signature; typed workflow code calls it as
+    ``await durable.call(Payments.charge, order_id, cents)``, which does the same.
     """
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise ValueError(f"@activity(queue=...) must be a non-empty str or None, got {queue!r}")
 
     def mark(f: Callable[P, R]) -> Callable[P, R]:
         check_function(f)  # a hint its payloads could never be decoded faithfully with
+        method = _is_method(f)
+        default = ".".join(f.__qualname__.split(".")[-2:]) if method else f.__name__
+        fn: Callable[..., Any] = f
+        if method:  # bound to a stand-in: signature and hints without self
+            fn = types.MethodType(f, _NoInstance(name or default))
         defn = ActivityDefinition(
-            name=name or f.__name__,
-            fn=f,
+            name=name or default,
+            fn=fn,
             queue=queue,
             retry=retry if retry is not None else RetryPolicy(),
             timeout=_seconds(timeout, "activity timeout"),
             heartbeat_timeout=_seconds(heartbeat_timeout, "heartbeat_timeout"),
             schedule_to_close=_seconds(schedule_to_close, "schedule_to_close"),
             is_async=inspect.iscoroutinefunction(f),
+            method=method,
         )
 
         @functools.wraps(f)
@@ -299,6 +406,8 @@ def activity(
             run = current_run()
             if run is None:
                 return f(*args, **kwargs)
+            if method and args and _is_own_object(args[0], f.__name__, route):
+                args = args[1:]  # type: ignore[assignment]  # obj.charge(...): self stays here
             return cast(R, run.schedule_activity(defn, args, kwargs, {}))
 
         route.__durable_activity__ = defn  # type: ignore[attr-defined]
@@ -308,15 +417,16 @@ def activity(
 
 
 _CALL_OPTIONS = frozenset(
-    {"retry", "timeout", "queue", "id", "heartbeat_timeout", "key", "priority"}
+    {"retry", "timeout", "queue", "id", "heartbeat_timeout", "key", "priority", "parent_close"}
 )
+_CHILD_OPTIONS = frozenset({"id", "timeout", "queue", "parent_close"})
 
 
 def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[Any]:
     """Call an activity or child workflow with per-call options overriding the decorator's.
 
         receipt = await durable.call(charge, order_id, cents, retry=RetryPolicy(max_attempts=1))
-        child = await durable.call(ship, order, id=f"ship-{order_id}")
+        child = await durable.call(ship, order, id=f"ship-{order_id}", parent_close="abandon")
         size = await durable.call("resize_image", path, queue="media-node", result_type=Size)
 
     With a name instead of a function, it schedules a *remote* activity: one no Python
@@ -333,7 +443,11 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
     ``queue``, ``key`` (a str: the queue's ``key_concurrency`` holds tasks of one key,
     e.g. one tenant) and ``priority`` (an int, default 0: higher is claimed first; see
     `durable.limits`); for child workflows ``id``, ``timeout`` (the whole child run;
-    ``None`` for none, whatever the decorator says) and ``queue``.
+    ``None`` for none, whatever the decorator says), ``queue`` and ``parent_close``: what
+    happens to the child if this workflow closes (completes, fails, is cancelled or
+    terminated, continues as new) while the child runs — ``"cancel"`` (the default:
+    cancellation is requested, the child may clean up), ``"terminate"`` (closed at once, no
+    more of its code runs) or ``"abandon"`` (left running); see `durable.children`.
     Every other keyword is passed to the function (so a parameter named like an option
     is passed positionally). Only valid inside a workflow.
     """
@@ -353,14 +467,16 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
                 f"key and priority are options of activity calls (queue limits), not of "
                 f"child workflow {wdefn.name!r}"
             )
-        wrong = sorted(set(overrides) - {"id", "timeout", "queue"})
+        if "parent_close" in overrides:
+            overrides["parent_close"] = check_parent_close(overrides["parent_close"])
+        wrong = sorted(set(overrides) - _CHILD_OPTIONS)
         if wrong:
             # Ignored, not refused: runs recorded while they were silently ignored must
             # still replay. Said once per live call, not again on replay.
             if not run.is_replaying:
                 logger.warning(
                     "durable.call: %s ignored for child workflow %r (a child takes id, "
-                    "timeout and queue)",
+                    "timeout, queue and parent_close)",
                     ", ".join(map(repr, wrong)),
                     wdefn.name,
                 )
@@ -368,10 +484,24 @@ def call(fn: Callable[..., Any] | str, *args: Any, **options: Any) -> Awaitable[
                 del overrides[key]
         return run.start_child(wdefn, args, options, overrides)
     defn = activity_definition(fn)
-    if "id" in overrides:
-        raise TypeError(f"'id' is an option for child workflows, not activity {defn.name!r}")
+    for child_only in ("id", "parent_close"):
+        if child_only in overrides:
+            raise TypeError(
+                f"{child_only!r} is an option for child workflows, not activity {defn.name!r}"
+            )
     _check_limit_options(overrides)
     return run.schedule_activity(defn, args, options, overrides)
+
+
+def check_parent_close(value: object) -> str:
+    """``value`` if it is a parent-close policy (`PARENT_CLOSE`), else a clear
+    `ValueError`."""
+    if value not in PARENT_CLOSE:
+        raise ValueError(
+            f"parent_close must be one of {', '.join(map(repr, PARENT_CLOSE))} (what "
+            f"happens to the child if the parent closes while it runs), got {value!r}"
+        )
+    return str(value)
 
 
 def _check_limit_options(overrides: dict[str, Any]) -> None:

@@ -46,6 +46,7 @@ from .errors import (
 from .handlers import Handlers
 from .journal import CLOSING_KINDS, INPUT_KINDS, describe_command, same_command
 from .loop import WorkflowLoop, current_run
+from .queries import Queries
 from .waits import Waits
 
 __all__ = [
@@ -105,6 +106,8 @@ class Effects:
     cancelled_activities: list[int] = field(default_factory=list)
     cancelled_timers: list[int] = field(default_factory=list)
     cancelled_children: list[tuple[str, str]] = field(default_factory=list)  # (id, run id)
+    # Children whose parent-close policy is "terminate", left running as the run closed.
+    terminated_children: list[tuple[str, str]] = field(default_factory=list)  # (id, run id)
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class _ContinueAsNew(BaseException):
         self.encoded_args = args
 
 
-class WorkflowRun(Calls, Waits, Handlers):
+class WorkflowRun(Calls, Waits, Handlers, Queries):
     """One run of one workflow, advanced one input at a time.
 
         run = WorkflowRun(definition, workflow_id="order-42", run_id="...", queue="default")
@@ -367,13 +370,19 @@ class WorkflowRun(Calls, Waits, Handlers):
     def _close(self, outcome: Outcome, record: journal.Record) -> None:
         self._emit(record)
         self.outcome = outcome
-        # Everything still in flight is abandoned: cancel it (effects only).
+        # Everything still in flight is abandoned: cancel it (effects only). Children get
+        # what their recorded parent-close policy says (`durable.children`).
         for seq, (fut, _, _) in self._activities.items():
             if not fut.done():
                 self._effects.cancelled_activities.append(seq)
-        for child_run, (_, fut, _, child_id) in self._children.items():
-            if not fut.done():
-                self._effects.cancelled_children.append((child_id, child_run))
+        for child_run, child in self._children.items():
+            if child.future.done() or child.parent_close == "abandon":
+                continue
+            doomed = (child.workflow_id, child_run)
+            if child.parent_close == "terminate":
+                self._effects.terminated_children.append(doomed)
+            else:
+                self._effects.cancelled_children.append(doomed)
 
     def fail(self, error: RemoteError) -> None:
         """Close the run as failed from outside its code (a limit was hit); the closing
@@ -450,6 +459,9 @@ class WorkflowRun(Calls, Waits, Handlers):
 
     def _emit(self, record: journal.Record) -> int:
         """Record a command; during replay check it against the journal. Returns its seq."""
+        if self.answering is not None:  # a query issues nothing (durable.queries)
+            issued = describe_command(record.KIND, record.to_data())
+            raise self.refuse_in_query(f"a durable operation ({issued})")
         if self._evicting:
             return 0
         if self._validating:
@@ -548,6 +560,8 @@ class WorkflowRun(Calls, Waits, Handlers):
 
     def continue_as_new(self, encoded_args: bytes) -> None:
         """End this run; a fresh one with these arguments follows (raises to unwind)."""
+        if self.answering is not None:
+            raise self.refuse_in_query("durable.continue_as_new()")
         raise _ContinueAsNew(encoded_args)
 
     def info(self) -> WorkflowInfo:

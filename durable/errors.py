@@ -16,6 +16,7 @@
     ├── UpdateFailed           handle.update(): the handler raised, or the run closed first
     ├── CompensationError      durable.saga(): a compensation failed too (.error, .failures)
     ├── MapFailed              durable.map(): more items failed than it tolerates
+    ├── QueryError             handle.query(): unknown query, refused, raised, or no answer
     ├── TaskNotFound           a task token that names nothing (malformed, or no such run)
     ├── StaleTask              a task token whose attempt or wait is over (.outcome says how)
     ├── RepairError            retry()/fork() refused: nothing to repair in that state or seq
@@ -49,6 +50,7 @@ __all__ = [
     "MapFailed",
     "NonDeterminismError",
     "NotInWorkflowError",
+    "QueryError",
     "RemoteError",
     "RepairError",
     "ScheduleNotFound",
@@ -393,3 +395,36 @@ class MapFailed(DurableError):
         self.failed = failed
         self.total = total
         self.errors = errors
+
+
+class QueryError(DurableError):
+    """Raised by ``handle.query(name, *args)`` when the query got no result (`durable.queries`).
+
+    `.reason` says why, `.cause` (a `RemoteError`, or ``None``) what the worker reported:
+
+    - ``"unknown_query"``: the run registers no query of that name (the message lists the
+      names it does register, or says that the run has not started yet);
+    - ``"refused"``: the query function is ``async`` or returned an awaitable, called a
+      durable operation (an activity, a timer, ``publish``, ``set_tags``, ...), or does not
+      take the arguments given: a query only reads the run's state;
+    - ``"failed"``: the query function raised (`.cause` is its error), its result could not
+      be encoded, or the run's code no longer replays its journal;
+    - ``"no_answer"``: no worker serving the workflow answered within the timeout (start
+      one: ``durable worker MODULE``).
+
+    Nothing is written to the run's journal in any case.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        reason: str,
+        cause: RemoteError | None = None,
+        workflow_id: str = "",
+        query: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.cause = cause
+        self.workflow_id = workflow_id
+        self.query = query

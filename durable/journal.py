@@ -28,7 +28,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
                                              branch, group, compensation, key?, priority?
     timer_started         TimerStarted       due, branch, group
     child_started         ChildStarted       name, id, run_id, queue, args, timeout,
-                                             branch, group
+                                             branch, group, parent_close?
     published             Published          key, value, branch
     signal_wait_started   SignalWaitStarted  name, due, branch, group (tells only: see below)
     marker                Marker             patch, branch
@@ -51,6 +51,10 @@ workflow task that issued a command (``"0"`` the main coroutine, ``"0.2"`` the t
 it spawned) and ``group`` the seq of the first command of the concurrent group it belongs
 to (`None` alone; see `durable.branches`); entries recorded before these existed read as
 branch ``"0"``, no group.
+
+``parent_close`` (one of `PARENT_CLOSE`) is what happens to the child if the parent closes
+while it runs (`durable.children`); it is stored only when not ``"cancel"``, the default,
+which is also what journals recorded before it existed mean.
 
 ``compensation`` is present (and true) only on an activity a `durable.saga` scheduled to
 undo an earlier step; it is left out of every other activity's data, so journals recorded
@@ -109,6 +113,7 @@ __all__ = [
     "CLOSING_KINDS",
     "COMMAND_KINDS",
     "INPUT_KINDS",
+    "PARENT_CLOSE",
     "WORKFLOW_ADDRESSED",
     "ActivityCompleted",
     "ActivityFailed",
@@ -467,10 +472,15 @@ class TimerStarted(Record):
     group: int | None = None
 
 
+#: Parent-close policies of a child (`durable.children`); the first is the default.
+PARENT_CLOSE = ("cancel", "terminate", "abandon")
+
+
 @dataclass(frozen=True, slots=True)
 class ChildStarted(Record):
     """The code started child workflow ``name`` as ``id`` (run ``run_id``); ``timeout`` is
-    seconds (`None`: the child's decorator decides; infinity: none)."""
+    seconds (`None`: the child's decorator decides; infinity: none); ``parent_close`` one
+    of `PARENT_CLOSE`."""
 
     KIND = Kind.CHILD_STARTED
     name: str
@@ -481,6 +491,15 @@ class ChildStarted(Record):
     timeout: float | None = None
     branch: str = "0"
     group: int | None = None
+    parent_close: str = PARENT_CLOSE[0]
+
+    def to_data(self) -> dict[str, Any]:
+        """As `Record.to_data`, without ``parent_close`` at its default (so entries of
+        children started without one stay as they were)."""
+        out = Record.to_data(self)
+        if out["parent_close"] == PARENT_CLOSE[0]:
+            del out["parent_close"]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,9 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
+        if self.run.answering is not None:  # a query starts nothing (durable.queries)
+            coro.close()
+            raise self.run.refuse_in_query("asyncio.create_task()")
         task = asyncio.Task(coro, loop=self, name=name, context=context)
         self.branches.spawned(task, asyncio.current_task(self))
         self._tasks.add(task)

@@ -268,7 +268,7 @@ async def _activity(run: WorkflowRun, spec: dict[str, Any], encoded: bytes) -> A
     """The item's activity, scheduled with the parent's encoding; its result kept encoded."""
     fut = run._schedule(
         spec["name"],
-        spec["queue"],
+        spec["queue"] or run.queue,  # none of its own: the batch's, which is the caller's
         encoded,
         RetryPolicy.from_dict(spec["retry"]),
         spec.get("timeout"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from .topics import TOPIC_LIMITS
 
@@ -46,15 +46,22 @@ class Hub:
         self._topic_generation: OrderedDict[str, int] = OrderedDict()  # oldest first
         self._forgotten = 0  # the latest generation of a topic dropped from the above
         self._pinned: dict[str, int] = {}  # PINNED_TOPICS -> generation, never forgotten
+        #: Called with the topics of every `notify` made here (not of those passed on
+        #: from other processes): a backend's way to tell its other processes (SQLite's
+        #: doorbells, `durable_sqlite.doorbell`).
+        self.forward: Callable[[set[str]], None] | None = None
 
     def _last_notified(self, topic: str) -> int:
         return self._topic_generation.get(topic, self._forgotten)
 
-    def notify(self, topics: Iterable[str]) -> None:
-        """Wake every waiter on any of ``topics`` (``ALL`` wakes everyone)."""
+    def notify(self, topics: Iterable[str], *, forward: bool = True) -> None:
+        """Wake every waiter on any of ``topics`` (``ALL`` wakes everyone); with ``forward``
+        (the default: a change made in this process) also hand them to `forward`."""
         woken: set[asyncio.Future[None]] = set()
+        topics = set(topics)
+        if forward and self.forward is not None:
+            self.forward(topics)
         with self._lock:
-            topics = set(topics)
             self.generation += 1
             remembered = self._topic_generation
             for topic in topics:

@@ -20,9 +20,10 @@ import asyncio
 import collections
 import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import journal, payload, steplogs, tracing, updates
+from . import children, journal, payload, steplogs, tracing, updates
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
@@ -52,6 +53,7 @@ from .ticks import scheduled_at
 __all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
 
 logger = logging.getLogger("durable.worker")
+T = TypeVar("T")
 
 COMMIT_BATCH = 500  # most steps written in one group-commit transaction
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
@@ -280,12 +282,7 @@ class RunStepping:
             timeout=run.timeout,
             scheduled_at=scheduled_at(run.tags),
         )
-        try:
-            entries = await self.store.read_journal(run.run_id) if run.history_length else []
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise _StoreTrouble(exc) from exc
+        entries = await _stored(self.store.read_journal(run.run_id)) if run.history_length else []
         replay_journal(engine, run.run_id, entries, functools.partial(_entry_data, run.run_id))
         engine.take_effects()  # carried out when they were first recorded
         return engine
@@ -326,22 +323,16 @@ class RunStepping:
                         kind in WORKFLOW_ADDRESSED and engine.outcome.status == "continued_as_new"
                     ):
                         commit.consumed_inbox.append(inbox_id)
-                        if kind == journal.Kind.UPDATE_ACCEPTED:
-                            item = payload.decode(data)  # answered: it never will be
-                            answer = updates.unanswered(item.get("name"), engine.outcome.status)
-                            commit.updates.setdefault(str(item.get("id")), answer)
+                        if kind == journal.Kind.UPDATE_ACCEPTED:  # it never will be answered
+                            updates.answer_closed(commit, data, engine.outcome.status)
                     continue
                 if inbox_id is not None:
                     commit.consumed_inbox.append(inbox_id)
                 decoded = payload.decode(data)
                 if kind == journal.Kind.UPDATE_ACCEPTED and inbox_id is not None:
-                    # Screened against the live state first: only admitted ones are journaled.
-                    verdict = engine.screen_update(decoded)
-                    if verdict is True and await self._answered(run.workflow_id, decoded["id"]):
-                        verdict = False  # answered by a run this one continued from
-                    if verdict is not True:
-                        if verdict is not False:
-                            commit.updates[decoded["id"]] = updates.rejected(verdict)
+                    # Screened before anything is journaled (`durable.updates.admit`).
+                    known = self.store.read_update(run.workflow_id, str(decoded.get("id")))
+                    if not updates.admit(engine, decoded, commit, await _stored(known)):
                         continue
                 when = max(when, engine._now)
                 new = engine.apply(kind, decoded, when)
@@ -382,7 +373,7 @@ class RunStepping:
         if base == 0:
             commit.status = "running"
         local = self._apply_commands(driver, engine, commands, commit, now)
-        self._apply_effects(driver, engine, commit)
+        doomed = self._apply_effects(driver, engine, commit)
         outcome = engine.outcome
         if outcome is not None:
             self._close(driver, engine, commit)
@@ -413,6 +404,8 @@ class RunStepping:
             FIGURES.step(name, first=base == 0, cached=cached, commands=len(commands))
             if outcome is not None:
                 FIGURES.closed_run(name, outcome.status)
+            if doomed:  # parent_close="terminate": after the close is committed
+                await self._terminate_children(run.workflow_id, run.run_id, doomed, commit)
         else:
             logger.info(
                 "Run %s moved on without worker %s; dropping it", run.run_id, self.worker_id
@@ -533,14 +526,28 @@ class RunStepping:
             elif isinstance(rec, journal.TagsSet):
                 commit.tags.update(rec.tags)
             elif isinstance(rec, journal.UpdateCompleted):
-                commit.updates[rec.id] = (
-                    updates.completed(rec.result)
-                    if rec.failure is None
-                    else updates.failed(RemoteError.from_dict(rec.failure))
-                )
+                commit.updates[rec.id] = updates.outcome(rec)
         return local
 
-    def _apply_effects(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
+    async def _terminate_children(
+        self, workflow_id: str, run_id: str, doomed: list[tuple[str, str]], commit: StepCommit
+    ) -> None:
+        why = f"parent workflow {workflow_id!r} closed ({commit.status})"
+        try:
+            await children.terminate_children(self.store, run_id, doomed, why, self.clock.now())
+        except Exception:  # the close is committed: the step goes on; say what was left
+            logger.exception(
+                "Run %s closed, but terminating its children %s failed: they run on "
+                "(terminate them by id, or terminate the parent again)",
+                run_id,
+                [child for child, _ in doomed],
+            )
+
+    def _apply_effects(
+        self, driver: Driver, engine: WorkflowRun, commit: StepCommit
+    ) -> list[tuple[str, str]]:
+        """Put the step's effects in ``commit``; return the children to terminate once it
+        is committed (parent_close="terminate", `durable.children`)."""
         effects = engine.take_effects()
         run_id = driver.run_id
         for seq in effects.cancelled_activities:
@@ -557,6 +564,7 @@ class RunStepping:
             commit.outgoing.append(
                 Outgoing(child_id, cancel.KIND, journal.encode(cancel), run_id=child_run)
             )
+        return effects.terminated_children
 
     def _close(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
         outcome = engine.outcome
@@ -601,14 +609,6 @@ class RunStepping:
         commit.outgoing.append(
             Outgoing(run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id)
         )
-
-    async def _answered(self, workflow_id: str, update_id: str) -> bool:
-        try:
-            return await self.store.read_update(workflow_id, update_id) is not None
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise _StoreTrouble(exc) from exc
 
     async def _park(self, driver: Driver, problem: str) -> None:
         logger.error("Parking run %s: %s", driver.run_id, problem)
@@ -688,3 +688,13 @@ class _DamagedJournal(Exception):
 
 class _StoreTrouble(Exception):
     """A store call of a step failed with the driver's own error, not a `StoreError`."""
+
+
+async def _stored(call: Awaitable[T]) -> T:
+    """A store call's result; its failure other than a `StoreError` as `_StoreTrouble`."""
+    try:
+        return await call
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise _StoreTrouble(exc) from exc

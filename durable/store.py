@@ -29,6 +29,7 @@ Logical schema (each backend spells it in its own SQL):
   starts on rate-limited queues (queue, at, n), the rate's sliding window. Tasks carry a
   ``key`` and a ``priority`` for them.
 - ``meta``: schema version.
+- ``queries``: queries clients left for workers and their answers (`durable.querybox`).
 - ``schedules``: schedule id → what to start (workflow name, queue, input), when (cron,
   time zone, catch-up window, jitter, paused), overlap policy, and its state: next tick,
   when it is due, buffered ticks, latest and recent runs, and a version every write bumps
@@ -68,6 +69,7 @@ from urllib.parse import urlsplit
 from .errors import StoreError, WorkflowAlreadyExists
 from .limits import QueueLimits
 from .notify import Hub
+from .querybox import QueryBox
 from .rows import (
     ClaimedRun,
     InboxItem,
@@ -165,7 +167,7 @@ EXTERNAL_OWNER = "durable:external"
 NEVER = float("inf")  # the lease_expires_at of a lease that never expires
 
 
-class Store(abc.ABC):
+class Store(QueryBox, abc.ABC):
     """The storage contract. One instance per client or worker; not shared across loops.
 
     Implementations are async context managers: ``async with store:`` opens (connects and

@@ -40,17 +40,21 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import hmac
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from opentelemetry import metrics as otel
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from .rows import QueueStats
+from .urls import is_loopback
 
 __all__ = [
     "BUCKETS",
@@ -281,11 +285,52 @@ for _name, _counter_of, _labels in (
 # -- serving ---------------------------------------------------------------------------------
 
 
-def serve(port: int, host: str = "127.0.0.1") -> threading.Thread:
+def serve(port: int, host: str = "127.0.0.1", token: str | None = None) -> threading.Thread:
     """Serve `REGISTRY` at ``http://host:port/metrics`` from a daemon thread; the thread.
-    Binds loopback unless told otherwise (metrics say what runs; keep them private)."""
-    _server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+
+    Binds loopback unless told otherwise (metrics say what runs; keep them private). With
+    ``token``, every scrape must send ``Authorization: Bearer TOKEN`` (Prometheus:
+    ``authorization: {credentials: TOKEN}`` in the scrape config); a host beyond loopback
+    without a token is refused with a `ValueError` saying how to fix it.
+    """
+    if token is None and not is_loopback(host):
+        raise ValueError(
+            f"Refusing to serve metrics on {host!r} without a token: they name the "
+            "workflows, activities and queues this worker runs. Give one with "
+            "--metrics-token TOKEN or $DURABLE_TOKEN (scrapers then send 'Authorization: "
+            "Bearer TOKEN'), or serve them on 127.0.0.1."
+        )
+    app = make_wsgi_app(REGISTRY)
+    if token is not None:
+        app = _bearer(app, token)
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="durable-metrics", daemon=True)
+    thread.start()
     return thread
+
+
+class _Quiet(WSGIRequestHandler):
+    """Logs no line per scrape on stderr (wsgiref's default)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _bearer(app: Any, token: str) -> Any:
+    """``app`` behind a bearer token, compared in constant time."""
+    expected = f"Bearer {token}".encode()
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        given = environ.get("HTTP_AUTHORIZATION", "").encode()
+        if hmac.compare_digest(given, expected):
+            return app(environ, start_response)
+        start_response(
+            "401 Unauthorized",
+            [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Bearer realm="durable"')],
+        )
+        return [b"These metrics need a token: send 'Authorization: Bearer TOKEN'.\n"]
+
+    return guarded
 
 
 async def refresh_queues(store: Any, now: Any, every: float = 5.0) -> None:

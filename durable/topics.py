@@ -6,7 +6,9 @@ what; `durable.store` re-exports these names.
 from __future__ import annotations
 
 __all__ = [
+    "TOPIC_ANSWERS",
     "TOPIC_LIMITS",
+    "TOPIC_QUERIES",
     "TOPIC_RUNS",
     "TOPIC_STATUS",
     "TOPIC_STEPS",
@@ -21,6 +23,8 @@ TOPIC_RUNS = "runs"  # a run was created or became ready
 TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
 TOPIC_TIMERS = "timers"  # a timer or a delayed task was created
 TOPIC_LIMITS = "limits"  # a queue's limits changed (workers re-read which queues have any)
+TOPIC_QUERIES = "queries"  # a client left a query for a run (durable.queries)
+TOPIC_ANSWERS = "answers"  # a worker answered a query (the asking clients read theirs)
 # Live views (durable server's events); no worker waits on these.
 TOPIC_STATUS = "status"  # a run was created or its status changed (with its run_topic)
 TOPIC_STEPS = "steps"  # steps were committed to runs a NOTIFY had no room to name

@@ -28,15 +28,19 @@ from typing import TYPE_CHECKING, Any
 
 from . import journal, payload
 from .errors import RemoteError, UpdateFailed, UpdateRejected, WorkflowNotFound
-from .store import CLOSED_STATUSES, run_topic
+from .store import CLOSED_STATUSES, StepCommit, run_topic
 
 if TYPE_CHECKING:
     from .client import WorkflowHandle
+    from .engine import WorkflowRun
 
 __all__ = [
     "UPDATE_POLL",
+    "admit",
+    "answer_closed",
     "completed",
     "failed",
+    "outcome",
     "raise_or_return",
     "rejected",
     "send_update",
@@ -69,6 +73,36 @@ def unanswered(name: object, status: str) -> bytes:
         "handlers with durable.all_handlers_finished() before the workflow returns",
     )
     return failed(error)
+
+
+def outcome(rec: journal.UpdateCompleted) -> bytes:
+    """The outcome an ``update_completed`` command records."""
+    if rec.failure is None:
+        return completed(rec.result)
+    return failed(RemoteError.from_dict(rec.failure))
+
+
+def answer_closed(commit: StepCommit, data: bytes, status: str) -> None:
+    """Answer an update item that reached a run closed (``status``) before taking it."""
+    item = payload.decode(data)
+    commit.updates.setdefault(str(item.get("id")), unanswered(item.get("name"), status))
+
+
+def admit(
+    engine: WorkflowRun, item: dict[str, Any], commit: StepCommit, known: bytes | None
+) -> bool:
+    """Whether the worker journals an update item, screened against the live state: not
+    when its id has an outcome already (``known``: answered by a run this one continued
+    from), nor when this run admitted it before, nor when `WorkflowRun.screen_update`
+    rejects it (no such handler, arguments that do not fit, the validator raised), in
+    which case the rejection is the outcome ``commit`` writes."""
+    if known is not None:
+        return False
+    verdict = engine.screen_update(item)
+    if isinstance(verdict, RemoteError):
+        commit.updates[str(item.get("id"))] = rejected(verdict)
+        return False
+    return verdict
 
 
 def raise_or_return(outcome: bytes, workflow_id: str, name: str, update_id: str) -> Any:

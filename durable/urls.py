@@ -1,4 +1,5 @@
-"""Database URLs as they may be shown: secrets masked, everything else as written.
+"""Database URLs as they may be shown: secrets masked, everything else as written; and
+whether an address to listen on is reachable only from this machine (`is_loopback`).
 
 Logs, error messages, reprs, the worker's banner and the CLI show a database URL only
 through `redact_url`: the password of the userinfo and the values of `SECRET_PARAMETERS`
@@ -7,9 +8,10 @@ become ``***``.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import unquote_plus, urlsplit
 
-__all__ = ["SECRET_PARAMETERS", "is_secret_parameter", "redact_url"]
+__all__ = ["SECRET_PARAMETERS", "is_loopback", "is_secret_parameter", "redact_url"]
 
 
 #: Query parameters whose values are secrets (compared in lower case): libpq's
@@ -58,3 +60,14 @@ def redact_url(url: str) -> str:
     query = f"?{query}" if query else ""
     fragment = f"#{parts.fragment}" if parts.fragment else ""
     return f"{scheme}{authority}{parts.path}{query}{fragment}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to bind) is reachable only from this machine:
+    servers bind beyond it only with a token."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything

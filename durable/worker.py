@@ -15,7 +15,8 @@ Inside `Worker.run`, one task group holds a few loops:
 - the *timer loop* turns due timers into inbox items, fires due schedules
   (`durable.schedules`), and sweeps for task leases that expired (attempts lost, or remote
   attempts past their timeouts: see `Worker._sweep`);
-- the *heartbeat loop* renews leases, saves activity heartbeats, and delivers cancellation.
+- the *heartbeat loop* renews leases, saves activity heartbeats, and delivers cancellation;
+- the *query loop* answers queries of the runs it serves (`durable.answering`).
 
 A run's lease is held only while the worker has something in flight for it; a sleeping run
 holds none, and its loop is evicted from memory when the cache is full.
@@ -40,12 +41,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from . import gcpolicy, retry, steplogs
+from .answering import QueryAnswering
 from .attempts import ActivityAttempts
 from .context import ActivityContext
 from .definition import (
     ActivityDefinition,
     WorkflowDefinition,
-    activity_definition,
+    bind_activity,
     workflow_definition,
 )
 from .errors import DatabaseUnusable
@@ -86,7 +88,7 @@ LOOP_RETRY_MAX = 5.0  # ...up to this while it keeps failing
 SWEEP_INTERVAL = 1.0  # seconds between sweeps for expired task leases (see _sweep)
 
 
-class Worker(RunStepping, ActivityAttempts):
+class Worker(RunStepping, ActivityAttempts, QueryAnswering):
     """Serves workflows and activities from one database until stopped.
 
         worker = durable.Worker(client, workflows=[place_order], activities=[charge],
@@ -96,7 +98,13 @@ class Worker(RunStepping, ActivityAttempts):
         async with worker:          # or in the background, e.g. in tests
             ...
 
-    ``queues`` defaults to every queue the given workflows and activities name.
+    ``activities`` takes ``@activity`` functions and methods of objects
+    (``payments.charge``: the worker calls it on that object, which carries its
+    dependencies; ``Payments.charge``, taken from the class, is refused).
+    ``queues`` defaults to every queue the given workflows and activities name (an
+    activity without a queue runs on its caller's queue, so it is served on the queues of
+    the workflows here; a worker of only such activities serves ``"default"`` unless
+    ``queues`` names its callers' queues).
     ``max_concurrency`` bounds the activity attempts running at once.
     ``lease_seconds`` (default `LEASE_SECONDS`, 30) is how long this worker's claims on
     workflows and activity tasks outlive it if it dies without a word: other workers take
@@ -135,8 +143,15 @@ class Worker(RunStepping, ActivityAttempts):
             self.workflows[defn.name] = defn
         self.activities: dict[str, ActivityDefinition] = {}
         for fn in activities:
-            adefn = activity_definition(fn)
-            if adefn.name in self.activities and self.activities[adefn.name].fn is not adefn.fn:
+            adefn = bind_activity(fn)
+            known = self.activities.get(adefn.name)
+            if known is not None and known.fn != adefn.fn:  # bound methods: same object?
+                if adefn.method and known.method:
+                    raise ValueError(
+                        f"Two objects register method activity {adefn.name!r}; a worker calls "
+                        "an activity on one object: give it one object's method (or name the "
+                        "methods apart with @activity(name=...))."
+                    )
                 raise ValueError(
                     f"Two activities are named {adefn.name!r}; give one another name with "
                     "@activity(name=...)."
@@ -158,7 +173,9 @@ class Worker(RunStepping, ActivityAttempts):
             )
         if queues is None:
             found = {d.queue for d in self.workflows.values()}
-            found |= {d.queue for d in self.activities.values()}
+            # An activity without a queue runs on its callers' queues: those of the
+            # workflows here, else "default" (give ``queues`` for other callers).
+            found |= {d.queue for d in self.activities.values() if d.queue is not None}
             queues = sorted(found) or ["default"]
         self.queues = tuple(queues)
         if self.workflows:  # the batches of durable.map(..., batch_size=), on any queue
@@ -242,6 +259,7 @@ class Worker(RunStepping, ActivityAttempts):
                 tg.create_task(self._supervise("delivery loop", self._delivery_loop))
                 if self.workflows:
                     tg.create_task(self._supervise("claim loop", self._claim_loop))
+                    tg.create_task(self._supervise("query loop", self._query_loop))
                 if self.activities:
                     tg.create_task(self._supervise("task loop", self._task_loop))
                 if self.retention is not None:

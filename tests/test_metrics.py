@@ -39,6 +39,32 @@ def _value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def test_metrics_beyond_loopback_need_a_token(store_url: str, tmp_path: Path) -> None:
+    """Secure by default: ``--metrics-host 0.0.0.0`` without a token is refused before the
+    worker starts, saying how to fix it."""
+    cli = Cli(db=store_url, cwd=tmp_path)
+    port = str(_free_port())
+    done = cli("worker", "cli_app", "--metrics-port", port, "--metrics-host", "0.0.0.0")
+    assert done.returncode == 1
+    assert "Refusing to serve metrics on '0.0.0.0' without a token" in done.stderr
+    assert "--metrics-token" in done.stderr
+
+
+def test_a_metrics_token_is_asked_of_every_scrape() -> None:
+    port = _free_port()
+    telemetry.serve(port, "127.0.0.1", token="s3cret")
+    url = f"http://127.0.0.1:{port}/metrics"
+    refused = httpx.get(url)
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == 'Bearer realm="durable"'
+    assert "durable_" not in refused.text
+    wrong = httpx.get(url, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    page = httpx.get(url, headers={"Authorization": "Bearer s3cret"})
+    assert page.status_code == 200
+    assert "durable_workflows_started_total" in page.text
+
+
 def test_a_worker_serves_its_figures_to_prometheus(store_url: str, tmp_path: Path) -> None:
     cli = Cli(db=store_url, cwd=tmp_path)
     port = _free_port()

@@ -296,6 +296,47 @@ async def test_an_unreadable_schema_version_is_explained(
     assert "Restore the schema from a backup" in message
 
 
+@pytest.fixture
+async def reader(schema: str, admin: Any) -> AsyncIterator[str]:
+    """A login role that may read ``schema`` and nothing more (a dashboard's, say); its URL."""
+    role = "durable_reader_" + uuid.uuid4().hex[:8]
+    await admin.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        yield role
+    finally:
+        await admin.execute(f"DROP OWNED BY {role}")  # and its privileges
+        await admin.execute(f"DROP ROLE {role}")
+
+
+async def test_a_role_that_cannot_create_the_schema_is_told_so(
+    url: str, schema: str, admin: Any, reader: str
+) -> None:
+    """Opening an empty schema with a role without the right to create it: a `StoreError`
+    that names the role and says how to fix it, not asyncpg's bare privilege error."""
+    # A new role has CONNECT and TEMPORARY on the database (PUBLIC's), not CREATE.
+    as_reader = url.replace("postgres@", f"{reader}@", 1)
+    with pytest.raises(StoreError) as info:
+        await PostgresStore(as_reader).open()
+    message = str(info.value)
+    assert f"role {reader!r} may not create or change durable's tables" in message
+    assert "Open it once with a role that may" in message
+    assert "password" not in message
+    assert await admin.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema) == 0
+
+
+async def test_a_read_only_role_opens_a_migrated_schema_and_reads(
+    url: str, schema: str, admin: Any, reader: str
+) -> None:
+    async with PostgresStore(url) as owner:
+        await owner.create_run(_run(1, time.time()), if_exists="error")
+    await admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {reader}')
+    await admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO {reader}')
+    async with PostgresStore(url.replace("postgres@", f"{reader}@", 1)) as store:
+        run = await store.get_run("wf-1")
+        assert run is not None
+        assert run.run_id == "run-1"
+
+
 # ---- claims --------------------------------------------------------------------------
 
 

@@ -289,3 +289,24 @@ async def test_tags_are_stored_described_and_filtered_on(api: Api) -> None:
     assert "too long" in problem(r, 400)
     r = await api.http.get("/v1/workflows", params={"tag": ":x"})
     assert "KEY:VALUE" in problem(r, 400)
+
+
+async def test_ids_with_slashes_and_percents_are_addressed_percent_encoded(api: Api) -> None:
+    """Workflow ids are any string: one with '/' (or one that looks like a path of the API)
+    is addressed with the id percent-encoded, as in the console's links."""
+    from urllib.parse import quote
+
+    for workflow_id in ["orders/7", "a/steps", "50%/2F", "x/signal/approve"]:
+        started = await api.start("approval", "o-1", id=workflow_id)
+        path = f"/v1/workflows/{quote(workflow_id, safe='')}"
+        r = await api.http.get(path)
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == workflow_id
+        assert r.json()["run_id"] == started["run_id"]
+        r = await api.http.get(f"{path}/steps")
+        assert r.status_code == 200, r.text
+        r = await api.http.post(f"{path}/signal/approve", json={"value": True})
+        assert r.status_code == 202, r.text
+        r = await api.http.get(f"{path}/result", params={"wait": 20})
+        assert r.json()["id"] == workflow_id
+        assert r.json()["status"] == "completed", r.text

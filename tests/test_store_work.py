@@ -5,6 +5,7 @@
 from durable.testing.store_contract.boundaries import *  # noqa: F403
 from durable.testing.store_contract.kit import store
 from durable.testing.store_contract.logs import *  # noqa: F403
+from durable.testing.store_contract.queries import *  # noqa: F403
 from durable.testing.store_contract.remote import *  # noqa: F403
 from durable.testing.store_contract.updates import *  # noqa: F403
 from durable.testing.store_contract.work import *  # noqa: F403

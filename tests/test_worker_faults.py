@@ -111,7 +111,8 @@ async def slow_shipper(item: str) -> str:
 
 @durable.workflow
 async def order(item: str) -> str:
-    return await slow_shipper(item)
+    # Abandoned when the parent closes, so a terminated predecessor's child runs on.
+    return str(await durable.call(slow_shipper, item, parent_close="abandon"))
 
 
 async def test_a_restarted_run_gets_its_own_childs_result(client: durable.Client) -> None:

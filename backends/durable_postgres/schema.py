@@ -44,10 +44,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
+
 from durable.errors import StoreError
 from durable.store import RunRecord, TaskRecord
 
-from . import logs, updates
+from . import logs, queries, updates
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -272,6 +274,7 @@ _RUN_TAGS = [
 #: that predates one never touches it, so no version bump is needed.
 EXTRA_TABLES: list[tuple[str, list[str]]] = [
     logs.TABLE,  # step logs (durable.steplogs)
+    queries.TABLE,  # queries and their answers (durable.querybox)
     updates.TABLE,  # outcomes of updates (durable.updates)
     ("schedules", SCHEDULES_TABLE),  # durable.schedules
     # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
@@ -426,10 +429,28 @@ async def migrate(conn: Any, schema: str, *, url: str) -> int:
     Returns the version found before migrating (0 for an empty schema). Raises
     `StoreError`, having changed nothing, when the database is newer than this code.
     """
+    role = await conn.fetchval("SELECT current_user")
+    try:
+        return await _migrate(conn, schema, url=url)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise StoreError(
+            f"Cannot open schema {schema!r} of {url}: role {role!r} may not create or "
+            f"change durable's tables there ({exc}). durable creates its schema and "
+            "migrates it when a store opens. Open it once with a role that may (the "
+            "schema's owner, or one with CREATE on the database), then grant this role "
+            "USAGE on the schema and SELECT, INSERT, UPDATE, DELETE on its tables (SELECT "
+            "alone for a client that only reads)."
+        ) from exc
+
+
+async def _migrate(conn: Any, schema: str, *, url: str) -> int:
     async with conn.transaction():
         # Held until commit: a second process blocks here, then sees the finished schema.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        # Only when missing: CREATE SCHEMA IF NOT EXISTS asks for the right to create one
+        # even when it exists, which a role that only uses the schema lacks.
+        if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         meta = f"{quote_ident(schema)}.meta"
         found = await _read_version(conn, schema, url=url)
         if found > SCHEMA_VERSION:

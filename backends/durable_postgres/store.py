@@ -65,6 +65,7 @@ from .connection import Database, Fold, is_connection_error, parse_url
 from .listener import Listener, hub_origin
 from .listing import Listing
 from .logs import Logs
+from .queries import QueryRows
 from .schedules import Schedules
 from .schema import (
     RUN_COLUMNS,
@@ -131,7 +132,7 @@ async def _create_one(
         await conn.execute("DELETE FROM updates WHERE workflow_id = $1", run.workflow_id)
 
 
-class PostgresStore(Listing, Logs, Updates, Schedules, Store):
+class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
     """The storage contract on PostgreSQL (asyncpg); see the module docstring.
 
         async with PostgresStore("postgresql://app@db.internal/app?schema=orders") as store:

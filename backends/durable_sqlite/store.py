@@ -79,6 +79,7 @@ from durable.store import (
 )
 
 from . import claims as _claims
+from . import doorbell as _doorbell
 from . import guard as _guard
 from . import limits as _limits
 from . import repair as _repair
@@ -88,6 +89,7 @@ from . import transact as _tx
 from . import workers as _workers
 from .logs import Logs
 from .opening import check_directory, enable_wal, parse_url
+from .queries import QueryRows
 from .reading import Listing
 from .schedules import Schedules
 from .schema import (
@@ -126,7 +128,7 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 T = TypeVar("T")
 
 
-class SQLiteStore(Listing, Logs, Updates, Wakeups, Schedules, Store):
+class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:
@@ -156,6 +158,7 @@ class SQLiteStore(Listing, Logs, Updates, Wakeups, Schedules, Store):
         # finish_task calls waiting to be written together, and the task writing them.
         self._finishes: list[tuple[_claims.Finish, asyncio.Future[bool]]] = []
         self._finisher: asyncio.Task[None] | None = None
+        self._doorbell = False  # whether this store uses its process's doorbell of the file
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -195,9 +198,13 @@ class SQLiteStore(Listing, Logs, Updates, Wakeups, Schedules, Store):
             raise
         self._db, self._file = db, file
         self._state = "open"
+        self._doorbell = _doorbell.attach(self.hub, self.path) is not None
 
     async def aclose(self) -> None:
         """Close the connection. Idempotent."""
+        if self._doorbell:
+            self._doorbell = False
+            _doorbell.detach(self.hub)
         self._state = "closed"  # no new watcher from here on
         watcher, self._watcher = self._watcher, None
         if watcher is not None and not watcher.done():

@@ -36,6 +36,7 @@ import aiosqlite
 from durable.errors import StoreError
 from durable.notify import Hub
 from durable.store import TOPIC_RUNS, TOPIC_STATUS, TOPIC_TASKS, TOPIC_TIMERS, run_topic
+from durable.topics import TOPIC_ANSWERS, TOPIC_QUERIES
 
 from . import transact as _tx
 
@@ -46,9 +47,12 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05  # most seconds between checks for other processes' commits while waiting
 POLL_FIRST = 0.005  # the first check's delay; doubling up to POLL_INTERVAL while nothing changes
 
-# Topics another process's commits may concern, noticed by data_version: work, and run
-# status changes for live views (durable server's events; only they wait on it).
-_WORK_TOPICS = frozenset({TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TOPIC_STATUS})
+# Topics another process's commits may concern, noticed by data_version: work, run
+# status changes for live views (durable server's events; only they wait on it), and
+# queries and their answers (durable_sqlite.queries).
+_WORK_TOPICS = frozenset(
+    {TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TOPIC_STATUS, TOPIC_QUERIES, TOPIC_ANSWERS}
+)
 _RUN_TOPIC = run_topic("")  # the prefix of every workflow's topic
 _OBSERVED_MAX = 10_000  # workflows whose last seen state a store remembers for its watcher
 _LOCAL_MAX = 2_000  # workflows whose last state written in this process is remembered: it

@@ -7,6 +7,7 @@
     durable result order-1 --wait 60
     durable read order-1 progress
     durable signal order-1 approved true
+    durable query cart-7 has '"apple"'
     durable update cart-7 add '"apple"' [--update-id ID] [--wait SECONDS]
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -43,28 +45,62 @@ from typing import Any
 
 from .. import __version__, telemetry
 from ..client import DEFAULT_URL, Client
+from ..definition import ActivityDefinition
 from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, messaging, queues, repair, replaying, retention, schedules, serve
+from . import (
+    commands,
+    logs,
+    messaging,
+    queries,
+    queues,
+    repair,
+    replaying,
+    retention,
+    schedules,
+    serve,
+)
 
 __all__ = ["STATUSES", "collect", "main"]
 
 
 def collect(modules: Sequence[ModuleType]) -> tuple[list[Any], list[Any]]:
-    """The workflows and activities the given modules define (by their decorators)."""
+    """The workflows and activities the given modules define (by their decorators).
+
+    Method activities are found on the module's objects: ``payments = Payments(pool)`` at
+    module level serves ``payments.charge`` (the class alone has no object to call them on).
+    """
     workflows: list[Any] = []
     activities: list[Any] = []
     for module in modules:
         for value in vars(module).values():
             if getattr(value, "__durable_workflow__", None) is not None and value not in workflows:
                 workflows.append(value)
-            elif (
-                getattr(value, "__durable_activity__", None) is not None and value not in activities
-            ):
-                activities.append(value)
+                continue
+            for found in _activities_of(value):
+                if found not in activities:
+                    activities.append(found)
     return workflows, activities
+
+
+def _activities_of(value: Any) -> list[Any]:
+    """The activities a module-level value is: an ``@activity`` function, a bound method
+    activity, or an object whose class defines method activities (its bound methods)."""
+    defn = getattr(value, "__durable_activity__", None)
+    if isinstance(defn, ActivityDefinition):
+        # A method taken from its class has no object: its objects' methods are found below.
+        return [] if defn.method and not inspect.ismethod(value) else [value]
+    if isinstance(value, type | ModuleType) or inspect.isroutine(value):
+        return []
+    found: dict[str, Any] = {}
+    for cls in type(value).__mro__:
+        for attr, member in vars(cls).items():
+            member_defn = getattr(member, "__durable_activity__", None)
+            if isinstance(member_defn, ActivityDefinition) and member_defn.method:
+                found.setdefault(attr, getattr(value, attr))
+    return list(found.values())
 
 
 def _import(names: Sequence[str]) -> list[ModuleType]:
@@ -123,7 +159,11 @@ async def _worker(args: argparse.Namespace) -> int:
             retention=args.retention,
         )
         if args.metrics_port is not None:
-            telemetry.serve(args.metrics_port, args.metrics_host)
+            token = args.metrics_token or os.environ.get("DURABLE_TOKEN") or None
+            try:
+                telemetry.serve(args.metrics_port, args.metrics_host, token)
+            except ValueError as exc:
+                raise SystemExit(f"durable: {exc}") from None
         where = redact_url(client.url)  # never print a password
         # The banner comes once the worker runs, with its SIGTERM/SIGINT handlers in place:
         # a supervisor that stops it as soon as it says it is up gets a graceful stop.
@@ -204,7 +244,12 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-host",
         default="127.0.0.1",
         metavar="HOST",
-        help="address of the metrics endpoint (default: 127.0.0.1)",
+        help="address of the metrics endpoint (default: 127.0.0.1; any other needs a token)",
+    )
+    p.add_argument(
+        "--metrics-token",
+        metavar="TOKEN",
+        help="scrapes must send 'Authorization: Bearer TOKEN' (default: $DURABLE_TOKEN)",
     )
     p.add_argument(
         "--retention",
@@ -302,6 +347,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("value", nargs="?", type=_json_argument, help="JSON value (default: null)")
     p.set_defaults(run=commands.signal)
+
+    queries.add_command(command, _json_argument)
 
     p = command("update", "send an update to a workflow and print its result", json=True)
     p.add_argument("id")

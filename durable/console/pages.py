@@ -2,11 +2,12 @@
 
 ``/`` lists runs (filters by status, name, tag and id; counts per status; cursor paging),
 ``/runs/{id}`` shows one run (older runs with ``?run_id=``): its state, input, result or
-error with traceback, pending steps, published values, steps, and the actions signal,
-cancel, terminate, retry and fork (`repair`); ``/workers`` the live workers and what waits
-on each queue; ``/schedules`` the schedules, their next fire times and recent runs. Pages
-read without JavaScript; with it, `static/console.js` keeps them live over ``/v1/events``
-by re-fetching the page's ``#live`` part (``X-Durable-Fragment: 1`` asks for just that).
+error with traceback, pending steps, published values, steps, the actions signal,
+cancel, terminate, retry and fork (`repair`), and a query form (`queries`); ``/workers``
+the live workers and what waits on each queue; ``/schedules`` the schedules, their next
+fire times and recent runs. Pages read without JavaScript; with it, `static/console.js`
+keeps them live over ``/v1/events`` by re-fetching the page's ``#live`` part
+(``X-Durable-Fragment: 1`` asks for just that).
 
 Every value shown passes through Jinja2 with autoescaping on: a workflow id or an input
 holding ``<script>`` is shown as text, never run.
@@ -36,6 +37,7 @@ from ..steplogs import logs_of
 from ..store import CLOSED_STATUSES, STATUSES, JournalEntry, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard
+from . import queries as _queries
 from . import repair as _repair
 from . import shape as _shape
 from . import timeline as _timeline
@@ -464,6 +466,11 @@ async def act(request: Request) -> Response:
     handle = service.client.get_handle(workflow_id)
     back = run_href(workflow_id)
     try:
+        if action == "query":  # shows the answer on a page of its own (`queries`)
+            context = await _queries.ask(service.client, workflow_id, fields)
+            return _page(
+                request, "query.html", title="query", quoted=back.removeprefix("/runs/"), **context
+            )
         if action == "signal":
             name = fields.get("name", "").strip()
             text = fields.get("value", "").strip() or "null"

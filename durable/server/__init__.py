@@ -10,6 +10,7 @@ Layout (one concept per module):
 - auth       the bearer token, and the refusal to listen beyond loopback without one
 - schemas    the JSON shapes sent and taken (JSON Schema), values in their JSON forms
 - workflows  start, list, describe, steps, history, result, published, signal, cancel, ...
+- queries    POST /v1/workflows/{id}/query/{name}: a run's query, answered by a worker
 - tasks      activities served by other languages; external completion by token
 - events     server-sent events: run status changes and new steps, from store wake-ups
 - schedules  /v1/schedules: list, create or update, describe, pause, resume, trigger, ...

@@ -36,6 +36,7 @@ from . import (
     logs,
     metrics,
     openapi,
+    queries,
     queues,
     repair,
     retention,
@@ -45,6 +46,7 @@ from . import (
     workflows,
 )
 from .auth import BearerAuth
+from .paths import EncodedSlashes
 from .problems import (
     Problem,
     ProblemMiddleware,
@@ -62,6 +64,7 @@ T = TypeVar("T")
 ENDPOINTS: Sequence[Endpoint] = (
     *workflows.ENDPOINTS,
     *updates.ENDPOINTS,
+    *queries.ENDPOINTS,
     *logs.ENDPOINTS,
     *repair.ENDPOINTS,
     *tasks.ENDPOINTS,
@@ -143,7 +146,7 @@ def create_app(client: Client, token: str | None = None) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         metrics.route(service),
     ]
-    middleware = [Middleware(ProblemMiddleware)]
+    middleware = [Middleware(ProblemMiddleware), Middleware(EncodedSlashes)]
     if service.token is not None:
         middleware.append(Middleware(BearerAuth, token=service.token))
     handlers: dict[Any, Any] = {

@@ -9,10 +9,10 @@ for anyone who finds it.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..urls import is_loopback
 from .problems import Problem, send_problem
 
 __all__ = ["BearerAuth", "check_exposure", "is_loopback"]
@@ -86,16 +86,6 @@ def _cookie(header: bytes, name: bytes) -> bytes:
 def _is_page(path: str) -> bool:
     """Whether ``path`` is one of the console's pages (not the API or its document)."""
     return not (path.startswith("/v1/") or path in ("/openapi.json", "/metrics"))
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or name to bind) is reachable only from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 def check_exposure(host: str, token: str | None) -> None:

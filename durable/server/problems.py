@@ -46,8 +46,10 @@ TITLES: dict[int, tuple[str, str]] = {
     409: ("Conflict", "conflict"),
     413: ("Content Too Large", "too-large"),
     415: ("Unsupported Media Type", "unsupported-media-type"),
+    422: ("Unprocessable Content", "unprocessable"),
     500: ("Internal Server Error", "internal"),
     503: ("Service Unavailable", "unavailable"),
+    504: ("Gateway Timeout", "timeout"),
 }
 
 #: The JSON Schema of a problem, as the OpenAPI document publishes it.
@@ -61,7 +63,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "outcome": {"description": "409 on a task: the outcome already stored"},
-        "cause": {"description": "409 on an update: the recorded error that refused it"},
+        "reason": {"description": "on a query: why it got no value (durable.QueryError)"},
+        "cause": {
+            "description": "409 on an update: the recorded error that refused it; 422 on a "
+            "query: the error its function raised"
+        },
     },
 }
 

@@ -18,7 +18,8 @@ from starlette.responses import Response
 from ..errors import RepairError, WorkflowAlreadyExists, WorkflowNotFound
 from . import schemas as s
 from .problems import Problem
-from .routing import Call, Endpoint, Param, json_response
+from .routing import Call, Endpoint, json_response
+from .workflows import _ID
 
 __all__ = ["ENDPOINTS"]
 
@@ -60,7 +61,6 @@ async def fork(call: Call) -> Response:
     return await _steered(call, handle.id, 201)
 
 
-_ID = Param("id", "path", s.ID, "workflow id", required=True)
 _RUN = s.obj(
     {"id": {"type": "string"}, "run_id": {"type": "string"}, "status": {"type": "string"}},
     ("id", "run_id", "status"),

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .paths import path_param
 from .problems import Problem
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ def _handler(endpoint: Endpoint, service: Service) -> Callable[[Request], Awaita
     known = {p.name for p in endpoint.params if p.where == "query"}
 
     async def handle(request: Request) -> Response:
-        path = {k: str(v) for k, v in request.path_params.items()}
+        path = {k: path_param(request.scope, str(v)) for k, v in request.path_params.items()}
         for name in request.query_params:
             if name not in known:  # a typo (?stauts=) must not pass as "no filter"
                 choices = ", ".join(sorted(known)) or "none"

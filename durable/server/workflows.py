@@ -28,6 +28,7 @@ from ..client import WorkflowDescription
 from ..errors import SerializationError, WorkflowAlreadyExists, WorkflowNotFound
 from ..store import CLOSED_STATUSES, STATUSES, RunRecord
 from . import schemas as s
+from .paths import ID_DESCRIPTION
 from .problems import Problem
 from .routing import Call, Endpoint, Param, json_response
 
@@ -342,7 +343,7 @@ async def terminate(call: Call) -> Response:
 
 # ---- the definitions -------------------------------------------------------------------
 
-_ID = Param("id", "path", s.ID, "workflow id", required=True)
+_ID = Param("id", "path", s.ID, ID_DESCRIPTION, required=True)
 _RUN_ID = Param("run_id", "query", {"type": "string"}, "a run of it (default: its current run)")
 _STEERED = s.obj(
     {"id": {"type": "string"}, "run_id": {"type": "string"}, "status": {"type": "string"}},

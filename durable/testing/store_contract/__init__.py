@@ -7,8 +7,9 @@ processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size 
 `remote` (what remote tasks and external waits need), `logs` (step logs), `schedules` (a
 schedule's compare-and-set with its runs, what is due), `repair` (re-opening a run and
 forking one: `durable.repair`), `tagging` (tags a step sets, searching by tag),
-`retention` (pruning closed runs), `limits` (queue limits and priorities), `updates`
-(outcomes of updates); `kit` holds
+`retention` (pruning closed runs), `limits` (queue limits and priorities), `queries`
+(queries left for workers and their answers: `durable.querybox`), `updates` (outcomes of
+updates); `kit` holds
 the helpers and the
 ``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
 tests/test_store_work.py); a third backend runs it the same way. In its test module:
@@ -49,6 +50,8 @@ from .listing import *  # noqa: F403
 from .listing import __all__ as _listing
 from .logs import *  # noqa: F403
 from .logs import __all__ as _logs
+from .queries import *  # noqa: F403
+from .queries import __all__ as _queries
 from .remote import *  # noqa: F403
 from .remote import __all__ as _remote
 from .repair import *  # noqa: F403
@@ -82,5 +85,6 @@ __all__ = [
     *_tagging,
     *_retention,
     *_limits,
+    *_queries,
     *_updates,
 ]
