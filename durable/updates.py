@@ -1,4 +1,5 @@
-"""Updates, the caller's side: send one, wait for its outcome; and the outcome's format.
+"""Updates outside the engine: the caller's side (send one, wait for its outcome), the
+worker's screening of update items (`admit`, `answer_closed`), and the outcome's format.
 
 ``handle.update(name, *args, update_id=None)`` (`send_update`):
 
@@ -7,10 +8,12 @@
 2. Otherwise the request goes to the workflow's inbox as an ``update_accepted`` item (the
    arguments as ``{"args": [...], "kwargs": {}}``, checked to encode here). A closed run
    takes nothing: `UpdateRejected` (``WorkflowClosed``), nothing written.
-3. The worker holding the run screens it against the live state (`durable.handlers`): a
-   duplicate id is dropped, an unknown name or a validator's raise is a rejection written
-   to the ``updates`` table only; an admitted one is journaled and its handler runs. The
-   handler's end writes its outcome with the step that journals it.
+3. The worker holding the run screens it against the live state (`admit`,
+   `durable.handlers`): an id admitted before (by this run, or answered by one it
+   continued from) is dropped; an unknown name, arguments that do not fit or a validator's
+   raise is a rejection written to the ``updates`` table only; an admitted one is
+   journaled and its handler runs. The handler's end writes its outcome with the step that
+   journals it.
 4. The caller waits on the workflow's run topic for the outcome row. A run that closes or
    continues as new before the handler ended answers with `UpdateFailed` (``WorkflowClosed``),
    written by the closing step; a run closed from outside (terminated) is seen as closed
