@@ -365,3 +365,33 @@ async def test_a_duplicate_that_reaches_a_successor_does_not_run_again(
         await handle.signal("next")
         assert await handle.result(timeout=20) == []
     assert "update_accepted" not in await _history_kinds(handle)
+
+
+@durable.workflow
+async def odd_handlers() -> str:
+    def publishes(x: int) -> None:
+        durable.publish("seen", x)  # a validator may not issue commands
+
+    def unencodable() -> object:
+        return object()
+
+    durable.on_update("checked", lambda x: x, validator=publishes)
+    durable.on_update("unencodable", unencodable)
+    await durable.wait_signal("stop", timeout=60)
+    return "done"
+
+
+async def test_a_validator_that_writes_and_a_result_that_cannot_encode(
+    client: durable.Client,
+) -> None:
+    async with durable.Worker(client, workflows=[odd_handlers]):
+        handle = await client.start(odd_handlers)
+        with pytest.raises(durable.UpdateRejected, match="validators only read"):
+            await handle.update("checked", 1)
+        with pytest.raises(durable.UpdateFailed, match="result of update 'unencodable'"):
+            await handle.update("unencodable")
+        kinds = await _history_kinds(handle)
+        assert "published" not in kinds
+        assert kinds.count("update_accepted") == 1  # the rejected one left no trace
+        await handle.signal("stop")
+        assert await handle.result(timeout=20) == "done"
