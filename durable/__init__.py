@@ -11,6 +11,9 @@ General layout (one concept per module):
 - children    parent-close policies: a closing parent's running children cancelled,
               terminated or left running
 - waits       what a run waits for from outside: signals, and external completions by token
+- handlers    a run's signal and update handlers and the conditions its code waits on
+- messages    on_signal, on_update, wait_condition, all_handlers_finished: the calls
+- updates     handle.update: the caller's side of an update, and its stored outcome
 - queries     durable.on_query: read-only functions of a run, answered from memory or replay
 - guard       refuses I/O, threads, the wall clock and global random in workflow code
 - context     what user code calls inside a workflow (sleep, wait_signal, ...) or activity
@@ -95,12 +98,15 @@ from .errors import (
     SerializationError,
     StaleTask,
     TaskNotFound,
+    UpdateFailed,
+    UpdateRejected,
     WorkflowAlreadyExists,
     WorkflowCancelled,
     WorkflowFailed,
     WorkflowNotFound,
 )
 from .limits import QueueLimits
+from .messages import all_handlers_finished, on_signal, on_update, wait_condition
 from .queries import on_query
 from .sagas import Saga, saga
 from .schedules import ScheduleDescription, ScheduledRun, ScheduleHandle
@@ -143,6 +149,8 @@ __all__ = [
     "StaleTask",
     "Step",
     "TaskNotFound",
+    "UpdateFailed",
+    "UpdateRejected",
     "Worker",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",
@@ -153,6 +161,7 @@ __all__ = [
     "WorkflowNotFound",
     "activity",
     "activity_info",
+    "all_handlers_finished",
     "call",
     "connect",
     "continue_as_new",
@@ -164,6 +173,8 @@ __all__ = [
     "map",
     "now",
     "on_query",
+    "on_signal",
+    "on_update",
     "patched",
     "publish",
     "random",
@@ -172,6 +183,7 @@ __all__ = [
     "sleep",
     "sleep_until",
     "uuid4",
+    "wait_condition",
     "wait_signal",
     "workflow",
 ]

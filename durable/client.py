@@ -39,6 +39,7 @@ from .schedules import ScheduleMethods
 from .steps import PendingStep
 from .store import CLOSED_STATUSES, STATUSES, RunRecord, Store, open_store, run_topic
 from .tasks import RemoteTask, TaskService
+from .updates import send_update
 
 __all__ = [
     "DEFAULT_URL",
@@ -100,22 +101,6 @@ def _error(data: bytes | None) -> RemoteError | None:
         return RemoteError.from_dict(payload.decode(data))
     except Exception as exc:
         return RemoteError("DamagedEntry", f"the run's error cannot be read: {exc}")
-
-
-async def _check_by_name(store: Store, name: str, args: list[Any]) -> None:
-    """Refuse arguments that do not fit the workflow ``name`` as a live worker serves it
-    (`durable.signature`); with no live worker describing it, the worker will tell."""
-    for worker in await store.list_workers():
-        description = worker.signatures.get(name)
-        if description is None:
-            continue
-        problem = signature.check(description, args)
-        if problem is not None:
-            raise TypeError(
-                f"Cannot start workflow {name!r}: {problem}, as worker {worker.worker_id} "
-                "serves it. Nothing was written."
-            )
-        return
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -230,6 +215,16 @@ class WorkflowHandle(QueryMethods, Generic[T]):
                 f"Workflow {self.id!r} has closed; signal {name!r} was not delivered."
             )
 
+    async def update(self, name: str, *args: Any, update_id: str | None = None) -> Any:
+        """Send update ``name`` (``durable.on_update``) and return its handler's result.
+
+        Raises `UpdateRejected` (no such handler, its validator raised, or the run is closed:
+        nothing was journaled), `UpdateFailed` (the handler raised, or the run closed first).
+        ``update_id`` (default: a new uuid) makes it idempotent: sent again with the same id,
+        e.g. after a lost connection, it returns the same outcome and the handler runs once.
+        """
+        return await send_update(self, name, args, update_id)
+
     async def cancel(self, reason: str = "") -> None:
         """Request cancellation: `asyncio.CancelledError` is raised in the workflow at its
         current await point; it may clean up (compensate) before it ends. No-op if closed."""
@@ -336,7 +331,7 @@ class Client(ScheduleMethods, LimitsAccess):
         self._state: Literal["new", "open", "closed"] = "new"
         self._lock = asyncio.Lock()
         # Set by durable.testing to skip time while a test awaits a result.
-        self._waiter: Callable[[WorkflowHandle[Any]], Awaitable[None]] | None = None
+        self._waiter: Callable[..., Awaitable[None]] | None = None
         self._tasks = TaskService(self)
 
     async def _open(self) -> Store:
@@ -430,7 +425,7 @@ class Client(ScheduleMethods, LimitsAccess):
             encoded = payload.encode_args(defn.fn, args, {}, what=f"arguments of workflow {name!r}")
         store = await self._open()
         if plain is not None:
-            await _check_by_name(store, name, plain)
+            await signature.check_live(store, name, plain, "start")
         from .store import NewRun
 
         workflow_id = id or uuid.uuid4().hex

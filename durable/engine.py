@@ -12,9 +12,10 @@ checked against them (kind, name and key arguments); a mismatch is a
 
 Inputs: ``workflow_started``, ``activity_completed``, ``activity_failed``,
 ``activity_retrying``, ``timer_fired``, ``signal_received``, ``child_completed``,
-``child_failed``, ``cancel_requested``, and ``run_retried``/``run_forked`` (which only
-tell: an operator's repair, `durable.repair`). Commands: ``activity_scheduled``, ``timer_started``,
-``child_started``, ``published``, ``marker``, and the closing ``workflow_completed``,
+``child_failed``, ``cancel_requested``, ``update_accepted``, and
+``run_retried``/``run_forked`` (which only tell: an operator's repair, `durable.repair`).
+Commands: ``activity_scheduled``, ``timer_started``, ``child_started``, ``published``,
+``marker``, ``update_completed``, and the closing ``workflow_completed``,
 ``workflow_failed``, ``workflow_cancelled``, ``continued_as_new``.
 
 Commands also carry *effects* the worker carries out beyond the journal (a task row, a
@@ -42,6 +43,7 @@ from .errors import (
     RemoteError,
     SerializationError,
 )
+from .handlers import Handlers
 from .journal import CLOSING_KINDS, INPUT_KINDS, describe_command, same_command
 from .loop import WorkflowLoop, current_run
 from .queries import Queries
@@ -126,7 +128,7 @@ class _ContinueAsNew(BaseException):
         self.encoded_args = args
 
 
-class WorkflowRun(Calls, Waits, Queries):
+class WorkflowRun(Calls, Waits, Handlers, Queries):
     """One run of one workflow, advanced one input at a time.
 
         run = WorkflowRun(definition, workflow_id="order-42", run_id="...", queue="default")
@@ -180,6 +182,7 @@ class WorkflowRun(Calls, Waits, Queries):
         self._activity_attempts: dict[int, tuple[int, RemoteError | None]] = {}
         self._children = {}
         Waits.__init__(self)
+        Handlers.__init__(self)
         self._patches: dict[str, bool] = {}
         self._timeout_timer: int | None = None
         self._evicting = False
@@ -217,6 +220,14 @@ class WorkflowRun(Calls, Waits, Queries):
         if self.outcome is None:
             self._deliver(kind, data)
             self._loop.run_ready()
+            # Conditions are checked each time the loop goes quiet (durable.handlers).
+            while (
+                self.outcome is None
+                and self._conditions
+                and self._nondeterminism is None
+                and self._in_loop(self.check_conditions)
+            ):
+                self._loop.run_ready()
         if self._nondeterminism is not None:
             raise self._nondeterminism
         if recorded is not None and self._expected_pos < len(recorded):
@@ -274,7 +285,10 @@ class WorkflowRun(Calls, Waits, Queries):
             else:
                 self._loop._fire_timer(rec.ref)
         elif isinstance(rec, journal.SignalReceived):
-            self._receive_signal(rec)
+            if not self._handle_signal(rec):
+                self._receive_signal(rec)
+        elif isinstance(rec, journal.UpdateAccepted):
+            self._accept_update(rec)
         elif isinstance(rec, journal.ExternalCompleted | journal.ExternalFailed):
             self._resolve_external(rec)
         elif isinstance(rec, journal.ChildCompleted | journal.ChildFailed):
@@ -382,6 +396,15 @@ class WorkflowRun(Calls, Waits, Queries):
         if self._main is not None:
             self._main.cancel()
 
+    def _fail_from_handler(self, error: RemoteError) -> None:
+        """Close the run as failed because a signal handler raised."""
+        if self.outcome is not None:
+            return
+        self._close(Outcome("failed", error=error), journal.WorkflowFailed(error))
+        self._evicting = True  # unwind silently: the run is closed
+        if self._main is not None:
+            self._main.cancel()
+
     def _timed_out(self) -> None:
         if self.outcome is not None:
             return
@@ -441,6 +464,12 @@ class WorkflowRun(Calls, Waits, Queries):
             raise self.refuse_in_query(f"a durable operation ({issued})")
         if self._evicting:
             return 0
+        if self._validating:
+            raise RuntimeError(
+                f"An update validator of workflow {self.definition.name!r} issued "
+                f"{record.KIND}: validators only read the workflow's state and raise to "
+                "reject; do the work in the update's handler."
+            )
         kind, data = record.KIND, record.to_data()
         self.history_length += 1
         seq = self.history_length

@@ -12,6 +12,8 @@
     ├── WorkflowAlreadyExists  client.start(..., if_exists="error") found one
     ├── NotInWorkflowError     a workflow-only call made outside a workflow
     ├── ExternalError          durable.external(...).wait(): the wait was failed from outside
+    ├── UpdateRejected         handle.update(): no such handler, or its validator raised
+    ├── UpdateFailed           handle.update(): the handler raised, or the run closed first
     ├── CompensationError      durable.saga(): a compensation failed too (.error, .failures)
     ├── MapFailed              durable.map(): more items failed than it tolerates
     ├── QueryError             handle.query(): unknown query, refused, raised, or no answer
@@ -57,6 +59,8 @@ __all__ = [
     "StepDataError",
     "StoreError",
     "TaskNotFound",
+    "UpdateFailed",
+    "UpdateRejected",
     "WorkflowAlreadyExists",
     "WorkflowCancelled",
     "WorkflowFailed",
@@ -277,6 +281,37 @@ class ExternalError(DurableError):
         super().__init__(message)
         self.cause = cause
         self.name = name
+
+
+class UpdateRejected(DurableError):
+    """Raised by ``handle.update()`` when the workflow refused the update before
+    journaling anything: it has no handler of that name (``.cause.type`` is
+    ``"UnknownUpdate"``, the message names the registered ones), or the handler's
+    validator raised (``.cause`` is what it raised). Nothing ran; sending again with a
+    new update id is safe."""
+
+    def __init__(
+        self, message: str, cause: RemoteError, workflow_id: str = "", update_id: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.workflow_id = workflow_id
+        self.update_id = update_id
+
+
+class UpdateFailed(DurableError):
+    """Raised by ``handle.update()`` when the update was accepted but gave no result:
+    its handler raised (``.cause`` is what it raised, as `WorkflowFailed` carries a
+    workflow's error), or the run closed or continued as new before the handler ended
+    (``.cause.type`` is ``"WorkflowClosed"``)."""
+
+    def __init__(
+        self, message: str, cause: RemoteError, workflow_id: str = "", update_id: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.workflow_id = workflow_id
+        self.update_id = update_id
 
 
 class TaskNotFound(DurableError, LookupError):

@@ -21,6 +21,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     external_failed       ExternalFailed     ref, error, worker
     run_retried           RunRetried         status, cause, step, dropped, reason
     run_forked            RunForked          workflow_id, run_id, at_seq
+    update_accepted       UpdateAccepted     id, name, args
     commands (the code issued them)
     activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
                                              heartbeat_timeout, schedule_to_close,
@@ -33,6 +34,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     marker                Marker             patch, branch
     external_started      ExternalStarted    name, branch, group
     tags_set              TagsSet            tags, branch
+    update_completed      UpdateCompleted    id, name, result, failure, branch
     closings (commands that end the run)
     workflow_completed    WorkflowCompleted  result
     workflow_failed       WorkflowFailed     error
@@ -83,6 +85,12 @@ itself; they are inputs that change nothing in the code's state. ``seed`` on
 ``workflow_started`` seeds ``durable.random()`` (`None`: the run id does): a fork keeps
 its source's, so its copied journal replays the same random values.
 
+``update_accepted`` is an update (`durable.handlers`) the worker admitted: its validator
+passed against the live state (a rejected one is never journaled); ``args`` is an encoded
+``{"args": [...], "kwargs": {}}``. ``update_completed`` records its handler's end:
+``result`` (a payload) or ``failure`` (a `RemoteError` as a map); the worker writes the
+same outcome to the ``updates`` table in that step's commit, where the caller reads it.
+
 Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
 signal or cancellation): when the run they reached ends by ``continue_as_new`` before
 consuming them, they move to its successor, never dropped. Every other inbox item answers
@@ -131,6 +139,8 @@ __all__ = [
     "TagsSet",
     "TimerFired",
     "TimerStarted",
+    "UpdateAccepted",
+    "UpdateCompleted",
     "WorkflowCancelled",
     "WorkflowCompleted",
     "WorkflowFailed",
@@ -174,6 +184,8 @@ class Kind(enum.StrEnum):
     WORKFLOW_TERMINATED = "workflow_terminated"
     RUN_RETRIED = "run_retried"
     RUN_FORKED = "run_forked"
+    UPDATE_ACCEPTED = "update_accepted"
+    UPDATE_COMPLETED = "update_completed"
 
 
 #: What the run observes; the engine applies them one at a time.
@@ -192,6 +204,7 @@ INPUT_KINDS: frozenset[str] = frozenset(
         Kind.EXTERNAL_FAILED,
         Kind.RUN_RETRIED,
         Kind.RUN_FORKED,
+        Kind.UPDATE_ACCEPTED,
     }
 )
 #: Commands that close the run when the code issues them.
@@ -214,46 +227,45 @@ COMMAND_KINDS: frozenset[str] = frozenset(
         Kind.SIGNAL_WAIT_STARTED,
         Kind.EXTERNAL_STARTED,
         Kind.TAGS_SET,
+        Kind.UPDATE_COMPLETED,
     }
     | CLOSING_KINDS
 )
 #: Inbox kinds sent to a workflow id, not to one run: they follow it across continue-as-new.
-WORKFLOW_ADDRESSED: frozenset[str] = frozenset({Kind.SIGNAL_RECEIVED, Kind.CANCEL_REQUESTED})
+WORKFLOW_ADDRESSED: frozenset[str] = frozenset(
+    {Kind.SIGNAL_RECEIVED, Kind.CANCEL_REQUESTED, Kind.UPDATE_ACCEPTED}
+)
+
+
+#: Per command kind, the fields that identify it: replay compares them (arguments are not
+#: compared: changing them is allowed) and a mismatch names them.
+_IDENTITY: dict[str, tuple[str, ...]] = {
+    "activity_scheduled": ("name",),
+    "child_started": ("name", "id"),
+    "published": ("key",),
+    "marker": ("patch",),
+    "signal_wait_started": ("name",),
+    "external_started": ("name",),
+    "update_completed": ("name", "id"),
+}
 
 
 def describe_command(kind: str, data: dict[str, Any]) -> str:
     """A command as a replay mismatch names it: its kind and what identifies it."""
-    key = {
-        "activity_scheduled": "name",
-        "child_started": "name",
-        "published": "key",
-        "marker": "patch",
-        "signal_wait_started": "name",
-        "external_started": "name",
-    }.get(kind)
-    if key is None:
+    fields = _IDENTITY.get(kind)
+    if fields is None:
         return kind
-    if kind == "child_started":
+    if len(fields) == 2:
         return f"{kind} {data.get('name')!r} (id {data.get('id')!r})"
-    return f"{kind} {data.get(key)!r}"
+    return f"{kind} {data.get(fields[0])!r}"
 
 
 def same_command(kind: str, data: dict[str, Any], other_kind: str, other: dict[str, Any]) -> bool:
     """Whether two commands agree on what replay checks: the kind, and the name, id, key or
-    patch that identifies it (arguments are not compared: changing them is allowed)."""
+    patch that identifies it (`_IDENTITY`)."""
     if kind != other_kind:
         return False
-    if kind == "activity_scheduled":
-        return data.get("name") == other.get("name")
-    if kind == "child_started":
-        return data.get("name") == other.get("name") and data.get("id") == other.get("id")
-    if kind == "published":
-        return data.get("key") == other.get("key")
-    if kind == "marker":
-        return data.get("patch") == other.get("patch")
-    if kind in ("signal_wait_started", "external_started"):
-        return data.get("name") == other.get("name")
-    return True
+    return all(data.get(name) == other.get(name) for name in _IDENTITY.get(kind, ()))
 
 
 def task_id(run_id: str, seq: int) -> str:
@@ -541,6 +553,28 @@ class TagsSet(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateAccepted(Record):
+    """Update ``id`` called ``name`` was admitted with ``args`` (encoded arguments)."""
+
+    KIND = Kind.UPDATE_ACCEPTED
+    id: str
+    name: str
+    args: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCompleted(Record):
+    """The handler of update ``id`` returned ``result`` or raised ``failure`` (a map)."""
+
+    KIND = Kind.UPDATE_COMPLETED
+    id: str
+    name: str
+    result: bytes | None = None
+    failure: dict[str, Any] | None = None
+    branch: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowCompleted(Record):
     """The run returned ``result``."""
 
@@ -614,37 +648,8 @@ class Damaged:
     raw: bytes = b""
 
 
-_RECORDS: dict[str, type[Record]] = {
-    cls.KIND: cls
-    for cls in (
-        WorkflowStarted,
-        ActivityCompleted,
-        ActivityFailed,
-        ActivityRetrying,
-        TimerFired,
-        SignalReceived,
-        ChildCompleted,
-        ChildFailed,
-        CancelRequested,
-        ExternalCompleted,
-        ExternalFailed,
-        ActivityScheduled,
-        TimerStarted,
-        ChildStarted,
-        Published,
-        Marker,
-        SignalWaitStarted,
-        ExternalStarted,
-        TagsSet,
-        WorkflowCompleted,
-        WorkflowFailed,
-        WorkflowCancelled,
-        ContinuedAsNew,
-        WorkflowTerminated,
-        RunRetried,
-        RunForked,
-    )
-}
+# Every record class is a direct subclass of Record (defined above).
+_RECORDS: dict[str, type[Record]] = {cls.KIND: cls for cls in Record.__subclasses__()}
 # Per kind: its record class and its field names (read on every input the engine applies).
 _FIELDS: dict[str, tuple[type[Record], tuple[str, ...]]] = {
     kind: (cls, tuple(f.name for f in dataclasses.fields(cls))) for kind, cls in _RECORDS.items()

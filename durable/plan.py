@@ -154,7 +154,8 @@ class Plan:
     consumed: list[int] = field(default_factory=list)
     #: 5. Runs to insert, current, pending and ready: successors and children.
     new_runs: list[NewRun] = field(default_factory=list)
-    #: 6. Workflow ids whose published values are cleared (a child restarting an id).
+    #: 6. Workflow ids whose published values and update outcomes are cleared (a child
+    #:    restarting an id).
     cleared: list[str] = field(default_factory=list)
     #: 7. (old run, successor): move the old run's unconsumed WORKFLOW_ADDRESSED items
     #:    (after the consumed ones are deleted, so those stay behind).
@@ -176,6 +177,8 @@ class Plan:
     deliveries: list[Delivery] = field(default_factory=list)
     #: 15. Published values (workflow_id, key) -> value, upserted.
     published: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    #: 15a. Update outcomes (workflow_id, update_id) -> outcome, upserted (`durable.updates`).
+    updates: dict[tuple[str, str], bytes] = field(default_factory=dict)
     #: 15b. Run id -> tags merged into its ``runs.tags`` (keys given take the new value;
     #:      the backend's tag index follows).
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -332,6 +335,9 @@ class _Planner:
         self.outgoing.extend(step.outgoing)
         for key, value in step.published.items():
             out.published[(state.workflow_id, key)] = value
+            out.topics.add(topic)
+        for update_id, outcome in step.updates.items():
+            out.updates[(state.workflow_id, update_id)] = outcome
             out.topics.add(topic)
         if step.tags:
             out.tags.setdefault(step.run_id, {}).update(step.tags)

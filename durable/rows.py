@@ -220,10 +220,11 @@ class StepCommit:
     ``new_timers`` and ``new_runs``; deletes ``finished_tasks`` and ``cancelled_timers``;
     sets ``cancel_requested`` on ``cancelled_tasks``; delivers ``outgoing`` (see
     `Outgoing`; after the whole batch, so an item for a run closing in the same batch is
-    dropped); upserts ``published``; merges ``tags`` into the run's tags (a key given
-    takes the new value; the tag index follows); sets ``history_length``, ``updated_at``,
-    ``problem`` and, when given, ``status`` (``running`` after the first step),
-    ``result``/``error``.
+    dropped); upserts ``published`` and ``updates`` (outcomes of updates, keyed by the
+    workflow id and update id, notifying the workflow's run topic); merges ``tags`` into
+    the run's tags (a key given takes the new value; the tag index follows); sets
+    ``history_length``, ``updated_at``, ``problem`` and, when given, ``status``
+    (``running`` after the first step), ``result``/``error``.
 
     ``new_runs`` are children. A child whose workflow id has an **open** current run is
     not created: the committing run instead receives a ``child_failed`` inbox item
@@ -265,6 +266,7 @@ class StepCommit:
     published: dict[str, bytes] = field(default_factory=dict)
     problem: str | None = None
     tags: dict[str, str] = field(default_factory=dict)  # merged into the run's tags
+    updates: dict[str, bytes] = field(default_factory=dict)  # update id -> outcome
 
 
 class RunExtras(NamedTuple):

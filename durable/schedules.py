@@ -376,21 +376,6 @@ async def _describe(store: Store, schedule: ScheduleRecord) -> ScheduleDescripti
     )
 
 
-async def _check_by_name(store: Store, name: str, args: list[Any]) -> None:
-    """Refuse arguments that do not fit the workflow ``name`` as a live worker serves it,
-    as `Client.start` by name does (`durable.signature`)."""
-    for worker in await store.list_workers():
-        description = worker.signatures.get(name)
-        if description is not None:
-            problem = signature.check(description, args)
-            if problem is not None:
-                raise TypeError(
-                    f"Cannot schedule workflow {name!r}: {problem}, as worker "
-                    f"{worker.worker_id} serves it. Nothing was written."
-                )
-            return
-
-
 class ScheduleMethods:
     """The schedule methods of `durable.Client` (which provides `_open` and `clock`)."""
 
@@ -444,7 +429,7 @@ class ScheduleMethods:
             encoded = payload.encode(
                 {"args": list(args), "kwargs": {}}, what=f"arguments of workflow {name!r}"
             )
-            await _check_by_name(store, name, payload.decode(encoded)["args"])
+            await signature.check_live(store, name, payload.decode(encoded)["args"], "schedule")
         else:
             defn = workflow_definition(fn_or_name)
             name, default_queue = defn.name, defn.queue

@@ -16,9 +16,12 @@ import inspect
 import json
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["check", "describe"]
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["check", "check_live", "describe"]
 
 # An annotation's outermost type, as JSON-like values show it: name -> accepted Python types.
 _SHAPES: dict[str, tuple[type, ...]] = {
@@ -102,3 +105,24 @@ def check(description: str, args: Sequence[Any]) -> str | None:
             kind = "null" if value is None else type(value).__name__
             return f"argument {name!r} must be {shape}, got {kind} {value!r} {text}"
     return None
+
+
+async def check_live(store: Store, name: str, args: list[Any], verb: str) -> None:
+    """Refuse arguments that do not fit the workflow ``name`` as a live worker serves it
+    (``verb``: what the caller was doing, "start" or "schedule"); with no live worker
+    describing it, the worker will tell.
+
+    Raises:
+        TypeError: naming the parameter and the worker; nothing was written.
+    """
+    for worker in await store.list_workers():
+        description = worker.signatures.get(name)
+        if description is None:
+            continue
+        problem = check(description, args)
+        if problem is not None:
+            raise TypeError(
+                f"Cannot {verb} workflow {name!r}: {problem}, as worker {worker.worker_id} "
+                "serves it. Nothing was written."
+            )
+        return

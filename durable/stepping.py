@@ -20,9 +20,10 @@ import asyncio
 import collections
 import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import children, journal, payload, steplogs, tracing
+from . import children, journal, payload, steplogs, tracing, updates
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
@@ -52,6 +53,7 @@ from .ticks import scheduled_at
 __all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
 
 logger = logging.getLogger("durable.worker")
+T = TypeVar("T")
 
 COMMIT_BATCH = 500  # most steps written in one group-commit transaction
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
@@ -280,12 +282,7 @@ class RunStepping:
             timeout=run.timeout,
             scheduled_at=scheduled_at(run.tags),
         )
-        try:
-            entries = await self.store.read_journal(run.run_id) if run.history_length else []
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise _StoreTrouble(exc) from exc
+        entries = await _stored(self.store.read_journal(run.run_id)) if run.history_length else []
         replay_journal(engine, run.run_id, entries, functools.partial(_entry_data, run.run_id))
         engine.take_effects()  # carried out when they were first recorded
         return engine
@@ -317,22 +314,28 @@ class RunStepping:
             for kind, data, when, inbox_id, finished in inputs:
                 if finished is not None:
                     commit.finished_tasks[finished.info.task_id] = finished.info.attempt
-                if engine.closed:
+                if engine.outcome is not None:
                     # Late arrivals for a closed run are not journaled. What was sent to
                     # the workflow id (a signal, a cancellation) stays in the inbox when
                     # the run continued as new: the store moves it to the successor.
                     # Answers to this run's own commands are consumed.
                     if inbox_id is not None and not (
-                        kind in WORKFLOW_ADDRESSED
-                        and engine.outcome is not None
-                        and engine.outcome.status == "continued_as_new"
+                        kind in WORKFLOW_ADDRESSED and engine.outcome.status == "continued_as_new"
                     ):
                         commit.consumed_inbox.append(inbox_id)
+                        if kind == journal.Kind.UPDATE_ACCEPTED:  # it never will be answered
+                            updates.answer_closed(commit, data, engine.outcome.status)
                     continue
                 if inbox_id is not None:
                     commit.consumed_inbox.append(inbox_id)
+                decoded = payload.decode(data)
+                if kind == journal.Kind.UPDATE_ACCEPTED and inbox_id is not None:
+                    # Screened before anything is journaled (`durable.updates.admit`).
+                    known = self.store.read_update(run.workflow_id, str(decoded.get("id")))
+                    if not updates.admit(engine, decoded, commit, await _stored(known)):
+                        continue
                 when = max(when, engine._now)
-                new = engine.apply(kind, payload.decode(data), when)
+                new = engine.apply(kind, decoded, when)
                 commit.entries.append(
                     JournalEntry(engine.history_length - len(new), kind, when, data)
                 )
@@ -522,6 +525,8 @@ class RunStepping:
                 commit.published[rec.key] = rec.value
             elif isinstance(rec, journal.TagsSet):
                 commit.tags.update(rec.tags)
+            elif isinstance(rec, journal.UpdateCompleted):
+                commit.updates[rec.id] = updates.outcome(rec)
         return local
 
     async def _terminate_children(
@@ -568,6 +573,8 @@ class RunStepping:
         run = driver.claimed.run
         commit.status = outcome.status
         commit.result = outcome.result
+        for update_id, name in engine.open_updates().items():
+            commit.updates.setdefault(update_id, updates.unanswered(name, outcome.status))
         if outcome.error is not None:
             commit.error = payload.envelope(outcome.error.to_dict())
         for ctx in driver.local.values():
@@ -681,3 +688,13 @@ class _DamagedJournal(Exception):
 
 class _StoreTrouble(Exception):
     """A store call of a step failed with the driver's own error, not a `StoreError`."""
+
+
+async def _stored(call: Awaitable[T]) -> T:
+    """A store call's result; its failure other than a `StoreError` as `_StoreTrouble`."""
+    try:
+        return await call
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise _StoreTrouble(exc) from exc

@@ -76,8 +76,8 @@ class Step:
     """
 
     seq: int
-    kind: str  # activity | compensation | child | timer | signal | external | publish |
-    # marker | tags | damaged
+    kind: str  # activity | compensation | child | timer | signal | external | update |
+    # publish | marker | tags | damaged
     name: str
     branch: str
     group: int | None
@@ -96,9 +96,10 @@ class Step:
 @dataclass(frozen=True)
 class PendingStep:
     """A step in flight: an activity (with its attempt and last error), a timer, a child
-    workflow, a signal wait, an external wait."""
+    workflow, a signal wait, an external wait, an update whose handler runs."""
 
-    kind: str  # "activity" | "compensation" | "timer" | "child" | "signal" | "external"
+    # "activity" | "compensation" | "timer" | "child" | "signal" | "external" | "update"
+    kind: str
     name: str
     attempt: int
     scheduled_at: datetime
@@ -136,6 +137,7 @@ class _Builder:
         self.children: dict[str, int] = {}  # child workflow id -> seq, while unresolved
         self.waits: dict[str, list[int]] = {}  # signal name -> seqs of open waits, FIFO
         self.wait_timers: dict[int, int] = {}  # timer seq -> seq of the wait it times out
+        self.updates: dict[str, int] = {}  # update id -> seq, while its handler runs
 
     def add(self, seq: int, kind: str, rec: journal.Record, time: float, **fields: Any) -> None:
         self.steps[seq] = {
@@ -225,6 +227,19 @@ class _Builder:
                 else:
                     step.update(status="failed", error=rec.error)
                 step["closed_at"] = _dt(t)
+        elif isinstance(rec, journal.UpdateAccepted):
+            args = _args(rec.args)
+            self.add(seq, "update", rec, t, name=rec.name, status="running", input=args)
+            self.updates[rec.id] = seq
+        elif isinstance(rec, journal.UpdateCompleted):
+            ref = self.updates.pop(rec.id, None)
+            step = self.steps.get(ref) if ref is not None else None
+            if step is not None:
+                step["closed_at"] = _dt(t)
+                if rec.failure is None:
+                    step.update(status="completed", output=readable_value(rec.result))
+                else:
+                    step.update(status="failed", error=RemoteError.from_dict(rec.failure))
         elif isinstance(rec, journal.Published):
             self.add(
                 seq,
@@ -360,8 +375,8 @@ def pending(steps: Iterable[Step]) -> list[PendingStep]:
         elif step.kind == "signal":
             until = f" until {_when(step.input)}" if isinstance(step.input, datetime) else ""
             out.append(PendingStep("signal", f"{step.name}{until}", 1, scheduled, None))
-        elif step.kind == "external":
-            out.append(PendingStep("external", step.name, 1, scheduled, None))
+        elif step.kind in ("external", "update"):
+            out.append(PendingStep(step.kind, step.name, 1, scheduled, None))
     return out
 
 

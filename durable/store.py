@@ -34,6 +34,9 @@ Logical schema (each backend spells it in its own SQL):
   time zone, catch-up window, jitter, paused), overlap policy, and its state: next tick,
   when it is due, buffered ticks, latest and recent runs, and a version every write bumps
   (see `ScheduleRecord`, `durable.schedules`).
+- ``updates``: (workflow_id, update_id) → outcome, at: how each update sent to the
+  workflow ended (result, failure or rejection), written by the step that settled it and
+  read by ``handle.update``; gone with the workflow's current run when it is pruned.
 - ``run_tags``: (run_id, key) → value, created_at: the tag index, one row per run and tag,
   kept in step with ``runs.tags`` by the backend, searched by (key, value, created_at).
 
@@ -288,6 +291,12 @@ class Store(QueryBox, abc.ABC):
     ) -> dict[str, int]:
         """How many runs (current or not) have each status, filtered by ``name`` and
         ``tags`` as `list_runs` filters; statuses no run has are left out."""
+
+    @abc.abstractmethod
+    async def read_update(self, workflow_id: str, update_id: str) -> bytes | None:
+        """The stored outcome of update ``update_id`` of the workflow (`durable.updates`),
+        or ``None`` while it has none. Outcomes are written by `commit_steps`
+        (`StepCommit.updates`); the first one written for an id stays."""
 
     @abc.abstractmethod
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:

@@ -140,6 +140,8 @@ CONTRACT = {
     ("get", "/v1/workflows/{id}/published/{key}"),
     ("post", "/v1/workflows/{id}/signal/{signal}"),
     ("post", "/v1/workflows/{id}/query/{name}"),  # §10 (durable.server.queries)
+    # §10 messages (durable.server.updates)
+    ("post", "/v1/workflows/{id}/update/{name}"),
     ("post", "/v1/workflows/{id}/cancel"),
     ("post", "/v1/workflows/{id}/terminate"),
     ("post", "/v1/workflows/{id}/retry"),

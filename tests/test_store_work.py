@@ -7,6 +7,7 @@ from durable.testing.store_contract.kit import store
 from durable.testing.store_contract.logs import *  # noqa: F403
 from durable.testing.store_contract.queries import *  # noqa: F403
 from durable.testing.store_contract.remote import *  # noqa: F403
+from durable.testing.store_contract.updates import *  # noqa: F403
 from durable.testing.store_contract.work import *  # noqa: F403
 
 __all__ = ["store"]  # the contract's fixture, used by the tests imported above

@@ -32,6 +32,7 @@ from durable.journal import WORKFLOW_ADDRESSED
 from durable.plan import Delivery, Lookups, Plan, RunState, Snapshot
 from durable.store import EXTERNAL_OWNER, TOPIC_RUNS, NewRun, Outgoing
 
+from . import updates
 from .connection import Fold
 from .schema import tags_json
 
@@ -185,6 +186,7 @@ ORDER BY u.ord
 _READY = "UPDATE runs SET ready = true WHERE run_id = ANY($1::text[])"
 _DEMOTE = "UPDATE runs SET is_current = false WHERE run_id = ANY($1::text[])"
 _CLEAR_PUBLISHED = "DELETE FROM published WHERE workflow_id = ANY($1::text[])"
+_CLEAR_UPDATES = "DELETE FROM updates WHERE workflow_id = ANY($1::text[])"
 
 
 async def deliver(conn: Any, deliveries: Sequence[Delivery]) -> None:
@@ -368,6 +370,7 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
         await _refuse_raced(conn, p, raced, now)
     if p.cleared:
         await conn.execute(_CLEAR_PUBLISHED, p.cleared)
+        await conn.execute(_CLEAR_UPDATES, p.cleared)
     if p.moves:
         await conn.execute(_MOVE_SIGNALS, *_columns(p.moves, 2), _ADDRESSED)
     if p.tasks:
@@ -401,6 +404,15 @@ async def apply(conn: Any, p: Plan, now: float, fold: Fold) -> None:
             [wf for wf, _ in keys],
             [key for _, key in keys],
             [p.published[k] for k in keys],
+        )
+    if p.updates:
+        keys = list(p.updates)
+        await conn.execute(
+            updates.UPSERT,
+            [wf for wf, _ in keys],
+            [uid for _, uid in keys],
+            [p.updates[k] for k in keys],
+            now,
         )
     if p.tags:
         await conn.execute(_MERGE_TAGS, list(p.tags), [tags_json(tags) for tags in p.tags.values()])

@@ -46,4 +46,5 @@ async def prune_runs(conn: Any, closed_before: float, limit: int) -> list[str]:
     current = sorted({row["workflow_id"] for row in rows if row["is_current"]})
     if current:
         await conn.execute("DELETE FROM published WHERE workflow_id = ANY($1::text[])", current)
+        await conn.execute("DELETE FROM updates WHERE workflow_id = ANY($1::text[])", current)
     return [row["workflow_id"] for row in rows]

@@ -49,7 +49,7 @@ import asyncpg
 from durable.errors import StoreError
 from durable.store import RunRecord, TaskRecord
 
-from . import logs, queries
+from . import logs, queries, updates
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -275,6 +275,7 @@ _RUN_TAGS = [
 EXTRA_TABLES: list[tuple[str, list[str]]] = [
     logs.TABLE,  # step logs (durable.steplogs)
     queries.TABLE,  # queries and their answers (durable.querybox)
+    updates.TABLE,  # outcomes of updates (durable.updates)
     ("schedules", SCHEDULES_TABLE),  # durable.schedules
     # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
     # first by (key, value) instead of testing every run's jsonb. Triggers keep it in step

@@ -76,6 +76,7 @@ from .schema import (
     tags_json,
     task_record,
 )
+from .updates import Updates
 from .workers import WORKER_SILENCE_SECONDS
 
 __all__ = ["POLL_INTERVAL", "WORKER_SILENCE_SECONDS", "PostgresStore"]
@@ -126,11 +127,12 @@ async def _create_one(
         await conn.execute(
             "UPDATE runs SET is_current = false WHERE run_id = $1", existing["run_id"]
         )
-        # A new execution: the old one's published values are not its own.
+        # A new execution: the old one's published values and update outcomes are not its own.
         await conn.execute("DELETE FROM published WHERE workflow_id = $1", run.workflow_id)
+        await conn.execute("DELETE FROM updates WHERE workflow_id = $1", run.workflow_id)
 
 
-class PostgresStore(Listing, Logs, QueryRows, Schedules, Store):
+class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
     """The storage contract on PostgreSQL (asyncpg); see the module docstring.
 
         async with PostgresStore("postgresql://app@db.internal/app?schema=orders") as store:

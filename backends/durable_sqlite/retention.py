@@ -37,4 +37,5 @@ def prune_runs(conn: sqlite3.Connection, closed_before: float, limit: int) -> li
     # Published values belong to a workflow id, not a run: they go with its current run.
     current = json.dumps(sorted({row[1] for row in rows if row[2]}))
     conn.execute(f"DELETE FROM published WHERE workflow_id IN {_IDS}", (current,))
+    conn.execute(f"DELETE FROM updates WHERE workflow_id IN {_IDS}", (current,))
     return [row[1] for row in rows]

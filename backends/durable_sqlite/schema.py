@@ -43,7 +43,7 @@ import aiosqlite
 from durable.errors import StoreError
 from durable.store import InboxItem, JournalEntry, NewRun, RunRecord, TaskRecord, WorkerRecord
 
-from . import logs, queries
+from . import logs, queries, updates
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -252,6 +252,7 @@ _RUN_TAGS = (
 EXTRA_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     logs.TABLE,  # step logs (durable.steplogs)
     queries.TABLE,  # queries and their answers (durable.querybox)
+    updates.TABLE,  # outcomes of updates (durable.updates)
     ("schedules", SCHEDULES_TABLE),  # durable.schedules
     # The tag index: one row per run and tag, so client.list(tags=...) reads runs newest
     # first by (key, value) instead of testing every run's JSON. Triggers keep it in step

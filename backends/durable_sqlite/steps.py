@@ -27,6 +27,8 @@ from durable.journal import WORKFLOW_ADDRESSED
 from durable.plan import Delivery, Plan, RunState, Snapshot
 from durable.store import EXTERNAL_OWNER, TOPIC_RUNS, NewRun, Outgoing, StepCommit
 
+from . import updates
+
 __all__ = ["close_runs", "commit_steps", "deliver", "insert_runs", "read_runs", "route_one"]
 
 _ADDRESSED = json.dumps(sorted(WORKFLOW_ADDRESSED))  # inbox kinds that follow a workflow id
@@ -132,6 +134,7 @@ def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
         insert_runs(conn, p.new_runs)
     if p.cleared:
         conn.executemany("DELETE FROM published WHERE workflow_id = ?", [(w,) for w in p.cleared])
+        conn.executemany("DELETE FROM updates WHERE workflow_id = ?", [(w,) for w in p.cleared])
     if p.moves:
         # Unconsumed items sent to the workflow id follow it; ids (their order) are kept.
         conn.executemany(
@@ -171,6 +174,10 @@ def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
             "INSERT INTO published (workflow_id, key, value) VALUES (?, ?, ?) "
             "ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value",
             [(wf, key, value) for (wf, key), value in p.published.items()],
+        )
+    if p.updates:
+        conn.executemany(
+            updates.UPSERT, [(wf, uid, value, now) for (wf, uid), value in p.updates.items()]
         )
     if p.tags:
         # json_patch merges (a key given takes the new value); a trigger updates run_tags.

@@ -106,6 +106,7 @@ from .schema import (
     task_record,
     worker_record,
 )
+from .updates import Updates
 from .wakeups import POLL_FIRST, POLL_INTERVAL, Wakeups, _Seen, local_writes
 from .workers import WORKER_GONE_SECONDS
 
@@ -127,7 +128,7 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 T = TypeVar("T")
 
 
-class SQLiteStore(Listing, Logs, QueryRows, Wakeups, Schedules, Store):
+class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:
@@ -289,8 +290,10 @@ class SQLiteStore(Listing, Logs, QueryRows, Wakeups, Schedules, Store):
                     db.execute(
                         "UPDATE runs SET is_current = 0 WHERE run_id = ?", (existing.run_id,)
                     )
-                    # A new execution: the old one's published values are not its own.
+                    # A new execution: the old one's published values and update outcomes
+                    # are not its own.
                     db.execute("DELETE FROM published WHERE workflow_id = ?", (run.workflow_id,))
+                    db.execute("DELETE FROM updates WHERE workflow_id = ?", (run.workflow_id,))
                 _steps.insert_runs(db, [run])
                 results.append((pending_record(run), True))
                 topics.update((TOPIC_RUNS, TOPIC_STATUS, run_topic(run.workflow_id)))

@@ -8,6 +8,7 @@
     durable read order-1 progress
     durable signal order-1 approved true
     durable query cart-7 has '"apple"'
+    durable update cart-7 add '"apple"' [--update-id ID] [--wait SECONDS]
     durable cancel order-1
     durable terminate order-1 --reason "bad data"
     durable retry order-1
@@ -49,7 +50,18 @@ from ..errors import DurableError
 from ..store import STATUSES
 from ..urls import redact_url
 from ..worker import Worker
-from . import commands, logs, queries, queues, repair, replaying, retention, schedules, serve
+from . import (
+    commands,
+    logs,
+    messaging,
+    queries,
+    queues,
+    repair,
+    replaying,
+    retention,
+    schedules,
+    serve,
+)
 
 __all__ = ["STATUSES", "collect", "main"]
 
@@ -337,6 +349,20 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.signal)
 
     queries.add_command(command, _json_argument)
+
+    p = command("update", "send an update to a workflow and print its result", json=True)
+    p.add_argument("id")
+    p.add_argument("name")
+    p.add_argument(
+        "args", nargs="*", type=_json_argument, help="JSON values: the handler's arguments"
+    )
+    p.add_argument(
+        "--update-id", help="makes it idempotent: sent again, the same id gets the same outcome"
+    )
+    p.add_argument(
+        "--wait", type=_wait, metavar="SECONDS", help="give up after this long (default: never)"
+    )
+    p.set_defaults(run=messaging.update)
 
     p = command("cancel", "request cancellation of a workflow")
     p.add_argument("id")

@@ -250,6 +250,8 @@ def _step_details(step: Step, now: datetime, retry_at: datetime | None = None) -
             out.append(f"completed with {_cut(dumps(step.output))}")
     elif step.kind in ("publish", "tags"):
         out.append(f"= {_cut(dumps(step.input))}")
+    elif step.kind == "update" and step.status == "completed":
+        out.append(f"returned {_cut(dumps(step.output))}")
     if step.kind not in ACTIVITY_KINDS and step.error is not None:
         out.append(_cut(str(step.error)))
     return out
@@ -312,6 +314,8 @@ def _doing(step: Step) -> str:
     if step.kind == "external":
         since = f" since {clock(step.scheduled_at)}" if step.scheduled_at else ""
         return f"waiting for external completion {step.name!r}{since}"
+    if step.kind == "update":
+        return f"running the handler of update {step.name!r}"
     return f"{step.kind} {step.name!r} {step.status}"
 
 

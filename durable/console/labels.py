@@ -20,6 +20,7 @@ _WORD = {
     "timer": "timer",
     "signal": "signal",
     "external": "external",
+    "update": "update",
     "publish": "publish",
     "marker": "patch",
     "tags": "tags",

@@ -41,6 +41,7 @@ from . import queries as _queries
 from . import repair as _repair
 from . import shape as _shape
 from . import timeline as _timeline
+from . import updating as _updating
 from .nodes import run_href
 
 if TYPE_CHECKING:
@@ -453,8 +454,9 @@ async def _form(request: Request) -> dict[str, str] | Response:
 
 
 async def act(request: Request) -> Response:
-    """``POST /runs/{id}/{action}``: signal, cancel, terminate, retry or fork (`repair`),
-    then back to the run (a fork: to the new one)."""
+    """``POST /runs/{id}/{action}``: signal, update (`updating`: its outcome's page),
+    cancel, terminate, retry or fork (`repair`), then back to the run (a fork: to the new
+    one)."""
     service: Service = request.app.state.durable
     workflow_id = request.path_params["id"]
     action = request.path_params["action"]
@@ -484,6 +486,11 @@ async def act(request: Request) -> Response:
             if not name:
                 return await _refused_action(request, back, "Give the signal a name.")
             await handle.signal(name, value)
+        elif action == "update":  # its outcome gets a page (durable.console.updating)
+            sent = await _updating.send(service.client, workflow_id, fields)
+            return _page(
+                request, "update.html", sent.status, title="update", back=back, **sent.context()
+            )
         elif action == "cancel":
             await handle.cancel()
         elif action == "terminate":

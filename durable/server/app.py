@@ -42,6 +42,7 @@ from . import (
     retention,
     schedules,
     tasks,
+    updates,
     workflows,
 )
 from .auth import BearerAuth
@@ -62,6 +63,7 @@ T = TypeVar("T")
 #: Every endpoint of the API, in the order the OpenAPI document lists them.
 ENDPOINTS: Sequence[Endpoint] = (
     *workflows.ENDPOINTS,
+    *updates.ENDPOINTS,
     *queries.ENDPOINTS,
     *logs.ENDPOINTS,
     *repair.ENDPOINTS,

@@ -64,7 +64,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "detail": {"type": "string"},
         "outcome": {"description": "409 on a task: the outcome already stored"},
         "reason": {"description": "on a query: why it got no value (durable.QueryError)"},
-        "cause": {"description": "422 on a query: the error its function raised"},
+        "cause": {
+            "description": "409 on an update: the recorded error that refused it; 422 on a "
+            "query: the error its function raised"
+        },
     },
 }
 

@@ -6,9 +6,10 @@
         assert await handle.result() == "approved"   # a 90-day timeout costs milliseconds
 
 With ``time_skipping=True`` (the default) the clock is virtual: it stands still, except that
-while a test awaits ``handle.result()`` or ``env.sleep(...)`` and nothing else can happen
-first — no activity running, no unprocessed inbox item, every workflow blocked — it jumps to
-the next due timer (or delayed retry, or schedule tick: schedules fire in virtual time).
+while a test awaits ``handle.result()``, ``handle.update(...)`` or ``env.sleep(...)`` and
+nothing else can happen first — no activity running, no unprocessed inbox item, every
+workflow blocked — it jumps to the next due timer (or delayed retry, or schedule tick:
+schedules fire in virtual time).
 
 Why "nothing else can happen first" holds exactly, not by waiting and hoping
 ----------------------------------------------------------------------------
@@ -62,7 +63,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Self
@@ -252,15 +253,20 @@ class WorkflowEnvironment:
             )
         return look.next_due
 
-    async def _skip(self, handle: WorkflowHandle[Any]) -> None:
-        """Called by ``handle.result()`` while it waits: once quiet, jump to the next due
-        time, unless the awaited run has closed meanwhile (then nothing need move)."""
+    async def _skip(
+        self, handle: WorkflowHandle[Any], done: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Called by ``handle.result()`` (and ``handle.update()``, whose ``done`` says
+        whether its outcome is in) while it waits: once quiet, jump to the next due time,
+        unless the awaited run has closed (or ``done()``) meanwhile: nothing need move."""
         look = await self._settle(RESULT_SLICE)
         if look is None:
             return  # result() looks at the run again and comes back
         run = await handle._current()
         if run.status in CLOSED_STATUSES:
             return  # result() returns it (or follows a continue-as-new) without a jump
+        if done is not None and await done():
+            return  # the update's outcome is in: handle.update() returns it
         if not self._still(look):
             return  # something happened while we read the run (another task's call)
         if look.next_due is None:

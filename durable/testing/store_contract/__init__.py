@@ -8,7 +8,8 @@ processes), `boundaries` (lease expiry at exactly ``now``, payloads at the size 
 schedule's compare-and-set with its runs, what is due), `repair` (re-opening a run and
 forking one: `durable.repair`), `tagging` (tags a step sets, searching by tag),
 `retention` (pruning closed runs), `limits` (queue limits and priorities), `queries`
-(queries left for workers and their answers: `durable.querybox`); `kit` holds
+(queries left for workers and their answers: `durable.querybox`), `updates` (outcomes of
+updates); `kit` holds
 the helpers and the
 ``store`` fixture. The two backends shipped with durable-flow run it (tests/test_store.py,
 tests/test_store_work.py); a third backend runs it the same way. In its test module:
@@ -65,6 +66,8 @@ from .schedules import *  # noqa: F403
 from .schedules import __all__ as _schedules
 from .tagging import *  # noqa: F403
 from .tagging import __all__ as _tagging
+from .updates import *  # noqa: F403
+from .updates import __all__ as _updates
 from .work import *  # noqa: F403
 from .work import __all__ as _work
 
@@ -83,4 +86,5 @@ __all__ = [
     *_retention,
     *_limits,
     *_queries,
+    *_updates,
 ]
