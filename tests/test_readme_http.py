@@ -99,14 +99,17 @@ def test_the_readme_curl_session_works_as_written(services: int) -> None:
         if streaming:  # server-sent events never end: read a second of them
             args += ["--max-time", "1"]
         args += ["-w", "\n%{http_code}"]
-        # A person types the next command a moment later: the published value appears once
-        # the worker has reached the approval, so that one is asked again for a while.
-        deadline = time.monotonic() + (15 if "/published/" in command else 0)
+        # A person types the next command a moment later: the value the README shows is
+        # published once the worker has reached the approval (before it, nothing or an
+        # earlier value, "charged"...), so that one is asked again for a while.
+        reading = "/published/" in command
+        deadline = time.monotonic() + (15 if reading else 0)
         while True:
             done = subprocess.run(args, capture_output=True, text=True, timeout=60)
             assert done.returncode == (28 if streaming else 0), (command, done.stderr)
             body, _, code = done.stdout.rpartition("\n")
-            if code != "404" or time.monotonic() > deadline:
+            shown = not reading or "awaiting approval" in body
+            if (code != "404" and shown) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         answers.append((int(code), body))
