@@ -166,11 +166,11 @@ class Handlers:
             why = (
                 "its arguments do not fit"
                 if isinstance(exc, SerializationError)
-                else ("its validator raised")
+                else "its validator raised"
             )
             return RemoteError(
                 error.type,
-                f"update {rec.name!r} was rejected ({why}): {error.message}",
+                f"{why}: {error.message}",
                 "",
                 error.details,
             )
