@@ -517,7 +517,7 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
         self._emit(record)
 
     def _start_timer(self, when: float) -> int:
-        return self._emit(journal.TimerStarted(when))
+        return self._emit(journal.TimerStarted(when, wait=self._timer_wait))
 
     def _cancel_timer(self, seq: int) -> None:
         if not self._evicting:

@@ -72,6 +72,7 @@ class Handlers:
         self._updates_open: dict[str, str] = {}  # id -> name: admitted, handler not ended
         self._updates_waiting: dict[str, list[journal.UpdateAccepted]] = {}
         self._validating = False
+        self._timer_wait: str | None = None  # what the next timer started times out
 
     # -- registration -------------------------------------------------------------------
 
@@ -264,12 +265,19 @@ class Handlers:
         fut: asyncio.Future[None] = self._loop.create_future()
         entry = (fn, fut)
         self._conditions.append(entry)
+        timer = None
+        if timeout is not None:
+            # Its timer is journaled as this wait's (steps show a condition, not a sleep).
+            self._timer_wait = "condition"
+            try:
+                timer = self._loop.call_later(timeout, _time_out, fut)
+            finally:
+                self._timer_wait = None
         try:
-            if timeout is None:
-                await fut
-            else:
-                await asyncio.wait_for(fut, timeout)
+            await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             if entry in self._conditions:
                 self._conditions.remove(entry)
 
@@ -297,6 +305,11 @@ class Handlers:
                 fut.set_result(None)
                 woke = True
         return woke
+
+
+def _time_out(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 def _takes_no_argument(fn: Callable[..., Any]) -> bool:

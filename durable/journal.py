@@ -26,7 +26,7 @@ turns the pair into one of the typed records below and `encode` does the reverse
     activity_scheduled    ActivityScheduled  name, queue, args, retry, timeout,
                                              heartbeat_timeout, schedule_to_close,
                                              branch, group, compensation, key?, priority?
-    timer_started         TimerStarted       due, branch, group
+    timer_started         TimerStarted       due, branch, group, wait?
     child_started         ChildStarted       name, id, run_id, queue, args, timeout,
                                              branch, group, parent_close?
     published             Published          key, value, branch
@@ -60,20 +60,17 @@ which is also what journals recorded before it existed mean.
 undo an earlier step; it is left out of every other activity's data, so journals recorded
 before sagas existed read the same.
 
-``tags_set`` records ``durable.set_tags(...)``: ``tags`` (str to str) merged into the run's
-tags when the step commits (`durable.plan`), so ``client.list(tags=...)`` finds the run by
-them. Replay checks its kind only: changing the values in code is allowed.
+``tags_set`` records ``durable.set_tags(...)``: ``tags`` merged into the run's tags when the
+step commits (`durable.plan`). Replay checks its kind only: the values may change in code.
 
 ``signal_wait_started`` records that the code began waiting for a signal (``due``: when its
 timeout fires, or `None`), so a waiting run shows what it waits for. It only tells: replay
 of a journal recorded before it existed, which lacks it, is not a mismatch.
 
 ``external_started`` records ``durable.external(name)``: a wait for a completion from
-outside, addressed by a task token naming this run and this seq (`durable.tasks`). Its
-answer, ``external_completed`` or ``external_failed`` (``worker``: who completed it, as
-the caller said), comes through the inbox like an activity's. The wait is kept as a row
-of ``tasks`` leased to `durable.store.EXTERNAL_OWNER` for ever, so completing it is
-`durable.store.Store.finish_task` and happens exactly once.
+outside by a task token naming this run and seq (`durable.tasks`); its answer
+(``worker``: who completed it, as the caller said) comes through the inbox. The wait is
+a row of ``tasks`` leased to `durable.store.EXTERNAL_OWNER`: completed exactly once.
 
 ``run_retried`` and ``run_forked`` are written by an operator's repair (`durable.repair`):
 a run re-opened by ``handle.retry()`` when it was ``status`` (failed, terminated, parked),
@@ -85,11 +82,10 @@ itself; they are inputs that change nothing in the code's state. ``seed`` on
 ``workflow_started`` seeds ``durable.random()`` (`None`: the run id does): a fork keeps
 its source's, so its copied journal replays the same random values.
 
-``update_accepted`` is an update (`durable.handlers`) the worker admitted: its validator
-passed against the live state (a rejected one is never journaled); ``args`` is an encoded
-``{"args": [...], "kwargs": {}}``. ``update_completed`` records its handler's end:
-``result`` (a payload) or ``failure`` (a `RemoteError` as a map); the worker writes the
-same outcome to the ``updates`` table in that step's commit, where the caller reads it.
+``update_accepted`` is an update (`durable.handlers`) the worker admitted (its validator
+passed; a rejected one is never journaled). ``update_completed`` records its handler's
+end, ``result`` or ``failure`` (a `RemoteError` map), also written to ``updates`` in
+that step's commit for the caller. ``wait`` of a timer: `durable.wait_condition`'s.
 
 Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
 signal or cancellation): when the run they reached ends by ``continue_as_new`` before
@@ -464,12 +460,21 @@ class ActivityScheduled(Record):
 
 @dataclass(frozen=True, slots=True)
 class TimerStarted(Record):
-    """The code started a timer due at ``due`` (POSIX seconds)."""
+    """The code started a timer due at ``due`` (POSIX seconds); ``wait`` says what it is
+    the timeout of (``"condition"``: `durable.wait_condition`'s), stored only when set."""
 
     KIND = Kind.TIMER_STARTED
     due: float
     branch: str = "0"
     group: int | None = None
+    wait: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The stored map: ``wait`` left out unless set."""
+        out = Record.to_data(self)
+        if out["wait"] is None:
+            del out["wait"]
+        return out
 
 
 #: Parent-close policies of a child (`durable.children`); the first is the default.

@@ -98,7 +98,8 @@ class PendingStep:
     """A step in flight: an activity (with its attempt and last error), a timer, a child
     workflow, a signal wait, an external wait, an update whose handler runs."""
 
-    # "activity" | "compensation" | "timer" | "child" | "signal" | "external" | "update"
+    # "activity" | "compensation" | "timer" | "condition" | "child" | "signal" | "external"
+    # | "update"
     kind: str
     name: str
     attempt: int
@@ -131,8 +132,9 @@ def _args(data: bytes) -> Any:
 class _Builder:
     """Walks a journal once, keeping each step's state until its end is seen."""
 
-    def __init__(self, closed: bool) -> None:
+    def __init__(self, closed: bool, completed: bool = False) -> None:
         self.closed = closed
+        self.completed = completed  # closed by completing or continuing as new
         self.steps: dict[int, dict[str, Any]] = {}
         self.children: dict[str, int] = {}  # child workflow id -> seq, while unresolved
         self.waits: dict[str, list[int]] = {}  # signal name -> seqs of open waits, FIFO
@@ -205,6 +207,9 @@ class _Builder:
             wait = self._wait_timed_by(seq, rec)
             if wait is not None:
                 self.wait_timers[seq] = wait
+            elif rec.wait == "condition":  # durable.wait_condition's timeout: the wait
+                due = _dt(rec.due)
+                self.add(seq, "condition", rec, t, name="condition", status="waiting", input=due)
             else:
                 self.add(seq, "timer", rec, t, name="timer", status="waiting", input=_dt(rec.due))
         elif isinstance(rec, journal.TimerFired):
@@ -305,6 +310,9 @@ class _Builder:
         timer = self.steps.get(ref)
         if timer is not None and timer["kind"] == "timer":
             timer.update(status="completed", closed_at=_dt(t))
+        elif timer is not None and timer["kind"] == "condition":
+            error = RemoteError("TimeoutError", "the condition did not hold in time")
+            timer.update(status="failed", error=error, closed_at=_dt(t))
 
     def finish(self, tasks: Mapping[int, TaskRecord], timers: Mapping[int, float]) -> list[Step]:
         """Fold in the store's view of what is in flight, and close what can no longer end."""
@@ -317,6 +325,11 @@ class _Builder:
             elif step["kind"] == "timer" and status == "waiting" and seq not in timers:
                 status = "cancelled"  # the code gave up on it (its row was deleted)
                 step["status"] = status
+            elif step["kind"] == "condition" and status == "waiting" and seq not in timers:
+                # Its timeout was called off: the condition held (a run that closed other
+                # than by completing may have been cancelled while it waited).
+                if not self.closed or self.completed:
+                    step["status"] = "completed"
             if self.closed and step["status"] in ("scheduled", "running", "retrying", "waiting"):
                 step["status"] = "cancelled"
             step.setdefault("name", "")
@@ -348,7 +361,8 @@ def build(
 ) -> list[Step]:
     """The run's steps in journal order, from its entries and the store's tasks and
     timers (`durable.store.RunExtras`)."""
-    builder = _Builder(closed=run.status in CLOSED_STATUSES)
+    completed = run.status in ("completed", "continued_as_new")
+    builder = _Builder(closed=run.status in CLOSED_STATUSES, completed=completed)
     for entry in entries:
         builder.entry(entry, journal.decode(entry.kind, entry.data))
     return builder.finish({t.seq: t for t in tasks}, timers or {})
@@ -367,9 +381,9 @@ def pending(steps: Iterable[Step]) -> list[PendingStep]:
             if step.status == "retrying":
                 number += 1
             out.append(PendingStep(step.kind, step.name, number, scheduled, last))
-        elif step.kind == "timer":
+        elif step.kind in ("timer", "condition"):
             due = _when(step.input)
-            out.append(PendingStep("timer", f"until {due}", 1, scheduled, None))
+            out.append(PendingStep(step.kind, f"until {due}", 1, scheduled, None))
         elif step.kind == "child":
             out.append(PendingStep("child", f"{step.name} ({step.child_id})", 1, scheduled, None))
         elif step.kind == "signal":

@@ -134,9 +134,52 @@ async def test_wait_condition_returns_when_true_and_times_out_durably(
         quick = await client.start(waits_for_condition, 0.2)
         assert await quick.result(timeout=20) == "timed out"
         assert "timer_started" in [e.kind for e in await quick.history()]
+        [step] = [s for s in await quick.steps() if s.kind == "condition"]
+        assert step.status == "failed"
+        assert step.error is not None
+        assert step.error.type == "TimeoutError"
         slow = await client.start(waits_for_condition, 60)
         await slow.signal("go")
         assert await slow.result(timeout=20) == "went"
+        [step] = [s for s in await slow.steps() if s.kind == "condition"]
+        assert step.status == "completed"
+
+
+@durable.workflow
+async def condition_then_signal() -> str:
+    flag: list[bool] = []
+    durable.on_signal("go", lambda: flag.append(True))
+    await durable.wait_condition(lambda: bool(flag), timeout=timedelta(hours=1))
+    return str(await durable.wait_signal("end"))
+
+
+async def test_a_condition_wait_is_a_step_that_says_what_it_waits_for(
+    client: durable.Client,
+) -> None:
+    """Not a sleep: the console, `durable show` and describe() show a condition, waiting
+    until its timeout, then completed once it held (the run still going on)."""
+    async with durable.Worker(client, workflows=[condition_then_signal]):
+        handle = await client.start(condition_then_signal)
+        step = await _condition_step(handle, "waiting")
+        assert step.name == "condition"
+        assert step.scheduled_at is not None
+        assert step.input == step.scheduled_at + timedelta(hours=1)  # its timeout, as due
+        [pending] = (await handle.describe()).pending
+        assert pending.kind == "condition"
+        await handle.signal("go")
+        await _condition_step(handle, "completed")
+        assert (await handle.describe()).status == "running"  # waiting for 'end' now
+        await handle.signal("end", "done")
+        assert await handle.result(timeout=20) == "done"
+
+
+async def _condition_step(handle: durable.WorkflowHandle[str], status: str) -> Any:
+    for _ in range(400):
+        found = [s for s in await handle.steps() if s.kind == "condition"]
+        if found and found[0].status == status:
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no condition step {status}: {await handle.steps()}")
 
 
 @durable.workflow

@@ -241,6 +241,8 @@ def _step_details(step: Step, now: datetime, retry_at: datetime | None = None) -
             out.append(f"received {_cut(dumps(step.output))}")
     elif step.kind == "timer" and step.status == "waiting" and isinstance(step.input, datetime):
         out.append(f"due {moment(step.input, now)}")
+    elif step.kind == "condition" and step.status == "waiting":
+        out.append(f"until durable.wait_condition(...) holds; times out {moment(step.input, now)}")
     elif step.kind == "child":
         out.append(f"child workflow {step.child_id}")
     elif step.kind == "external":

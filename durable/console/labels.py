@@ -18,6 +18,7 @@ _WORD = {
     "compensation": "compensation",  # a saga's undo: said in words, not only drawn
     "child": "child",
     "timer": "timer",
+    "condition": "wait",
     "signal": "signal",
     "external": "external",
     "update": "update",

@@ -31,7 +31,7 @@ def shape(kind: str, x: float, y: float, w: float, h: float, pal: Palette) -> st
     paint = f'fill="{pal.fill}" stroke="{pal.stroke}" stroke-width="1.6"'
     if pal.dashed or kind in ("fold", "more"):
         paint += ' stroke-dasharray="5 3"'
-    if kind == "timer":
+    if kind in ("timer", "condition"):
         return rect(x, y, w, h, f' rx="{h / 2:.1f}" {paint}')
     if kind in ("signal", "external"):
         d = min(14.0, h / 2)
