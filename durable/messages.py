@@ -28,20 +28,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from .engine import WorkflowRun, current_run
-from .errors import NotInWorkflowError
+from .context import _run  # the one way in: refuses outside a workflow and in a query
 
 __all__ = ["all_handlers_finished", "on_signal", "on_update", "wait_condition"]
-
-
-def _run(what: str) -> WorkflowRun:
-    run = current_run()
-    if run is None:
-        raise NotInWorkflowError(
-            f"durable.{what}() only works inside a workflow (code run by a worker from a "
-            "@workflow function)."
-        )
-    return run
 
 
 def _check(what: str, name: object, handler: object) -> None:

@@ -81,6 +81,8 @@ async def misbehaves() -> str:
         "unencodable": lambda: object(),
         "year": lambda: durable.now().year,
         "registers": lambda: durable.on_query("late", lambda: 1),
+        "handles": lambda: durable.on_signal("late", lambda: None),
+        "updates": lambda: durable.on_update("late", lambda: None),
     }
     for name, fn in queries.items():
         durable.on_query(name, fn)

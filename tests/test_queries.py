@@ -125,6 +125,8 @@ async def test_bad_queries_are_refused_at_the_caller(client: durable.Client) -> 
             "random": r"called durable.random\(\)",
             "task": r"called asyncio.create_task\(\)",
             "registers": r"called durable.on_query\('late', ...\)",
+            "handles": r"called durable.on_signal\(\)",
+            "updates": r"called durable.on_update\(\)",
             "wakes": "woke the workflow's code",
         }
         for name, message in refused.items():
