@@ -33,12 +33,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import payload
-from .engine import WorkflowRun
 from .errors import NonDeterminismError, RemoteError
 from .queries import Answer
 from .querybox import QueryRequest
-from .replayer import replay_journal
-from .ticks import scheduled_at
+from .replayer import engine_for, replay_journal
 from .topics import TOPIC_QUERIES
 
 if TYPE_CHECKING:
@@ -165,15 +163,7 @@ class QueryAnswering:
                 error=RemoteError("WorkflowNotFound", f"Run {request.run_id} is gone."),
                 reason="failed",
             )
-        engine = WorkflowRun(
-            self.workflows[run.name],
-            workflow_id=run.workflow_id,
-            run_id=run.run_id,
-            queue=run.queue,
-            parent_id=run.parent_id,
-            timeout=run.timeout,
-            scheduled_at=scheduled_at(run.tags),
-        )
+        engine = engine_for(self.workflows[run.name], run)
         try:
             entries = await self.store.read_journal(run.run_id) if run.history_length else []
             try:

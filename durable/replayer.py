@@ -35,12 +35,14 @@ from .engine import WorkflowRun
 from .errors import NonDeterminismError
 from .journal import INPUT_KINDS
 from .rows import JournalEntry, RunRecord
+from .ticks import scheduled_at
 
 __all__ = [
     "EXPORT_FORMAT",
     "ReplayError",
     "RunHistory",
     "divergence_report",
+    "engine_for",
     "replay",
     "replay_journal",
     "rounds",
@@ -181,6 +183,20 @@ def rounds(
             j += 1
         yield entry, entries[i + 1 : j]
         i = j
+
+
+def engine_for(definition: WorkflowDefinition, run: RunRecord) -> WorkflowRun:
+    """A fresh engine for ``run`` of ``definition``, to be fed its journal (a worker's
+    rebuild of a run, or a query answered by replay)."""
+    return WorkflowRun(
+        definition,
+        workflow_id=run.workflow_id,
+        run_id=run.run_id,
+        queue=run.queue,
+        parent_id=run.parent_id,
+        timeout=run.timeout,
+        scheduled_at=scheduled_at(run.tags),
+    )
 
 
 def replay_journal(

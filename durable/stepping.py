@@ -31,7 +31,7 @@ from .engine import Command, WorkflowRun
 from .errors import NonDeterminismError, RemoteError, StepDataError, StoreError
 from .executor import Attempt
 from .journal import WORKFLOW_ADDRESSED
-from .replayer import replay_journal
+from .replayer import engine_for, replay_journal
 from .steps import HISTORY_WARN
 from .store import (
     EXTERNAL_OWNER,
@@ -48,7 +48,6 @@ from .store import (
     Store,
 )
 from .telemetry import FIGURES
-from .ticks import scheduled_at
 
 __all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
 
@@ -273,15 +272,7 @@ class RunStepping:
         claimed = driver.claimed
         assert claimed is not None
         run = claimed.run
-        engine = WorkflowRun(
-            driver.workflow,
-            workflow_id=run.workflow_id,
-            run_id=run.run_id,
-            queue=run.queue,
-            parent_id=run.parent_id,
-            timeout=run.timeout,
-            scheduled_at=scheduled_at(run.tags),
-        )
+        engine = engine_for(driver.workflow, run)
         entries = await _stored(self.store.read_journal(run.run_id)) if run.history_length else []
         replay_journal(engine, run.run_id, entries, functools.partial(_entry_data, run.run_id))
         engine.take_effects()  # carried out when they were first recorded
