@@ -11,6 +11,7 @@ import pytest
 
 import durable
 from durable import payload
+from durable.cli import render
 from durable.definition import workflow_definition
 from durable.engine import WorkflowRun
 from durable.replayer import RunHistory
@@ -166,6 +167,8 @@ async def test_a_condition_wait_is_a_step_that_says_what_it_waits_for(
         assert step.input == step.scheduled_at + timedelta(hours=1)  # its timeout, as due
         [pending] = (await handle.describe()).pending
         assert pending.kind == "condition"
+        line = render.progress("running", await handle.steps())  # durable show, the console
+        assert "waiting for a condition (durable.wait_condition) until " in line
         await handle.signal("go")
         await _condition_step(handle, "completed")
         assert (await handle.describe()).status == "running"  # waiting for 'end' now

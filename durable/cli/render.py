@@ -311,6 +311,8 @@ def _doing(step: Step) -> str:
         return f"waiting for signal {step.name!r}{since}"
     if step.kind == "timer" and isinstance(step.input, datetime):
         return f"sleeping until {when(step.input)}"
+    if step.kind == "condition" and isinstance(step.input, datetime):
+        return f"waiting for a condition (durable.wait_condition) until {when(step.input)}"
     if step.kind == "child":
         return f"waiting for child workflow {step.name!r} ({step.child_id})"
     if step.kind == "external":
