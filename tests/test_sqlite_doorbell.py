@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from durable.notify import Hub
 from durable.store import TOPIC_RUNS, run_topic
 from durable.testing.store_contract.kit import claim
 from durable_sqlite import SQLiteStore, doorbell, wakeups
@@ -160,3 +161,23 @@ async def test_a_directory_others_may_write_is_not_used(tmp_path: Path) -> None:
             await store.hub.wait([TOPIC_RUNS], 1.0, since=mark)  # still wakes in-process
     finally:
         os.rmdir(directory)
+
+
+async def test_too_many_topics_to_name_wake_everyone(tmp_path: Path) -> None:
+    """Past `MAX_DATAGRAM` bytes (counted encoded: ids may be any Unicode) a ring names no
+    topic but ``*``, which wakes every waiter of the other process."""
+    path = tmp_path / "app.db"
+    async with SQLiteStore(f"sqlite:///{path}") as store:
+        other_hub = Hub()  # another process's, as far as doorbells can tell
+        other = doorbell.Doorbell.open(other_hub, str(path))
+        assert other is not None
+        other.listen(asyncio.get_running_loop())
+        try:
+            many = [run_topic("ü" * 40 + str(i)) for i in range(800)]  # 80 bytes each
+            assert len(",".join(many)) < doorbell.MAX_DATAGRAM < len(",".join(many).encode())
+            mark = other_hub.generation
+            store.hub.notify(many)
+            await other_hub.wait([run_topic("unrelated")], WAIT, since=mark)
+            assert other_hub.topics_since(mark) is None  # "*": anything may have changed
+        finally:
+            other.close()

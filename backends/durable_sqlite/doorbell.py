@@ -45,8 +45,8 @@ __all__ = ["Doorbell", "attach", "detach"]
 
 logger = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 60_000  # topics past this are sent as "*" (wake everyone): stays under
-# the default socket buffer, so a send never blocks
+MAX_DATAGRAM = 60_000  # bytes of topics past which "*" (wake everyone) is sent instead:
+# under the default socket buffer, so a send never blocks and a read is never cut
 _RECEIVE_BATCH = 256  # datagrams read per wake-up of the event loop
 
 
@@ -141,10 +141,11 @@ class Doorbell:
         if not peers:
             return
         names = set(topics)
-        body = ",".join(sorted(names))
-        if len(body) > MAX_DATAGRAM or any("," in t for t in names):
-            body = ALL
-        data = body.encode()
+        if not names:
+            return
+        data = ",".join(sorted(names)).encode()
+        if len(data) > MAX_DATAGRAM or any("," in t for t in names):
+            data = ALL.encode()  # too many to name (or a name with the separator): everyone
         for peer in peers:
             try:
                 self._sock.sendto(data, os.path.join(self.directory, peer))
