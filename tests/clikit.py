@@ -105,14 +105,15 @@ def section(show_output: str, title: str) -> list[str]:
 
 
 @contextmanager
-def serve(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """`durable worker cli_app` in the background; stopped with SIGTERM, must exit 0.
-
-    Its lease is 3 s, so it saves heartbeat details every half second."""
-    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
+def background_worker(
+    cli: Cli, tmp_path: Path, module: str, *options: str, name: str = "worker"
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``durable worker MODULE OPTIONS`` in the background, once it printed its banner
+    (yielded with the process); stopped with SIGTERM, it must exit 0 without a traceback."""
+    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            cli.command("worker", "cli_app", "--lease", "3"),
+            cli.command("worker", module, *options),
             cwd=cli.cwd,
             env=env(),
             stdout=stdout,
@@ -125,14 +126,22 @@ def serve(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
             assert proc.poll() is None, f"the worker exited early:\n{err.read_text()}"
             assert time.monotonic() < deadline, "the worker printed no banner"
             time.sleep(0.05)
-        banner = out.read_text()
-        assert f"on {cli.db}" in banner
-        assert "5 workflow(s), 3 activity(ies)" in banner
-        yield proc
+        yield proc, out.read_text()
     finally:
         code = stop(proc)
     assert code == 0, f"the worker did not stop gracefully (exit {code}):\n{err.read_text()}"
     assert "Traceback" not in err.read_text()
+
+
+@contextmanager
+def serve(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """`durable worker cli_app` in the background; stopped with SIGTERM, must exit 0.
+
+    Its lease is 3 s, so it saves heartbeat details every half second."""
+    with background_worker(cli, tmp_path, "cli_app", "--lease", "3") as (proc, banner):
+        assert f"on {cli.db}" in banner
+        assert "5 workflow(s), 3 activity(ies)" in banner
+        yield proc
 
 
 def stop(proc: subprocess.Popen[str]) -> int:

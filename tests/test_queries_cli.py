@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from clikit import WAIT, Cli, env, stop
+from clikit import WAIT, Cli, background_worker
 from queries_app import cart
 
 import durable
@@ -27,27 +27,8 @@ def cli(store_url: str, tmp_path: Path) -> Cli:
 @contextmanager
 def worker(cli: Cli, tmp_path: Path, name: str) -> Iterator[subprocess.Popen[str]]:
     """``durable worker queries_app`` in the background, stopped gracefully (SIGTERM)."""
-    out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            cli.command("worker", "queries_app"),
-            cwd=cli.cwd,
-            env=env(),
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        deadline = time.monotonic() + WAIT
-        while "Ctrl-C stops." not in out.read_text():
-            assert proc.poll() is None, f"the worker exited early:\n{err.read_text()}"
-            assert time.monotonic() < deadline, "the worker printed no banner"
-            time.sleep(0.05)
+    with background_worker(cli, tmp_path, "queries_app", name=name) as (proc, _):
         yield proc
-    finally:
-        code = stop(proc)
-    assert code == 0, f"the worker did not stop gracefully (exit {code}):\n{err.read_text()}"
-    assert "Traceback" not in err.read_text()
 
 
 async def _until(handle: durable.WorkflowHandle[list[str]], items: list[str]) -> None:
