@@ -53,8 +53,14 @@ class Log:
     id: int  # its order in the run; `logs(after=id)` reads on from it
 
     def __str__(self) -> str:
+        return self.line()
+
+    def line(self, *, local: bool = False) -> str:
+        """The record on one line: time (UTC, or with ``local`` the local time zone, as
+        the CLI prints times), level, step and attempt, logger and message."""
         who = f"#{self.seq}" + (f" attempt {self.attempt}" if self.attempt else " workflow")
-        when = self.at.isoformat(timespec="milliseconds")
+        at = self.at.astimezone() if local else self.at
+        when = at.isoformat(timespec="milliseconds")
         return f"{when} {self.level:<7} {who} {self.logger}: {self.message}"
 
 

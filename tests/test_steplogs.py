@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -171,6 +171,13 @@ async def test_logs_through_the_cli_http_and_console(store_url: str, tmp_path: P
         text = cli.ok("logs", "o-2")
         assert "ERROR" in text
         assert "attempt 2 steplogs_test: charging o-2, attempt 2" in text
+        # Local time with its offset, as every other command prints times.
+        charging = next(g for g in got if g.message == "charging o-2, attempt 2")
+        india = cli("logs", "o-2", tz="Asia/Kolkata").stdout
+        ist = charging.at.astimezone(timezone(timedelta(hours=5, minutes=30)))
+        assert f"{ist.isoformat(timespec='milliseconds')} " in india
+        assert "+05:30 " in india
+        assert "+00:00" not in india
         only = cli.ok("logs", "o-2", "--step", str(charge_seq))
         assert "packing" not in only
         assert "charging o-2, attempt 1" in only

@@ -38,7 +38,7 @@ async def logs(args: argparse.Namespace) -> int:
                 every.extend(page)
             else:
                 for record in page:
-                    print(record, flush=True)
+                    print(record.line(local=True), flush=True)
             if page:
                 after = page[-1].id
             if len(page) == PAGE:
@@ -46,7 +46,7 @@ async def logs(args: argparse.Namespace) -> int:
             if not args.follow or (await handle.describe()).status in CLOSED_STATUSES:
                 if args.follow:  # what came between the last read and the close
                     for record in await handle.logs(seq=args.step, after=after):
-                        print(record, flush=True)
+                        print(record.line(local=True), flush=True)
                 break
             await asyncio.sleep(FOLLOW_POLL)
     if args.json:
