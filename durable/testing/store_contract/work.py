@@ -574,15 +574,15 @@ async def test_a_workflow_topic_wakes_on_another_process_closing_it(
 
 
 _CLAIM_IN_A_LOOP = """
-import asyncio, json, sys, time
+import asyncio, json, sys
 from durable.store import open_store
 
 async def main() -> None:
-    url, owner, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    url, owner = sys.argv[1], sys.argv[2]
     runs, tasks = [], []
     async with open_store(url) as store:
-        while time.time() < go:
-            await asyncio.sleep(0.002)
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # "go", once every process is ready
         while True:
             kw = dict(now=10.0, lease_until=100.0, limit=1)
             got = await store.claim_runs(owner, queues=["default"], names=["wf"], **kw)
@@ -610,7 +610,6 @@ async def test_processes_racing_to_claim_never_share_a_run_or_task(store_url: st
             (await store.create_run(new_run(f"r{i}", at=float(i)), if_exists="error"))[0]
             for i in range(60)
         ]
-    go = time.time() + 2.0  # all start claiming at once, after their imports
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -618,11 +617,20 @@ async def test_processes_racing_to_claim_never_share_a_run_or_task(store_url: st
             _CLAIM_IN_A_LOOP,
             store_url,
             f"p{i}",
-            str(go),
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
         for i in range(3)
     ]
+    # All start claiming at once, once each has imported and opened the store (a time
+    # agreed in advance let one process take everything when the machine was slow).
+    for p in procs:
+        assert p.stdout is not None
+        assert await asyncio.wait_for(p.stdout.readline(), 60) == b"ready\n"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(b"go\n")
+    await asyncio.gather(*(p.stdin.drain() for p in procs if p.stdin is not None))
     outputs = [await p.communicate() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     results = [json.loads(out) for out, _ in outputs]
