@@ -92,8 +92,13 @@ def expected(n: int) -> list[int]:
 
 @durable.activity(retry=AGAIN)
 async def slow(key: str, seconds: float) -> str:
-    """Takes ``seconds``; returns ``key@pid`` so the result names the process that ran it."""
+    """Takes ``seconds``; returns ``key@pid`` so the result names the process that ran it.
+
+    A test holds the step while the file ``CRASH_LOG + ".hold-" + key`` exists."""
     _record("start", "slow", key)
+    hold = os.environ.get("CRASH_LOG", "") + f".hold-{key}"
+    while await asyncio.to_thread(os.path.exists, hold):
+        await asyncio.sleep(0.01)
     await asyncio.sleep(seconds)
     _record("end", "slow", key)
     return f"{key}@{os.getpid()}"

@@ -404,14 +404,21 @@ async def test_worker_frozen_past_its_lease_resumed_mid_takeover(
         await workers.kill(second)
 
 
-async def sigterm_mid_relay(store_url: str, workers: Workers) -> tuple[list[str], Proc, Proc]:
+async def sigterm_mid_relay(
+    store_url: str, workers: Workers
+) -> tuple[list[str], Proc, Proc, list[str]]:
     """Run ``relay(6, 0.4)`` on one worker with durable's default lease, another worker
-    standing by; SIGTERM the first during step s2. Checks that it exits 0 promptly and
-    that the second finishes the workflow long before a lease could have expired; returns
-    the result and both workers."""
+    standing by; SIGTERM the first during step s2. Checks that it exits 0 promptly, that
+    it starts no activity once it has taken the signal, and that the second finishes the
+    workflow long before a lease could have expired; returns the result, both workers and
+    the steps the first had started when it took the signal."""
     lease = durable.worker.LEASE_SECONDS  # durable's default: nothing patched here
     first = await workers.spawn(lease=None)
     await workers.ready(first)
+    # s2 waits for the SIGTERM: on a slow machine the second worker's start took long
+    # enough for the first to run every step before the test got to send it.
+    hold = Path(f"{workers.log}.hold-s2")
+    await asyncio.to_thread(hold.touch)
     async with durable.connect(store_url) as client:
         handle = await client.start(crash_app.relay, 6, 0.4, id="relay-sigterm")
         second = await workers.spawn(lease=None)
@@ -419,6 +426,11 @@ async def sigterm_mid_relay(store_url: str, workers: Workers) -> tuple[list[str]
         await wait_for_line(workers, ("start", "slow", "s2"), 15, pid=first.pid)
         first.process.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
+        while "stopping:" not in first.stderr.read_text():
+            assert time.monotonic() - stopped_at < 5, "the worker did not take SIGTERM"
+            await asyncio.sleep(0.01)
+        started = [k for e, _, k, p, _ in workers.executions() if e == "start" and p == first.pid]
+        await asyncio.to_thread(hold.unlink)  # s2 ends within the stopping worker's grace period
         assert await asyncio.wait_for(first.process.wait(), 5) == 0
         exited = time.monotonic() - stopped_at
         result = await handle.result(timeout=lease)
@@ -426,16 +438,19 @@ async def sigterm_mid_relay(store_url: str, workers: Workers) -> tuple[list[str]
         print(f"exited {exited:.2f}s after SIGTERM; workflow done {took:.2f}s after")
         assert took < lease / 3, f"took {took:.1f}s after SIGTERM: were the leases handed back?"
         check_journal(await handle.history(), {("slow", f"s{i}") for i in range(6)})
-    return result, first, second
+    later = [k for e, _, k, p, _ in workers.executions() if e == "start" and p == first.pid]
+    assert later == started, f"started {later[len(started) :]} after taking SIGTERM"
+    return result, first, second, started
 
 
 @pytest.mark.slow
 async def test_sigterm_hands_leases_back_at_once(store_url: str, workers: Workers) -> None:
     with workers.dump_on_failure():
-        result, first, second = await sigterm_mid_relay(store_url, workers)
+        result, first, second, by_first = await sigterm_mid_relay(store_url, workers)
+        # The first worker ran s0, s1 and s2, in flight at SIGTERM, and nothing after it.
+        assert by_first == ["s0", "s1", "s2"]
         pids = [int(r.split("@")[1]) for r in result]
-        assert pids[:2] == [first.pid, first.pid]
-        assert pids[3:] == [second.pid] * 3
+        assert pids == [first.pid] * 3 + [second.pid] * 3
 
 
 @pytest.mark.slow
@@ -445,7 +460,7 @@ async def test_sigterm_keeps_what_finished_in_its_grace_period(
     """The stopping worker lets its running activity finish (``STOP_GRACE``): that result
     is kept, not thrown away and the activity run again elsewhere."""
     with workers.dump_on_failure():
-        result, first, second = await sigterm_mid_relay(store_url, workers)
+        result, first, second, _ = await sigterm_mid_relay(store_url, workers)
         assert ("end", "slow", "s2", first.pid) in [r[:4] for r in workers.executions()]
         assert ("start", "slow", "s2", second.pid) not in [r[:4] for r in workers.executions()]
         assert result[2] == f"s2@{first.pid}"
