@@ -409,9 +409,13 @@ class RunStepping:
             self._waiting.append((driver, attempt))
         self._start_waiting()
         if commit.release_lease:
-            if driver.reclaimed and outcome is None:
-                # Claimed again while this step committed (its inbox had new items): the
-                # lease is this worker's anew and the items are pending here. Step on.
+            # Claimed again while this step committed (its inbox had new items): the lease
+            # is this worker's anew and the items are pending here, so step on; unless the
+            # claim read the run before this commit (the commit released that claim's lease
+            # and the store marked the run ready: it comes back with its items, to this
+            # engine, rather than being refused a step and rebuilt by replay).
+            claim = driver.claimed.run.history_length if driver.claimed else base
+            if driver.reclaimed and outcome is None and (claim > base or not commit.entries):
                 driver.again = True
                 return True
             # Items claimed meanwhile stay in the inbox (the store re-marks the run ready)

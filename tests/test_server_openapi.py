@@ -151,6 +151,7 @@ CONTRACT = {
     ("post", "/v1/queues/{queue}/poll"),
     ("post", "/v1/tasks/{token}/heartbeat"),
     ("post", "/v1/tasks/{token}/complete"),
+    ("post", "/v1/tasks/complete"),
     ("post", "/v1/tasks/{token}/fail"),
     # §8 schedules (durable.server.schedules)
     ("get", "/v1/schedules"),

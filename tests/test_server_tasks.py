@@ -123,6 +123,43 @@ async def test_batches_and_concurrent_pollers_lose_nothing_and_repeat_nothing(
         assert (await remote.outcome(f"batch-{n}"))["result"] == n
 
 
+async def test_a_batch_completion_answers_each_token_in_order(remote: Api) -> None:
+    for n in range(4):
+        await remote.start("resize", f"/img/{n}.png", n, id=f"many-{n}")
+    tasks = await poll(remote, 4)
+    # The first attempt of many-0 fails and is retried: its token goes stale.
+    stale = tasks[0]
+    r = await remote.http.post(
+        f"/v1/tasks/{stale['token']}/fail", json={"error": {"type": "Flaky", "message": "x"}}
+    )
+    assert r.status_code == 200
+    [retried] = await poll(remote)
+    items = [{"token": t["token"], "result": t["args"][1] * 10} for t in [retried, *tasks[1:]]]
+    items.append(items[1])  # the same token twice: harmless
+    items.append({"token": stale["token"], "result": 0})
+    items.append({"token": "not-a-token"})
+    r = await remote.http.post("/v1/tasks/complete", json={"tasks": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [a["token"] for a in results] == [i["token"] for i in items]
+    assert [a["status"] for a in results] == ["completed"] * 5 + ["refused"] * 2
+    assert results[5]["problem"]["status"] == 409
+    assert results[5]["problem"]["outcome"]["status"] in ("running", "completed", "closed")
+    assert results[6]["problem"]["status"] == 404
+    for n in range(4):
+        assert (await remote.outcome(f"many-{n}"))["result"] == n * 10
+    # Completing them again is harmless too; a stale token stays refused with the outcome.
+    r = await remote.http.post("/v1/tasks/complete", json={"tasks": items[:2]})
+    assert [a["status"] for a in r.json()["results"]] == ["completed", "completed"]
+    r = await remote.http.post("/v1/tasks/complete", json={"tasks": []})
+    assert "tasks is empty" in problem(r, 400)
+    many = [{"token": "t"}] * 1001
+    r = await remote.http.post("/v1/tasks/complete", json={"tasks": many})
+    assert "at most 1000" in problem(r, 400)
+    r = await remote.http.post("/v1/tasks/complete", json={"tasks": [{"result": 1}]})
+    assert "needs the member 'token'" in problem(r, 400)
+
+
 async def test_an_external_wait_is_completed_by_its_token(remote: Api) -> None:
     for workflow_id in ("pay-1", "pay-2"):
         await remote.start("awaits_payment", workflow_id, id=workflow_id)
@@ -170,7 +207,7 @@ async def test_bad_tokens_and_bodies(remote: Api) -> None:
     assert "error must be object" in problem(r, 400)
     r = await remote.http.post("/v1/tasks/x/fail", json={"error": {"type": "T"}})
     assert "needs the member 'message'" in problem(r, 400)
-    # Refused by the client inside a long poll: still a 400 that says why.
+    # Refused by the schema, or by the client inside a long poll: a 400 that says why.
     body = {"worker": "w", "names": [], "wait_ms": 100}
     r = await remote.http.post("/v1/queues/q/poll", json=body)
     assert "names is empty" in problem(r, 400)

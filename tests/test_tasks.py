@@ -482,3 +482,34 @@ def test_a_remote_worker_taking_any_name_serves_its_queue() -> None:
     assert problem(run, [other], [task]) is not None
     assert problem(run, [other, anyname], [task]) is None
     assert problem(run, [], [replace(task, status="running")]) is None
+
+
+@durable.workflow
+async def gather_remote(n: int) -> int:
+    results = await asyncio.gather(*(durable.call("echo", i, queue="many") for i in range(n)))
+    return sum(results)
+
+
+async def test_results_trickling_in_never_make_the_worker_replay(client: durable.Client) -> None:
+    # Completions one by one while the worker steps: a claim of the run that its step's
+    # commit then releases must not cost a replay (the run is kept in memory throughout).
+    from durable.telemetry import FIGURES
+
+    n = 200
+    misses = FIGURES.cache["miss"]
+    async with durable.Worker(client, workflows=[gather_remote]):
+        handle = await client.start(gather_remote, n, id="trickle")
+
+        async def poller(name: str) -> None:
+            while True:
+                for task in await client.poll_tasks("many", worker=name, max_tasks=1, wait=5):
+                    await client.complete(task.token, task.args[0])
+
+        pollers = [asyncio.create_task(poller(f"node-{i}")) for i in range(4)]
+        try:
+            assert await handle.result(timeout=60) == n * (n - 1) // 2
+        finally:
+            for task in pollers:
+                task.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+    assert FIGURES.cache["miss"] - misses == 1  # the first step only: never rebuilt

@@ -1,8 +1,9 @@
 """PostgreSQL backend for durable: `PostgresStore` implements `durable.store.Store`.
 
 Users never import this package: ``durable.connect("postgresql://user@host/db")`` picks it.
-Module layout: `store` (the class), `commit` (group commit), `connection` (pool, retries),
-`listener` (LISTEN/NOTIFY wake-ups), `schema` (tables, indexes, migrations).
+Module layout: `store` (the class), `commit` (group commit), `finish` (grouped task ends),
+`connection` (pool, retries), `listener` (LISTEN/NOTIFY wake-ups), `schema` (tables,
+indexes, migrations).
 """
 
 try:

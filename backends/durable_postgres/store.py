@@ -39,8 +39,6 @@ from durable.repair import Fork, Reopen
 from durable.store import (
     TOPIC_RUNS,
     TOPIC_STATUS,
-    TOPIC_TASKS,
-    TOPIC_TIMERS,
     ClaimedRun,
     IfExists,
     InboxItem,
@@ -62,6 +60,7 @@ from . import claims, commit, retention, workers
 from . import limits as _limits
 from . import repair as _repair
 from .connection import Database, Fold, is_connection_error, parse_url
+from .finish import Finisher
 from .listener import Listener, hub_origin
 from .listing import Listing
 from .logs import Logs
@@ -167,6 +166,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         self._state: Literal["new", "open", "closed"] = "new"
         self._db = Database(self._info, hub_origin(self.hub), self._check_open)
         self._listener: Listener | None = None
+        self._finisher = Finisher(self._write)
 
     @property
     def schema(self) -> str:
@@ -562,60 +562,11 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         self, task_id: str, owner: str, attempt: int, outcome: TaskOutcome, now: float
     ) -> bool:
         """See `Store.finish_task`. A retry or release of a task whose run has closed
-        deletes the task instead. Locks the run row before the task row, the order every
-        other writer uses, so it cannot deadlock with a step commit."""
+        deletes the task instead. Concurrent calls are written together, in one
+        transaction, each judged in turn (`durable_postgres.finish`)."""
         if outcome.kind not in ("done", "retry", "release"):
             raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
-
-        async def op(conn: Any) -> tuple[bool, Collection[str]]:
-            row = await conn.fetchrow(
-                "SELECT t.run_id, r.closed_at, "
-                "EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) AS limited "
-                "FROM runs r JOIN tasks t ON t.run_id = r.run_id "
-                "WHERE t.task_id = $1 AND t.lease_owner = $2 AND t.attempt = $3 "
-                "FOR UPDATE OF r, t",
-                task_id,
-                owner,
-                attempt,
-            )
-            if row is None:
-                return False, ()
-            # An attempt ending on a queue with limits frees room: wake claimers waiting.
-            topics: set[str] = {TOPIC_TASKS} if row["limited"] else set()
-            if outcome.kind == "done" or row["closed_at"] is not None:
-                # A retry or release for a closed run deletes the task: nobody wants it.
-                await conn.execute("DELETE FROM tasks WHERE task_id = $1", task_id)
-            elif outcome.kind == "retry":
-                await conn.execute(
-                    "UPDATE tasks SET attempt = attempt + 1, status = 'queued', "
-                    "visible_at = $2, lease_owner = NULL, lease_expires_at = NULL, "
-                    "last_error = $3, heartbeat_details = COALESCE($4, heartbeat_details) "
-                    "WHERE task_id = $1",
-                    task_id, outcome.visible_at, outcome.last_error, outcome.details,
-                )  # fmt: skip
-                topics.add(TOPIC_TASKS if outcome.visible_at <= now else TOPIC_TIMERS)
-            else:
-                await conn.execute(
-                    "UPDATE tasks SET status = 'queued', lease_owner = NULL, "
-                    "lease_expires_at = NULL, heartbeat_details = COALESCE($2, heartbeat_details) "
-                    "WHERE task_id = $1",
-                    task_id,
-                    outcome.details,
-                )
-                topics.add(TOPIC_TASKS)
-            if outcome.kind != "release" and row["closed_at"] is None:
-                kind = outcome.item_kind or (
-                    "activity_retrying" if outcome.kind == "retry" else "activity_completed"
-                )
-                await conn.execute(
-                    "INSERT INTO inbox (run_id, kind, time, data) VALUES ($1, $2, $3, $4)",
-                    row["run_id"], kind, now, outcome.item_data,
-                )  # fmt: skip
-                await conn.execute("UPDATE runs SET ready = true WHERE run_id = $1", row["run_id"])
-                topics.add(TOPIC_RUNS)
-            return True, topics
-
-        return await self._write(op)
+        return await self._finisher.finish((task_id, owner, attempt, outcome, now))
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """See `Store.fire_timers`. Due timers are locked with SKIP LOCKED and deleted as

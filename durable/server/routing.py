@@ -108,7 +108,7 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
 def check(value: Any, schema: Mapping[str, Any], where: str) -> None:
     """Raise a 400 `Problem` naming ``where`` if ``value`` does not fit ``schema`` (the
     subset of JSON Schema the endpoints use: type, enum, properties, required,
-    additionalProperties, items, minimum, maximum, minLength)."""
+    additionalProperties, items, minItems, maxItems, minimum, maximum, minLength)."""
     kinds = schema.get("type")
     if kinds is not None:
         names = [kinds] if isinstance(kinds, str) else list(kinds)
@@ -141,6 +141,13 @@ def check(value: Any, schema: Mapping[str, Any], where: str) -> None:
                 raise Problem(400, f"{where} has an unknown member {name!r} (known: {known}).")
             elif isinstance(schema.get("additionalProperties"), dict):
                 check(member, schema["additionalProperties"], f"{where}.{name}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise Problem(400, f"{where} is empty: it needs at least {schema['minItems']}.")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise Problem(
+                400, f"{where} has {len(value)} items: at most {schema['maxItems']} at once."
+            )
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, item in enumerate(value):
             check(item, schema["items"], f"{where}[{i}]")

@@ -5,6 +5,8 @@ A program in any language long-polls ``POST /v1/queues/{queue}/poll`` for the ac
 tasks scheduled with ``durable.call("name", ..., queue=...)``, then heartbeats, completes
 or fails each by its token (`durable.Client.poll_tasks`, `heartbeat_task`, `complete`,
 `fail`). The same token endpoints complete an external wait (``durable.external``).
+``POST /v1/tasks/complete`` completes many tokens in one request (a poller that got a batch
+completes it at once): the store writes them together, and each gets its own answer.
 
 Answers: an unknown or malformed token is 404; a token of an attempt that is no longer
 current (retried after its lease ran out, cancelled, the run closed) is 409 with the
@@ -13,19 +15,21 @@ current (retried after its lease ran out, cancelled, the run closed) is 409 with
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.responses import Response
 
 from ..errors import SerializationError, StaleTask, TaskNotFound
 from . import schemas as s
-from .problems import Problem
+from .problems import PROBLEM_SCHEMA, Problem, problem_body
 from .routing import Call, Endpoint, Param, json_response
 
-__all__ = ["ENDPOINTS", "MAX_TASKS", "MAX_WAIT_MS"]
+__all__ = ["ENDPOINTS", "MAX_COMPLETIONS", "MAX_TASKS", "MAX_WAIT_MS"]
 
 MAX_WAIT_MS = 30_000  # longest poll; a worker polls again after an empty answer
 MAX_TASKS = 100  # most tasks one poll hands out
+MAX_COMPLETIONS = 1000  # most tokens one batch completion takes
 
 
 def _task_problem(exc: Exception, token: str) -> Problem:
@@ -99,6 +103,33 @@ async def complete(call: Call) -> Response:
         status = 413 if "payload limit" in str(exc) else 400
         raise Problem(status, f"Cannot accept the result: {exc}") from None
     return json_response({"token": token, "status": "completed"})
+
+
+async def _complete_one(call: Call, token: str, result: Any) -> dict[str, Any]:
+    """One member of a batch completion: as `complete` answers it, a problem in its body."""
+    try:
+        await call.service.client.complete(token, result)
+    except (TaskNotFound, StaleTask) as exc:
+        refused = _task_problem(exc, token)
+    except SerializationError as exc:
+        status = 413 if "payload limit" in str(exc) else 400
+        refused = Problem(status, f"Cannot accept the result: {exc}")
+    else:
+        return {"token": token, "status": "completed"}
+    return {
+        "token": token,
+        "status": "refused",
+        "problem": problem_body(refused.status, refused.detail, **refused.extra),
+    }
+
+
+async def complete_many(call: Call) -> Response:
+    # Concurrent completions are written together (one transaction on SQLite, a pooled
+    # few on PostgreSQL); the answers keep the order of the request.
+    answers = await asyncio.gather(
+        *(_complete_one(call, item["token"], item.get("result")) for item in call.body["tasks"])
+    )
+    return json_response({"results": list(answers)})
 
 
 async def fail(call: Call) -> Response:
@@ -193,6 +224,62 @@ ENDPOINTS = (
         params=[_TOKEN],
         body=s.obj({"result": s.VALUE}, closed=True),
         problems=(400, 404, 409, 413),
+        tags=_TAG,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/tasks/complete",
+        "completeTasks",
+        "Complete many tasks or external waits at once, each with its result",
+        complete_many,
+        {
+            200: (
+                "What became of each, in the order sent: completed (twice is harmless), or "
+                "refused with the problem its own completion would have answered (404, 409 "
+                "with the stored outcome, 400, 413)",
+                s.obj(
+                    {
+                        "results": s.array(
+                            s.obj(
+                                {
+                                    "token": {"type": "string"},
+                                    "status": {
+                                        "type": "string",
+                                        "enum": ["completed", "refused"],
+                                    },
+                                    "problem": PROBLEM_SCHEMA,
+                                },
+                                ("token", "status"),
+                            )
+                        )
+                    },
+                    ("results",),
+                ),
+            )
+        },
+        body=s.obj(
+            {
+                "tasks": {
+                    **s.array(
+                        s.obj(
+                            {
+                                "token": {**s.ID, "description": "a task's token"},
+                                "result": s.VALUE,
+                            },
+                            ("token",),
+                            closed=True,
+                        )
+                    ),
+                    "minItems": 1,
+                    "maxItems": MAX_COMPLETIONS,
+                    "description": "the tokens to complete, each with its result",
+                }
+            },
+            ("tasks",),
+            closed=True,
+        ),
+        body_required=True,
+        problems=(400, 413),
         tags=_TAG,
     ),
     Endpoint(

@@ -25,6 +25,7 @@ from .kit import AFTER, claim_tasks, entries, new_task, start
 __all__ = [
     "test_claim_tasks_expired_only_leaves_queued_tasks",
     "test_claim_tasks_of_any_name_or_queue",
+    "test_concurrent_ends_of_one_task_accept_its_owners_first",
     "test_concurrent_finish_task_calls_each_get_their_own_answer",
     "test_external_rows_never_expire_finish_once_and_go_with_their_run",
     "test_read_task_and_read_inbox",
@@ -163,3 +164,32 @@ async def test_concurrent_finish_task_calls_each_get_their_own_answer(store: Sto
     assert len(await store.read_inbox(run_id)) == 10
     left = (await store.read_extras("w", run_id)).tasks
     assert sorted(t.task_id for t in left) == sorted(t.task_id for t in claimed[1::2])
+
+
+async def test_concurrent_ends_of_one_task_accept_its_owners_first(store: Store) -> None:
+    run_id = await _tasks(store, "w", new_task("", "w", 2), new_task("", "w", 3))
+    first, second = await claim_tasks(store, "tw", limit=2)
+    done = TaskOutcome("done", "activity_completed", b"r")
+    retry = TaskOutcome("retry", visible_at=11.0, last_error=b"e", item_data=b"x")
+    # Written together (as a backend may group them) or in any order: an intruder's end is
+    # refused without taking the owner's turn, and of the owner's ends one counts.
+    answers = await asyncio.gather(
+        store.finish_task(first.task_id, "intruder", 1, done, 11.0),
+        store.finish_task(first.task_id, "tw", 1, done, 11.0),
+        store.finish_task(first.task_id, "tw", 1, done, 11.0),
+        store.finish_task(second.task_id, "tw", 1, retry, 11.0),
+        store.finish_task(second.task_id, "tw", 1, done, 11.0),
+    )
+    assert not answers[0]
+    assert answers[1] != answers[2]
+    assert answers[3] != answers[4]
+    kinds = sorted(i.kind for i in await store.read_inbox(run_id))
+    retried = await store.read_task(second.task_id)
+    assert await store.read_task(first.task_id) is None
+    if answers[3]:
+        assert kinds == ["activity_completed", "activity_retrying"]
+        assert retried is not None
+        assert (retried.attempt, retried.status, retried.lease_owner) == (2, "queued", None)
+    else:
+        assert kinds == ["activity_completed", "activity_completed"]
+        assert retried is None
