@@ -34,7 +34,7 @@ from ..cli import render
 from ..errors import RepairError, WorkflowNotFound
 from ..journal import Kind
 from ..steplogs import logs_of
-from ..store import CLOSED_STATUSES, STATUSES, JournalEntry, RunExtras, RunRecord, Store
+from ..store import CLOSED_STATUSES, STATUSES, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard
 from . import queries as _queries
@@ -206,9 +206,9 @@ async def run_page(request: Request) -> Response:
     published = {k: _steps.readable_value(v) for k, v in extras.published.items()}
     shown = _shown(steps)
     selected = _selected(steps, request.query_params.get("step"))
-    if selected is not None:  # with what its attempts logged (durable.steplogs)
+    if selected is not None:  # with its values and what its attempts logged (steplogs)
         rows = await store.read_logs(run.run_id, seq=selected.seq, limit=STEP_LOGS_SHOWN)
-        selected = dataclasses.replace(selected, logs=logs_of(rows))
+        selected = dataclasses.replace(_steps.decoded(selected), logs=logs_of(rows))
     q = request.query_params
     drawing = _graph.layout(steps, _graph.parse_expand(q.get("expand")))
     timeline = _timeline.build(
@@ -305,9 +305,9 @@ async def workflow_page(request: Request) -> Response:
         return _page(request, "missing.html", status=404, what=f"run of workflow {name!r}")
     every = []
     for run in runs:
-        entries = await store.read_journal(run.run_id)
+        entries = await store.read_journal_rows(run.run_id)
         extras = await store.read_extras(run.workflow_id, run.run_id)
-        every.append(_steps.build(run, entries, extras.tasks, extras.timers))
+        every.append(_steps.build_rows(run, entries, extras.tasks, extras.timers))
     merged = _shape.merge(name, every)
     expand = _graph.parse_expand(request.query_params.get("expand"))
     drawing = _graph.layout(_shape.synthetic_steps(merged), expand, link=lambda _: "#")
@@ -375,22 +375,25 @@ async def _built(
     if cached is not None:
         _BUILT.move_to_end(key)
         return cached
-    entries = await store.read_journal(run.run_id)
-    built = (_steps.build(run, entries, extras.tasks, extras.timers), _repairs(entries))
+    rows = await store.read_journal_rows(run.run_id)
+    # Values left encoded: the page shows those of a few steps (labels, the selected one).
+    steps = _steps.build_rows(run, rows, extras.tasks, extras.timers, decode=False)
+    built = (steps, _repairs(rows))
     _BUILT[key] = built
     while len(_BUILT) > BUILT_KEPT:
         _BUILT.popitem(last=False)
     return built
 
 
-def _repairs(entries: list[JournalEntry]) -> list[str]:
+def _repairs(rows: list[tuple[int, str, float, bytes]]) -> list[str]:
     """What an operator did to the run (`durable.repair`), said for the run page."""
     out = []
-    for e in entries:
-        if e.kind not in (Kind.RUN_RETRIED, Kind.RUN_FORKED):
+    repairs = (Kind.RUN_RETRIED, Kind.RUN_FORKED)
+    for _, kind, time, data in rows:
+        if kind not in repairs:
             continue
-        rec = journal.decode(e.kind, e.data)
-        when = _when(_fromts(e.time))
+        rec = journal.decode(kind, data)
+        when = _when(_fromts(time))
         if isinstance(rec, journal.RunRetried):
             cause = rec.cause.removeprefix(f"{rec.status.capitalize()}: ")  # not said twice
             was = f"was {rec.status}" + (f": {cause}" if cause else "")

@@ -134,9 +134,9 @@ async def _run(call: Call, store: Store, workflow_id: str) -> AsyncIterator[str]
     assert run is not None  # checked before the stream began
 
     async def current_steps(run: RunRecord) -> list[_steps.Step]:
-        entries = await store.read_journal(run.run_id)
+        rows = await store.read_journal_rows(run.run_id)
         extras = await store.read_extras(run.workflow_id, run.run_id)
-        return _steps.build(run, entries, extras.tasks, extras.timers)
+        return _steps.build_rows(run, rows, extras.tasks, extras.timers)
 
     sent = {step.seq: _fingerprint(step) for step in await current_steps(run)}
     yield f"retry: {RETRY_MS}\n\n"

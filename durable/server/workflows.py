@@ -212,9 +212,9 @@ async def steps(call: Call) -> Response:
 
     run = await _run(call, call.query["run_id"])
     store = await call.service.store()
-    entries = await store.read_journal(run.run_id)
+    rows = await store.read_journal_rows(run.run_id)
     extras = await store.read_extras(run.workflow_id, run.run_id)
-    built = _steps.build(run, entries, extras.tasks, extras.timers)
+    built = _steps.build_rows(run, rows, extras.tasks, extras.timers)
     return json_response(
         {"id": run.workflow_id, "run_id": run.run_id, "steps": [s.plain(x) for x in built]}
     )
