@@ -14,6 +14,7 @@ import pytest
 
 import durable
 from durable import RetryPolicy, journal, payload, steps
+from durable.runsteps import RunSteps
 from durable.steps import Step
 from durable.store import JournalEntry, RunRecord
 from tests.conftest import _postgres_admin
@@ -126,6 +127,22 @@ async def test_steps_show_branches_groups_attempts_and_waits(client: durable.Cli
     [timer] = _by_kind(after, "timer")  # the wait's own timeout timer is not a step
     assert timer.status == "completed"
     assert [s.seq for s in after] == sorted(s.seq for s in after)
+
+    # Built as the journal grew, cut anywhere: the same steps, and those handed out
+    # before stay as they were.
+    store = await client._open()
+    run = await store.get_run("tour")
+    assert run is not None
+    rows = await store.read_journal_rows(run.run_id)
+    extras = await store.read_extras(run.workflow_id, run.run_id)
+    for cut in range(len(rows) + 1):
+        builder = steps.StepBuilder()
+        builder.fold(rows[:cut])
+        early = builder.finish(run, extras.tasks, extras.timers)
+        as_made = repr(early)
+        builder.fold(rows[cut:])
+        assert builder.finish(run, extras.tasks, extras.timers) == after
+        assert repr(early) == as_made
 
 
 @durable.activity
@@ -282,6 +299,7 @@ def test_steps_from_rows_match_the_journal_records_and_keep_values_encoded_on_as
         assert steps.build_rows(run, rows) == built
         lazy = steps.build_rows(run, rows, decode=False)
         assert isinstance(lazy[0].input, steps.Undecoded)
+        assert steps.build_rows(run, rows, decode=False) == lazy  # values compare encoded
         assert [steps.decoded(s) for s in lazy] == built
         assert [steps.value(s.input) for s in lazy] == [s.input for s in built]
     charge, undo, published, no_queue, not_map, not_msgpack = built
@@ -301,3 +319,47 @@ def test_steps_from_rows_match_the_journal_records_and_keep_values_encoded_on_as
     assert [s.kind for s in (no_queue, not_map, not_msgpack)] == ["damaged"] * 3
     assert no_queue.error is not None
     assert "missing a field" in no_queue.error.message
+
+
+# -- kept built while the journal grows, anew when a repair cut it ------------------------
+
+fail_now = {"yes": True}
+
+
+@durable.workflow
+async def mends() -> int:
+    first = await double(1)
+    if fail_now["yes"]:
+        raise ValueError("not yet")
+    return first + await double(2)
+
+
+async def test_run_steps_read_what_was_written_since_and_anew_after_a_repair(
+    client: durable.Client,
+) -> None:
+    store = await client._open()
+    handle = client.get_handle("mends")
+    async with durable.Worker(client, workflows=[mends], activities=[double]):
+        await client.start(mends, id="mends")
+        with pytest.raises(durable.WorkflowFailed):
+            await handle.result(timeout=20)
+    run = await store.get_run("mends")
+    assert run is not None
+    kept = RunSteps(run.run_id)
+    await kept.read(store, run)
+    assert kept.steps(run) == await handle.steps()
+    fail_now["yes"] = False  # the fix is deployed
+    try:
+        async with durable.Worker(client, workflows=[mends], activities=[double]):
+            await handle.retry()  # takes workflow_failed off the journal's end
+            assert await handle.result(timeout=20) == 6
+    finally:
+        fail_now["yes"] = True
+    run = await store.get_run("mends")
+    assert run is not None
+    await kept.read(store, run)
+    extras = await store.read_extras(run.workflow_id, run.run_id)
+    assert kept.steps(run, extras.tasks, extras.timers) == await handle.steps()
+    assert [s.output for s in kept.steps(run)] == [2, 4]
+    await kept.read(store, run)  # nothing new
+    assert kept.steps(run) == await handle.steps()
