@@ -277,9 +277,9 @@ class WorkflowHandle(QueryMethods, Generic[T]):
         See `durable.steps`."""
         store = await self.client._open()
         run = await self._current()
-        entries = await store.read_journal(run.run_id)
+        rows = await store.read_journal_rows(run.run_id)
         extras = await store.read_extras(run.workflow_id, run.run_id)
-        return steps.build(run, entries, extras.tasks, extras.timers)
+        return steps.build_rows(run, rows, extras.tasks, extras.timers)
 
     async def logs(
         self, *, seq: int | None = None, after: int = 0, limit: int = 1000
@@ -494,9 +494,9 @@ class Client(ScheduleMethods, LimitsAccess):
         pending: list[steps.PendingStep] = []
         problem = run.problem if run.parked else None
         if detailed and run.status not in CLOSED_STATUSES:
-            entries = await store.read_journal(run.run_id)
+            rows = await store.read_journal_rows(run.run_id)
             extras = await store.read_extras(run.workflow_id, run.run_id)
-            pending = steps.pending(steps.build(run, entries, extras.tasks, extras.timers))
+            pending = steps.pending(steps.build_rows(run, rows, extras.tasks, extras.timers))
             if problem is None:
                 workers = await store.list_workers()
                 problem = steps.problem(run, workers, extras.tasks)

@@ -1,4 +1,4 @@
-"""The garbage collector's thresholds while a worker runs.
+"""The garbage collector's thresholds while a worker runs (or ``durable server`` serves).
 
 A worker makes many short-lived container objects per step (coroutines, futures, records,
 dicts) while hundreds of runs stay alive in its cache. With CPython's default thresholds
@@ -11,6 +11,12 @@ the cycles that wait a little longer to be found.
 So while at least one `Worker` runs, a process still on Python's default thresholds gets
 `WORKER_THRESHOLD`, and the defaults back when the last worker stops. A program that set
 its own thresholds (``gc.set_threshold``) is left exactly as it chose.
+
+``durable server`` counts as a worker here: its console keeps the steps of the last runs
+shown built (`durable.console.pages`), 100,000 of them for a big run, and a page's
+allocations set off collections that walk them all. The first view of the run page of a
+100,000-step run took 2.3-2.4 s of CPU with the defaults, 1.5-2.0 s with these
+(benchmarks/README.md, 2026-12-03).
 """
 
 from __future__ import annotations

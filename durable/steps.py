@@ -24,13 +24,32 @@ An entry that cannot be read (`durable.journal.Damaged`) becomes a step of kind
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import MISSING, fields
 from datetime import UTC, datetime
 from typing import Any
 
+import msgpack
+
 from . import journal, payload
 from .errors import RemoteError
+from .journal import Kind
+from .stepmodel import (
+    ACTIVITY_KINDS,
+    Attempt,
+    PendingStep,
+    Step,
+    Undecoded,
+    args_of,
+    decoded,
+    dt,
+    make_attempt,
+    make_step,
+    readable_value,
+    value,
+)
 from .store import CLOSED_STATUSES, JournalEntry, RunRecord, TaskRecord, WorkerRecord
 
 __all__ = [
@@ -39,103 +58,35 @@ __all__ = [
     "Attempt",
     "PendingStep",
     "Step",
+    "StepBuilder",
+    "Undecoded",
     "build",
+    "build_rows",
+    "decoded",
     "pending",
     "problem",
     "readable",
     "readable_value",
+    "value",
 ]
 
 HISTORY_WARN = 20_000  # journal length past which describe() and the worker's log warn
 
-#: Step kinds that are activities (attempts, retries, a task in flight): a plain one, and a
-#: saga's compensation.
-ACTIVITY_KINDS = frozenset({"activity", "compensation"})
 
+class StepBuilder:
+    """One run's steps built as its journal grows: `fold` the entries read since the last
+    (``last``: the seq of the last one folded), then `steps` as `build` returns them.
 
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt of an activity: when it ran, on which worker, and how it ended."""
+    Each step's state is kept until its end is seen; a step that ended is made once and
+    handed out again by later `steps` calls until an entry changes it. ``decode=False``:
+    as `build_rows` says. A journal whose entries were taken off its end (a repair,
+    `durable.repair`) needs a new builder."""
 
-    number: int
-    started_at: datetime | None
-    closed_at: datetime | None
-    worker: str | None
-    error: RemoteError | None
-    heartbeat: Any = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """One durable operation of a run, as people see it (see the module docstring).
-
-    ``seq`` is the journal position of the command that began it; ``name`` the activity's
-    or child workflow's name, the signal's name, the published key, or the patch id;
-    ``child_id`` the workflow id of a child workflow. ``input``/``output`` are decoded
-    values (the arguments as a list; a timer's input is its due time).
-    """
-
-    seq: int
-    kind: str  # activity | compensation | child | timer | signal | external | update |
-    # publish | marker | tags | damaged
-    name: str
-    branch: str
-    group: int | None
-    status: str
-    attempts: list[Attempt] = field(default_factory=list)
-    scheduled_at: datetime | None = None
-    started_at: datetime | None = None
-    closed_at: datetime | None = None
-    input: Any = None
-    output: Any = None
-    error: RemoteError | None = None
-    logs: list[Any] = field(default_factory=list)
-    child_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PendingStep:
-    """A step in flight: an activity (with its attempt and last error), a timer, a child
-    workflow, a signal wait, an external wait, an update whose handler runs."""
-
-    # "activity" | "compensation" | "timer" | "condition" | "child" | "signal" | "external"
-    # | "update"
-    kind: str
-    name: str
-    attempt: int
-    scheduled_at: datetime
-    last_error: RemoteError | None
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
-
-
-def readable_value(data: bytes | None) -> Any:
-    """A payload decoded for people: the raw bytes where it cannot be decoded."""
-    if data is None:
-        return None
-    try:
-        return payload.decode(data)
-    except Exception:
-        return data
-
-
-def _args(data: bytes) -> Any:
-    decoded = readable_value(data)
-    if isinstance(decoded, dict) and "args" in decoded:
-        kwargs = decoded.get("kwargs") or {}
-        return [*decoded["args"], kwargs] if kwargs else list(decoded["args"])
-    return decoded
-
-
-class _Builder:
-    """Walks a journal once, keeping each step's state until its end is seen."""
-
-    def __init__(self, closed: bool, completed: bool = False) -> None:
-        self.closed = closed
-        self.completed = completed  # closed by completing or continuing as new
+    def __init__(self, decode: bool = True) -> None:
+        self.decode = decode  # False: the fast paths leave payloads `Undecoded`
+        self.last = 0
         self.steps: dict[int, dict[str, Any]] = {}
+        self.made: dict[int, Step] = {}  # steps that ended, as made (shared with their maps)
         self.children: dict[str, int] = {}  # child workflow id -> seq, while unresolved
         self.waits: dict[str, list[int]] = {}  # signal name -> seqs of open waits, FIFO
         self.wait_timers: dict[int, int] = {}  # timer seq -> seq of the wait it times out
@@ -147,13 +98,104 @@ class _Builder:
             "kind": kind,
             "branch": getattr(rec, "branch", "0"),
             "group": getattr(rec, "group", None),
-            "scheduled_at": _dt(time),
+            "scheduled_at": dt(time),
             "attempts": [],
             **fields,
         }
 
-    def entry(self, entry: JournalEntry, rec: journal.Record | journal.Damaged) -> None:
-        seq, t = entry.seq, entry.time
+    def _writable(self, seq: int) -> dict[str, Any] | None:
+        """The state of the step at ``seq`` to change: a copy when it was handed out."""
+        step = self.steps.get(seq)
+        if step is not None and self.made.pop(seq, None) is not None:
+            step = self.steps[seq] = {**step, "attempts": list(step["attempts"])}
+        return step
+
+    def fold(self, rows: Iterable[tuple[int, str, float, bytes]]) -> None:
+        """Walk ``(seq, kind, time, data)`` rows, in order, after ``last``: the common kinds
+        straight from their decoded maps (no record objects), every other one through
+        `journal.decode`."""
+        with _collector_paused():
+            self._fold(rows)
+
+    def _fold(self, rows: Iterable[tuple[int, str, float, bytes]]) -> None:
+        fast: dict[str, tuple[Callable[[int, float, dict[Any, Any]], None], frozenset[str]]] = {
+            Kind.ACTIVITY_SCHEDULED.value: (self._scheduled, _REQUIRED[Kind.ACTIVITY_SCHEDULED]),
+            Kind.ACTIVITY_COMPLETED.value: (self._completed, _REQUIRED[Kind.ACTIVITY_COMPLETED]),
+            Kind.PUBLISHED.value: (self._published, _REQUIRED[Kind.PUBLISHED]),
+        }
+        unpack = msgpack.unpackb
+        seq = self.last
+        for seq, kind, t, data in rows:
+            found = fast.get(kind)
+            if found is not None:
+                try:
+                    fields = unpack(data, raw=False, strict_map_key=False)
+                except Exception:
+                    fields = None
+                # What `journal.decode` would read as a record: else it says why it cannot.
+                if type(fields) is dict and fields.keys() >= found[1]:
+                    found[0](seq, t, fields)
+                    continue
+            self.entry(seq, t, journal.decode(kind, data))
+        self.last = seq
+
+    def _scheduled(self, seq: int, t: float, f: dict[Any, Any]) -> None:
+        """``activity_scheduled`` from its map (as `entry` does from the record)."""
+        self.steps[seq] = {  # every field of `Step`, in order (see `_step`)
+            "seq": seq,
+            "kind": "compensation" if f.get("compensation", False) else "activity",
+            "name": f["name"],
+            "branch": f.get("branch", "0"),
+            "group": f.get("group"),
+            "status": "scheduled",
+            "attempts": [],
+            "scheduled_at": dt(t),
+            "started_at": None,
+            "closed_at": None,
+            "input": args_of(f["args"]) if self.decode else Undecoded(f["args"], True),
+            "output": None,
+            "error": None,
+            "logs": [],
+            "child_id": None,
+        }
+
+    def _completed(self, seq: int, t: float, f: dict[Any, Any]) -> None:
+        """``activity_completed`` from its map (as `_end_activity` does from the record)."""
+        step = self._writable(f["ref"])
+        if step is None:
+            return
+        attempts = step["attempts"]
+        number = max(len(attempts) + 1, f.get("attempt") or 0)
+        closed = dt(t)
+        attempts.append(make_attempt(number, dt(f.get("started_at")), closed, f.get("worker")))
+        step["status"] = "completed"
+        result = f["result"]
+        step["output"] = readable_value(result) if self.decode else Undecoded(result)
+        step["error"] = None
+        step["closed_at"] = closed
+
+    def _published(self, seq: int, t: float, f: dict[Any, Any]) -> None:
+        """``published`` from its map (as `entry` does from the record)."""
+        at = dt(t)
+        self.steps[seq] = {  # every field of `Step`, in order (see `_step`)
+            "seq": seq,
+            "kind": "publish",
+            "name": f["key"],
+            "branch": f.get("branch", "0"),
+            "group": None,
+            "status": "completed",
+            "attempts": [],
+            "scheduled_at": at,
+            "started_at": None,
+            "closed_at": at,
+            "input": readable_value(f["value"]) if self.decode else Undecoded(f["value"]),
+            "output": None,
+            "error": None,
+            "logs": [],
+            "child_id": None,
+        }
+
+    def entry(self, seq: int, t: float, rec: journal.Record | journal.Damaged) -> None:
         if isinstance(rec, journal.Damaged):
             self.steps[seq] = {
                 "seq": seq,
@@ -162,19 +204,19 @@ class _Builder:
                 "branch": "0",
                 "group": None,
                 "status": "failed",
-                "scheduled_at": _dt(t),
+                "scheduled_at": dt(t),
                 "attempts": [],
                 "error": RemoteError("DamagedEntry", f"journal entry {seq}: {rec.problem}"),
             }
             return
         if isinstance(rec, journal.ActivityScheduled):
             kind = "compensation" if rec.compensation else "activity"
-            self.add(seq, kind, rec, t, name=rec.name, status="scheduled", input=_args(rec.args))
+            self.add(seq, kind, rec, t, name=rec.name, status="scheduled", input=args_of(rec.args))
         elif isinstance(rec, journal.ActivityRetrying):
-            step = self.steps.get(rec.ref)
+            step = self._writable(rec.ref)
             if step is not None:
                 step["attempts"].append(
-                    Attempt(rec.attempt, _dt(rec.started_at), _dt(t), rec.worker, rec.error)
+                    Attempt(rec.attempt, dt(rec.started_at), dt(t), rec.worker, rec.error)
                 )
                 step["status"] = "retrying"
                 step["error"] = rec.error
@@ -188,16 +230,16 @@ class _Builder:
                 t,
                 name=rec.name,
                 status="waiting",
-                input=_args(rec.args),
+                input=args_of(rec.args),
                 child_id=rec.id,
-                started_at=_dt(t),
+                started_at=dt(t),
             )
             self.children[rec.id] = seq
         elif isinstance(rec, journal.ChildCompleted | journal.ChildFailed):
             ref = self.children.pop(rec.workflow_id, None)
-            step = self.steps.get(ref) if ref is not None else None
+            step = self._writable(ref) if ref is not None else None
             if step is not None:
-                step["closed_at"] = _dt(t)
+                step["closed_at"] = dt(t)
                 if isinstance(rec, journal.ChildCompleted):
                     step.update(status="completed", output=readable_value(rec.result))
                 else:
@@ -208,39 +250,39 @@ class _Builder:
             if wait is not None:
                 self.wait_timers[seq] = wait
             elif rec.wait == "condition":  # durable.wait_condition's timeout: the wait
-                due = _dt(rec.due)
+                due = dt(rec.due)
                 self.add(seq, "condition", rec, t, name="condition", status="waiting", input=due)
             else:
-                self.add(seq, "timer", rec, t, name="timer", status="waiting", input=_dt(rec.due))
+                self.add(seq, "timer", rec, t, name="timer", status="waiting", input=dt(rec.due))
         elif isinstance(rec, journal.TimerFired):
             self._timer_fired(rec.ref, t)
         elif isinstance(rec, journal.SignalWaitStarted):
-            self.add(seq, "signal", rec, t, name=rec.name, status="waiting", input=_dt(rec.due))
+            self.add(seq, "signal", rec, t, name=rec.name, status="waiting", input=dt(rec.due))
             self.waits.setdefault(rec.name, []).append(seq)
         elif isinstance(rec, journal.SignalReceived):
             open_waits = self.waits.get(rec.name)
             if open_waits:
-                step = self.steps[open_waits.pop(0)]
-                step.update(status="completed", output=readable_value(rec.value), closed_at=_dt(t))
+                step = self._own(open_waits.pop(0))
+                step.update(status="completed", output=readable_value(rec.value), closed_at=dt(t))
         elif isinstance(rec, journal.ExternalStarted):
             self.add(seq, "external", rec, t, name=rec.name, status="waiting")
         elif isinstance(rec, journal.ExternalCompleted | journal.ExternalFailed):
-            step = self.steps.get(rec.ref)
+            step = self._writable(rec.ref)
             if step is not None and step["kind"] == "external":
                 if isinstance(rec, journal.ExternalCompleted):
                     step.update(status="completed", output=readable_value(rec.result))
                 else:
                     step.update(status="failed", error=rec.error)
-                step["closed_at"] = _dt(t)
+                step["closed_at"] = dt(t)
         elif isinstance(rec, journal.UpdateAccepted):
-            args = _args(rec.args)
+            args = args_of(rec.args)
             self.add(seq, "update", rec, t, name=rec.name, status="running", input=args)
             self.updates[rec.id] = seq
         elif isinstance(rec, journal.UpdateCompleted):
             ref = self.updates.pop(rec.id, None)
-            step = self.steps.get(ref) if ref is not None else None
+            step = self._writable(ref) if ref is not None else None
             if step is not None:
-                step["closed_at"] = _dt(t)
+                step["closed_at"] = dt(t)
                 if rec.failure is None:
                     step.update(status="completed", output=readable_value(rec.result))
                 else:
@@ -254,12 +296,12 @@ class _Builder:
                 name=rec.key,
                 status="completed",
                 input=readable_value(rec.value),
-                closed_at=_dt(t),
+                closed_at=dt(t),
             )
         elif isinstance(rec, journal.Marker):
-            self.add(seq, "marker", rec, t, name=rec.patch, status="completed", closed_at=_dt(t))
+            self.add(seq, "marker", rec, t, name=rec.patch, status="completed", closed_at=dt(t))
         elif isinstance(rec, journal.TagsSet):
-            done = {"status": "completed", "closed_at": _dt(t), "input": dict(rec.tags)}
+            done = {"status": "completed", "closed_at": dt(t), "input": dict(rec.tags)}
             self.add(seq, "tags", rec, t, name=", ".join(rec.tags), **done)
 
     def _wait_timed_by(self, seq: int, rec: journal.TimerStarted) -> int | None:
@@ -271,7 +313,7 @@ class _Builder:
             and wait["kind"] == "signal"
             and wait["branch"] == rec.branch
             and wait["input"] is not None
-            and wait["input"] == _dt(rec.due)
+            and wait["input"] == dt(rec.due)
         ):
             return seq - 1
         return None
@@ -279,47 +321,77 @@ class _Builder:
     def _end_activity(
         self, rec: journal.ActivityCompleted | journal.ActivityFailed, t: float
     ) -> None:
-        step = self.steps.get(rec.ref)
+        step = self._writable(rec.ref)
         if step is None:
             return
         number = len(step["attempts"]) + 1
         if isinstance(rec, journal.ActivityCompleted):
             number = max(number, rec.attempt or 0)
-            step["attempts"].append(Attempt(number, _dt(rec.started_at), _dt(t), rec.worker, None))
+            step["attempts"].append(Attempt(number, dt(rec.started_at), dt(t), rec.worker, None))
             step.update(status="completed", output=readable_value(rec.result), error=None)
         else:
             number = max(number, rec.attempts)
             cancelled = rec.error.type == "CancelledError"
             step["attempts"].append(
-                Attempt(number, _dt(rec.started_at), _dt(t), rec.worker, rec.error)
+                Attempt(number, dt(rec.started_at), dt(t), rec.worker, rec.error)
             )
             step.update(status="cancelled" if cancelled else "failed", error=rec.error)
-        step["closed_at"] = _dt(t)
+        step["closed_at"] = dt(t)
 
     def _timer_fired(self, ref: int, t: float) -> None:
         wait = self.wait_timers.pop(ref, None)
         if wait is not None:
-            step = self.steps[wait]
+            step = self._own(wait)
             if step["status"] == "waiting":
                 error = RemoteError("TimeoutError", f"no signal {step['name']!r} in time")
-                step.update(status="failed", error=error, closed_at=_dt(t))
+                step.update(status="failed", error=error, closed_at=dt(t))
                 for seqs in self.waits.values():
                     if wait in seqs:
                         seqs.remove(wait)
             return
-        timer = self.steps.get(ref)
+        timer = self._writable(ref)
         if timer is not None and timer["kind"] == "timer":
-            timer.update(status="completed", closed_at=_dt(t))
+            timer.update(status="completed", closed_at=dt(t))
         elif timer is not None and timer["kind"] == "condition":
             error = RemoteError("TimeoutError", "the condition did not hold in time")
-            timer.update(status="failed", error=error, closed_at=_dt(t))
+            timer.update(status="failed", error=error, closed_at=dt(t))
 
-    def finish(self, tasks: Mapping[int, TaskRecord], timers: Mapping[int, float]) -> list[Step]:
-        """Fold in the store's view of what is in flight, and close what can no longer end."""
+    def _own(self, seq: int) -> dict[str, Any]:
+        step = self._writable(seq)
+        assert step is not None  # a seq the builder keeps
+        return step
+
+    def finish(
+        self,
+        run: RunRecord,
+        tasks: Sequence[TaskRecord] = (),
+        timers: Mapping[int, float] | None = None,
+    ) -> list[Step]:
+        """The steps so far, in journal order, with the store's view of what is in flight
+        (the run's tasks and timers: `durable.store.RunExtras`), and what can no longer end
+        closed when the run is."""
+        with _collector_paused():
+            return self._finish(run, {t.seq: t for t in tasks}, timers or {})
+
+    def _finish(
+        self, run: RunRecord, tasks: Mapping[int, TaskRecord], timers: Mapping[int, float]
+    ) -> list[Step]:
+        closed = run.status in CLOSED_STATUSES
+        completed = run.status in ("completed", "continued_as_new")
         out = []
+        made = self.made
         for seq in sorted(self.steps):
+            found = made.get(seq)
+            if found is not None:
+                out.append(found)
+                continue
             step = self.steps[seq]
             status = step["status"]
+            if status in _ENDED:  # nothing below changes it: made once, kept
+                found = made[seq] = make_step(step)
+                out.append(found)
+                continue
+            step = {**step, "attempts": list(step["attempts"])}  # the state stays as read
             if step["kind"] in ACTIVITY_KINDS and status in ("scheduled", "retrying"):
                 self._in_flight(step, tasks.get(seq))
             elif step["kind"] == "timer" and status == "waiting" and seq not in timers:
@@ -328,12 +400,11 @@ class _Builder:
             elif step["kind"] == "condition" and status == "waiting" and seq not in timers:
                 # Its timeout was called off: the condition held (a run that closed other
                 # than by completing may have been cancelled while it waited).
-                if not self.closed or self.completed:
+                if not closed or completed:
                     step["status"] = "completed"
-            if self.closed and step["status"] in ("scheduled", "running", "retrying", "waiting"):
+            if closed and step["status"] in ("scheduled", "running", "retrying", "waiting"):
                 step["status"] = "cancelled"
-            step.setdefault("name", "")
-            out.append(Step(**step))
+            out.append(make_step(step))
         return out
 
     def _in_flight(self, step: dict[str, Any], task: TaskRecord | None) -> None:
@@ -361,11 +432,51 @@ def build(
 ) -> list[Step]:
     """The run's steps in journal order, from its entries and the store's tasks and
     timers (`durable.store.RunExtras`)."""
-    completed = run.status in ("completed", "continued_as_new")
-    builder = _Builder(closed=run.status in CLOSED_STATUSES, completed=completed)
-    for entry in entries:
-        builder.entry(entry, journal.decode(entry.kind, entry.data))
-    return builder.finish({t.seq: t for t in tasks}, timers or {})
+    return build_rows(run, ((e.seq, e.kind, e.time, e.data) for e in entries), tasks, timers)
+
+
+def build_rows(
+    run: RunRecord,
+    rows: Iterable[tuple[int, str, float, bytes]],
+    tasks: Sequence[TaskRecord] = (),
+    timers: Mapping[int, float] | None = None,
+    *,
+    decode: bool = True,
+) -> list[Step]:
+    """`build` from the journal's ``(seq, kind, time, data)`` rows
+    (`durable.store.Store.read_journal_rows`): the same steps, without a `JournalEntry`
+    made per entry. ``decode=False`` leaves the arguments and results of activities and
+    published values `Undecoded` (`value`, `decoded`): for a page that shows few of a big
+    run's values."""
+    builder = StepBuilder(decode=decode)
+    builder.fold(rows)
+    return builder.finish(run, tasks, timers)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: a build makes objects by the hundred
+    thousand and frees none (none of them is garbage), so the collections its allocations
+    would set off find nothing and cost a fifth to a third of the build."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+_ENDED = frozenset({"completed", "failed", "cancelled"})
+# Each record kind's fields without a default: a map lacking one is damaged
+# (`journal.from_data`), so the builder's fast paths check for them.
+_REQUIRED: dict[str, frozenset[str]] = {
+    cls.KIND: frozenset(
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    )
+    for cls in journal.Record.__subclasses__()
+}
 
 
 def pending(steps: Iterable[Step]) -> list[PendingStep]:

@@ -302,6 +302,16 @@ class Store(QueryBox, abc.ABC):
     async def read_journal(self, run_id: str, after_seq: int = 0) -> list[JournalEntry]:
         """The run's journal entries with ``seq > after_seq``, in order."""
 
+    async def read_journal_rows(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[tuple[int, str, float, bytes]]:
+        """`read_journal` as plain ``(seq, kind, time, data)`` tuples, the first ``limit``
+        only when given: what `durable.steps.build_rows` walks, without a `JournalEntry`
+        per entry (a store overrides it with a query of its own; this one converts
+        `read_journal`'s)."""
+        entries = await self.read_journal(run_id, after_seq)
+        return [(e.seq, e.kind, e.time, e.data) for e in entries[:limit]]
+
     @abc.abstractmethod
     async def read_extras(self, workflow_id: str, run_id: str) -> RunExtras:
         """The workflow's published values (by key), the run's activity tasks (by seq), and

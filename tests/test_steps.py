@@ -9,11 +9,14 @@ from contextlib import closing
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import msgpack
 import pytest
 
 import durable
-from durable import RetryPolicy, steps
+from durable import RetryPolicy, journal, payload, steps
+from durable.runsteps import RunSteps
 from durable.steps import Step
+from durable.store import JournalEntry, RunRecord
 from tests.conftest import _postgres_admin
 
 calls: Counter[str] = Counter()
@@ -124,6 +127,22 @@ async def test_steps_show_branches_groups_attempts_and_waits(client: durable.Cli
     [timer] = _by_kind(after, "timer")  # the wait's own timeout timer is not a step
     assert timer.status == "completed"
     assert [s.seq for s in after] == sorted(s.seq for s in after)
+
+    # Built as the journal grew, cut anywhere: the same steps, and those handed out
+    # before stay as they were.
+    store = await client._open()
+    run = await store.get_run("tour")
+    assert run is not None
+    rows = await store.read_journal_rows(run.run_id)
+    extras = await store.read_extras(run.workflow_id, run.run_id)
+    for cut in range(len(rows) + 1):
+        builder = steps.StepBuilder()
+        builder.fold(rows[:cut])
+        early = builder.finish(run, extras.tasks, extras.timers)
+        as_made = repr(early)
+        builder.fold(rows[cut:])
+        assert builder.finish(run, extras.tasks, extras.timers) == after
+        assert repr(early) == as_made
 
 
 @durable.activity
@@ -237,3 +256,110 @@ def test_pending_names_what_each_step_waits_for() -> None:
         ("child", "ship (c-1)", 1),
         ("signal", "approve", 1),
     ]
+
+
+# -- the builder's fast paths read what the records say ----------------------------------
+
+
+def _run_record(status: str) -> RunRecord:
+    return RunRecord(
+        "w", "r", "wf", "default", status, b"", None, None, 1.0, 1.0, None, None, None, 0,
+        False, None, None, False, None, None, None, True,
+    )  # fmt: skip
+
+
+def _rows() -> list[tuple[int, str, float, bytes]]:
+    retry = {"maximum_attempts": 3}
+    one = payload.encode({"args": [1], "kwargs": {}})
+    keyword = payload.encode({"args": [], "kwargs": {"k": 2}})
+    records: list[journal.Record] = [
+        journal.ActivityScheduled("charge", "q", one, retry),
+        journal.ActivityScheduled(
+            "undo", "q", keyword, retry, branch="0.1", group=2, compensation=True
+        ),
+        journal.ActivityCompleted(1, payload.encode({"total": 5}), 3.5, "w-1", 2),
+        journal.Published("progress", payload.encode("half"), branch="0.1"),
+        journal.ActivityCompleted(2, None),
+        journal.ActivityCompleted(99, payload.encode(0)),  # answers no step: ignored
+    ]
+    rows = [(n, r.KIND.value, 10.0 + n, journal.encode(r)) for n, r in enumerate(records, 1)]
+    no_queue = {"name": "x", "args": payload.encode([]), "retry": retry}
+    rows.append((7, "activity_scheduled", 17.0, msgpack.packb(no_queue)))  # a field missing
+    rows.append((8, "published", 18.0, msgpack.packb([1, 2])))  # not a map
+    rows.append((9, "activity_completed", 19.0, b"\xc1"))  # not msgpack
+    return rows
+
+
+def test_steps_from_rows_match_the_journal_records_and_keep_values_encoded_on_asking() -> None:
+    rows = _rows()
+    entries = [JournalEntry(*row) for row in rows]
+    for status in ("running", "failed"):
+        run = _run_record(status)
+        built = steps.build(run, entries)
+        assert steps.build_rows(run, rows) == built
+        lazy = steps.build_rows(run, rows, decode=False)
+        assert isinstance(lazy[0].input, steps.Undecoded)
+        assert steps.build_rows(run, rows, decode=False) == lazy  # values compare encoded
+        assert [steps.decoded(s) for s in lazy] == built
+        assert [steps.value(s.input) for s in lazy] == [s.input for s in built]
+    charge, undo, published, no_queue, not_map, not_msgpack = built
+    assert (charge.kind, charge.status, charge.input, charge.output) == (
+        "activity", "completed", [1], {"total": 5},
+    )  # fmt: skip
+    assert [(a.number, a.worker) for a in charge.attempts] == [(2, "w-1")]
+    assert charge.closed_at == charge.attempts[0].closed_at
+    assert (undo.kind, undo.branch, undo.group, undo.input, undo.output) == (
+        "compensation", "0.1", 2, [{"k": 2}], None,
+    )  # fmt: skip
+    assert (published.kind, published.name, published.branch, published.group) == (
+        "publish", "progress", "0.1", None,
+    )  # fmt: skip
+    assert published.input == "half"
+    assert published.closed_at == published.scheduled_at
+    assert [s.kind for s in (no_queue, not_map, not_msgpack)] == ["damaged"] * 3
+    assert no_queue.error is not None
+    assert "missing a field" in no_queue.error.message
+
+
+# -- kept built while the journal grows, anew when a repair cut it ------------------------
+
+fail_now = {"yes": True}
+
+
+@durable.workflow
+async def mends() -> int:
+    first = await double(1)
+    if fail_now["yes"]:
+        raise ValueError("not yet")
+    return first + await double(2)
+
+
+async def test_run_steps_read_what_was_written_since_and_anew_after_a_repair(
+    client: durable.Client,
+) -> None:
+    store = await client._open()
+    handle = client.get_handle("mends")
+    async with durable.Worker(client, workflows=[mends], activities=[double]):
+        await client.start(mends, id="mends")
+        with pytest.raises(durable.WorkflowFailed):
+            await handle.result(timeout=20)
+    run = await store.get_run("mends")
+    assert run is not None
+    kept = RunSteps(run.run_id)
+    await kept.read(store, run)
+    assert kept.steps(run) == await handle.steps()
+    fail_now["yes"] = False  # the fix is deployed
+    try:
+        async with durable.Worker(client, workflows=[mends], activities=[double]):
+            await handle.retry()  # takes workflow_failed off the journal's end
+            assert await handle.result(timeout=20) == 6
+    finally:
+        fail_now["yes"] = True
+    run = await store.get_run("mends")
+    assert run is not None
+    await kept.read(store, run)
+    extras = await store.read_extras(run.workflow_id, run.run_id)
+    assert kept.steps(run, extras.tasks, extras.timers) == await handle.steps()
+    assert [s.output for s in kept.steps(run)] == [2, 4]
+    await kept.read(store, run)  # nothing new
+    assert kept.steps(run) == await handle.steps()

@@ -102,10 +102,26 @@ WAITING_RUNS = (
 
 
 class Listing:
-    """The listing methods of `PostgresStore`: runs by filter, counts, queue figures."""
+    """The listing methods of `PostgresStore`: runs by filter, counts, queue figures, a
+    journal as plain rows."""
 
     if TYPE_CHECKING:
         _db: Database
+
+    async def read_journal_rows(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[tuple[int, str, float, bytes]]:
+        """See `Store.read_journal_rows`."""
+        rows = await self._db.read(
+            lambda conn: conn.fetch(
+                "SELECT seq, kind, time, data FROM journal WHERE run_id = $1 AND seq > $2 "
+                "ORDER BY seq LIMIT $3",
+                run_id,
+                after_seq,
+                limit,  # NULL: no limit
+            )
+        )
+        return [tuple(r) for r in rows]
 
     async def list_runs(
         self,

@@ -1,5 +1,5 @@
 """The listing methods of `SQLiteStore` (`Listing`): runs by filter, counts per status,
-queue figures; the queries are `durable_sqlite.listing`'s."""
+queue figures, a journal as plain rows; the queries are `durable_sqlite.listing`'s."""
 
 from __future__ import annotations
 
@@ -48,6 +48,16 @@ class Listing:
             after=after,
         )
         return [run_record(row) for row in await self._read(sql, params)]
+
+    async def read_journal_rows(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[tuple[int, str, float, bytes]]:
+        """See `Store.read_journal_rows`: the rows as the driver returns them."""
+        return await self._read(
+            "SELECT seq, kind, time, data FROM journal WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (run_id, after_seq, -1 if limit is None else limit),
+        )
 
     async def count_runs(
         self, *, name: str | None = None, tags: Mapping[str, str] | None = None

@@ -14,6 +14,7 @@ import os
 import signal
 from typing import Any
 
+from .. import gcpolicy
 from ..client import Client
 from ..urls import redact_url
 from .commands import Refused
@@ -77,5 +78,11 @@ async def serve(args: argparse.Namespace) -> int:
             "Ctrl-C stops.",
             flush=True,
         )
-        await Server(config).serve()
+        # The console keeps big runs' steps built (durable.console.pages): with Python's
+        # default thresholds the collector walks them over and over (durable.gcpolicy).
+        gcpolicy.worker_started()
+        try:
+            await Server(config).serve()
+        finally:
+            gcpolicy.worker_stopped()
     return 0

@@ -1,13 +1,14 @@
 """What a step is called on screen: its label (``flaky('o-1')``, ``sleep 5 min``,
 ``signal · approve``) and the one line saying how it went (``completed · 6.0 s · 3
 attempts``, ``retrying · attempt 3``, ``failed: ValueError``). Shared by the graph and the
-timeline so a step reads the same in both. Not escaped: the drawings escape."""
+timeline so a step reads the same in both (arguments decoded here when the steps were
+built without: `durable.steps.Undecoded`). Not escaped: the drawings escape."""
 
 from __future__ import annotations
 
 import reprlib
 
-from ..steps import ACTIVITY_KINDS, Step
+from ..steps import ACTIVITY_KINDS, Step, value
 from .svg import duration
 
 __all__ = ["ARGS_SHOWN", "step_detail", "step_label"]
@@ -37,8 +38,9 @@ def step_label(step: Step) -> str:
         label = f"sleep {duration(step.input - step.scheduled_at)}"
     elif word is not None:
         label = f"{word} \u00b7 {label}"
-    if step.kind in ("activity", "compensation", "child") and isinstance(step.input, list):
-        args = ", ".join(_short(a) for a in step.input)
+    given = value(step.input) if step.kind in ("activity", "compensation", "child") else None
+    if isinstance(given, list):  # decoded here when the page built its steps undecoded
+        args = ", ".join(_short(a) for a in given)
         if len(args) <= ARGS_SHOWN:
             label += f"({args})"
     return label

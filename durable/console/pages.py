@@ -18,8 +18,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -33,8 +34,9 @@ from .. import steps as _steps
 from ..cli import render
 from ..errors import RepairError, WorkflowNotFound
 from ..journal import Kind
+from ..runsteps import RunSteps
 from ..steplogs import logs_of
-from ..store import CLOSED_STATUSES, STATUSES, JournalEntry, RunExtras, RunRecord, Store
+from ..store import CLOSED_STATUSES, STATUSES, RunExtras, RunRecord, Store
 from . import graph as _graph
 from . import guard
 from . import queries as _queries
@@ -55,6 +57,7 @@ STEP_LOGS_SHOWN = 500  # log records of the selected step shown (`durable logs -
 STEPS_SHOWN = 500  # rows of the steps table (failed and open steps always among them)
 FRAGMENT_HEADER = "x-durable-fragment"
 FORM_BYTES = 256 * 1024  # largest form the console takes (a signal's JSON value)
+T = TypeVar("T")
 
 _env = Environment(
     loader=PackageLoader("durable.console", "templates"),
@@ -204,20 +207,26 @@ async def run_page(request: Request) -> Response:
             description, pending=_steps.pending(steps), problem=problem
         )
     published = {k: _steps.readable_value(v) for k, v in extras.published.items()}
-    shown = _shown(steps)
+    shown = _once(steps, ("shown",), lambda: _shown(steps))
     selected = _selected(steps, request.query_params.get("step"))
-    if selected is not None:  # with what its attempts logged (durable.steplogs)
+    if selected is not None:  # with its values and what its attempts logged (steplogs)
         rows = await store.read_logs(run.run_id, seq=selected.seq, limit=STEP_LOGS_SHOWN)
-        selected = dataclasses.replace(selected, logs=logs_of(rows))
+        selected = dataclasses.replace(_steps.decoded(selected), logs=logs_of(rows))
     q = request.query_params
-    drawing = _graph.layout(steps, _graph.parse_expand(q.get("expand")))
-    timeline = _timeline.build(
-        steps,
-        now=datetime.now(UTC) if run.status not in CLOSED_STATUSES else None,
-        start=_instant(q.get("start")),
-        end=_instant(q.get("end")),
-        page=_whole(q.get("page"), 1),
-    )
+    expand = _graph.parse_expand(q.get("expand"))
+    start, end, page = _instant(q.get("start")), _instant(q.get("end")), _whole(q.get("page"), 1)
+
+    def graph_svg() -> str:
+        return _graph.render_svg(_graph.layout(steps, expand))
+
+    def timeline_svg() -> str:
+        now = datetime.now(UTC) if run.status not in CLOSED_STATUSES else None
+        return _timeline.render_svg(
+            _timeline.build(steps, now=now, start=start, end=end, page=page)
+        )
+
+    drawn = ("timeline", start, end, page)  # a live run's is drawn to now: every time
+    closed = run.status in CLOSED_STATUSES
     return _page(
         request,
         "run.html",
@@ -228,13 +237,13 @@ async def run_page(request: Request) -> Response:
         parked=run.parked,
         steps=shown,
         steps_total=len(steps),
-        counts=_step_counts(steps),
+        counts=_once(steps, ("counts",), lambda: _step_counts(steps)),
         repairs=repairs,
         selected=selected,
         published=published,
-        progress=render.progress(run.status, steps),
-        graph_svg=_graph.render_svg(drawing),
-        timeline_svg=_timeline.render_svg(timeline),
+        progress=_once(steps, ("progress", run.status), lambda: render.progress(run.status, steps)),
+        graph_svg=_once(steps, ("graph", *sorted(expand, key=int)), graph_svg),
+        timeline_svg=_once(steps, drawn, timeline_svg) if closed else timeline_svg(),
         live=f"run:{workflow_id}",
         notice=request.query_params.get("done"),
         quoted=run_href(workflow_id).removeprefix("/runs/"),
@@ -305,9 +314,9 @@ async def workflow_page(request: Request) -> Response:
         return _page(request, "missing.html", status=404, what=f"run of workflow {name!r}")
     every = []
     for run in runs:
-        entries = await store.read_journal(run.run_id)
+        entries = await store.read_journal_rows(run.run_id)
         extras = await store.read_extras(run.workflow_id, run.run_id)
-        every.append(_steps.build(run, entries, extras.tasks, extras.timers))
+        every.append(_steps.build_rows(run, entries, extras.tasks, extras.timers))
     merged = _shape.merge(name, every)
     expand = _graph.parse_expand(request.query_params.get("expand"))
     drawing = _graph.layout(_shape.synthetic_steps(merged), expand, link=lambda _: "#")
@@ -347,22 +356,25 @@ def _whole(text: str | None, default: int) -> int:
     return int(text) if text and text.isdigit() and int(text) > 0 else default
 
 
-# Built steps of the runs last shown, by what they were built from: a live page refreshing
-# on another run's change, or several people watching one big run, pay for one build.
-_BUILT: collections.OrderedDict[tuple[object, ...], tuple[list[_steps.Step], list[str]]] = (
+# The runs last shown, each with its steps kept built (`RunSteps`: a view after its journal
+# grew reads only the new entries) and the last steps and repairs made, by what they were
+# made from: a live page refreshing on another run's change, or several people watching
+# one big run, pay for one build.
+_Made = tuple[tuple[object, ...], list[_steps.Step], list[str]]
+_BUILT: collections.OrderedDict[tuple[str, str], tuple[RunSteps, _Made | None]] = (
     collections.OrderedDict()
 )
 BUILT_KEPT = 8  # runs whose built steps are kept
+_REPAIR_KINDS = (Kind.RUN_RETRIED.value, Kind.RUN_FORKED.value)
 
 
 async def _built(
     store: Store, run: RunRecord, extras: RunExtras
 ) -> tuple[list[_steps.Step], list[str]]:
-    """``steps.build`` of the run and what repaired it (`_repairs`), from the cache when
-    neither its journal nor its tasks and timers have changed since."""
+    """``steps.build`` of the run and what repaired it (`_repairs`): as last made when
+    neither its journal nor its tasks and timers have changed since, else from the
+    entries written since (`RunSteps`)."""
     key = (
-        store.url,
-        run.run_id,
         run.history_length,
         run.status,
         tuple(
@@ -371,26 +383,59 @@ async def _built(
         ),
         tuple(sorted(extras.timers.items())),
     )
-    cached = _BUILT.get(key)
-    if cached is not None:
-        _BUILT.move_to_end(key)
-        return cached
-    entries = await store.read_journal(run.run_id)
-    built = (_steps.build(run, entries, extras.tasks, extras.timers), _repairs(entries))
-    _BUILT[key] = built
+    found = _BUILT.get((store.url, run.run_id))
+    if found is not None:
+        _BUILT.move_to_end((store.url, run.run_id))
+        if found[1] is not None and found[1][0] == key:
+            return found[1][1], found[1][2]
+        kept = found[0]
+    else:
+        # Values left encoded: the page shows those of a few steps (labels, the selected).
+        kept = RunSteps(run.run_id, decode=False, keep=_REPAIR_KINDS)
+    _BUILT[(store.url, run.run_id)] = (kept, None)
     while len(_BUILT) > BUILT_KEPT:
         _BUILT.popitem(last=False)
-    return built
+    await kept.read(store, run)
+    steps = kept.steps(run, extras.tasks, extras.timers)
+    repairs = _repairs(kept.kept)
+    if (store.url, run.run_id) in _BUILT:
+        _BUILT[(store.url, run.run_id)] = (kept, (key, steps, repairs))
+    return steps, repairs
 
 
-def _repairs(entries: list[JournalEntry]) -> list[str]:
+# What the run page made of the steps last built (`_built`), by the steps and what else
+# it was made from: a view of an unchanged run redraws nothing it drew before.
+_MADE: collections.OrderedDict[tuple[object, ...], tuple[list[_steps.Step], Any]] = (
+    collections.OrderedDict()
+)
+MADE_KEPT = 32
+
+
+def _once(steps: list[_steps.Step], what: tuple[object, ...], make: Callable[[], T]) -> T:
+    """``make()``, or what it gave before for these very steps (the same list) and
+    ``what``."""
+    key = (id(steps), *what)
+    found = _MADE.get(key)
+    if found is not None and found[0] is steps:
+        _MADE.move_to_end(key)
+        made: T = found[1]
+        return made
+    made = make()
+    _MADE[key] = (steps, made)
+    while len(_MADE) > MADE_KEPT:
+        _MADE.popitem(last=False)
+    return made
+
+
+def _repairs(rows: list[tuple[int, str, float, bytes]]) -> list[str]:
     """What an operator did to the run (`durable.repair`), said for the run page."""
     out = []
-    for e in entries:
-        if e.kind not in (Kind.RUN_RETRIED, Kind.RUN_FORKED):
+    repairs = (Kind.RUN_RETRIED, Kind.RUN_FORKED)
+    for _, kind, time, data in rows:
+        if kind not in repairs:
             continue
-        rec = journal.decode(e.kind, e.data)
-        when = _when(_fromts(e.time))
+        rec = journal.decode(kind, data)
+        when = _when(_fromts(time))
         if isinstance(rec, journal.RunRetried):
             cause = rec.cause.removeprefix(f"{rec.status.capitalize()}: ")  # not said twice
             was = f"was {rec.status}" + (f": {cause}" if cause else "")

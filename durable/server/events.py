@@ -32,6 +32,7 @@ from typing import Any, Literal
 from starlette.responses import Response, StreamingResponse
 
 from .. import steps as _steps
+from ..runsteps import RunSteps
 from ..store import (
     CLOSED_STATUSES,
     TOPIC_STATUS,
@@ -133,10 +134,15 @@ async def _run(call: Call, store: Store, workflow_id: str) -> AsyncIterator[str]
     run = await store.get_run(workflow_id)
     assert run is not None  # checked before the stream began
 
+    kept = RunSteps(run.run_id)  # the stream reads only what each change wrote
+
     async def current_steps(run: RunRecord) -> list[_steps.Step]:
-        entries = await store.read_journal(run.run_id)
+        nonlocal kept
+        if kept.run_id != run.run_id:
+            kept = RunSteps(run.run_id)
+        await kept.read(store, run)
         extras = await store.read_extras(run.workflow_id, run.run_id)
-        return _steps.build(run, entries, extras.tasks, extras.timers)
+        return kept.steps(run, extras.tasks, extras.timers)
 
     sent = {step.seq: _fingerprint(step) for step in await current_steps(run)}
     yield f"retry: {RETRY_MS}\n\n"

@@ -212,9 +212,9 @@ async def steps(call: Call) -> Response:
 
     run = await _run(call, call.query["run_id"])
     store = await call.service.store()
-    entries = await store.read_journal(run.run_id)
+    rows = await store.read_journal_rows(run.run_id)
     extras = await store.read_extras(run.workflow_id, run.run_id)
-    built = _steps.build(run, entries, extras.tasks, extras.timers)
+    built = _steps.build_rows(run, rows, extras.tasks, extras.timers)
     return json_response(
         {"id": run.workflow_id, "run_id": run.run_id, "steps": [s.plain(x) for x in built]}
     )
@@ -228,16 +228,17 @@ async def history(call: Call) -> Response:
     store = await call.service.store()
     after: int = call.query["after"]
     limit: int = call.query["limit"]
-    entries = await store.read_journal(run.run_id, after_seq=after)
-    page = entries[:limit]
-    events = [Event(e.seq, e.kind, _dt(e.time), _steps.readable(e.kind, e.data)) for e in page]
-    more = len(entries) > limit
+    # A page and one more entry (whether there is a next page), not the rest of the journal.
+    rows = await store.read_journal_rows(run.run_id, after_seq=after, limit=limit + 1)
+    page = rows[:limit]
+    events = [Event(seq, kind, _dt(t), _steps.readable(kind, data)) for seq, kind, t, data in page]
+    more = len(rows) > limit
     return json_response(
         {
             "id": run.workflow_id,
             "run_id": run.run_id,
             "events": [s.plain(e) for e in events],
-            "next_after": page[-1].seq if more else None,
+            "next_after": page[-1][0] if more else None,
         }
     )
 

@@ -361,6 +361,12 @@ async def test_commit_step_writes_everything(store: Store) -> None:
     assert [e.seq for e in journal] == [1, 2, 3, 4, 5]
     assert journal[1] == step.entries[0]
     assert [e.seq for e in await store.read_journal(run_id, after_seq=3)] == [4, 5]
+    # The same entries as plain rows (what durable.steps.build_rows walks).
+    rows = [(e.seq, e.kind, e.time, e.data) for e in journal]
+    assert await store.read_journal_rows(run_id) == rows
+    assert await store.read_journal_rows(run_id, after_seq=3) == rows[3:]
+    assert await store.read_journal_rows(run_id, after_seq=1, limit=2) == rows[1:3]
+    assert await store.read_journal_rows(run_id, limit=0) == []
     run = await store.get_run("w")
     assert run is not None
     assert (run.history_length, run.updated_at, run.status) == (5, 6.0, "running")
