@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import children, journal, payload, steplogs, tracing, updates
 from .clock import Clock
+from .committing import GroupCommit
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
 from .engine import Command, WorkflowRun
@@ -49,12 +50,11 @@ from .store import (
 )
 from .telemetry import FIGURES
 
-__all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
+__all__ = ["HISTORY_LIMIT", "Driver", "RunStepping"]
 
 logger = logging.getLogger("durable.worker")
 T = TypeVar("T")
 
-COMMIT_BATCH = 500  # most steps written in one group-commit transaction
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
 
 
@@ -98,7 +98,7 @@ class Driver:
         self.warned = False
 
 
-class RunStepping:
+class RunStepping(GroupCommit):
     """The worker's stepping of runs (see the module docstring)."""
 
     worker_id: str
@@ -109,8 +109,6 @@ class RunStepping:
     lease_seconds: float
     cache_size: int
     _drivers: collections.OrderedDict[str, Driver]
-    _commits: list[tuple[StepCommit, asyncio.Future[bool]]]
-    _commit_wanted: asyncio.Event
     _busy: int
     _work_started: int
     _waiting: collections.deque[tuple[Driver, Attempt]]
@@ -605,53 +603,6 @@ class RunStepping:
         logger.error("Parking run %s: %s", driver.run_id, problem)
         await self.store.park(driver.run_id, self.worker_id, problem)
         self._forget(driver)
-
-    async def _commit(self, step: StepCommit) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._commits.append((step, fut))
-        self._commit_wanted.set()
-        return await fut
-
-    async def _committer(self) -> None:
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            while self._commits:
-                batch, self._commits = self._commits[:COMMIT_BATCH], self._commits[COMMIT_BATCH:]
-                self._busy += 1
-                try:
-                    await self._commit_batch(batch)
-                finally:
-                    self._busy -= 1
-
-    async def _commit_batch(self, batch: list[tuple[StepCommit, asyncio.Future[bool]]]) -> None:
-        """Commit ``batch`` in one transaction and settle each step's future.
-
-        A batch that fails on one step's data (`StepDataError`) is split in halves and each
-        committed apart, down to the step at fault, whose future gets the error (its run is
-        parked): the healthy steps beside it go through at once instead of waiting for their
-        leases to expire. Any other failure (the database out of reach) fails them all.
-        """
-        try:
-            results = await self.store.commit_steps([step for step, _ in batch], self.clock.now())
-        except StepDataError as exc:
-            if len(batch) == 1:
-                logger.error("Step of run %s cannot be committed: %s", batch[0][0].run_id, exc)
-                if not batch[0][1].done():
-                    batch[0][1].set_exception(exc)
-                return
-            half = len(batch) // 2
-            await self._commit_batch(batch[:half])
-            await self._commit_batch(batch[half:])
-        except Exception as exc:
-            logger.exception("Group commit of %d steps failed", len(batch))
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            for (_, fut), ok in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(ok)
 
 
 def _entry_data(run_id: str, entry: JournalEntry) -> dict[str, Any]:
