@@ -66,7 +66,9 @@ class ActivityAttempts:
 
         def _spawn(self, coro: Any) -> None: ...
 
-        def _kick(self, driver: Driver, force: bool = False) -> None: ...
+        def _kick(self, driver: Driver, force: bool = False, spawn: bool = True) -> bool: ...
+
+        async def _drive(self, driver: Driver) -> None: ...
 
         def _running(self) -> dict[str, ActivityContext]: ...
 
@@ -158,44 +160,9 @@ class ActivityAttempts:
             self._spawn(self._run_local(driver, attempt))
 
     async def _run_local(self, driver: Driver, attempt: Attempt) -> None:
-        spec = dict(attempt.spec)
-        spec["_seq"] = journal.parse_task_id(attempt.task_id)[1]
+        step = False
         try:
-            if attempt.context.cancelled:
-                # The workflow gave up on it while it waited for a slot: run nothing.
-                error = RemoteError(
-                    "CancelledError", f"Activity {attempt.definition.name!r} was cancelled"
-                )
-                result = AttemptResult(error=error, cancelled=True)
-            else:
-                attempt.context.started = True
-                attempt.context.started_at = self.clock.now()
-                result = await run_attempt(attempt)
-                self._ship_logs(attempt.context.logs)
-            scheduled = attempt.context.info.scheduled_at.timestamp()
-            outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
-            if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
-                # The fast path: straight into the run's next step, one commit for both.
-                now = self.clock.now()
-                driver.pending.append(
-                    (outcome.item_kind, outcome.item_data, now, None, attempt.context)
-                )
-                driver.finishing[attempt.task_id] = attempt.context
-                driver.local.pop(attempt.task_id, None)
-                self._kick(driver)
-                return
-            try:
-                await self.store.finish_task(
-                    attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
-                )
-            except Exception:
-                logger.exception("Could not record the end of activity task %s", attempt.task_id)
-                self._keep_undelivered(attempt.context, outcome)
-                return
-            driver.local.pop(attempt.task_id, None)
-            if not driver.local and not driver.pending and not driver.stepping and driver.held:
-                # Nothing more in flight here: the inbox item brings the run back.
-                self._kick(driver, force=True)
+            step = await self._attempt_local(driver, attempt)
         except Exception:
             # Its task lease lapses and the attempt is retried as lost, here or elsewhere.
             logger.exception(
@@ -204,6 +171,49 @@ class ActivityAttempts:
         finally:
             driver.local.pop(attempt.task_id, None)
             self._free_slot()
+        if step:  # its result goes into the run's next step, stepped in this task
+            await self._drive(driver)
+
+    async def _attempt_local(self, driver: Driver, attempt: Attempt) -> bool:
+        """Run a local attempt and hand its outcome on; whether the caller is to step the
+        run now (the fast path: the result rides the run's next step)."""
+        spec = dict(attempt.spec)
+        spec["_seq"] = journal.parse_task_id(attempt.task_id)[1]
+        if attempt.context.cancelled:
+            # The workflow gave up on it while it waited for a slot: run nothing.
+            error = RemoteError(
+                "CancelledError", f"Activity {attempt.definition.name!r} was cancelled"
+            )
+            result = AttemptResult(error=error, cancelled=True)
+        else:
+            attempt.context.started = True
+            attempt.context.started_at = self.clock.now()
+            result = await run_attempt(attempt)
+            self._ship_logs(attempt.context.logs)
+        scheduled = attempt.context.info.scheduled_at.timestamp()
+        outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
+        if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
+            # The fast path: straight into the run's next step, one commit for both.
+            now = self.clock.now()
+            driver.pending.append(
+                (outcome.item_kind, outcome.item_data, now, None, attempt.context)
+            )
+            driver.finishing[attempt.task_id] = attempt.context
+            driver.local.pop(attempt.task_id, None)
+            return self._kick(driver, spawn=False)
+        try:
+            await self.store.finish_task(
+                attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
+            )
+        except Exception:
+            logger.exception("Could not record the end of activity task %s", attempt.task_id)
+            self._keep_undelivered(attempt.context, outcome)
+            return False
+        driver.local.pop(attempt.task_id, None)
+        if not driver.local and not driver.pending and not driver.stepping and driver.held:
+            # Nothing more in flight here: the inbox item brings the run back.
+            self._kick(driver, force=True)
+        return False
 
     async def _run_claimed(self, task: TaskRecord) -> None:
         try:

@@ -173,13 +173,19 @@ class RunStepping(GroupCommit):
         self._kick(driver, force=True)
         self._trim_cache()
 
-    def _kick(self, driver: Driver, force: bool = False) -> None:
+    def _kick(self, driver: Driver, force: bool = False, spawn: bool = True) -> bool:
+        """Start stepping ``driver`` unless it is already or has nothing to step (and not
+        ``force``): in a task of its own, or, with ``spawn=False``, in the caller's task,
+        which must then await `_drive` (a local attempt that just ended: no task per step).
+        Returns whether it started."""
         if driver.stepping or not (driver.pending or force):
-            return
+            return False
         driver.stepping = True
         self._busy += 1
         self._work_started += 1
-        self._spawn(self._drive(driver))
+        if spawn:
+            self._spawn(self._drive(driver))
+        return True
 
     def _trim_cache(self) -> None:
         excess = len(self._drivers) - self.cache_size
