@@ -60,7 +60,7 @@ DEFAULT_URL = "sqlite:///durable.db"
 #: notified: only a safety net. What wakes them is `Store.wait`, which sees this process's
 #: commits at once and other processes' through the backend (SQLite's watcher, PostgreSQL's
 #: LISTEN, with their own polls while those cannot tell). At 0.5 s, 500 waiters re-read
-#: their runs ~1,000 times a second for nothing: a fifth of W2's CPU (benchmarks/README.md).
+#: their runs ~1,000 times a second for nothing: a sixth of W2's CPU (benchmarks/README.md).
 RESULT_POLL = 5.0
 
 

@@ -442,6 +442,9 @@ class RunStepping(GroupCommit):
         assert run is not None
         local: list[Attempt] = []
         limits_changed: bool | None = None  # since this worker last read them
+        # Each command's journal entry (`_step` encoded its data): a task row's data is
+        # the same bytes, not encoded again.
+        encoded = {entry.seq: entry.data for entry in commit.entries}
         for cmd in commands:
             rec = cmd.record
             if isinstance(rec, journal.ActivityScheduled):
@@ -474,7 +477,7 @@ class RunStepping(GroupCommit):
                         seq=cmd.seq,
                         name=rec.name,
                         queue=rec.queue,
-                        data=payload.envelope(cmd.data),
+                        data=encoded[cmd.seq],
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
@@ -492,7 +495,7 @@ class RunStepping(GroupCommit):
                         seq=cmd.seq,
                         name=rec.name,
                         queue=run.queue,
-                        data=payload.envelope(cmd.data),
+                        data=encoded[cmd.seq],
                         visible_at=now,
                         lease_owner=EXTERNAL_OWNER,
                         lease_expires_at=NEVER,
