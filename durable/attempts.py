@@ -68,7 +68,7 @@ class ActivityAttempts:
 
         def _kick(self, driver: Driver, force: bool = False, spawn: bool = True) -> bool: ...
 
-        async def _drive(self, driver: Driver) -> None: ...
+        async def _drive(self, driver: Driver) -> Attempt | None: ...
 
         def _running(self) -> dict[str, ActivityContext]: ...
 
@@ -150,29 +150,38 @@ class ActivityAttempts:
         self._slot_freed.set()
         self._start_waiting()
 
-    def _start_waiting(self) -> None:
+    def _start_waiting(self, keep: Driver | None = None) -> None:
         """Start local attempts waiting for a slot, oldest first (not once stopping: their
-        task rows are handed back to the queue instead)."""
+        task rows are handed back to the queue instead). The first of ``keep``'s, the run
+        whose step just committed, is left to the task stepping it (`Driver.ahead`)."""
         while self._slots > 0 and self._waiting and not self._stopping.is_set():
             driver, attempt = self._waiting.popleft()
             self._slots -= 1
             self._work_started += 1
-            self._spawn(self._run_local(driver, attempt))
+            if driver is keep and driver.ahead is None:
+                driver.ahead = attempt
+            else:
+                self._spawn(self._run_local(driver, attempt))
 
     async def _run_local(self, driver: Driver, attempt: Attempt) -> None:
-        step = False
-        try:
-            step = await self._attempt_local(driver, attempt)
-        except Exception:
-            # Its task lease lapses and the attempt is retried as lost, here or elsewhere.
-            logger.exception(
-                "Activity task %s failed in worker %s", attempt.task_id, self.worker_id
-            )
-        finally:
-            driver.local.pop(attempt.task_id, None)
-            self._free_slot()
-        if step:  # its result goes into the run's next step, stepped in this task
-            await self._drive(driver)
+        """Run ``attempt``; on the fast path step its run in this task, then run the
+        attempt that step started, and so on: one task for a run's activities one after
+        another."""
+        ahead: Attempt | None = attempt
+        while ahead is not None:
+            step = False
+            try:
+                step = await self._attempt_local(driver, ahead)
+            except Exception:
+                # Its task lease lapses and the attempt is retried as lost, here or elsewhere.
+                logger.exception(
+                    "Activity task %s failed in worker %s", ahead.task_id, self.worker_id
+                )
+            finally:
+                driver.local.pop(ahead.task_id, None)
+                self._free_slot()
+            # Its result goes into the run's next step, stepped in this task.
+            ahead = await self._drive(driver) if step else None
 
     async def _attempt_local(self, driver: Driver, attempt: Attempt) -> bool:
         """Run a local attempt and hand its outcome on; whether the caller is to step the

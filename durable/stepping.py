@@ -63,6 +63,7 @@ class Driver:
 
     __slots__ = (
         "again",
+        "ahead",
         "claimed",
         "engine",
         "finishing",
@@ -96,6 +97,9 @@ class Driver:
         self.reclaimed = False
         self.again = False
         self.warned = False
+        # A local attempt its last step started, holding a slot: run by the task that
+        # stepped, once the stepping ends (no task of its own; `_start_waiting`).
+        self.ahead: Attempt | None = None
 
 
 class RunStepping(GroupCommit):
@@ -124,7 +128,9 @@ class RunStepping(GroupCommit):
 
         def _spawn(self, coro: Any) -> None: ...
 
-        def _start_waiting(self) -> None: ...
+        def _start_waiting(self, keep: Driver | None = None) -> None: ...
+
+        async def _run_local(self, driver: Driver, attempt: Attempt) -> None: ...
 
         def _salvage(self, driver: Driver) -> None: ...
 
@@ -184,8 +190,14 @@ class RunStepping(GroupCommit):
         self._busy += 1
         self._work_started += 1
         if spawn:
-            self._spawn(self._drive(driver))
+            self._spawn(self._steps(driver))
         return True
+
+    async def _steps(self, driver: Driver) -> None:
+        """A task stepping ``driver``, then running the attempt its last step started."""
+        ahead = await self._drive(driver)
+        if ahead is not None:
+            await self._run_local(driver, ahead)
 
     def _trim_cache(self) -> None:
         excess = len(self._drivers) - self.cache_size
@@ -217,12 +229,17 @@ class RunStepping(GroupCommit):
 
     # -- stepping -----------------------------------------------------------------------
 
-    async def _drive(self, driver: Driver) -> None:
+    async def _drive(self, driver: Driver) -> Attempt | None:
+        """Step ``driver`` while it has inputs; return the attempt its last step started
+        for the caller to run (`Driver.ahead`), if any."""
         try:
             first = True
             # Steps go on while stopping: results of attempts that finish within the grace
             # period are committed (new activities then go to the task table for others).
             while (driver.pending or first or driver.again) and driver.held:
+                if driver.ahead is not None:  # another step first: it starts now, apart
+                    self._spawn(self._run_local(driver, driver.ahead))
+                    driver.ahead = None
                 first = False
                 driver.again = False
                 run = driver.claimed.run if driver.claimed is not None else None
@@ -271,6 +288,8 @@ class RunStepping(GroupCommit):
             self._busy -= 1
         if driver.pending and driver.held:
             self._kick(driver)
+        ahead, driver.ahead = driver.ahead, None
+        return ahead
 
     async def _rebuild(self, driver: Driver) -> WorkflowRun:
         claimed = driver.claimed
@@ -411,7 +430,7 @@ class RunStepping(GroupCommit):
         for attempt in local:
             driver.local[attempt.task_id] = attempt.context
             self._waiting.append((driver, attempt))
-        self._start_waiting()
+        self._start_waiting(keep=driver)
         if commit.release_lease:
             if driver.reclaimed and outcome is None:
                 # Claimed again while this step committed (its inbox had new items): the
