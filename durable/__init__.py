@@ -24,7 +24,8 @@ General layout (one concept per module):
 - retry       retry decisions in one place: is a failed attempt tried again, and when
 - limits      queue limits (concurrency, per key, rate) and priorities, enforced in claims
 - worker      Worker: its loops (claims, timers, heartbeats), lifecycle and idleness
-- stepping    a live run's inputs into its engine, its commands out as one group commit
+- stepping    a live run's inputs into its engine, its commands out as one step commit
+- committing  group commit: the steps of all runs pending at once, in one transaction
 - attempts    activity attempts in a worker: slots, local and claimed, results kept
 - signature   workflow signatures workers publish, to check starts by name
 - tags        durable.set_tags: a workflow labelling its own run for search

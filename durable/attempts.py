@@ -66,7 +66,9 @@ class ActivityAttempts:
 
         def _spawn(self, coro: Any) -> None: ...
 
-        def _kick(self, driver: Driver, force: bool = False) -> None: ...
+        def _kick(self, driver: Driver, force: bool = False, spawn: bool = True) -> bool: ...
+
+        async def _drive(self, driver: Driver) -> Attempt | None: ...
 
         def _running(self) -> dict[str, ActivityContext]: ...
 
@@ -148,62 +150,79 @@ class ActivityAttempts:
         self._slot_freed.set()
         self._start_waiting()
 
-    def _start_waiting(self) -> None:
+    def _start_waiting(self, keep: Driver | None = None) -> None:
         """Start local attempts waiting for a slot, oldest first (not once stopping: their
-        task rows are handed back to the queue instead)."""
+        task rows are handed back to the queue instead). The first of ``keep``'s, the run
+        whose step just committed, is left to the task stepping it (`Driver.ahead`)."""
         while self._slots > 0 and self._waiting and not self._stopping.is_set():
             driver, attempt = self._waiting.popleft()
             self._slots -= 1
             self._work_started += 1
-            self._spawn(self._run_local(driver, attempt))
+            if driver is keep and driver.ahead is None:
+                driver.ahead = attempt
+            else:
+                self._spawn(self._run_local(driver, attempt))
 
     async def _run_local(self, driver: Driver, attempt: Attempt) -> None:
+        """Run ``attempt``; on the fast path step its run in this task, then run the
+        attempt that step started, and so on: one task for a run's activities one after
+        another."""
+        ahead: Attempt | None = attempt
+        while ahead is not None:
+            step = False
+            try:
+                step = await self._attempt_local(driver, ahead)
+            except Exception:
+                # Its task lease lapses and the attempt is retried as lost, here or elsewhere.
+                logger.exception(
+                    "Activity task %s failed in worker %s", ahead.task_id, self.worker_id
+                )
+            finally:
+                driver.local.pop(ahead.task_id, None)
+                self._free_slot()
+            # Its result goes into the run's next step, stepped in this task.
+            ahead = await self._drive(driver) if step else None
+
+    async def _attempt_local(self, driver: Driver, attempt: Attempt) -> bool:
+        """Run a local attempt and hand its outcome on; whether the caller is to step the
+        run now (the fast path: the result rides the run's next step)."""
         spec = dict(attempt.spec)
         spec["_seq"] = journal.parse_task_id(attempt.task_id)[1]
-        try:
-            if attempt.context.cancelled:
-                # The workflow gave up on it while it waited for a slot: run nothing.
-                error = RemoteError(
-                    "CancelledError", f"Activity {attempt.definition.name!r} was cancelled"
-                )
-                result = AttemptResult(error=error, cancelled=True)
-            else:
-                attempt.context.started = True
-                attempt.context.started_at = self.clock.now()
-                result = await run_attempt(attempt)
-                self._ship_logs(attempt.context.logs)
-            scheduled = attempt.context.info.scheduled_at.timestamp()
-            outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
-            if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
-                # The fast path: straight into the run's next step, one commit for both.
-                now = self.clock.now()
-                driver.pending.append(
-                    (outcome.item_kind, outcome.item_data, now, None, attempt.context)
-                )
-                driver.finishing[attempt.task_id] = attempt.context
-                driver.local.pop(attempt.task_id, None)
-                self._kick(driver)
-                return
-            try:
-                await self.store.finish_task(
-                    attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
-                )
-            except Exception:
-                logger.exception("Could not record the end of activity task %s", attempt.task_id)
-                self._keep_undelivered(attempt.context, outcome)
-                return
-            driver.local.pop(attempt.task_id, None)
-            if not driver.local and not driver.pending and not driver.stepping and driver.held:
-                # Nothing more in flight here: the inbox item brings the run back.
-                self._kick(driver, force=True)
-        except Exception:
-            # Its task lease lapses and the attempt is retried as lost, here or elsewhere.
-            logger.exception(
-                "Activity task %s failed in worker %s", attempt.task_id, self.worker_id
+        if attempt.context.cancelled:
+            # The workflow gave up on it while it waited for a slot: run nothing.
+            error = RemoteError(
+                "CancelledError", f"Activity {attempt.definition.name!r} was cancelled"
             )
-        finally:
+            result = AttemptResult(error=error, cancelled=True)
+        else:
+            attempt.context.started = True
+            attempt.context.started_at = self.clock.now()
+            result = await run_attempt(attempt)
+            self._ship_logs(attempt.context.logs)
+        scheduled = attempt.context.info.scheduled_at.timestamp()
+        outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
+        if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
+            # The fast path: straight into the run's next step, one commit for both.
+            now = self.clock.now()
+            driver.pending.append(
+                (outcome.item_kind, outcome.item_data, now, None, attempt.context)
+            )
+            driver.finishing[attempt.task_id] = attempt.context
             driver.local.pop(attempt.task_id, None)
-            self._free_slot()
+            return self._kick(driver, spawn=False)
+        try:
+            await self.store.finish_task(
+                attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
+            )
+        except Exception:
+            logger.exception("Could not record the end of activity task %s", attempt.task_id)
+            self._keep_undelivered(attempt.context, outcome)
+            return False
+        driver.local.pop(attempt.task_id, None)
+        if not driver.local and not driver.pending and not driver.stepping and driver.held:
+            # Nothing more in flight here: the inbox item brings the run back.
+            self._kick(driver, force=True)
+        return False
 
     async def _run_claimed(self, task: TaskRecord) -> None:
         try:

@@ -56,7 +56,12 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///durable.db"
-RESULT_POLL = 0.5  # seconds between re-checks while waiting, if no notification arrives
+#: Seconds between re-reads of a run while ``result()`` / ``read()`` wait and nothing is
+#: notified: only a safety net. What wakes them is `Store.wait`, which sees this process's
+#: commits at once and other processes' through the backend (SQLite's watcher, PostgreSQL's
+#: LISTEN, with their own polls while those cannot tell). At 0.5 s, 500 waiters re-read
+#: their runs ~1,000 times a second for nothing: a sixth of W2's CPU (benchmarks/README.md).
+RESULT_POLL = 5.0
 
 
 @dataclass(frozen=True)

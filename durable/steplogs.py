@@ -22,8 +22,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -136,16 +135,24 @@ _ATTEMPT: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
 )
 
 
-@contextmanager
-def attempt(run_id: str, seq: int, number: int) -> Iterator[Capture]:
+class attempt:  # lower case: used like the function it replaced, `with attempt(...)`
     """Capture what is logged in this context (and threads it starts with a copy of it,
-    as a sync activity's) as the records of attempt ``number`` of the step at ``seq``."""
-    capture = Capture(run_id, seq, number)
-    token = _ATTEMPT.set(capture)
-    try:
-        yield capture
-    finally:
-        _ATTEMPT.reset(token)
+    as a sync activity's) as the records of attempt ``number`` of the step at ``seq``.
+
+    A class, not a generator-based context manager: it is entered once per attempt."""
+
+    __slots__ = ("capture", "token")
+    token: contextvars.Token[Capture | None]
+
+    def __init__(self, run_id: str, seq: int, number: int) -> None:
+        self.capture = Capture(run_id, seq, number)
+
+    def __enter__(self) -> Capture:
+        self.token = _ATTEMPT.set(self.capture)
+        return self.capture
+
+    def __exit__(self, *exc: object) -> None:
+        _ATTEMPT.reset(self.token)
 
 
 def _capture(record: logging.LogRecord) -> None:

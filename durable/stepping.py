@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import children, journal, payload, steplogs, tracing, updates
 from .clock import Clock
+from .committing import GroupCommit
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition, WorkflowDefinition
 from .engine import Command, WorkflowRun
@@ -49,12 +50,11 @@ from .store import (
 )
 from .telemetry import FIGURES
 
-__all__ = ["COMMIT_BATCH", "HISTORY_LIMIT", "Driver", "RunStepping"]
+__all__ = ["HISTORY_LIMIT", "Driver", "RunStepping"]
 
 logger = logging.getLogger("durable.worker")
 T = TypeVar("T")
 
-COMMIT_BATCH = 500  # most steps written in one group-commit transaction
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
 
 
@@ -63,6 +63,7 @@ class Driver:
 
     __slots__ = (
         "again",
+        "ahead",
         "claimed",
         "engine",
         "finishing",
@@ -96,9 +97,12 @@ class Driver:
         self.reclaimed = False
         self.again = False
         self.warned = False
+        # A local attempt its last step started, holding a slot: run by the task that
+        # stepped, once the stepping ends (no task of its own; `_start_waiting`).
+        self.ahead: Attempt | None = None
 
 
-class RunStepping:
+class RunStepping(GroupCommit):
     """The worker's stepping of runs (see the module docstring)."""
 
     worker_id: str
@@ -109,8 +113,6 @@ class RunStepping:
     lease_seconds: float
     cache_size: int
     _drivers: collections.OrderedDict[str, Driver]
-    _commits: list[tuple[StepCommit, asyncio.Future[bool]]]
-    _commit_wanted: asyncio.Event
     _busy: int
     _work_started: int
     _waiting: collections.deque[tuple[Driver, Attempt]]
@@ -126,7 +128,9 @@ class RunStepping:
 
         def _spawn(self, coro: Any) -> None: ...
 
-        def _start_waiting(self) -> None: ...
+        def _start_waiting(self, keep: Driver | None = None) -> None: ...
+
+        async def _run_local(self, driver: Driver, attempt: Attempt) -> None: ...
 
         def _salvage(self, driver: Driver) -> None: ...
 
@@ -175,13 +179,25 @@ class RunStepping:
         self._kick(driver, force=True)
         self._trim_cache()
 
-    def _kick(self, driver: Driver, force: bool = False) -> None:
+    def _kick(self, driver: Driver, force: bool = False, spawn: bool = True) -> bool:
+        """Start stepping ``driver`` unless it is already or has nothing to step (and not
+        ``force``): in a task of its own, or, with ``spawn=False``, in the caller's task,
+        which must then await `_drive` (a local attempt that just ended: no task per step).
+        Returns whether it started."""
         if driver.stepping or not (driver.pending or force):
-            return
+            return False
         driver.stepping = True
         self._busy += 1
         self._work_started += 1
-        self._spawn(self._drive(driver))
+        if spawn:
+            self._spawn(self._steps(driver))
+        return True
+
+    async def _steps(self, driver: Driver) -> None:
+        """A task stepping ``driver``, then running the attempt its last step started."""
+        ahead = await self._drive(driver)
+        if ahead is not None:
+            await self._run_local(driver, ahead)
 
     def _trim_cache(self) -> None:
         excess = len(self._drivers) - self.cache_size
@@ -213,12 +229,17 @@ class RunStepping:
 
     # -- stepping -----------------------------------------------------------------------
 
-    async def _drive(self, driver: Driver) -> None:
+    async def _drive(self, driver: Driver) -> Attempt | None:
+        """Step ``driver`` while it has inputs; return the attempt its last step started
+        for the caller to run (`Driver.ahead`), if any."""
         try:
             first = True
             # Steps go on while stopping: results of attempts that finish within the grace
             # period are committed (new activities then go to the task table for others).
             while (driver.pending or first or driver.again) and driver.held:
+                if driver.ahead is not None:  # another step first: it starts now, apart
+                    self._spawn(self._run_local(driver, driver.ahead))
+                    driver.ahead = None
                 first = False
                 driver.again = False
                 run = driver.claimed.run if driver.claimed is not None else None
@@ -267,6 +288,8 @@ class RunStepping:
             self._busy -= 1
         if driver.pending and driver.held:
             self._kick(driver)
+        ahead, driver.ahead = driver.ahead, None
+        return ahead
 
     async def _rebuild(self, driver: Driver) -> WorkflowRun:
         claimed = driver.claimed
@@ -407,7 +430,7 @@ class RunStepping:
         for attempt in local:
             driver.local[attempt.task_id] = attempt.context
             self._waiting.append((driver, attempt))
-        self._start_waiting()
+        self._start_waiting(keep=driver)
         if commit.release_lease:
             # Claimed again while this step committed (its inbox had new items): the lease
             # is this worker's anew and the items are pending here, so step on; unless the
@@ -442,6 +465,9 @@ class RunStepping:
         assert run is not None
         local: list[Attempt] = []
         limits_changed: bool | None = None  # since this worker last read them
+        # Each command's journal entry (`_step` encoded its data): a task row's data is
+        # the same bytes, not encoded again.
+        encoded = {entry.seq: entry.data for entry in commit.entries}
         for cmd in commands:
             rec = cmd.record
             if isinstance(rec, journal.ActivityScheduled):
@@ -474,7 +500,7 @@ class RunStepping:
                         seq=cmd.seq,
                         name=rec.name,
                         queue=rec.queue,
-                        data=payload.envelope(cmd.data),
+                        data=encoded[cmd.seq],
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
@@ -492,7 +518,7 @@ class RunStepping:
                         seq=cmd.seq,
                         name=rec.name,
                         queue=run.queue,
-                        data=payload.envelope(cmd.data),
+                        data=encoded[cmd.seq],
                         visible_at=now,
                         lease_owner=EXTERNAL_OWNER,
                         lease_expires_at=NEVER,
@@ -609,53 +635,6 @@ class RunStepping:
         logger.error("Parking run %s: %s", driver.run_id, problem)
         await self.store.park(driver.run_id, self.worker_id, problem)
         self._forget(driver)
-
-    async def _commit(self, step: StepCommit) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._commits.append((step, fut))
-        self._commit_wanted.set()
-        return await fut
-
-    async def _committer(self) -> None:
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            while self._commits:
-                batch, self._commits = self._commits[:COMMIT_BATCH], self._commits[COMMIT_BATCH:]
-                self._busy += 1
-                try:
-                    await self._commit_batch(batch)
-                finally:
-                    self._busy -= 1
-
-    async def _commit_batch(self, batch: list[tuple[StepCommit, asyncio.Future[bool]]]) -> None:
-        """Commit ``batch`` in one transaction and settle each step's future.
-
-        A batch that fails on one step's data (`StepDataError`) is split in halves and each
-        committed apart, down to the step at fault, whose future gets the error (its run is
-        parked): the healthy steps beside it go through at once instead of waiting for their
-        leases to expire. Any other failure (the database out of reach) fails them all.
-        """
-        try:
-            results = await self.store.commit_steps([step for step, _ in batch], self.clock.now())
-        except StepDataError as exc:
-            if len(batch) == 1:
-                logger.error("Step of run %s cannot be committed: %s", batch[0][0].run_id, exc)
-                if not batch[0][1].done():
-                    batch[0][1].set_exception(exc)
-                return
-            half = len(batch) // 2
-            await self._commit_batch(batch[:half])
-            await self._commit_batch(batch[half:])
-        except Exception as exc:
-            logger.exception("Group commit of %d steps failed", len(batch))
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            for (_, fut), ok in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(ok)
 
 
 def _entry_data(run_id: str, entry: JournalEntry) -> dict[str, Any]:

@@ -52,6 +52,10 @@ _UPDATE_RUN = """UPDATE runs SET history_length = ?, updated_at = ?, status = ?,
     is_current = CASE WHEN ? IS NULL THEN is_current ELSE 0 END,
     ready = CASE WHEN ? THEN 0 ELSE ready END
     WHERE run_id = ?"""
+# A step that leaves the run's status, lease, result and currency as they were (most steps
+# of a run that goes on): only the columns no index reads, so no index entry is rewritten
+# (8 us a row instead of 21 in W2's shape).
+_STEP_RUN = "UPDATE runs SET history_length = ?, updated_at = ?, problem = ? WHERE run_id = ?"
 
 _INSERT_TASK = """INSERT OR IGNORE INTO tasks (task_id, run_id, workflow_id, seq, name, queue,
     data, attempt, status, visible_at, lease_owner, lease_expires_at, cancel_requested,
@@ -99,7 +103,7 @@ def commit_steps(
     p = _plan.plan(steps, Snapshot(runs, tasks), now)
     if not any(p.accepted):
         return p.accepted, p.topics, {}
-    _write(conn, p, now)
+    _write(conn, p, now, runs)
     written = {
         u.workflow_id: (u.run_id, u.status, u.history_length)
         for u in p.runs
@@ -108,17 +112,30 @@ def commit_steps(
     return p.accepted, p.topics, written
 
 
-def _write(conn: sqlite3.Connection, p: Plan, now: float) -> None:
-    """Write ``p`` in the order of its fields (see `durable.plan.Plan`)."""
-    if p.runs:
-        conn.executemany(
-            _UPDATE_RUN,
-            [
+def _write(conn: sqlite3.Connection, p: Plan, now: float, runs: Mapping[str, RunState]) -> None:
+    """Write ``p`` in the order of its fields (see `durable.plan.Plan`); ``runs``: the
+    runs as read before it was planned."""
+    full, plain = [], []
+    for u in p.runs:
+        before = runs.get(u.run_id)
+        if (
+            before is not None
+            and u.status == before.status
+            and not (u.closed or u.release)
+            and u.result is None
+            and u.error is None
+            and u.continued_to is None
+        ):
+            plain.append((u.history_length, now, u.problem, u.run_id))
+        else:
+            full.append(
                 (u.history_length, now, u.status, u.result, u.error, u.problem, u.closed, now,
                  u.release, u.release, u.continued_to, u.continued_to, u.closed, u.run_id)
-                for u in p.runs
-            ],
-        )  # fmt: skip
+            )  # fmt: skip
+    if full:
+        conn.executemany(_UPDATE_RUN, full)
+    if plain:
+        conn.executemany(_STEP_RUN, plain)
     if p.demoted:
         conn.executemany(
             "UPDATE runs SET is_current = 0 WHERE run_id = ?", [(r,) for r in p.demoted]
