@@ -209,6 +209,19 @@ def test_a_hundred_thousand_steps_stay_bounded_and_fast() -> None:
     assert folded_run < 5  # the benchmark measures it; this only catches a quadratic slip
 
 
+def test_an_expanded_fan_out_past_its_limit_draws_what_did_not_complete() -> None:
+    """Two failures among 3,000 items, far past the first `MAX_ITEMS`: expanding the group
+    draws them (what the operator expanded it to find), then the first items, in order."""
+    g = graph.layout(synthetic(3000, fan_out=3000, failed_every=1234), expand={"1"})
+    drawn = [b for b in g.boxes() if b.kind == "activity"]
+    assert [b.seq for b in drawn if b.status == "failed"] == [1234, 2468]
+    assert [b.seq for b in drawn] == [*range(1, graph.MAX_ITEMS - 1), 1234, 2468]
+    [more] = [b for b in g.boxes() if b.kind == "more"]
+    assert more.count == 3000 - graph.MAX_ITEMS
+    assert more.counts == {"completed": 3000 - graph.MAX_ITEMS}
+    assert g.drawn + g.grouped + g.folded == 3000
+
+
 def test_a_node_budget_folds_whatever_is_left() -> None:
     g = graph.layout(synthetic(500, fan_out=300), expand={"1"}, max_nodes=50)
     assert len(g.boxes()) <= 52

@@ -6,7 +6,8 @@ The layout is series-parallel, read from each step's ``branch`` and ``group`` (D
 spawned together (``asyncio.gather``, ``durable.map``) stand side by side between a fork and
 a join; futures gathered by one task likewise. A fan-out is drawn as ONE group node with its
 counts by status unless its id is in ``expand``; then its items are drawn (at most
-`MAX_ITEMS`, then a "+N more" node) inside a frame that folds it back. A lone
+`MAX_ITEMS`: those that did not complete first, then a "+N more" node) inside a frame
+that folds it back. A lone
 ``create_task`` is a one-column fork.
 
 The drawing stays bounded however large the run: fan-outs fold by default, a sequence

@@ -290,20 +290,27 @@ class _Layout:
             self.grouped += node.count
             return self.leaf(node)
         columns = []
-        shown = min(members, MAX_ITEMS)
-        for k in range(shown):
+        chosen = self.worth_drawing(item, members)
+        shown = len(chosen)
+        for k, at in enumerate(chosen):
             if self.budget <= 0:  # out of boxes: the rest go into "+N more"
                 shown = k
                 break
             if item.steps:
                 self.drawn += 1
-                node = _step_node(item.steps[k], self.expand, self.link)
+                node = _step_node(item.steps[at], self.expand, self.link)
                 columns.append(_Seq([self.leaf(node)]))
             else:
-                path = item.paths[k]
+                path = item.paths[at]
                 columns.append(self.sequence(self.items(path, group), group))
         if members > shown:
-            rest = _Item(item.kind, group, item.steps[shown:], item.paths[shown:])
+            drawn = set(chosen[:shown])
+            rest = _Item(
+                item.kind,
+                group,
+                [s for k, s in enumerate(item.steps) if k not in drawn],
+                [p for k, p in enumerate(item.paths) if k not in drawn],
+            )
             more = self.summary(f"m{group}", "more", self.steps_of(rest))
             more.w, more.h = GROUP_W, GROUP_H
             more.label = f"+{members - shown:,} more"
@@ -311,6 +318,23 @@ class _Layout:
             columns.append(_Seq([self.leaf(more)]))
         title = f"{_names(self.steps_of(item))} \u00d7{members} \u2014 click to fold"
         return _Par(columns, (group, title, expand_query(self.expand - {str(group)})))
+
+    def worth_drawing(self, item: _Item, members: int) -> list[int]:
+        """Which of an expanded fan-out's members to draw, in their order: all if at most
+        `MAX_ITEMS`; else those that did not complete first (a failure among thousands
+        is what an operator expanded the group to find), then the first that did."""
+        if members <= MAX_ITEMS:
+            return list(range(members))
+        if item.steps:
+            done = [s.status == "completed" for s in item.steps]
+        else:
+            done = [
+                all(s.status == "completed" for s in self.index.subtree([path], []))
+                for path in item.paths
+            ]
+        first = [k for k, ok in enumerate(done) if not ok][:MAX_ITEMS]
+        first += [k for k, ok in enumerate(done) if ok][: MAX_ITEMS - len(first)]
+        return sorted(first)
 
     def fold(self, items: list[Step | _Item]) -> _Leaf:
         steps: list[Step] = []
