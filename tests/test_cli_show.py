@@ -18,7 +18,7 @@ from uuid import UUID
 import pytest
 from clikit import WAIT, Cli, env, history_kinds, section, serve, stop
 
-from durable.cli.render import RunView, jsonable, relative, run_lines
+from durable.cli.render import RunView, jsonable, progress, relative, run_lines
 from durable.client import Event, WorkflowDescription
 from durable.errors import RemoteError
 from durable.steps import Step
@@ -402,6 +402,16 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     time.tzset()
+
+
+def test_progress_counts_failed_steps_apart() -> None:
+    """A run that caught its steps' failures completes: the line still says they failed."""
+    steps = [
+        Step(seq, "activity", f"a{seq}", "0", None, "failed" if seq % 2 else "completed")
+        for seq in range(1, 6)
+    ]
+    assert progress("completed", steps) == "5/5 steps done (3 failed), completed"
+    assert progress("completed", steps[1:2]) == "1/1 steps done, completed"
 
 
 @pytest.mark.usefixtures("utc")

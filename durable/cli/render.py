@@ -326,10 +326,12 @@ def _doing(step: Step) -> str:
 def progress(status: str, steps: Sequence[Step]) -> str:
     """One line: how far the run got and what it is doing now.
 
-    ``7/12 steps done, waiting for signal 'approve' since 10:02:11``
+    ``7/12 steps done, waiting for signal 'approve' since 10:02:11``; failed steps are
+    counted apart (``3001/3001 steps done (1 failed), completed``: a failure the code caught)
     """
     done = sum(s.status not in OPEN_STATUSES for s in steps)
-    head = f"{done}/{len(steps)} steps done"
+    failed = sum(s.status == "failed" for s in steps)
+    head = f"{done}/{len(steps)} steps done" + (f" ({failed:,} failed)" if failed else "")
     doing = [_doing(s) for s in steps if s.status in OPEN_STATUSES]
     if doing:
         return f"{head}, {'; '.join(doing)}"
