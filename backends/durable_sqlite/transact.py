@@ -37,7 +37,7 @@ from typing import TypeVar, cast
 
 import aiosqlite
 
-__all__ = ["call", "data_version", "transaction"]
+__all__ = ["call", "data_version", "relaxed", "transaction"]
 
 T = TypeVar("T")
 
@@ -62,6 +62,23 @@ def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T
         conn.rollback()  # a no-op if a failed COMMIT already ended the transaction
         raise
     return result
+
+
+def relaxed(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], restore: str) -> T:
+    """`transaction`, committed without waiting for the disk (``synchronous = NORMAL``),
+    then ``restore`` (the connection's own setting) again.
+
+    For claims only: a claim lost with the machine (a power cut before any later commit
+    syncs the log) is as if it never happened, and the work is handed out again. Any later
+    commit with ``synchronous = FULL`` (by any connection) syncs the log up to it, this
+    claim included, so what depends on the claim (the step it leads to, the attempt's
+    end) is never durable without it.
+    """
+    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        return transaction(conn, body)
+    finally:
+        conn.execute(f"PRAGMA synchronous = {restore}")
 
 
 def data_version(conn: sqlite3.Connection) -> int:
