@@ -4,12 +4,9 @@ URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, optional
 ``?synchronous=full`` (the default: every commit is fsynced before it returns, so a
 committed step survives a power cut) or ``?synchronous=normal`` (WAL is synced only at
 checkpoints: a commit survives the process dying but the last ones may be lost with the
-machine; several times faster on slow disks). Claims of runs and tasks always commit as
-``normal`` does (`durable_sqlite.transact.relaxed`): a claim lost with the machine is only
-work handed out again, and any later fsynced commit syncs the claims before it, so a step
-or an attempt's end is never durable without the claim it came from (a remote activity's
-round trip pays one fsync instead of three). ``sqlite:///:memory:`` is refused: workers
-and clients are separate connections, and they must share a file.
+machine; several times faster on slow disks). Claims always commit as ``normal`` does
+(`durable_sqlite.transact.transaction` says why that is safe). ``sqlite:///:memory:`` is
+refused: workers and clients are separate connections, and they must share a file.
 
 Schema: see `durable_sqlite.schema` (tables, indexes, migrations).
 
@@ -508,20 +505,16 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
 
         The check runs outside the write lock, so an idle worker polling a busy file costs
         readers (which WAL never blocks), not writers queueing for the one lock. A
-        ``relaxed`` claim (of runs or tasks) commits without waiting for the disk
-        (`durable_sqlite.transact.relaxed`: lost with the machine, it is redone).
+        ``relaxed`` claim commits without waiting for the disk (see `_tx.transaction`).
         """
+
+        restore = self._synchronous.upper() if relaxed else None
 
         def operation(db: sqlite3.Connection) -> tuple[int, T]:
             version = _tx.data_version(db)
             if not check(db):
                 return version, nothing
-            if relaxed:
-                return _tx.relaxed(db, body, self._synchronous.upper())
-            return _tx.transaction(db, body)
-
-        def body(db: sqlite3.Connection) -> tuple[int, T]:
-            return _tx.data_version(db), claim(db)
+            return _tx.transaction(db, lambda db: (_tx.data_version(db), claim(db)), restore)
 
         self._seen[topic], result = await self._call(operation)
         return result
