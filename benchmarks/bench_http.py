@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_http.py                   # SQLite, a fresh temp file
     .venv/bin/python benchmarks/bench_http.py --db postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python benchmarks/bench_http.py --only round-trip --round-trips 200
 
 The server is a ``durable server`` subprocess on loopback (as in production: its own
 process); the Python worker and the client run in this process, the remote workers
@@ -51,6 +52,7 @@ WARMUP = 5
 FANOUT = 1000  # remote activities gathered by one workflow
 POLLERS = 4  # remote workers polling at once in the fan-out
 MAX_TASKS = 100  # tasks a poll may return
+FIGURES = ("starts", "round-trip", "fan-out")  # what --only chooses from
 
 
 @durable.activity
@@ -179,10 +181,10 @@ async def timed_starts(
     return over_http, in_process
 
 
-async def timed_round_trips(client: durable.Client) -> tuple[list[float], list[float]]:
+async def timed_round_trips(client: durable.Client, count: int) -> tuple[list[float], list[float]]:
     remote: list[float] = []
     local: list[float] = []
-    for i in range(ROUND_TRIPS + WARMUP):
+    for i in range(count + WARMUP):
         for fn, samples in ((one_remote, remote), (one_local, local)):
             t = time.perf_counter()
             assert await client.execute(fn, i, id=f"{fn.__name__}-{i}") == i
@@ -241,7 +243,7 @@ async def serve_remote(base: str, count: int, max_tasks: int) -> None:
         )
 
 
-async def main(db: str | None) -> None:
+async def main(db: str | None, only: set[str], round_trips: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
     url = database(db, tmp)
     async with durable.connect(url) as client:
@@ -252,40 +254,45 @@ async def main(db: str | None) -> None:
             durable.connect(url) as client,
             httpx.AsyncClient(base_url=base, timeout=30) as http,
         ):
-            starts_http, starts_local = await timed_starts(client, http)
-            rows.append(
-                (
-                    "start p50 / p95 ms",
-                    f"{statistics.median(starts_http):.2f} / {percentile(starts_http, 0.95):.2f}",
-                    f"{statistics.median(starts_local):.2f} / {percentile(starts_local, 0.95):.2f}",
+            if "starts" in only:
+                starts_http, starts_local = await timed_starts(client, http)
+                rows.append(
+                    (
+                        "start p50 / p95 ms",
+                        f"{statistics.median(starts_http):.2f} / "
+                        f"{percentile(starts_http, 0.95):.2f}",
+                        f"{statistics.median(starts_local):.2f} / "
+                        f"{percentile(starts_local, 0.95):.2f}",
+                    )
                 )
-            )
             workflows = [one_remote, one_local, fan_out_remote, fan_out_local]
             async with durable.Worker(client, workflows=workflows, activities=[echo]):
-                with pollers(base, 1, 1):
-                    remote, local = await timed_round_trips(client)
-                overhead = statistics.median(remote) - statistics.median(local)
-                rows.append(
-                    (
-                        "round trip p50 / p95 ms",
-                        f"{statistics.median(remote):.2f} / {percentile(remote, 0.95):.2f}",
-                        f"{statistics.median(local):.2f} / {percentile(local, 0.95):.2f}",
+                if "round-trip" in only:
+                    with pollers(base, 1, 1):
+                        remote, local = await timed_round_trips(client, round_trips)
+                    overhead = statistics.median(remote) - statistics.median(local)
+                    rows.append(
+                        (
+                            "round trip p50 / p95 ms",
+                            f"{statistics.median(remote):.2f} / {percentile(remote, 0.95):.2f}",
+                            f"{statistics.median(local):.2f} / {percentile(local, 0.95):.2f}",
+                        )
                     )
-                )
-                rows.append(("remote overhead p50 ms", f"{overhead:.2f}", "target <= 5"))
-                rates_remote: list[float] = []
-                rates_local: list[float] = []
-                with pollers(base, POLLERS, MAX_TASKS):
-                    for _ in range(3):
-                        rates_remote.append(await timed_fan_out(client, fan_out_remote, "r"))
-                        rates_local.append(await timed_fan_out(client, fan_out_local, "l"))
-                rows.append(
-                    (
-                        f"tasks/s ({FANOUT} fan-out, max_tasks={MAX_TASKS})",
-                        f"{statistics.median(rates_remote):,.0f}",
-                        f"{statistics.median(rates_local):,.0f}",
+                    rows.append(("remote overhead p50 ms", f"{overhead:.2f}", "target <= 5"))
+                if "fan-out" in only:
+                    rates_remote: list[float] = []
+                    rates_local: list[float] = []
+                    with pollers(base, POLLERS, MAX_TASKS):
+                        for _ in range(3):
+                            rates_remote.append(await timed_fan_out(client, fan_out_remote, "r"))
+                            rates_local.append(await timed_fan_out(client, fan_out_local, "l"))
+                    rows.append(
+                        (
+                            f"tasks/s ({FANOUT} fan-out, max_tasks={MAX_TASKS})",
+                            f"{statistics.median(rates_remote):,.0f}",
+                            f"{statistics.median(rates_local):,.0f}",
+                        )
                     )
-                )
     print(f"durable HTTP benchmarks on {url.split('?')[0]} (cpus: {os.cpu_count()})")
     print(f"{'figure':<40} {'over HTTP':>18} {'in process':>18}")
     for label, http_figure, local_figure in rows:
@@ -295,6 +302,17 @@ async def main(db: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="a database URL (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--only",
+        default=",".join(FIGURES),
+        help=f"a comma-separated subset of {', '.join(FIGURES)} (default: all)",
+    )
+    parser.add_argument(
+        "--round-trips",
+        type=int,
+        default=ROUND_TRIPS,
+        help=f"round trips timed each way (default {ROUND_TRIPS})",
+    )
     parser.add_argument("--serve-remote", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--pollers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--max-tasks", type=int, default=1, help=argparse.SUPPRESS)
@@ -302,4 +320,7 @@ if __name__ == "__main__":
     if args.serve_remote:
         asyncio.run(serve_remote(args.serve_remote, args.pollers, args.max_tasks))
     else:
-        asyncio.run(main(args.db))
+        chosen = set(args.only.split(","))
+        if chosen - set(FIGURES):
+            parser.error(f"--only takes {', '.join(FIGURES)}, got {args.only!r}")
+        asyncio.run(main(args.db, chosen, args.round_trips))

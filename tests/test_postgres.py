@@ -40,6 +40,7 @@ from durable.store import (
 from durable_postgres import SCHEMA_VERSION, PostgresStore
 from durable_postgres import claims as pg_claims
 from durable_postgres import connection as pg_connection
+from durable_postgres import limits as pg_limits
 from durable_postgres import store as pg_store
 from durable_postgres.connection import parse_url
 
@@ -363,6 +364,31 @@ async def test_two_owners_racing_never_share_a_run(url: str) -> None:
         everything = [r for got in results for r in got]
         assert len(everything) == len(set(everything)) == 200
         assert all(results), "every claimer got some runs (SKIP LOCKED, not waiting)"
+
+
+async def test_claims_commit_without_waiting_for_the_wal_flush(store: PostgresStore) -> None:
+    # A claim lost with the server is only work handed out again: its transaction sets
+    # synchronous_commit off for itself alone; every other write waits for the flush.
+    async def show(conn: Any) -> tuple[str, tuple[str, ...]]:
+        return await conn.fetchval("SHOW synchronous_commit"), ()
+
+    assert await store._db.write(show, relaxed=True) == ("off", ())
+    for _ in range(3):  # on every pooled connection after it, too
+        assert await store._db.write(show) == ("on", ())
+    seen: list[bool] = []
+    original = store._db.write
+
+    async def write(op: Any, *, relaxed: bool = False) -> Any:
+        seen.append(relaxed)
+        return await original(op, relaxed=relaxed)
+
+    store._db.write = write  # type: ignore[method-assign]
+    now = time.time()
+    await store.create_run(_run(1, now), if_exists="error")
+    kw: dict[str, Any] = {"now": now, "lease_until": now + 60, "limit": 5}
+    assert len(await store.claim_runs("a", queues=["default"], names=["wf"], **kw)) == 1
+    assert seen == [False, True]  # the create waits for the flush, the claim does not
+    assert pg_connection.RELAXED in pg_limits.XID_AND_ANY_LIMITS  # claim_tasks' first statement
 
 
 async def test_send_during_claims_never_strands_an_item(store: PostgresStore, admin: Any) -> None:

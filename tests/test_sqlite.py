@@ -77,6 +77,33 @@ async def test_file_settings(tmp_path: Path, option: str, expected: int) -> None
         assert db.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
 
 
+@pytest.mark.parametrize(("option", "setting"), [("", "FULL"), ("?synchronous=normal", "NORMAL")])
+async def test_claims_commit_without_waiting_for_the_disk(
+    tmp_path: Path, option: str, setting: str
+) -> None:
+    # A claim lost with the machine is only work handed out again, so claims commit with
+    # synchronous = NORMAL; every other write keeps the URL's setting, restored after.
+    async with SQLiteStore(f"sqlite:///{tmp_path / 'app.db'}{option}") as store:
+        await store.create_run(new_run("w"), if_exists="error")
+        said: list[str] = []
+        await store._call(lambda db: db.set_trace_callback(said.append))
+        kw = {"queues": ["default"], "names": ["wf"], "now": 3.0, "lease_until": 100.0}
+        [_] = await store.claim_runs("a", limit=10, **kw)  # type: ignore[arg-type]
+        assert await store.claim_tasks("a", limit=10, **kw) == []  # type: ignore[arg-type]
+        step = StepCommit("w-1", "a", 0, [JournalEntry(1, "workflow_started", 3.0, b"")])
+        assert await store.commit_steps([step], 4.0) == [True]
+        await store._call(lambda db: db.set_trace_callback(None))
+        begins = [i for i, sql in enumerate(said) if sql == "BEGIN IMMEDIATE"]
+        settings = [sql for sql in said if sql.startswith("PRAGMA synchronous =")]
+        assert len(begins) == 2  # the claim of the run, the step (no task to claim)
+        assert said[begins[0] - 1] == "PRAGMA synchronous = NORMAL"
+        assert settings == ["PRAGMA synchronous = NORMAL", f"PRAGMA synchronous = {setting}"]
+        assert said.index(settings[1]) < begins[1]  # the step commits with the URL's setting
+        expected = {"FULL": 2, "NORMAL": 1}[setting]
+        db = store._conn()
+        assert list(await db.execute_fetchall("PRAGMA synchronous")) == [(expected,)]
+
+
 async def test_unusable_files_are_refused_plainly(tmp_path: Path) -> None:
     (tmp_path / "junk.db").write_bytes(b"this is not a database, just some text" * 100)
     with pytest.raises(StoreError, match=r"Cannot use .*junk\.db"):

@@ -47,6 +47,7 @@ __all__ = [
     "IDLE_IN_TRANSACTION_SECONDS",
     "POOL_MAX_SIZE",
     "POOL_MIN_SIZE",
+    "RELAXED",
     "RETRY_SECONDS",
     "ConnectInfo",
     "Database",
@@ -71,6 +72,12 @@ RETRY_MAX = 2.0  # longest delay between retries
 # skip locked rows) however long ago its leases expired. Well below the 30 s lease; our
 # transactions are a few statements with no waiting between them.
 IDLE_IN_TRANSACTION_SECONDS = 10.0
+# In a claim's first statement: its commit does not wait for the WAL flush. A claim lost
+# with the server (a crash before the flush) is only work handed out again (an activity
+# may run twice, as when its worker dies), and any later commit that waits for the flush
+# flushes the WAL up to it, claims included: a step or an attempt's end is never durable
+# without the claim it came from.
+RELAXED = "set_config('synchronous_commit', 'off', true)"
 
 # What a dead or restarting server looks like from asyncpg. InterfaceError covers "the
 # connection is closed" and ConnectionDoesNotExistError; the 57P0x errors are the
@@ -242,17 +249,19 @@ class Database:
                 await retry.wait(exc)
 
     async def write(
-        self, op: Callable[[Any], Awaitable[tuple[T, Collection[str]]]]
+        self, op: Callable[[Any], Awaitable[tuple[T, Collection[str]]]], *, relaxed: bool = False
     ) -> tuple[T, Collection[str]]:
         """Run ``op(conn)`` in one transaction that commits exactly once.
 
         ``op`` returns ``(result, topics)``; the topics are sent with ``pg_notify`` inside
         the transaction (so other processes hear of it only if it commits). The caller
-        notifies its own hub after this returns.
+        notifies its own hub after this returns. A ``relaxed`` transaction (a claim) does
+        not wait for the WAL flush at commit (see `RELAXED`).
         """
+        first = f"SELECT txid_current(), {RELAXED}" if relaxed else "SELECT txid_current()"
 
         async def run(conn: Any) -> tuple[int | None, T, Collection[str]]:
-            xid = await conn.fetchval("SELECT txid_current()")
+            xid = await conn.fetchval(first)
             result, topics = await op(conn)
             if topics:
                 await conn.execute(

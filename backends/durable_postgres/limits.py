@@ -23,6 +23,7 @@ from durable.admission import admit, claim_budget, full_keys
 from durable.limits import QueueLimits
 from durable.store import EXTERNAL_OWNER, TOPIC_LIMITS, TOPIC_TASKS, TaskRecord
 
+from .connection import RELAXED
 from .schema import TASK_COLUMNS, task_record
 
 __all__ = [
@@ -38,7 +39,12 @@ _COLUMNS = "queue, concurrency, key_concurrency, rate, per"
 #: A claim's first statement: its transaction id, and whether any queue has limits (as
 #: ``held``). Where none has, that is all a claim pays for them: no round trip of its own,
 #: and an empty table looked at once. Otherwise the claim reads and locks them (`lock`).
-XID_AND_ANY_LIMITS = "SELECT txid_current() AS xid, EXISTS (SELECT 1 FROM queue_limits) AS held"
+# A claim's first statement: its xid, whether any queue has limits, and a commit that
+# does not wait for the WAL flush (`durable_postgres.connection.RELAXED`).
+XID_AND_ANY_LIMITS = (
+    "SELECT txid_current() AS xid, EXISTS (SELECT 1 FROM queue_limits) AS held, "
+    f"{RELAXED} AS relaxed"
+)
 
 
 def _limits(queue: str, concurrency: Any, key_concurrency: Any, rate: Any, per: Any) -> QueueLimits:

@@ -236,8 +236,10 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
             timeout = min(timeout, POLL_INTERVAL)
         await self.hub.wait(topics, timeout, since)
 
-    async def _write(self, op: Callable[[Any], Awaitable[tuple[T, Collection[str]]]]) -> T:
-        result, topics = await self._db.write(op)
+    async def _write(
+        self, op: Callable[[Any], Awaitable[tuple[T, Collection[str]]]], *, relaxed: bool = False
+    ) -> T:
+        result, topics = await self._db.write(op, relaxed=relaxed)
         if topics:
             self.hub.notify(topics)
         return result
@@ -459,7 +461,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
             )  # fmt: skip
             return claimed, ()
 
-        return await self._write(op)
+        return await self._write(op, relaxed=True)  # a lost claim is work handed out again
 
     async def commit_steps(self, steps: Sequence[StepCommit], now: float) -> list[bool]:
         """See `Store.commit_steps` and `durable_postgres.commit`.

@@ -4,8 +4,9 @@ URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, optional
 ``?synchronous=full`` (the default: every commit is fsynced before it returns, so a
 committed step survives a power cut) or ``?synchronous=normal`` (WAL is synced only at
 checkpoints: a commit survives the process dying but the last ones may be lost with the
-machine; several times faster on slow disks). ``sqlite:///:memory:`` is refused: workers
-and clients are separate connections, and they must share a file.
+machine; several times faster on slow disks). Claims always commit as ``normal`` does
+(`durable_sqlite.transact.transaction` says why that is safe). ``sqlite:///:memory:`` is
+refused: workers and clients are separate connections, and they must share a file.
 
 Schema: see `durable_sqlite.schema` (tables, indexes, migrations).
 
@@ -488,7 +489,7 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
         def check(db: sqlite3.Connection) -> bool:
             return _claims.check_runs(db, owner, queues=queues, names=names, now=now)
 
-        return await self._claim(TOPIC_RUNS, check, claim, [])
+        return await self._claim(TOPIC_RUNS, check, claim, [], relaxed=True)
 
     async def _claim(
         self,
@@ -496,20 +497,24 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
         check: Callable[[sqlite3.Connection], bool],
         claim: Callable[[sqlite3.Connection], T],
         nothing: T,
+        relaxed: bool = False,
     ) -> T:
         """``claim`` in a write transaction if the read-only ``check`` finds work, else
         ``nothing``: one hop either way. Records the data_version the result was read at,
         for `wait` on ``topic``.
 
         The check runs outside the write lock, so an idle worker polling a busy file costs
-        readers (which WAL never blocks), not writers queueing for the one lock.
+        readers (which WAL never blocks), not writers queueing for the one lock. A
+        ``relaxed`` claim commits without waiting for the disk (see `_tx.transaction`).
         """
+
+        restore = self._synchronous.upper() if relaxed else None
 
         def operation(db: sqlite3.Connection) -> tuple[int, T]:
             version = _tx.data_version(db)
             if not check(db):
                 return version, nothing
-            return _tx.transaction(db, lambda db: (_tx.data_version(db), claim(db)))
+            return _tx.transaction(db, lambda db: (_tx.data_version(db), claim(db)), restore)
 
         self._seen[topic], result = await self._call(operation)
         return result
@@ -583,7 +588,7 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
                 db, queues=queues, names=names, now=now, exclude=exclude, expired_only=expired_only
             )
 
-        return await self._claim(TOPIC_TASKS, check, claim, [])
+        return await self._claim(TOPIC_TASKS, check, claim, [], relaxed=True)
 
     async def read_task(self, task_id: str) -> TaskRecord | None:
         """The task row, or ``None``."""
