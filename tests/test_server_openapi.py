@@ -114,7 +114,10 @@ def test_the_server_answers_as_its_document_says(server: str, mode: str) -> None
         timeout = case.query.get("timeout") if case.query else None
         if _valid_wait(timeout, 60) and float(timeout) >= 0.001:
             case.query["timeout"] = 0.5
-        if isinstance(case.body, dict) and _valid_wait(case.body.get("wait_ms"), 30_000):
+        # wait_ms is an integer: a fraction generated to be invalid stays (12.5 -> 0 made
+        # a negative case valid, and its 200 a failure).
+        wait_ms = case.body.get("wait_ms") if isinstance(case.body, dict) else None
+        if _valid_wait(wait_ms, 30_000) and float(wait_ms).is_integer():
             case.body["wait_ms"] = 0
         # A backfill range's own rules (start not after end, at most 1000 ticks, within
         # years 1-9999 in UTC) are not JSON Schema: valid cases get a valid range, of
