@@ -60,13 +60,13 @@ LISTEN/NOTIFY, SQLite's data_version poll) do so.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit
 
 from .errors import StoreError, WorkflowAlreadyExists
+from .grouping import Grouped
 from .limits import QueueLimits
 from .notify import Hub
 from .querybox import QueryBox
@@ -178,9 +178,9 @@ class Store(QueryBox, abc.ABC):
     url: str
     #: This database's in-process hub (`durable.notify.hub_for`); notified after commits.
     hub: Hub
-    # create_run calls waiting to be written together, and the task writing them.
-    _creates: list[tuple[NewRun, IfExists, asyncio.Future[tuple[RunRecord, bool]]]] | None = None
-    _creator: asyncio.Task[None] | None = None
+    # create_run calls written together (made on the first call: subclasses need not
+    # call an __init__ of this class).
+    _creates: Grouped[tuple[NewRun, IfExists], tuple[RunRecord, bool]] | None = None
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -220,38 +220,9 @@ class Store(QueryBox, abc.ABC):
         """
         if if_exists not in ("return", "error", "restart"):
             raise ValueError(f"if_exists must be 'return', 'error' or 'restart', not {if_exists!r}")
-        fut: asyncio.Future[tuple[RunRecord, bool]] = asyncio.get_running_loop().create_future()
         if self._creates is None:
-            self._creates = []
-        self._creates.append((run, if_exists, fut))
-        if self._creator is None or self._creator.done():
-            self._creator = asyncio.ensure_future(self._create_pending())
-        return await fut
-
-    async def _create_pending(self) -> None:
-        while self._creates:
-            batch = self._creates[:CREATE_BATCH]
-            del self._creates[:CREATE_BATCH]
-            try:
-                results = await self.create_runs([(run, mode) for run, mode, _ in batch])
-            except BaseException as exc:
-                for *_, fut in batch:
-                    if fut.done():
-                        continue
-                    if isinstance(exc, asyncio.CancelledError):
-                        fut.cancel()
-                    else:
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (*_, fut), result in zip(batch, results, strict=True):
-                if fut.done():
-                    continue  # its caller gave up waiting
-                if isinstance(result, WorkflowAlreadyExists):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            self._creates = Grouped(self.create_runs, CREATE_BATCH)
+        return await self._creates((run, if_exists))
 
     @abc.abstractmethod
     async def create_runs(

@@ -3,9 +3,9 @@
 Every attempt's end locks its run's row (the inbox item and ``ready`` go there), so
 completions of one run's tasks, each in a transaction of its own, queued on that row: a
 remote worker completing a batch of a hundred tasks of one fan-out waited for a hundred
-commits in turn. `Finisher` gathers the calls made while a group is being written and
-writes the next group in one transaction, each end judged in turn (as on SQLite), so a
-batch costs one commit.
+commits in turn. The store gathers the calls made while a group is being written
+(`durable.grouping.Grouped`) and writes the next group in one transaction with
+`finish_tasks`, each end judged in turn (as on SQLite), so a batch costs one commit.
 
 `finish_tasks` locks as every writer here does (see `durable_postgres.commit`): the runs
 of the group's tasks in run id order, then the tasks in task id order, so a group cannot
@@ -14,14 +14,12 @@ deadlock with a step commit or another group.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TaskOutcome
 
-__all__ = ["MAX_GROUP", "Finish", "Finisher", "finish_tasks"]
+__all__ = ["MAX_GROUP", "Finish", "finish_tasks"]
 
 MAX_GROUP = 500  # most finish_task calls one transaction takes
 
@@ -103,48 +101,3 @@ async def finish_tasks(conn: Any, *, items: Sequence[Finish]) -> tuple[list[bool
         await conn.execute(_READY, sorted({item[0] for item in inbox}))
         topics.add(TOPIC_RUNS)
     return done, topics
-
-
-class Finisher:
-    """Gathers concurrent `finish_task` calls and writes them a group at a time through
-    ``write`` (the store's one-transaction write, which notifies the topics)."""
-
-    def __init__(
-        self,
-        write: Callable[
-            [Callable[[Any], Awaitable[tuple[list[bool], Collection[str]]]]],
-            Awaitable[list[bool]],
-        ],
-    ) -> None:
-        self._write = write
-        self._waiting: list[tuple[Finish, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def finish(self, item: Finish) -> bool:
-        """Write ``item`` with whatever else is waiting; whether it was accepted."""
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, fut))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._drain())
-        return await fut
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            group = self._waiting[:MAX_GROUP]
-            del self._waiting[:MAX_GROUP]
-            op = functools.partial(finish_tasks, items=[item for item, _ in group])
-            try:
-                done = await self._write(op)
-            except BaseException as exc:
-                for _, fut in group:
-                    if not fut.done():
-                        if isinstance(exc, asyncio.CancelledError):
-                            fut.cancel()
-                        else:
-                            fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, fut), ok in zip(group, done, strict=True):
-                if not fut.done():
-                    fut.set_result(ok)

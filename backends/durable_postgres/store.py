@@ -26,6 +26,7 @@ one run are serialised, see "Claims and the inbox" in `PostgresStore`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -33,6 +34,7 @@ from typing import Any, Literal, TypeVar
 import asyncpg
 
 from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
+from durable.grouping import Grouped
 from durable.notify import hub_for
 from durable.plan import check_entries, lookups, plan
 from durable.repair import Fork, Reopen
@@ -60,7 +62,7 @@ from . import claims, commit, retention, workers
 from . import limits as _limits
 from . import repair as _repair
 from .connection import Database, Fold, is_connection_error, parse_url
-from .finish import Finisher
+from .finish import MAX_GROUP, Finish, finish_tasks
 from .listener import Listener, hub_origin
 from .listing import Listing
 from .logs import Logs
@@ -166,7 +168,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         self._state: Literal["new", "open", "closed"] = "new"
         self._db = Database(self._info, hub_origin(self.hub), self._check_open)
         self._listener: Listener | None = None
-        self._finisher = Finisher(self._write)
+        self._finishes = Grouped(self._finish_group, MAX_GROUP)  # see finish_task
 
     @property
     def schema(self) -> str:
@@ -568,7 +570,10 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         transaction, each judged in turn (`durable_postgres.finish`)."""
         if outcome.kind not in ("done", "retry", "release"):
             raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
-        return await self._finisher.finish((task_id, owner, attempt, outcome, now))
+        return await self._finishes((task_id, owner, attempt, outcome, now))
+
+    async def _finish_group(self, items: list[Finish]) -> list[bool]:
+        return await self._write(functools.partial(finish_tasks, items=items))
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """See `Store.fire_timers`. Due timers are locked with SKIP LOCKED and deleted as

@@ -52,6 +52,7 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 
 from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
+from durable.grouping import Grouped
 from durable.notify import hub_for
 from durable.repair import Fork, Reopen
 from durable.store import (
@@ -156,9 +157,8 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
         self._observed: dict[str, _Seen] = {}
         self._local = local_writes(self.hub)  # what this process's steps wrote, per workflow
         self._watcher: asyncio.Task[None] | None = None
-        # finish_task calls waiting to be written together, and the task writing them.
-        self._finishes: list[tuple[_claims.Finish, asyncio.Future[bool]]] = []
-        self._finisher: asyncio.Task[None] | None = None
+        # finish_task calls written together (see finish_task).
+        self._finishes = Grouped(self._finish_group, FINISH_BATCH)
         self._doorbell = False  # whether this store uses its process's doorbell of the file
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -612,35 +612,12 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
         """
         if outcome.kind not in ("done", "retry", "release"):
             raise ValueError(f"Unknown TaskOutcome kind {outcome.kind!r}")
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._finishes.append(((task_id, owner, attempt, outcome, now), fut))
-        if self._finisher is None or self._finisher.done():
-            self._finisher = asyncio.ensure_future(self._finish_pending())
-        return await fut
+        return await self._finishes((task_id, owner, attempt, outcome, now))
 
-    async def _finish_pending(self) -> None:
-        while self._finishes:
-            batch = self._finishes[:FINISH_BATCH]
-            del self._finishes[:FINISH_BATCH]
-            items = [args for args, _ in batch]
-            try:
-                done, topics = await self._write(
-                    functools.partial(_claims.finish_tasks, items=items)
-                )
-            except BaseException as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        if isinstance(exc, asyncio.CancelledError):
-                            fut.cancel()
-                        else:
-                            fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            self.hub.notify(topics)
-            for (_, fut), ok in zip(batch, done, strict=True):
-                if not fut.done():
-                    fut.set_result(ok)
+    async def _finish_group(self, items: list[_claims.Finish]) -> list[bool]:
+        done, topics = await self._write(functools.partial(_claims.finish_tasks, items=items))
+        self.hub.notify(topics)
+        return done
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """Turn due timers into ``timer_fired`` inbox items, exactly once; return the next
