@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from durable.plan import Delivery
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TaskOutcome
+
+from .commit import deliver
 
 __all__ = ["MAX_GROUP", "Finish", "finish_tasks"]
 
@@ -44,14 +47,6 @@ _RELEASE = (
     "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
     "heartbeat_details = COALESCE($2, heartbeat_details) WHERE task_id = $1"
 )
-_INBOX = """
-INSERT INTO inbox (run_id, kind, time, data)
-SELECT u.run_id, u.kind, u.time, u.data
-FROM unnest($1::text[], $2::text[], $3::float8[], $4::bytea[])
-    WITH ORDINALITY AS u(run_id, kind, time, data, ord)
-ORDER BY u.ord
-"""
-_READY = "UPDATE runs SET ready = true WHERE run_id = ANY($1::text[])"
 
 
 async def finish_tasks(conn: Any, *, items: Sequence[Finish]) -> tuple[list[bool], set[str]]:
@@ -68,7 +63,7 @@ async def finish_tasks(conn: Any, *, items: Sequence[Finish]) -> tuple[list[bool
     done: list[bool] = []
     topics: set[str] = set()
     deleted: list[str] = []
-    inbox: list[tuple[str, str, float, bytes | None]] = []
+    inbox: list[Delivery] = []
     for task_id, owner, attempt, outcome, now in items:
         row = rows.pop(task_id, None)  # a task's first accepted end changes it: one each
         if row is None or row["lease_owner"] != owner or row["attempt"] != attempt:
@@ -93,11 +88,10 @@ async def finish_tasks(conn: Any, *, items: Sequence[Finish]) -> tuple[list[bool
             kind = outcome.item_kind or (
                 "activity_retrying" if outcome.kind == "retry" else "activity_completed"
             )
-            inbox.append((row["run_id"], kind, now, outcome.item_data))
+            inbox.append(Delivery(row["run_id"], kind, now, outcome.item_data))
     if deleted:
         await conn.execute(_DELETE, deleted)
     if inbox:
-        await conn.execute(_INBOX, *(list(column) for column in zip(*inbox, strict=True)))
-        await conn.execute(_READY, sorted({item[0] for item in inbox}))
+        await deliver(conn, inbox)
         topics.add(TOPIC_RUNS)
     return done, topics
