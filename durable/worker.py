@@ -81,6 +81,7 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 30.0  # how long a claim survives a silent worker
 HEARTBEAT_INTERVAL = 5.0  # seconds between lease renewals / activity heartbeat flushes
 POLL_INTERVAL = 1.0  # fallback wake-up when no notification arrives (seconds)
+CLAIM_RUNS = 100  # runs one claim takes at most
 CACHE_SIZE = 1000  # live workflow loops kept in memory; idle ones beyond are evicted
 STOP_GRACE = 10.0  # seconds running activities get to finish on a graceful stop
 LOOP_RETRY_INITIAL = 0.1  # a failed claim/task/timer loop restarts after this, doubling...
@@ -465,11 +466,15 @@ class Worker(RunStepping, ActivityAttempts, QueryAnswering):
                 names=names,
                 now=now,
                 lease_until=now + self.lease_seconds,
-                limit=100,
+                limit=CLAIM_RUNS,
             )
             for item in claimed:
                 self._accept(item)
-            if not claimed:
+            if len(claimed) < CLAIM_RUNS:
+                # Every run claimable when the query ran was taken: what becomes claimable
+                # later is notified (an inbox item, a start, a released lease) or found by
+                # the next poll (an expired lease), so the next claim waits for that, as
+                # after an empty one, instead of asking again at once for nothing.
                 self._idle_marks["runs"] = mark
                 await self.store.wait([TOPIC_RUNS], POLL_INTERVAL, since=mark)
             else:

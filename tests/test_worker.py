@@ -940,3 +940,31 @@ async def test_an_error_too_big_or_odd_for_the_journal_is_cut_not_fatal(
     assert MAX_MESSAGE <= long["length"] < MAX_MESSAGE + 100
     assert odd["type"] == "Odd"
     assert "object object" in odd["details"]["unstorable"]
+
+
+async def test_a_claim_that_took_all_there_was_is_not_repeated_at_once(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a claim that found fewer runs than it may take, the claim loop waits for a
+    # change (or its poll interval), as after an empty one, instead of asking again at once
+    # for nothing: one query per wake-up, not two.
+    loop = asyncio.get_running_loop()
+    async with durable.Worker(client, workflows=[sleepy], activities=[add_one]) as worker:
+        claims: list[tuple[float, int]] = []
+        original = worker.store.claim_runs
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            found = await original(*args, **kwargs)
+            claims.append((loop.time(), len(found)))
+            return found
+
+        monkeypatch.setattr(worker.store, "claim_runs", counting)
+        handle = await client.start(sleepy, 1)
+        await wait_for_kind(handle, "workflow_started")
+        await asyncio.sleep(0.2)
+        await handle.signal("wake")
+        assert await handle.result(timeout=20) == 2
+    took = [at for at, n in claims if n]
+    assert took  # the start, the signal (one may be taken by a claim begun before the spy)
+    early = [(at, n) for at, n in claims if any(0 <= at - t < 0.15 for t in took) and not n]
+    assert early == [], claims
