@@ -140,6 +140,9 @@ class TaskService:
         self.client = client
         # Remote worker id -> (queues it polled, when its row was last written).
         self._workers: dict[str, tuple[frozenset[str], float]] = {}
+        # (queue, names) -> (watermark, loop time) taken before the last claim of a poll of
+        # that queue and names that took everything claimable (see `poll`).
+        self._empty: dict[tuple[str, tuple[str, ...] | None], tuple[int, float]] = {}
 
     async def _store(self) -> Store:
         return await self.client._open()
@@ -181,8 +184,24 @@ class TaskService:
         await self._register(store, worker, queue, names)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
+        key = (queue, None if names is None else tuple(names))
         while True:
+            found_empty = self._empty.get(key)
+            remaining = deadline - loop.time()
+            if found_empty is not None and remaining > 0:
+                # A claim for the same queue and names took all there was (fewer than it
+                # could) and no task has been notified since: a poll that comes back at once
+                # (a remote worker polling again after completing what it had) waits for a
+                # change instead of asking again for nothing. What becomes claimable
+                # unnotified (a lost attempt's expired lease) is found as without this, by a
+                # claim at most `POLL_RECHECK` later; every poll claims at least once.
+                since, at = found_empty
+                recheck = at + POLL_RECHECK - loop.time()
+                if recheck > 0 and not store.hub.notified_since([TOPIC_TASKS], since):
+                    await store.wait([TOPIC_TASKS], min(remaining, recheck), since=since)
+                    continue
             mark = store.watermark()
+            started = loop.time()
             now = self._now()
             claimed = await store.claim_tasks(
                 worker,
@@ -201,9 +220,15 @@ class TaskService:
                 else:
                     continue
                 await store.finish_task(task.task_id, worker, task.attempt, outcome, now)
+            if len(claimed) < max_tasks:
+                # All there was: the next poll need not ask before a task is notified.
+                self._empty[key] = (mark, started)
+            else:
+                self._empty.pop(key, None)
             if fresh:
                 return await self._hand_out(store, worker, fresh, now)
             if len(claimed) > len(fresh):
+                self._empty.pop(key, None)
                 continue  # a lost attempt's retry may be visible at once
             remaining = deadline - loop.time()
             if remaining <= 0:

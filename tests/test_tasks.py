@@ -379,6 +379,41 @@ async def test_long_poll_wakes_when_a_task_is_queued(client: durable.Client) -> 
         await client.complete(task.token, 5)
 
 
+async def test_a_poll_after_one_that_took_all_there_was_asks_again_only_when_told(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A remote worker polling again at once after completing what it got: no task was
+    # notified since the claim that took everything, so the poll waits before asking the
+    # database, then asks once at its end; a task queued meanwhile still wakes it at once.
+    async with durable.Worker(client, workflows=[remote_once]):
+        await client.start(remote_once, 1, id="first")
+        [task] = await client.poll_tasks("default", worker="w", max_tasks=10, wait=10)
+        store = await client._open()
+        claims: list[int] = []
+        original = store.claim_tasks
+
+        async def counting(owner: str, **kwargs: Any) -> Any:
+            found = await original(owner, **kwargs)
+            if owner == "w":  # not the worker's sweeps for lost attempts
+                claims.append(len(found))
+            return found
+
+        monkeypatch.setattr(store, "claim_tasks", counting)
+        assert await client.poll_tasks("default", worker="w", max_tasks=10, wait=0.4) == []
+        assert claims == [0]  # one claim, at the end (it asked at its start and end before)
+        await client.complete(task.token, 1)
+        poll = asyncio.ensure_future(
+            client.poll_tasks("default", worker="w", max_tasks=10, wait=10)
+        )
+        await asyncio.sleep(0.1)
+        started = datetime.now()
+        await client.start(remote_once, 2, id="second")
+        [second] = await poll
+        assert second.args == [2]
+        assert (datetime.now() - started).total_seconds() < 5
+        await client.complete(second.token, 2)
+
+
 @durable.workflow
 async def impatient() -> str:
     try:
