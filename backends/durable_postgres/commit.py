@@ -36,7 +36,16 @@ from . import updates
 from .connection import Fold
 from .schema import tags_json
 
-__all__ = ["apply", "close_leftovers", "deliver", "insert_runs", "lock", "lock_runs", "lock_tasks"]
+__all__ = [
+    "DELIVER",
+    "apply",
+    "close_leftovers",
+    "deliver",
+    "insert_runs",
+    "lock",
+    "lock_runs",
+    "lock_tasks",
+]
 
 # Every writer that locks several rows locks runs before tasks, each in id order, so no
 # two of them can deadlock. A batch's runs are locked together with the runs its outgoing
@@ -175,8 +184,9 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
 ON CONFLICT (workflow_id, key) DO UPDATE SET value = EXCLUDED.value
 """
 # Routed items (`durable.plan.route`), ids assigned in item order; then their runs ready
-# (locked already, by `lock_runs` or by the caller).
-_DELIVER = """
+# (locked already, by `lock_runs` or by the caller). Also a CTE of the last statement of
+# `durable_postgres.finish`.
+DELIVER = """
 INSERT INTO inbox (run_id, kind, time, data)
 SELECT u.run_id, u.kind, u.time, u.data
 FROM unnest($1::text[], $2::text[], $3::float8[], $4::bytea[])
@@ -194,7 +204,7 @@ async def deliver(conn: Any, deliveries: Sequence[Delivery]) -> None:
     caller has locked them)."""
     if deliveries:
         await conn.execute(
-            _DELIVER,
+            DELIVER,
             [d.run_id for d in deliveries],
             [d.kind for d in deliveries],
             [d.time for d in deliveries],

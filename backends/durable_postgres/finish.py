@@ -20,7 +20,8 @@ from typing import Any
 from durable.plan import Delivery
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TaskOutcome
 
-from .commit import deliver
+from .commit import DELIVER
+from .connection import Fold
 
 __all__ = ["MAX_GROUP", "Finish", "finish_tasks"]
 
@@ -29,15 +30,34 @@ MAX_GROUP = 500  # most finish_task calls one transaction takes
 #: `finish_task`'s arguments: (task_id, owner, attempt, outcome, now).
 Finish = tuple[str, str, int, TaskOutcome, float]
 
-_RUNS_OF = "SELECT DISTINCT run_id FROM tasks WHERE task_id = ANY($1::text[])"
-_LOCK_RUNS = "SELECT 1 FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE"
+# The transaction's first statement: its id, and the group's runs locked in id order. The
+# runs are found first (an InitPlan: the lock scans `runs` by id, with no join a concurrent
+# update could make it lose rows: see `durable_postgres.claims.wake`).
+_XID_AND_LOCK_RUNS = """
+WITH locked AS (
+    SELECT run_id FROM runs
+    WHERE run_id = ANY(ARRAY(SELECT DISTINCT run_id FROM tasks WHERE task_id = ANY($1::text[])))
+    ORDER BY run_id FOR UPDATE
+)
+SELECT txid_current() AS xid, ARRAY(SELECT run_id FROM locked) AS runs
+"""
 _LOCK_TASKS = """
 SELECT t.task_id, t.run_id, t.lease_owner, t.attempt, r.closed_at,
     EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) AS limited
 FROM tasks t JOIN runs r ON r.run_id = t.run_id
 WHERE t.task_id = ANY($1::text[]) ORDER BY t.task_id FOR UPDATE OF t
 """
-_DELETE = "DELETE FROM tasks WHERE task_id = ANY($1::text[])"
+# The group's writes and its NOTIFY in one statement: the items delivered to their runs'
+# inboxes in order and those runs marked ready (as `durable_postgres.commit.deliver`), the
+# tasks that ended deleted, then ``pg_notify`` when there are topics.
+_END = f"""
+WITH delivered AS ({DELIVER}), woken AS (
+    UPDATE runs SET ready = true WHERE run_id = ANY($5::text[])
+), gone AS (
+    DELETE FROM tasks WHERE task_id = ANY($6::text[])
+)
+SELECT pg_notify($7, $8) WHERE $8::text IS NOT NULL
+"""
 _RETRY = (
     "UPDATE tasks SET attempt = attempt + 1, status = 'queued', visible_at = $2, "
     "lease_owner = NULL, lease_expires_at = NULL, last_error = $3, "
@@ -49,16 +69,18 @@ _RELEASE = (
 )
 
 
-async def finish_tasks(conn: Any, *, items: Sequence[Finish]) -> tuple[list[bool], set[str]]:
-    """End each of ``items`` in order inside the caller's transaction: whether each was
-    accepted (its task still leased to that owner at that attempt: one end per task, the
-    first), and the topics. A constant number of statements for the group, but a retry or
-    release (rare: completions are ends) is one statement each."""
+async def finish_tasks(
+    conn: Any, fold: Fold, *, items: Sequence[Finish]
+) -> tuple[int | None, list[bool], set[str]]:
+    """End each of ``items`` in order inside the caller's transaction (`Database.write_folded`:
+    the transaction id and the NOTIFY ride on its statements): the transaction id, whether
+    each was accepted (its task still leased to that owner at that attempt: one end per
+    task, the first), and the topics. Three statements for a group of ends; a retry or
+    release (rare: completions are ends) is one more each."""
     ids = sorted({item[0] for item in items})
-    runs = [row["run_id"] for row in await conn.fetch(_RUNS_OF, ids)]
-    if not runs:
-        return [False] * len(items), set()
-    await conn.execute(_LOCK_RUNS, sorted(runs))
+    first = await conn.fetchrow(_XID_AND_LOCK_RUNS, ids)
+    if not first["runs"]:
+        return first["xid"], [False] * len(items), set()
     rows = {row["task_id"]: row for row in await conn.fetch(_LOCK_TASKS, ids)}
     done: list[bool] = []
     topics: set[str] = set()
@@ -89,9 +111,18 @@ async def finish_tasks(conn: Any, *, items: Sequence[Finish]) -> tuple[list[bool
                 "activity_retrying" if outcome.kind == "retry" else "activity_completed"
             )
             inbox.append(Delivery(row["run_id"], kind, now, outcome.item_data))
-    if deleted:
-        await conn.execute(_DELETE, deleted)
     if inbox:
-        await deliver(conn, inbox)
         topics.add(TOPIC_RUNS)
-    return done, topics
+    if deleted or inbox or topics:
+        await conn.execute(
+            _END,
+            [d.run_id for d in inbox],
+            [d.kind for d in inbox],
+            [d.time for d in inbox],
+            [d.data for d in inbox],
+            sorted({d.run_id for d in inbox}),
+            deleted,
+            fold.channel,
+            fold.payload(topics) if topics else None,
+        )
+    return first["xid"], done, topics

@@ -573,7 +573,10 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         return await self._finishes((task_id, owner, attempt, outcome, now))
 
     async def _finish_group(self, items: list[Finish]) -> list[bool]:
-        return await self._write(functools.partial(finish_tasks, items=items))
+        done, topics = await self._db.write_folded(functools.partial(finish_tasks, items=items))
+        if topics:
+            self.hub.notify(topics)
+        return done
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """See `Store.fire_timers`. Due timers are locked with SKIP LOCKED and deleted as
