@@ -133,7 +133,7 @@ class StepBuilder:
                 self.entry(seq, t, journal.decode(kind, data))
                 continue
             try:
-                f = unpack(data, raw=False, strict_map_key=False)
+                f = unpack(data, strict_map_key=False)  # raw=False: msgpack's default
             except Exception:
                 f = None
             if type(f) is dict:

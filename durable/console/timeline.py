@@ -45,9 +45,6 @@ __all__ = [
 PER_PAGE = 200  # rows on one page of the timeline
 OVERVIEW_BUCKETS = 120  # columns of the whole-run histogram above the rows
 _EPOCH = datetime.fromtimestamp(0, UTC)
-_STATUS = operator.attrgetter("status")
-_SCHEDULED_AT = operator.attrgetter("scheduled_at")
-_CLOSED_AT = operator.attrgetter("closed_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +203,7 @@ def build(
     """
     if per_page < 1:
         raise ValueError(f"per_page must be at least 1, got {per_page}")
-    began, closed, latest = _bounds(steps)
+    began, closed, latest, status_of = _bounds(steps)
     now = now or datetime.fromtimestamp(latest, UTC)
     now_ts = now.timestamp()
     ended = (
@@ -233,7 +230,6 @@ def build(
     if shown:  # fit the sides not given to this page's rows, so their bars are legible
         lo = lo if start is not None else min(began[i] for i in shown)
         hi = hi if end is not None else max(ended[i] for i in shown)
-    status_of = list(map(_STATUS, steps))  # in C, once: 100,000 steps
     every = (
         Counter(status_of)  # the common case
         if len(matching) == len(steps)
@@ -259,16 +255,19 @@ def build(
     )  # fmt: skip
 
 
-def _bounds(steps: Sequence[Step]) -> tuple[list[float], list[float | None], float]:
-    """Each step's start and end as POSIX times (``None``: not ended), and the latest time
-    any of them records: one pass, as a 100,000-step run needs. The steps of one commit
-    share its time, one datetime (`durable.steps.StepBuilder`): turned once."""
+def _bounds(steps: Sequence[Step]) -> tuple[list[float], list[float | None], float, list[str]]:
+    """Each step's start and end as POSIX times (``None``: not ended), the latest time any
+    of them records, and each step's status: one pass, as a 100,000-step run needs. The
+    steps of one commit share its time, one datetime (`durable.steps.StepBuilder`): turned
+    once."""
     began: list[float] = []
     closed: list[float | None] = []
+    statuses: list[str] = []
     still: list[int] = []  # steps not ended
     at_b = at_c = None  # the last times turned, and into what
     b = c = 0.0
     for step in steps:
+        statuses.append(step.status)
         at = step.scheduled_at
         if at is None:
             at = _began(step)
@@ -291,7 +290,7 @@ def _bounds(steps: Sequence[Step]) -> tuple[list[float], list[float | None], flo
             for when in (attempt.started_at, attempt.closed_at):
                 if when is not None:
                     latest = max(latest, when.timestamp())
-    return began, closed, latest
+    return began, closed, latest, statuses
 
 
 def _began(step: Step) -> datetime:
