@@ -483,13 +483,14 @@ def _collector_paused() -> Iterator[None]:
     thousand and frees none (none of them is garbage), so the collections its allocations
     would set off find nothing and cost a fifth to a third of the build.
 
-    Then what it made goes straight to the oldest generation, where a young collection
-    would have put it after walking all of it (70 ms for a run of 100,000 steps):
-    `gc.freeze` moves every tracked object to the permanent generation (and counts no
-    young allocations), `gc.unfreeze` moves them all to the oldest, neither walking them.
-    Garbage cycles that were young then wait for the next full collection. A process that
-    froze objects of its own (`gc.get_freeze_count`) keeps them frozen: it gets the young
-    collection instead."""
+    Then what a big build made (`_PROMOTED` young objects or more) goes straight to the
+    oldest generation, where a young collection would have put it after walking all of it
+    (70 ms for a run of 100,000 steps): `gc.freeze` moves every tracked object to the
+    permanent generation (and counts no young allocations), `gc.unfreeze` moves them all to
+    the oldest, neither walking them. Garbage cycles that were young then wait for the next
+    full collection: so small builds (a page of a small run, a live run's new entries) get
+    the young collection as before, and so does a process that froze objects of its own
+    (`gc.get_freeze_count`: they stay frozen)."""
     if not gc.isenabled():
         yield
         return
@@ -497,10 +498,13 @@ def _collector_paused() -> Iterator[None]:
     try:
         yield
     finally:
-        if not gc.get_freeze_count():
+        if gc.get_count()[0] >= _PROMOTED and not gc.get_freeze_count():
             gc.freeze()
             gc.unfreeze()
         gc.enable()
+
+
+_PROMOTED = 50_000  # young objects past which a build's go to the oldest generation at once
 
 
 _ENDED = frozenset({"completed", "failed", "cancelled"})

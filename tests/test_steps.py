@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sqlite3
+import weakref
 from collections import Counter
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -432,3 +433,34 @@ def test_the_fast_paths_look_for_every_field_their_records_require() -> None:
     assert steps._REQUIRED["activity_scheduled"] == {"name", "queue", "args", "retry"}
     assert steps._REQUIRED["activity_completed"] == {"ref", "result"}
     assert steps._REQUIRED["published"] == {"key", "value"}
+
+
+def test_a_big_build_makes_what_is_young_old_a_small_one_leaves_it_young(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Knot:
+        me: object
+
+    def knot() -> weakref.ref[Knot]:  # a young garbage cycle
+        made = Knot()
+        made.me = made
+        return weakref.ref(made)
+
+    rows, run = _rows(), _run_record("completed")
+    before = gc.get_threshold()
+    gc.set_threshold(1_000_000_000)  # no collection but those asked for
+    try:
+        gc.collect()
+        young = knot()
+        steps.build_rows(run, rows)  # small: the young collection as ever
+        gc.collect(0)
+        assert young() is None
+        monkeypatch.setattr(steps, "_PROMOTED", 0)  # as big as 100,000 steps
+        young = knot()
+        steps.build_rows(run, rows)
+        gc.collect(0)
+        assert young() is not None  # in the oldest generation, with what the build made
+        gc.collect()
+        assert young() is None
+    finally:
+        gc.set_threshold(*before)
