@@ -13,6 +13,10 @@ import httpx
 import pytest
 from serverkit import Api, running
 
+from durable.console import pages
+from durable.steps import Step
+from tests.console_runs import synthetic
+
 HOSTILE = "<script>alert('x')</script>"
 
 
@@ -199,3 +203,18 @@ async def test_the_workflow_page_merges_recent_runs_with_figures(api: Api) -> No
     assert 'data-kind="activity"' in page.text  # the shape drawn
     missing = await api.http.get("/workflows/never")
     assert missing.status_code == 404
+
+
+def test_the_steps_table_keeps_what_went_wrong_then_the_newest_up_to_its_size() -> None:
+    def shown(steps: list[Step]) -> list[int]:
+        return [s.seq for s in pages._shown(steps, [s.status for s in steps])]
+
+    size = pages.STEPS_SHOWN
+    assert shown(synthetic(size)) == list(range(1, size + 1))
+    assert shown(synthetic(3 * size)) == list(range(2 * size + 1, 3 * size + 1))
+    few = synthetic(3 * size, failed_every=size)  # 3 failed: they, then the newest others
+    assert shown(few) == [size, 2 * size, *range(2 * size + 3, 3 * size + 1)]
+    # As many failed as the table holds, or more: those, and none of the others (it drew
+    # every step of the run).
+    many = synthetic(4 * size, failed_every=2)
+    assert shown(many) == list(range(2, 4 * size + 1, 2))

@@ -302,3 +302,18 @@ async def test_a_group_of_one_is_drawn_as_its_step_not_as_a_fan_out() -> None:
     assert [n.kind for n in graph.nodes if n.kind == "group"] == []
     assert [n.kind for n in graph.boxes()] == ["signal"]
     assert graph.drawn == len(steps) == 1
+
+
+def test_a_run_of_few_branches_is_laid_out_as_one_of_many(
+    tour: list[Step], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from durable.console import layering
+
+    nested = asyncio.run(nested_steps())
+    runs = [tour, nested, synthetic(700, fan_out=30, failed_every=50)]
+    groups = [{str(s.group) for s in steps if s.group is not None} for steps in runs]
+    every = [(s, e) for s, g in zip(runs, groups, strict=True) for e in (set(), g)]
+    few = [graph.render_svg(layout(steps, expand)) for steps, expand in every]
+    assert any(len({s.branch for s in steps}) <= layering._FEW_BRANCHES for steps in runs)
+    monkeypatch.setattr(layering, "_FEW_BRANCHES", 0)  # each step to its branch in turn
+    assert [graph.render_svg(layout(steps, expand)) for steps, expand in every] == few

@@ -187,3 +187,17 @@ def test_axis_ticks_read_at_every_scale() -> None:
     assert labels(6 * 86_400)[:2] == ["Dec 03", "Dec 04"]  # midnights, UTC
     for seconds in (0.01, 2, 40, 300, 7200, 6 * 86_400):
         assert 1 <= len(labels(seconds)) <= 8
+
+
+def test_steps_without_a_scheduled_time_or_out_of_time_order_are_placed_by_their_own() -> None:
+    steps = synthetic(300, failed_every=7)
+    first = steps[0]  # began when its attempt started (no scheduled time kept)
+    steps[0] = dataclasses.replace(first, scheduled_at=None)
+    t = timeline.build(steps)
+    assert t.first == first.attempts[0].started_at
+    # Journal order need not be time order (clocks differ): the overview counts the same.
+    shuffled = steps[150:] + steps[:150]
+    again = timeline.build(shuffled)
+    assert (again.first, again.last) == (t.first, t.last)
+    assert [b.counts for b in again.overview] == [b.counts for b in t.overview]
+    assert sum(b.counts.get("failed", 0) for b in t.overview) == 300 // 7

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
+import weakref
 from collections import Counter
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -14,6 +16,7 @@ import pytest
 
 import durable
 from durable import RetryPolicy, journal, payload, steps
+from durable.errors import RemoteError
 from durable.runsteps import RunSteps
 from durable.steps import Step
 from durable.store import JournalEntry, RunRecord
@@ -363,3 +366,101 @@ async def test_run_steps_read_what_was_written_since_and_anew_after_a_repair(
     assert [s.output for s in kept.steps(run)] == [2, 4]
     await kept.read(store, run)  # nothing new
     assert kept.steps(run) == await handle.steps()
+
+
+def _fed_as_records(rows: list[tuple[int, str, float, bytes]]) -> steps.StepBuilder:
+    """A builder fed every row as its record (`StepBuilder.entry`), fast paths bypassed."""
+    builder = steps.StepBuilder()
+    for seq, kind, time, data in rows:
+        builder.entry(seq, time, journal.decode(kind, data))
+    return builder
+
+
+def test_the_fast_paths_make_the_steps_the_records_make_in_parts_and_out_of_order() -> None:
+    retry = {"maximum_attempts": 3}
+    error = {"type": "ValueError", "message": "no", "traceback": ""}
+    records: list[journal.Record] = [
+        journal.ActivityScheduled("a", "q", payload.encode({"args": [1], "kwargs": {}}), retry),
+        journal.ActivityScheduled("b", "q", payload.encode(2), retry, branch="0.1", group=4),
+        journal.Published("p", payload.encode("x")),
+        journal.ActivityRetrying(2, 1, RemoteError.from_dict(error), 11.0, "w-2"),
+        journal.ActivityCompleted(1, payload.encode(10), 11.5, "w-1"),
+        journal.Published("q", payload.encode("y"), branch="0.1"),
+        journal.ActivityCompleted(2, payload.encode(20), 12.5, "w-2", 2),
+    ]
+    times = [10.0, 10.0, 10.0, 12.0, 13.0, 13.0, 14.0]  # rows of one commit share its time
+    rows = [
+        (n, r.KIND.value, t, journal.encode(r))
+        for n, (r, t) in enumerate(zip(records, times, strict=True), 1)
+    ]
+    run = _run_record("running")
+    want = _fed_as_records(rows).finish(run)
+    assert [s.status for s in want] == ["completed", "completed", "completed", "completed"]
+    builder = steps.StepBuilder()
+    builder.fold(rows[:3])
+    assert [s.status for s in builder.finish(run)] == ["scheduled", "scheduled", "completed"]
+    builder.fold(rows[3:])  # completes steps already handed out: copies, the old ones stay
+    assert builder.finish(run) == want
+    assert steps.build_rows(run, rows) == want
+    assert [s.seq for s in steps.build_rows(run, rows[::-1])] == [1, 2, 3, 6]  # seq order
+    a, b, p, q = steps.build_rows(run, rows)
+    assert a.scheduled_at is b.scheduled_at is p.scheduled_at  # one datetime per commit
+    assert a.closed_at is q.closed_at
+    assert [(x.number, x.worker, x.error is None) for x in b.attempts] == [
+        (1, "w-2", False),
+        (2, "w-2", True),
+    ]
+
+
+def test_a_build_leaves_what_the_program_froze_frozen_and_the_collector_on() -> None:
+    rows = _rows()
+    run = _run_record("completed")
+    gc.freeze()  # as a program forking workers would
+    try:
+        frozen = gc.get_freeze_count()
+        assert steps.build_rows(run, rows) == steps.build(run, [JournalEntry(*r) for r in rows])
+        assert gc.get_freeze_count() == frozen
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+    steps.build_rows(run, rows)
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
+
+
+def test_the_fast_paths_look_for_every_field_their_records_require() -> None:
+    # `StepBuilder._fold` names them: a new required field needs looking for there too.
+    assert steps._REQUIRED["activity_scheduled"] == {"name", "queue", "args", "retry"}
+    assert steps._REQUIRED["activity_completed"] == {"ref", "result"}
+    assert steps._REQUIRED["published"] == {"key", "value"}
+
+
+def test_a_big_build_makes_what_is_young_old_a_small_one_leaves_it_young(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Knot:
+        me: object
+
+    def knot() -> weakref.ref[Knot]:  # a young garbage cycle
+        made = Knot()
+        made.me = made
+        return weakref.ref(made)
+
+    rows, run = _rows(), _run_record("completed")
+    before = gc.get_threshold()
+    gc.set_threshold(1_000_000_000)  # no collection but those asked for
+    try:
+        gc.collect()
+        young = knot()
+        steps.build_rows(run, rows)  # small: the young collection as ever
+        gc.collect(0)
+        assert young() is None
+        monkeypatch.setattr(steps, "_PROMOTED", 0)  # as big as 100,000 steps
+        young = knot()
+        steps.build_rows(run, rows)
+        gc.collect(0)
+        assert young() is not None  # in the oldest generation, with what the build made
+        gc.collect()
+        assert young() is None
+    finally:
+        gc.set_threshold(*before)

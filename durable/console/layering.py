@@ -9,11 +9,13 @@ fold what would not fit; every step is counted once as drawn, grouped or folded.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..steps import Step
 from . import svg
@@ -48,6 +50,12 @@ WRAP = 6  # an expanded fan-out of more items than this is drawn as a grid of ro
 
 _STATUS = operator.attrgetter("status")
 _NAME = operator.attrgetter("name")
+_BRANCH = operator.attrgetter("branch")
+_GROUP = operator.attrgetter("group")
+_SEQ = operator.attrgetter("seq")
+
+_FAN_OUT = object()  # the status of an `_Item`
+_FEW_BRANCHES = 8  # up to this many branches, each one's steps are picked out in C
 
 #: Steps still in flight, most urgent first: a group shows the first one it has.
 _ACTIVE = ("running", "retrying", "scheduled", "waiting")
@@ -63,13 +71,21 @@ class _Index:
         children: dict[str, list[str]] = {}
         first: dict[str, Step] = {}  # first step of each branch's subtree
         roots: list[str] = []
-        for step in steps:  # the hot loop of a large run: locals only
-            branch = step.branch
-            mine = own.get(branch)
-            if mine is not None:
-                mine.append(step)
-                continue
-            own[branch] = [step]
+        branches = list(map(_BRANCH, steps))
+        named = dict.fromkeys(branches)  # in the order each first comes
+        if len(named) <= _FEW_BRANCHES:  # each branch's steps picked out in C
+            for branch in named:
+                same = map(operator.eq, branches, itertools.repeat(branch))
+                own[branch] = list(itertools.compress(steps, same))
+        else:
+            for step, branch in zip(steps, branches, strict=True):
+                mine = own.get(branch)
+                if mine is None:
+                    own[branch] = [step]
+                else:
+                    mine.append(step)
+        for branch, mine in own.items():  # as each branch's first step comes
+            step = mine[0]
             path = branch
             while path not in first:
                 first[path] = step
@@ -113,6 +129,45 @@ class _Item:
     group: int | None = None
     steps: list[Step] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    status: ClassVar[object] = _FAN_OUT  # not a step's: `_notable` tells them apart by it
+
+
+def _notable(items: list[Step | _Item], lo: int, hi: int) -> list[int]:
+    """Where the steps of ``items[lo:hi]`` that did not complete are (fan-outs aside)."""
+    statuses = list(map(_STATUS, itertools.islice(items, lo, hi)))  # an item's: `_FAN_OUT`
+    if statuses.count("completed") == len(statuses):
+        return []
+    return [
+        lo + k
+        for k, status in enumerate(statuses)
+        if status != "completed" and status is not _FAN_OUT
+    ]
+
+
+def _own_steps(
+    out: list[Step | _Item],
+    at: dict[tuple[str, int], _Item],
+    own: list[Step],
+    groups: list[int | None],
+    lo: int,
+    hi: int,
+    context: int | None,
+) -> None:
+    """A branch's own steps ``own[lo:hi]`` onto its sequence ``out``: in sequence, or
+    into the fan-out item of their group (``at``). A big run's steps are mostly in
+    sequence: those go over in slices."""
+    grouped = [k for k in range(lo, hi) if groups[k] is not None and groups[k] != context]
+    for k in grouped:
+        out.extend(own[lo:k])
+        lo = k + 1
+        group = groups[k]
+        assert group is not None
+        item = at.get(("futures", group))
+        if item is None:
+            item = at[("futures", group)] = _Item("futures", group)
+            out.append(item)
+        item.steps.append(own[k])
+    out.extend(own[lo:hi])
 
 
 class _Leaf:
@@ -196,37 +251,24 @@ class _Layout:
         out: list[Step | _Item] = []  # a step in sequence stands for itself
         own_of = index.own.get
         at: dict[tuple[str, int], _Item] = {}
-        n_own, n_kids = len(own), len(kids)
-        i = j = 0
-        kid_seq = first[kids[0]].seq if kids else 0
-        while i < n_own or j < n_kids:
-            if j >= n_kids or (i < n_own and own[i].seq < kid_seq):
-                step = own[i]
-                i += 1
-                group = step.group
-                if group is None or group == context:
-                    out.append(step)
-                    continue
-                item = at.get(("futures", group))
-                if item is None:
-                    item = at[("futures", group)] = _Item("futures", group)
-                    out.append(item)
-                item.steps.append(step)
-            else:
-                path = kids[j]
-                j += 1
-                if j < n_kids:
-                    kid_seq = first[kids[j]].seq
-                mine = own_of(path)
-                key = (mine[0] if mine else first[path]).group
-                if key is None or key == context:
-                    out.append(_Item("lone", None, [], [path]))
-                    continue
-                item = at.get(("branches", key))
-                if item is None:
-                    item = at[("branches", key)] = _Item("branches", key)
-                    out.append(item)
-                item.paths.append(path)
+        groups = list(map(_GROUP, own))
+        seqs = list(map(_SEQ, own)) if kids else []
+        i = 0
+        for path in kids:
+            k = bisect.bisect_left(seqs, first[path].seq, i)  # its own steps before the kid
+            _own_steps(out, at, own, groups, i, k, context)
+            i = k
+            mine = own_of(path)
+            key = (mine[0] if mine else first[path]).group
+            if key is None or key == context:
+                out.append(_Item("lone", None, [], [path]))
+                continue
+            item = at.get(("branches", key))
+            if item is None:
+                item = at[("branches", key)] = _Item("branches", key)
+                out.append(item)
+            item.paths.append(path)
+        _own_steps(out, at, own, groups, i, len(own), context)
         return out
 
     def steps_of(self, item: Step | _Item) -> list[Step]:
@@ -241,26 +283,31 @@ class _Layout:
         """A branch's items as boxes: all of them if few; else the first `SEQ_HEAD`, the
         middle folded except the steps that did not complete (up to `KEEP_MIDDLE`: what
         an operator looks for), and the last ones. Out of budget, the rest folds."""
-        tail_from = len(items)
-        if len(items) > SEQ_LIMIT:
-            tail_from = len(items) - (SEQ_LIMIT - SEQ_HEAD - 2 * KEEP_MIDDLE)
+        n = len(items)
+        tail_from = n
+        if n > SEQ_LIMIT:
+            tail_from = n - (SEQ_LIMIT - SEQ_HEAD - 2 * KEEP_MIDDLE)
+        # The middle's steps still drawn: the first that did not complete.
+        kept = iter(_notable(items, SEQ_HEAD, tail_from)[:KEEP_MIDDLE])
+        keep = next(kept, tail_from)
         blocks: list[_Block] = []
         pending: list[Step | _Item] = []  # middle items waiting to be folded
-        kept = 0
-        for i, item in enumerate(items):
+        i = 0
+        while i < n:
             if self.budget <= 0:
                 pending.extend(items[i:])
                 break
             if SEQ_HEAD <= i < tail_from:
-                notable = isinstance(item, Step) and item.status != "completed"
-                if not notable or kept >= KEEP_MIDDLE:
-                    pending.append(item)
+                if i < keep:  # folded, up to the next kept step (or the tail)
+                    pending.extend(items[i:keep])
+                    i = keep
                     continue
-                kept += 1
+                keep = next(kept, tail_from)
             if pending:
                 blocks.append(self.fold(pending))
                 pending = []
-            blocks.append(self.block(item, context))
+            blocks.append(self.block(items[i], context))
+            i += 1
         if pending:
             blocks.append(self.fold(pending))
         return _Seq(blocks)
@@ -337,13 +384,17 @@ class _Layout:
         return sorted(first)
 
     def fold(self, items: list[Step | _Item]) -> _Leaf:
-        steps: list[Step] = []
-        for item in items:
-            if isinstance(item, Step):
-                steps.append(item)
-            else:
-                steps.extend(item.steps)
-                self.index.subtree(item.paths, steps)
+        steps: list[Step]
+        if set(map(type, items)) <= {Step}:  # steps only (checked in C): as they are
+            steps = list(items)  # type: ignore[arg-type]
+        else:
+            steps = []
+            for item in items:
+                if isinstance(item, Step):
+                    steps.append(item)
+                else:
+                    steps.extend(item.steps)
+                    self.index.subtree(item.paths, steps)
         node = self.summary(f"f{steps[0].seq if steps else self._ids}", "fold", steps)
         node.w, node.h = GROUP_W, GROUP_H
         node.label = f"{len(steps):,} steps folded"
@@ -453,8 +504,9 @@ def layout(
     ``expand`` names the fan-out groups (their ids, as in ``Step.group``) drawn item by item;
     ``link`` makes a child workflow's link from its id; ``max_nodes`` bounds the boxes
     placed. Linear in ``len(steps)``."""
-    if any(a.seq > b.seq for a, b in itertools.pairwise(steps)):
-        steps = sorted(steps, key=lambda s: s.seq)
+    seqs = list(map(_SEQ, steps))
+    if not all(map(operator.le, seqs, itertools.islice(seqs, 1, None))):  # in C
+        steps = sorted(steps, key=_SEQ)
     builder = _Layout(steps, {str(g) for g in expand}, link, max_nodes)
     roots = builder.index.roots
     blocks: list[_Block] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import operator
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -58,6 +59,7 @@ STEPS_SHOWN = 500  # rows of the steps table (failed and open steps always among
 FRAGMENT_HEADER = "x-durable-fragment"
 FORM_BYTES = 256 * 1024  # largest form the console takes (a signal's JSON value)
 T = TypeVar("T")
+_STATUS = operator.attrgetter("status")
 
 _env = Environment(
     loader=PackageLoader("durable.console", "templates"),
@@ -207,7 +209,9 @@ async def run_page(request: Request) -> Response:
             description, pending=_steps.pending(steps), problem=problem
         )
     published = {k: _steps.readable_value(v) for k, v in extras.published.items()}
-    shown = _once(steps, ("shown",), lambda: _shown(steps))
+    statuses = _once(steps, ("statuses",), lambda: list(map(_STATUS, steps)))  # in C, once
+    counts = _once(steps, ("counts",), lambda: dict(collections.Counter(statuses)))
+    shown = _once(steps, ("shown",), lambda: _shown(steps, statuses))
     selected = _selected(steps, request.query_params.get("step"))
     if selected is not None:  # with its values and what its attempts logged (steplogs)
         rows = await store.read_logs(run.run_id, seq=selected.seq, limit=STEP_LOGS_SHOWN)
@@ -237,11 +241,13 @@ async def run_page(request: Request) -> Response:
         parked=run.parked,
         steps=shown,
         steps_total=len(steps),
-        counts=_once(steps, ("counts",), lambda: _step_counts(steps)),
+        counts=counts,
         repairs=repairs,
         selected=selected,
         published=published,
-        progress=_once(steps, ("progress", run.status), lambda: render.progress(run.status, steps)),
+        progress=_once(
+            steps, ("progress", run.status), lambda: render.progress(run.status, steps, counts)
+        ),
         graph_svg=_once(steps, ("graph", *sorted(expand, key=int)), graph_svg),
         timeline_svg=_once(steps, drawn, timeline_svg) if closed else timeline_svg(),
         live=f"run:{workflow_id}",
@@ -448,21 +454,22 @@ def _repairs(rows: list[tuple[int, str, float, bytes]]) -> list[str]:
     return out
 
 
-def _step_counts(steps: list[_steps.Step]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for step in steps:
-        counts[step.status] = counts.get(step.status, 0) + 1
-    return counts
-
-
-def _shown(steps: list[_steps.Step]) -> list[_steps.Step]:
-    """At most `STEPS_SHOWN` steps: every failed or open one, then the newest others."""
+def _shown(steps: list[_steps.Step], statuses: list[str]) -> list[_steps.Step]:
+    """Every step that did not complete (failed, open), then the newest others up to
+    `STEPS_SHOWN` rows in all (none when those fill it). ``statuses``: the steps'."""
     if len(steps) <= STEPS_SHOWN:
         return steps
-    keep = {s.seq for s in steps if s.status not in ("completed",)}
-    rest = [s.seq for s in steps if s.seq not in keep]
-    keep.update(rest[-max(0, STEPS_SHOWN - len(keep)) :])
-    return [s for s in steps if s.seq in keep]
+    if statuses.count("completed") == len(steps):
+        return steps[-STEPS_SHOWN:]
+    keep = [i for i, status in enumerate(statuses) if status != "completed"]
+    room = STEPS_SHOWN - len(keep)
+    i = len(steps)
+    while room > 0 and i > 0:  # the newest completed ones, from the end
+        i -= 1
+        if statuses[i] == "completed":
+            keep.append(i)
+            room -= 1
+    return [steps[i] for i in sorted(keep)]
 
 
 def _selected(steps: list[_steps.Step], seq: str | None) -> _steps.Step | None:
