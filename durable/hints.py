@@ -34,7 +34,6 @@ import datetime
 import decimal
 import enum
 import functools
-import itertools
 import types
 import typing
 import uuid
@@ -42,6 +41,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import SerializationError
+from .hintnames import MAPPINGS, article, class_hints, hint_name, type_name, unwrap
+from .unions import check_union, init_fields, required
 
 __all__ = [
     "Mismatch",
@@ -54,19 +55,6 @@ __all__ = [
 
 _Convert = Callable[[Any], Any]
 _Enums = frozenset[type[enum.Enum]]
-_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-
-
-def type_name(cls: type) -> str:
-    """``str`` for builtins, ``module.QualName`` for everything else (used in messages)."""
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def article(noun: str) -> str:
-    """``an int``, ``a str``."""
-    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
 
 
 # --- plans: a hint's converter and the Enum classes it names ------------------------------
@@ -137,26 +125,16 @@ def _make_plan(hint: object, complete: bool = True) -> Plan | None:
     return Plan(_converter(hint), frozenset(enums))
 
 
-def _unwrap(hint: object) -> object:
-    while True:
-        if isinstance(hint, typing.NewType):
-            hint = hint.__supertype__
-        elif typing.get_origin(hint) is typing.Annotated:
-            hint = typing.get_args(hint)[0]
-        else:
-            return hint
-
-
 def _walk(hint: object, seen: set[type], enums: set[type[enum.Enum]]) -> bool:
     """Visit every type `hint` names, through dataclass and NamedTuple fields: collect the
     Enum classes and refuse ambiguous unions. False if some field hints were unresolvable
     (skipped here; decoding such a class reports them)."""
-    hint = _unwrap(hint)
+    hint = unwrap(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:
         return True
     if origin is typing.Union or origin is types.UnionType:
-        _check_union(hint, args)
+        check_union(hint, args)
     complete = _walk_all(args, seen, enums)
     cls = origin if isinstance(origin, type) else hint
     if not isinstance(cls, type) or cls in seen:
@@ -169,7 +147,7 @@ def _walk(hint: object, seen: set[type], enums: set[type[enum.Enum]]) -> bool:
         or typing.is_typeddict(cls)
         or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
     ):
-        field_hints = _class_hints(cls)
+        field_hints = class_hints(cls)
         if field_hints is None:
             return False
         complete = _walk_all(field_hints.values(), seen, enums) and complete
@@ -183,83 +161,6 @@ def _walk_all(
     for hint in hints:  # every one, even after an incomplete one: all unions are checked
         complete = _walk(hint, seen, enums) and complete
     return complete
-
-
-def _class_hints(cls: type) -> dict[str, Any] | None:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:
-        return None
-
-
-def _dataclass_of(hint: object) -> type | None:
-    hint = _unwrap(hint)
-    cls = typing.get_origin(hint) or hint
-    return cls if isinstance(cls, type) and dataclasses.is_dataclass(cls) else None
-
-
-def _check_union(hint: object, members: tuple[object, ...]) -> None:
-    classes = [cls for cls in map(_dataclass_of, members) if cls is not None]
-    if not classes:
-        return
-    for member in members:
-        origin = typing.get_origin(_unwrap(member)) or _unwrap(member)
-        if origin in _MAPPINGS or typing.is_typeddict(origin):
-            raise SerializationError(
-                f"Cannot use the type hint {hint_name(hint)}: a {classes[0].__qualname__} "
-                f"travels as the map of its fields, so it cannot be told from "
-                f"{hint_name(member)}. Use a dataclass (with a Literal field telling it "
-                "apart) instead of the dict member."
-            )
-    for i, j in itertools.combinations(range(len(classes)), 2):
-        first, later = classes[i], classes[j]
-        if first is not later and _fits(later, first):
-            raise SerializationError(_ambiguity(hint, first, later))
-
-
-def _init_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(cls) if f.init}
-
-
-def _required(fields: dict[str, dataclasses.Field[Any]]) -> set[str]:
-    missing = dataclasses.MISSING
-    return {
-        name for name, f in fields.items() if f.default is missing and f.default_factory is missing
-    }
-
-
-def _fits(written: type, reader: type) -> bool:
-    """Whether the map of a `written` instance would be accepted as a `reader`."""
-    wrote, reads = _init_fields(written), _init_fields(reader)
-    if not wrote.keys() <= reads.keys() or not _required(reads) <= wrote.keys():
-        return False
-    written_hints, reader_hints = _class_hints(written), _class_hints(reader)
-    if written_hints is None or reader_hints is None:
-        return False  # cannot tell yet; decoding reports the unresolvable hints
-    return not any(
-        _disjoint_literals(written_hints.get(name), reader_hints.get(name)) for name in wrote
-    )
-
-
-def _disjoint_literals(a: object, b: object) -> bool:
-    a, b = _unwrap(a), _unwrap(b)
-    if typing.get_origin(a) is not typing.Literal or typing.get_origin(b) is not typing.Literal:
-        return False
-    return not any(x == y for x in typing.get_args(a) for y in typing.get_args(b))
-
-
-def _ambiguity(hint: object, first: type, later: type) -> str:
-    a, b = first.__qualname__, later.__qualname__
-    reorder = "" if _fits(first, later) else f", or list {b} before {a}"
-    return (
-        f"Cannot use the type hint {hint_name(hint)}: dataclasses travel as the map of their "
-        f"fields, without their class, and a map written from {article(b)} also fits {a} "
-        f"(every field of {b} is a field of {a}, and {b} has every field {a} requires), so "
-        f"{article(b)} would come back as {article(a)}. Give both a field that tells them "
-        "apart, such as "
-        f'kind: Literal["{a.lower()}"] = "{a.lower()}" in {a} and '
-        f'kind: Literal["{b.lower()}"] = "{b.lower()}" in {b}{reorder}.'
-    )
 
 
 class Mismatch(Exception):
@@ -312,13 +213,6 @@ def _cached_converter(key: tuple[object, str]) -> _Convert | None:
     return _build_converter(key[0])
 
 
-def hint_name(hint: object) -> str:
-    """A hint as messages show it: ``int``, ``list[Order]``, ``Cat | Dog``."""
-    if isinstance(hint, type):
-        return "None" if hint is type(None) else hint.__qualname__
-    return repr(hint).replace("typing.", "")
-
-
 def _build_converter(hint: object) -> _Convert | None:
     if hint is Any or hint is object or isinstance(hint, str | typing.TypeVar | typing.ForwardRef):
         return None
@@ -348,7 +242,7 @@ def _build_converter(hint: object) -> _Convert | None:
         return _fixed_tuple(hint, [_converter(arg) for arg in args])
     if origin in (set, frozenset, collections.abc.Set, collections.abc.MutableSet):
         return _set(item, frozenset if origin is frozenset else set)
-    if origin in _MAPPINGS:
+    if origin in MAPPINGS:
         return _mapping(item, _converter(args[1]) if args else None)
     if typing.is_typeddict(origin):
         return _typed_dict(origin)
@@ -463,7 +357,7 @@ _EXACT = (list, tuple, set, frozenset)
 
 
 def _union(hint: object, members: tuple[object, ...]) -> _Convert | None:
-    _check_union(hint, members)
+    check_union(hint, members)
     maybe = [(member, _converter(member)) for member in members]
     converters = [(m, convert) for m, convert in maybe if convert is not None]
     if len(converters) < len(maybe):  # Any among the members: every value fits
@@ -496,7 +390,7 @@ def _union(hint: object, members: tuple[object, ...]) -> _Convert | None:
 
 
 def _is_kind(member: object, kind: type) -> bool:
-    member = _unwrap(member)
+    member = unwrap(member)
     cls = typing.get_origin(member) or member
     return isinstance(cls, type) and issubclass(cls, kind)
 
@@ -538,7 +432,7 @@ def _fixed_tuple(hint: object, items: list[_Convert | None]) -> _Convert:
 
 def _named_tuple(cls: type[tuple[Any, ...]]) -> _Convert:
     fields_ = cls._fields  # type: ignore[attr-defined]
-    hints = _class_hints(cls) or {}  # unresolvable field hints: items taken as they are
+    hints = class_hints(cls) or {}  # unresolvable field hints: items taken as they are
     fields = _fixed_tuple(cls, [_converter(hints.get(f, Any)) for f in fields_])
     return lambda value: value if isinstance(value, cls) else cls(*fields(value))
 
@@ -649,8 +543,8 @@ class _Dataclass:
                 f"cannot read the type hints of {self.cls.__qualname__} "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
-        fields = _init_fields(self.cls)
-        self.required = frozenset(_required(fields))
+        fields = init_fields(self.cls)
+        self.required = frozenset(required(fields))
         prepared = {}
         for name in fields:
             hint = hints.get(name, Any)

@@ -39,6 +39,7 @@ from uuid import UUID
 
 from . import hints
 from .errors import SerializationError
+from .hintnames import article, hint_name, type_name
 
 __all__ = ["from_json", "to_json"]
 
@@ -71,9 +72,7 @@ def from_json(data: Any, hint: object = None, *, what: str = "value") -> Any:
         return convert(data)
     except hints.Mismatch as exc:
         path = what + "".join(reversed(exc.segments))
-        raise SerializationError(
-            f"{path} does not fit {hints.hint_name(hint)}: {exc.message}"
-        ) from None
+        raise SerializationError(f"{path} does not fit {hint_name(hint)}: {exc.message}") from None
 
 
 def _walk(value: Any, path: str) -> Any:
@@ -121,7 +120,7 @@ def _walk(value: Any, path: str) -> Any:
     if isinstance(value, str | int | float):  # subclasses: their plain value
         return _plain(value, path)
     raise SerializationError(
-        f"Cannot write {path} as JSON: {hints.article(hints.type_name(kind))} has no JSON "
+        f"Cannot write {path} as JSON: {article(type_name(kind))} has no JSON "
         "form. Send plain data (dict, list, str, numbers), or a type durable documents "
         "a JSON form for (datetime, Decimal, UUID, bytes, a dataclass, an Enum)."
     )
@@ -146,6 +145,6 @@ def _key(key: Any, path: str) -> str:
     if isinstance(key, float) and math.isfinite(key):
         return float.__repr__(key)
     raise SerializationError(
-        f"Cannot write {path} as JSON: its key {key!r} is {hints.article(type(key).__name__)}, "
+        f"Cannot write {path} as JSON: its key {key!r} is {article(type(key).__name__)}, "
         "and JSON object keys are strings. Use str keys for maps that cross HTTP."
     )

@@ -71,8 +71,8 @@ import msgpack
 
 from . import hints
 from .errors import MAX_DETAILS, RemoteError, SerializationError
-from .hints import article as _a
-from .hints import type_name as _type_name
+from .hintnames import article as _a
+from .hintnames import type_name as _type_name
 from .layout import layout as _layout
 from .layout import name_of as _name
 from .layout import rebuild_args as _rebuild_args
