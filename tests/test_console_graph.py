@@ -211,11 +211,14 @@ def test_a_hundred_thousand_steps_stay_bounded_and_fast() -> None:
 
 def test_an_expanded_fan_out_past_its_limit_draws_what_did_not_complete() -> None:
     """Two failures among 3,000 items, far past the first `MAX_ITEMS`: expanding the group
-    draws them (what the operator expanded it to find), then the first items, in order."""
+    draws them first, top left (what the operator expanded it to find), then the first
+    items, in order."""
     g = graph.layout(synthetic(3000, fan_out=3000, failed_every=1234), expand={"1"})
     drawn = [b for b in g.boxes() if b.kind == "activity"]
     assert [b.seq for b in drawn if b.status == "failed"] == [1234, 2468]
-    assert [b.seq for b in drawn] == [*range(1, graph.MAX_ITEMS - 1), 1234, 2468]
+    in_reading_order = sorted(drawn, key=lambda b: (b.y, b.x))
+    assert in_reading_order[:2] == [b for b in drawn if b.status == "failed"]
+    assert sorted(b.seq for b in drawn) == [*range(1, graph.MAX_ITEMS - 1), 1234, 2468]
     [more] = [b for b in g.boxes() if b.kind == "more"]
     assert more.count == 3000 - graph.MAX_ITEMS
     assert more.counts == {"completed": 3000 - graph.MAX_ITEMS}

@@ -367,9 +367,10 @@ class _Layout:
         return _Par(columns, (group, title, expand_query(self.expand - {str(group)})))
 
     def worth_drawing(self, item: _Item, members: int) -> list[int]:
-        """Which of an expanded fan-out's members to draw, in their order: all if at most
-        `MAX_ITEMS`; else those that did not complete first (a failure among thousands
-        is what an operator expanded the group to find), then the first that did."""
+        """Which of an expanded fan-out's members to draw, and in what order: all, in
+        their order, if at most `MAX_ITEMS`; else those that did not complete, drawn first
+        (top left: a failure among thousands is what an operator expanded the group to
+        find, and it must not be the last of 200 cells), then the first that did."""
         if members <= MAX_ITEMS:
             return list(range(members))
         if item.steps:
@@ -381,7 +382,7 @@ class _Layout:
             ]
         first = [k for k, ok in enumerate(done) if not ok][:MAX_ITEMS]
         first += [k for k, ok in enumerate(done) if ok][: MAX_ITEMS - len(first)]
-        return sorted(first)
+        return first
 
     def fold(self, items: list[Step | _Item]) -> _Leaf:
         steps: list[Step]
