@@ -46,7 +46,7 @@ import functools
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
@@ -54,7 +54,6 @@ import aiosqlite
 from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.grouping import Grouped
 from durable.notify import hub_for
-from durable.repair import Fork, Reopen
 from durable.store import (
     CLOSED_STATUSES,
     TOPIC_LIMITS,
@@ -67,7 +66,6 @@ from durable.store import (
     InboxItem,
     JournalEntry,
     NewRun,
-    Outgoing,
     QueueLimits,
     RunExtras,
     RunRecord,
@@ -75,7 +73,6 @@ from durable.store import (
     Store,
     TaskOutcome,
     TaskRecord,
-    WorkerRecord,
     redact_url,
     run_topic,
 )
@@ -84,11 +81,9 @@ from . import claims as _claims
 from . import doorbell as _doorbell
 from . import guard as _guard
 from . import limits as _limits
-from . import repair as _repair
 from . import retention as _retention
 from . import steps as _steps
 from . import transact as _tx
-from . import workers as _workers
 from .logs import Logs
 from .opening import check_directory, enable_wal, parse_url
 from .queries import QueryRows
@@ -98,7 +93,6 @@ from .schema import (
     INBOX_COLUMNS,
     RUN_COLUMNS,
     TASK_COLUMNS,
-    WORKER_COLUMNS,
     inbox_item,
     journal_entry,
     migrate,
@@ -106,11 +100,11 @@ from .schema import (
     read_version,
     run_record,
     task_record,
-    worker_record,
 )
+from .steering import Steering
 from .updates import Updates
 from .wakeups import POLL_FIRST, POLL_INTERVAL, Wakeups, _Seen, local_writes
-from .workers import WORKER_GONE_SECONDS
+from .workers import WORKER_GONE_SECONDS, Registry
 
 __all__ = ["BUSY_TIMEOUT", "POLL_FIRST", "POLL_INTERVAL", "WORKER_GONE_SECONDS", "SQLiteStore"]
 
@@ -130,7 +124,7 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 T = TypeVar("T")
 
 
-class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
+class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steering, Registry, Store):
     """The `Store` for one SQLite file.
 
         async with SQLiteStore("sqlite:///app.db") as store:
@@ -380,92 +374,6 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
             self.hub.notify([TOPIC_RUNS])
         return target
 
-    async def terminate(
-        self,
-        run_id: str,
-        *,
-        entry_data: bytes,
-        error: bytes,
-        now: float,
-        parent_item: Outgoing | None,
-    ) -> bool:
-        """Close an open run as ``terminated`` at once, revoking its lease."""
-
-        def body(db: sqlite3.Connection) -> set[str] | None:
-            rows = db.execute(
-                "SELECT workflow_id, history_length, closed_at FROM runs WHERE run_id = ?",
-                (run_id,),
-            ).fetchall()
-            if not rows or rows[0][2] is not None:
-                return None
-            workflow_id, length, _ = rows[0]
-            db.execute(
-                "INSERT INTO journal (run_id, seq, kind, time, data) "
-                "VALUES (?, ?, 'workflow_terminated', ?, ?)",
-                (run_id, length + 1, now, entry_data),
-            )
-            db.execute(
-                "UPDATE runs SET status = 'terminated', error = ?, closed_at = ?, "
-                "updated_at = ?, history_length = ?, lease_owner = NULL, "
-                "lease_expires_at = NULL, ready = 0 WHERE run_id = ?",
-                (error, now, now, length + 1, run_id),
-            )
-            _steps.close_runs(db, [run_id])
-            topics = {TOPIC_STATUS, run_topic(workflow_id)}
-            routed = _steps.route_one(db, parent_item, now) if parent_item else None
-            if routed is not None:
-                _steps.deliver(db, [routed])
-                topics.add(TOPIC_RUNS)
-            return topics
-
-        topics = await self._write(body)
-        if topics is None:
-            return False
-        self.hub.notify(topics)
-        return True
-
-    async def reopen_run(self, reopen: Reopen, now: float) -> bool:
-        """See `Store.reopen_run` (applied by `durable_sqlite.repair`)."""
-        topics = await self._write(lambda db: _repair.reopen_run(db, reopen, now))
-        if topics is None:
-            return False
-        self.hub.notify(topics)
-        return True
-
-    async def fork_run(self, fork: Fork, now: float) -> None:
-        """See `Store.fork_run` (applied by `durable_sqlite.repair`)."""
-        self.hub.notify(await self._write(lambda db: _repair.fork_run(db, fork, now)))
-
-    # ---- worker side -------------------------------------------------------------------
-
-    async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
-        """Record the worker and unpark the runs it serves (retried at once)."""
-        unparked = await self._write(lambda db: _workers.register(db, worker, unpark=unpark))
-        if unparked > 0:
-            self.hub.notify([TOPIC_RUNS])
-
-    async def heartbeat(
-        self,
-        worker_id: str,
-        *,
-        runs: Collection[str],
-        tasks: Mapping[str, tuple[int, bytes | None]],
-        now: float,
-        lease_until: float,
-    ) -> tuple[set[str], set[str]]:
-        """Renew the worker's row and leases; return ``(lost, cancel_requested)``."""
-        runs, tasks = list(runs), dict(tasks)  # the worker's own go on changing meanwhile
-        return await self._write(
-            lambda db: _workers.heartbeat(
-                db, worker_id, runs=runs, tasks=tasks, now=now, lease_until=lease_until
-            )
-        )
-
-    async def deregister_worker(self, worker_id: str, now: float) -> None:
-        """Hand back the worker's run and task leases at once and delete its row."""
-        topics = await self._write(lambda db: _workers.deregister(db, worker_id))
-        self.hub.notify(topics)
-
     async def claim_runs(
         self,
         owner: str,
@@ -655,8 +563,3 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Store):
         """See `Store.queue_limits`."""
         wanted = None if queues is None else list(queues)
         return await self._call(lambda db: _limits.read_limits(db, wanted))
-
-    async def list_workers(self) -> list[WorkerRecord]:
-        """The registered workers not yet deregistered or dropped as silent."""
-        rows = await self._read(f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at")
-        return [worker_record(row) for row in rows]

@@ -1,20 +1,24 @@
 """Workers on SQLite: registration, heartbeats (renewing leases), and a graceful goodbye.
 
-Each function runs inside the caller's ``BEGIN IMMEDIATE`` transaction (`SQLiteStore`
-opens it and notifies afterwards).
+Each function runs inside the caller's ``BEGIN IMMEDIATE`` transaction: `Registry`, a
+part of `SQLiteStore`, opens it and notifies afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from durable.notify import Hub
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, WorkerRecord
 
-from .schema import WORKER_COLUMNS
+from .schema import WORKER_COLUMNS, worker_record
 
-__all__ = ["WORKER_GONE_SECONDS", "deregister", "heartbeat", "register"]
+__all__ = ["WORKER_GONE_SECONDS", "Registry", "goodbye", "register_row", "renew"]
+
+T = TypeVar("T")
 
 WORKER_GONE_SECONDS = 60.0  # a worker silent this long is dropped from `workers`
 
@@ -23,7 +27,7 @@ def _json(values: Collection[str]) -> str:
     return json.dumps(list(values))
 
 
-def register(db: sqlite3.Connection, worker: WorkerRecord, *, unpark: bool) -> int:
+def register_row(db: sqlite3.Connection, worker: WorkerRecord, *, unpark: bool) -> int:
     """Record ``worker`` (replacing its row) and, with ``unpark``, unpark the runs it
     serves; returns how many were unparked."""
     db.execute(
@@ -51,7 +55,7 @@ def register(db: sqlite3.Connection, worker: WorkerRecord, *, unpark: bool) -> i
     return cursor.rowcount
 
 
-def heartbeat(
+def renew(
     db: sqlite3.Connection,
     worker_id: str,
     *,
@@ -106,7 +110,7 @@ def heartbeat(
     return lost, cancelled
 
 
-def deregister(db: sqlite3.Connection, worker_id: str) -> set[str]:
+def goodbye(db: sqlite3.Connection, worker_id: str) -> set[str]:
     """Hand back the worker's run and task leases and delete its row; returns the topics
     to notify."""
     topics: set[str] = set()
@@ -132,3 +136,48 @@ def deregister(db: sqlite3.Connection, worker_id: str) -> set[str]:
         topics.add(TOPIC_TASKS)
     db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
     return topics
+
+
+class Registry:
+    """The worker-registry methods of `SQLiteStore`: each runs a function above in one
+    transaction and notifies what it changed."""
+
+    if TYPE_CHECKING:
+        hub: Hub
+
+        async def _write(self, body: Callable[[sqlite3.Connection], T]) -> T: ...
+
+        async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    async def register_worker(self, worker: WorkerRecord, *, unpark: bool = True) -> None:
+        """Record the worker and unpark the runs it serves (retried at once)."""
+        unparked = await self._write(lambda db: register_row(db, worker, unpark=unpark))
+        if unparked > 0:
+            self.hub.notify([TOPIC_RUNS])
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        runs: Collection[str],
+        tasks: Mapping[str, tuple[int, bytes | None]],
+        now: float,
+        lease_until: float,
+    ) -> tuple[set[str], set[str]]:
+        """Renew the worker's row and leases; return ``(lost, cancel_requested)``."""
+        runs, tasks = list(runs), dict(tasks)  # the worker's own go on changing meanwhile
+        return await self._write(
+            lambda db: renew(
+                db, worker_id, runs=runs, tasks=tasks, now=now, lease_until=lease_until
+            )
+        )
+
+    async def deregister_worker(self, worker_id: str, now: float) -> None:
+        """Hand back the worker's run and task leases at once and delete its row."""
+        topics = await self._write(lambda db: goodbye(db, worker_id))
+        self.hub.notify(topics)
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """The registered workers not yet deregistered or dropped as silent."""
+        rows = await self._read(f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY started_at")
+        return [worker_record(row) for row in rows]
