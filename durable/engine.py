@@ -378,7 +378,7 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
         self.outcome = outcome
         # Everything still in flight is abandoned: cancel it (effects only). Children get
         # what their recorded parent-close policy says (`durable.children`).
-        for seq, (fut, _, _) in self._activities.items():
+        for seq, (fut, *_) in self._activities.items():
             if not fut.done():
                 self._effects.cancelled_activities.append(seq)
         for child_run, child in self._children.items():
