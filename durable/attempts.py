@@ -205,7 +205,7 @@ class ActivityAttempts:
             # The fast path: straight into the run's next step, one commit for both.
             now = self.clock.now()
             driver.pending.append(
-                (outcome.item_kind, outcome.item_data, now, None, attempt.context)
+                (outcome.item_kind, outcome.item_data, now, None, attempt.context, outcome.record)
             )
             driver.finishing[attempt.task_id] = attempt.context
             driver.local.pop(attempt.task_id, None)
@@ -281,7 +281,7 @@ class ActivityAttempts:
 
     def _salvage(self, driver: Driver) -> None:
         """Keep the results of local attempts that a failed step was to commit."""
-        for kind, data, _, _, finished in driver.pending:
+        for kind, data, _, _, finished, _ in driver.pending:
             if finished is not None:
                 self._keep_undelivered(finished, TaskOutcome("done", kind, data))
                 driver.finishing.pop(finished.info.task_id, None)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Calls", "as_seconds"]
 
+_OnDone = Callable[[asyncio.Future[Any]], None]
+
 
 @dataclass(slots=True)
 class _Child:
@@ -58,8 +60,9 @@ class Calls:
     _evicting: bool
     _expected: list[tuple[str, dict[str, Any]]]
     _expected_pos: int
-    # Activities in flight by seq: (future, name, how to decode its result).
-    _activities: dict[int, tuple[asyncio.Future[Any], str, Callable[[bytes], Any]]]
+    # Activities in flight by seq: (future, name, how to decode its result, the future's
+    # done callback, which notices a cancellation).
+    _activities: dict[int, tuple[asyncio.Future[Any], str, Callable[[bytes], Any], _OnDone]]
     # Children in flight by their run id. By run id, not workflow id: one parent may start
     # two children of one id (the second refused while the first runs), and each answer
     # must reach its own call.
@@ -74,9 +77,11 @@ class Calls:
         entry = self._activities.pop(ref, None)
         if entry is None:
             return
-        fut, name, decode = entry
+        fut, name, decode, on_done = entry
         if fut.done():
             return
+        # Resolved here, so never cancelled: its callback would be a loop callback for nothing.
+        fut.remove_done_callback(on_done)
         if isinstance(rec, journal.ActivityFailed):
             fut.set_exception(
                 ActivityError(
@@ -215,8 +220,9 @@ class Calls:
         fut: asyncio.Future[Any] = self._loop.create_future()
         if self._evicting:
             return fut
-        self._activities[seq] = (fut, name, decode)
-        fut.add_done_callback(lambda f: self._activity_future_done(seq, f))
+        on_done = functools.partial(self._activity_future_done, seq)
+        self._activities[seq] = (fut, name, decode, on_done)
+        fut.add_done_callback(on_done)
         return fut
 
     def _activity_future_done(self, seq: int, fut: asyncio.Future[Any]) -> None:

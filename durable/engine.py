@@ -25,7 +25,6 @@ timer row, a child run); cancelling an activity, timer or child is an effect alo
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import random
@@ -45,6 +44,7 @@ from .errors import (
 )
 from .handlers import Handlers
 from .journal import CLOSING_KINDS, INPUT_KINDS, describe_command, same_command
+from .layout import layout
 from .loop import WorkflowLoop, current_run
 from .queries import Queries
 from .waits import Waits
@@ -202,10 +202,12 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
         time: float,
         *,
         recorded: list[tuple[str, dict[str, Any]]] | None = None,
+        record: journal.Record | None = None,
     ) -> list[Command]:
         """Apply one input and run the code to quiescence; return the commands it issued.
 
-        With ``recorded`` this is replay: the commands must equal those, in order.
+        With ``recorded`` this is replay: the commands must equal those, in order. With
+        ``record`` (the typed record of ``data``, built in this process) ``data`` is unused.
         Raises `NonDeterminismError` (the run must then be discarded).
         """
         if kind not in INPUT_KINDS:
@@ -218,7 +220,7 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
         self._expected_pos = 0
         self._commands = []
         if self.outcome is None:
-            self._deliver(kind, data)
+            self._deliver(kind, data, record)
             self._loop.run_ready()
             # Conditions are checked each time the loop goes quiet (durable.handlers).
             while (
@@ -270,9 +272,11 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
 
     # -- inputs -------------------------------------------------------------------------
 
-    def _deliver(self, kind: str, data: dict[str, Any]) -> None:
-        """Apply one input, dispatched on its typed record (`durable.journal`)."""
-        rec = journal.from_data(kind, data)
+    def _deliver(self, kind: str, data: dict[str, Any], rec: journal.Record | None = None) -> None:
+        """Apply one input, dispatched on its typed record (`durable.journal`): ``rec`` if
+        given, else built from ``data``."""
+        if rec is None:
+            rec = journal.from_data(kind, data)
         if isinstance(rec, journal.WorkflowStarted):
             self._start(rec)
         elif isinstance(rec, journal.ActivityCompleted | journal.ActivityFailed):
@@ -304,7 +308,9 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
             self.random.seed(rec.seed)
         try:
             args, kwargs = payload.decode_args(self.definition.fn, rec.args)
-            inspect.signature(self.definition.fn).bind(*args, **kwargs)
+            fit = layout(self.definition.fn)  # cached: most inputs bind without a Signature
+            if not fit.accepts(args, kwargs):
+                fit.signature.bind(*args, **kwargs)
         except (SerializationError, TypeError) as exc:
             if self.is_replaying:
                 # It bound when it started: the code changed under a recorded run.
@@ -372,7 +378,7 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
         self.outcome = outcome
         # Everything still in flight is abandoned: cancel it (effects only). Children get
         # what their recorded parent-close policy says (`durable.children`).
-        for seq, (fut, _, _) in self._activities.items():
+        for seq, (fut, *_) in self._activities.items():
             if not fut.done():
                 self._effects.cancelled_activities.append(seq)
         for child_run, child in self._children.items():

@@ -125,7 +125,8 @@ class Hub:
         With ``since`` (a `generation` read before the caller's last query), return at once
         if one of the topics was notified after it: no wake-up falls between query and wait.
         """
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if since is not None:
                 seen = max(self._last_notified(t) for t in (*topics, ALL))
@@ -133,11 +134,14 @@ class Hub:
                     return
             for topic in topics:
                 self._waiters.setdefault(topic, set()).add(fut)
+        # The timeout resolves the private future as a notification would: one timer and
+        # one wake-up, where wait_for(shield(...)) took three futures and their callbacks.
+        timer = loop.call_later(timeout, _resolve, fut) if timeout is not None else None
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            pass
+            await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             with self._lock:
                 for topic in topics:
                     waiters = self._waiters.get(topic)

@@ -281,73 +281,81 @@ class _Planner:
         if run is None:
             return False
         state = run.state
-        return (
+        if not (
             state.open
             and state.lease_owner == step.owner
             and state.lease_expires_at is not None
             and state.lease_expires_at > self.now
             and state.history_length == step.expected_length
-            and all(
-                self.tasks.get(task_id) == (step.owner, attempt)
-                for task_id, attempt in step.finished_tasks.items()
-            )
-        )
+        ):
+            return False
+        tasks, owner = self.tasks, step.owner
+        for task_id, attempt in step.finished_tasks.items():
+            if tasks.get(task_id) != (owner, attempt):
+                return False
+        return True
 
     def accept(self, step: StepCommit) -> None:
+        # Once per step of every batch: empty collections are skipped, not iterated.
         out, now, run = self.out, self.now, self.runs[step.run_id]
-        state = run.state
-        topic = run_topic(state.workflow_id)
-        if run.update is None:
-            run.update = RunUpdate(step.run_id, state.workflow_id, 0, state.status)
-            out.runs.append(run.update)
+        run_id, state, topics = step.run_id, run.state, out.topics
+        workflow_id = state.workflow_id
         update = run.update
-        update.history_length = step.expected_length + len(step.entries)
+        if update is None:
+            update = run.update = RunUpdate(run_id, workflow_id, 0, state.status)
+            out.runs.append(update)
+        entries = step.entries
+        update.history_length = step.expected_length + len(entries)
         status = step.status if step.status is not None else state.status
         closing = status in CLOSED_STATUSES
         if status != state.status or closing:
-            out.topics.update((topic, TOPIC_STATUS))
-        if step.entries:
-            out.topics.add(steps_topic(state.workflow_id))
+            topics.update((run_topic(workflow_id), TOPIC_STATUS))
+        if entries:
+            topics.add(steps_topic(workflow_id))
+            out.journal.extend([(run_id, e.seq, e.kind, e.time, e.data) for e in entries])
         if step.problem != state.problem:  # each step states the run's current problem
-            out.topics.add(topic)
+            topics.add(run_topic(workflow_id))
         update.status, update.problem = status, step.problem
         if step.result is not None:
             update.result = step.result
         if step.error is not None:
             update.error = step.error
-        out.journal.extend((step.run_id, e.seq, e.kind, e.time, e.data) for e in step.entries)
-        out.consumed.extend(step.consumed_inbox)
+        if step.consumed_inbox:
+            out.consumed.extend(step.consumed_inbox)
         for task in step.new_tasks:
             out.tasks.append(task)
             self.tasks[task.task_id] = (task.lease_owner, task.attempt)
             if task.lease_owner is None:
-                out.topics.add(TOPIC_TASKS if task.visible_at <= now else TOPIC_TIMERS)
+                topics.add(TOPIC_TASKS if task.visible_at <= now else TOPIC_TIMERS)
         for task_id in step.finished_tasks:
             out.finished.append(task_id)
             self.tasks.pop(task_id, None)
-        out.cancelled_tasks.extend(step.cancelled_tasks)
+        if step.cancelled_tasks:
+            out.cancelled_tasks.extend(step.cancelled_tasks)
         for timer in step.new_timers:
             out.timers.append((timer.run_id, timer.seq, timer.due_at, timer.data))
-            out.topics.add(TOPIC_TIMERS)
-        out.cancelled_timers.extend((step.run_id, seq) for seq in step.cancelled_timers)
+            topics.add(TOPIC_TIMERS)
+        if step.cancelled_timers:
+            out.cancelled_timers.extend((run_id, seq) for seq in step.cancelled_timers)
         for child in step.new_runs:
             self.start_child(step, state, child)
-        self.outgoing.extend(step.outgoing)
+        if step.outgoing:
+            self.outgoing.extend(step.outgoing)
         for key, value in step.published.items():
-            out.published[(state.workflow_id, key)] = value
-            out.topics.add(topic)
+            out.published[(workflow_id, key)] = value
+            topics.add(run_topic(workflow_id))
         for update_id, outcome in step.updates.items():
-            out.updates[(state.workflow_id, update_id)] = outcome
-            out.topics.add(topic)
+            out.updates[(workflow_id, update_id)] = outcome
+            topics.add(run_topic(workflow_id))
         if step.tags:
-            out.tags.setdefault(step.run_id, {}).update(step.tags)
-            out.topics.add(topic)
+            out.tags.setdefault(run_id, {}).update(step.tags)
+            topics.add(run_topic(workflow_id))
         released = closing or step.release_lease
         if released:
             update.release = True
         new_state = RunState(
-            step.run_id,
-            state.workflow_id,
+            run_id,
+            workflow_id,
             status,
             state.is_current,
             None if released else state.lease_owner,

@@ -76,7 +76,7 @@ def decide(
     worker = worker_id if started_at is not None else None
     if result.error is None:
         done = journal.ActivityCompleted(ref, result.result, started_at, worker, attempt)
-        return TaskOutcome("done", done.KIND, journal.encode(done))
+        return TaskOutcome("done", done.KIND, journal.encode(done), record=done)
     error = result.error
     policy = RetryPolicy.from_dict(spec["retry"])
     delay = policy.delay(attempt)

@@ -163,6 +163,9 @@ class TaskOutcome:
     ``kind="release"``: requeue as it is (same attempt, no inbox item), e.g. on shutdown.
     ``details``: for retry and release, the attempt's last heartbeat details, saved for the
     next attempt (``None`` keeps what the task has).
+    ``record``: the typed journal record that ``item_data`` encodes, when it was decided in
+    this process (a worker stepping the run itself applies it without decoding it again);
+    never stored nor sent, nor compared.
     """
 
     kind: Literal["done", "retry", "release"]
@@ -171,6 +174,7 @@ class TaskOutcome:
     visible_at: float = 0.0
     last_error: bytes | None = None
     details: bytes | None = None
+    record: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,10 @@ __all__ = ["HISTORY_LIMIT", "Driver", "RunStepping"]
 logger = logging.getLogger("durable.worker")
 T = TypeVar("T")
 
+# A driver's input: (kind, data, time, inbox id or None, the attempt it reports the end of
+# or None, the record ``data`` encodes when this worker built it or None).
+Pending = tuple[str, bytes, float, int | None, ActivityContext | None, journal.Record | None]
+
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
 
 
@@ -83,8 +87,7 @@ class Driver:
         self.workflow = workflow
         self.engine: WorkflowRun | None = None
         self.claimed: ClaimedRun | None = None
-        # (kind, data, time, inbox id or None, the attempt it reports the end of or None)
-        self.pending: list[tuple[str, bytes, float, int | None, ActivityContext | None]] = []
+        self.pending: list[Pending] = []  # inputs of its next step
         self.seen_inbox: set[int] = set()
         self.local: dict[str, ActivityContext] = {}  # task id -> running local attempt
         # Local attempts that ended, their results not yet committed: their task leases
@@ -171,11 +174,11 @@ class RunStepping(GroupCommit):
             and not any(p[0] == "workflow_started" for p in driver.pending)
         ):
             started = journal.encode(journal.WorkflowStarted(run.input))
-            driver.pending.append(("workflow_started", started, self.clock.now(), None, None))
+            driver.pending.append(("workflow_started", started, self.clock.now(), None, None, None))
         for item in claimed.inbox:
             if item.id not in driver.seen_inbox:
                 driver.seen_inbox.add(item.id)
-                driver.pending.append((item.kind, item.data, item.time, item.id, None))
+                driver.pending.append((item.kind, item.data, item.time, item.id, None, None))
         self._kick(driver, force=True)
         self._trim_cache()
 
@@ -325,7 +328,7 @@ class RunStepping(GroupCommit):
         # What the code logs while it runs live is kept with the run (`durable.steplogs`).
         engine.log_capture = captured = steplogs.Capture(run.run_id, base, 0)
         try:
-            for kind, data, when, inbox_id, finished in inputs:
+            for kind, data, when, inbox_id, finished, record in inputs:
                 if finished is not None:
                     commit.finished_tasks[finished.info.task_id] = finished.info.attempt
                 if engine.outcome is not None:
@@ -342,14 +345,15 @@ class RunStepping(GroupCommit):
                     continue
                 if inbox_id is not None:
                     commit.consumed_inbox.append(inbox_id)
-                decoded = payload.decode(data)
+                # A record this worker's attempt built is applied as it is, not decoded.
+                decoded = payload.decode(data) if record is None else {}
                 if kind == journal.Kind.UPDATE_ACCEPTED and inbox_id is not None:
                     # Screened before anything is journaled (`durable.updates.admit`).
                     known = self.store.read_update(run.workflow_id, str(decoded.get("id")))
                     if not updates.admit(engine, decoded, commit, await _stored(known)):
                         continue
                 when = max(when, engine._now)
-                new = engine.apply(kind, decoded, when)
+                new = engine.apply(kind, decoded, when, record=record)
                 commit.entries.append(
                     JournalEntry(engine.history_length - len(new), kind, when, data)
                 )

@@ -7,6 +7,7 @@ attempt, the boundaries) so an off-by-one cannot pass.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -192,6 +193,18 @@ def test_a_success_is_done_with_its_result_start_and_worker() -> None:
     assert journal.decode(outcome.item_kind, outcome.item_data) == journal.ActivityCompleted(
         7, b"r", None, None, 1
     )
+
+
+def test_a_success_carries_the_record_its_data_encodes() -> None:
+    # A worker stepping the run itself applies `record` instead of decoding `item_data`:
+    # the two must say the same, and the record is no part of the outcome's identity.
+    outcome = _decide(_spec(_policy()), 2, AttemptResult(result=b"r"), now=T0 + 5)
+    assert outcome.record == journal.decode(outcome.item_kind, outcome.item_data)
+    assert outcome.record.KIND == outcome.item_kind
+    assert outcome == dataclasses.replace(outcome, record=None)
+    # Failures and retries carry none: their errors keep the stored form's round trip.
+    assert _decide(_spec(_policy()), 1, _failed(), now=T0).record is None
+    assert _decide(_spec(_policy()), 1, _failed(retryable=False), now=T0).record is None
 
 
 def test_a_retry_waits_the_policys_delay_for_that_attempt() -> None:

@@ -87,8 +87,7 @@ def commit_steps(
     Raises `ValueError` (before writing anything) when a step's entries do not continue
     gaplessly from its ``expected_length``: that is a bug in the caller, not a lost lease.
     """
-    _plan.check_entries(steps)
-    needs = _plan.lookups(steps)
+    needs = _plan.lookups(steps)  # `_plan.plan` checks the entries before anything is written
     runs = read_runs(conn, needs.run_ids, needs.workflow_ids)
     tasks: dict[str, tuple[str | None, int]] = {}
     if needs.task_ids:

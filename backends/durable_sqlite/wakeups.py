@@ -260,6 +260,10 @@ class Wakeups:
     def _take(self, found: dict[str, _Seen]) -> bool:
         """Observe what the watcher found; whether any of it was news."""
         news = False
+        observed = self._observed
         for workflow_id, seen in found.items():
-            news |= self._observe(workflow_id, seen)
+            # Unchanged since last seen (most of them, most times): nothing to announce.
+            # Its place in `_observed` stays: watched entries are never the ones forgotten.
+            if observed.get(workflow_id, "unseen") != seen:
+                news |= self._observe(workflow_id, seen)
         return news
