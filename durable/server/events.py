@@ -62,7 +62,7 @@ def _sse(event: str, data: Any) -> str:
 
 
 def _summary(run: RunRecord) -> dict[str, Any]:
-    from ..client import _dt
+    from ..handles import _dt
 
     return {
         "id": run.workflow_id,

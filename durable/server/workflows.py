@@ -222,7 +222,7 @@ async def steps(call: Call) -> Response:
 
 async def history(call: Call) -> Response:
     from .. import steps as _steps
-    from ..client import Event, _dt
+    from ..handles import Event, _dt
 
     run = await _run(call, call.query["run_id"])
     store = await call.service.store()
@@ -244,7 +244,7 @@ async def history(call: Call) -> Response:
 
 
 def _outcome(run: RunRecord) -> dict[str, Any]:
-    from ..client import _error
+    from ..handles import _error
     from ..steps import readable_value
 
     out: dict[str, Any] = {"id": run.workflow_id, "run_id": run.run_id, "status": run.status}
