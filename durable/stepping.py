@@ -11,7 +11,8 @@ cannot replay is parked with the reason; one whose data breaks the commit is par
 while its batch goes through.
 
 `RunStepping` is a part of `durable.worker.Worker`, kept apart for size: it uses the worker's
-store, clock and identity, and the activity slots of `durable.attempts`.
+store, clock and identity, and the activity slots of `durable.attempts`; the rows a step's
+commands, effects and close imply are made by its own part `durable.commanding.StepRows`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import children, journal, payload, steplogs, tracing, updates
+from . import journal, payload, steplogs, tracing, updates
 from .clock import Clock
+from .commanding import StepRows
 from .committing import GroupCommit
-from .context import ActivityContext, ActivityInfo
+from .context import ActivityContext
 from .definition import ActivityDefinition, WorkflowDefinition
 from .engine import Command, WorkflowRun
 from .errors import NonDeterminismError, RemoteError, StepDataError, StoreError
@@ -35,16 +37,9 @@ from .journal import WORKFLOW_ADDRESSED
 from .replayer import engine_for, replay_journal
 from .steps import HISTORY_WARN
 from .store import (
-    EXTERNAL_OWNER,
-    NEVER,
-    TOPIC_LIMITS,
     ClaimedRun,
     JournalEntry,
-    NewRun,
     NewStepLog,
-    NewTask,
-    NewTimer,
-    Outgoing,
     StepCommit,
     Store,
 )
@@ -105,7 +100,7 @@ class Driver:
         self.ahead: Attempt | None = None
 
 
-class RunStepping(GroupCommit):
+class RunStepping(GroupCommit, StepRows):
     """The worker's stepping of runs (see the module docstring)."""
 
     worker_id: str
@@ -121,8 +116,6 @@ class RunStepping(GroupCommit):
     _waiting: collections.deque[tuple[Driver, Attempt]]
     _stopping: asyncio.Event
     _remote: dict[str, ActivityContext]
-    _limited: frozenset[str] = frozenset()  # queues with limits: never run locally
-    _limits_mark = 0  # the hub's watermark when `_limited` was read
 
     if TYPE_CHECKING:
 
@@ -138,17 +131,6 @@ class RunStepping(GroupCommit):
         def _salvage(self, driver: Driver) -> None: ...
 
         def _ship_logs(self, rows: list[NewStepLog]) -> None: ...
-
-        def _info(
-            self,
-            workflow_id: str,
-            run_id: str,
-            task_id: str,
-            spec: dict[str, Any],
-            attempt: int,
-            details: bytes | None,
-            scheduled_at: float,
-        ) -> ActivityInfo: ...
 
     def _accept(self, claimed: ClaimedRun) -> None:
         run = claimed.run
@@ -456,184 +438,6 @@ class RunStepping(GroupCommit):
                 self._trim_cache()
             return False
         return True
-
-    def _apply_commands(
-        self,
-        driver: Driver,
-        engine: WorkflowRun,
-        commands: list[Command],
-        commit: StepCommit,
-        now: float,
-    ) -> list[Attempt]:
-        run = driver.claimed.run if driver.claimed else None
-        assert run is not None
-        local: list[Attempt] = []
-        limits_changed: bool | None = None  # since this worker last read them
-        # Each command's journal entry (`_step` encoded its data): a task row's data is
-        # the same bytes, not encoded again.
-        encoded = {entry.seq: entry.data for entry in commit.entries}
-        for cmd in commands:
-            rec = cmd.record
-            if isinstance(rec, journal.ActivityScheduled):
-                task_id = journal.task_id(run.run_id, cmd.seq)
-                adefn = self.activities.get(rec.name)
-                # Served here: leased to this worker now and run here as soon as a slot is
-                # free, so its result rides the run's next commit (no task-table round trip).
-                owner = None
-                # Not on a queue with limits: its tasks start only through claims, which obey
-                # them. Nor while limits changed and were not read again yet (durable.limits).
-                if adefn is not None and rec.queue in self.queues and limits_changed is None:
-                    limits_changed = self.store.hub.pinned_since(TOPIC_LIMITS, self._limits_mark)
-                if (
-                    adefn is not None
-                    and rec.queue in self.queues
-                    and rec.queue not in self._limited
-                    and not limits_changed
-                    and not self._stopping.is_set()
-                ):
-                    owner = self.worker_id
-                    spec = cmd.data
-                    info = self._info(run.workflow_id, run.run_id, task_id, spec, 1, None, now)
-                    ctx = ActivityContext(info, trace=run.trace)
-                    local.append(Attempt(task_id, adefn, spec, 1, ctx))
-                commit.new_tasks.append(
-                    NewTask(
-                        task_id=task_id,
-                        run_id=run.run_id,
-                        workflow_id=run.workflow_id,
-                        seq=cmd.seq,
-                        name=rec.name,
-                        queue=rec.queue,
-                        data=encoded[cmd.seq],
-                        visible_at=now,
-                        lease_owner=owner,
-                        lease_expires_at=now + self.lease_seconds if owner else None,
-                        key=rec.key,
-                        priority=rec.priority,
-                    )
-                )
-            elif isinstance(rec, journal.ExternalStarted):
-                # Held by EXTERNAL_OWNER for ever: completing it is a fenced finish_task.
-                commit.new_tasks.append(
-                    NewTask(
-                        task_id=journal.task_id(run.run_id, cmd.seq),
-                        run_id=run.run_id,
-                        workflow_id=run.workflow_id,
-                        seq=cmd.seq,
-                        name=rec.name,
-                        queue=run.queue,
-                        data=encoded[cmd.seq],
-                        visible_at=now,
-                        lease_owner=EXTERNAL_OWNER,
-                        lease_expires_at=NEVER,
-                    )
-                )
-            elif isinstance(rec, journal.TimerStarted):
-                fired = journal.encode(journal.TimerFired(cmd.seq))
-                commit.new_timers.append(NewTimer(run.run_id, cmd.seq, rec.due, fired))
-            elif isinstance(rec, journal.ChildStarted):
-                commit.new_runs.append(
-                    NewRun(
-                        workflow_id=rec.id,
-                        run_id=rec.run_id,
-                        name=rec.name,
-                        queue=rec.queue,
-                        input=rec.args,
-                        created_at=now,
-                        parent_id=run.workflow_id,
-                        parent_run_id=run.run_id,
-                        timeout=rec.timeout,
-                        trace=run.trace,  # a child's spans join its parent's trace
-                    )
-                )
-            elif isinstance(rec, journal.Published):
-                commit.published[rec.key] = rec.value
-            elif isinstance(rec, journal.TagsSet):
-                commit.tags.update(rec.tags)
-            elif isinstance(rec, journal.UpdateCompleted):
-                commit.updates[rec.id] = updates.outcome(rec)
-        return local
-
-    async def _terminate_children(
-        self, workflow_id: str, run_id: str, doomed: list[tuple[str, str]], commit: StepCommit
-    ) -> None:
-        why = f"parent workflow {workflow_id!r} closed ({commit.status})"
-        try:
-            await children.terminate_children(self.store, run_id, doomed, why, self.clock.now())
-        except Exception:  # the close is committed: the step goes on; say what was left
-            logger.exception(
-                "Run %s closed, but terminating its children %s failed: they run on "
-                "(terminate them by id, or terminate the parent again)",
-                run_id,
-                [child for child, _ in doomed],
-            )
-
-    def _apply_effects(
-        self, driver: Driver, engine: WorkflowRun, commit: StepCommit
-    ) -> list[tuple[str, str]]:
-        """Put the step's effects in ``commit``; return the children to terminate once it
-        is committed (parent_close="terminate", `durable.children`)."""
-        effects = engine.take_effects()
-        run_id = driver.run_id
-        for seq in effects.cancelled_activities:
-            task_id = journal.task_id(run_id, seq)
-            commit.cancelled_tasks.append(task_id)
-            ctx = driver.local.get(task_id) or self._remote.get(task_id)
-            if ctx is not None:
-                ctx.cancelled = True
-        commit.cancelled_timers.extend(effects.cancelled_timers)
-        for child_id, child_run in effects.cancelled_children:
-            # To the run this parent started (or its successor): never to a stranger that
-            # holds the id because this child was refused.
-            cancel = journal.CancelRequested("parent cancelled")
-            commit.outgoing.append(
-                Outgoing(child_id, cancel.KIND, journal.encode(cancel), run_id=child_run)
-            )
-        return effects.terminated_children
-
-    def _close(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
-        outcome = engine.outcome
-        assert outcome is not None
-        assert driver.claimed is not None
-        run = driver.claimed.run
-        commit.status = outcome.status
-        commit.result = outcome.result
-        for update_id, name in engine.open_updates().items():
-            commit.updates.setdefault(update_id, updates.unanswered(name, outcome.status))
-        if outcome.error is not None:
-            commit.error = payload.envelope(outcome.error.to_dict())
-        for ctx in driver.local.values():
-            ctx.cancelled = True
-        if outcome.status == "continued_as_new":
-            assert outcome.successor_run_id is not None
-            assert outcome.continue_args is not None
-            commit.successor = NewRun(
-                workflow_id=run.workflow_id,
-                run_id=outcome.successor_run_id,
-                name=run.name,
-                queue=run.queue,
-                input=outcome.continue_args,
-                created_at=self.clock.now(),
-                parent_id=run.parent_id,
-                parent_run_id=run.parent_run_id,
-                timeout=run.timeout,
-                # a successor is the same workflow: still found by its tags, those set
-                # by this run included (run.tags, read at claim, may predate them)
-                tags={**run.tags, **engine.tags},
-                trace=run.trace,  # and goes on in the same trace
-            )
-            return
-        if run.parent_id is None:
-            return
-        item: journal.Record
-        if outcome.status == "completed":
-            item = journal.ChildCompleted(run.workflow_id, outcome.result, run.run_id)
-        else:
-            error = outcome.error or RemoteError("CancelledError", "child workflow was cancelled")
-            item = journal.ChildFailed(run.workflow_id, error, outcome.status, run.run_id)
-        commit.outgoing.append(
-            Outgoing(run.parent_id, item.KIND, journal.encode(item), run_id=run.parent_run_id)
-        )
 
     async def _park(self, driver: Driver, problem: str) -> None:
         logger.error("Parking run %s: %s", driver.run_id, problem)
