@@ -240,12 +240,15 @@ async def test_two_worker_processes_never_exceed_the_limits(store_url: str, tmp_
     peak, per_key = _overlap(media_events)
     assert 1 <= peak <= 3, f"{peak} transcodes ran at once on a queue limited to 3"
     assert max(per_key.values()) <= 2, f"per key: {per_key} (limit 2)"
-    # 20 starts per second: in 2.5 s from the first, the windows at 0, 1 and 2 s: 60 (±5 %).
+    # 20 starts per second: in 2.5 s from the first, the windows at 0, 1 and 2 s: 60 at
+    # most (+5 % for the clocks of two processes). Fewer only if the workers fall behind
+    # (a loaded machine): the lower bound catches a limiter that throttles well below its
+    # rate, not a slow machine.
     starts = sorted(float(at) for event, _, key, at, _ in lines if key == "-")
     assert len(starts) == 70
     first = starts[0]
     measured = sum(1 for t in starts if t < first + 2.5)
-    assert abs(measured - 60) <= 3, f"{measured} ticks started in 2.5 s at 20/s"
+    assert 45 <= measured <= 63, f"{measured} ticks started in 2.5 s at 20/s"
 
 
 async def test_http_reads_and_sets_limits_and_the_console_shows_them(
