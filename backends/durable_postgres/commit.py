@@ -41,6 +41,7 @@ __all__ = [
     "apply",
     "close_leftovers",
     "deliver",
+    "delivery_columns",
     "insert_runs",
     "lock",
     "lock_runs",
@@ -199,17 +200,21 @@ _CLEAR_PUBLISHED = "DELETE FROM published WHERE workflow_id = ANY($1::text[])"
 _CLEAR_UPDATES = "DELETE FROM updates WHERE workflow_id = ANY($1::text[])"
 
 
+def delivery_columns(deliveries: Sequence[Delivery]) -> list[list[Any]]:
+    """`DELIVER`'s parameters for ``deliveries``: their run ids, kinds, times and data."""
+    return [
+        [d.run_id for d in deliveries],
+        [d.kind for d in deliveries],
+        [d.time for d in deliveries],
+        [d.data for d in deliveries],
+    ]
+
+
 async def deliver(conn: Any, deliveries: Sequence[Delivery]) -> None:
     """Append routed items to their runs' inboxes in order and mark those runs ready (the
     caller has locked them)."""
     if deliveries:
-        await conn.execute(
-            DELIVER,
-            [d.run_id for d in deliveries],
-            [d.kind for d in deliveries],
-            [d.time for d in deliveries],
-            [d.data for d in deliveries],
-        )
+        await conn.execute(DELIVER, *delivery_columns(deliveries))
         await conn.execute(_READY, sorted({d.run_id for d in deliveries}))
 
 

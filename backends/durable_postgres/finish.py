@@ -20,7 +20,7 @@ from typing import Any
 from durable.plan import Delivery
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TaskOutcome
 
-from .commit import DELIVER
+from .commit import DELIVER, delivery_columns
 from .connection import Fold
 
 __all__ = ["MAX_GROUP", "Finish", "finish_tasks"]
@@ -116,10 +116,7 @@ async def finish_tasks(
     if deleted or inbox or topics:
         await conn.execute(
             _END,
-            [d.run_id for d in inbox],
-            [d.kind for d in inbox],
-            [d.time for d in inbox],
-            [d.data for d in inbox],
+            *delivery_columns(inbox),
             sorted({d.run_id for d in inbox}),
             deleted,
             fold.channel,
