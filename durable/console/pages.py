@@ -455,13 +455,15 @@ def _repairs(rows: list[tuple[int, str, float, bytes]]) -> list[str]:
 
 
 def _shown(steps: list[_steps.Step], statuses: list[str]) -> list[_steps.Step]:
-    """Every step that did not complete (failed, open), then the newest others up to
-    `STEPS_SHOWN` rows in all (none when those fill it). ``statuses``: the steps'."""
+    """`STEPS_SHOWN` rows at most: the steps that did not complete (failed, open), the
+    first of them when there are more, then the newest others. ``statuses``: the steps'."""
     if len(steps) <= STEPS_SHOWN:
         return steps
     if statuses.count("completed") == len(steps):
         return steps[-STEPS_SHOWN:]
     keep = [i for i, status in enumerate(statuses) if status != "completed"]
+    if len(keep) >= STEPS_SHOWN:  # a fan-out of 100,000 that failed: not 100,000 rows
+        return [steps[i] for i in keep[:STEPS_SHOWN]]
     room = STEPS_SHOWN - len(keep)
     i = len(steps)
     while room > 0 and i > 0:  # the newest completed ones, from the end
