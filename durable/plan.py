@@ -194,7 +194,8 @@ class Plan:
 
 def check_entries(steps: Sequence[StepCommit]) -> None:
     """Raise `ValueError` unless every step's entries continue gaplessly from its
-    ``expected_length`` (a bug in the caller, refused before anything is read or written)."""
+    ``expected_length`` (a bug in the caller, refused before anything is written: `plan`
+    checks first)."""
     for step in steps:
         for i, entry in enumerate(step.entries):
             if entry.seq != step.expected_length + 1 + i:

@@ -36,7 +36,7 @@ import asyncpg
 from durable.errors import StepDataError, StoreError, WorkflowAlreadyExists, WorkflowNotFound
 from durable.grouping import Grouped
 from durable.notify import hub_for
-from durable.plan import check_entries, lookups, plan
+from durable.plan import lookups, plan
 from durable.repair import Fork, Reopen
 from durable.store import (
     TOPIC_RUNS,
@@ -475,8 +475,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         self._check_open()
         if not steps:
             return []
-        check_entries(steps)
-        needs = lookups(steps)
+        needs = lookups(steps)  # `plan` checks the entries before anything is written
 
         async def op(conn: Any, fold: Fold) -> tuple[int | None, list[bool], Collection[str]]:
             # The transaction id and the NOTIFY ride on the batch's own statements.

@@ -6,7 +6,9 @@ and at that same instant another worker may claim the run or the task; one tick 
 neither happens. A payload of exactly `durable.payload.MAX_PAYLOAD_BYTES` (the largest a
 user may pass or return) is stored and read back intact wherever one goes. A batch that
 breaks a constraint of the database with one step's data raises `StepDataError` and writes
-nothing (the worker then commits its steps apart).
+nothing (the worker then commits its steps apart); one whose entries do not continue
+gaplessly from their step's ``expected_length`` (a caller's bug) raises `ValueError` and
+writes nothing either.
 
 See `durable.testing.store_contract` for how a backend runs it.
 """
@@ -24,6 +26,7 @@ from durable.store import JournalEntry, NewTask, StepCommit, Store, TaskOutcome
 from .kit import SIGNAL, claim, claim_tasks, entries, new_run, new_task, start
 
 __all__ = [
+    "test_a_batch_whose_entries_skip_a_seq_is_refused_whole",
     "test_a_batch_whose_step_breaks_a_constraint_raises_step_data_error",
     "test_a_lease_is_expired_for_claims_at_exactly_its_expiry",
     "test_a_lease_is_expired_for_commits_at_exactly_its_expiry",
@@ -132,5 +135,19 @@ async def test_a_batch_whose_step_breaks_a_constraint_raises_step_data_error(
     with pytest.raises(StepDataError, match="breaks the database's rules"):
         await store.commit_steps(steps, 6.0)
     for run_id in (good, bad):
+        assert [e.seq for e in await store.read_journal(run_id)] == [1]  # nothing written
+    assert await store.commit_steps(steps[:1], 6.0) == [True]
+
+
+async def test_a_batch_whose_entries_skip_a_seq_is_refused_whole(store: Store) -> None:
+    good = await _leased(store, "good")
+    gap = await _leased(store, "gap")
+    steps = [
+        StepCommit(good, "w1", 1, entries(2, "marker")),
+        StepCommit(gap, "w1", 1, entries(3, "marker")),  # seq 2 missing
+    ]
+    with pytest.raises(ValueError, match="expected 2"):
+        await store.commit_steps(steps, 6.0)
+    for run_id in (good, gap):
         assert [e.seq for e in await store.read_journal(run_id)] == [1]  # nothing written
     assert await store.commit_steps(steps[:1], 6.0) == [True]
