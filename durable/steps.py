@@ -27,7 +27,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -517,15 +517,6 @@ _ACTIVITY: dict[str, Any] = {f.name: None for f in fields(Step)} | {
     "status": "scheduled",
 }
 _PUBLISHED: dict[str, Any] = _ACTIVITY | {"kind": "publish", "status": "completed"}
-# Each record kind's fields without a default: a map lacking one is damaged
-# (`journal.from_data`), so the builder's fast paths check for them (by name: a test holds
-# them to these).
-_REQUIRED: dict[str, frozenset[str]] = {
-    cls.KIND: frozenset(
-        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
-    )
-    for cls in journal.Record.__subclasses__()
-}
 
 
 def pending(steps: Iterable[Step]) -> list[PendingStep]:
