@@ -220,15 +220,14 @@ class TaskService:
                 else:
                     continue
                 await store.finish_task(task.task_id, worker, task.attempt, outcome, now)
-            if len(claimed) < max_tasks:
+            if len(fresh) == len(claimed) < max_tasks:
                 # All there was: the next poll need not ask before a task is notified.
                 self._empty[key] = (mark, started)
-            else:
+            else:  # more may be there (or a lost attempt's retry, visible at once)
                 self._empty.pop(key, None)
             if fresh:
                 return await self._hand_out(store, worker, fresh, now)
             if len(claimed) > len(fresh):
-                self._empty.pop(key, None)
                 continue  # a lost attempt's retry may be visible at once
             remaining = deadline - loop.time()
             if remaining <= 0:
