@@ -26,6 +26,7 @@ else:
     asyncpg = pytest.importorskip("asyncpg")
 
 from durable.errors import StoreError
+from durable.limits import QueueLimits
 from durable.notify import Hub
 from durable.store import (
     TOPIC_RUNS,
@@ -375,20 +376,97 @@ async def test_claims_commit_without_waiting_for_the_wal_flush(store: PostgresSt
     assert await store._db.write(show, relaxed=True) == ("off", ())
     for _ in range(3):  # on every pooled connection after it, too
         assert await store._db.write(show) == ("on", ())
-    seen: list[bool] = []
-    original = store._db.write
+    assert pg_connection.RELAXED in pg_limits.XID_AND_ANY_LIMITS  # claim_tasks' first statement
+    # The claims that are statements of their own turn it off for their own transaction.
+    now = time.time()
+    claims = [
+        (pg_claims.claim_runs_sql(1, alone=True), [["q"], ["wf"], now, "a", now + 60, 5, "q"]),
+        (
+            pg_claims.claim_tasks_sql(1, alone=True),
+            [["q"], ["act"], now, "a", now + 60, 5, [], "q"],
+        ),
+        (pg_claims.claim_tasks_sql(None, alone=True), [None, None, now, "a", now + 60, 5, []]),
+    ]
+    async with store._db.pool.acquire() as conn:
+        for sql, args in claims:
+            async with conn.transaction():
+                assert await conn.fetchval("SHOW synchronous_commit") == "on"
+                await conn.fetch(sql, *args)
+                assert await conn.fetchval("SHOW synchronous_commit") == "off"
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
 
-    async def write(op: Any, *, relaxed: bool = False) -> Any:
-        seen.append(relaxed)
-        return await original(op, relaxed=relaxed)
 
-    store._db.write = write  # type: ignore[method-assign]
+async def test_claims_are_statements_of_their_own(store: PostgresStore) -> None:
+    """Where no queue has limits, a claim of runs is two statements and a claim of tasks one,
+    outside any transaction (a transaction costs BEGIN and COMMIT round trips); with a queue
+    that has limits, tasks are claimed in a transaction again, and after its limits are
+    gone, alone again."""
+    seen: list[str] = []
+    for name in ("write", "write_folded"):
+        original = getattr(store._db, name)
+
+        def spy(*args: Any, _original: Any = original, _name: str = name, **kw: Any) -> Any:
+            seen.append(_name)
+            return _original(*args, **kw)
+
+        setattr(store._db, name, spy)
     now = time.time()
     await store.create_run(_run(1, now), if_exists="error")
+    seen.clear()
     kw: dict[str, Any] = {"now": now, "lease_until": now + 60, "limit": 5}
     assert len(await store.claim_runs("a", queues=["default"], names=["wf"], **kw)) == 1
-    assert seen == [False, True]  # the create waits for the flush, the claim does not
-    assert pg_connection.RELAXED in pg_limits.XID_AND_ANY_LIMITS  # claim_tasks' first statement
+    assert await store.claim_tasks("a", queues=["default"], names=["act"], **kw) == []
+    assert seen == []
+    await store.set_queue_limits(QueueLimits("slow", concurrency=1), now)
+    seen.clear()
+    assert await store.claim_tasks("a", queues=["default"], names=["act"], **kw) == []
+    assert await store.claim_tasks("a", queues=["default"], names=["act"], **kw) == []
+    assert seen == ["write_folded", "write_folded"]  # the second goes straight there
+    await store.set_queue_limits(QueueLimits("slow"), now)  # no limits: the row goes
+    seen.clear()
+    assert await store.claim_tasks("a", queues=["default"], names=["act"], **kw) == []
+    assert await store.claim_tasks("a", queues=["default"], names=["act"], **kw) == []
+    assert seen == ["write_folded"]  # learnt there that no queue has limits any more
+
+
+async def test_a_claim_whose_answer_was_lost_hands_its_runs_out_again(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies after a claim of runs committed, before its answer arrived: the
+    retried claim takes the same runs at once instead of leaving them leased, unseen, until
+    the lease expires."""
+    now = time.time()
+    for i in range(3):
+        await store.create_run(_run(i, now), if_exists="error")
+    real = pg_claims.claim_runs
+    calls, losses = 0, 1
+
+    async def lost(conn: Any, *args: Any, **kw: Any) -> Any:
+        nonlocal calls, losses
+        calls += 1
+        claimed = await real(conn, *args, **kw)
+        if losses:
+            losses -= 1
+            assert claimed  # committed: leased to the claimer, not ready
+            raise ConnectionResetError("the answer was lost")
+        return claimed
+
+    monkeypatch.setattr(pg_claims, "claim_runs", lost)
+    kw: dict[str, Any] = {"now": now, "lease_until": now + 60, "limit": 5}
+    claimed = await store.claim_runs("a", queues=["default"], names=["wf"], **kw)
+    assert calls == 2
+    assert sorted(c.run.run_id for c in claimed) == ["run-0", "run-1", "run-2"]
+    # The recovery takes back only what the lost claim leased: not the runs the same owner
+    # holds from an earlier claim, nor another owner's.
+    await store.create_run(_run(3, now), if_exists="error")
+    other = await store.claim_runs("b", queues=["default"], names=["wf"], **kw)
+    assert [c.run.run_id for c in other] == ["run-3"]
+    await store.create_run(_run(4, now), if_exists="error")
+    calls, losses = 0, 1
+    kw["lease_until"] = now + 61
+    claimed = await store.claim_runs("a", queues=["default"], names=["wf"], **kw)
+    assert calls == 2
+    assert [c.run.run_id for c in claimed] == ["run-4"]
 
 
 async def test_send_during_claims_never_strands_an_item(store: PostgresStore, admin: Any) -> None:
@@ -933,8 +1011,11 @@ async def test_group_commit_fences_each_step(store: PostgresStore) -> None:
 # ---- indexes -------------------------------------------------------------------------
 
 _PLANS = {
-    "claim_runs": (pg_claims.claim_runs_sql(2), ["runs_ready_idx", "runs_lease_idx"]),
-    "claim_tasks": (pg_claims.claim_tasks_sql(2), ["tasks_ready_idx", "tasks_lease_idx"]),
+    "claim_runs": (pg_claims.claim_runs_sql(2, alone=True), ["runs_ready_idx", "runs_lease_idx"]),
+    "claim_tasks": (
+        pg_claims.claim_tasks_sql(2, alone=True),
+        ["tasks_ready_idx", "tasks_lease_idx"],
+    ),
     "fire_timers": (pg_claims._FIRE_TIMERS, ["timers_due_idx"]),
     "next_due": (pg_claims._NEXT_DUE, ["timers_due_idx", "tasks_visible_idx"]),
     "list_runs": (

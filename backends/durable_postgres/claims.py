@@ -21,12 +21,15 @@ from durable.limits import QueueLimits
 from durable.store import ClaimedRun, InboxItem, TaskRecord
 
 from . import limits as _limits
+from .connection import RELAXED
 from .schema import RUN_COLUMNS, TASK_COLUMNS, prefixed, run_record, task_record
 
 __all__ = [
+    "UNCLAIM_RUNS",
     "claim_runs",
     "claim_runs_sql",
     "claim_tasks",
+    "claim_tasks_alone",
     "claim_tasks_sql",
     "fire_timers",
     "wake",
@@ -52,7 +55,7 @@ _CLAIM_RUNS_READY = """ready_{i} AS (
     FOR UPDATE SKIP LOCKED
 )"""
 _CLAIM_RUNS = """
-WITH {ready_ctes}, ready AS ({ready}), expired AS (
+WITH {flags}{ready_ctes}, ready AS ({ready}), expired AS (
     SELECT run_id, created_at FROM runs
     WHERE lease_owner IS NOT NULL AND lease_expires_at <= $3
       AND closed_at IS NULL AND NOT parked
@@ -64,7 +67,7 @@ WITH {ready_ctes}, ready AS ({ready}), expired AS (
     ORDER BY created_at LIMIT $6
 )
 UPDATE runs r SET lease_owner = $4, lease_expires_at = $5, ready = false
-FROM chosen WHERE r.run_id = chosen.run_id
+FROM chosen WHERE r.run_id = chosen.run_id{relaxed}
 RETURNING {columns}
 """
 # The same shape for tasks; RETURNING gives the status *before* the claim, so the caller
@@ -77,7 +80,7 @@ _CLAIM_TASKS_QUEUED = """queued_{i} AS (
     FOR UPDATE SKIP LOCKED
 )"""
 _CLAIM_TASKS = """
-WITH {queued_ctes}, queued AS ({queued}), expired AS (
+WITH {flags}{queued_ctes}, queued AS ({queued}), expired AS (
     SELECT task_id, visible_at, status, priority FROM tasks
     WHERE status = 'running' AND lease_expires_at <= $3
       AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
@@ -87,19 +90,39 @@ WITH {queued_ctes}, queued AS ({queued}), expired AS (
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT task_id, status FROM (SELECT * FROM queued UNION ALL SELECT * FROM expired) c
-    ORDER BY priority DESC, visible_at LIMIT $6
-)
+    {unheld}ORDER BY priority DESC, visible_at LIMIT $6
+){claimed}
 UPDATE tasks t SET status = 'running', lease_owner = $4, lease_expires_at = $5
 FROM chosen WHERE t.task_id = chosen.task_id
-RETURNING {columns}
+RETURNING {columns}{answer}
 """
+# A claim that is a transaction of its own (`alone`: one round trip, where a transaction
+# takes four) says in its first CTE whether any queue has limits, and makes its commit
+# not wait for the WAL flush (`durable_postgres.connection.RELAXED`); where a queue has
+# limits it claims nothing, answers one row with ``held`` true, and the caller claims in a
+# transaction (`durable_postgres.limits`). Its rows are ``held`` and the claimed task's
+# columns (NULL in the one row of a claim that took nothing).
+_ALONE_FLAGS = f"""flags AS (
+    SELECT EXISTS (SELECT 1 FROM queue_limits) AS held, {RELAXED} AS relaxed
+), """
+_ALONE = {
+    "flags": _ALONE_FLAGS,
+    "unheld": "WHERE NOT (SELECT held FROM flags)\n    ",
+    "claimed": ", claimed AS (",
+    "answer": ")\nSELECT f.held, c.* FROM flags f LEFT JOIN claimed c ON true",
+}
+_IN_TRANSACTION = dict.fromkeys(_ALONE, "")
 
 
 @functools.lru_cache(maxsize=64)
-def claim_runs_sql(n_queues: int) -> str:
+def claim_runs_sql(n_queues: int, alone: bool = False) -> str:
     """`claim_runs`'s statement for ``n_queues`` queues: ``$1`` the queues, ``$2`` the names,
-    ``$3`` now, ``$4`` the owner, ``$5`` lease_until, ``$6`` the limit, ``$7...`` each queue."""
+    ``$3`` now, ``$4`` the owner, ``$5`` lease_until, ``$6`` the limit, ``$7...`` each queue.
+    ``alone``: a statement outside a transaction, whose commit does not wait for the WAL
+    flush (`durable_postgres.connection.RELAXED`)."""
     return _CLAIM_RUNS.format(
+        flags=f"flags AS (SELECT {RELAXED} AS relaxed), " if alone else "",
+        relaxed="\n  AND (SELECT relaxed FROM flags) IS NOT NULL" if alone else "",
         ready_ctes=", ".join(
             _CLAIM_RUNS_READY.replace("${queue}", f"${7 + i}").format(i=i) for i in range(n_queues)
         ),
@@ -107,6 +130,17 @@ def claim_runs_sql(n_queues: int) -> str:
         columns=prefixed(RUN_COLUMNS, "r"),
     )
 
+
+# After a lost answer to an ``alone`` claim of runs, which may have committed: the runs it
+# leased (to ``$1`` until ``$2``: no other claim or renewal gives that lease) made
+# claimable again, locked in id order as every writer locks runs.
+UNCLAIM_RUNS = """
+UPDATE runs SET ready = true WHERE run_id = ANY(ARRAY(
+    SELECT run_id FROM runs
+    WHERE lease_owner = $1 AND lease_expires_at = $2 AND NOT ready AND closed_at IS NULL
+    ORDER BY run_id FOR UPDATE
+))
+"""
 
 # Any queue (the worker's sweep for lost attempts, or a poll of every queue): one scan.
 _CLAIM_TASKS_QUEUED_ANY = """queued_any AS (
@@ -126,11 +160,15 @@ _NOTHING_QUEUED = """queued_none AS (
 
 
 @functools.lru_cache(maxsize=64)
-def claim_tasks_sql(n_queues: int | None, expired_only: bool = False, free: bool = False) -> str:
+def claim_tasks_sql(
+    n_queues: int | None, expired_only: bool = False, free: bool = False, alone: bool = False
+) -> str:
     """`claim_tasks`'s statement for ``n_queues`` queues (parameters as `claim_runs_sql`,
     but ``$7`` is the task ids not to claim and each queue follows from ``$8``); ``None``:
     any queue (``$1`` is then NULL; with ``free``, ``$8`` lists queues left out). With
-    ``expired_only``, no queued task is taken."""
+    ``expired_only``, no queued task is taken. ``alone``: a statement outside a transaction
+    that claims only where no queue has limits (see `_ALONE`)."""
+    parts = _ALONE if alone else _IN_TRANSACTION
     if expired_only or n_queues is None:
         cte = _NOTHING_QUEUED if expired_only else _CLAIM_TASKS_QUEUED_ANY
         if free and not expired_only:
@@ -140,8 +178,10 @@ def claim_tasks_sql(n_queues: int | None, expired_only: bool = False, free: bool
             queued_ctes=cte,
             queued=f"SELECT * FROM {name}",
             columns=prefixed(TASK_COLUMNS, "t").replace("t.status", "chosen.status"),
+            **parts,
         )
     return _CLAIM_TASKS.format(
+        **parts,
         queued_ctes=", ".join(
             _CLAIM_TASKS_QUEUED.replace("${queue}", f"${8 + i}").format(i=i)
             for i in range(n_queues)
@@ -190,19 +230,24 @@ async def claim_runs(
     now: float,
     lease_until: float,
     limit: int,
+    alone: bool = False,
 ) -> list[ClaimedRun]:
-    """Lease up to ``limit`` claimable runs to ``owner``, oldest first, with their inbox."""
+    """Lease up to ``limit`` claimable runs to ``owner``, oldest first, with their inbox.
+    ``alone``: outside a transaction, the claim commits by itself before the inbox is read
+    (two round trips, where a transaction takes five)."""
     if limit <= 0 or not queues or not names:
         return []
     wanted = sorted(set(queues))
     rows = await conn.fetch(
-        claim_runs_sql(len(wanted)), wanted, list(names), now, owner, lease_until, limit,
-        *wanted,
+        claim_runs_sql(len(wanted), alone), wanted, list(names), now, owner, lease_until,
+        limit, *wanted,
     )  # fmt: skip
     if not rows:
         return []
     # A later statement: its snapshot includes every item committed before the claim
     # locked the rows; items committed after that set ``ready`` again (see PostgresStore).
+    # An item committed between an ``alone`` claim's commit and this read is read here
+    # and again by the next claim of its run: the worker takes each item once, by id.
     inbox: dict[str, list[InboxItem]] = {r["run_id"]: [] for r in rows}
     for item in await conn.fetch(
         "SELECT id, run_id, kind, time, data FROM inbox WHERE run_id = ANY($1::text[]) ORDER BY id",
@@ -213,6 +258,38 @@ async def claim_runs(
         )
     runs = sorted((run_record(r) for r in rows), key=lambda r: (r.created_at, r.run_id))
     return [ClaimedRun(r, inbox[r.run_id]) for r in runs]
+
+
+async def claim_tasks_alone(
+    conn: Any,
+    owner: str,
+    *,
+    queues: Collection[str] | None,
+    names: Collection[str] | None,
+    now: float,
+    lease_until: float,
+    limit: int,
+    exclude: Collection[str] = (),
+) -> list[TaskRecord] | None:
+    """`claim_tasks` in one statement outside a transaction, or ``None`` without claiming
+    anything if some queue has limits (then claim in a transaction, with `claim_tasks`)."""
+    if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
+        return []
+    wanted = None if queues is None else sorted(set(queues))
+    rows = await conn.fetch(
+        claim_tasks_sql(None if wanted is None else len(wanted), alone=True),
+        wanted, None if names is None else list(names), now, owner, lease_until, limit,
+        list(exclude), *(wanted or ()),
+    )  # fmt: skip
+    if rows[0]["held"]:
+        return None
+    found = []
+    for row in rows:
+        if row["task_id"] is not None:
+            columns = dict(row)
+            del columns["held"]
+            found.append(task_record(columns))
+    return sorted(found, key=lambda t: (-t.priority, t.visible_at, t.task_id))
 
 
 async def claim_tasks(

@@ -169,6 +169,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         self._db = Database(self._info, hub_origin(self.hub), self._check_open)
         self._listener: Listener | None = None
         self._finishes = Grouped(self._finish_group, MAX_GROUP)  # see finish_task
+        self._limits_held = False  # a queue had limits at the last claim: see claim_tasks
 
     @property
     def schema(self) -> str:
@@ -456,14 +457,25 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         if limit <= 0 or not queues or not names:
             return []
 
-        async def op(conn: Any) -> tuple[list[ClaimedRun], Collection[str]]:
-            claimed = await claims.claim_runs(
-                conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
-                limit=limit,
-            )  # fmt: skip
-            return claimed, ()
+        tries = 0
 
-        return await self._write(op, relaxed=True)  # a lost claim is work handed out again
+        async def claim(conn: Any) -> list[ClaimedRun]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                # The connection was lost after an earlier try's claim committed, perhaps:
+                # the runs it leased (to this owner until this very lease_until) would wait
+                # for that lease to expire. They are claimable again by this claim.
+                await conn.execute(claims.UNCLAIM_RUNS, owner, lease_until)
+            return await claims.claim_runs(
+                conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
+                limit=limit, alone=True,
+            )  # fmt: skip
+
+        # Outside a transaction: the claim commits alone, without waiting for the WAL flush
+        # (a claim lost with the server is only work handed out again), then the inbox is
+        # read: two round trips.
+        return await self._db.read(claim)
 
     async def commit_steps(self, steps: Sequence[StepCommit], now: float) -> list[bool]:
         """See `Store.commit_steps` and `durable_postgres.commit`.
@@ -529,9 +541,21 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         if limit <= 0 or (queues is not None and not queues) or (names is not None and not names):
             return []
 
+        if not expired_only and not self._limits_held:
+            # Where no queue has limits, one statement outside a transaction.
+            claim = functools.partial(
+                claims.claim_tasks_alone, owner=owner, queues=queues, names=names, now=now,
+                lease_until=lease_until, limit=limit, exclude=exclude,
+            )  # fmt: skip
+            alone = await self._db.read(claim)
+            if alone is not None:
+                return alone
+
         async def op(conn: Any, fold: Fold) -> tuple[int | None, list[TaskRecord], Collection[str]]:
             # Which queues have limits rides on the transaction's first statement.
             row = await conn.fetchrow(_limits.XID_AND_ANY_LIMITS)
+            if not expired_only:
+                self._limits_held = row["held"]  # until limits are gone, claim here
             tasks = await claims.claim_tasks(
                 conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
                 limit=limit, exclude=exclude, expired_only=expired_only,
