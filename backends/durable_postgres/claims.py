@@ -1,12 +1,13 @@
 """Claims: leasing runs and activity tasks, and firing due timers, across processes.
 
 Every claim is one statement that picks candidates with ``FOR UPDATE SKIP LOCKED`` and
-updates them in place, inside the caller's transaction. SKIP LOCKED means concurrent
-claimers (any number of workers on any number of machines) never wait for one another and
-never get the same row: a row another transaction has locked is passed over, and a row
-another transaction changed and committed since this statement's snapshot is re-checked
-against the WHERE clause before it is locked (READ COMMITTED's EvalPlanQual), so a run
-claimed a moment ago, no longer ready, is not claimed again.
+updates them in place: a transaction of its own (``alone``, the common case: no BEGIN and
+COMMIT round trips) or inside the caller's (tasks on queues with limits). SKIP LOCKED
+means concurrent claimers (any number of workers on any number of machines) never wait for
+one another and never get the same row: a row another transaction has locked is passed
+over, and a row another transaction changed and committed since this statement's snapshot
+is re-checked against the WHERE clause before it is locked (READ COMMITTED's
+EvalPlanQual), so a run claimed a moment ago, no longer ready, is not claimed again.
 """
 
 from __future__ import annotations

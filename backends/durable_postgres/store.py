@@ -150,7 +150,9 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
       in a later statement, the item.
     - the claim locks the row first: send's UPDATE waits for the claim to commit, then
       sets ``ready`` again on the new row version, so the item (invisible to the claim,
-      being uncommitted) is left for the next claim, by this owner or another.
+      being uncommitted) is left for the next claim, by this owner or another. (The claim
+      commits alone before it reads the inbox: an item committed in between is read by it
+      and again by the next claim; the worker takes each item once, by id.)
     - send holds the row when the claim scans: SKIP LOCKED passes the run over; it is
       ready once send commits.
 
