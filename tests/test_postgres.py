@@ -583,6 +583,47 @@ async def test_own_notifications_are_not_forwarded_twice(url: str) -> None:
         assert hub.generation == before + 2
 
 
+async def test_the_stores_of_a_process_share_one_listener(url: str, admin: Any) -> None:
+    """A worker and its client each open a store on the same database: one LISTEN
+    connection serves both, so a notification from another process reaches their hub once
+    (it woke every waiter once per store, and each wake-up cost a claim that found
+    nothing). The listener lives until the last of them closes."""
+    async with PostgresStore(url) as a, PostgresStore(url) as b:
+        assert a.hub is b.hub
+        assert a._listener is b._listener
+        pid = a._listener.server_pid if a._listener is not None else None
+        listening = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE 'LISTEN%'", pid
+        )
+        assert listening == 1
+        async with PostgresStore(url.replace("postgresql", "postgres", 1)) as other:
+            assert other.hub is not a.hub
+            before = a.hub.generation
+            await other.create_run(_run(1, time.time()), if_exists="error")
+            deadline = time.monotonic() + 10
+            while not a.hub.notified_since([run_topic("wf-1")], before):
+                assert time.monotonic() < deadline, "the other process's NOTIFY never came"
+                await asyncio.sleep(0.01)
+            # A later commit of the other hub: once heard, any second copy of the first
+            # would have been heard too (a connection gets notifications in commit order).
+            await other.create_run(_run(2, time.time()), if_exists="error")
+            while not a.hub.notified_since([run_topic("wf-2")], before + 1):
+                assert time.monotonic() < deadline, "the other process's NOTIFY never came"
+                await asyncio.sleep(0.01)
+            assert a.hub.generation == before + 2  # each once, not once per store
+        await a.aclose()
+        assert b.listening  # still served after the first store closed
+        before = b.hub.generation
+        async with PostgresStore(url.replace("postgresql", "postgres", 1)) as other:
+            await other.create_run(_run(3, time.time()), if_exists="error")
+            deadline = time.monotonic() + 10
+            while not b.hub.notified_since([run_topic("wf-3")], before):
+                assert time.monotonic() < deadline, "the other process's NOTIFY never came"
+                await asyncio.sleep(0.01)
+    closed = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+    assert closed == 0  # the last store closed it
+
+
 async def test_listener_loss_falls_back_to_polling(
     store: PostgresStore, admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

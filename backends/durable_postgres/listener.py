@@ -38,6 +38,8 @@ __all__ = [
     "Listener",
     "encode_payload",
     "hub_origin",
+    "listen",
+    "unlisten",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,8 +87,46 @@ def decode_payload(payload: str) -> tuple[str, list[str]]:
     return origin, body.split(",")
 
 
+# The listeners in use, by (hub, channel, event loop), with how many stores use each.
+_shared: dict[tuple[Hub, str, asyncio.AbstractEventLoop], tuple[Listener, int]] = {}
+
+
+async def listen(connect: Callable[[], Awaitable[Any]], channel: str, hub: Hub) -> Listener:
+    """The listener feeding ``hub`` from ``channel`` in the running event loop: started by
+    the first store that asks (``connect`` makes its connection), shared by the stores
+    opened after it (a worker's and its client's): one LISTEN connection, and each
+    notification given to the hub once, not once per store (each a wake-up of every
+    waiter, and a claim that finds nothing). Give it back with `unlisten`."""
+    key = (hub, channel, asyncio.get_running_loop())
+    if key not in _shared:
+        listener = Listener(connect, channel, hub)
+        await listener.start()
+        if key not in _shared:
+            _shared[key] = (listener, 0)
+        else:  # another store started one meanwhile
+            await listener.aclose()
+    listener, users = _shared[key]
+    _shared[key] = (listener, users + 1)
+    return listener
+
+
+async def unlisten(listener: Listener) -> None:
+    """A store is done with ``listener`` (from `listen`): the last one closes it."""
+    key = (listener._hub, listener._channel, asyncio.get_running_loop())
+    entry = _shared.get(key)
+    if entry is None or entry[0] is not listener:  # not shared (or from another loop)
+        await listener.aclose()
+        return
+    if entry[1] > 1:
+        _shared[key] = (listener, entry[1] - 1)
+        return
+    del _shared[key]
+    await listener.aclose()
+
+
 class Listener:
-    """Owns the LISTEN connection of one store and its reconnecting background task."""
+    """Owns a LISTEN connection and its reconnecting background task (shared by the stores
+    of one process, database and event loop: `listen`)."""
 
     def __init__(self, connect: Callable[[], Awaitable[Any]], channel: str, hub: Hub) -> None:
         self._connect = connect

@@ -63,7 +63,7 @@ from . import limits as _limits
 from . import repair as _repair
 from .connection import Database, Fold, is_connection_error, parse_url
 from .finish import MAX_GROUP, Finish, finish_tasks
-from .listener import Listener, hub_origin
+from .listener import Listener, hub_origin, listen, unlisten
 from .listing import Listing
 from .logs import Logs
 from .queries import QueryRows
@@ -212,8 +212,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
             async with self._db.pool.acquire() as conn:
                 await migrate(conn, self._info.schema, url=self.url)
                 await ensure_extra_indexes(conn, self._info.schema, url=self.url)
-            listener = Listener(self._db.connect, self._info.channel, self.hub)
-            await listener.start()
+            listener = await listen(self._db.connect, self._info.channel, self.hub)
         except BaseException as exc:
             await self._db.close()
             if is_connection_error(exc):
@@ -229,7 +228,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         self._state = "closed"
         listener, self._listener = self._listener, None
         if listener is not None:
-            await listener.aclose()
+            await unlisten(listener)
         await self._db.close()
 
     async def wait(self, topics: Collection[str], timeout: float, since: int | None = None) -> None:
