@@ -46,7 +46,6 @@ from .store import (
     CLOSED_STATUSES,
     TOPIC_RUNS,
     TOPIC_STATUS,
-    TOPIC_TASKS,
     TOPIC_TIMERS,
     NewRun,
     NewTask,
@@ -55,6 +54,7 @@ from .store import (
     run_topic,
     steps_topic,
 )
+from .topics import tasks_topic
 
 __all__ = [
     "Delivery",
@@ -327,7 +327,7 @@ class _Planner:
             out.tasks.append(task)
             self.tasks[task.task_id] = (task.lease_owner, task.attempt)
             if task.lease_owner is None:
-                topics.add(TOPIC_TASKS if task.visible_at <= now else TOPIC_TIMERS)
+                topics.add(tasks_topic(task.queue) if task.visible_at <= now else TOPIC_TIMERS)
         for task_id in step.finished_tasks:
             out.finished.append(task_id)
             self.tasks.pop(task_id, None)

@@ -50,13 +50,13 @@ from .retry import AttemptResult
 from .steps import readable_value
 from .store import (
     EXTERNAL_OWNER,
-    TOPIC_TASKS,
     Store,
     TaskOutcome,
     TaskRecord,
     WorkerRecord,
 )
 from .tokens import TaskToken
+from .topics import tasks_topics
 
 if TYPE_CHECKING:
     from .client import Client
@@ -185,6 +185,7 @@ class TaskService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         key = (queue, None if names is None else tuple(names))
+        topics = tasks_topics([queue])
         while True:
             found_empty = self._empty.get(key)
             remaining = deadline - loop.time()
@@ -197,8 +198,8 @@ class TaskService:
                 # claim at most `POLL_RECHECK` later; every poll claims at least once.
                 since, at = found_empty
                 recheck = at + POLL_RECHECK - loop.time()
-                if recheck > 0 and not store.hub.notified_since([TOPIC_TASKS], since):
-                    await store.wait([TOPIC_TASKS], min(remaining, recheck), since=since)
+                if recheck > 0 and not store.hub.notified_since(topics, since):
+                    await store.wait(topics, min(remaining, recheck), since=since)
                     continue
             mark = store.watermark()
             started = loop.time()
@@ -232,7 +233,7 @@ class TaskService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
-            await store.wait([TOPIC_TASKS], min(remaining, POLL_RECHECK), since=mark)
+            await store.wait(topics, min(remaining, POLL_RECHECK), since=mark)
 
     async def _hand_out(
         self, store: Store, worker: str, tasks: list[TaskRecord], now: float

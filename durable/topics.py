@@ -5,6 +5,8 @@ what; `durable.store` re-exports these names.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "TOPIC_ANSWERS",
     "TOPIC_LIMITS",
@@ -16,11 +18,15 @@ __all__ = [
     "TOPIC_TIMERS",
     "run_topic",
     "steps_topic",
+    "tasks_topic",
+    "tasks_topics",
 ]
 
 # Work: what workers wait for.
 TOPIC_RUNS = "runs"  # a run was created or became ready
-TOPIC_TASKS = "tasks"  # an activity task was queued or requeued
+# An activity task was queued or requeued on a queue not named (every poller of any queue
+# looks); a task queued by a step names its queue instead (`tasks_topic`).
+TOPIC_TASKS = "tasks"
 TOPIC_TIMERS = "timers"  # a timer or a delayed task was created
 TOPIC_LIMITS = "limits"  # a queue's limits changed (workers re-read which queues have any)
 TOPIC_QUERIES = "queries"  # a client left a query for a run (durable.queries)
@@ -40,3 +46,15 @@ def steps_topic(workflow_id: str) -> str:
     """The topic notified when a step of the workflow's run is committed (new journal
     entries); apart from `run_topic`, so ``result()`` waiters sleep through steps."""
     return f"steps:{workflow_id}"
+
+
+def tasks_topic(queue: str) -> str:
+    """The topic notified when a step queues an activity task on ``queue``: what workers and
+    remote pollers of that queue wait on (with `TOPIC_TASKS`), so a task queued for one
+    queue does not send the pollers of every other queue to claim nothing."""
+    return f"tasks:{queue}"
+
+
+def tasks_topics(queues: Iterable[str]) -> list[str]:
+    """What a poller of ``queues`` waits on: `TOPIC_TASKS` and each queue's `tasks_topic`."""
+    return [TOPIC_TASKS, *(tasks_topic(q) for q in queues)]

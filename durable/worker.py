@@ -70,6 +70,7 @@ from .store import (
     WorkerRecord,
     open_store,
 )
+from .topics import tasks_topics
 
 if TYPE_CHECKING:
     from .client import Client
@@ -179,6 +180,7 @@ class Worker(RunStepping, ActivityAttempts, QueryAnswering):
             found |= {d.queue for d in self.activities.values() if d.queue is not None}
             queues = sorted(found) or ["default"]
         self.queues = tuple(queues)
+        self._task_topics = tasks_topics(self.queues)  # what the task loop waits for
         if self.workflows:  # the batches of durable.map(..., batch_size=), on any queue
             self.workflows.setdefault(BATCH_WORKFLOW, workflow_definition(batch))
         self.max_concurrency = max_concurrency
@@ -444,11 +446,11 @@ class Worker(RunStepping, ActivityAttempts, QueryAnswering):
         for d in self._drivers.values():
             if d.local or d.pending or d.stepping or d.finishing:
                 return None
-        topics = {"runs": TOPIC_RUNS, "tasks": TOPIC_TASKS}
+        topics = {"runs": [TOPIC_RUNS], "tasks": self._task_topics}
         wanted = (["runs"] if self.workflows else []) + (["tasks"] if self.activities else [])
         for key in wanted:
             mark = self._idle_marks[key]
-            if mark is None or self.store.hub.notified_since([topics[key]], mark):
+            if mark is None or self.store.hub.notified_since(topics[key], mark):
                 return None
         return self._work_started
 
@@ -506,7 +508,7 @@ class Worker(RunStepping, ActivityAttempts, QueryAnswering):
                 self._spawn(self._run_claimed(task))
             if not tasks:
                 self._idle_marks["tasks"] = mark
-                await self.store.wait([TOPIC_TASKS], POLL_INTERVAL, since=mark)
+                await self.store.wait(self._task_topics, POLL_INTERVAL, since=mark)
             else:
                 self._idle_marks["tasks"] = None
 

@@ -16,7 +16,6 @@ from durable.plan import Delivery, RunState, RunUpdate, Snapshot, lookups, plan,
 from durable.store import (
     TOPIC_RUNS,
     TOPIC_STATUS,
-    TOPIC_TASKS,
     TOPIC_TIMERS,
     JournalEntry,
     NewRun,
@@ -27,6 +26,7 @@ from durable.store import (
     run_topic,
     steps_topic,
 )
+from durable.topics import tasks_topic
 
 NOW = 100.0
 
@@ -164,7 +164,7 @@ def test_topics_of_tasks_timers_status_and_publishing() -> None:
         status="running",
     )
     assert plan([s], snap(running("r", status="pending")), NOW).topics == {
-        TOPIC_TASKS,
+        tasks_topic("q"),  # its queue's pollers look; those of other queues sleep on
         TOPIC_TIMERS,
         TOPIC_STATUS,  # its status changed: live views hear of it
         run_topic("w"),
@@ -350,7 +350,13 @@ def test_an_accepted_step_writes_all_it_carries_and_one_exact_run_update() -> No
     )
     assert (p.timers, p.cancelled_timers) == ([("r", 3, NOW + 60, b"tm")], [("r", 1)])
     # a task due now, a timer, new steps (a status change: live views hear of it)
-    assert p.topics == {run_topic("w"), TOPIC_TASKS, TOPIC_TIMERS, TOPIC_STATUS, steps_topic("w")}
+    assert p.topics == {
+        run_topic("w"),
+        tasks_topic("q"),
+        TOPIC_TIMERS,
+        TOPIC_STATUS,
+        steps_topic("w"),
+    }
     assert (p.closed, p.released, p.new_runs, p.deliveries) == ([], [], [], [])
 
 

@@ -968,3 +968,49 @@ async def test_a_claim_that_took_all_there_was_is_not_repeated_at_once(
     assert took  # the start, the signal (one may be taken by a claim begun before the spy)
     early = [(at, n) for at, n in claims if any(0 <= at - t < 0.15 for t in took) and not n]
     assert early == [], claims
+
+
+@durable.activity
+async def pause(x: int) -> int:
+    await asyncio.sleep(0.5)
+    return x
+
+
+@durable.workflow
+async def pauses_then_uses_remote(x: int) -> int:
+    return await remote_double(await pause(x))
+
+
+async def test_a_task_queued_on_another_queue_does_not_send_the_worker_to_claim(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A step that queues a task names its queue (durable.topics.tasks_topic): a worker
+    # serving other queues sleeps on, where it used to claim tasks and find none, beside
+    # the step's own commit. (The task is queued after a local activity, by the worker's
+    # own commits alone: on SQLite another connection's commit wakes every poller of work,
+    # which is how other processes' commits are seen.)
+    async with durable.Worker(
+        client, workflows=[pauses_then_uses_remote], activities=[pause], queues=["default"]
+    ) as worker:
+        handle = await client.start(pauses_then_uses_remote, 4)
+        await wait_for_kind(handle, "activity_scheduled")
+        await asyncio.sleep(0.1)  # the worker's claims after the start are done
+        claims: list[dict[str, Any]] = []
+        original = worker.store.claim_tasks
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            if not kwargs.get("expired_only"):  # not the sweep for lost attempts
+                claims.append(kwargs)
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(worker.store, "claim_tasks", counting)
+        for _ in range(400):  # until remote_double is scheduled, after pause
+            kinds = [e.kind for e in await handle.history()]
+            if kinds.count("activity_scheduled") == 2:
+                break
+            await asyncio.sleep(0.025)
+        await asyncio.sleep(0.3)
+        assert kinds.count("activity_scheduled") == 2
+        assert claims == []
+        async with durable.Worker(client, activities=[remote_double], queues=["elsewhere"]):
+            assert await handle.result(timeout=20) == 8

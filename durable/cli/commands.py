@@ -18,7 +18,15 @@ from typing import Any
 from ..client import Client, WorkflowDescription, WorkflowHandle
 from ..errors import WorkflowAlreadyExists, WorkflowCancelled, WorkflowFailed
 from ..steps import readable_value
-from ..store import CLOSED_STATUSES, TOPIC_RUNS, TOPIC_TASKS, Store, run_topic
+from ..store import (
+    CLOSED_STATUSES,
+    TOPIC_RUNS,
+    TOPIC_STEPS,
+    TOPIC_TASKS,
+    Store,
+    run_topic,
+    steps_topic,
+)
 from . import render
 
 __all__ = [
@@ -230,8 +238,10 @@ async def _follow(client: Client, handle: WorkflowHandle[Any], view: render.RunV
     """Print each step as it changes, and a progress line, until the run closes."""
     store = await _store(client)
     # Its own topic says when the run's status changes; a step that ends makes the run
-    # ready (runs) and one that begins queues a task (tasks). FOLLOW_POLL bounds the rest.
-    topics = [run_topic(handle.id), TOPIC_RUNS, TOPIC_TASKS]
+    # ready (runs), one that begins is journaled (its steps topic; TOPIC_STEPS where a
+    # NOTIFY had no room to name it) and a retry is queued (tasks). FOLLOW_POLL bounds the
+    # rest.
+    topics = [run_topic(handle.id), steps_topic(handle.id), TOPIC_STEPS, TOPIC_RUNS, TOPIC_TASKS]
     seen = {s.seq: (s.status, len(s.attempts)) for s in view.steps}
     run_id, shown = view.description.run_id, ""
     print()

@@ -77,7 +77,8 @@ from ..client import Client, WorkflowHandle
 from ..clock import RealClock, VirtualClock
 from ..errors import StoreError
 from ..replayer import replay
-from ..store import CLOSED_STATUSES, TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, run_topic
+from ..store import CLOSED_STATUSES, TOPIC_RUNS, TOPIC_TIMERS, run_topic
+from ..topics import tasks_topics
 from ..worker import Worker
 
 __all__ = ["WorkflowEnvironment", "replay"]
@@ -271,7 +272,12 @@ class WorkflowEnvironment:
             return  # something happened while we read the run (another task's call)
         if look.next_due is None:
             # Blocked on something only the test can send (a signal): wait for it.
-            topics = [TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, run_topic(handle.id)]
+            topics = [
+                TOPIC_RUNS,
+                TOPIC_TIMERS,
+                run_topic(handle.id),
+                *tasks_topics(self.worker.queues),
+            ]
             await self.worker.store.hub.wait(topics, RESULT_SLICE, since=look.generation)
             return
         assert isinstance(self._clock, VirtualClock)
