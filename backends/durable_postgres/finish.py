@@ -30,22 +30,29 @@ MAX_GROUP = 500  # most finish_task calls one transaction takes
 #: `finish_task`'s arguments: (task_id, owner, attempt, outcome, now).
 Finish = tuple[str, str, int, TaskOutcome, float]
 
-# The transaction's first statement: its id, and the group's runs locked in id order. The
-# runs are found first (an InitPlan: the lock scans `runs` by id, with no join a concurrent
-# update could make it lose rows: see `durable_postgres.claims.wake`).
-_XID_AND_LOCK_RUNS = """
-WITH locked AS (
-    SELECT run_id FROM runs
+# The transaction's first statement: its id, the group's runs locked in id order, then
+# their tasks in task id order. The runs are found first (an InitPlan: the lock scans `runs`
+# by id, with no join a concurrent update could make it lose rows: see
+# `durable_postgres.claims.wake`); the tasks are locked by a LATERAL subquery that reads
+# the locked runs' array, so it runs after every run is locked. Locked rows are read as
+# they are once locked (a run closed by a commit that ended while this one waited for its
+# lock is seen closed), which is why ``closed_at`` comes from the runs' lock, not from a
+# join. One row per task found, or one row of NULL task columns when none is.
+_LOCK = """
+WITH locked AS MATERIALIZED (
+    SELECT run_id, closed_at FROM runs
     WHERE run_id = ANY(ARRAY(SELECT DISTINCT run_id FROM tasks WHERE task_id = ANY($1::text[])))
     ORDER BY run_id FOR UPDATE
+), held AS (
+    SELECT ARRAY(SELECT run_id FROM locked) AS runs
 )
-SELECT txid_current() AS xid, ARRAY(SELECT run_id FROM locked) AS runs
-"""
-_LOCK_TASKS = """
-SELECT t.task_id, t.run_id, t.lease_owner, t.attempt, r.closed_at,
-    EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) AS limited
-FROM tasks t JOIN runs r ON r.run_id = t.run_id
-WHERE t.task_id = ANY($1::text[]) ORDER BY t.task_id FOR UPDATE OF t
+SELECT txid_current() AS xid, x.*, locked.closed_at FROM held LEFT JOIN LATERAL (
+    SELECT t.task_id, t.run_id, t.lease_owner, t.attempt,
+        EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) AS limited
+    FROM tasks t
+    WHERE t.task_id = ANY($1::text[]) AND cardinality(held.runs) > 0
+    ORDER BY t.task_id FOR UPDATE
+) x ON true LEFT JOIN locked ON locked.run_id = x.run_id
 """
 # The group's writes and its NOTIFY in one statement: the items delivered to their runs'
 # inboxes in order and those runs marked ready (as `durable_postgres.commit.deliver`), the
@@ -75,13 +82,14 @@ async def finish_tasks(
     """End each of ``items`` in order inside the caller's transaction (`Database.write_folded`:
     the transaction id and the NOTIFY ride on its statements): the transaction id, whether
     each was accepted (its task still leased to that owner at that attempt: one end per
-    task, the first), and the topics. Three statements for a group of ends; a retry or
+    task, the first), and the topics. Two statements for a group of ends; a retry or
     release (rare: completions are ends) is one more each."""
     ids = sorted({item[0] for item in items})
-    first = await conn.fetchrow(_XID_AND_LOCK_RUNS, ids)
-    if not first["runs"]:
-        return first["xid"], [False] * len(items), set()
-    rows = {row["task_id"]: row for row in await conn.fetch(_LOCK_TASKS, ids)}
+    locked = await conn.fetch(_LOCK, ids)
+    xid = locked[0]["xid"]
+    rows = {row["task_id"]: row for row in locked if row["task_id"] is not None}
+    if not rows:
+        return xid, [False] * len(items), set()
     done: list[bool] = []
     topics: set[str] = set()
     deleted: list[str] = []
@@ -122,4 +130,4 @@ async def finish_tasks(
             fold.channel,
             fold.payload(topics) if topics else None,
         )
-    return first["xid"], done, topics
+    return xid, done, topics
