@@ -469,6 +469,48 @@ async def test_a_claim_whose_answer_was_lost_hands_its_runs_out_again(
     assert [c.run.run_id for c in claimed] == ["run-4"]
 
 
+async def test_a_task_claim_whose_answer_was_lost_hands_its_tasks_out_again(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for runs: a claim of tasks committed, its answer lost with the connection. The
+    retried claim takes the same tasks, as fresh ones, at once: left leased and unseen,
+    each would wait for its lease to expire and then count as a lost attempt."""
+    now = time.time()
+    await store.create_run(_run(0, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=1
+    )
+    new = [NewTask(f"run-0:{i}", "run-0", "wf-0", i, "a", "default", b"", now) for i in (2, 3)]
+    step = StepCommit("run-0", "w", 0, [JournalEntry(1, "m", now, b"")], new_tasks=new)
+    assert await store.commit_steps([step], now) == [True]
+    kw: dict[str, Any] = {"now": now, "lease_until": now + 60, "limit": 1}
+    [held] = await store.claim_tasks("x", queues=["default"], names=["a"], **kw)
+    real = pg_claims.claim_tasks_alone
+    calls, losses = 0, 1
+
+    async def lost(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls, losses
+        calls += 1
+        claimed = await real(conn, *args, **kwargs)
+        if losses:
+            losses -= 1
+            assert claimed  # committed: leased to "x"
+            raise ConnectionResetError("the answer was lost")
+        return claimed
+
+    monkeypatch.setattr(pg_claims, "claim_tasks_alone", lost)
+    kw["lease_until"] = now + 61  # another claim of the same owner: its own lease
+    kw["limit"] = 5
+    claimed = await store.claim_tasks("x", queues=["default"], names=["a"], **kw)
+    assert calls == 2
+    other = ({"run-0:2", "run-0:3"} - {held.task_id}).pop()
+    assert [(t.task_id, t.status) for t in claimed] == [(other, "queued")]
+    # The task held by the same owner's earlier claim was left alone.
+    task = await store.read_task(held.task_id)
+    assert task is not None
+    assert (task.status, task.lease_expires_at) == ("running", now + 60)
+
+
 async def test_send_during_claims_never_strands_an_item(store: PostgresStore, admin: Any) -> None:
     """Sends racing claims and step commits: afterwards every run holding inbox items is
     ready (or still leased), so some claim will pick them up."""

@@ -27,6 +27,7 @@ from .schema import RUN_COLUMNS, TASK_COLUMNS, prefixed, run_record, task_record
 
 __all__ = [
     "UNCLAIM_RUNS",
+    "UNCLAIM_TASKS",
     "claim_runs",
     "claim_runs_sql",
     "claim_tasks",
@@ -140,6 +141,17 @@ UPDATE runs SET ready = true WHERE run_id = ANY(ARRAY(
     SELECT run_id FROM runs
     WHERE lease_owner = $1 AND lease_expires_at = $2 AND NOT ready AND closed_at IS NULL
     ORDER BY run_id FOR UPDATE
+))
+"""
+
+# The same for an ``alone`` claim of tasks: they are queued again as they were (a task a
+# lost claim took over from a dead worker comes back queued, its lost attempt uncounted).
+UNCLAIM_TASKS = """
+UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL
+WHERE task_id = ANY(ARRAY(
+    SELECT task_id FROM tasks
+    WHERE status = 'running' AND lease_owner = $1 AND lease_expires_at = $2
+    ORDER BY task_id FOR UPDATE
 ))
 """
 

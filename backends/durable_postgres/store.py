@@ -544,10 +544,18 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
 
         if not expired_only and not self._limits_held:
             # Where no queue has limits, one statement outside a transaction.
-            claim = functools.partial(
-                claims.claim_tasks_alone, owner=owner, queues=queues, names=names, now=now,
-                lease_until=lease_until, limit=limit, exclude=exclude,
-            )  # fmt: skip
+            tries = 0
+
+            async def claim(conn: Any) -> list[TaskRecord] | None:
+                nonlocal tries
+                tries += 1
+                if tries > 1:  # as in claim_runs: what a lost answer's claim took is free
+                    await conn.execute(claims.UNCLAIM_TASKS, owner, lease_until)
+                return await claims.claim_tasks_alone(
+                    conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
+                    limit=limit, exclude=exclude,
+                )  # fmt: skip
+
             alone = await self._db.read(claim)
             if alone is not None:
                 return alone
