@@ -15,6 +15,7 @@ from . import children, journal, payload, repair, steplogs, steps
 from .asking import QueryMethods
 from .errors import RemoteError, WorkflowCancelled, WorkflowFailed, WorkflowNotFound
 from .store import CLOSED_STATUSES, RunRecord, run_topic
+from .topics import end_topic
 from .updates import send_update
 
 if TYPE_CHECKING:
@@ -141,7 +142,8 @@ class WorkflowHandle(QueryMethods, Generic[T]):
             if self.client._waiter is not None:
                 await self.client._waiter(self)  # time skipping (durable.testing)
             else:
-                await store.wait([run_topic(self.id)], min(remaining, RESULT_POLL), since=mark)
+                # Only a close is news here (a start, a problem or a published value is not).
+                await store.wait([end_topic(self.id)], min(remaining, RESULT_POLL), since=mark)
 
     def _outcome(self, run: RunRecord) -> T:
         if run.status == "completed":

@@ -54,7 +54,7 @@ from .store import (
     run_topic,
     steps_topic,
 )
-from .topics import tasks_topic
+from .topics import end_topic, tasks_topic
 
 __all__ = [
     "Delivery",
@@ -311,6 +311,8 @@ class _Planner:
         closing = status in CLOSED_STATUSES
         if status != state.status or closing:
             topics.update((run_topic(workflow_id), TOPIC_STATUS))
+            if closing:
+                topics.add(end_topic(workflow_id))
         if entries:
             topics.add(steps_topic(workflow_id))
             out.journal.extend([(run_id, e.seq, e.kind, e.time, e.data) for e in entries])

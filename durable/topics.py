@@ -16,6 +16,7 @@ __all__ = [
     "TOPIC_STEPS",
     "TOPIC_TASKS",
     "TOPIC_TIMERS",
+    "end_topic",
     "run_topic",
     "steps_topic",
     "tasks_topic",
@@ -40,6 +41,13 @@ def run_topic(workflow_id: str) -> str:
     """The topic notified when a workflow's state changes (created, status, published,
     continued): what ``result()`` and ``read()`` wait on."""
     return f"run:{workflow_id}"
+
+
+def end_topic(workflow_id: str) -> str:
+    """The topic notified when a run of the workflow closes (with `run_topic`): what
+    ``result()`` waits on, so it sleeps through the run's start (``running``), a problem
+    noted or a value published, where it used to read the run again each time."""
+    return f"end:{workflow_id}"
 
 
 def steps_topic(workflow_id: str) -> str:

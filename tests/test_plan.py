@@ -26,7 +26,7 @@ from durable.store import (
     run_topic,
     steps_topic,
 )
-from durable.topics import tasks_topic
+from durable.topics import end_topic, tasks_topic
 
 NOW = 100.0
 
@@ -373,7 +373,8 @@ def test_each_kind_of_change_tells_the_runs_topic() -> None:
     closing = plan([step(status="completed")], snap(running("r", status="completed")), NOW)
     assert closing.accepted == [False]  # closed runs are fenced out
     finishing = plan([step(status="completed")], snap(running("r")), NOW)
-    assert finishing.topics == {run_topic("w"), steps, TOPIC_STATUS}
+    # ... and a close notifies ``end:<id>`` too: what result() waits on.
+    assert finishing.topics == {run_topic("w"), steps, TOPIC_STATUS, end_topic("w")}
     timer = plan([step(new_timers=[NewTimer("r", 2, NOW + 1, b"")])], snap(running("r")), NOW)
     assert timer.topics == {TOPIC_TIMERS, steps}
     quiet = plan(

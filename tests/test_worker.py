@@ -1014,3 +1014,33 @@ async def test_a_task_queued_on_another_queue_does_not_send_the_worker_to_claim(
         assert claims == []
         async with durable.Worker(client, activities=[remote_double], queues=["elsewhere"]):
             assert await handle.result(timeout=20) == 8
+
+
+@durable.workflow
+async def publishes_then_waits(x: int) -> int:
+    durable.publish("stage", "started")
+    await pause(x)
+    durable.publish("stage", "paused")
+    return await pause(x + 1)
+
+
+async def test_result_reads_the_run_when_it_closes_not_at_each_change(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # result() waits on the workflow's close (durable.topics.end_topic): the run's start,
+    # its published values and its steps do not each make it read the run again.
+    async with durable.Worker(client, workflows=[publishes_then_waits], activities=[pause]):
+        store = await client._open()
+        reads: list[str] = []
+        original = store.get_run
+
+        async def counting(workflow_id: str, run_id: str | None = None) -> Any:
+            found = await original(workflow_id, run_id)
+            if workflow_id == "watched":
+                reads.append(found.status if found is not None else "none")
+            return found
+
+        monkeypatch.setattr(store, "get_run", counting)
+        handle = await client.start(publishes_then_waits, 1, id="watched")
+        assert await handle.result(timeout=20) == 2
+    assert reads in (["pending", "completed"], ["running", "completed"]), reads

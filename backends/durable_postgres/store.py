@@ -57,6 +57,7 @@ from durable.store import (
     WorkerRecord,
     run_topic,
 )
+from durable.topics import end_topic
 
 from . import claims, commit, retention, workers
 from . import limits as _limits
@@ -399,7 +400,7 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
             )  # fmt: skip
             await commit.lock_tasks(conn, (), [run_id])
             await commit.close_leftovers(conn, [run_id])
-            topics = {TOPIC_STATUS, run_topic(row.workflow_id)}
+            topics = {TOPIC_STATUS, run_topic(row.workflow_id), end_topic(row.workflow_id)}
             routed = await commit.route_one(conn, parent_item, now) if parent_item else None
             if routed is not None:
                 await commit.deliver(conn, [routed])

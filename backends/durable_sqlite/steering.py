@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 from durable.notify import Hub
 from durable.repair import Fork, Reopen
 from durable.store import TOPIC_RUNS, TOPIC_STATUS, Outgoing, run_topic
+from durable.topics import end_topic
 
 from . import repair as _repair
 from . import steps as _steps
@@ -58,7 +59,7 @@ class Steering:
                 (error, now, now, length + 1, run_id),
             )
             _steps.close_runs(db, [run_id])
-            topics = {TOPIC_STATUS, run_topic(workflow_id)}
+            topics = {TOPIC_STATUS, run_topic(workflow_id), end_topic(workflow_id)}
             routed = _steps.route_one(db, parent_item, now) if parent_item else None
             if routed is not None:
                 _steps.deliver(db, [routed])

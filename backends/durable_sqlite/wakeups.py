@@ -36,7 +36,7 @@ import aiosqlite
 from durable.errors import StoreError
 from durable.notify import Hub
 from durable.store import TOPIC_RUNS, TOPIC_STATUS, TOPIC_TASKS, TOPIC_TIMERS, run_topic
-from durable.topics import TOPIC_ANSWERS, TOPIC_QUERIES
+from durable.topics import TOPIC_ANSWERS, TOPIC_QUERIES, end_topic
 
 from . import transact as _tx
 
@@ -54,6 +54,7 @@ _WORK_TOPICS = frozenset(
     {TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TOPIC_STATUS, TOPIC_QUERIES, TOPIC_ANSWERS}
 )
 _RUN_TOPIC = run_topic("")  # the prefix of every workflow's topic
+_END_TOPIC = end_topic("")  # ... and of its close's (``result()`` waits on that one)
 _OBSERVED_MAX = 10_000  # workflows whose last seen state a store remembers for its watcher
 _LOCAL_MAX = 2_000  # workflows whose last state written in this process is remembered: it
 # matters only until their waiters have read it; one forgotten costs a needless wake-up
@@ -140,7 +141,12 @@ class Wakeups:
         is compared with what this store's last `get_run` of it saw (``result()`` and
         ``read()`` query it so), by the watcher task the module docstring describes.
         """
-        workflows = [t[len(_RUN_TOPIC) :] for t in topics if t.startswith(_RUN_TOPIC)]
+        workflows = [
+            t[len(prefix) :]
+            for t in topics
+            for prefix in (_RUN_TOPIC, _END_TOPIC)
+            if t.startswith(prefix)
+        ]
         for workflow_id in workflows:
             count = self._watched.get(workflow_id, 0)
             self._watched[workflow_id] = count + 1
@@ -206,7 +212,8 @@ class Wakeups:
                     del self._observed[oldest]
                     break
         if not self._written_here(workflow_id, seen) and old != "unseen" and old != seen:
-            self.hub.notify([run_topic(workflow_id)])
+            # What changed is not said (the close, or only a step): both topics.
+            self.hub.notify([run_topic(workflow_id), end_topic(workflow_id)])
             return True
         return False
 
