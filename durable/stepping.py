@@ -37,6 +37,7 @@ from .journal import WORKFLOW_ADDRESSED
 from .replayer import engine_for, replay_journal
 from .steps import HISTORY_WARN
 from .store import (
+    TOPIC_RUNS,
     ClaimedRun,
     JournalEntry,
     NewStepLog,
@@ -55,6 +56,8 @@ T = TypeVar("T")
 Pending = tuple[str, bytes, float, int | None, ActivityContext | None, journal.Record | None]
 
 HISTORY_LIMIT = 200_000  # journal length past which a run is failed: use continue_as_new
+HAND_BACK_INITIAL = 0.1  # a run whose step the database failed is handed back after this...
+HAND_BACK_MAX = 2.0  # ...doubling up to this while the database does not answer
 
 
 class Driver:
@@ -255,6 +258,7 @@ class RunStepping(GroupCommit, StepRows):
             # worker's lease, or another's after it expires).
             logger.exception("Worker %s could not step run %s", self.worker_id, driver.run_id)
             self._forget(driver)
+            self._spawn(self._hand_back(driver.run_id))
         except Exception as exc:
             # A bug: park the run with the reason in describe().problem rather than retry
             # it blindly forever. Starting a worker (with the fix) unparks it.
@@ -438,6 +442,30 @@ class RunStepping(GroupCommit, StepRows):
                 self._trim_cache()
             return False
         return True
+
+    async def _hand_back(self, run_id: str) -> None:
+        """A run dropped because the database failed its step is still leased to this
+        worker and not ready, so no claim would take it before its lease expired
+        (`lease_seconds`, 30 s by default). As soon as the database answers, its lease is
+        made to end now (renewed until now), and a claim (this worker's, woken here) takes it
+        again from its journal."""
+        delay = HAND_BACK_INITIAL
+        while not self._stopping.is_set():
+            driver = self._drivers.get(run_id)
+            if driver is not None and driver.held:
+                return  # claimed again meanwhile (its lease lapsed, or was handed back)
+            now = self.clock.now()
+            try:
+                await self.store.heartbeat(
+                    self.worker_id, runs=[run_id], tasks={}, now=now, lease_until=now
+                )
+            except Exception as exc:
+                logger.debug("Handing back run %s failed (%r); trying again", run_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, HAND_BACK_MAX)
+                continue
+            self.store.hub.notify([TOPIC_RUNS])
+            return
 
     async def _park(self, driver: Driver, problem: str) -> None:
         logger.error("Parking run %s: %s", driver.run_id, problem)

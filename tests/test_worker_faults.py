@@ -519,3 +519,28 @@ async def test_a_heartbeat_racing_a_commit_does_not_call_a_finished_attempt_lost
         await handle.signal("go", "on")
         assert await handle.result(timeout=20) == "fourth-on"
     assert "lost its lease on task" not in caplog.text
+
+
+async def test_a_run_whose_step_the_database_failed_is_stepped_again_at_once(
+    client: durable.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails a step's commit (an outage past the store's retries): the worker
+    drops the run, which stays leased to it and not ready, so no claim took it before its
+    lease expired (here a minute). It is handed back as soon as the database answers, and
+    the worker takes it again at once."""
+    from durable.errors import StoreError
+
+    async with durable.Worker(client, workflows=[shipper], lease_seconds=60) as worker:
+        original = worker.store.commit_steps
+        failures = 0
+
+        async def fails_once(steps: Any, now: float) -> Any:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise StoreError("the database is out of reach (a test)")
+            return await original(steps, now)
+
+        monkeypatch.setattr(worker.store, "commit_steps", fails_once)
+        assert await client.execute(shipper, "x", timeout=10) == "shipped x"
+    assert failures == 1
