@@ -15,19 +15,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 from durable.limits import QueueLimits
 from durable.store import ClaimedRun, InboxItem, TaskRecord
 
 from . import limits as _limits
-from .connection import RELAXED
+from .connection import RELAXED, Database
 from .schema import RUN_COLUMNS, TASK_COLUMNS, prefixed, run_record, task_record
 
 __all__ = [
     "UNCLAIM_RUNS",
     "UNCLAIM_TASKS",
+    "alone",
     "claim_runs",
     "claim_runs_sql",
     "claim_tasks",
@@ -36,6 +37,8 @@ __all__ = [
     "fire_timers",
     "wake",
 ]
+
+T = TypeVar("T")
 
 # Claimable runs come from two index-driven scans: ready runs (runs_ready_idx, walked in
 # created_at order once per queue, so a claim reads about `limit` rows per queue however
@@ -232,6 +235,27 @@ SELECT LEAST(
      WHERE s.at + l.per > $1)
 )
 """
+
+
+async def alone(
+    db: Database, claim: Callable[[Any], Awaitable[T]], unclaim: str, owner: str, lease_until: float
+) -> T:
+    """``claim(conn)``, a claim that is a transaction of its own, retried as
+    `Database.read` retries a lost connection. The answer of a try may be lost after its
+    claim committed: a retry first frees what that claim took (``unclaim``, `UNCLAIM_RUNS`
+    or `UNCLAIM_TASKS`: the rows leased to ``owner`` until this very ``lease_until``, a
+    lease no other claim or renewal gives), so they need not wait for their lease to
+    expire (and tasks are not counted as lost attempts then)."""
+    tries = 0
+
+    async def once(conn: Any) -> T:
+        nonlocal tries
+        tries += 1
+        if tries > 1:
+            await conn.execute(unclaim, owner, lease_until)
+        return await claim(conn)
+
+    return await db.read(once)
 
 
 async def claim_runs(

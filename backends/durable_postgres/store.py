@@ -459,25 +459,14 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         if limit <= 0 or not queues or not names:
             return []
 
-        tries = 0
-
-        async def claim(conn: Any) -> list[ClaimedRun]:
-            nonlocal tries
-            tries += 1
-            if tries > 1:
-                # The connection was lost after an earlier try's claim committed, perhaps:
-                # the runs it leased (to this owner until this very lease_until) would wait
-                # for that lease to expire. They are claimable again by this claim.
-                await conn.execute(claims.UNCLAIM_RUNS, owner, lease_until)
-            return await claims.claim_runs(
-                conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
-                limit=limit, alone=True,
-            )  # fmt: skip
-
         # Outside a transaction: the claim commits alone, without waiting for the WAL flush
         # (a claim lost with the server is only work handed out again), then the inbox is
         # read: two round trips.
-        return await self._db.read(claim)
+        claim = functools.partial(
+            claims.claim_runs, owner=owner, queues=queues, names=names, now=now,
+            lease_until=lease_until, limit=limit, alone=True,
+        )  # fmt: skip
+        return await claims.alone(self._db, claim, claims.UNCLAIM_RUNS, owner, lease_until)
 
     async def commit_steps(self, steps: Sequence[StepCommit], now: float) -> list[bool]:
         """See `Store.commit_steps` and `durable_postgres.commit`.
@@ -545,19 +534,11 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
 
         if not expired_only and not self._limits_held:
             # Where no queue has limits, one statement outside a transaction.
-            tries = 0
-
-            async def claim(conn: Any) -> list[TaskRecord] | None:
-                nonlocal tries
-                tries += 1
-                if tries > 1:  # as in claim_runs: what a lost answer's claim took is free
-                    await conn.execute(claims.UNCLAIM_TASKS, owner, lease_until)
-                return await claims.claim_tasks_alone(
-                    conn, owner, queues=queues, names=names, now=now, lease_until=lease_until,
-                    limit=limit, exclude=exclude,
-                )  # fmt: skip
-
-            alone = await self._db.read(claim)
+            claim = functools.partial(
+                claims.claim_tasks_alone, owner=owner, queues=queues, names=names, now=now,
+                lease_until=lease_until, limit=limit, exclude=exclude,
+            )  # fmt: skip
+            alone = await claims.alone(self._db, claim, claims.UNCLAIM_TASKS, owner, lease_until)
             if alone is not None:
                 return alone
 
