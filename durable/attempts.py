@@ -186,43 +186,54 @@ class ActivityAttempts:
     async def _attempt_local(self, driver: Driver, attempt: Attempt) -> bool:
         """Run a local attempt and hand its outcome on; whether the caller is to step the
         run now (the fast path: the result rides the run's next step)."""
-        spec = dict(attempt.spec)
-        spec["_seq"] = journal.parse_task_id(attempt.task_id)[1]
-        if attempt.context.cancelled:
+        seq = journal.parse_task_id(attempt.task_id)[1]
+        ctx = attempt.context
+        if ctx.cancelled:
             # The workflow gave up on it while it waited for a slot: run nothing.
             error = RemoteError(
                 "CancelledError", f"Activity {attempt.definition.name!r} was cancelled"
             )
             result = AttemptResult(error=error, cancelled=True)
         else:
-            attempt.context.started = True
-            attempt.context.started_at = self.clock.now()
-            result = await run_attempt(attempt)
-            self._ship_logs(attempt.context.logs)
-        scheduled = attempt.context.info.scheduled_at.timestamp()
-        outcome = self._decide(spec, attempt.attempt, scheduled, result, attempt.context)
-        if outcome.kind == "done" and driver.held and driver.run_id in self._drivers:
-            # The fast path: straight into the run's next step, one commit for both.
-            now = self.clock.now()
-            driver.pending.append(
-                (outcome.item_kind, outcome.item_data, now, None, attempt.context, outcome.record)
+            ctx.started = True
+            ctx.started_at = self.clock.now()
+            result = await run_attempt(attempt, seq)
+            self._ship_logs(ctx.logs)
+        fast = driver.held and driver.run_id in self._drivers
+        if result.error is None and fast:
+            # The fast path: straight into the run's next step, one commit for both (the
+            # record `retry.decide` would give, without the `TaskOutcome` around it).
+            done = retry.completed(
+                seq, result.result, attempt.attempt, ctx.started_at, self.worker_id
             )
-            driver.finishing[attempt.task_id] = attempt.context
-            driver.local.pop(attempt.task_id, None)
-            return self._kick(driver, spawn=False)
+            return self._ride(driver, attempt, done.KIND, journal.encode(done), done)
+        spec = dict(attempt.spec)
+        spec["_seq"] = seq
+        scheduled = ctx.info.scheduled_at.timestamp()
+        outcome = self._decide(spec, attempt.attempt, scheduled, result, ctx)
+        if outcome.kind == "done" and fast:  # failed for good: into the next step as well
+            return self._ride(driver, attempt, outcome.item_kind, outcome.item_data, outcome.record)
         try:
             await self.store.finish_task(
                 attempt.task_id, self.worker_id, attempt.attempt, outcome, self.clock.now()
             )
         except Exception:
             logger.exception("Could not record the end of activity task %s", attempt.task_id)
-            self._keep_undelivered(attempt.context, outcome)
+            self._keep_undelivered(ctx, outcome)
             return False
         driver.local.pop(attempt.task_id, None)
         if not driver.local and not driver.pending and not driver.stepping and driver.held:
             # Nothing more in flight here: the inbox item brings the run back.
             self._kick(driver, force=True)
         return False
+
+    def _ride(self, driver: Driver, attempt: Attempt, kind: str, data: bytes, record: Any) -> bool:
+        """Put the end of a local attempt into its run's next step (one commit for both);
+        whether the caller is to step the run now."""
+        driver.pending.append((kind, data, self.clock.now(), None, attempt.context, record))
+        driver.finishing[attempt.task_id] = attempt.context
+        driver.local.pop(attempt.task_id, None)
+        return self._kick(driver, spawn=False)
 
     async def _run_claimed(self, task: TaskRecord) -> None:
         try:

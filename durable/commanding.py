@@ -83,8 +83,8 @@ class StepRows:
         local: list[Attempt] = []
         limits_changed: bool | None = None  # since this worker last read them
         # Each command's journal entry (`_step` encoded its data): a task row's data is
-        # the same bytes, not encoded again.
-        encoded = {entry.seq: entry.data for entry in commit.entries}
+        # the same bytes, not encoded again. Entries run gapless from expected_length + 1.
+        entries, first = commit.entries, commit.expected_length + 1
         for cmd in commands:
             rec = cmd.record
             if isinstance(rec, journal.ActivityScheduled):
@@ -117,7 +117,7 @@ class StepRows:
                         seq=cmd.seq,
                         name=rec.name,
                         queue=rec.queue,
-                        data=encoded[cmd.seq],
+                        data=entries[cmd.seq - first].data,
                         visible_at=now,
                         lease_owner=owner,
                         lease_expires_at=now + self.lease_seconds if owner else None,
@@ -135,7 +135,7 @@ class StepRows:
                         seq=cmd.seq,
                         name=rec.name,
                         queue=run.queue,
-                        data=encoded[cmd.seq],
+                        data=entries[cmd.seq - first].data,
                         visible_at=now,
                         lease_owner=EXTERNAL_OWNER,
                         lease_expires_at=NEVER,

@@ -168,7 +168,9 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
         # Where records logged by the code go while it runs live (`durable.steplogs`).
         self.log_capture: Any = None
         self.tags: dict[str, str] = {}  # set by durable.set_tags in this run, merged
-        self.random = random.Random(run_id)
+        # `random` (made on first use: most runs never draw, and a seeded Random costs a
+        # SHA-512 of the run id and 2.5 KB of state per run in the worker's cache).
+        self._random: random.Random | None = None
         self._now = 0.0
         self._loop = WorkflowLoop(self)
         self._main: asyncio.Task[Any] | None = None
@@ -189,6 +191,15 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
         self._cancel_requested = False
 
     # -- driving ------------------------------------------------------------------------
+
+    @property
+    def random(self) -> random.Random:  # type: ignore[override]
+        """The run's deterministic source of randomness, seeded by its run id (or by the
+        seed its ``workflow_started`` records: a fork's)."""
+        found = self._random
+        if found is None:
+            found = self._random = random.Random(self.run_id)
+        return found
 
     @property
     def closed(self) -> bool:
@@ -305,7 +316,7 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
     def _start(self, rec: journal.WorkflowStarted) -> None:
         self.started_at = self._now
         if rec.seed is not None:  # a fork replays its source's random values (durable.repair)
-            self.random.seed(rec.seed)
+            self._random = random.Random(rec.seed)
         try:
             args, kwargs = payload.decode_args(self.definition.fn, rec.args)
             fit = layout(self.definition.fn)  # cached: most inputs bind without a Signature

@@ -42,28 +42,32 @@ class Attempt:
     context: ActivityContext
 
 
-async def run_attempt(attempt: Attempt) -> AttemptResult:
+async def run_attempt(attempt: Attempt, seq: int | None = None) -> AttemptResult:
     """Run ``attempt`` to its end; never raises except for the caller's own cancellation.
-    Its outcome and times go to `durable.telemetry.FIGURES`."""
+    Its outcome and times go to `durable.telemetry.FIGURES`. ``seq``: its step's seq when
+    the caller knows it (else read from the task id)."""
     began = time.perf_counter()
     ctx = attempt.context
+    info = ctx.info
     name = attempt.definition.name
-    seq = journal.parse_task_id(attempt.task_id)[1]
-    with (
-        tracing.activity_span(name, ctx.info, attempt.attempt, ctx.trace) as span,
-        steplogs.attempt(ctx.info.run_id, seq, attempt.attempt) as captured,
-    ):
-        result = await _run_attempt(attempt)
-        if result.error is not None:
-            tracing.fail(span, f"{result.error.type}: {result.error.message}")
+    if seq is None:
+        seq = journal.parse_task_id(attempt.task_id)[1]
+    with steplogs.attempt(info.run_id, seq, attempt.attempt) as captured:
+        if tracing.enabled():
+            with tracing.activity_span(name, info, attempt.attempt, ctx.trace) as span:
+                result = await _run_attempt(attempt)
+                if result.error is not None:
+                    tracing.fail(span, f"{result.error.type}: {result.error.message}")
+        else:  # no span to open or mark: not even a no-op context manager per attempt
+            result = await _run_attempt(attempt)
     ctx.logs = captured.rows()
     outcome = "completed" if result.error is None else "cancelled" if result.cancelled else "failed"
     waited = None
     if attempt.attempt == 1 and ctx.started_at is not None:
-        waited = ctx.started_at - ctx.info.scheduled_at.timestamp()
+        waited = ctx.started_at - info.scheduled_at.timestamp()
     FIGURES.attempt(
         name,
-        ctx.info.queue,
+        info.queue,
         outcome,
         time.perf_counter() - began,
         waited,
@@ -86,7 +90,9 @@ async def _run_attempt(attempt: Attempt) -> AttemptResult:
     token = _activity.set(ctx)
     try:
         if defn.is_async:
-            coro = _contained(defn.fn(*args, **kwargs))
+            coro = defn.fn(*args, **kwargs)
+            if timeout is not None or heartbeat_timeout is not None:
+                coro = _contained(coro)  # its own task: contained there (awaited here, below)
         else:
             call = functools.partial(
                 contextvars.copy_context().run, _contained_sync, defn.fn, *args, **kwargs
@@ -104,6 +110,10 @@ async def _run_attempt(attempt: Attempt) -> AttemptResult:
                 return _cancelled(defn)
             except Exception as failure:
                 return _failed(failure, spec)
+            except GeneratorExit:
+                raise  # the closing of this coroutine is asyncio's own
+            except BaseException as exited:  # SystemExit, KeyboardInterrupt... (`_Exited`)
+                return _failed(_Exited(exited), spec)
             return _succeeded(value, defn)
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
     finally:

@@ -110,9 +110,13 @@ class Hub:
 
     def pinned_since(self, topic: str, since: int) -> bool:
         """Whether ``topic`` (one of `PINNED_TOPICS`) or ``ALL`` was notified after
-        generation ``since``: exact, where `notified_since` may answer yes early."""
-        with self._lock:
-            return max(self._pinned.get(topic, 0), self._pinned.get(ALL, 0)) > since
+        generation ``since``: exact, where `notified_since` may answer yes early.
+
+        Without the lock (a worker asks once per step): each read of ``_pinned`` is atomic,
+        and a `notify` racing this call is seen or not, as it would be just before or
+        after taking the lock."""
+        pinned = self._pinned
+        return pinned.get(topic, 0) > since or pinned.get(ALL, 0) > since
 
     def notified_since(self, topics: Collection[str], since: int) -> bool:
         """Whether one of ``topics`` (or ``ALL``) was notified after generation ``since``."""

@@ -23,7 +23,7 @@ from .store import TaskOutcome, TaskRecord
 if TYPE_CHECKING:
     from .context import ActivityContext
 
-__all__ = ["AttemptResult", "cancelled", "decide", "lost", "retryable"]
+__all__ = ["AttemptResult", "cancelled", "completed", "decide", "lost", "retryable"]
 
 logger = logging.getLogger("durable.worker")
 
@@ -73,10 +73,10 @@ def decide(
     ref = int(spec.get("_seq", 0))
     if ctx is not None:
         started_at = ctx.started_at
-    worker = worker_id if started_at is not None else None
     if result.error is None:
-        done = journal.ActivityCompleted(ref, result.result, started_at, worker, attempt)
+        done = completed(ref, result.result, attempt, started_at, worker_id)
         return TaskOutcome("done", done.KIND, journal.encode(done), record=done)
+    worker = worker_id if started_at is not None else None
     error = result.error
     policy = RetryPolicy.from_dict(spec["retry"])
     delay = policy.delay(attempt)
@@ -110,6 +110,17 @@ def decide(
     )
     failed = journal.ActivityFailed(ref, error, attempt, started_at, worker)
     return TaskOutcome("done", failed.KIND, journal.encode(failed))
+
+
+def completed(
+    ref: int, result: bytes | None, attempt: int, started_at: float | None, worker_id: str
+) -> journal.ActivityCompleted:
+    """The record of attempt ``attempt`` of the activity scheduled at step ``ref`` that
+    returned ``result``: what `decide` records for a success (the worker's fast path
+    builds it alone, with no `TaskOutcome` around it). ``started_at``: when it began
+    (``None`` for an attempt of which this worker knows no start: no worker is named)."""
+    worker = worker_id if started_at is not None else None
+    return journal.ActivityCompleted(ref, result, started_at, worker, attempt)
 
 
 def lost(task: TaskRecord, now: float, worker_id: str) -> TaskOutcome:

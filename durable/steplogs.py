@@ -83,7 +83,7 @@ class Capture:
     """The records captured for one attempt (``attempt`` >= 1) or one step of workflow
     code (``attempt`` 0); `rows` gives them to store."""
 
-    __slots__ = ("attempt", "cut", "lock", "records", "run_id", "seq")
+    __slots__ = ("attempt", "cut", "records", "run_id", "seq")
 
     def __init__(self, run_id: str, seq: int, attempt: int) -> None:
         self.run_id = run_id
@@ -91,11 +91,10 @@ class Capture:
         self.attempt = attempt
         self.records: list[NewStepLog] = []
         self.cut = 0
-        self.lock = threading.Lock()  # a sync activity logs from its thread
 
     def add(self, record: logging.LogRecord, seq: int | None = None) -> None:
         """Keep ``record`` (at ``seq``, else the capture's), or count it when full."""
-        with self.lock:
+        with _LOCK:
             if len(self.records) >= MAX_RECORDS:
                 self.cut += 1
                 return
@@ -113,11 +112,13 @@ class Capture:
             record.name,
             message,
         )
-        with self.lock:
+        with _LOCK:
             self.records.append(row)
 
     def rows(self) -> list[NewStepLog]:
         """What to store: the records kept, and one saying how many were cut."""
+        if not self.records:  # most attempts and steps log nothing
+            return []
         rows = list(self.records)
         if self.cut and rows:
             last = rows[-1]
@@ -130,26 +131,28 @@ class Capture:
         return rows
 
 
+# Guards every capture's records: a sync activity logs from its thread. One lock for all
+# (records are rare, contention nil) rather than a lock made per attempt and per step.
+_LOCK = threading.Lock()
+
 _ATTEMPT: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
     "durable_attempt_logs", default=None
 )
 
 
-class attempt:  # lower case: used like the function it replaced, `with attempt(...)`
+class attempt(Capture):  # lower case: used like the function it replaced, `with attempt(...)`
     """Capture what is logged in this context (and threads it starts with a copy of it,
     as a sync activity's) as the records of attempt ``number`` of the step at ``seq``.
 
-    A class, not a generator-based context manager: it is entered once per attempt."""
+    A class, not a generator-based context manager: it is entered once per attempt, and
+    is itself the `Capture` it gives (one object per attempt, not two)."""
 
-    __slots__ = ("capture", "token")
+    __slots__ = ("token",)
     token: contextvars.Token[Capture | None]
 
-    def __init__(self, run_id: str, seq: int, number: int) -> None:
-        self.capture = Capture(run_id, seq, number)
-
     def __enter__(self) -> Capture:
-        self.token = _ATTEMPT.set(self.capture)
-        return self.capture
+        self.token = _ATTEMPT.set(self)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         _ATTEMPT.reset(self.token)

@@ -147,11 +147,13 @@ class Figures:
         ``schedule_to_start``: for a first attempt, how long it waited to start."""
         self.attempts[(activity, outcome)] += 1
         self.execution.observe((activity, outcome), execution)
-        _EXECUTION.record(execution, {"activity": activity, "outcome": outcome})
+        if _listened(_EXECUTION):
+            _EXECUTION.record(execution, {"activity": activity, "outcome": outcome})
         if schedule_to_start is not None:
             wait = max(0.0, schedule_to_start)
             self.schedule_to_start.observe((activity, queue), wait)
-            _SCHEDULE_TO_START.record(wait, {"activity": activity, "queue": queue})
+            if _listened(_SCHEDULE_TO_START):
+                _SCHEDULE_TO_START.record(wait, {"activity": activity, "queue": queue})
 
     def set_queues(self, stats: Iterable[QueueStats], now: float) -> None:
         """The queues as last read from the database, at ``now``."""
@@ -259,6 +261,14 @@ _SCHEDULE_TO_START = _METER.create_histogram(
     unit="s",
     description="From an activity's scheduling to the start of its first attempt.",
 )
+
+
+def _listened(instrument: Any) -> bool:
+    """Whether recording into ``instrument`` reaches anything: not while it is the API's
+    proxy with no SDK behind it (then a record is a no-op, and its attributes' dict and
+    the call are saved on every attempt). An instrument that is not a proxy (an SDK
+    installed before this module was imported) always is."""
+    return getattr(instrument, "_real_instrument", True) is not None
 
 
 def _observe(

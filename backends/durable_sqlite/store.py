@@ -85,7 +85,7 @@ from . import retention as _retention
 from . import steps as _steps
 from . import transact as _tx
 from .logs import Logs
-from .opening import check_directory, enable_wal, parse_url
+from .opening import bind_plainly, check_directory, enable_wal, parse_url
 from .queries import QueryRows
 from .reading import Listing
 from .schedules import Schedules
@@ -165,6 +165,7 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steerin
                 "Create a new one with durable.store.open_store(url)."
             )
         check_directory(self.path)
+        bind_plainly()
         _guard.create_private(self.path)
         _guard.check_writable(self.path)
         try:
