@@ -25,7 +25,7 @@ An entry that cannot be read (`durable.journal.Damaged`) becomes a step of kind
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -79,11 +79,15 @@ class StepBuilder:
 
     Each step's state is kept until its end is seen; a step that ended is made once and
     handed out again by later `steps` calls until an entry changes it. ``decode=False``:
-    as `build_rows` says. A journal whose entries were taken off its end (a repair,
-    `durable.repair`) needs a new builder."""
+    as `build_rows` says; ``keep``: journal kinds whose rows `fold` keeps in `kept` as it
+    reads them (what a page says besides the steps: `durable.runsteps.RunSteps`). A
+    journal whose entries were taken off its end (a repair, `durable.repair`) needs a new
+    builder."""
 
-    def __init__(self, decode: bool = True) -> None:
+    def __init__(self, decode: bool = True, keep: Collection[str] = ()) -> None:
         self.decode = decode  # False: the fast paths leave payloads `Undecoded`
+        self.keep = frozenset(keep)  # kinds whose rows `fold` keeps (`kept`), as read
+        self.kept: list[tuple[int, str, float, bytes]] = []
         self.last = 0
         self.steps: dict[int, dict[str, Any]] = {}
         self.made: dict[int, Step] = {}  # steps that ended, as made (shared with their maps)
@@ -128,8 +132,15 @@ class StepBuilder:
         steps, made, decode = self.steps, self.made, self.decode
         new_activity, new_published = _ACTIVITY.copy, _PUBLISHED.copy
         seq, last_t, at = self.last, None, None
+        keep, kept = self.keep, self.kept
+        if keep & set(_FAST):  # not looked for on the fast paths
+            rows = list(rows)
+            kept.extend(row for row in rows if row[1] in keep)
+            keep = frozenset()
         for seq, kind, t, data in rows:
             if kind != published and kind != scheduled and kind != completed:
+                if kind in keep:
+                    kept.append((seq, kind, t, data))
                 self.entry(seq, t, journal.decode(kind, data))
                 continue
             try:
