@@ -522,12 +522,22 @@ _ENDED = frozenset({"completed", "failed", "cancelled"})
 # The kinds a big run is mostly made of, which `StepBuilder` reads straight from their maps,
 # and the maps of the steps they begin (every field of `Step`, in order, see `_finish`).
 _FAST = (Kind.ACTIVITY_SCHEDULED.value, Kind.ACTIVITY_COMPLETED.value, Kind.PUBLISHED.value)
-_ACTIVITY: dict[str, Any] = {f.name: None for f in fields(Step)} | {
-    "kind": "activity",
-    "branch": "0",
-    "status": "scheduled",
-}
-_PUBLISHED: dict[str, Any] = _ACTIVITY | {"kind": "publish", "status": "completed"}
+
+
+def _template(**values: Any) -> dict[str, Any]:
+    """A step's map with every field of `Step`, in order, ``None`` but ``values``: a real
+    step's ``__dict__``, so that its copies share their keys with every `Step` (CPython's
+    split dicts: a third of the memory of a map of their own, 100,000 of them in a big
+    run)."""
+    blank: dict[str, Any] = dict.fromkeys(f.name for f in fields(Step))
+    real: dict[str, Any] = {**blank, "attempts": [], "logs": []}
+    shared: dict[str, Any] = Step(**real).__dict__
+    shared.update(blank, **values)  # only keys it has: it stays split
+    return shared
+
+
+_ACTIVITY = _template(kind="activity", branch="0", status="scheduled")
+_PUBLISHED = _template(kind="publish", branch="0", status="completed")
 
 
 def pending(steps: Iterable[Step]) -> list[PendingStep]:
