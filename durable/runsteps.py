@@ -13,16 +13,12 @@ builds anew from the first.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import operator
 from collections.abc import Collection, Mapping, Sequence
 
 from .steps import Step, StepBuilder
 from .store import RunRecord, Store, TaskRecord
 
 __all__ = ["RunSteps"]
-
-_KIND = operator.itemgetter(1)
 
 
 class RunSteps:
@@ -35,8 +31,7 @@ class RunSteps:
         self.run_id = run_id
         self.decode = decode
         self.keep = frozenset(keep)
-        self.builder = StepBuilder(decode=decode)
-        self.kept: list[tuple[int, str, float, bytes]] = []
+        self.builder = StepBuilder(decode=decode, keep=keep)
         self._tail: tuple[int, str, float, bytes] | None = None  # the last row folded
         self._lock = asyncio.Lock()
 
@@ -53,16 +48,17 @@ class RunSteps:
                     rows = None  # entries taken off the end: build anew
             if rows is None:
                 if last:
-                    self.builder = StepBuilder(decode=self.decode)
-                    self.kept = []
+                    self.builder = StepBuilder(decode=self.decode, keep=self.keep)
                 rows = await store.read_journal_rows(self.run_id)
             if rows:
                 seq, kind, time, data = rows[-1]
                 self._tail = (seq, kind, time, data)
-                if self.keep:  # in C: 130,000 rows for a big run
-                    kinds = map(_KIND, rows)
-                    self.kept.extend(itertools.compress(rows, map(self.keep.__contains__, kinds)))
-                self.builder.fold(rows)
+                self.builder.fold(rows)  # keeps the rows of `keep` kinds as it reads them
+
+    @property
+    def kept(self) -> list[tuple[int, str, float, bytes]]:
+        """The rows of the ``keep`` kinds read so far, in journal order."""
+        return self.builder.kept
 
     def steps(
         self,

@@ -4,8 +4,9 @@ them; every name here is also one of its own, and nothing else imports this modu
 
 `Undecoded` is a step's input or output a build left encoded (``build_rows(...,
 decode=False)``), for a page that shows the values of few of a big run's steps: `value`
-and `decoded` give what a decoding build would have put there. `make_step` and
-`make_attempt` make steps and attempts without the frozen dataclasses' ``__init__``.
+and `decoded` give what a decoding build would have put there. `make_step` makes steps
+without the frozen dataclass's ``__init__`` (the builder's fast paths make attempts and
+`Undecoded` values inline, likewise).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ __all__ = [
     "args_of",
     "decoded",
     "dt",
-    "make_attempt",
     "make_step",
     "readable_value",
     "value",
@@ -170,23 +170,3 @@ def make_step(values: dict[str, Any]) -> Step:
     step: Step = object.__new__(Step)
     object.__setattr__(step, "__dict__", values)
     return step
-
-
-def make_attempt(
-    number: int, started: datetime | None, closed: datetime | None, worker: Any
-) -> Attempt:
-    """``Attempt(number, started, closed, worker, None)``, made as `_step` makes a step."""
-    attempt: Attempt = object.__new__(Attempt)
-    object.__setattr__(
-        attempt,
-        "__dict__",
-        {
-            "number": number,
-            "started_at": started,
-            "closed_at": closed,
-            "worker": worker,
-            "error": None,
-            "heartbeat": None,
-        },
-    )
-    return attempt

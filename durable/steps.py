@@ -25,7 +25,7 @@ An entry that cannot be read (`durable.journal.Damaged`) becomes a step of kind
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -45,7 +45,6 @@ from .stepmodel import (
     args_of,
     decoded,
     dt,
-    make_attempt,
     make_step,
     readable_value,
     value,
@@ -79,11 +78,15 @@ class StepBuilder:
 
     Each step's state is kept until its end is seen; a step that ended is made once and
     handed out again by later `steps` calls until an entry changes it. ``decode=False``:
-    as `build_rows` says. A journal whose entries were taken off its end (a repair,
-    `durable.repair`) needs a new builder."""
+    as `build_rows` says; ``keep``: journal kinds whose rows `fold` keeps in `kept` as it
+    reads them (what a page says besides the steps: `durable.runsteps.RunSteps`). A
+    journal whose entries were taken off its end (a repair, `durable.repair`) needs a new
+    builder."""
 
-    def __init__(self, decode: bool = True) -> None:
+    def __init__(self, decode: bool = True, keep: Collection[str] = ()) -> None:
         self.decode = decode  # False: the fast paths leave payloads `Undecoded`
+        self.keep = frozenset(keep)  # kinds whose rows `fold` keeps (`kept`), as read
+        self.kept: list[tuple[int, str, float, bytes]] = []
         self.last = 0
         self.steps: dict[int, dict[str, Any]] = {}
         self.made: dict[int, Step] = {}  # steps that ended, as made (shared with their maps)
@@ -127,9 +130,17 @@ class StepBuilder:
         unpack, fromts, utc = msgpack.unpackb, datetime.fromtimestamp, UTC
         steps, made, decode = self.steps, self.made, self.decode
         new_activity, new_published = _ACTIVITY.copy, _PUBLISHED.copy
+        new, set_dict = object.__new__, object.__setattr__  # no __init__ frames, as `make_step`
         seq, last_t, at = self.last, None, None
+        keep, kept = self.keep, self.kept
+        if keep & set(_FAST):  # not looked for on the fast paths
+            rows = list(rows)
+            kept.extend(row for row in rows if row[1] in keep)
+            keep = frozenset()
         for seq, kind, t, data in rows:
             if kind != published and kind != scheduled and kind != completed:
+                if kind in keep:
+                    kept.append((seq, kind, t, data))
                 self.entry(seq, t, journal.decode(kind, data))
                 continue
             try:
@@ -151,7 +162,11 @@ class StepBuilder:
                         step["branch"] = f.get("branch", "0")
                         step["attempts"] = []
                         step["scheduled_at"] = step["closed_at"] = at
-                        step["input"] = readable_value(value) if decode else Undecoded(value)
+                        if decode:
+                            step["input"] = readable_value(value)
+                        else:
+                            step["input"] = found = new(Undecoded)
+                            found.data, found.args = value, False
                         step["logs"] = []
                         continue
                 elif kind == scheduled:
@@ -172,7 +187,11 @@ class StepBuilder:
                             step["group"] = f.get("group")
                             step["attempts"] = []
                             step["scheduled_at"] = at
-                            step["input"] = args_of(args) if decode else Undecoded(args, True)
+                            if decode:
+                                step["input"] = args_of(args)
+                            else:
+                                step["input"] = found = new(Undecoded)
+                                found.data, found.args = args, True
                             step["logs"] = []
                             continue
                 else:  # as `_end_activity` does from the record
@@ -196,9 +215,18 @@ class StepBuilder:
                         started = f.get("started_at")
                         if started is not None:
                             started = fromts(started, utc)
-                        attempts.append(make_attempt(number, started, at, f.get("worker")))
+                        done = new(Attempt)  # without its __init__: 30,000 of them
+                        set_dict(done, "__dict__", {
+                            "number": number, "started_at": started, "closed_at": at,
+                            "worker": f.get("worker"), "error": None, "heartbeat": None,
+                        })  # fmt: skip
+                        attempts.append(done)
                         ended["status"] = "completed"
-                        ended["output"] = readable_value(result) if decode else Undecoded(result)
+                        if decode:
+                            ended["output"] = readable_value(result)
+                        else:
+                            ended["output"] = found = new(Undecoded)
+                            found.data, found.args = result, False
                         ended["error"] = None
                         ended["closed_at"] = at
                         continue
@@ -511,12 +539,22 @@ _ENDED = frozenset({"completed", "failed", "cancelled"})
 # The kinds a big run is mostly made of, which `StepBuilder` reads straight from their maps,
 # and the maps of the steps they begin (every field of `Step`, in order, see `_finish`).
 _FAST = (Kind.ACTIVITY_SCHEDULED.value, Kind.ACTIVITY_COMPLETED.value, Kind.PUBLISHED.value)
-_ACTIVITY: dict[str, Any] = {f.name: None for f in fields(Step)} | {
-    "kind": "activity",
-    "branch": "0",
-    "status": "scheduled",
-}
-_PUBLISHED: dict[str, Any] = _ACTIVITY | {"kind": "publish", "status": "completed"}
+
+
+def _template(**values: Any) -> dict[str, Any]:
+    """A step's map with every field of `Step`, in order, ``None`` but ``values``: a real
+    step's ``__dict__``, so that its copies share their keys with every `Step` (CPython's
+    split dicts: a third of the memory of a map of their own, 100,000 of them in a big
+    run)."""
+    blank: dict[str, Any] = dict.fromkeys(f.name for f in fields(Step))
+    real: dict[str, Any] = {**blank, "attempts": [], "logs": []}
+    shared: dict[str, Any] = Step(**real).__dict__
+    shared.update(blank, **values)  # only keys it has: it stays split
+    return shared
+
+
+_ACTIVITY = _template(kind="activity", branch="0", status="scheduled")
+_PUBLISHED = _template(kind="publish", branch="0", status="completed")
 
 
 def pending(steps: Iterable[Step]) -> list[PendingStep]:

@@ -413,6 +413,20 @@ def test_the_fast_paths_make_the_steps_the_records_make_in_parts_and_out_of_orde
     ]
 
 
+def test_a_builder_keeps_the_rows_of_the_kinds_asked_for_as_it_folds_them() -> None:
+    rows = _rows()
+    started = (0, "workflow_started", 9.0, journal.encode(journal.WorkflowStarted(b"")))
+    rows = [started, *rows, (10, "run_retried", 20.0, b"\xc1")]  # a damaged one is kept too
+    for keep in ({"workflow_started", "run_retried"}, {"published", "run_retried"}):
+        builder = steps.StepBuilder(decode=False, keep=keep)
+        builder.fold(rows[:4])
+        builder.fold(iter(rows[4:]))  # any iterable, in two folds
+        assert builder.kept == [row for row in rows if row[1] in keep]
+        assert builder.finish(_run_record("completed")) == steps.build_rows(
+            _run_record("completed"), rows, decode=False
+        )
+
+
 def test_a_build_leaves_what_the_program_froze_frozen_and_the_collector_on() -> None:
     rows = _rows()
     run = _run_record("completed")

@@ -506,7 +506,7 @@ def layout(
     ``link`` makes a child workflow's link from its id; ``max_nodes`` bounds the boxes
     placed. Linear in ``len(steps)``."""
     seqs = list(map(_SEQ, steps))
-    if not all(map(operator.le, seqs, itertools.islice(seqs, 1, None))):  # in C
+    if seqs != sorted(seqs):  # in C: a sorted list is one run to timsort
         steps = sorted(steps, key=_SEQ)
     builder = _Layout(steps, {str(g) for g in expand}, link, max_nodes)
     roots = builder.index.roots
