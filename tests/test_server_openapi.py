@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 from serverkit import Api
 
 TESTS = Path(__file__).resolve().parent
@@ -125,8 +126,17 @@ def test_the_server_answers_as_its_document_says(server: str, mode: str) -> None
         backfill = case.operation.path == "/v1/schedules/{id}/backfill"
         if backfill and mode == "positive" and isinstance(case.body, dict):
             case.body.update(start="2026-12-01T00:00:00Z", end="2026-12-01T00:05:00Z")
-        response = case.call_and_validate(headers=headers)
-        calls.append((case.operation.label, response.status_code))
+        # A query of a run that no worker serves is a documented 504 (reason no_answer:
+        # the gateway found nobody to ask), not a failure of the server: a generated start
+        # may replace run "0" with one of a name no worker knows, then query it.
+        query = case.operation.path == "/v1/workflows/{id}/query/{name}"
+        excluded = [not_a_server_error] if query else []
+        response = case.call_and_validate(headers=headers, excluded_checks=excluded)
+        status = response.status_code
+        if query and status == 504:
+            assert response.json()["reason"] == "no_answer", response.text
+            status = 0  # answered as documented
+        calls.append((case.operation.label, status))
 
     check()
     assert not [c for c in calls if c[1] >= 500]
