@@ -1128,6 +1128,130 @@ async def test_an_attempt_ending_while_its_run_closes_sees_the_run_closed(
     assert await store.read_inbox("run-0") == []
 
 
+async def _one_claimed_task(store: PostgresStore, now: float) -> int:
+    """Run 0 with one task ``run-0:2`` leased to worker "x"; its attempt number."""
+    await store.create_run(_run(0, now), if_exists="error")
+    await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=1
+    )
+    task = NewTask("run-0:2", "run-0", "wf-0", 2, "a", "default", b"", now)
+    step = StepCommit(
+        "run-0", "w", 0, [JournalEntry(1, "workflow_started", now, b"")], new_tasks=[task]
+    )
+    assert await store.commit_steps([step], now) == [True]
+    [claimed] = await store.claim_tasks(
+        "x", queues=["default"], names=["a"], now=now, lease_until=now + 60, limit=1
+    )
+    return claimed.attempt
+
+
+def _flush_cut_off(
+    monkeypatch: pytest.MonkeyPatch, on_flush: Any = None, lost: bool = True
+) -> list[str]:
+    """Make the first `FLUSH` after an attempt's end call ``on_flush()`` and then, if
+    ``lost``, lose its answer (the connection drops after it ran); returns a log."""
+    original = asyncpg.connection.Connection.execute
+    log: list[str] = []
+
+    async def execute(self: Any, query: str, *args: Any, **kw: Any) -> Any:
+        if query == pg_connection.FLUSH and "flush" not in log:
+            log.append("flush")
+            if on_flush is not None:
+                on_flush()
+            result = await original(self, query, *args, **kw)
+            if lost:
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("lost after the flush")
+            return result
+        return await original(self, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "execute", execute)
+    monkeypatch.setattr(pg_connection, "RETRY_INITIAL", 0.01)
+    return log
+
+
+async def test_an_attempts_end_is_announced_before_its_flush(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker a result wakes need not wait for the disk: the end is committed without
+    waiting for the WAL flush and this process's waiters are told then; `finish_task`
+    returns only after a commit that waits for the flush (which covers the end's)."""
+    now = time.time()
+    attempt = await _one_claimed_task(store, now)
+    mark = store.watermark()
+    heard: list[bool] = []
+    log = _flush_cut_off(
+        monkeypatch, lambda: heard.append(TOPIC_RUNS in (store.hub.topics_since(mark) or ())), False
+    )
+    done = TaskOutcome("done", "activity_completed", b"result")
+    assert await store.finish_task("run-0:2", "x", attempt, done, now)
+    assert log == ["flush"]
+    assert heard == [True]
+    assert [i.data for i in await store.read_inbox("run-0")] == [b"result"]
+
+
+async def test_an_attempts_end_whose_flush_answer_is_lost_is_written_once(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops after the flush ran: the outcome is asked by transaction id
+    (committed), and the end is neither lost nor written twice."""
+    now = time.time()
+    attempt = await _one_claimed_task(store, now)
+    log = _flush_cut_off(monkeypatch)
+    done = TaskOutcome("done", "activity_completed", b"result")
+    assert await store.finish_task("run-0:2", "x", attempt, done, now)
+    assert log == ["flush"]
+    assert await store.read_task("run-0:2") is None
+    assert [i.data for i in await store.read_inbox("run-0")] == [b"result"]
+
+
+async def test_an_attempts_end_the_server_lost_before_its_flush_is_written_again(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that crashes between the end's commit and its flush forgets the end (it
+    was never on disk): the flush's answer is lost with it, the transaction id is unknown
+    or aborted on the restarted server, and the end is written again. Simulated by rolling
+    the end back where its commit would have been, then losing the flush's answer."""
+    now = time.time()
+    attempt = await _one_claimed_task(store, now)
+    original = asyncpg.transaction.Transaction.__aexit__
+    forgotten: list[bool] = []
+
+    async def forget_once(self: Any, et: Any, e: Any, tb: Any) -> Any:
+        if et is None and not forgotten:
+            forgotten.append(True)  # the first commit after this: the end's
+            return await original(self, RuntimeError, RuntimeError(), None)
+        return await original(self, et, e, tb)
+
+    log = _flush_cut_off(
+        monkeypatch,
+        lambda: monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", original),
+    )
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", forget_once)
+    done = TaskOutcome("done", "activity_completed", b"result")
+    assert await store.finish_task("run-0:2", "x", attempt, done, now)
+    assert forgotten == [True]
+    assert log == ["flush"]
+    assert await store.read_task("run-0:2") is None
+    assert [i.data for i in await store.read_inbox("run-0")] == [b"result"]
+
+
+async def test_the_outcome_of_an_unflushed_commit_is_read_off_the_server(
+    store: PostgresStore, admin: Any
+) -> None:
+    """`Database._flushed` after a lost answer: a committed transaction is durable once a
+    flush commits after it; an aborted one, or an id a restarted server never reached (it
+    lost the WAL that took it), is lost and must be written again."""
+    committed = await admin.fetchval("SELECT txid_current()")
+    tx = admin.transaction()
+    await tx.start()
+    aborted = await admin.fetchval("SELECT txid_current()")
+    await tx.rollback()
+    db = store._db
+    assert await db._flushed(committed, interrupted=True) is True
+    assert await db._flushed(aborted, interrupted=True) is False
+    assert await db._flushed(committed + 10_000_000, interrupted=True) is False
+
+
 # ---- indexes -------------------------------------------------------------------------
 
 _PLANS = {

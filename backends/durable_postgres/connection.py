@@ -78,6 +78,10 @@ IDLE_IN_TRANSACTION_SECONDS = 10.0
 # flushes the WAL up to it, claims included: a step or an attempt's end is never durable
 # without the claim it came from.
 RELAXED = "set_config('synchronous_commit', 'off', true)"
+# A transaction of its own whose commit waits for the WAL flush: it takes a transaction id,
+# so its commit writes a record, and the WAL is flushed in order, so every commit before
+# it is durable once it returns (see `Database.write_announced`).
+FLUSH = "SELECT txid_current()"
 
 # What a dead or restarting server looks like from asyncpg. InterfaceError covers "the
 # connection is closed" and ConnectionDoesNotExistError; the 57P0x errors are the
@@ -283,9 +287,76 @@ class Database:
         fold = Fold(self.info.channel, self._origin)
         return await self._transact(lambda conn: op(conn, fold))
 
+    async def write_announced(
+        self,
+        op: Callable[[Any, Fold], Awaitable[tuple[int | None, T, Collection[str]]]],
+        announce: Callable[[Collection[str]], None],
+    ) -> tuple[T, Collection[str]]:
+        """`write_folded` for an ``op`` that others act on before its own caller hears back:
+        ``op``'s first statement sets `RELAXED`, so its commit is seen and its NOTIFY sent
+        without waiting for the WAL flush, and ``announce(topics)`` tells this process's
+        waiters at once; then a `FLUSH` commit waits for the disk before this returns. An
+        attempt's end takes this way: the worker its result wakes claims and steps the run
+        while the disk writes (its own step's commit waits for the flush, so it is never
+        durable before the result it consumed), and the remote worker hears that its result
+        is stored only once it is durable.
+
+        Were the server to lose the transaction (a crash before the flush), the flush's
+        answer is lost with it, the outcome is asked by transaction id as after a lost
+        COMMIT, and a lost transaction is written again."""
+        fold = Fold(self.info.channel, self._origin)
+        while True:
+            xid, result, topics = await self._transact_xid(lambda conn: op(conn, fold))
+            if topics:
+                announce(topics)
+            if xid is None or await self._flushed(xid):
+                return result, topics
+
+    async def _flushed(self, xid: int, *, interrupted: bool = False) -> bool:
+        """Wait until transaction ``xid``, committed without waiting for the WAL flush, is
+        durable (`FLUSH`). False if the server lost it: it crashed before the flush.
+        ``interrupted``: an answer was lost since the commit, so ask the outcome too."""
+        retry = _Backoff(self.info.public_url)
+        while True:
+            self._check_open()
+            try:
+                async with self.pool.acquire() as conn:
+                    if not interrupted:
+                        await conn.execute(FLUSH)
+                        return True
+                    # Asked in the flush's own statement: what it says is durable once
+                    # that commits. A transaction lost in a crash is unknown to the server
+                    # (aborted, or an id in the future of a server that restarted).
+                    try:
+                        status = await conn.fetchval(
+                            f"SELECT txid_status($1) FROM ({FLUSH}) AS flush", xid
+                        )
+                    except asyncpg.exceptions.InvalidParameterValueError:
+                        status = "aborted"  # "transaction ID ... is in the future"
+                    if status is None:
+                        raise StoreError(
+                            f"Lost the connection to {self.info.public_url} before a commit "
+                            "was flushed, and the server no longer knows that transaction."
+                        )
+                    if status == "in progress":
+                        await retry.wait(StoreError("the transaction is still in progress"))
+                        continue
+                    return bool(status == "committed")
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                interrupted = True
+                await retry.wait(exc)
+
     async def _transact(
         self, run: Callable[[Any], Awaitable[tuple[int | None, T, Collection[str]]]]
     ) -> tuple[T, Collection[str]]:
+        _, result, topics = await self._transact_xid(run)
+        return result, topics
+
+    async def _transact_xid(
+        self, run: Callable[[Any], Awaitable[tuple[int | None, T, Collection[str]]]]
+    ) -> tuple[int | None, T, Collection[str]]:
         retry = _Backoff(self.info.public_url)
         while True:
             self._check_open()
@@ -295,7 +366,7 @@ class Database:
                 async with self.pool.acquire() as conn, conn.transaction():
                     xid, result, topics = await run(conn)
                     committing = True
-                return result, topics
+                return xid, result, topics
             except Exception as exc:
                 if isinstance(exc, TRANSIENT_ERRORS):
                     await retry.wait(exc)
@@ -305,7 +376,7 @@ class Database:
                 if committing and xid is not None:
                     status = await self._outcome(xid, retry, exc)
                     if status == "committed":
-                        return result, topics
+                        return xid, result, topics
                 await retry.wait(exc)
 
     async def _outcome(self, xid: int, retry: _Backoff, exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from durable.plan import Delivery
 from durable.store import TOPIC_RUNS, TOPIC_TASKS, TOPIC_TIMERS, TaskOutcome
 
 from .commit import DELIVER, delivery_columns
-from .connection import Fold
+from .connection import RELAXED, Fold
 
 __all__ = ["MAX_GROUP", "Finish", "finish_tasks"]
 
@@ -38,7 +38,7 @@ Finish = tuple[str, str, int, TaskOutcome, float]
 # they are once locked (a run closed by a commit that ended while this one waited for its
 # lock is seen closed), which is why ``closed_at`` comes from the runs' lock, not from a
 # join. One row per task found, or one row of NULL task columns when none is.
-_LOCK = """
+_LOCK = f"""
 WITH locked AS MATERIALIZED (
     SELECT run_id, closed_at FROM runs
     WHERE run_id = ANY(ARRAY(SELECT DISTINCT run_id FROM tasks WHERE task_id = ANY($1::text[])))
@@ -46,7 +46,7 @@ WITH locked AS MATERIALIZED (
 ), held AS (
     SELECT ARRAY(SELECT run_id FROM locked) AS runs
 )
-SELECT txid_current() AS xid, x.*, locked.closed_at FROM held LEFT JOIN LATERAL (
+SELECT txid_current() AS xid, {RELAXED}, x.*, locked.closed_at FROM held LEFT JOIN LATERAL (
     SELECT t.task_id, t.run_id, t.lease_owner, t.attempt,
         EXISTS (SELECT 1 FROM queue_limits l WHERE l.queue = t.queue) AS limited
     FROM tasks t
@@ -79,17 +79,18 @@ _RELEASE = (
 async def finish_tasks(
     conn: Any, fold: Fold, *, items: Sequence[Finish]
 ) -> tuple[int | None, list[bool], set[str]]:
-    """End each of ``items`` in order inside the caller's transaction (`Database.write_folded`:
-    the transaction id and the NOTIFY ride on its statements): the transaction id, whether
-    each was accepted (its task still leased to that owner at that attempt: one end per
-    task, the first), and the topics. Two statements for a group of ends; a retry or
-    release (rare: completions are ends) is one more each."""
+    """End each of ``items`` in order inside the caller's transaction
+    (`Database.write_announced`: the transaction id, `RELAXED` and the NOTIFY ride on its
+    statements): the transaction id (None if nothing was written), whether each was
+    accepted (its task still leased to that owner at that attempt: one end per task, the
+    first), and the topics. Two statements for a group of ends; a retry or release (rare:
+    completions are ends) is one more each."""
     ids = sorted({item[0] for item in items})
     locked = await conn.fetch(_LOCK, ids)
     xid = locked[0]["xid"]
     rows = {row["task_id"]: row for row in locked if row["task_id"] is not None}
     if not rows:
-        return xid, [False] * len(items), set()
+        return None, [False] * len(items), set()
     done: list[bool] = []
     topics: set[str] = set()
     deleted: list[str] = []
@@ -130,4 +131,4 @@ async def finish_tasks(
             fold.channel,
             fold.payload(topics) if topics else None,
         )
-    return xid, done, topics
+    return xid if any(done) else None, done, topics

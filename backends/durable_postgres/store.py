@@ -587,9 +587,10 @@ class PostgresStore(Listing, Logs, QueryRows, Updates, Schedules, Store):
         return await self._finishes((task_id, owner, attempt, outcome, now))
 
     async def _finish_group(self, items: list[Finish]) -> list[bool]:
-        done, topics = await self._db.write_folded(functools.partial(finish_tasks, items=items))
-        if topics:
-            self.hub.notify(topics)
+        # Announced before the WAL flush, returned after it (`Database.write_announced`).
+        done, _ = await self._db.write_announced(
+            functools.partial(finish_tasks, items=items), self.hub.notify
+        )
         return done
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
