@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import sqlite3
 import sys
 import time
@@ -17,8 +18,17 @@ from pathlib import Path
 import pytest
 
 from durable.errors import StoreError
-from durable.store import JournalEntry, NewRun, StepCommit, open_store
+from durable.store import (
+    TOPIC_RUNS,
+    JournalEntry,
+    NewRun,
+    NewTask,
+    StepCommit,
+    TaskOutcome,
+    open_store,
+)
 from durable_sqlite import SQLiteStore
+from durable_sqlite import store as durable_sqlite_store
 from durable_sqlite.schema import SCHEMA_VERSION
 
 
@@ -288,3 +298,48 @@ async def test_watching_one_more_workflow_catches_a_change_already_seen(tmp_path
         waiting_on_a.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiting_on_a
+
+
+async def _one_claimed_task(store: SQLiteStore, now: float) -> int:
+    """Run wf-0 with one task ``t`` leased to worker "x"; its attempt number."""
+    await store.create_run(new_run("wf-0"), if_exists="error")
+    [claimed_run] = await store.claim_runs(
+        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=1
+    )
+    run_id = claimed_run.run.run_id
+    task = NewTask("t", run_id, "wf-0", 2, "a", "default", b"", now)
+    step = StepCommit(run_id, "w", 0, [JournalEntry(1, "workflow_started", now, b"")])
+    step.new_tasks.append(task)
+    assert await store.commit_steps([step], now) == [True]
+    [claimed] = await store.claim_tasks(
+        "x", queues=["default"], names=["a"], now=now, lease_until=now + 60, limit=1
+    )
+    return claimed.attempt
+
+
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_an_attempts_end_is_announced_before_the_log_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synchronous: str
+) -> None:
+    """With ``synchronous=full`` the end commits without waiting for the disk, this
+    process's waiters (and the other processes' doorbells) are told at once, and
+    `finish_task` returns once the write-ahead log is synced; ``normal`` syncs nothing."""
+    path = tmp_path / "app.db"
+    synced: list[tuple[bool, bool]] = []
+    async with SQLiteStore(f"sqlite:///{path}?synchronous={synchronous}") as store:
+        now = time.time()
+        attempt = await _one_claimed_task(store, now)
+        mark = store.watermark()
+        sync = durable_sqlite_store._sync_file
+
+        def recording_sync(fd: int) -> None:
+            wal = os.stat(f"{path}-wal")
+            same_file = (os.fstat(fd).st_ino, os.fstat(fd).st_dev) == (wal.st_ino, wal.st_dev)
+            synced.append((same_file, TOPIC_RUNS in (store.hub.topics_since(mark) or ())))
+            sync(fd)
+
+        monkeypatch.setattr(durable_sqlite_store, "_sync_file", recording_sync)
+        done = TaskOutcome("done", "activity_completed", b"result")
+        assert await store.finish_task("t", "x", attempt, done, now)
+        assert [i.data for i in await store.read_inbox("wf-0-1")] == [b"result"]
+    assert synced == ([(True, True)] if synchronous == "full" else [])

@@ -5,7 +5,10 @@ URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, optional
 committed step survives a power cut) or ``?synchronous=normal`` (WAL is synced only at
 checkpoints: a commit survives the process dying but the last ones may be lost with the
 machine; several times faster on slow disks). Claims always commit as ``normal`` does
-(`durable_sqlite.transact.transaction` says why that is safe). ``sqlite:///:memory:`` is
+(`durable_sqlite.transact.transaction` says why that is safe). With ``full``, an
+attempt's end (`finish_task`) commits as ``normal`` too, wakes its run's worker, then
+syncs the log before it returns (`SQLiteStore._sync_log`): the worker steps while the
+disk writes, and the end's caller hears back only once it is durable. ``sqlite:///:memory:`` is
 refused: workers and clients are separate connections, and they must share a file.
 
 Schema: see `durable_sqlite.schema` (tables, indexes, migrations).
@@ -123,6 +126,9 @@ FINISH_BATCH = 500  # most finish_task calls one transaction takes (see finish_t
 
 T = TypeVar("T")
 
+# What SQLite calls to sync a file at commit on Linux (fsync where there is no fdatasync).
+_sync_file: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
 
 class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steering, Registry, Store):
     """The `Store` for one SQLite file.
@@ -154,6 +160,9 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steerin
         # finish_task calls written together (see finish_task).
         self._finishes = Grouped(self._finish_group, FINISH_BATCH)
         self._doorbell = False  # whether this store uses its process's doorbell of the file
+        self._wal: int | None = None  # a descriptor of the -wal file, for `_sync_log`
+        self._wal_path = os.path.abspath(self.path) + "-wal"
+        self._syncing = 0  # `_sync_log` calls under way (the last closes ``_wal`` late)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -211,6 +220,8 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steerin
         db, self._db = self._db, None
         if db is not None:
             await db.close()  # after the operations already queued on its thread
+        if not self._syncing:
+            self._close_wal()
 
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -524,9 +535,41 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steerin
         return await self._finishes((task_id, owner, attempt, outcome, now))
 
     async def _finish_group(self, items: list[_claims.Finish]) -> list[bool]:
-        done, topics = await self._write(functools.partial(_claims.finish_tasks, items=items))
+        finish = functools.partial(_claims.finish_tasks, items=items)
+        if self._synchronous != "full":
+            done, topics = await self._write(finish)
+            self.hub.notify(topics)
+            return done
+        # Announced before the disk, returned after it: the worker the end wakes (its
+        # doorbell rung by `notify`) claims and steps the run while the log is synced,
+        # and the step that consumes the end commits with FULL, which syncs the log up
+        # to it, so it is never durable without the end. A remote worker is told its
+        # result is stored only once it is durable.
+        done, topics = await self._call(lambda db: _tx.transaction(db, finish, "FULL"))
         self.hub.notify(topics)
+        if any(done):
+            await self._sync_log()
         return done
+
+    async def _sync_log(self) -> None:
+        """Sync the write-ahead log to the disk, as a commit with ``synchronous = FULL``
+        does (`fdatasync` of the ``-wal`` file: every frame written so far), on a thread
+        of its own so this store's next operations need not wait. Frames a checkpoint has
+        moved into the database file since were synced there by the checkpoint."""
+        if self._wal is None:
+            self._wal = os.open(self._wal_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._syncing += 1
+        try:
+            await asyncio.to_thread(_sync_file, self._wal)
+        finally:
+            self._syncing -= 1
+            if self._state == "closed" and not self._syncing:
+                self._close_wal()
+
+    def _close_wal(self) -> None:
+        wal, self._wal = self._wal, None
+        if wal is not None:
+            os.close(wal)
 
     async def fire_timers(self, now: float, limit: int) -> float | None:
         """Turn due timers into ``timer_fired`` inbox items, exactly once; return the next

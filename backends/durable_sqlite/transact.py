@@ -65,7 +65,8 @@ def transaction(
     connection, syncs the log up to it, this claim included, so what depends on the claim
     (the step it leads to, the attempt's end) is never durable without it. A remote
     activity's round trip so pays one fsync more than an in-process one (its completion)
-    instead of three.
+    instead of three; and that one is off the way to the next step (an attempt's end
+    commits relaxed and syncs the log after waking the worker: `SQLiteStore._sync_log`).
     """
     if relaxed:
         conn.execute("PRAGMA synchronous = NORMAL")
