@@ -203,7 +203,7 @@ class StepRows:
             commit.outgoing.append(
                 Outgoing(child_id, cancel.KIND, journal.encode(cancel), run_id=child_run)
             )
-        return effects.terminated_children
+        return effects.terminated_children or []  # not the engine's own (empty) list
 
     def _close(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
         outcome = engine.outcome
