@@ -321,7 +321,7 @@ class WorkflowStarted(Record):
     seed: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: made by `durable.frozen.build` on the worker's fast path
 class ActivityCompleted(Record):
     """The activity scheduled at ``ref`` returned ``result``."""
 

@@ -15,6 +15,7 @@ from durable import frozen, journal, payload
 from durable.context import ActivityInfo
 from durable.definition import RetryPolicy, workflow_definition
 from durable.engine import WorkflowRun
+from durable.plan import RunState
 from durable.retry import AttemptResult
 from durable.store import NewTask
 
@@ -46,7 +47,17 @@ def _fields(cls: type) -> dict[str, Any]:
     return {f.name: f"{f.name}-value" for f in dataclasses.fields(cls)}
 
 
-@pytest.mark.parametrize("cls", [ActivityInfo, AttemptResult, NewTask, journal.ActivityScheduled])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        ActivityInfo,
+        AttemptResult,
+        NewTask,
+        RunState,
+        journal.ActivityScheduled,
+        journal.ActivityCompleted,
+    ],
+)
 def test_build_makes_what_the_constructor_makes(cls: type) -> None:
     values = _fields(cls)
     built, made = frozen.build(cls, dict(values)), cls(**values)
