@@ -108,7 +108,14 @@ class StepRows:
                     spec = cmd.data
                     info = self._info(run.workflow_id, run.run_id, task_id, spec, 1, None, now)
                     ctx = ActivityContext(info, trace=run.trace)
-                    local.append(Attempt(task_id, adefn, spec, 1, ctx))
+                    attempt = {
+                        "task_id": task_id,
+                        "definition": adefn,
+                        "spec": spec,
+                        "attempt": 1,
+                        "context": ctx,
+                    }
+                    local.append(frozen.build(Attempt, attempt))
                 # `frozen.build`: one per activity, without 13 `object.__setattr__` calls.
                 task = {
                     "task_id": task_id,

@@ -15,6 +15,7 @@ from durable import frozen, journal, payload
 from durable.context import ActivityInfo
 from durable.definition import RetryPolicy, workflow_definition
 from durable.engine import WorkflowRun
+from durable.executor import Attempt
 from durable.plan import RunState
 from durable.retry import AttemptResult
 from durable.store import NewTask
@@ -51,6 +52,7 @@ def _fields(cls: type) -> dict[str, Any]:
     "cls",
     [
         ActivityInfo,
+        Attempt,
         AttemptResult,
         NewTask,
         RunState,
