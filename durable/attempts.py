@@ -19,7 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import journal, payload, retry, tracing
+from . import frozen, journal, payload, retry, tracing
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition
@@ -132,17 +132,21 @@ class ActivityAttempts:
         details: bytes | None,
         scheduled_at: float,
     ) -> ActivityInfo:
-        return ActivityInfo(
-            workflow_id=workflow_id,
-            run_id=run_id,
-            name=spec["name"],
-            attempt=attempt,
-            heartbeat_details=payload.decode(details) if details else None,
-            queue=spec["queue"],
-            task_id=task_id,
-            scheduled_at=datetime.fromtimestamp(scheduled_at, UTC),
-            timeout=spec.get("timeout"),
-            heartbeat_timeout=spec.get("heartbeat_timeout"),
+        # `frozen.build`: one made per activity attempt, without ten `object.__setattr__`.
+        return frozen.build(
+            ActivityInfo,
+            {
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "name": spec["name"],
+                "attempt": attempt,
+                "heartbeat_details": payload.decode(details) if details else None,
+                "queue": spec["queue"],
+                "task_id": task_id,
+                "scheduled_at": datetime.fromtimestamp(scheduled_at, UTC),
+                "timeout": spec.get("timeout"),
+                "heartbeat_timeout": spec.get("heartbeat_timeout"),
+            },
         )
 
     def _free_slot(self) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import children, journal, payload, updates
+from . import children, frozen, journal, payload, updates
 from .clock import Clock
 from .context import ActivityContext, ActivityInfo
 from .definition import ActivityDefinition
@@ -108,23 +108,31 @@ class StepRows:
                     spec = cmd.data
                     info = self._info(run.workflow_id, run.run_id, task_id, spec, 1, None, now)
                     ctx = ActivityContext(info, trace=run.trace)
-                    local.append(Attempt(task_id, adefn, spec, 1, ctx))
-                commit.new_tasks.append(
-                    NewTask(
-                        task_id=task_id,
-                        run_id=run.run_id,
-                        workflow_id=run.workflow_id,
-                        seq=cmd.seq,
-                        name=rec.name,
-                        queue=rec.queue,
-                        data=entries[cmd.seq - first].data,
-                        visible_at=now,
-                        lease_owner=owner,
-                        lease_expires_at=now + self.lease_seconds if owner else None,
-                        key=rec.key,
-                        priority=rec.priority,
-                    )
-                )
+                    attempt = {
+                        "task_id": task_id,
+                        "definition": adefn,
+                        "spec": spec,
+                        "attempt": 1,
+                        "context": ctx,
+                    }
+                    local.append(frozen.build(Attempt, attempt))
+                # `frozen.build`: one per activity, without 13 `object.__setattr__` calls.
+                task = {
+                    "task_id": task_id,
+                    "run_id": run.run_id,
+                    "workflow_id": run.workflow_id,
+                    "seq": cmd.seq,
+                    "name": rec.name,
+                    "queue": rec.queue,
+                    "data": entries[cmd.seq - first].data,
+                    "visible_at": now,
+                    "attempt": 1,
+                    "lease_owner": owner,
+                    "lease_expires_at": now + self.lease_seconds if owner else None,
+                    "key": rec.key,
+                    "priority": rec.priority,
+                }
+                commit.new_tasks.append(frozen.build(NewTask, task))
             elif isinstance(rec, journal.ExternalStarted):
                 # Held by EXTERNAL_OWNER for ever: completing it is a fenced finish_task.
                 commit.new_tasks.append(
@@ -202,7 +210,7 @@ class StepRows:
             commit.outgoing.append(
                 Outgoing(child_id, cancel.KIND, journal.encode(cancel), run_id=child_run)
             )
-        return effects.terminated_children
+        return effects.terminated_children or []  # not the engine's own (empty) list
 
     def _close(self, driver: Driver, engine: WorkflowRun, commit: StepCommit) -> None:
         outcome = engine.outcome

@@ -42,10 +42,15 @@ class GroupCommit:
         def store(self) -> Store: ...
 
     async def _commit(self, step: StepCommit) -> bool:
+        return await self._submit(step)
+
+    def _submit(self, step: StepCommit) -> asyncio.Future[bool]:
+        """Queue ``step`` for the committer; the future says whether it was accepted (a
+        step awaits it directly: no coroutine of its own per step)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._commits.append((step, fut))
         self._commit_wanted.set()
-        return await fut
+        return fut
 
     async def _committer(self) -> None:
         while True:

@@ -418,7 +418,7 @@ def activity(
                 return f(*args, **kwargs)
             if method and args and _is_own_object(args[0], f.__name__, route):
                 args = args[1:]  # type: ignore[assignment]  # obj.charge(...): self stays here
-            return cast(R, run.schedule_activity(defn, args, kwargs, {}))
+            return run.schedule_activity(defn, args, kwargs, {})  # type: ignore[return-value]
 
         route.__durable_activity__ = defn  # type: ignore[attr-defined]
         return route

@@ -256,8 +256,15 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
 
     def take_effects(self) -> Effects:
         """The non-journal effects accumulated since the last call."""
-        effects, self._effects = self._effects, Effects()
-        return effects
+        effects = self._effects
+        if (
+            effects.cancelled_activities
+            or effects.cancelled_timers
+            or effects.cancelled_children
+            or effects.terminated_children
+        ):
+            self._effects = Effects()
+        return effects  # none (most steps): the same empty one, not a new one per step
 
     def evict(self) -> None:
         """Unwind the code: cancel every task and pump until they finish, issuing nothing.

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from . import journal, payload, steplogs, tracing
+from . import frozen, journal, payload, steplogs, tracing
 from .context import ActivityContext, _activity
 from .definition import ActivityDefinition, RetryPolicy
 from .errors import RemoteError
@@ -207,4 +207,5 @@ def _succeeded(value: Any, defn: ActivityDefinition) -> AttemptResult:
         encoded = payload.encode(value, what=f"result of activity {defn.name!r}")
     except Exception as exc:
         return AttemptResult(error=payload.error_record(exc), retryable=False)
-    return AttemptResult(result=encoded)
+    fields = {"result": encoded, "error": None, "retryable": False, "cancelled": False}
+    return frozen.build(AttemptResult, fields)  # one per attempt: no `__setattr__` a field

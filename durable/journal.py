@@ -55,14 +55,12 @@ branch ``"0"``, no group.
 ``parent_close`` (one of `PARENT_CLOSE`) is what happens to the child if the parent closes
 while it runs (`durable.children`); it is stored only when not ``"cancel"``, the default,
 which is also what journals recorded before it existed mean.
-
 ``compensation`` is present (and true) only on an activity a `durable.saga` scheduled to
 undo an earlier step; it is left out of every other activity's data, so journals recorded
 before sagas existed read the same.
 
 ``tags_set`` records ``durable.set_tags(...)``: ``tags`` merged into the run's tags when the
 step commits (`durable.plan`). Replay checks its kind only: the values may change in code.
-
 ``signal_wait_started`` records that the code began waiting for a signal (``due``: when its
 timeout fires, or `None`), so a waiting run shows what it waits for. It only tells: replay
 of a journal recorded before it existed, which lacks it, is not a mismatch.
@@ -86,7 +84,6 @@ its source's, so its copied journal replays the same random values.
 passed; a rejected one is never journaled). ``update_completed`` records its handler's
 end, ``result`` or ``failure`` (a `RemoteError` map), also written to ``updates`` in
 that step's commit for the caller. ``wait`` of a timer: `durable.wait_condition`'s.
-
 Routing: inbox items of `WORKFLOW_ADDRESSED` kinds were sent to a workflow id (a client's
 signal or cancellation): when the run they reached ends by ``continue_as_new`` before
 consuming them, they move to its successor, never dropped. Every other inbox item answers
@@ -98,6 +95,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
+import operator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -288,22 +287,23 @@ class Record:
 
     def to_data(self) -> dict[str, Any]:
         """The map stored as the entry's data (errors as plain maps)."""
-        out = {name: getattr(self, name) for name in _names(type(self))}
+        names, values = _field_values(type(self))  # type: ignore[arg-type]  # (hashable)
+        out = dict(zip(names, values(self), strict=True))
         error = out.get("error")
         if isinstance(error, RemoteError):
             out["error"] = error.to_dict()
         return out
 
 
-_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _names(cls: type) -> tuple[str, ...]:
-    """A record class's field names, in order (cached: read for every command issued)."""
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return names
+@functools.cache
+def _field_values(cls: type) -> tuple[tuple[str, ...], Any]:
+    """A record class's field names, in order, and a getter of their values as a tuple
+    (cached: read for every command issued; one C call, not a `getattr` per field)."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    if len(names) > 1:
+        return names, operator.attrgetter(*names)
+    # attrgetter of one name gives the value itself, not a tuple; of none, it fails
+    return names, lambda record: tuple(getattr(record, name) for name in names)
 
 
 def _error(value: Any) -> RemoteError:
@@ -321,7 +321,7 @@ class WorkflowStarted(Record):
     seed: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: made by `durable.frozen.build` on the worker's fast path
 class ActivityCompleted(Record):
     """The activity scheduled at ``ref`` returned ``result``."""
 
@@ -424,7 +424,7 @@ class ExternalFailed(Record):
     worker: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: made by `durable.frozen.build`, once per activity call
 class ActivityScheduled(Record):
     """The code called activity ``name``; ``retry`` is a `RetryPolicy` as a map, times are
     seconds (`None`: no limit). ``key`` and ``priority`` (`durable.limits`) are stored only

@@ -617,6 +617,12 @@ def decode(data: bytes, hint: object = None, *, what: str = "value", root: str =
     return hints.rebuild(plan.convert, _decode_plain(data, plan.enums, what), what, root)
 
 
+@functools.lru_cache(maxsize=1024)
+def _what(fn: Callable[..., Any], part: str) -> str:
+    """How errors name the ``part`` of a call of ``fn`` (cached: asked for every decode)."""
+    return f"{part} of {_name(fn)}()"
+
+
 def decode_args(
     fn: Callable[..., Any], data: bytes, *, what: str | None = None
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -630,7 +636,7 @@ def decode_args(
             its annotation, or `fn`'s annotations cannot be resolved.
     """
     layout = _layout(fn)
-    what = what or f"arguments of {_name(fn)}()"
+    what = what or _what(fn, "arguments")
     plain = _decode_plain(data, layout.enums, what)
     if not (
         isinstance(plain, dict)
@@ -650,6 +656,6 @@ def decode_result(fn: Callable[..., Any], data: bytes, *, what: str | None = Non
         SerializationError: the data is corrupt or does not fit the return annotation.
     """
     plan = _layout(fn).result
-    what = what or f"result of {_name(fn)}()"
+    what = what or _what(fn, "result")
     value = _decode_plain(data, plan.enums, what)
     return hints.rebuild(plan.convert, value, what, "result")

@@ -40,6 +40,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import frozen
 from .errors import RemoteError
 from .journal import WORKFLOW_ADDRESSED, ChildFailed, Kind, encode
 from .store import (
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: two a step are made by `durable.frozen.build`
 class RunState:
     """What the fences and routes read of one ``runs`` row."""
 
@@ -356,17 +357,18 @@ class _Planner:
         released = closing or step.release_lease
         if released:
             update.release = True
-        new_state = RunState(
-            run_id,
-            workflow_id,
-            status,
-            state.is_current,
-            None if released else state.lease_owner,
-            None if released else state.lease_expires_at,
-            update.history_length,
-            state.ready and not closing,
-            step.problem,
-        )
+        fields = {
+            "run_id": run_id,
+            "workflow_id": workflow_id,
+            "status": status,
+            "is_current": state.is_current,
+            "lease_owner": None if released else state.lease_owner,
+            "lease_expires_at": None if released else state.lease_expires_at,
+            "history_length": update.history_length,
+            "ready": state.ready and not closing,
+            "problem": step.problem,
+        }
+        new_state = frozen.build(RunState, fields)
         if closing:
             update.closed = True
             out.closed.append(step.run_id)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import journal, payload
+from . import frozen, journal, payload
 from .definition import RetryPolicy
 from .errors import ApplicationError, RemoteError
 from .store import TaskOutcome, TaskRecord
@@ -120,7 +120,14 @@ def completed(
     builds it alone, with no `TaskOutcome` around it). ``started_at``: when it began
     (``None`` for an attempt of which this worker knows no start: no worker is named)."""
     worker = worker_id if started_at is not None else None
-    return journal.ActivityCompleted(ref, result, started_at, worker, attempt)
+    fields = {
+        "ref": ref,
+        "result": result,
+        "started_at": started_at,
+        "worker": worker,
+        "attempt": attempt,
+    }
+    return frozen.build(journal.ActivityCompleted, fields)  # once per step: no `__init__`
 
 
 def lost(task: TaskRecord, now: float, worker_id: str) -> TaskOutcome:

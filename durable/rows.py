@@ -109,7 +109,7 @@ class ClaimedRun:
     inbox: list[InboxItem]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: the worker makes them with `durable.frozen.build`
 class NewTask:
     """An activity task to create. ``lease_owner`` set means "already claimed by me"."""
 

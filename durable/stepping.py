@@ -394,7 +394,7 @@ class RunStepping(GroupCommit, StepRows):
                 )
         commit.release_lease = outcome is not None or not (driver.local or local)
         try:
-            accepted = await self._commit(commit)
+            accepted = await self._submit(commit)
         except Exception as exc:
             # Keep the inputs, so that results of activities that finished are delivered
             # on their own rather than lost (see `_forget`).

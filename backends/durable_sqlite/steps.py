@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from durable import frozen
 from durable import plan as _plan
 from durable.journal import WORKFLOW_ADDRESSED
 from durable.plan import Delivery, Plan, RunState, Snapshot
@@ -71,10 +73,24 @@ def read_runs(
 ) -> dict[str, RunState]:
     """The runs ``run_ids`` and the current runs of ``workflow_ids``, by run id."""
     rows = conn.execute(_READ_RUNS, (_json(run_ids), _json(workflow_ids))).fetchall()
-    return {
-        r[0]: RunState(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], bool(r[7]), r[8])
-        for r in rows
+    return {r[0]: _run_state(r) for r in rows}
+
+
+def _run_state(r: tuple[Any, ...]) -> RunState:
+    """A row of `_READ_RUNS` as `RunState(*r)` (one a step of every batch: made by
+    `frozen.build`, without nine calls of `object.__setattr__`)."""
+    fields = {
+        "run_id": r[0],
+        "workflow_id": r[1],
+        "status": r[2],
+        "is_current": bool(r[3]),
+        "lease_owner": r[4],
+        "lease_expires_at": r[5],
+        "history_length": r[6],
+        "ready": bool(r[7]),
+        "problem": r[8],
     }
+    return frozen.build(RunState, fields)
 
 
 def commit_steps(
