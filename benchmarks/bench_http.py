@@ -108,6 +108,15 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``proc``, then SIGKILL if it has not exited within 10 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -136,11 +145,7 @@ def server(url: str) -> Iterator[str]:
                 time.sleep(0.1)
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 async def remote_worker(
@@ -240,11 +245,7 @@ def pollers(base: str, count: int, max_tasks: int) -> Iterator[None]:
     try:
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 # The Node.js twin of `remote_worker` (one poller, one task at a time), with no packages:
@@ -283,11 +284,7 @@ def node_poller(base: str) -> Iterator[bool]:
     try:
         yield True
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 async def serve_remote(base: str, count: int, max_tasks: int) -> None:

@@ -1091,43 +1091,6 @@ async def test_group_commit_fences_each_step(store: PostgresStore) -> None:
     assert await store.finish_task("run-0:2", "x", 1, done, now)
 
 
-async def test_an_attempt_ending_while_its_run_closes_sees_the_run_closed(
-    store: PostgresStore, admin: Any, schema: str
-) -> None:
-    """A retry waits for its run's lock while a commit closes the run: once it has the
-    lock it must see the run closed and drop the task, not queue another attempt for a run
-    that is over (the lock, not the statement's older snapshot, says whether it is)."""
-    now = time.time()
-    await store.create_run(_run(0, now), if_exists="error")
-    await store.claim_runs(
-        "w", queues=["default"], names=["wf"], now=now, lease_until=now + 60, limit=1
-    )
-    task = NewTask("run-0:2", "run-0", "wf-0", 2, "a", "default", b"", now)
-    step = StepCommit(
-        "run-0", "w", 0, [JournalEntry(1, "workflow_started", now, b"")], new_tasks=[task]
-    )
-    assert await store.commit_steps([step], now) == [True]
-    [claimed] = await store.claim_tasks(
-        "x", queues=["default"], names=["a"], now=now, lease_until=now + 60, limit=1
-    )
-    retry = TaskOutcome("retry", visible_at=now, last_error=b"boom")
-    async with admin.transaction():
-        await admin.execute(f'SELECT 1 FROM "{schema}".runs WHERE run_id = $1 FOR UPDATE', "run-0")
-        finishing = asyncio.create_task(
-            store.finish_task("run-0:2", "x", claimed.attempt, retry, now)
-        )
-        await asyncio.sleep(0.3)  # the finish waits for the run's lock
-        assert not finishing.done()
-        await admin.execute(
-            f"UPDATE \"{schema}\".runs SET status = 'completed', closed_at = $2 WHERE run_id = $1",
-            "run-0",
-            now,
-        )
-    assert await asyncio.wait_for(finishing, 10)
-    assert await store.read_task("run-0:2") is None  # dropped, not queued again
-    assert await store.read_inbox("run-0") == []
-
-
 async def _one_claimed_task(store: PostgresStore, now: float) -> int:
     """Run 0 with one task ``run-0:2`` leased to worker "x"; its attempt number."""
     await store.create_run(_run(0, now), if_exists="error")
@@ -1143,6 +1106,30 @@ async def _one_claimed_task(store: PostgresStore, now: float) -> int:
         "x", queues=["default"], names=["a"], now=now, lease_until=now + 60, limit=1
     )
     return claimed.attempt
+
+
+async def test_an_attempt_ending_while_its_run_closes_sees_the_run_closed(
+    store: PostgresStore, admin: Any, schema: str
+) -> None:
+    """A retry waits for its run's lock while a commit closes the run: once it has the
+    lock it must see the run closed and drop the task, not queue another attempt for a run
+    that is over (the lock, not the statement's older snapshot, says whether it is)."""
+    now = time.time()
+    attempt = await _one_claimed_task(store, now)
+    retry = TaskOutcome("retry", visible_at=now, last_error=b"boom")
+    async with admin.transaction():
+        await admin.execute(f'SELECT 1 FROM "{schema}".runs WHERE run_id = $1 FOR UPDATE', "run-0")
+        finishing = asyncio.create_task(store.finish_task("run-0:2", "x", attempt, retry, now))
+        await asyncio.sleep(0.3)  # the finish waits for the run's lock
+        assert not finishing.done()
+        await admin.execute(
+            f"UPDATE \"{schema}\".runs SET status = 'completed', closed_at = $2 WHERE run_id = $1",
+            "run-0",
+            now,
+        )
+    assert await asyncio.wait_for(finishing, 10)
+    assert await store.read_task("run-0:2") is None  # dropped, not queued again
+    assert await store.read_inbox("run-0") == []
 
 
 def _flush_cut_off(
