@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -202,3 +203,10 @@ async def test_logs_through_the_cli_http_and_console(store_url: str, tmp_path: P
             assert "ConnectionError: gateway &lt;down&gt;" in page.text  # escaped
             assert "gateway <down>" not in page.text
             assert 'class="log-error"' in page.text
+            # An activity run in the worker records its start with its attempts only: the
+            # step's "started" is its first attempt's, as the attempts table shows it.
+            started = re.search(r"<dt>started</dt><dd>([^<]*)</dd>", page.text)
+            first = re.search(r"<tr><td>1</td><td[^>]*>[^<]*</td><td>([^<]*)</td>", page.text)
+            assert started is not None
+            assert first is not None
+            assert started.group(1) == first.group(1) != "-"
