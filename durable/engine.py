@@ -30,7 +30,7 @@ import math
 import random
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -108,6 +108,10 @@ class Effects:
     cancelled_children: list[tuple[str, str]] = field(default_factory=list)  # (id, run id)
     # Children whose parent-close policy is "terminate", left running as the run closed.
     terminated_children: list[tuple[str, str]] = field(default_factory=list)  # (id, run id)
+
+
+# Every field of `Effects`: `WorkflowRun.take_effects` keeps an empty one only while all are.
+_EFFECT_FIELDS = tuple(f.name for f in fields(Effects))
 
 
 @dataclass(frozen=True)
@@ -257,12 +261,7 @@ class WorkflowRun(Calls, Waits, Handlers, Queries):
     def take_effects(self) -> Effects:
         """The non-journal effects accumulated since the last call."""
         effects = self._effects
-        if (
-            effects.cancelled_activities
-            or effects.cancelled_timers
-            or effects.cancelled_children
-            or effects.terminated_children
-        ):
+        if any(getattr(effects, name) for name in _EFFECT_FIELDS):
             self._effects = Effects()
         return effects  # none (most steps): the same empty one, not a new one per step
 

@@ -11,7 +11,7 @@ import pytest
 import durable
 from durable import payload
 from durable.definition import workflow_definition
-from durable.engine import INPUT_KINDS, WorkflowRun
+from durable.engine import INPUT_KINDS, Effects, WorkflowRun
 from durable.errors import NonDeterminismError, RemoteError
 
 T0 = 1_700_000_000.0
@@ -182,6 +182,7 @@ def test_signal_beats_timer_and_cancels_it() -> None:
     j.feed("signal_received", {"name": "go", "value": payload.encode(7)}, T0 + 5)
     assert payload.decode(j.run.outcome.result or b"") == "got 7"  # type: ignore[union-attr]
     assert j.run.take_effects().cancelled_timers == [3]
+    assert j.run.take_effects() == Effects()  # taken once: the next step has none
     j.replay()
 
 
@@ -218,6 +219,7 @@ def test_asyncio_wait_for_is_a_durable_timer() -> None:
     j.feed("timer_fired", {"ref": timer}, T0 + 10)
     assert payload.decode(j.run.outcome.result or b"") == "too slow"  # type: ignore[union-attr]
     assert j.run.take_effects().cancelled_activities == [j.seq_of("activity_scheduled")]
+    assert j.run.take_effects() == Effects()
     j.replay()
 
 
