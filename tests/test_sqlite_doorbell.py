@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -181,3 +182,49 @@ async def test_too_many_topics_to_name_wake_everyone(tmp_path: Path) -> None:
             assert other_hub.topics_since(mark) is None  # "*": anything may have changed
         finally:
             other.close()
+
+
+def _commit_without_doorbell(path: Path) -> None:
+    """A commit by a connection that rings nobody (another user's process, or one with
+    another ``TMPDIR``), concerning no waiter: it moves only ``data_version``."""
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
+        raw.execute("INSERT INTO scratch VALUES (1)")
+    raw.close()
+
+
+async def test_with_a_ringing_neighbour_data_version_is_only_the_net(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where other processes ring this one's doorbell, a commit of theirs that concerns no
+    waiter here (a ``durable server``'s claim) does not end a wait on work at the first
+    ``data_version`` check; a writer with no doorbell is still noticed, by the check made
+    every `POLL_INTERVAL` (1 s here, against a first check after 5 ms)."""
+    monkeypatch.setattr(wakeups, "POLL_INTERVAL", 1.0)
+    path = tmp_path / "app.db"
+    async with SQLiteStore(f"sqlite:///{path}") as store:
+        neighbour = doorbell.Doorbell.open(Hub(), str(path))  # another process's, as seen
+        assert neighbour is not None
+        try:
+            assert await claim(store, "w1") == []  # the wait's baseline
+            _commit_without_doorbell(path)
+            started = time.monotonic()
+            await store.wait([TOPIC_RUNS], WAIT)
+            assert 0.9 <= time.monotonic() - started < WAIT - 1
+        finally:
+            neighbour.close()
+
+
+async def test_with_no_neighbour_to_ring_data_version_is_looked_at_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No other doorbell: every other writer is one that rings nobody, so the first check
+    comes after `POLL_FIRST` as before, not a `POLL_INTERVAL` later."""
+    monkeypatch.setattr(wakeups, "POLL_INTERVAL", 30.0)
+    path = tmp_path / "app.db"
+    async with SQLiteStore(f"sqlite:///{path}") as store:
+        assert await claim(store, "w1") == []
+        _commit_without_doorbell(path)
+        started = time.monotonic()
+        await store.wait([TOPIC_RUNS], WAIT)
+        assert time.monotonic() - started < WAIT - 1

@@ -15,7 +15,11 @@ and after each commit its `Hub` sends the topics it notified (the same payload a
 PostgreSQL's NOTIFY, `durable_postgres.listener.encode_payload`) to every other doorbell
 there; a process that receives one notifies its hub with them, waking its waiters at once.
 It is a shortcut, never the only way: a datagram lost (a full buffer, a process that had
-not bound yet) leaves the ``data_version`` poll to notice the commit, as before.
+not bound yet) leaves the ``data_version`` poll to notice the commit. While other doorbells
+exist, a wait on work trusts the rings and makes that poll's first check only after
+`durable_sqlite.wakeups.POLL_INTERVAL` (50 ms), so a lost ring, or a writer without a
+doorbell (another user's process, one with another ``TMPDIR`` or a private ``/tmp``), is
+noticed within that; alone, the poll starts after 5 ms, as it always did.
 
 Sending costs a ``stat`` of the directory (re-listed only when it changed) and one
 ``sendto`` per other process. A doorbell whose process died (``ECONNREFUSED``) is removed
@@ -154,6 +158,11 @@ class Doorbell:
             except OSError as exc:
                 if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
                     self._forget(peer, gone=exc.errno == errno.ECONNREFUSED)
+
+    def has_peers(self) -> bool:
+        """Whether another process has a doorbell of this file (and so rings this one after
+        each of its commits)."""
+        return bool(self._current_peers())
 
     def _current_peers(self) -> list[str]:
         try:

@@ -33,7 +33,10 @@ Concurrency model:
   with no query in between. Commits by other processes are seen by `wait` polling
   ``PRAGMA data_version`` while it waits for work: first after `POLL_FIRST`, the delay
   doubling up to `POLL_INTERVAL` while nothing changes, so a busy neighbour is noticed
-  within milliseconds and an idle wait costs about 20 checks a second. Waits on a
+  within milliseconds and an idle wait costs about 20 checks a second. Where the other
+  processes ring this one's doorbell (`durable_sqlite.doorbell`) the ring wakes the wait,
+  and the first check comes only after `POLL_INTERVAL`: a neighbour's commits that concern
+  no waiter here (its claims) no longer cost a query each. Waits on a
   workflow's topic (``result()``, ``read()``) share one watcher task per store: while any
   are waiting it checks ``data_version`` the same way and, when another connection has
   committed, reads the watched workflows' current runs in the same hop and notifies
@@ -159,7 +162,7 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steerin
         self._watcher: asyncio.Task[None] | None = None
         # finish_task calls written together (see finish_task).
         self._finishes = Grouped(self._finish_group, FINISH_BATCH)
-        self._doorbell = False  # whether this store uses its process's doorbell of the file
+        self._bell: _doorbell.Doorbell | None = None  # its process's doorbell of the file
         self._wal: int | None = None  # a descriptor of the -wal file, for `_sync_log`
         self._wal_path = os.path.abspath(self.path) + "-wal"
         self._syncing = 0  # `_sync_log` calls under way (the last closes ``_wal`` late)
@@ -203,12 +206,12 @@ class SQLiteStore(Listing, Logs, QueryRows, Updates, Wakeups, Schedules, Steerin
             raise
         self._db, self._file = db, file
         self._state = "open"
-        self._doorbell = _doorbell.attach(self.hub, self.path) is not None
+        self._bell = _doorbell.attach(self.hub, self.path)
 
     async def aclose(self) -> None:
         """Close the connection. Idempotent."""
-        if self._doorbell:
-            self._doorbell = False
+        if self._bell is not None:
+            self._bell = None
             _doorbell.detach(self.hub)
         self._state = "closed"  # no new watcher from here on
         watcher, self._watcher = self._watcher, None

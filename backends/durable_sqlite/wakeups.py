@@ -4,7 +4,9 @@ SQLite has no notifications between processes. A commit in this process notifies
 in-process `Hub` at once, and a waiter in this process wakes from that alone: no query
 stands between a commit and its wake-up. Another process's commit is noticed by ``PRAGMA
 data_version`` changing: `Wakeups.wait` polls it while it waits for work (first after
-`POLL_FIRST`, the delay doubling up to `POLL_INTERVAL` while nothing changes), and waits on
+`POLL_FIRST`, the delay doubling up to `POLL_INTERVAL` while nothing changes; where other
+processes ring this one's doorbell, `durable_sqlite.doorbell`, their commits wake it by the
+ring, and the poll is only the net under a lost ring, every `POLL_INTERVAL`), and waits on
 a workflow's topic (``result()``, ``read()``) share one watcher task per store, which
 checks the data version and, when it moved, reads the watched workflows' current runs in
 the same thread hop, notifying those whose (run, status, journal length) changed since
@@ -39,6 +41,7 @@ from durable.store import TOPIC_RUNS, TOPIC_STATUS, TOPIC_TASKS, TOPIC_TIMERS, r
 from durable.topics import TOPIC_ANSWERS, TOPIC_QUERIES, end_topic
 
 from . import transact as _tx
+from .doorbell import Doorbell
 
 __all__ = ["POLL_FIRST", "POLL_INTERVAL", "Wakeups"]
 
@@ -121,6 +124,7 @@ class Wakeups:
     _watcher: asyncio.Task[None] | None
 
     _local: OrderedDict[str, _Seen]  # `local_writes` of this store's hub
+    _bell: Doorbell | None  # its process's doorbell of the file, if it has one
 
     def _conn(self) -> aiosqlite.Connection:
         raise NotImplementedError  # SQLiteStore's
@@ -183,7 +187,7 @@ class Wakeups:
             # before it waits). This one check before waiting is off the hot path.
             now = await self._call(_tx.data_version)
             baselines = {now if b is None else b for b in baselines}
-        step = POLL_FIRST
+        step = POLL_INTERVAL if self._rung() else POLL_FIRST
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -197,6 +201,16 @@ class Wakeups:
             current = await self._call(_tx.data_version)
             if any(b != current for b in baselines):
                 return
+
+    def _rung(self) -> bool:
+        """Whether other processes' commits that concern this one's waits ring its doorbell:
+        it has one, and so do they (`durable_sqlite.doorbell`). A ring wakes the hub's wait at
+        once, so a wait on work need not look at ``data_version`` early: its check is then
+        the net under a lost ring or a writer with no doorbell (another user's, another
+        ``TMPDIR``'s), made every `POLL_INTERVAL`. Otherwise each commit of a neighbour that
+        concerns no waiter here (a ``durable server``'s claim of a remote task, its lease
+        renewals) would wake every wait on work in this process for a query each."""
+        return self._bell is not None and self._bell.has_peers()
 
     def _observe(self, workflow_id: str, seen: _Seen) -> bool:
         """Remember what this store last saw of a workflow; a change announces itself to
